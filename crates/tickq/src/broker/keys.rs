@@ -1,0 +1,91 @@
+//! The Redis key schema: the only place key strings are built.
+//!
+//! Every key of a queue carries the queue name as a hash tag (`tickq:{<queue>}:...`), so all
+//! keys one script touches live in one Cluster slot. The schema is documented in
+//! `docs/redis-keys.md`; change both together and bump [`SCHEMA_VERSION`].
+
+/// Version of the key schema and of the stored job format.
+pub(crate) const SCHEMA_VERSION: u32 = 1;
+
+/// The set of queue names that have ever received a job (global, not hash-tagged; written by
+/// plain commands, never inside a per-queue script).
+pub(crate) const QUEUES: &str = "tickq:queues";
+
+/// Every key of one queue, built once and reused for each call.
+#[derive(Debug, Clone)]
+pub(crate) struct QueueKeys {
+    pub(crate) name: String,
+    /// Prefix of job hashes: the job key is this followed by the job id.
+    pub(crate) job_prefix: String,
+    pub(crate) pending: String,
+    pub(crate) scheduled: String,
+    pub(crate) retry: String,
+    pub(crate) active: String,
+    pub(crate) completed: String,
+    pub(crate) dead: String,
+    pub(crate) cancelled: String,
+    pub(crate) seq: String,
+    pub(crate) marker: String,
+    pub(crate) stats: String,
+}
+
+impl QueueKeys {
+    pub(crate) fn new(queue: &str) -> QueueKeys {
+        let base = format!("tickq:{{{queue}}}:");
+        let key = |suffix: &str| format!("{base}{suffix}");
+        QueueKeys {
+            name: queue.to_owned(),
+            job_prefix: key("job:"),
+            pending: key("pending"),
+            scheduled: key("scheduled"),
+            retry: key("retry"),
+            active: key("active"),
+            completed: key("completed"),
+            dead: key("dead"),
+            cancelled: key("cancelled"),
+            seq: key("seq"),
+            marker: key("marker"),
+            stats: key("stats"),
+        }
+    }
+
+    pub(crate) fn job(&self, id: &str) -> String {
+        format!("{}{id}", self.job_prefix)
+    }
+
+    /// The index (sorted set) that holds jobs in `state`.
+    pub(crate) fn index(&self, state: crate::JobState) -> &str {
+        use crate::JobState::*;
+        match state {
+            Scheduled => &self.scheduled,
+            Pending => &self.pending,
+            Active => &self.active,
+            Retry => &self.retry,
+            Dead => &self.dead,
+            Completed => &self.completed,
+            Cancelled => &self.cancelled,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_the_queue_hash_tag() {
+        let k = QueueKeys::new("emails");
+        assert_eq!(k.pending, "tickq:{emails}:pending");
+        assert_eq!(k.job("abc"), "tickq:{emails}:job:abc");
+        for key in [
+            &k.scheduled,
+            &k.retry,
+            &k.active,
+            &k.marker,
+            &k.seq,
+            &k.stats,
+        ] {
+            assert!(key.starts_with("tickq:{emails}:"), "{key}");
+        }
+    }
+}

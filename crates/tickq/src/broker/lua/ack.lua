@@ -1,0 +1,49 @@
+-- ack: mark leased jobs completed, if the caller still holds them.
+-- KEYS[1] active  KEYS[2] completed  KEYS[3] stats
+-- ARGV[1] job key prefix  ARGV[2] keep ms  ARGV[3] keep max; then 3 per job: id, fence, result
+--   (empty result = none). keep ms or keep max of 0 deletes the job at once.
+-- A job is acked only while it is active with the same fence: a zombie whose lease was taken
+--   over cannot complete the job someone else now holds.
+-- Returns {acked count, stale id...} (stale = not applied: lease lost, or job gone).
+-- Idempotent: yes; a second ack of the same job and fence finds it completed and reports stale.
+local prefix = ARGV[1]
+local keep_ms = tonumber(ARGV[2])
+local keep_max = tonumber(ARGV[3])
+local keep = keep_ms > 0 and keep_max > 0
+local now = now_ms()
+local done = {}
+local index = {}
+local stale = {}
+for i = 4, #ARGV, 3 do
+  local id = ARGV[i]
+  local jk = prefix .. id
+  local f = redis.call('HMGET', jk, 'state', 'fence')
+  if f[1] == 'active' and f[2] == ARGV[i + 1] then
+    done[#done + 1] = id
+    if keep then
+      if ARGV[i + 2] ~= '' then
+        redis.call('HSET', jk, 'state', 'completed', 'finished', now, 'result', ARGV[i + 2])
+      else
+        redis.call('HSET', jk, 'state', 'completed', 'finished', now)
+      end
+      redis.call('PEXPIRE', jk, keep_ms)
+      index[#index + 1] = now
+      index[#index + 1] = id
+    else
+      redis.call('DEL', jk)
+    end
+  else
+    stale[#stale + 1] = id
+  end
+end
+if #done > 0 then
+  zrem_many(KEYS[1], done)
+  redis.call('HINCRBY', KEYS[3], 'processed', #done)
+end
+if #index > 0 then
+  zadd_many(KEYS[2], index)
+  cap_index(prefix, KEYS[2], keep_max)
+end
+local out = {#done}
+for _, id in ipairs(stale) do out[#out + 1] = id end
+return out

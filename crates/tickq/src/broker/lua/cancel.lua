@@ -1,0 +1,25 @@
+-- cancel: stop a job. Waiting jobs (scheduled, pending, retry) become cancelled at once; an
+-- active job gets a cancel request that its worker sees at its next lease renewal.
+-- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] cancelled
+-- ARGV[1] job key prefix  ARGV[2] id  ARGV[3] keep ms
+-- Returns 'cancelled' (done now), 'cancelling' (active: asked), 'notfound', or the job's state
+--   when it is already finished ('completed', 'dead', 'cancelled').
+-- Idempotent: yes; cancelling a cancelled job answers 'cancelled' and changes nothing.
+local jk = ARGV[1] .. ARGV[2]
+local id = ARGV[2]
+local state = redis.call('HGET', jk, 'state')
+if not state then return 'notfound' end
+local from = {pending = KEYS[1], scheduled = KEYS[2], retry = KEYS[3]}
+if from[state] then
+  local now = now_ms()
+  redis.call('ZREM', from[state], id)
+  redis.call('HSET', jk, 'state', 'cancelled', 'finished', now)
+  redis.call('PEXPIRE', jk, tonumber(ARGV[3]))
+  redis.call('ZADD', KEYS[4], now, id)
+  return 'cancelled'
+end
+if state == 'active' then
+  redis.call('HSET', jk, 'cancel', 1)
+  return 'cancelling'
+end
+return state

@@ -1,0 +1,33 @@
+-- janitor: enforce retention on finished jobs.
+-- KEYS[1] completed  KEYS[2] cancelled  KEYS[3] dead
+-- ARGV[1] job key prefix  ARGV[2] keep ms (completed, cancelled)  ARGV[3] dead keep ms
+-- ARGV[4] max entries to drop per index per call
+-- Completed and cancelled job hashes expire on their own (PEXPIRE at the transition); this
+--   drops their index entries once that time has passed. Dead jobs have no TTL: the janitor
+--   deletes those older than the dead keep time.
+-- Returns the number of index entries dropped.
+-- Idempotent: yes.
+local prefix = ARGV[1]
+local now = now_ms()
+local limit = tonumber(ARGV[4])
+local dropped = 0
+for _, k in ipairs({KEYS[1], KEYS[2]}) do
+  local ids = redis.call('ZRANGE', k, '-inf', now - tonumber(ARGV[2]), 'BYSCORE', 'LIMIT', 0, limit)
+  if #ids > 0 then
+    zrem_many(k, ids)
+    for _, id in ipairs(ids) do
+      -- A job retried after it finished is no longer in this state: leave its hash alone.
+      local jk = prefix .. id
+      local state = redis.call('HGET', jk, 'state')
+      if state == 'completed' or state == 'cancelled' then redis.call('DEL', jk) end
+    end
+    dropped = dropped + #ids
+  end
+end
+local dead = redis.call('ZRANGE', KEYS[3], '-inf', now - tonumber(ARGV[3]), 'BYSCORE', 'LIMIT', 0, limit)
+if #dead > 0 then
+  zrem_many(KEYS[3], dead)
+  for _, id in ipairs(dead) do redis.call('DEL', prefix .. id) end
+  dropped = dropped + #dead
+end
+return dropped

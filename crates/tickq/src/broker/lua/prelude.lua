@@ -1,0 +1,69 @@
+-- prelude: helpers shared by every script (scripts.rs prepends this file to each one).
+-- Scripts never invent key names: fixed keys come in KEYS, job keys are ARGV[1] (the queue's
+-- job key prefix, built by keys.rs) followed by the job id.
+
+-- Redis TIME in milliseconds: the only clock that decides "due" and "expired".
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Pending jobs are ordered by priority (higher first), then FIFO by a per-queue sequence.
+-- Priority is clamped to [-1000, 1000] by the client; 2001 bands of 2^42 sequence numbers stay
+-- below 2^53, so every score is an exact double.
+local PRIORITY_MAX = 1000
+local SEQ_SPAN = 4398046511104
+local function pending_score(priority, seq)
+  return (PRIORITY_MAX - priority) * SEQ_SPAN + seq
+end
+
+-- ZADD with many score/member pairs, in chunks that stay under Lua's unpack limit.
+local function zadd_many(key, pairs)
+  local chunk = 4000
+  for i = 1, #pairs, chunk do
+    redis.call('ZADD', key, unpack(pairs, i, math.min(i + chunk - 1, #pairs)))
+  end
+end
+
+-- ZREM with many members, chunked like zadd_many.
+local function zrem_many(key, members)
+  local chunk = 4000
+  for i = 1, #members, chunk do
+    redis.call('ZREM', key, unpack(members, i, math.min(i + chunk - 1, #members)))
+  end
+end
+
+-- Move due jobs (score <= now) from a due set (scheduled or retry) into pending.
+-- Returns how many moved.
+local function promote(prefix, due_key, pending_key, seq_key, now, limit)
+  local ids = redis.call('ZRANGE', due_key, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
+  if #ids == 0 then return 0 end
+  local seq = redis.call('INCRBY', seq_key, #ids) - #ids
+  local pairs = {}
+  for i, id in ipairs(ids) do
+    local jk = prefix .. id
+    local prio = tonumber(redis.call('HGET', jk, 'priority') or '0') or 0
+    redis.call('HSET', jk, 'state', 'pending')
+    pairs[#pairs + 1] = pending_score(prio, seq + i)
+    pairs[#pairs + 1] = id
+  end
+  zrem_many(due_key, ids)
+  zadd_many(pending_key, pairs)
+  return #ids
+end
+
+-- Keep at most `max` members in a finished-jobs index (completed, dead, cancelled): evict the
+-- oldest and delete their job hashes.
+local function cap_index(prefix, index_key, max)
+  local excess = redis.call('ZCARD', index_key) - max
+  if excess <= 0 then return end
+  local old = redis.call('ZPOPMIN', index_key, excess)
+  for i = 1, #old, 2 do
+    redis.call('DEL', prefix .. old[i])
+  end
+end
+
+-- Wake one idle worker of the queue (workers block on the marker with BZPOPMIN).
+local function wake(marker_key)
+  redis.call('ZADD', marker_key, 0, 'wake')
+end

@@ -1,0 +1,43 @@
+-- recover: take back jobs whose lease expired (their worker died, stalled or was cut off).
+-- KEYS[1] active  KEYS[2] pending  KEYS[3] dead  KEYS[4] cancelled  KEYS[5] seq  KEYS[6] marker
+-- KEYS[7] stats
+-- ARGV[1] job key prefix  ARGV[2] max jobs  ARGV[3] dead max  ARGV[4] keep ms (cancelled)
+-- An expired job goes back to pending with its attempt kept (the next claim counts a new
+--   attempt), to dead when that attempt was its last, or to cancelled when a cancel was asked.
+-- Returns {to pending, to dead, to cancelled}.
+-- Idempotent: yes; a job is recovered once, then it is no longer active.
+local prefix = ARGV[1]
+local now = now_ms()
+local ids = redis.call('ZRANGE', KEYS[1], '-inf', '(' .. now, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[2]))
+local to_pending, to_dead, to_cancelled = 0, 0, 0
+for _, id in ipairs(ids) do
+  local jk = prefix .. id
+  redis.call('ZREM', KEYS[1], id)
+  local f = redis.call('HMGET', jk, 'state', 'attempt', 'max', 'priority', 'cancel')
+  if f[1] == 'active' then
+    local err = 'lease expired: the worker holding attempt ' .. (f[2] or '?') ..
+      ' stopped renewing it (crashed, stalled or cut off from Redis)'
+    if f[5] then
+      redis.call('HSET', jk, 'state', 'cancelled', 'finished', now, 'error', 'cancelled')
+      redis.call('HDEL', jk, 'cancel', 'owner', 'lease')
+      redis.call('PEXPIRE', jk, tonumber(ARGV[4]))
+      redis.call('ZADD', KEYS[4], now, id)
+      to_cancelled = to_cancelled + 1
+    elseif (tonumber(f[2]) or 0) >= (tonumber(f[3]) or 0) then
+      redis.call('HSET', jk, 'state', 'dead', 'finished', now, 'error', err)
+      redis.call('HDEL', jk, 'owner', 'lease')
+      redis.call('ZADD', KEYS[3], now, id)
+      redis.call('HINCRBY', KEYS[7], 'failed', 1)
+      cap_index(prefix, KEYS[3], tonumber(ARGV[3]))
+      to_dead = to_dead + 1
+    else
+      local seq = redis.call('INCR', KEYS[5])
+      redis.call('HSET', jk, 'state', 'pending', 'error', err)
+      redis.call('HDEL', jk, 'owner', 'lease')
+      redis.call('ZADD', KEYS[2], pending_score(tonumber(f[4]) or 0, seq), id)
+      to_pending = to_pending + 1
+    end
+  end
+end
+if to_pending > 0 then wake(KEYS[6]) end
+return {to_pending, to_dead, to_cancelled}

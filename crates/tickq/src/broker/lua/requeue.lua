@@ -1,0 +1,24 @@
+-- requeue: hand leased jobs back to pending without charging the attempt (graceful shutdown).
+-- KEYS[1] active  KEYS[2] pending  KEYS[3] seq  KEYS[4] marker
+-- ARGV[1] job key prefix; then 2 per job: id, fence
+-- Only jobs still held with the same fence move; the attempt counter goes back by one so the
+--   interrupted run does not count against max attempts.
+-- Returns the number of jobs handed back.
+-- Idempotent: yes; a second call finds the jobs pending and does nothing.
+local prefix = ARGV[1]
+local moved = 0
+for i = 2, #ARGV, 2 do
+  local id = ARGV[i]
+  local jk = prefix .. id
+  local f = redis.call('HMGET', jk, 'state', 'fence', 'attempt', 'priority')
+  if f[1] == 'active' and f[2] == ARGV[i + 1] then
+    local seq = redis.call('INCR', KEYS[3])
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('HSET', jk, 'state', 'pending', 'attempt', math.max((tonumber(f[3]) or 1) - 1, 0))
+    redis.call('HDEL', jk, 'owner', 'lease')
+    redis.call('ZADD', KEYS[2], pending_score(tonumber(f[4]) or 0, seq), id)
+    moved = moved + 1
+  end
+end
+if moved > 0 then wake(KEYS[4]) end
+return moved

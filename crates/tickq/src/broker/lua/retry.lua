@@ -1,0 +1,27 @@
+-- retry: run a dead, cancelled, retry or scheduled job now.
+-- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] dead  KEYS[5] cancelled
+-- KEYS[6] seq  KEYS[7] marker
+-- ARGV[1] job key prefix  ARGV[2] id
+-- A dead or cancelled job starts over with a fresh attempt budget; a retry or scheduled job
+--   keeps its attempts and only skips the wait.
+-- Returns the state it had, 'notfound', or (refused, nothing changed) 'pending', 'active',
+--   'completed'.
+-- Idempotent: yes; a second call finds the job pending and answers 'pending'.
+local id = ARGV[2]
+local jk = ARGV[1] .. id
+local f = redis.call('HMGET', jk, 'state', 'priority')
+local state = f[1]
+if not state then return 'notfound' end
+local from = {scheduled = KEYS[2], retry = KEYS[3], dead = KEYS[4], cancelled = KEYS[5]}
+if not from[state] then return state end
+redis.call('ZREM', from[state], id)
+local seq = redis.call('INCR', KEYS[6])
+if state == 'dead' or state == 'cancelled' then
+  redis.call('HSET', jk, 'attempt', 0)
+  redis.call('HDEL', jk, 'finished')
+end
+redis.call('HSET', jk, 'state', 'pending', 'due', now_ms())
+redis.call('PERSIST', jk)
+redis.call('ZADD', KEYS[1], pending_score(tonumber(f[2]) or 0, seq), id)
+wake(KEYS[7])
+return state

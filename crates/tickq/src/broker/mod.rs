@@ -1,0 +1,735 @@
+//! The Redis layer: key names, the stored job format and one atomic script per transition.
+//!
+//! It owns no timers and spawns nothing: the worker runtime decides when to call it.
+
+pub(crate) mod keys;
+pub(crate) mod message;
+pub(crate) mod scripts;
+mod value;
+
+use crate::job::{Due, Enqueued, JobInfo, JobState, NewJob, ms_to_timestamp};
+use crate::{Error, ErrorKind, Result};
+use keys::{QueueKeys, SCHEMA_VERSION};
+use message::Envelope;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Value};
+use scripts::SCRIPTS;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use value::{int, text};
+
+/// Most jobs one enqueue script call creates; bigger batches are split so one script never
+/// holds Redis for long.
+const ENQUEUE_CHUNK: usize = 1000;
+
+/// How long finished jobs are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// How long a completed or cancelled job is kept. Default: 24 hours. Zero: not kept.
+    pub completed_for: Duration,
+    /// At most this many completed jobs per queue (the oldest go first). Default: 10,000.
+    pub completed_max: u64,
+    /// How long a dead job is kept. Default: 30 days.
+    pub dead_for: Duration,
+    /// At most this many dead jobs per queue (the oldest go first). Default: 10,000.
+    pub dead_max: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            completed_for: Duration::from_secs(24 * 3600),
+            completed_max: 10_000,
+            dead_for: Duration::from_secs(30 * 24 * 3600),
+            dead_max: 10_000,
+        }
+    }
+}
+
+impl Retention {
+    fn keep_ms(&self) -> u64 {
+        if self.completed_max == 0 {
+            0
+        } else {
+            self.completed_for.as_millis() as u64
+        }
+    }
+}
+
+/// A leased job as the claim script returns it.
+#[derive(Debug, Clone)]
+pub(crate) struct Claimed {
+    pub(crate) id: String,
+    pub(crate) data: Vec<u8>,
+    pub(crate) attempt: u32,
+    pub(crate) fence: u64,
+}
+
+/// The answer of one claim call.
+#[derive(Debug, Clone)]
+pub(crate) struct ClaimBatch {
+    /// Redis time of the call, ms.
+    pub(crate) now_ms: i64,
+    /// When to look again (Redis ms): `now_ms` if work is left, -1 if nothing waits.
+    pub(crate) next_due_ms: i64,
+    #[allow(dead_code, reason = "read by the script tests")]
+    pub(crate) lease_until_ms: i64,
+    pub(crate) jobs: Vec<Claimed>,
+}
+
+/// How a failed attempt ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FailMode {
+    /// Retry after the delay, or dead when attempts are used up.
+    Retry(Duration),
+    /// Dead now.
+    Kill,
+    /// Cancelled (a cancel was asked while it ran).
+    Cancel,
+}
+
+/// The state a failed attempt left the job in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FailOutcome {
+    Retry,
+    Dead,
+    Cancelled,
+    /// Not applied: the caller no longer holds the job.
+    Stale,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AckOutcome {
+    pub(crate) acked: u64,
+    pub(crate) stale: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Renewed {
+    #[allow(dead_code, reason = "read by the script tests")]
+    pub(crate) lease_until_ms: i64,
+    pub(crate) lost: Vec<String>,
+    pub(crate) cancel_requested: Vec<String>,
+}
+
+/// What one recover call did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Recovered {
+    pub(crate) to_pending: u64,
+    pub(crate) to_dead: u64,
+    pub(crate) to_cancelled: u64,
+}
+
+/// The answer to a cancel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The job was waiting and is now cancelled (or was cancelled already).
+    Cancelled,
+    /// The job is running; its worker was asked to stop it.
+    Cancelling,
+}
+
+/// Counts of one queue's jobs by state, and its totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueCounts {
+    /// The queue.
+    pub queue: String,
+    /// Jobs in each state.
+    pub states: BTreeMap<JobState, u64>,
+    /// Attempts that completed successfully, ever.
+    pub processed: u64,
+    /// Attempts that failed (each retry counts), ever.
+    pub failed: u64,
+}
+
+/// A connection to Redis plus the script set: cheap to clone, shared by every component.
+#[derive(Clone)]
+pub(crate) struct Broker {
+    client: redis::Client,
+    conn: ConnectionManager,
+    keys: Arc<Mutex<HashMap<String, Arc<QueueKeys>>>>,
+    registered: Arc<Mutex<HashSet<String>>>,
+}
+
+/// The URL with any password replaced, safe for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
+            } else {
+                format!("{}***{}", &url[..scheme_end + 3], &url[at..])
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Broker {
+    /// Connect to Redis and load the scripts. Fails with `Unavailable` when Redis cannot be
+    /// reached and `InvalidArgument` when the URL is malformed.
+    pub(crate) async fn connect(url: &str) -> Result<Broker> {
+        let client = redis::Client::open(url).map_err(|e| {
+            Error::invalid(format!(
+                "invalid Redis URL {:?}: expected redis://[user:pass@]host:port[/db], \
+                 rediss://... or redis+unix:///path/to/redis.sock",
+                redact_url(url)
+            ))
+            .with_source(e)
+        })?;
+        let conn = Self::manager(&client, Duration::from_secs(5))
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "no Redis at {}; start one with `redis-server` or pass --redis",
+                        redact_url(url)
+                    ),
+                )
+                .with_source(e)
+            })?;
+        let broker = Broker {
+            client,
+            conn,
+            keys: Arc::default(),
+            registered: Arc::default(),
+        };
+        broker.load_scripts().await?;
+        Ok(broker)
+    }
+
+    async fn manager(
+        client: &redis::Client,
+        response_timeout: Duration,
+    ) -> redis::RedisResult<ConnectionManager> {
+        // redis-rs defaults to a 500 ms response timeout, too short for a loaded Redis and for
+        // blocking commands; each connection sets its own.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(response_timeout))
+            .set_max_delay(Duration::from_secs(2))
+            .set_number_of_retries(6);
+        client.get_connection_manager_with_config(config).await
+    }
+
+    /// A separate connection for blocking commands, which would stall the shared multiplexed
+    /// one. Its response timeout covers the longest block.
+    pub(crate) async fn blocking_connection(&self, block: Duration) -> Result<ConnectionManager> {
+        Ok(Self::manager(&self.client, block + Duration::from_secs(5)).await?)
+    }
+
+    async fn load_scripts(&self) -> Result<()> {
+        let mut conn = self.conn.clone();
+        for script in SCRIPTS.all() {
+            script.load_async(&mut conn).await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// The keys of `queue` (built once per queue and cached).
+    pub(crate) fn keys(&self, queue: &str) -> Arc<QueueKeys> {
+        let mut keys = self.keys.lock().expect("keys cache poisoned");
+        keys.entry(queue.to_owned())
+            .or_insert_with(|| Arc::new(QueueKeys::new(queue)))
+            .clone()
+    }
+
+    /// Record the queue in the global registry, once per process.
+    pub(crate) async fn register_queue(&self, queue: &str) -> Result<()> {
+        if self
+            .registered
+            .lock()
+            .expect("registry poisoned")
+            .contains(queue)
+        {
+            return Ok(());
+        }
+        let _: i64 = self.conn.clone().sadd(keys::QUEUES, queue).await?;
+        self.registered
+            .lock()
+            .expect("registry poisoned")
+            .insert(queue.to_owned());
+        Ok(())
+    }
+
+    /// Every queue that has ever received a job, sorted.
+    pub(crate) async fn queues(&self) -> Result<Vec<String>> {
+        let mut queues: Vec<String> = self.conn.clone().smembers(keys::QUEUES).await?;
+        queues.sort();
+        Ok(queues)
+    }
+
+    /// Enqueue jobs (any mix of queues), one script call per queue and chunk, all in flight
+    /// at once. Answers in the order given.
+    pub(crate) async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        for job in &jobs {
+            job.validate()?;
+        }
+        let mut by_queue: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, job) in jobs.iter().enumerate() {
+            by_queue.entry(&job.queue).or_default().push(i);
+        }
+        for queue in by_queue.keys() {
+            self.register_queue(queue).await?;
+        }
+        let ids: Vec<String> = jobs
+            .iter()
+            .map(|j| {
+                j.id.clone()
+                    .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+            })
+            .collect();
+        let mut calls = Vec::new();
+        for (queue, indexes) in &by_queue {
+            let keys = self.keys(queue);
+            for chunk in indexes.chunks(ENQUEUE_CHUNK) {
+                let mut inv = SCRIPTS.enqueue.prepare_invoke();
+                inv.key(&keys.pending)
+                    .key(&keys.scheduled)
+                    .key(&keys.seq)
+                    .key(&keys.marker);
+                inv.arg(&keys.job_prefix);
+                for &i in chunk {
+                    let job = &jobs[i];
+                    let envelope = Envelope {
+                        v: SCHEMA_VERSION,
+                        id: ids[i].clone(),
+                        queue: job.queue.clone(),
+                        kind: job.kind.clone(),
+                        payload: job.payload.clone(),
+                        timeout_ms: job.timeout.map(|t| t.as_millis() as u64),
+                        meta: job.meta.clone(),
+                    };
+                    let (at_ms, delay_ms) = match job.due {
+                        Due::Now => (0i64, 0u64),
+                        Due::In(d) => (0, (d.as_millis() as u64).max(1)),
+                        Due::At(t) => (t.as_millisecond().max(1), 0),
+                    };
+                    inv.arg(&ids[i]).arg(envelope.encode()).arg(job.priority);
+                    inv.arg(job.max_attempts).arg(at_ms).arg(delay_ms);
+                }
+                let mut conn = self.conn.clone();
+                let chunk = chunk.to_vec();
+                calls.push(async move {
+                    let states: Vec<String> = inv.invoke_async(&mut conn).await?;
+                    Ok::<_, Error>((chunk, states))
+                });
+            }
+        }
+        let mut out: Vec<Option<Enqueued>> = vec![None; jobs.len()];
+        for result in futures::future::join_all(calls).await {
+            let (chunk, states) = result?;
+            for (i, answer) in chunk.into_iter().zip(states) {
+                let (state, created) = match answer.strip_prefix("exists:") {
+                    Some(existing) => (existing, false),
+                    None => (answer.as_str(), true),
+                };
+                out[i] = Some(Enqueued {
+                    id: ids[i].clone(),
+                    queue: jobs[i].queue.clone(),
+                    state: state.parse()?,
+                    created,
+                });
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|e| e.expect("every job answered"))
+            .collect())
+    }
+
+    pub(crate) async fn claim(
+        &self,
+        keys: &QueueKeys,
+        owner: &str,
+        lease: Duration,
+        max: usize,
+    ) -> Result<ClaimBatch> {
+        let reply: Vec<Value> = SCRIPTS
+            .claim
+            .key(&keys.pending)
+            .key(&keys.scheduled)
+            .key(&keys.retry)
+            .key(&keys.active)
+            .key(&keys.seq)
+            .key(&keys.marker)
+            .arg(&keys.job_prefix)
+            .arg(owner)
+            .arg(lease.as_millis() as u64)
+            .arg(max)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        if reply.len() < 3 || (reply.len() - 3) % 4 != 0 {
+            return Err(Error::corrupt("claim script returned an unexpected reply"));
+        }
+        let jobs = reply[3..]
+            .chunks(4)
+            .map(|c| {
+                Ok(Claimed {
+                    id: text(&c[0])?,
+                    data: value::bytes(&c[1]),
+                    attempt: int(&c[2])? as u32,
+                    fence: int(&c[3])? as u64,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ClaimBatch {
+            now_ms: int(&reply[0])?,
+            next_due_ms: int(&reply[1])?,
+            lease_until_ms: int(&reply[2])?,
+            jobs,
+        })
+    }
+
+    /// Complete jobs held with these fences; `result` is kept with the job when not empty.
+    pub(crate) async fn ack(
+        &self,
+        keys: &QueueKeys,
+        retention: &Retention,
+        jobs: &[(String, u64, String)],
+    ) -> Result<AckOutcome> {
+        let mut inv = SCRIPTS.ack.prepare_invoke();
+        inv.key(&keys.active).key(&keys.completed).key(&keys.stats);
+        inv.arg(&keys.job_prefix)
+            .arg(retention.keep_ms())
+            .arg(retention.completed_max);
+        for (id, fence, result) in jobs {
+            inv.arg(id).arg(fence).arg(result);
+        }
+        let reply: Vec<Value> = inv.invoke_async(&mut self.conn.clone()).await?;
+        let acked = reply.first().map(int).transpose()?.unwrap_or(0) as u64;
+        let stale = reply.iter().skip(1).map(text).collect::<Result<_>>()?;
+        Ok(AckOutcome { acked, stale })
+    }
+
+    pub(crate) async fn fail(
+        &self,
+        keys: &QueueKeys,
+        retention: &Retention,
+        id: &str,
+        fence: u64,
+        error: &str,
+        mode: FailMode,
+    ) -> Result<FailOutcome> {
+        let (mode_name, delay) = match mode {
+            FailMode::Retry(d) => ("retry", d.as_millis() as u64),
+            FailMode::Kill => ("kill", 0),
+            FailMode::Cancel => ("cancel", 0),
+        };
+        let answer: String = SCRIPTS
+            .fail
+            .key(&keys.active)
+            .key(&keys.retry)
+            .key(&keys.dead)
+            .key(&keys.cancelled)
+            .key(&keys.stats)
+            .key(&keys.marker)
+            .arg(&keys.job_prefix)
+            .arg(id)
+            .arg(fence)
+            .arg(error)
+            .arg(mode_name)
+            .arg(delay)
+            .arg(retention.dead_max)
+            .arg(retention.keep_ms().max(1))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(match answer.as_str() {
+            "retry" => FailOutcome::Retry,
+            "dead" => FailOutcome::Dead,
+            "cancelled" => FailOutcome::Cancelled,
+            _ => FailOutcome::Stale,
+        })
+    }
+
+    pub(crate) async fn renew(
+        &self,
+        keys: &QueueKeys,
+        lease: Duration,
+        jobs: &[(String, u64)],
+    ) -> Result<Renewed> {
+        let mut inv = SCRIPTS.renew.prepare_invoke();
+        inv.key(&keys.active)
+            .arg(&keys.job_prefix)
+            .arg(lease.as_millis() as u64);
+        for (id, fence) in jobs {
+            inv.arg(id).arg(fence);
+        }
+        let (lease_until_ms, lost, cancel_requested): (i64, Vec<String>, Vec<String>) =
+            inv.invoke_async(&mut self.conn.clone()).await?;
+        Ok(Renewed {
+            lease_until_ms,
+            lost,
+            cancel_requested,
+        })
+    }
+
+    pub(crate) async fn recover(
+        &self,
+        keys: &QueueKeys,
+        retention: &Retention,
+        limit: usize,
+    ) -> Result<Recovered> {
+        let (to_pending, to_dead, to_cancelled): (u64, u64, u64) = SCRIPTS
+            .recover
+            .key(&keys.active)
+            .key(&keys.pending)
+            .key(&keys.dead)
+            .key(&keys.cancelled)
+            .key(&keys.seq)
+            .key(&keys.marker)
+            .key(&keys.stats)
+            .arg(&keys.job_prefix)
+            .arg(limit)
+            .arg(retention.dead_max)
+            .arg(retention.keep_ms().max(1))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(Recovered {
+            to_pending,
+            to_dead,
+            to_cancelled,
+        })
+    }
+
+    /// Hand jobs back to pending without charging the attempt.
+    pub(crate) async fn requeue(&self, keys: &QueueKeys, jobs: &[(String, u64)]) -> Result<u64> {
+        let mut inv = SCRIPTS.requeue.prepare_invoke();
+        inv.key(&keys.active)
+            .key(&keys.pending)
+            .key(&keys.seq)
+            .key(&keys.marker);
+        inv.arg(&keys.job_prefix);
+        for (id, fence) in jobs {
+            inv.arg(id).arg(fence);
+        }
+        Ok(inv.invoke_async(&mut self.conn.clone()).await?)
+    }
+
+    pub(crate) async fn cancel(
+        &self,
+        keys: &QueueKeys,
+        retention: &Retention,
+        id: &str,
+    ) -> Result<CancelOutcome> {
+        let answer: String = SCRIPTS
+            .cancel
+            .key(&keys.pending)
+            .key(&keys.scheduled)
+            .key(&keys.retry)
+            .key(&keys.cancelled)
+            .arg(&keys.job_prefix)
+            .arg(id)
+            .arg(retention.keep_ms().max(1))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        match answer.as_str() {
+            "cancelled" => Ok(CancelOutcome::Cancelled),
+            "cancelling" => Ok(CancelOutcome::Cancelling),
+            "notfound" => Err(job_not_found(&keys.name, id)),
+            state => Err(Error::invalid(format!(
+                "job {id} is {state}; only scheduled, pending, retry or active jobs can be \
+                 cancelled"
+            ))),
+        }
+    }
+
+    /// Delete a job that is not active; answers the state it had.
+    pub(crate) async fn delete(&self, keys: &QueueKeys, id: &str) -> Result<JobState> {
+        let answer: String = SCRIPTS
+            .delete
+            .key(&keys.pending)
+            .key(&keys.scheduled)
+            .key(&keys.retry)
+            .key(&keys.completed)
+            .key(&keys.dead)
+            .key(&keys.cancelled)
+            .arg(&keys.job_prefix)
+            .arg(id)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        match answer.as_str() {
+            "notfound" => Err(job_not_found(&keys.name, id)),
+            "active" => Err(Error::invalid(format!(
+                "job {id} is active; cancel it first, then delete it"
+            ))),
+            state => state.parse(),
+        }
+    }
+
+    /// Run a dead, cancelled, retry or scheduled job now; answers the state it had.
+    pub(crate) async fn retry(&self, keys: &QueueKeys, id: &str) -> Result<JobState> {
+        let answer: String = SCRIPTS
+            .retry
+            .key(&keys.pending)
+            .key(&keys.scheduled)
+            .key(&keys.retry)
+            .key(&keys.dead)
+            .key(&keys.cancelled)
+            .key(&keys.seq)
+            .key(&keys.marker)
+            .arg(&keys.job_prefix)
+            .arg(id)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let state: JobState = match answer.as_str() {
+            "notfound" => return Err(job_not_found(&keys.name, id)),
+            state => state.parse()?,
+        };
+        match state {
+            JobState::Pending | JobState::Active | JobState::Completed => {
+                Err(Error::invalid(format!(
+                    "job {id} is {state}; only dead, cancelled, retry or scheduled jobs can be \
+                     retried"
+                )))
+            }
+            _ => Ok(state),
+        }
+    }
+
+    /// Drop finished jobs past their retention; answers how many index entries went.
+    pub(crate) async fn janitor(
+        &self,
+        keys: &QueueKeys,
+        retention: &Retention,
+        limit: usize,
+    ) -> Result<u64> {
+        Ok(SCRIPTS
+            .janitor
+            .key(&keys.completed)
+            .key(&keys.cancelled)
+            .key(&keys.dead)
+            .arg(&keys.job_prefix)
+            .arg(retention.keep_ms())
+            .arg(retention.dead_for.as_millis() as u64)
+            .arg(limit)
+            .invoke_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// Read one job; `None` when there is no such job in the queue.
+    pub(crate) async fn job(&self, keys: &QueueKeys, id: &str) -> Result<Option<JobInfo>> {
+        let fields: HashMap<String, Vec<u8>> = self.conn.clone().hgetall(keys.job(id)).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(job_info(&keys.name, id, &fields)))
+    }
+
+    /// Read many jobs of one queue in one round trip; missing ones are skipped.
+    pub(crate) async fn jobs(&self, keys: &QueueKeys, ids: &[String]) -> Result<Vec<JobInfo>> {
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hgetall(keys.job(id));
+        }
+        let all: Vec<HashMap<String, Vec<u8>>> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(ids
+            .iter()
+            .zip(all)
+            .filter(|(_, fields)| !fields.is_empty())
+            .map(|(id, fields)| job_info(&keys.name, id, &fields))
+            .collect())
+    }
+
+    /// Ids in `state`, oldest (or, for pending, next to run) first.
+    pub(crate) async fn ids(
+        &self,
+        keys: &QueueKeys,
+        state: JobState,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let stop = (offset + limit - 1) as isize;
+        Ok(self
+            .conn
+            .clone()
+            .zrange(keys.index(state), offset as isize, stop)
+            .await?)
+    }
+
+    pub(crate) async fn counts(&self, keys: &QueueKeys) -> Result<QueueCounts> {
+        let mut pipe = redis::pipe();
+        for state in JobState::ALL {
+            pipe.zcard(keys.index(state));
+        }
+        pipe.hget(&keys.stats, "processed")
+            .hget(&keys.stats, "failed");
+        let reply: Vec<Value> = pipe.query_async(&mut self.conn.clone()).await?;
+        let mut counts = QueueCounts {
+            queue: keys.name.clone(),
+            ..Default::default()
+        };
+        for (state, v) in JobState::ALL.into_iter().zip(&reply) {
+            counts.states.insert(state, int(v).unwrap_or(0) as u64);
+        }
+        counts.processed = value::int_or_zero(&reply[7]) as u64;
+        counts.failed = value::int_or_zero(&reply[8]) as u64;
+        Ok(counts)
+    }
+}
+
+pub(crate) fn job_not_found(queue: &str, id: &str) -> Error {
+    Error::not_found(format!("no job {id} in queue {queue}"))
+}
+
+fn job_info(queue: &str, id: &str, fields: &HashMap<String, Vec<u8>>) -> JobInfo {
+    let s = |name: &str| {
+        fields
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    let n = |name: &str| s(name).and_then(|v| v.parse::<i64>().ok());
+    let t = |name: &str| n(name).and_then(ms_to_timestamp);
+    let decoded = Envelope::decode(fields.get("data").map(Vec::as_slice).unwrap_or_default());
+    let (kind, payload, timeout_ms, meta, corrupt) = match decoded {
+        Ok(e) => (e.kind, e.payload, e.timeout_ms, e.meta, None),
+        Err(e) => (
+            String::new(),
+            serde_json::Value::Null,
+            None,
+            BTreeMap::new(),
+            Some(e.to_string()),
+        ),
+    };
+    let state = s("state")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(JobState::Dead);
+    JobInfo {
+        id: id.to_owned(),
+        queue: queue.to_owned(),
+        kind,
+        payload,
+        state,
+        attempt: n("attempt").unwrap_or(0) as u32,
+        max_attempts: n("max").unwrap_or(0) as u32,
+        priority: n("priority").unwrap_or(0) as i32,
+        fence: n("fence").unwrap_or(0) as u64,
+        timeout_ms,
+        created_at: t("created"),
+        due_at: t("due"),
+        started_at: t("started"),
+        finished_at: t("finished"),
+        lease_until: if state == JobState::Active {
+            t("lease")
+        } else {
+            None
+        },
+        worker: s("owner"),
+        last_error: s("error"),
+        result: s("result"),
+        cancel_requested: fields.contains_key("cancel"),
+        meta,
+        corrupt,
+    }
+}

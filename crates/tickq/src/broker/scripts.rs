@@ -1,0 +1,63 @@
+//! The Lua scripts, one per state transition (`lua/*.lua`), each prefixed with `lua/prelude.lua`.
+//!
+//! Scripts are sent with EVALSHA; `Script::invoke_async` loads a script again when Redis
+//! answers NOSCRIPT (after a restart, a failover or SCRIPT FLUSH).
+
+use redis::Script;
+use std::sync::LazyLock;
+
+macro_rules! script {
+    ($name:literal) => {
+        Script::new(concat!(
+            include_str!("lua/prelude.lua"),
+            "\n",
+            include_str!(concat!("lua/", $name, ".lua"))
+        ))
+    };
+}
+
+pub(crate) struct Scripts {
+    pub(crate) enqueue: Script,
+    pub(crate) claim: Script,
+    pub(crate) ack: Script,
+    pub(crate) fail: Script,
+    pub(crate) renew: Script,
+    pub(crate) recover: Script,
+    pub(crate) requeue: Script,
+    pub(crate) cancel: Script,
+    pub(crate) delete: Script,
+    pub(crate) retry: Script,
+    pub(crate) janitor: Script,
+}
+
+pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    enqueue: script!("enqueue"),
+    claim: script!("claim"),
+    ack: script!("ack"),
+    fail: script!("fail"),
+    renew: script!("renew"),
+    recover: script!("recover"),
+    requeue: script!("requeue"),
+    cancel: script!("cancel"),
+    delete: script!("delete"),
+    retry: script!("retry"),
+    janitor: script!("janitor"),
+});
+
+impl Scripts {
+    pub(crate) fn all(&self) -> [&Script; 11] {
+        [
+            &self.enqueue,
+            &self.claim,
+            &self.ack,
+            &self.fail,
+            &self.renew,
+            &self.recover,
+            &self.requeue,
+            &self.cancel,
+            &self.delete,
+            &self.retry,
+            &self.janitor,
+        ]
+    }
+}

@@ -1,0 +1,91 @@
+//! The producer side: enqueue jobs, read one back, cancel it.
+
+use crate::broker::{Broker, CancelOutcome, Retention, job_not_found};
+use crate::inspect::Inspector;
+use crate::job::{Enqueued, JobInfo, NewJob};
+use crate::{Error, ErrorKind, Result};
+
+/// A handle to tickq on one Redis: cheap to clone, safe to share between tasks.
+///
+/// ```no_run
+/// # async fn demo() -> tickq::Result<()> {
+/// let client = tickq::Client::connect("redis://127.0.0.1:6379").await?;
+/// let job = client.enqueue(tickq::NewJob::new("default", "hello")).await?;
+/// println!("enqueued {} ({})", job.id, job.state);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) broker: Broker,
+    pub(crate) retention: Retention,
+}
+
+impl Client {
+    /// Connect to Redis at `url` (`redis://`, `rediss://` or `redis+unix://`).
+    pub async fn connect(url: &str) -> Result<Client> {
+        Ok(Client {
+            broker: Broker::connect(url).await?,
+            retention: Retention::default(),
+        })
+    }
+
+    /// Use this retention for jobs this client cancels. Default: [`Retention::default`].
+    pub fn with_retention(mut self, retention: Retention) -> Client {
+        self.retention = retention;
+        self
+    }
+
+    /// Enqueue one job: one round trip. A job whose id already exists is not created again:
+    /// the error is [`ErrorKind::AlreadyExists`] and says the existing job's state.
+    pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
+        let answer = self
+            .broker
+            .enqueue(vec![job])
+            .await?
+            .pop()
+            .expect("one answer per job");
+        if !answer.created {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!(
+                    "job {} already exists in queue {} ({})",
+                    answer.id, answer.queue, answer.state
+                ),
+            ));
+        }
+        Ok(answer)
+    }
+
+    /// Enqueue many jobs in as few round trips as possible (one script call per queue and
+    /// 1,000 jobs, all in flight together). Jobs whose id already exists are answered with
+    /// `created: false` and left as they are.
+    pub async fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        self.broker.enqueue(jobs).await
+    }
+
+    /// Read one job.
+    pub async fn job(&self, queue: &str, id: &str) -> Result<JobInfo> {
+        crate::job::validate_queue_name(queue)?;
+        let keys = self.broker.keys(queue);
+        self.broker
+            .job(&keys, id)
+            .await?
+            .ok_or_else(|| job_not_found(queue, id))
+    }
+
+    /// Cancel a job: a waiting job is cancelled at once; a running one is stopped by its
+    /// worker at the next lease renewal.
+    pub async fn cancel(&self, queue: &str, id: &str) -> Result<CancelOutcome> {
+        crate::job::validate_queue_name(queue)?;
+        let keys = self.broker.keys(queue);
+        self.broker.cancel(&keys, &self.retention, id).await
+    }
+
+    /// The read and admin API over the same connection.
+    pub fn inspector(&self) -> Inspector {
+        Inspector {
+            broker: self.broker.clone(),
+            retention: self.retention,
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The library's one error type.
+
+use std::fmt;
+
+/// What went wrong, in terms a caller can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The job, queue or schedule does not exist.
+    NotFound,
+    /// A job with that id (or unique key) already exists.
+    AlreadyExists,
+    /// The caller passed something invalid, or asked for a transition the object's state does
+    /// not allow.
+    InvalidArgument,
+    /// Redis could not be reached or answered with an error.
+    Unavailable,
+    /// An operation did not finish in time.
+    Timeout,
+    /// Data read from Redis could not be decoded.
+    Corrupt,
+    /// The worker is shutting down.
+    Shutdown,
+}
+
+/// The error of every fallible tickq operation: a kind, a message, and the cause if any.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// `Result` with tickq's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An error of `kind` with a message that says what to do next.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attach the underlying cause.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message, without the cause.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub(crate) fn not_found(what: impl Into<String>) -> Error {
+        Error::new(ErrorKind::NotFound, what)
+    }
+
+    pub(crate) fn invalid(what: impl Into<String>) -> Error {
+        Error::new(ErrorKind::InvalidArgument, what)
+    }
+
+    pub(crate) fn corrupt(what: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Corrupt, what)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, " ({source})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// The one place Redis errors become tickq errors.
+impl From<redis::RedisError> for Error {
+    fn from(e: redis::RedisError) -> Error {
+        let kind = if e.is_timeout() {
+            ErrorKind::Timeout
+        } else {
+            ErrorKind::Unavailable
+        };
+        let message = if e.is_connection_refusal() || e.is_connection_dropped() || e.is_io_error() {
+            "lost the connection to Redis; tickq reconnects on its own, check that Redis is up"
+        } else if e.is_timeout() {
+            "Redis did not answer in time"
+        } else {
+            "Redis returned an error"
+        };
+        Error::new(kind, message).with_source(e)
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Error {
+        Error::new(ErrorKind::InvalidArgument, "invalid JSON").with_source(e)
+    }
+}

@@ -1,0 +1,196 @@
+//! What a handler sees ([`Job`]) and what it answers ([`JobError`]).
+
+use crate::broker::message::Envelope;
+use serde::de::DeserializeOwned;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A job handed to a handler: its data, its attempt and fencing token, and a signal that
+/// fires when the worker must stop it (lease lost, job cancelled, forced shutdown).
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub(crate) envelope: std::sync::Arc<Envelope>,
+    pub(crate) attempt: u32,
+    pub(crate) fence: u64,
+    pub(crate) stop: CancellationToken,
+}
+
+impl Job {
+    /// The job id: stable across attempts, so side effects can be made idempotent with it.
+    pub fn id(&self) -> &str {
+        &self.envelope.id
+    }
+
+    /// The queue it came from.
+    pub fn queue(&self) -> &str {
+        &self.envelope.queue
+    }
+
+    /// The job kind.
+    pub fn kind(&self) -> &str {
+        &self.envelope.kind
+    }
+
+    /// The raw JSON payload.
+    pub fn payload(&self) -> &serde_json::Value {
+        &self.envelope.payload
+    }
+
+    /// The payload decoded into `T`. A payload that does not fit is not worth retrying, so the
+    /// error kills the job.
+    pub fn payload_as<T: DeserializeOwned>(&self) -> Result<T, JobError> {
+        T::deserialize(&self.envelope.payload)
+            .map_err(|e| JobError::kill(format!("payload does not decode: {e}")))
+    }
+
+    /// 1 for the first run, 2 for the first retry, ...
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The fencing token of this claim: strictly greater than that of any earlier claim of
+    /// this job. Pass it to systems that must reject writes from a holder whose lease expired.
+    pub fn fence(&self) -> u64 {
+        self.fence
+    }
+
+    /// A string tag carried with the job.
+    pub fn meta(&self, key: &str) -> Option<&str> {
+        self.envelope.meta.get(key).map(String::as_str)
+    }
+
+    /// Resolves when the worker must stop this job: the lease was lost, the job was cancelled,
+    /// or the worker is shutting down past its grace period. The handler's future is dropped
+    /// right after; use this to clean up or to stop child work early.
+    pub fn stopped(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.stop.cancelled()
+    }
+
+    /// Whether [`Job::stopped`] has fired.
+    pub fn is_stopped(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+}
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailAction {
+    /// Retry after the worker's retry policy delay (or go dead when attempts are used up).
+    Retry,
+    /// Retry after exactly this delay.
+    RetryAfter(Duration),
+    /// Do not retry: dead now.
+    Kill,
+}
+
+/// A failed attempt: a message plus what to do next. `?` on any displayable error gives
+/// [`FailAction::Retry`].
+pub struct JobError {
+    pub(crate) action: FailAction,
+    pub(crate) message: String,
+}
+
+impl JobError {
+    /// Fail this attempt and retry by policy.
+    pub fn retry(message: impl fmt::Display) -> JobError {
+        JobError {
+            action: FailAction::Retry,
+            message: message.to_string(),
+        }
+    }
+
+    /// Fail this attempt and retry after `delay`.
+    pub fn retry_after(delay: Duration, message: impl fmt::Display) -> JobError {
+        JobError {
+            action: FailAction::RetryAfter(delay),
+            message: message.to_string(),
+        }
+    }
+
+    /// Fail the job for good: it goes to dead without further attempts.
+    pub fn kill(message: impl fmt::Display) -> JobError {
+        JobError {
+            action: FailAction::Kill,
+            message: message.to_string(),
+        }
+    }
+
+    /// What happens next.
+    pub fn action(&self) -> FailAction {
+        self.action
+    }
+
+    /// The error text stored with the job.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Debug for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JobError({:?}: {})", self.action, self.message)
+    }
+}
+
+/// `JobError` deliberately does not implement `Display`, so that this blanket conversion does
+/// not collide with `From<T> for T`.
+impl<E: fmt::Display> From<E> for JobError {
+    fn from(e: E) -> JobError {
+        JobError::retry(e)
+    }
+}
+
+/// What a successful handler returns: nothing, or a result kept with the completed job.
+pub trait IntoJobResult {
+    /// The result text, if any.
+    fn into_job_result(self) -> Option<String>;
+}
+
+impl IntoJobResult for () {
+    fn into_job_result(self) -> Option<String> {
+        None
+    }
+}
+
+impl IntoJobResult for String {
+    fn into_job_result(self) -> Option<String> {
+        Some(self)
+    }
+}
+
+impl IntoJobResult for serde_json::Value {
+    fn into_job_result(self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+impl<T: IntoJobResult> IntoJobResult for Option<T> {
+    fn into_job_result(self) -> Option<String> {
+        self.and_then(IntoJobResult::into_job_result)
+    }
+}
+
+pub(crate) type HandlerFuture =
+    Pin<Box<dyn Future<Output = Result<Option<String>, JobError>> + Send>>;
+
+/// An async function that runs jobs of one kind. Implemented for every
+/// `Fn(Job) -> impl Future<Output = Result<impl IntoJobResult, JobError>>`.
+pub trait Handler: Send + Sync + 'static {
+    /// Run one attempt.
+    fn call(&self, job: Job) -> HandlerFuture;
+}
+
+impl<F, Fut, R> Handler for F
+where
+    F: Fn(Job) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, JobError>> + Send + 'static,
+    R: IntoJobResult,
+{
+    fn call(&self, job: Job) -> HandlerFuture {
+        let fut = self(job);
+        Box::pin(async move { fut.await.map(IntoJobResult::into_job_result) })
+    }
+}

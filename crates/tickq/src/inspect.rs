@@ -1,0 +1,94 @@
+//! The read and admin API: one surface behind the CLI, the HTTP API and the dashboard.
+
+use crate::broker::{Broker, CancelOutcome, QueueCounts, Retention, job_not_found};
+use crate::job::{JobInfo, JobState, validate_queue_name};
+use crate::{Error, Result};
+
+/// Reads queue statistics and jobs, and retries, cancels or deletes jobs.
+#[derive(Clone)]
+pub struct Inspector {
+    pub(crate) broker: Broker,
+    pub(crate) retention: Retention,
+}
+
+impl Inspector {
+    /// Connect to Redis at `url`.
+    pub async fn connect(url: &str) -> Result<Inspector> {
+        Ok(crate::Client::connect(url).await?.inspector())
+    }
+
+    /// Every queue that has ever received a job, sorted by name.
+    pub async fn queues(&self) -> Result<Vec<String>> {
+        self.broker.queues().await
+    }
+
+    /// Counts by state and processed/failed totals of one queue.
+    pub async fn counts(&self, queue: &str) -> Result<QueueCounts> {
+        validate_queue_name(queue)?;
+        self.broker.counts(&self.broker.keys(queue)).await
+    }
+
+    /// [`Inspector::counts`] of every queue.
+    pub async fn stats(&self) -> Result<Vec<QueueCounts>> {
+        let mut out = Vec::new();
+        for queue in self.queues().await? {
+            out.push(self.broker.counts(&self.broker.keys(&queue)).await?);
+        }
+        Ok(out)
+    }
+
+    /// Jobs of a queue in one state, oldest first (pending: next to run first), skipping
+    /// `offset` and returning at most `limit`.
+    pub async fn jobs(
+        &self,
+        queue: &str,
+        state: JobState,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<JobInfo>> {
+        validate_queue_name(queue)?;
+        let keys = self.broker.keys(queue);
+        let ids = self.broker.ids(&keys, state, offset, limit).await?;
+        self.broker.jobs(&keys, &ids).await
+    }
+
+    /// One job of a queue.
+    pub async fn job(&self, queue: &str, id: &str) -> Result<JobInfo> {
+        validate_queue_name(queue)?;
+        let keys = self.broker.keys(queue);
+        self.broker
+            .job(&keys, id)
+            .await?
+            .ok_or_else(|| job_not_found(queue, id))
+    }
+
+    /// Find a job by id alone, looking in every queue.
+    pub async fn find_job(&self, id: &str) -> Result<JobInfo> {
+        for queue in self.queues().await? {
+            if let Some(job) = self.broker.job(&self.broker.keys(&queue), id).await? {
+                return Ok(job);
+            }
+        }
+        Err(Error::not_found(format!("no job {id} in any queue")))
+    }
+
+    /// Run a dead, cancelled, retry or scheduled job now; answers the state it had.
+    pub async fn retry(&self, queue: &str, id: &str) -> Result<JobState> {
+        validate_queue_name(queue)?;
+        self.broker.retry(&self.broker.keys(queue), id).await
+    }
+
+    /// Cancel a job (see [`crate::Client::cancel`]).
+    pub async fn cancel(&self, queue: &str, id: &str) -> Result<CancelOutcome> {
+        validate_queue_name(queue)?;
+        self.broker
+            .cancel(&self.broker.keys(queue), &self.retention, id)
+            .await
+    }
+
+    /// Delete a job that is not running; answers the state it had.
+    pub async fn delete(&self, queue: &str, id: &str) -> Result<JobState> {
+        validate_queue_name(queue)?;
+        self.broker.delete(&self.broker.keys(queue), id).await
+    }
+}

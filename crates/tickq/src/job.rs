@@ -1,0 +1,353 @@
+//! The job model: what a producer enqueues ([`NewJob`]), what an inspector reads ([`JobInfo`]),
+//! and the states a job moves through ([`JobState`]).
+
+use crate::{Error, Result};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Where a job is in its life.
+///
+/// `scheduled` (due later) → `pending` (ready) → `active` (leased by one worker) → `completed`;
+/// a failed attempt goes to `retry` (waiting for its backoff) and back to `pending`, or to `dead`
+/// when it gives up; `cancelled` is final unless retried by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Due at a later time.
+    Scheduled,
+    /// Ready to run; waiting for a worker.
+    Pending,
+    /// Leased by a worker and running.
+    Active,
+    /// Failed; waiting for its backoff before the next attempt.
+    Retry,
+    /// Gave up (attempts used up, killed, or undecodable). Kept, capped, retryable by hand.
+    Dead,
+    /// Finished successfully. Kept for the retention period.
+    Completed,
+    /// Cancelled before it finished.
+    Cancelled,
+}
+
+impl JobState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [JobState; 7] = [
+        JobState::Scheduled,
+        JobState::Pending,
+        JobState::Active,
+        JobState::Retry,
+        JobState::Dead,
+        JobState::Completed,
+        JobState::Cancelled,
+    ];
+
+    /// The state's name as used in Redis, the CLI and the HTTP API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Scheduled => "scheduled",
+            JobState::Pending => "pending",
+            JobState::Active => "active",
+            JobState::Retry => "retry",
+            JobState::Dead => "dead",
+            JobState::Completed => "completed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the job has reached an end (completed, dead or cancelled).
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            JobState::Dead | JobState::Completed | JobState::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobState {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<JobState> {
+        JobState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "unknown job state {s:?}; expected one of: scheduled pending active retry dead \
+                 completed cancelled"
+                ))
+            })
+    }
+}
+
+/// Lowest allowed priority.
+pub const PRIORITY_MIN: i32 = -1000;
+/// Highest allowed priority.
+pub const PRIORITY_MAX: i32 = 1000;
+/// Default number of attempts before a job goes to `dead`.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 25;
+const MAX_NAME_LEN: usize = 128;
+const MAX_ID_LEN: usize = 256;
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Due {
+    Now,
+    In(Duration),
+    At(Timestamp),
+}
+
+/// A job to enqueue, built with setters; every setter's default is stated on it.
+///
+/// ```
+/// use tickq::NewJob;
+/// use std::time::Duration;
+///
+/// let job = NewJob::new("emails", "send_welcome")
+///     .payload(serde_json::json!({"user": 42}))
+///     .delay(Duration::from_secs(30))
+///     .max_attempts(5);
+/// ```
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub(crate) id: Option<String>,
+    pub(crate) queue: String,
+    pub(crate) kind: String,
+    pub(crate) payload: serde_json::Value,
+    pub(crate) due: Due,
+    pub(crate) max_attempts: u32,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) priority: i32,
+    pub(crate) meta: BTreeMap<String, String>,
+}
+
+impl NewJob {
+    /// A job of `kind` (the handler that runs it) on `queue`.
+    pub fn new(queue: impl Into<String>, kind: impl Into<String>) -> NewJob {
+        NewJob {
+            id: None,
+            queue: queue.into(),
+            kind: kind.into(),
+            payload: serde_json::Value::Null,
+            due: Due::Now,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            timeout: None,
+            priority: 0,
+            meta: BTreeMap::new(),
+        }
+    }
+
+    /// The job's arguments as JSON. Default: `null`.
+    pub fn payload(mut self, payload: serde_json::Value) -> NewJob {
+        self.payload = payload;
+        self
+    }
+
+    /// The job's arguments, serialised to JSON from any `Serialize` value.
+    pub fn payload_of<T: Serialize>(self, payload: &T) -> Result<NewJob> {
+        Ok(self.payload(serde_json::to_value(payload)?))
+    }
+
+    /// The job id. Default: a new UUID v7. Enqueueing an id that exists does not create a
+    /// second job (see [`crate::Client::enqueue`]).
+    pub fn id(mut self, id: impl Into<String>) -> NewJob {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Run after this delay (measured by Redis' clock). Default: now.
+    pub fn delay(mut self, delay: Duration) -> NewJob {
+        self.due = if delay.is_zero() {
+            Due::Now
+        } else {
+            Due::In(delay)
+        };
+        self
+    }
+
+    /// Run at this time (compared with Redis' clock). Default: now.
+    pub fn at(mut self, at: Timestamp) -> NewJob {
+        self.due = Due::At(at);
+        self
+    }
+
+    /// How many attempts before the job goes to `dead`. Default: 25.
+    pub fn max_attempts(mut self, n: u32) -> NewJob {
+        self.max_attempts = n;
+        self
+    }
+
+    /// Limit on one attempt's run time; past it the attempt fails and is retried. Default: the
+    /// worker's job timeout.
+    pub fn timeout(mut self, timeout: Duration) -> NewJob {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Priority within the queue, from -1000 to 1000: higher runs first, FIFO among equals.
+    /// Default: 0.
+    pub fn priority(mut self, priority: i32) -> NewJob {
+        self.priority = priority;
+        self
+    }
+
+    /// A string tag carried with the job and shown by the inspector. Default: none.
+    pub fn meta(mut self, key: impl Into<String>, value: impl Into<String>) -> NewJob {
+        self.meta.insert(key.into(), value.into());
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        validate_queue_name(&self.queue)?;
+        validate_name("job kind", &self.kind)?;
+        if let Some(id) = &self.id {
+            validate_job_id(id)?;
+        }
+        if self.max_attempts == 0 {
+            return Err(Error::invalid("max attempts must be at least 1"));
+        }
+        if !(PRIORITY_MIN..=PRIORITY_MAX).contains(&self.priority) {
+            return Err(Error::invalid(format!(
+                "priority {} is out of range {PRIORITY_MIN}..={PRIORITY_MAX}",
+                self.priority
+            )));
+        }
+        if self.timeout.is_some_and(|t| t.is_zero()) {
+            return Err(Error::invalid("timeout must be greater than zero"));
+        }
+        Ok(())
+    }
+}
+
+/// Check a queue name: 1 to 128 characters of letters, digits, `_`, `-`, `.` and `:`.
+/// (Braces are excluded because queue names are Redis Cluster hash tags.)
+pub fn validate_queue_name(name: &str) -> Result<()> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':');
+    if name.is_empty() || name.len() > MAX_NAME_LEN || !name.chars().all(ok_char) {
+        return Err(Error::invalid(format!(
+            "invalid queue name {name:?}: use 1 to {MAX_NAME_LEN} letters, digits, '_', '-', '.' or ':'"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(|c| c.is_control()) {
+        return Err(Error::invalid(format!(
+            "invalid {what} {name:?}: use 1 to {MAX_NAME_LEN} printable characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Check a caller-given job id: 1 to 256 printable characters without spaces.
+pub fn validate_job_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(Error::invalid(format!(
+            "invalid job id {id:?}: use 1 to {MAX_ID_LEN} printable characters without spaces"
+        )));
+    }
+    Ok(())
+}
+
+/// The answer to an enqueue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Enqueued {
+    /// The job id.
+    pub id: String,
+    /// The queue.
+    pub queue: String,
+    /// The job's state after the call (for an existing job: its current state).
+    pub state: JobState,
+    /// False when a job with this id already existed and nothing was created.
+    pub created: bool,
+}
+
+/// Everything known about one job, as the inspector, CLI and HTTP API show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobInfo {
+    /// The job id.
+    pub id: String,
+    /// The queue.
+    pub queue: String,
+    /// The job kind (which handler runs it); empty when the job's data is unreadable.
+    pub kind: String,
+    /// The job's arguments.
+    pub payload: serde_json::Value,
+    /// Where the job is in its life.
+    pub state: JobState,
+    /// Attempts started so far (1 during the first run).
+    pub attempt: u32,
+    /// Attempts allowed before the job goes to dead.
+    pub max_attempts: u32,
+    /// Priority within the queue.
+    pub priority: i32,
+    /// Fencing token of the latest claim (grows with every claim).
+    pub fence: u64,
+    /// Per-attempt time limit, if the job sets one.
+    pub timeout_ms: Option<u64>,
+    /// When it was enqueued.
+    pub created_at: Option<Timestamp>,
+    /// When it was (or is) due to run.
+    pub due_at: Option<Timestamp>,
+    /// When its latest attempt started.
+    pub started_at: Option<Timestamp>,
+    /// When it finished (completed, dead or cancelled).
+    pub finished_at: Option<Timestamp>,
+    /// When the current lease expires (active jobs).
+    pub lease_until: Option<Timestamp>,
+    /// The worker holding or last holding the job.
+    pub worker: Option<String>,
+    /// The latest error.
+    pub last_error: Option<String>,
+    /// The result of a completed job.
+    pub result: Option<String>,
+    /// A cancel was asked while the job is active.
+    pub cancel_requested: bool,
+    /// String tags carried with the job.
+    pub meta: BTreeMap<String, String>,
+    /// Why the job's stored data could not be read, if it could not.
+    pub corrupt: Option<String>,
+}
+
+pub(crate) fn ms_to_timestamp(ms: i64) -> Option<Timestamp> {
+    Timestamp::from_millisecond(ms).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_through_names() {
+        for st in JobState::ALL {
+            assert_eq!(st.as_str().parse::<JobState>().unwrap(), st);
+        }
+        assert!("done".parse::<JobState>().is_err());
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let bad = |j: NewJob| j.validate().unwrap_err().to_string();
+        assert!(bad(NewJob::new("a{b}", "k")).contains("queue name"));
+        assert!(bad(NewJob::new("", "k")).contains("queue name"));
+        assert!(bad(NewJob::new("q", "")).contains("job kind"));
+        assert!(bad(NewJob::new("q", "k").id("a b")).contains("job id"));
+        assert!(bad(NewJob::new("q", "k").max_attempts(0)).contains("max attempts"));
+        assert!(bad(NewJob::new("q", "k").priority(1001)).contains("priority"));
+        assert!(
+            NewJob::new("q.v1:x", "k")
+                .priority(-1000)
+                .validate()
+                .is_ok()
+        );
+    }
+}

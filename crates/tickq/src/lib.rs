@@ -1,0 +1,68 @@
+//! tickq: a distributed job queue and scheduler on Redis.
+//!
+//! Producers enqueue [`NewJob`]s with a [`Client`]; any number of [`Worker`]s on any number of
+//! machines claim them, run the handler registered for the job's kind, and report the outcome.
+//! Redis is the only source of truth: every state change is one atomic script, and Redis'
+//! clock decides what is due and what has expired.
+//!
+//! # Delivery
+//!
+//! At least once. A claimed job is *leased*: its worker renews the lease while the handler
+//! runs; when a worker dies, stalls or loses Redis, the lease expires and the job runs again
+//! elsewhere. Each claim carries a **fencing token** ([`Job::fence`]) that grows with every
+//! claim, so a side effect can reject a write from an older holder. A holder that lost its
+//! lease cannot ack, fail or renew the job. See `docs/delivery.md`.
+//!
+//! # A tour
+//!
+//! ```no_run
+//! use tickq::{Client, Job, JobError, NewJob, Worker};
+//! use std::time::Duration;
+//!
+//! # async fn tour() -> tickq::Result<()> {
+//! let client = Client::connect("redis://127.0.0.1:6379").await?;
+//!
+//! // Now, later, in bulk.
+//! client.enqueue(NewJob::new("emails", "welcome").payload(serde_json::json!({"user": 7}))).await?;
+//! client.enqueue(NewJob::new("emails", "reminder").delay(Duration::from_secs(3600))).await?;
+//! let jobs = (0..1000).map(|i| NewJob::new("emails", "digest").payload(i.into())).collect();
+//! client.enqueue_bulk(jobs).await?;
+//!
+//! // Run them.
+//! let worker = Worker::builder(&client)
+//!     .queue("emails", 1)
+//!     .concurrency(64)
+//!     .handler("welcome", |job: Job| async move {
+//!         let user: u64 = job.payload_as::<serde_json::Value>()?["user"].as_u64().unwrap_or(0);
+//!         if user == 0 {
+//!             return Err(JobError::kill("no user"));
+//!         }
+//!         Ok(())
+//!     })
+//!     .build()?;
+//! worker.shutdown_handle().on_signals();
+//! worker.run().await?;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod broker;
+mod client;
+mod error;
+mod handler;
+mod inspect;
+mod job;
+pub mod retry;
+mod worker;
+
+pub use broker::{CancelOutcome, QueueCounts, Retention, redact_url};
+pub use client::Client;
+pub use error::{Error, ErrorKind, Result};
+pub use handler::{FailAction, Handler, IntoJobResult, Job, JobError};
+pub use inspect::Inspector;
+pub use job::{
+    DEFAULT_MAX_ATTEMPTS, Enqueued, JobInfo, JobState, NewJob, PRIORITY_MAX, PRIORITY_MIN,
+    validate_job_id, validate_queue_name,
+};
+pub use retry::{ExponentialBackoff, FixedBackoff, RetryPolicy};
+pub use worker::{ShutdownHandle, Worker, WorkerBuilder, WorkerStats, default_node_name};

@@ -1,0 +1,478 @@
+//! The worker runtime: claims jobs, runs their handlers, keeps their leases, reports outcomes.
+//!
+//! One [`Worker`] is one process's worth of job slots. Its parts, one file each, share
+//! [`Shared`] and stop on the same tokens:
+//!
+//! | part | job |
+//! | --- | --- |
+//! | [`fetcher`] | claims batches of jobs into free slots; sleeps until a wake-up or the next due time |
+//! | [`processor`] | runs one job: timeout, panics, cancellation; sends its outcome |
+//! | [`acker`] | batches completions into few ack calls |
+//! | [`heartbeat`] | renews the leases of running jobs; abandons those it cannot keep |
+//! | [`recoverer`] | returns jobs whose lease expired (dead workers) to pending |
+//! | [`janitor`] | enforces retention of finished jobs |
+
+mod acker;
+mod fetcher;
+mod heartbeat;
+mod janitor;
+mod processor;
+mod recoverer;
+
+use crate::broker::keys::QueueKeys;
+use crate::broker::{Broker, Retention};
+use crate::handler::Handler;
+use crate::retry::{ExponentialBackoff, RetryPolicy};
+use crate::{Client, Error, Result};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Tunables of a worker; every field's default is given on [`WorkerBuilder`]'s setters.
+#[derive(Clone)]
+pub(crate) struct WorkerConfig {
+    pub(crate) queues: Vec<(Arc<QueueKeys>, u32)>,
+    pub(crate) concurrency: usize,
+    pub(crate) claim_batch: usize,
+    pub(crate) lease: Duration,
+    pub(crate) job_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) recover_interval: Duration,
+    pub(crate) janitor_interval: Duration,
+    pub(crate) max_idle: Duration,
+    pub(crate) block: Duration,
+    pub(crate) retention: Retention,
+    pub(crate) retry: Arc<dyn RetryPolicy>,
+}
+
+/// Why the worker stopped a running job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum StopReason {
+    None = 0,
+    /// The lease is gone (renewal rejected, or not renewed before its deadline): abandon the
+    /// job without reporting anything; whoever holds it now, or the recoverer, owns it.
+    LeaseLost = 1,
+    /// A cancel was asked: report the job cancelled.
+    Cancelled = 2,
+    /// Shutdown past its grace period: hand the job back without charging the attempt.
+    Shutdown = 3,
+}
+
+/// A job this worker is running.
+pub(crate) struct Running {
+    pub(crate) fence: u64,
+    pub(crate) stop: CancellationToken,
+    pub(crate) reason: AtomicU8,
+    /// Local time by which the lease must be renewed. Measured from when the claim or renewal
+    /// was *sent*, so it is never later than Redis' own deadline.
+    pub(crate) lease_until: Mutex<Instant>,
+}
+
+impl Running {
+    pub(crate) fn stop(&self, reason: StopReason) {
+        // The first reason wins: a job cancelled and then lost is reported as neither.
+        let _ = self.reason.compare_exchange(
+            StopReason::None as u8,
+            reason as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        self.stop.cancel();
+    }
+
+    pub(crate) fn reason(&self) -> StopReason {
+        match self.reason.load(Ordering::Acquire) {
+            1 => StopReason::LeaseLost,
+            2 => StopReason::Cancelled,
+            3 => StopReason::Shutdown,
+            _ => StopReason::None,
+        }
+    }
+}
+
+/// Counters of what this worker did since it started.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) completed: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) stale: AtomicU64,
+    pub(crate) abandoned: AtomicU64,
+    pub(crate) handed_back: AtomicU64,
+    pub(crate) recovered: AtomicU64,
+}
+
+/// A snapshot of a worker's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Jobs this worker completed (acks Redis applied).
+    pub completed: u64,
+    /// Failed attempts this worker reported.
+    pub failed: u64,
+    /// Outcomes Redis refused because this worker no longer held the job (late acks of a
+    /// zombie): reported, not applied.
+    pub stale: u64,
+    /// Jobs abandoned because their lease was lost or could not be renewed in time.
+    pub abandoned: u64,
+    /// Jobs handed back to pending at shutdown.
+    pub handed_back: u64,
+    /// Expired leases (of any worker) this worker's recoverer returned.
+    pub recovered: u64,
+}
+
+pub(crate) type JobKey = (Arc<str>, String);
+
+/// State shared by the parts of one worker.
+pub(crate) struct Shared {
+    pub(crate) broker: Broker,
+    pub(crate) config: WorkerConfig,
+    pub(crate) id: String,
+    pub(crate) handlers: HashMap<String, Arc<dyn Handler>>,
+    pub(crate) running: Mutex<HashMap<JobKey, Arc<Running>>>,
+    pub(crate) slots: Arc<Semaphore>,
+    pub(crate) counters: Counters,
+}
+
+impl Shared {
+    pub(crate) fn keys(&self, queue: &str) -> Arc<QueueKeys> {
+        self.broker.keys(queue)
+    }
+
+    pub(crate) fn running_snapshot(&self) -> Vec<(JobKey, Arc<Running>)> {
+        let running = self.running.lock().expect("running map poisoned");
+        running
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// Stops a worker: [`ShutdownHandle::shutdown`] drains gracefully, [`ShutdownHandle::force`]
+/// hands running jobs back at once.
+#[derive(Clone, Debug, Default)]
+pub struct ShutdownHandle {
+    graceful: CancellationToken,
+    force: CancellationToken,
+}
+
+impl ShutdownHandle {
+    /// Stop claiming, let running jobs finish (up to the shutdown timeout), hand the rest back.
+    pub fn shutdown(&self) {
+        self.graceful.cancel();
+    }
+
+    /// Stop now: running jobs are stopped and handed back without charging an attempt.
+    pub fn force(&self) {
+        self.graceful.cancel();
+        self.force.cancel();
+    }
+
+    /// Shut down on the first SIGINT/SIGTERM, force on the second.
+    pub fn on_signals(&self) {
+        let handle = self.clone();
+        tokio::spawn(async move {
+            let mut seen = 0;
+            loop {
+                if wait_for_signal().await.is_err() {
+                    return;
+                }
+                seen += 1;
+                if seen == 1 {
+                    tracing::info!("shutting down: finishing running jobs (signal again to force)");
+                    handle.shutdown();
+                } else {
+                    tracing::warn!("forced shutdown: handing running jobs back");
+                    handle.force();
+                    return;
+                }
+            }
+        });
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() -> std::io::Result<()> {
+    tokio::signal::ctrl_c().await
+}
+
+/// Builds a [`Worker`].
+pub struct WorkerBuilder {
+    broker: Broker,
+    node: Option<String>,
+    queues: Vec<(String, u32)>,
+    handlers: HashMap<String, Arc<dyn Handler>>,
+    config: WorkerConfig,
+}
+
+impl WorkerBuilder {
+    /// Claim from `queue`, weighted against the other queues (a queue of weight 3 is tried
+    /// first three times as often as one of weight 1). Default: none; at least one is needed.
+    pub fn queue(mut self, queue: impl Into<String>, weight: u32) -> WorkerBuilder {
+        self.queues.push((queue.into(), weight));
+        self
+    }
+
+    /// Run jobs of `kind` with `handler`.
+    pub fn handler(mut self, kind: impl Into<String>, handler: impl Handler) -> WorkerBuilder {
+        self.handlers.insert(kind.into(), Arc::new(handler));
+        self
+    }
+
+    /// Most jobs running at once. Default: 16.
+    pub fn concurrency(mut self, n: usize) -> WorkerBuilder {
+        self.config.concurrency = n;
+        self
+    }
+
+    /// Most jobs one claim call leases. Default: 256.
+    pub fn claim_batch(mut self, n: usize) -> WorkerBuilder {
+        self.config.claim_batch = n;
+        self
+    }
+
+    /// Lease length; leases are renewed every third of it, and a dead worker's jobs run again
+    /// after about this long. Default: 30 s.
+    pub fn lease(mut self, lease: Duration) -> WorkerBuilder {
+        self.config.lease = lease;
+        self
+    }
+
+    /// Time limit of one attempt when the job sets none. Default: 30 minutes.
+    pub fn job_timeout(mut self, timeout: Duration) -> WorkerBuilder {
+        self.config.job_timeout = timeout;
+        self
+    }
+
+    /// How long a graceful shutdown waits for running jobs before handing them back.
+    /// Default: 25 s.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> WorkerBuilder {
+        self.config.shutdown_timeout = timeout;
+        self
+    }
+
+    /// How often expired leases are looked for. Default: 5 s.
+    pub fn recover_interval(mut self, every: Duration) -> WorkerBuilder {
+        self.config.recover_interval = every;
+        self
+    }
+
+    /// How often retention is enforced. Default: 60 s.
+    pub fn janitor_interval(mut self, every: Duration) -> WorkerBuilder {
+        self.config.janitor_interval = every;
+        self
+    }
+
+    /// How long finished jobs are kept. Default: [`Retention::default`].
+    pub fn retention(mut self, retention: Retention) -> WorkerBuilder {
+        self.config.retention = retention;
+        self
+    }
+
+    /// The wait before retrying a failed job. Default: [`ExponentialBackoff::default`].
+    pub fn retry_policy(mut self, policy: impl RetryPolicy) -> WorkerBuilder {
+        self.config.retry = Arc::new(policy);
+        self
+    }
+
+    /// This node's name, shown as the owner of its jobs. Default: `hostname-pid`.
+    pub fn node(mut self, node: impl Into<String>) -> WorkerBuilder {
+        self.node = Some(node.into());
+        self
+    }
+
+    /// Check the configuration and build the worker.
+    pub fn build(self) -> Result<Worker> {
+        let c = &self.config;
+        if self.queues.is_empty() {
+            return Err(Error::invalid("a worker needs at least one queue"));
+        }
+        for (queue, weight) in &self.queues {
+            crate::job::validate_queue_name(queue)?;
+            if *weight == 0 {
+                return Err(Error::invalid(format!(
+                    "queue {queue}: weight must be at least 1"
+                )));
+            }
+        }
+        if c.concurrency == 0 || c.claim_batch == 0 {
+            return Err(Error::invalid(
+                "concurrency and claim batch must be at least 1",
+            ));
+        }
+        if c.lease < Duration::from_millis(300) {
+            return Err(Error::invalid("lease must be at least 300ms"));
+        }
+        let node = self.node.unwrap_or_else(default_node_name);
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let mut config = self.config;
+        config.queues = self
+            .queues
+            .iter()
+            .map(|(q, w)| (self.broker.keys(q), *w))
+            .collect();
+        let shared = Arc::new(Shared {
+            broker: self.broker,
+            slots: Arc::new(Semaphore::new(config.concurrency)),
+            config,
+            id: format!("{node}:{}", &suffix[..8]),
+            handlers: self.handlers,
+            running: Mutex::default(),
+            counters: Counters::default(),
+        });
+        Ok(Worker {
+            shared,
+            shutdown: ShutdownHandle::default(),
+        })
+    }
+}
+
+/// The name of this node when none is configured: `hostname-pid`.
+pub fn default_node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "node".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// A pool of job slots that claims from its queues and runs handlers.
+///
+/// ```no_run
+/// # async fn demo() -> tickq::Result<()> {
+/// use tickq::{Client, Job, JobError, Worker};
+///
+/// let client = Client::connect("redis://127.0.0.1:6379").await?;
+/// let worker = Worker::builder(&client)
+///     .queue("default", 1)
+///     .concurrency(32)
+///     .handler("hello", |job: Job| async move {
+///         println!("hello from job {} (attempt {})", job.id(), job.attempt());
+///         Ok::<_, JobError>(())
+///     })
+///     .build()?;
+/// worker.shutdown_handle().on_signals();
+/// worker.run().await?;
+/// # Ok(()) }
+/// ```
+pub struct Worker {
+    shared: Arc<Shared>,
+    shutdown: ShutdownHandle,
+}
+
+impl Worker {
+    /// Start building a worker that uses `client`'s connection.
+    pub fn builder(client: &Client) -> WorkerBuilder {
+        WorkerBuilder {
+            broker: client.broker.clone(),
+            node: None,
+            queues: Vec::new(),
+            handlers: HashMap::new(),
+            config: WorkerConfig {
+                queues: Vec::new(),
+                concurrency: 16,
+                claim_batch: 256,
+                lease: Duration::from_secs(30),
+                job_timeout: Duration::from_secs(30 * 60),
+                shutdown_timeout: Duration::from_secs(25),
+                recover_interval: Duration::from_secs(5),
+                janitor_interval: Duration::from_secs(60),
+                max_idle: Duration::from_secs(30),
+                block: Duration::from_secs(10),
+                retention: client.retention,
+                retry: Arc::new(ExponentialBackoff::default()),
+            },
+        }
+    }
+
+    /// The id this worker holds leases under (`node:random`).
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    /// A handle that stops this worker.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// What this worker did so far.
+    pub fn stats(&self) -> WorkerStats {
+        let c = &self.shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        WorkerStats {
+            completed: get(&c.completed),
+            failed: get(&c.failed),
+            stale: get(&c.stale),
+            abandoned: get(&c.abandoned),
+            handed_back: get(&c.handed_back),
+            recovered: get(&c.recovered),
+        }
+    }
+
+    /// Run until the shutdown handle is used, then drain and return.
+    pub async fn run(&self) -> Result<()> {
+        let shared = &self.shared;
+        // Stops the background parts once the jobs are drained; separate from the graceful
+        // token so leases keep being renewed while running jobs finish.
+        let background = CancellationToken::new();
+        let jobs = TaskTracker::new();
+        let (acks, ack_rx) = tokio::sync::mpsc::unbounded_channel();
+
+        let mut parts = Vec::new();
+        parts.push(tokio::spawn(acker::run(shared.clone(), ack_rx)));
+        parts.push(tokio::spawn(heartbeat::run(
+            shared.clone(),
+            background.clone(),
+        )));
+        parts.push(tokio::spawn(recoverer::run(
+            shared.clone(),
+            background.clone(),
+        )));
+        parts.push(tokio::spawn(janitor::run(
+            shared.clone(),
+            background.clone(),
+        )));
+        tracing::info!(worker = %shared.id, queues = ?shared.config.queues.iter().map(|(k, _)| &k.name).collect::<Vec<_>>(), "worker started");
+
+        fetcher::run(shared.clone(), self.shutdown.graceful.clone(), &jobs, acks).await;
+
+        // Graceful drain: running jobs keep their leases until they finish, the timeout
+        // passes or a force arrives; whatever still runs then is handed back.
+        jobs.close();
+        tokio::select! {
+            _ = jobs.wait() => {}
+            _ = tokio::time::sleep(shared.config.shutdown_timeout) => {
+                tracing::warn!("shutdown timeout passed; handing running jobs back");
+            }
+            _ = self.shutdown.force.cancelled() => {}
+        }
+        for (_, running) in shared.running_snapshot() {
+            running.stop(StopReason::Shutdown);
+        }
+        // Processors hand their jobs back themselves; bound the wait in case Redis is gone.
+        let _ = tokio::time::timeout(Duration::from_secs(10), jobs.wait()).await;
+        background.cancel();
+        for part in parts {
+            let _ = part.await;
+        }
+        tracing::info!(worker = %shared.id, "worker stopped");
+        Ok(())
+    }
+}
