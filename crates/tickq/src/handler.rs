@@ -63,8 +63,9 @@ impl Job {
     }
 
     /// Resolves when the worker must stop this job: the lease was lost, the job was cancelled,
-    /// or the worker is shutting down past its grace period. The handler's future is dropped
-    /// right after; use this to clean up or to stop child work early.
+    /// or the worker is shutting down past its grace period. The handler keeps being polled for
+    /// the worker's stop grace (1 s by default) to clean up, then its future is dropped; what
+    /// it returns after the stop is ignored.
     pub fn stopped(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
         self.stop.cancelled()
     }

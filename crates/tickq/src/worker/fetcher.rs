@@ -28,7 +28,7 @@ pub(crate) async fn run(
     jobs: &TaskTracker,
     acks: tokio::sync::mpsc::UnboundedSender<Ack>,
 ) {
-    let wake = Arc::new(Notify::new());
+    let wake = shared.wake.clone();
     let (idle_tx, idle_rx) = watch::channel(false);
     let mut waiters = Vec::new();
     for (keys, _) in &shared.config.queues {

@@ -41,6 +41,7 @@ pub(crate) struct WorkerConfig {
     pub(crate) lease: Duration,
     pub(crate) job_timeout: Duration,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) stop_grace: Duration,
     pub(crate) recover_interval: Duration,
     pub(crate) janitor_interval: Duration,
     pub(crate) max_idle: Duration,
@@ -135,6 +136,8 @@ pub(crate) struct Shared {
     pub(crate) running: Mutex<HashMap<JobKey, Arc<Running>>>,
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) counters: Counters,
+    /// Wakes the idle fetcher: set by the marker waiters and by the recoverer.
+    pub(crate) wake: Arc<tokio::sync::Notify>,
 }
 
 impl Shared {
@@ -266,6 +269,13 @@ impl WorkerBuilder {
         self
     }
 
+    /// How long a handler that was told to stop ([`crate::Job::stopped`]: lease lost, job
+    /// cancelled, forced shutdown) keeps running to clean up before it is dropped. Default: 1 s.
+    pub fn stop_grace(mut self, grace: Duration) -> WorkerBuilder {
+        self.config.stop_grace = grace;
+        self
+    }
+
     /// How often expired leases are looked for. Default: 5 s.
     pub fn recover_interval(mut self, every: Duration) -> WorkerBuilder {
         self.config.recover_interval = every;
@@ -334,6 +344,7 @@ impl WorkerBuilder {
             handlers: self.handlers,
             running: Mutex::default(),
             counters: Counters::default(),
+            wake: Arc::default(),
         });
         Ok(Worker {
             shared,
@@ -392,6 +403,7 @@ impl Worker {
                 lease: Duration::from_secs(30),
                 job_timeout: Duration::from_secs(30 * 60),
                 shutdown_timeout: Duration::from_secs(25),
+                stop_grace: Duration::from_secs(1),
                 recover_interval: Duration::from_secs(5),
                 janitor_interval: Duration::from_secs(60),
                 max_idle: Duration::from_secs(30),

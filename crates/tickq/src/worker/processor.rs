@@ -124,9 +124,9 @@ async fn execute(shared: &Shared, claimed: &Claimed, running: &Running) -> Outco
         fence: claimed.fence,
         stop: running.stop.clone(),
     };
-    let run = AssertUnwindSafe(handler.call(job)).catch_unwind();
+    let mut run = AssertUnwindSafe(handler.call(job)).catch_unwind();
     tokio::select! {
-        result = run => match result {
+        result = &mut run => match result {
             Ok(Ok(result)) => Outcome::Completed(result.unwrap_or_default()),
             Ok(Err(e)) => Outcome::Failed(e.action, e.message),
             Err(panic) => Outcome::Failed(FailAction::Retry, format!("handler panicked: {}", panic_message(&panic))),
@@ -134,7 +134,13 @@ async fn execute(shared: &Shared, claimed: &Claimed, running: &Running) -> Outco
         _ = tokio::time::sleep(timeout) => {
             Outcome::Failed(FailAction::Retry, format!("timed out after {timeout:?}"))
         }
-        _ = running.stop.cancelled() => Outcome::Stopped(running.reason()),
+        _ = running.stop.cancelled() => {
+            // The handler saw the same signal through `Job::stopped`; let it clean up (stop
+            // child processes, roll back) for a moment before its future is dropped. Its
+            // answer no longer counts: the job is lost, cancelled or handed back.
+            let _ = tokio::time::timeout(shared.config.stop_grace, run).await;
+            Outcome::Stopped(running.reason())
+        }
     }
 }
 

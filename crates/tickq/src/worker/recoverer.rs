@@ -20,6 +20,12 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                 {
                     Ok(r) => {
                         let n = r.to_pending + r.to_dead + r.to_cancelled;
+                        if r.to_pending > 0 {
+                            // The recover script sets the queue's marker, but a frozen or
+                            // cut-off node's blocked connection may be the one that pops it;
+                            // this node knows there is work, so it wakes itself.
+                            shared.wake.notify_one();
+                        }
                         if n > 0 {
                             shared.counters.recovered.fetch_add(n, Ordering::Relaxed);
                             tracing::info!(queue = %keys.name, to_pending = r.to_pending, to_dead = r.to_dead, to_cancelled = r.to_cancelled, "recovered jobs with expired leases");

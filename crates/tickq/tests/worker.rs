@@ -1,0 +1,537 @@
+//! The worker runtime against a real Redis: handlers, outcomes, retries, timeouts, panics,
+//! concurrency, weights, cancellation, corrupt jobs and shutdown.
+
+mod common;
+
+use common::{count, spawn, wait_until};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tickq::{Client, FixedBackoff, Job, JobError, JobState, NewJob, Worker};
+use tickq_testkit::TestRedis;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+async fn setup() -> (TestRedis, Client) {
+    let redis = TestRedis::start();
+    let client = Client::connect(&redis.url()).await.unwrap();
+    (redis, client)
+}
+
+#[tokio::test]
+async fn handler_sees_id_attempt_fence_and_result_is_kept() {
+    let (_redis, client) = setup().await;
+    let id = client
+        .enqueue(NewJob::new("q", "k").id("job-1"))
+        .await
+        .unwrap()
+        .id;
+    let w = Worker::builder(&client)
+        .queue("q", 1)
+        .handler("k", |job: Job| async move {
+            Ok::<_, JobError>(format!("{} {} {}", job.id(), job.attempt(), job.fence()))
+        })
+        .build()
+        .unwrap();
+    let w = spawn(w);
+    wait_until(LIMIT, "completed", || async {
+        count(&client, "q", JobState::Completed).await == 1
+    })
+    .await;
+    let info = client.job("q", &id).await.unwrap();
+    assert_eq!(info.result.as_deref(), Some("job-1 1 1"));
+    assert_eq!(info.attempt, 1);
+    assert!(info.finished_at.is_some() && info.started_at.is_some());
+    let stats = w.stop().await;
+    assert_eq!(stats.completed, 1);
+}
+
+#[tokio::test]
+async fn failures_retry_by_policy_then_go_dead() {
+    let (_redis, client) = setup().await;
+    let id = client
+        .enqueue(NewJob::new("q", "flaky").max_attempts(3))
+        .await
+        .unwrap()
+        .id;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
+    let w = Worker::builder(&client)
+        .queue("q", 1)
+        .retry_policy(FixedBackoff(Duration::from_millis(30)))
+        .handler("flaky", move |job: Job| {
+            let r = r.clone();
+            async move {
+                r.fetch_add(1, Ordering::SeqCst);
+                Err::<(), _>(std::io::Error::other(format!("boom {}", job.attempt())))?;
+                Ok::<_, JobError>(())
+            }
+        })
+        .build()
+        .unwrap();
+    let w = spawn(w);
+    wait_until(LIMIT, "dead", || async {
+        count(&client, "q", JobState::Dead).await == 1
+    })
+    .await;
+    let info = client.job("q", &id).await.unwrap();
+    assert_eq!(info.attempt, 3);
+    assert_eq!(info.last_error.as_deref(), Some("boom 3"));
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+    let counts = client.inspector().counts("q").await.unwrap();
+    assert_eq!(counts.failed, 3);
+    assert_eq!(counts.processed, 0);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn kill_goes_dead_at_once_and_retry_after_waits() {
+    let (_redis, client) = setup().await;
+    let killed = client.enqueue(NewJob::new("q", "kill")).await.unwrap().id;
+    let later = client
+        .enqueue(NewJob::new("q", "later").max_attempts(2))
+        .await
+        .unwrap()
+        .id;
+    let w = Worker::builder(&client)
+        .queue("q", 1)
+        .handler("kill", |_job: Job| async {
+            Err::<(), _>(JobError::kill("bad input"))
+        })
+        .handler("later", |job: Job| async move {
+            if job.attempt() == 1 {
+                Err(JobError::retry_after(Duration::from_millis(400), "not yet"))
+            } else {
+                Ok(())
+            }
+        })
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let w = spawn(w);
+    wait_until(LIMIT, "both done", || async {
+        count(&client, "q", JobState::Dead).await == 1
+            && count(&client, "q", JobState::Completed).await == 1
+    })
+    .await;
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    let k = client.job("q", &killed).await.unwrap();
+    assert_eq!(
+        (k.state, k.attempt, k.last_error.as_deref()),
+        (JobState::Dead, 1, Some("bad input"))
+    );
+    let l = client.job("q", &later).await.unwrap();
+    assert_eq!((l.state, l.attempt), (JobState::Completed, 2));
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn panics_and_timeouts_fail_the_job_not_the_worker() {
+    let (_redis, client) = setup().await;
+    let panicky = client
+        .enqueue(NewJob::new("q", "panic").max_attempts(1))
+        .await
+        .unwrap()
+        .id;
+    let slow = client
+        .enqueue(
+            NewJob::new("q", "slow")
+                .max_attempts(1)
+                .timeout(Duration::from_millis(100)),
+        )
+        .await
+        .unwrap()
+        .id;
+    let fine = client.enqueue(NewJob::new("q", "fine")).await.unwrap().id;
+    let w = Worker::builder(&client)
+        .queue("q", 1)
+        .concurrency(1)
+        .handler("panic", |_job: Job| async {
+            if true {
+                panic!("handler exploded");
+            }
+            Ok::<_, JobError>(())
+        })
+        .handler("slow", |_job: Job| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok::<_, JobError>(())
+        })
+        .handler("fine", |_job: Job| async { Ok::<_, JobError>(()) })
+        .build()
+        .unwrap();
+    let w = spawn(w);
+    wait_until(LIMIT, "all finished", || async {
+        count(&client, "q", JobState::Dead).await == 2
+            && count(&client, "q", JobState::Completed).await == 1
+    })
+    .await;
+    let p = client.job("q", &panicky).await.unwrap();
+    assert!(p.last_error.unwrap().contains("handler exploded"));
+    let s = client.job("q", &slow).await.unwrap();
+    assert!(s.last_error.unwrap().contains("timed out"));
+    assert_eq!(
+        client.job("q", &fine).await.unwrap().state,
+        JobState::Completed
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn corrupt_jobs_go_dead_with_the_reason_and_the_worker_goes_on() {
+    let (redis, client) = setup().await;
+    let garbage = client
+        .enqueue(NewJob::new("q", "k").id("garbage"))
+        .await
+        .unwrap()
+        .id;
+    let bad_payload = client
+        .enqueue(NewJob::new("q", "typed").payload(serde_json::json!("not a number")))
+        .await
+        .unwrap()
+        .id;
+    let good = client.enqueue(NewJob::new("q", "k")).await.unwrap().id;
+    // Overwrite the stored envelope with bytes that are not JSON at all.
+    let mut conn = redis.sync_conn();
+    let _: () = redis::cmd("HSET")
+        .arg("tickq:{q}:job:garbage")
+        .arg("data")
+        .arg(b"\xff\x00not json".as_slice())
+        .query(&mut conn)
+        .unwrap();
+    let w = Worker::builder(&client)
+        .queue("q", 1)
+        .handler("k", |_job: Job| async { Ok::<_, JobError>(()) })
+        .handler("typed", |job: Job| async move {
+            let n: u64 = job.payload_as()?;
+            Ok::<_, JobError>(n.to_string())
+        })
+        .build()
+        .unwrap();
+    let w = spawn(w);
+    wait_until(LIMIT, "finished", || async {
+        count(&client, "q", JobState::Dead).await == 2
+            && count(&client, "q", JobState::Completed).await == 1
+    })
+    .await;
+    let g = client.job("q", &garbage).await.unwrap();
+    assert_eq!(g.state, JobState::Dead);
+    assert!(
+        g.last_error.as_deref().unwrap().starts_with("corrupt job"),
+        "{g:?}"
+    );
+    assert!(g.corrupt.is_some());
+    let b = client.job("q", &bad_payload).await.unwrap();
+    assert!(b.last_error.unwrap().contains("payload does not decode"));
+    assert_eq!(b.attempt, 1, "an undecodable payload is not retried");
+    assert_eq!(
+        client.job("q", &good).await.unwrap().state,
+        JobState::Completed
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn concurrency_limit_is_respected() {
+    let (_redis, client) = setup().await;
+    let jobs = (0..40).map(|_| NewJob::new("q", "k")).collect();
+    client.enqueue_bulk(jobs).await.unwrap();
+    let now = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (n, p) = (now.clone(), peak.clone());
+    let w = Worker::builder(&client)
+        .queue("q", 1)
+        .concurrency(4)
+        .handler("k", move |_job: Job| {
+            let (n, p) = (n.clone(), p.clone());
+            async move {
+                let c = n.fetch_add(1, Ordering::SeqCst) + 1;
+                p.fetch_max(c, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                n.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, JobError>(())
+            }
+        })
+        .build()
+        .unwrap();
+    let w = spawn(w);
+    wait_until(LIMIT, "all done", || async {
+        count(&client, "q", JobState::Completed).await == 40
+    })
+    .await;
+    assert_eq!(peak.load(Ordering::SeqCst), 4);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn weighted_queues_are_all_served_heavier_first_more_often() {
+    let (_redis, client) = setup().await;
+    for q in ["heavy", "light"] {
+        let jobs = (0..300).map(|_| NewJob::new(q, "k")).collect();
+        client.enqueue_bulk(jobs).await.unwrap();
+    }
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let o = order.clone();
+    let w = Worker::builder(&client)
+        .queue("heavy", 5)
+        .queue("light", 1)
+        .concurrency(1)
+        .claim_batch(1)
+        .handler("k", move |job: Job| {
+            o.lock().unwrap().push(job.queue().to_owned());
+            async { Ok::<_, JobError>(()) }
+        })
+        .build()
+        .unwrap();
+    let w = spawn(w);
+    wait_until(LIMIT, "all done", || async {
+        count(&client, "heavy", JobState::Completed).await == 300
+            && count(&client, "light", JobState::Completed).await == 300
+    })
+    .await;
+    w.stop().await;
+    let order = order.lock().unwrap();
+    let first_300_heavy = order[..300].iter().filter(|q| *q == "heavy").count();
+    // Expected 5/6 of 300 = 250; allow for randomness, but light must not starve either.
+    assert!(
+        (200..=290).contains(&first_300_heavy),
+        "heavy among the first 300: {first_300_heavy}"
+    );
+}
+
+#[tokio::test]
+async fn priorities_run_higher_first_then_fifo() {
+    let (_redis, client) = setup().await;
+    let mut jobs = Vec::new();
+    for (i, prio) in [0, 5, 0, 5, -3, 0].iter().enumerate() {
+        jobs.push(NewJob::new("q", "k").id(format!("j{i}")).priority(*prio));
+    }
+    client.enqueue_bulk(jobs).await.unwrap();
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let o = order.clone();
+    let w = Worker::builder(&client)
+        .queue("q", 1)
+        .concurrency(1)
+        .handler("k", move |job: Job| {
+            o.lock().unwrap().push(job.id().to_owned());
+            async { Ok::<_, JobError>(()) }
+        })
+        .build()
+        .unwrap();
+    let w = spawn(w);
+    wait_until(LIMIT, "all done", || async {
+        count(&client, "q", JobState::Completed).await == 6
+    })
+    .await;
+    w.stop().await;
+    assert_eq!(*order.lock().unwrap(), ["j1", "j3", "j0", "j2", "j5", "j4"]);
+}
+
+#[tokio::test]
+async fn delayed_jobs_wait_for_their_time_and_idle_workers_wake_for_new_jobs() {
+    let (_redis, client) = setup().await;
+    let starts = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = starts.clone();
+    let w = Worker::builder(&client)
+        .queue("q", 1)
+        .handler("k", move |job: Job| {
+            s.lock()
+                .unwrap()
+                .push((job.id().to_owned(), Instant::now()));
+            async { Ok::<_, JobError>(()) }
+        })
+        .build()
+        .unwrap();
+    let w = spawn(w);
+    tokio::time::sleep(Duration::from_millis(200)).await; // the worker is idle and asleep
+    let t0 = Instant::now();
+    client
+        .enqueue(
+            NewJob::new("q", "k")
+                .id("later")
+                .delay(Duration::from_millis(600)),
+        )
+        .await
+        .unwrap();
+    client
+        .enqueue(NewJob::new("q", "k").id("now"))
+        .await
+        .unwrap();
+    wait_until(LIMIT, "both ran", || async {
+        count(&client, "q", JobState::Completed).await == 2
+    })
+    .await;
+    w.stop().await;
+    let starts = starts.lock().unwrap();
+    let at = |id: &str| starts.iter().find(|(i, _)| i == id).unwrap().1 - t0;
+    assert!(
+        at("now") < Duration::from_millis(500),
+        "woken late: {:?}",
+        at("now")
+    );
+    assert!(
+        at("later") >= Duration::from_millis(590),
+        "ran early: {:?}",
+        at("later")
+    );
+    assert!(
+        at("later") < Duration::from_millis(1500),
+        "ran late: {:?}",
+        at("later")
+    );
+}
+
+#[tokio::test]
+async fn cancelling_a_running_job_stops_its_handler() {
+    let (_redis, client) = setup().await;
+    let id = client.enqueue(NewJob::new("q", "long")).await.unwrap().id;
+    let stopped = Arc::new(AtomicUsize::new(0));
+    let s = stopped.clone();
+    let w = Worker::builder(&client)
+        .queue("q", 1)
+        .lease(Duration::from_millis(600))
+        .handler("long", move |job: Job| {
+            let s = s.clone();
+            async move {
+                job.stopped().await;
+                s.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok::<_, JobError>(())
+            }
+        })
+        .build()
+        .unwrap();
+    let w = spawn(w);
+    wait_until(LIMIT, "active", || async {
+        count(&client, "q", JobState::Active).await == 1
+    })
+    .await;
+    assert_eq!(
+        client.cancel("q", &id).await.unwrap(),
+        tickq::CancelOutcome::Cancelling
+    );
+    wait_until(LIMIT, "cancelled", || async {
+        count(&client, "q", JobState::Cancelled).await == 1
+    })
+    .await;
+    assert_eq!(stopped.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        client.job("q", &id).await.unwrap().state,
+        JobState::Cancelled
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_lets_short_jobs_finish_and_hands_long_ones_back_uncharged() {
+    let (_redis, client) = setup().await;
+    let short = client.enqueue(NewJob::new("q", "short")).await.unwrap().id;
+    let long = client.enqueue(NewJob::new("q", "long")).await.unwrap().id;
+    let w = Worker::builder(&client)
+        .queue("q", 1)
+        .shutdown_timeout(Duration::from_millis(500))
+        .handler("short", |_job: Job| async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok::<_, JobError>(())
+        })
+        .handler("long", |_job: Job| async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<_, JobError>(())
+        })
+        .build()
+        .unwrap();
+    let w = spawn(w);
+    wait_until(LIMIT, "both active", || async {
+        count(&client, "q", JobState::Active).await == 2
+    })
+    .await;
+    let stats = w.stop().await;
+    assert_eq!(
+        client.job("q", &short).await.unwrap().state,
+        JobState::Completed
+    );
+    let l = client.job("q", &long).await.unwrap();
+    assert_eq!(
+        (l.state, l.attempt),
+        (JobState::Pending, 0),
+        "handed back, attempt not charged"
+    );
+    assert_eq!(stats.handed_back, 1);
+}
+
+#[tokio::test]
+async fn force_hands_everything_back_at_once() {
+    let (_redis, client) = setup().await;
+    client.enqueue(NewJob::new("q", "long")).await.unwrap();
+    let w = Worker::builder(&client)
+        .queue("q", 1)
+        .shutdown_timeout(Duration::from_secs(60))
+        .handler("long", |_job: Job| async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<_, JobError>(())
+        })
+        .build()
+        .unwrap();
+    let w = spawn(w);
+    wait_until(LIMIT, "active", || async {
+        count(&client, "q", JobState::Active).await == 1
+    })
+    .await;
+    let t = Instant::now();
+    w.handle.force();
+    let (result, stats) = w.task.await.unwrap();
+    result.unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert_eq!(stats.handed_back, 1);
+    assert_eq!(count(&client, "q", JobState::Pending).await, 1);
+}
+
+#[tokio::test]
+async fn unknown_kind_is_retried_not_lost() {
+    let (_redis, client) = setup().await;
+    let id = client
+        .enqueue(NewJob::new("q", "nobody").max_attempts(2))
+        .await
+        .unwrap()
+        .id;
+    let w = Worker::builder(&client)
+        .queue("q", 1)
+        .retry_policy(FixedBackoff(Duration::from_millis(10)))
+        .handler("k", |_job: Job| async { Ok::<_, JobError>(()) })
+        .build()
+        .unwrap();
+    let w = spawn(w);
+    wait_until(LIMIT, "dead", || async {
+        count(&client, "q", JobState::Dead).await == 1
+    })
+    .await;
+    let info = client.job("q", &id).await.unwrap();
+    assert!(
+        info.last_error
+            .unwrap()
+            .contains("no handler for job kind \"nobody\"")
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn completed_jobs_are_capped_by_retention() {
+    let (_redis, client) = setup().await;
+    let jobs = (0..30).map(|_| NewJob::new("q", "k")).collect();
+    client.enqueue_bulk(jobs).await.unwrap();
+    let w = Worker::builder(&client)
+        .queue("q", 1)
+        .retention(tickq::Retention {
+            completed_max: 10,
+            ..Default::default()
+        })
+        .handler("k", |_job: Job| async { Ok::<_, JobError>(()) })
+        .build()
+        .unwrap();
+    let w = spawn(w);
+    wait_until(LIMIT, "processed", || async {
+        client.inspector().counts("q").await.unwrap().processed == 30
+    })
+    .await;
+    assert_eq!(count(&client, "q", JobState::Completed).await, 10);
+    w.stop().await;
+}
