@@ -367,7 +367,7 @@ impl Broker {
             .arg(max)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        if reply.len() < 3 || (reply.len() - 3) % 4 != 0 {
+        if reply.len() < 3 || !(reply.len() - 3).is_multiple_of(4) {
             return Err(Error::corrupt("claim script returned an unexpected reply"));
         }
         let jobs = reply[3..]
@@ -733,3 +733,9 @@ fn job_info(queue: &str, id: &str, fields: &HashMap<String, Vec<u8>>) -> JobInfo
         corrupt,
     }
 }
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod lifecycle_tests;

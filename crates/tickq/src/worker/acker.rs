@@ -14,12 +14,14 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 const MAX_BATCH: usize = 1000;
 
+/// One queue's share of a batch: its keys and (id, fence, result) per job.
+type QueueBatch = (Arc<QueueKeys>, Vec<(String, u64, String)>);
+
 /// Runs until every sender is gone (the fetcher and all processors have finished).
 pub(crate) async fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Ack>) {
     let mut buf = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut buf, MAX_BATCH).await > 0 {
-        let mut by_queue: HashMap<String, (Arc<QueueKeys>, Vec<(String, u64, String)>)> =
-            HashMap::new();
+        let mut by_queue: HashMap<String, QueueBatch> = HashMap::new();
         for (keys, id, fence, result) in buf.drain(..) {
             by_queue
                 .entry(keys.name.clone())

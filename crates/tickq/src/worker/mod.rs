@@ -447,20 +447,12 @@ impl Worker {
         let jobs = TaskTracker::new();
         let (acks, ack_rx) = tokio::sync::mpsc::unbounded_channel();
 
-        let mut parts = Vec::new();
-        parts.push(tokio::spawn(acker::run(shared.clone(), ack_rx)));
-        parts.push(tokio::spawn(heartbeat::run(
-            shared.clone(),
-            background.clone(),
-        )));
-        parts.push(tokio::spawn(recoverer::run(
-            shared.clone(),
-            background.clone(),
-        )));
-        parts.push(tokio::spawn(janitor::run(
-            shared.clone(),
-            background.clone(),
-        )));
+        let parts = vec![
+            tokio::spawn(acker::run(shared.clone(), ack_rx)),
+            tokio::spawn(heartbeat::run(shared.clone(), background.clone())),
+            tokio::spawn(recoverer::run(shared.clone(), background.clone())),
+            tokio::spawn(janitor::run(shared.clone(), background.clone())),
+        ];
         tracing::info!(worker = %shared.id, queues = ?shared.config.queues.iter().map(|(k, _)| &k.name).collect::<Vec<_>>(), "worker started");
 
         fetcher::run(shared.clone(), self.shutdown.graceful.clone(), &jobs, acks).await;
