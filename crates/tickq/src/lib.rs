@@ -53,6 +53,7 @@ mod handler;
 mod inspect;
 mod job;
 pub mod retry;
+pub mod schedule;
 mod worker;
 
 pub use broker::{CancelOutcome, QueueCounts, Retention, redact_url};
@@ -65,4 +66,8 @@ pub use job::{
     validate_job_id, validate_queue_name,
 };
 pub use retry::{ExponentialBackoff, FixedBackoff, RetryPolicy};
+pub use schedule::{
+    Catchup, CronSchedule, Overlap, ScheduleInfo, ScheduleSpec, Scheduler, SchedulerBuilder, Task,
+    Upserted,
+};
 pub use worker::{ShutdownHandle, Worker, WorkerBuilder, WorkerStats, default_node_name};

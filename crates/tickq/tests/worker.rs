@@ -535,3 +535,32 @@ async fn completed_jobs_are_capped_by_retention() {
     assert_eq!(count(&client, "q", JobState::Completed).await, 10);
     w.stop().await;
 }
+
+#[tokio::test]
+async fn dropping_the_run_future_hands_jobs_back_and_stops_renewing() {
+    let (_redis, client) = setup().await;
+    let id = client.enqueue(NewJob::new("q", "long")).await.unwrap().id;
+    let w = Worker::builder(&client)
+        .queue("q", 1)
+        .lease(Duration::from_millis(600))
+        .stop_grace(Duration::from_millis(10))
+        .handler("long", |_job: Job| async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<_, JobError>(())
+        })
+        .build()
+        .unwrap();
+    let run = tokio::spawn(async move { w.run().await });
+    wait_until(LIMIT, "active", || async {
+        count(&client, "q", JobState::Active).await == 1
+    })
+    .await;
+    run.abort();
+    let _ = run.await;
+    wait_until(LIMIT, "handed back", || async {
+        count(&client, "q", JobState::Pending).await == 1
+    })
+    .await;
+    let job = client.job("q", &id).await.unwrap();
+    assert_eq!(job.attempt, 0, "not charged");
+}

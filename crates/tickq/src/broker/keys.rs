@@ -11,6 +11,10 @@ pub(crate) const SCHEMA_VERSION: u32 = 1;
 /// plain commands, never inside a per-queue script).
 pub(crate) const QUEUES: &str = "tickq:queues";
 
+/// Which queue each schedule feeds (global hash: schedule name -> queue; written by plain
+/// commands outside scripts).
+pub(crate) const SCHEDULES: &str = "tickq:schedules";
+
 /// Every key of one queue, built once and reused for each call.
 #[derive(Debug, Clone)]
 pub(crate) struct QueueKeys {
@@ -27,6 +31,10 @@ pub(crate) struct QueueKeys {
     pub(crate) seq: String,
     pub(crate) marker: String,
     pub(crate) stats: String,
+    /// Prefix of schedule hashes: the schedule key is this followed by the schedule name.
+    pub(crate) schedule_prefix: String,
+    /// The queue's schedules by next fire time (Redis ms).
+    pub(crate) schedules_due: String,
 }
 
 impl QueueKeys {
@@ -46,11 +54,17 @@ impl QueueKeys {
             seq: key("seq"),
             marker: key("marker"),
             stats: key("stats"),
+            schedule_prefix: key("schedule:"),
+            schedules_due: key("schedules-due"),
         }
     }
 
     pub(crate) fn job(&self, id: &str) -> String {
         format!("{}{id}", self.job_prefix)
+    }
+
+    pub(crate) fn schedule(&self, name: &str) -> String {
+        format!("{}{name}", self.schedule_prefix)
     }
 
     /// The index (sorted set) that holds jobs in `state`.

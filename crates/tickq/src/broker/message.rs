@@ -24,6 +24,25 @@ pub(crate) struct Envelope {
 }
 
 impl Envelope {
+    pub(crate) fn new(
+        id: String,
+        queue: &str,
+        kind: &str,
+        payload: serde_json::Value,
+        timeout_ms: Option<u64>,
+        meta: BTreeMap<String, String>,
+    ) -> Envelope {
+        Envelope {
+            v: SCHEMA_VERSION,
+            id,
+            queue: queue.to_owned(),
+            kind: kind.to_owned(),
+            payload,
+            timeout_ms,
+            meta,
+        }
+    }
+
     pub(crate) fn encode(&self) -> String {
         // Serialising plain data with string keys cannot fail.
         serde_json::to_string(self).expect("job envelope serialises")

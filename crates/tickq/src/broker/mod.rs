@@ -4,12 +4,13 @@
 
 pub(crate) mod keys;
 pub(crate) mod message;
+pub(crate) mod schedules;
 pub(crate) mod scripts;
 mod value;
 
 use crate::job::{Due, Enqueued, JobInfo, JobState, NewJob, ms_to_timestamp};
 use crate::{Error, ErrorKind, Result};
-use keys::{QueueKeys, SCHEMA_VERSION};
+use keys::QueueKeys;
 use message::Envelope;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Value};
@@ -48,7 +49,7 @@ impl Default for Retention {
 }
 
 impl Retention {
-    fn keep_ms(&self) -> u64 {
+    pub(crate) fn keep_ms(&self) -> u64 {
         if self.completed_max == 0 {
             0
         } else {
@@ -299,15 +300,14 @@ impl Broker {
                 inv.arg(&keys.job_prefix);
                 for &i in chunk {
                     let job = &jobs[i];
-                    let envelope = Envelope {
-                        v: SCHEMA_VERSION,
-                        id: ids[i].clone(),
-                        queue: job.queue.clone(),
-                        kind: job.kind.clone(),
-                        payload: job.payload.clone(),
-                        timeout_ms: job.timeout.map(|t| t.as_millis() as u64),
-                        meta: job.meta.clone(),
-                    };
+                    let envelope = Envelope::new(
+                        ids[i].clone(),
+                        &job.queue,
+                        &job.kind,
+                        job.payload.clone(),
+                        job.timeout.map(|t| t.as_millis() as u64),
+                        job.meta.clone(),
+                    );
                     let (at_ms, delay_ms) = match job.due {
                         Due::Now => (0i64, 0u64),
                         Due::In(d) => (0, (d.as_millis() as u64).max(1)),
@@ -626,6 +626,9 @@ impl Broker {
 
     /// Read many jobs of one queue in one round trip; missing ones are skipped.
     pub(crate) async fn jobs(&self, keys: &QueueKeys, ids: &[String]) -> Result<Vec<JobInfo>> {
+        if ids.is_empty() {
+            return Ok(Vec::new()); // an empty pipeline is an error in redis-rs
+        }
         let mut pipe = redis::pipe();
         for id in ids {
             pipe.hgetall(keys.job(id));

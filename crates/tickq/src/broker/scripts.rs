@@ -28,6 +28,9 @@ pub(crate) struct Scripts {
     pub(crate) delete: Script,
     pub(crate) retry: Script,
     pub(crate) janitor: Script,
+    pub(crate) schedule_upsert: Script,
+    pub(crate) fire: Script,
+    pub(crate) schedule_pause: Script,
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -42,10 +45,13 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     delete: script!("delete"),
     retry: script!("retry"),
     janitor: script!("janitor"),
+    schedule_upsert: script!("schedule_upsert"),
+    fire: script!("fire"),
+    schedule_pause: script!("schedule_pause"),
 });
 
 impl Scripts {
-    pub(crate) fn all(&self) -> [&Script; 11] {
+    pub(crate) fn all(&self) -> [&Script; 14] {
         [
             &self.enqueue,
             &self.claim,
@@ -58,6 +64,9 @@ impl Scripts {
             &self.delete,
             &self.retry,
             &self.janitor,
+            &self.schedule_upsert,
+            &self.fire,
+            &self.schedule_pause,
         ]
     }
 }

@@ -174,6 +174,10 @@ impl ShutdownHandle {
         self.force.cancel();
     }
 
+    pub(crate) fn graceful_token(&self) -> CancellationToken {
+        self.graceful.clone()
+    }
+
     /// Shut down on the first SIGINT/SIGTERM, force on the second.
     pub fn on_signals(&self) {
         let handle = self.clone();
@@ -353,6 +357,22 @@ impl WorkerBuilder {
     }
 }
 
+/// Stops a worker's background parts and hands its running jobs back when `Worker::run` ends
+/// or is dropped.
+struct StopOnDrop {
+    shared: Arc<Shared>,
+    background: CancellationToken,
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        for (_, running) in self.shared.running_snapshot() {
+            running.stop(StopReason::Shutdown);
+        }
+        self.background.cancel();
+    }
+}
+
 /// The name of this node when none is configured: `hostname-pid`.
 pub fn default_node_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -444,6 +464,12 @@ impl Worker {
         // Stops the background parts once the jobs are drained; separate from the graceful
         // token so leases keep being renewed while running jobs finish.
         let background = CancellationToken::new();
+        // If this future is dropped before it returns, the spawned parts must not outlive it:
+        // a heartbeat left behind would renew leases of jobs nobody runs, forever.
+        let _abandon_on_drop = StopOnDrop {
+            shared: shared.clone(),
+            background: background.clone(),
+        };
         let jobs = TaskTracker::new();
         let (acks, ack_rx) = tokio::sync::mpsc::unbounded_channel();
 

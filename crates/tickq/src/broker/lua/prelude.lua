@@ -33,7 +33,8 @@ local function zrem_many(key, members)
   end
 end
 
--- Move due jobs (score <= now) from a due set (scheduled or retry) into pending.
+-- Move due jobs (score <= now) from a due set (scheduled or retry) into pending. Ids whose job
+-- hash is gone (deleted by hand, evicted) are dropped: HSET would revive them as empty jobs.
 -- Returns how many moved.
 local function promote(prefix, due_key, pending_key, seq_key, now, limit)
   local ids = redis.call('ZRANGE', due_key, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
@@ -42,14 +43,16 @@ local function promote(prefix, due_key, pending_key, seq_key, now, limit)
   local pairs = {}
   for i, id in ipairs(ids) do
     local jk = prefix .. id
-    local prio = tonumber(redis.call('HGET', jk, 'priority') or '0') or 0
-    redis.call('HSET', jk, 'state', 'pending')
-    pairs[#pairs + 1] = pending_score(prio, seq + i)
-    pairs[#pairs + 1] = id
+    local f = redis.call('HMGET', jk, 'state', 'priority')
+    if f[1] then
+      redis.call('HSET', jk, 'state', 'pending')
+      pairs[#pairs + 1] = pending_score(tonumber(f[2]) or 0, seq + i)
+      pairs[#pairs + 1] = id
+    end
   end
   zrem_many(due_key, ids)
-  zadd_many(pending_key, pairs)
-  return #ids
+  if #pairs > 0 then zadd_many(pending_key, pairs) end
+  return #pairs / 2
 end
 
 -- Keep at most `max` members in a finished-jobs index (completed, dead, cancelled): evict the

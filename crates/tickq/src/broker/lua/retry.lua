@@ -2,8 +2,8 @@
 -- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] dead  KEYS[5] cancelled
 -- KEYS[6] seq  KEYS[7] marker
 -- ARGV[1] job key prefix  ARGV[2] id
--- A dead or cancelled job starts over with a fresh attempt budget; a retry or scheduled job
---   keeps its attempts and only skips the wait.
+-- A dead or cancelled job starts over with a fresh attempt budget and no cancel request; a retry
+--   or scheduled job keeps its attempts and only skips the wait.
 -- Returns the state it had, 'notfound', or (refused, nothing changed) 'pending', 'active',
 --   'completed'.
 -- Idempotent: yes; a second call finds the job pending and answers 'pending'.
@@ -18,7 +18,9 @@ redis.call('ZREM', from[state], id)
 local seq = redis.call('INCR', KEYS[6])
 if state == 'dead' or state == 'cancelled' then
   redis.call('HSET', jk, 'attempt', 0)
-  redis.call('HDEL', jk, 'finished')
+  -- A cancel asked during the last run (which then failed for good before its worker saw it)
+  -- must not cancel the run started here.
+  redis.call('HDEL', jk, 'finished', 'cancel')
 end
 redis.call('HSET', jk, 'state', 'pending', 'due', now_ms())
 redis.call('PERSIST', jk)

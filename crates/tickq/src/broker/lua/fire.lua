@@ -1,0 +1,104 @@
+-- fire: fire due ticks of one schedule, once across every node that tries.
+-- KEYS[1] schedule hash  KEYS[2] schedules-due index  KEYS[3] pending  KEYS[4] seq
+-- KEYS[5] marker  KEYS[6] scheduled  KEYS[7] retry  KEYS[8] cancelled
+-- ARGV[1] job key prefix  ARGV[2] schedule name  ARGV[3] expected version
+-- ARGV[4] expected next fire time (the tick the caller found due)  ARGV[5] new next fire time
+-- ARGV[6] new watermark (the latest due tick)  ARGV[7] ticks skipped by the catch-up policy
+-- ARGV[8] ticks fired  ARGV[9] keep ms (jobs cancelled by overlap 'replace')
+-- then 5 per job: id, data, priority, max attempts, group (the tick, for spreading its tasks)
+-- The compare-and-set on (version, next) makes racing nodes harmless: the first moves `next`,
+--   the others find it moved and answer 'raced'. Job ids are deterministic per tick and task,
+--   and a job that exists is left alone, so even a repeated tick creates nothing twice.
+-- Due is decided by Redis TIME: a node whose clock runs ahead cannot fire early ('early').
+-- Overlap (from the spec, read here): 'forbid' skips the ticks while a job of the last fired
+--   tick is still waiting or running; 'replace' cancels those jobs first (a running one gets a
+--   cancel request); 'allow' ignores them.
+-- Returns {'fired', jobs created} | {'overlap', 0} | {'raced', 0} | {'early', 0} |
+--   {'paused', 0} | {'gone', 0}.
+-- Idempotent: yes; a repeated call answers 'raced'.
+local prefix = ARGV[1]
+local f = redis.call('HMGET', KEYS[1], 'version', 'next', 'paused', 'spec', 'last_jobs')
+if not f[1] then return {'gone', 0} end
+if f[1] ~= ARGV[3] or f[2] ~= ARGV[4] then return {'raced', 0} end
+if f[3] == '1' then return {'paused', 0} end
+local now = now_ms()
+if tonumber(ARGV[4]) > now then return {'early', 0} end
+
+local function advance(fired, skipped)
+  redis.call('HSET', KEYS[1], 'next', ARGV[5], 'watermark', ARGV[6])
+  if fired > 0 then redis.call('HSET', KEYS[1], 'last_fired_at', now) end
+  redis.call('HINCRBY', KEYS[1], 'fired', fired)
+  redis.call('HINCRBY', KEYS[1], 'skipped', skipped)
+  if tonumber(ARGV[5]) < 0 then
+    redis.call('ZREM', KEYS[2], ARGV[2]) -- the expression has no later tick
+  else
+    redis.call('ZADD', KEYS[2], tonumber(ARGV[5]), ARGV[2])
+  end
+end
+
+if tonumber(ARGV[8]) == 0 then
+  -- The catch-up policy fires none of the due ticks: only move on.
+  advance(0, tonumber(ARGV[7]))
+  return {'fired', 0}
+end
+
+local overlap = cjson.decode(f[4])['overlap'] or 'allow'
+local last = {}
+if f[5] and f[5] ~= '' then last = cjson.decode(f[5]) end
+local waiting = {pending = KEYS[3], scheduled = KEYS[6], retry = KEYS[7]}
+if overlap ~= 'allow' then
+  local busy = false
+  for _, id in ipairs(last) do
+    local state = redis.call('HGET', prefix .. id, 'state')
+    if state == 'active' or waiting[state] then
+      busy = true
+      if overlap == 'replace' then
+        if state == 'active' then
+          redis.call('HSET', prefix .. id, 'cancel', 1)
+        else
+          redis.call('ZREM', waiting[state], id)
+          redis.call('HSET', prefix .. id, 'state', 'cancelled', 'finished', now,
+            'error', 'replaced by a newer tick of schedule ' .. ARGV[2])
+          redis.call('PEXPIRE', prefix .. id, tonumber(ARGV[9]))
+          redis.call('ZADD', KEYS[8], now, id)
+        end
+      end
+    end
+  end
+  if busy and overlap == 'forbid' then
+    advance(0, tonumber(ARGV[7]) + tonumber(ARGV[8]))
+    return {'overlap', 0}
+  end
+end
+
+local created = 0
+local ids = {}
+local n = (#ARGV - 9) / 5
+local seq = redis.call('INCRBY', KEYS[4], n) - n
+local ready = {}
+for i = 0, n - 1 do
+  local b = 10 + i * 5
+  local id = ARGV[b]
+  local jk = prefix .. id
+  ids[#ids + 1] = id
+  if redis.call('EXISTS', jk) == 0 then
+    local prio = tonumber(ARGV[b + 2])
+    redis.call('HSET', jk, 'data', ARGV[b + 1], 'state', 'pending', 'attempt', 0,
+      'max', ARGV[b + 3], 'priority', prio, 'fence', 0, 'created', now, 'due', now,
+      'group', ARGV[b + 4])
+    ready[#ready + 1] = pending_score(prio, seq + i + 1)
+    ready[#ready + 1] = id
+    created = created + 1
+  end
+end
+if #ready > 0 then
+  zadd_many(KEYS[3], ready)
+  wake(KEYS[5])
+end
+-- Remember the jobs of the newest tick (the last task ids) for the next overlap check.
+local tasks = tonumber(ARGV[8]) > 0 and n / tonumber(ARGV[8]) or 0
+local newest = {}
+for i = #ids - tasks + 1, #ids do newest[#newest + 1] = ids[i] end
+redis.call('HSET', KEYS[1], 'last_jobs', cjson.encode(newest))
+advance(tonumber(ARGV[8]), tonumber(ARGV[7]))
+return {'fired', created}

@@ -1,0 +1,1997 @@
+//! Table tests of every script, through the `Broker`: state in, call, state out.
+//!
+//! Each test starts its own redis-server, builds the state it needs with broker calls (or with
+//! raw commands where the API cannot reach a state: an orphan index entry, a hash without data,
+//! an expired lease), makes the call under test and then asserts the Redis state it left: hash
+//! fields, index memberships and scores. `assert_state` checks the invariant every test relies
+//! on: a job's hash names a state and the job is in that state's index and in no other.
+
+use super::*;
+use redis::aio::ConnectionManager;
+use std::collections::BTreeSet;
+use tickq_testkit::TestRedis;
+
+const Q: &str = "q";
+/// A lease that does not run out during a test.
+const LEASE: Duration = Duration::from_secs(600);
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// One redis-server, a broker on it, and a raw connection for setting up and inspecting state.
+struct Env {
+    broker: Broker,
+    keys: Arc<QueueKeys>,
+    conn: ConnectionManager,
+    // Last, so the server outlives the connections when the test ends.
+    _redis: TestRedis,
+}
+
+fn job(id: &str) -> NewJob {
+    NewJob::new(Q, "work").id(id)
+}
+
+/// Generous retention: nothing finished goes away during a test unless the test says so.
+pub(super) const KEEP: Retention = Retention {
+    completed_for: Duration::from_secs(24 * 3600),
+    completed_max: 10_000,
+    dead_for: Duration::from_secs(30 * 24 * 3600),
+    dead_max: 10_000,
+};
+
+async fn start() -> Env {
+    // Nothing here restarts Redis, so the append-only file would only cost fsyncs.
+    let redis = TestRedis::builder().appendonly(false).start();
+    let broker = Broker::connect(&redis.url()).await.unwrap();
+    Env {
+        keys: broker.keys(Q),
+        conn: broker.conn(),
+        broker,
+        _redis: redis,
+    }
+}
+
+impl Env {
+    /// Enqueue one job and check it was created.
+    async fn enqueue(&self, job: NewJob) -> Enqueued {
+        let mut answers = self.broker.enqueue(vec![job]).await.unwrap();
+        let answer = answers.pop().unwrap();
+        assert!(answer.created, "{answer:?}");
+        answer
+    }
+
+    async fn claim(&self, owner: &str, max: usize) -> ClaimBatch {
+        self.broker
+            .claim(&self.keys, owner, LEASE, max)
+            .await
+            .unwrap()
+    }
+
+    /// Claim exactly the job `id` (it must be the next pending one); answers its fence.
+    async fn claim_next(&self, id: &str) -> u64 {
+        let batch = self.claim("w1", 1).await;
+        assert_eq!(batch.jobs.len(), 1, "nothing to claim for {id}");
+        assert_eq!(
+            batch.jobs[0].id, id,
+            "claim_next: another job was pending first"
+        );
+        batch.jobs[0].fence
+    }
+
+    /// A new job `id` brought into `state` the ordinary way; answers its fence (0 if it was
+    /// never claimed). Jobs that need a claim must be the next pending job.
+    async fn put(&self, id: &str, state: JobState) -> u64 {
+        match state {
+            JobState::Scheduled => {
+                self.enqueue(job(id).delay(HOUR)).await;
+                0
+            }
+            JobState::Pending => {
+                self.enqueue(job(id)).await;
+                0
+            }
+            JobState::Cancelled => {
+                self.enqueue(job(id)).await;
+                self.broker.cancel(&self.keys, &KEEP, id).await.unwrap();
+                0
+            }
+            JobState::Active | JobState::Retry | JobState::Dead | JobState::Completed => {
+                self.enqueue(job(id)).await;
+                let fence = self.claim_next(id).await;
+                let b = &self.broker;
+                let k = &self.keys;
+                match state {
+                    JobState::Retry => {
+                        let mode = FailMode::Retry(HOUR);
+                        let out = b.fail(k, &KEEP, id, fence, "boom", mode).await.unwrap();
+                        assert_eq!(out, FailOutcome::Retry);
+                    }
+                    JobState::Dead => {
+                        let mode = FailMode::Kill;
+                        let out = b.fail(k, &KEEP, id, fence, "boom", mode).await.unwrap();
+                        assert_eq!(out, FailOutcome::Dead);
+                    }
+                    JobState::Completed => {
+                        let acks = [(id.into(), fence, "ok".into())];
+                        assert_eq!(b.ack(k, &KEEP, &acks).await.unwrap().acked, 1);
+                    }
+                    _ => {}
+                }
+                fence
+            }
+        }
+    }
+
+    /// Redis `TIME` in milliseconds: the clock the scripts use.
+    async fn now(&self) -> i64 {
+        let (s, us): (i64, i64) = redis::cmd("TIME")
+            .query_async(&mut self.conn.clone())
+            .await
+            .unwrap();
+        s * 1000 + us / 1000
+    }
+
+    async fn hash(&self, id: &str) -> BTreeMap<String, String> {
+        self.conn.clone().hgetall(self.keys.job(id)).await.unwrap()
+    }
+
+    async fn field(&self, id: &str, name: &str) -> Option<String> {
+        self.conn
+            .clone()
+            .hget(self.keys.job(id), name)
+            .await
+            .unwrap()
+    }
+
+    /// A numeric hash field; panics when it is missing.
+    async fn num(&self, id: &str, name: &str) -> i64 {
+        let v = self.field(id, name).await;
+        v.unwrap_or_else(|| panic!("job {id} has no {name} field"))
+            .parse()
+            .unwrap()
+    }
+
+    async fn set_field(&self, id: &str, name: &str, value: impl ToString) {
+        let _: () = self
+            .conn
+            .clone()
+            .hset(self.keys.job(id), name, value.to_string())
+            .await
+            .unwrap();
+    }
+
+    async fn score(&self, state: JobState, id: &str) -> Option<i64> {
+        let score: Option<f64> = self
+            .conn
+            .clone()
+            .zscore(self.keys.index(state), id)
+            .await
+            .unwrap();
+        score.map(|s| s as i64)
+    }
+
+    async fn set_score(&self, state: JobState, id: &str, score: i64) {
+        let _: () = self
+            .conn
+            .clone()
+            .zadd(self.keys.index(state), id, score)
+            .await
+            .unwrap();
+    }
+
+    /// The ids in `state`'s index, lowest score first.
+    async fn members(&self, state: JobState) -> Vec<String> {
+        self.conn
+            .clone()
+            .zrange(self.keys.index(state), 0, -1)
+            .await
+            .unwrap()
+    }
+
+    async fn pttl(&self, id: &str) -> i64 {
+        self.conn.clone().pttl(self.keys.job(id)).await.unwrap()
+    }
+
+    async fn stat(&self, name: &str) -> i64 {
+        let v: Option<i64> = self
+            .conn
+            .clone()
+            .hget(&self.keys.stats, name)
+            .await
+            .unwrap();
+        v.unwrap_or(0)
+    }
+
+    /// The states whose index holds `id`.
+    async fn indexes_of(&self, id: &str) -> Vec<JobState> {
+        let mut found = Vec::new();
+        for state in JobState::ALL {
+            if self.score(state, id).await.is_some() {
+                found.push(state);
+            }
+        }
+        found
+    }
+
+    /// The job's hash says `state`, and the job is in that state's index and in no other.
+    async fn assert_state(&self, id: &str, state: JobState) {
+        assert_eq!(
+            self.field(id, "state").await.as_deref(),
+            Some(state.as_str()),
+            "state field of job {id}"
+        );
+        assert_eq!(
+            self.indexes_of(id).await,
+            [state],
+            "indexes holding job {id}"
+        );
+    }
+
+    /// No hash and no index entry is left of the job.
+    async fn assert_gone(&self, id: &str) {
+        assert_eq!(self.hash(id).await, BTreeMap::new(), "hash of job {id}");
+        assert_eq!(self.indexes_of(id).await, [], "indexes holding job {id}");
+    }
+
+    /// Lease of an active job moved into the past, as if its worker had stopped renewing.
+    async fn expire_lease(&self, id: &str) -> i64 {
+        let past = self.now().await - 1000;
+        self.set_field(id, "lease", past).await;
+        let _: () = redis::cmd("ZADD")
+            .arg(&self.keys.active)
+            .arg("XX")
+            .arg(past)
+            .arg(id)
+            .query_async(&mut self.conn.clone())
+            .await
+            .unwrap();
+        past
+    }
+
+    async fn snapshot(&self) -> BTreeMap<String, String> {
+        snapshot(&self.conn).await
+    }
+}
+
+/// Every tickq key with its full contents, for "this call changed nothing".
+pub(super) async fn snapshot(conn: &ConnectionManager) -> BTreeMap<String, String> {
+    let mut conn = conn.clone();
+    let keys: Vec<String> = conn.keys("tickq:*").await.unwrap();
+    let mut out = BTreeMap::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let contents = match kind.as_str() {
+            "hash" => {
+                let h: BTreeMap<String, String> = conn.hgetall(&key).await.unwrap();
+                format!("{h:?}")
+            }
+            "zset" => {
+                let z: Vec<(String, f64)> = conn.zrange_withscores(&key, 0, -1).await.unwrap();
+                format!("{z:?}")
+            }
+            "set" => {
+                let s: BTreeSet<String> = conn.smembers(&key).await.unwrap();
+                format!("{s:?}")
+            }
+            "string" => conn.get(&key).await.unwrap(),
+            other => panic!("unexpected key type {other} of {key}"),
+        };
+        out.insert(key, contents);
+    }
+    out
+}
+
+#[track_caller]
+fn assert_between(what: &str, value: i64, from: i64, to: i64) {
+    assert!(
+        (from..=to).contains(&value),
+        "{what} = {value}, expected within [{from}, {to}]"
+    );
+}
+
+fn envelope(data: &[u8]) -> Envelope {
+    Envelope::decode(data).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// enqueue
+
+#[tokio::test]
+async fn enqueue_now_creates_a_pending_job() {
+    let env = start().await;
+
+    let t0 = env.now().await;
+    let answers = env
+        .broker
+        .enqueue(vec![
+            job("a")
+                .payload(serde_json::json!({"to": "x@y"}))
+                .max_attempts(3)
+                .priority(7)
+                .meta("tag", "t"),
+        ])
+        .await
+        .unwrap();
+    let t1 = env.now().await;
+
+    assert_eq!(
+        answers,
+        [Enqueued {
+            id: "a".into(),
+            queue: Q.into(),
+            state: JobState::Pending,
+            created: true,
+        }]
+    );
+    env.assert_state("a", JobState::Pending).await;
+    let h = env.hash("a").await;
+    assert_eq!(h["attempt"], "0");
+    assert_eq!(h["max"], "3");
+    assert_eq!(h["priority"], "7");
+    assert_eq!(h["fence"], "0");
+    assert_eq!(h["due"], h["created"]);
+    assert_between("created", env.num("a", "created").await, t0, t1);
+    let data = envelope(h["data"].as_bytes());
+    assert_eq!((data.id.as_str(), data.queue.as_str()), ("a", Q));
+    assert_eq!(data.kind, "work");
+    assert_eq!(data.payload, serde_json::json!({"to": "x@y"}));
+    assert_eq!(data.meta["tag"], "t");
+    assert_eq!(env.pttl("a").await, -1, "a waiting job never expires");
+    assert_eq!(env.broker.queues().await.unwrap(), [Q]);
+}
+
+#[tokio::test]
+async fn enqueue_many_across_queues_answers_in_the_order_given() {
+    let env = start().await;
+    let other = env.broker.keys("other");
+
+    let answers = env
+        .broker
+        .enqueue(vec![
+            job("a"),
+            NewJob::new("other", "work").id("b"),
+            job("c").delay(HOUR),
+            NewJob::new("other", "work").id("d"),
+            NewJob::new("other", "work"),
+        ])
+        .await
+        .unwrap();
+
+    let got: Vec<(&str, JobState, bool)> = answers
+        .iter()
+        .map(|a| (a.queue.as_str(), a.state, a.created))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Q, JobState::Pending, true),
+            ("other", JobState::Pending, true),
+            (Q, JobState::Scheduled, true),
+            ("other", JobState::Pending, true),
+            ("other", JobState::Pending, true),
+        ]
+    );
+    let generated = &answers[4].id;
+    assert_eq!(generated.len(), 36, "a UUID: {generated}");
+    assert_eq!(env.members(JobState::Pending).await, ["a"]);
+    assert_eq!(env.members(JobState::Scheduled).await, ["c"]);
+    let pending: Vec<String> = env
+        .conn
+        .clone()
+        .zrange(&other.pending, 0, -1)
+        .await
+        .unwrap();
+    assert_eq!(pending, ["b", "d", generated.as_str()]);
+    let b: String = env
+        .conn
+        .clone()
+        .hget(other.job("b"), "state")
+        .await
+        .unwrap();
+    assert_eq!(b, "pending");
+    assert_eq!(env.broker.queues().await.unwrap(), ["other", Q]);
+}
+
+#[tokio::test]
+async fn enqueue_of_an_existing_id_answers_exists_and_changes_nothing() {
+    let env = start().await;
+    env.put("a", JobState::Active).await;
+    env.put("s", JobState::Scheduled).await;
+    let before = env.hash("a").await;
+
+    let answers = env
+        .broker
+        .enqueue(vec![
+            job("a").payload(serde_json::json!("other")),
+            job("s"),
+            job("n"),
+            job("n").priority(5),
+        ])
+        .await
+        .unwrap();
+
+    let got: Vec<(&str, JobState, bool)> = answers
+        .iter()
+        .map(|a| (a.id.as_str(), a.state, a.created))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("a", JobState::Active, false),
+            ("s", JobState::Scheduled, false),
+            ("n", JobState::Pending, true),
+            ("n", JobState::Pending, false),
+        ]
+    );
+    assert_eq!(env.hash("a").await, before);
+    env.assert_state("a", JobState::Active).await;
+    env.assert_state("s", JobState::Scheduled).await;
+    env.assert_state("n", JobState::Pending).await;
+    assert_eq!(env.field("n", "priority").await.as_deref(), Some("0"));
+}
+
+#[tokio::test]
+async fn enqueue_with_a_delay_is_scheduled_at_redis_now_plus_the_delay() {
+    let env = start().await;
+
+    let t0 = env.now().await;
+    let answer = env.enqueue(job("a").delay(Duration::from_secs(90))).await;
+    let t1 = env.now().await;
+
+    assert_eq!(answer.state, JobState::Scheduled);
+    env.assert_state("a", JobState::Scheduled).await;
+    let created = env.num("a", "created").await;
+    assert_between("created", created, t0, t1);
+    assert_eq!(env.num("a", "due").await, created + 90_000);
+    assert_eq!(
+        env.score(JobState::Scheduled, "a").await,
+        Some(created + 90_000)
+    );
+}
+
+#[tokio::test]
+async fn enqueue_at_a_future_time_is_scheduled_at_that_time() {
+    let env = start().await;
+    let at = env.now().await + 3_600_000;
+
+    let answer = env
+        .enqueue(job("a").at(jiff::Timestamp::from_millisecond(at).unwrap()))
+        .await;
+
+    assert_eq!(answer.state, JobState::Scheduled);
+    env.assert_state("a", JobState::Scheduled).await;
+    assert_eq!(env.num("a", "due").await, at);
+    assert_eq!(env.score(JobState::Scheduled, "a").await, Some(at));
+}
+
+#[tokio::test]
+async fn enqueue_at_a_past_time_is_pending_and_due_now() {
+    let env = start().await;
+    let past = jiff::Timestamp::from_millisecond(env.now().await - 60_000).unwrap();
+
+    let t0 = env.now().await;
+    let answers = env
+        .broker
+        .enqueue(vec![
+            job("a").at(past),
+            job("epoch").at(jiff::Timestamp::UNIX_EPOCH),
+        ])
+        .await
+        .unwrap();
+    let t1 = env.now().await;
+
+    assert!(answers.iter().all(|a| a.state == JobState::Pending));
+    for id in ["a", "epoch"] {
+        env.assert_state(id, JobState::Pending).await;
+        assert_between("due", env.num(id, "due").await, t0, t1);
+    }
+}
+
+#[tokio::test]
+async fn pending_jobs_run_higher_priority_first_then_in_enqueue_order() {
+    let env = start().await;
+    // One bulk call and single calls, so FIFO holds within a call and across calls.
+    env.broker
+        .enqueue(vec![
+            job("p0-1"),
+            job("p5-1").priority(5),
+            job("p0-2"),
+            job("m3-1").priority(-3),
+        ])
+        .await
+        .unwrap();
+    env.enqueue(job("p5-2").priority(5)).await;
+    env.enqueue(job("max").priority(1000)).await;
+    env.enqueue(job("p0-3")).await;
+    env.enqueue(job("min").priority(-1000)).await;
+
+    let expected = ["max", "p5-1", "p5-2", "p0-1", "p0-2", "p0-3", "m3-1", "min"];
+    let ids = env.broker.ids(&env.keys, JobState::Pending, 0, 100).await;
+    assert_eq!(ids.unwrap(), expected);
+    let mut claimed = Vec::new();
+    for max in [1, 2, 5] {
+        let batch = env.claim("w1", max).await;
+        claimed.extend(batch.jobs.into_iter().map(|j| j.id));
+    }
+    assert_eq!(claimed, expected);
+}
+
+#[tokio::test]
+async fn enqueue_splits_a_big_batch_into_chunks_and_answers_every_job() {
+    let env = start().await;
+    let n = ENQUEUE_CHUNK * 2 + 7;
+    let jobs: Vec<NewJob> = (0..n).map(|i| job(&format!("j{i:05}"))).collect();
+
+    let answers = env.broker.enqueue(jobs).await.unwrap();
+
+    assert_eq!(answers.len(), n);
+    for (i, a) in answers.iter().enumerate() {
+        assert_eq!(
+            (a.id.as_str(), a.state),
+            (format!("j{i:05}").as_str(), JobState::Pending)
+        );
+    }
+    let counts = env.broker.counts(&env.keys).await.unwrap();
+    assert_eq!(counts.states[&JobState::Pending], n as u64);
+}
+
+#[tokio::test]
+async fn enqueue_rejects_an_invalid_job_before_writing_anything() {
+    let env = start().await;
+
+    let err = env
+        .broker
+        .enqueue(vec![job("ok"), job("bad").priority(1001)])
+        .await
+        .unwrap_err();
+
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert_eq!(env.snapshot().await, BTreeMap::new());
+}
+
+// ---------------------------------------------------------------------------------------------
+// claim
+
+#[tokio::test]
+async fn claim_leases_a_job_until_redis_now_plus_the_lease() {
+    let env = start().await;
+    env.enqueue(job("a").payload(serde_json::json!(42))).await;
+
+    let t0 = env.now().await;
+    let batch = env
+        .broker
+        .claim(&env.keys, "w1", Duration::from_millis(30_000), 10)
+        .await
+        .unwrap();
+    let t1 = env.now().await;
+
+    assert_between("now_ms", batch.now_ms, t0, t1);
+    assert_eq!(batch.lease_until_ms, batch.now_ms + 30_000);
+    assert_eq!(batch.next_due_ms, -1, "nothing else waits");
+    assert_eq!(batch.jobs.len(), 1);
+    let claimed = &batch.jobs[0];
+    assert_eq!(
+        (claimed.id.as_str(), claimed.attempt, claimed.fence),
+        ("a", 1, 1)
+    );
+    assert_eq!(envelope(&claimed.data).payload, serde_json::json!(42));
+    env.assert_state("a", JobState::Active).await;
+    let h = env.hash("a").await;
+    assert_eq!(h["owner"], "w1");
+    assert_eq!(h["attempt"], "1");
+    assert_eq!(h["fence"], "1");
+    assert_eq!(h["lease"], batch.lease_until_ms.to_string());
+    assert_eq!(h["started"], batch.now_ms.to_string());
+    let score = env.score(JobState::Active, "a").await;
+    assert_eq!(score, Some(batch.lease_until_ms));
+}
+
+#[tokio::test]
+async fn every_claim_grows_the_fence_and_the_attempt() {
+    let env = start().await;
+    env.enqueue(job("a")).await;
+    let k = &env.keys;
+
+    // Claim 1; fail with retry now; claim 2; lease expires and is recovered; claim 3;
+    // handed back by requeue (attempt not charged); claim 4.
+    let first = env.claim("w1", 1).await.jobs.remove(0);
+    env.broker
+        .fail(
+            k,
+            &KEEP,
+            "a",
+            first.fence,
+            "e",
+            FailMode::Retry(Duration::ZERO),
+        )
+        .await
+        .unwrap();
+    let second = env.claim("w2", 1).await.jobs.remove(0);
+    env.expire_lease("a").await;
+    env.broker.recover(k, &KEEP, 10).await.unwrap();
+    let third = env.claim("w1", 1).await.jobs.remove(0);
+    env.broker
+        .requeue(k, &[("a".into(), third.fence)])
+        .await
+        .unwrap();
+    let fourth = env.claim("w2", 1).await.jobs.remove(0);
+
+    let seen: Vec<(u32, u64)> = [first, second, third, fourth]
+        .iter()
+        .map(|c| (c.attempt, c.fence))
+        .collect();
+    assert_eq!(seen, [(1, 1), (2, 2), (3, 3), (3, 4)]);
+    assert_eq!(env.num("a", "fence").await, 4);
+    assert_eq!(env.num("a", "attempt").await, 3);
+    assert_eq!(env.field("a", "owner").await.as_deref(), Some("w2"));
+}
+
+#[tokio::test]
+async fn claim_promotes_due_scheduled_and_retry_jobs_in_priority_order() {
+    let env = start().await;
+    // A retry job due now (zero delay), a scheduled job whose time has come, one not yet due,
+    // and a pending job of lower priority.
+    let fence = env.put("r", JobState::Active).await;
+    let out = env
+        .broker
+        .fail(
+            &env.keys,
+            &KEEP,
+            "r",
+            fence,
+            "e",
+            FailMode::Retry(Duration::ZERO),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, FailOutcome::Retry);
+    env.enqueue(job("low").priority(-1)).await;
+    env.enqueue(job("s").delay(HOUR).priority(3)).await;
+    env.set_score(JobState::Scheduled, "s", env.now().await - 1)
+        .await;
+    env.enqueue(job("later").delay(HOUR)).await;
+    let later_due = env.score(JobState::Scheduled, "later").await.unwrap();
+
+    let batch = env.claim("w1", 10).await;
+
+    let ids: Vec<&str> = batch.jobs.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, ["s", "r", "low"]);
+    let attempts: Vec<u32> = batch.jobs.iter().map(|j| j.attempt).collect();
+    assert_eq!(attempts, [1, 2, 1]);
+    for id in ["s", "r", "low"] {
+        env.assert_state(id, JobState::Active).await;
+    }
+    env.assert_state("later", JobState::Scheduled).await;
+    assert_eq!(batch.next_due_ms, later_due);
+}
+
+#[tokio::test]
+async fn claim_answers_when_to_look_again() {
+    struct Case {
+        name: &'static str,
+        pending: usize,
+        scheduled_in: Option<Duration>,
+        retry_in: Option<Duration>,
+        max: usize,
+    }
+    let cases = [
+        Case {
+            name: "nothing at all",
+            pending: 0,
+            scheduled_in: None,
+            retry_in: None,
+            max: 5,
+        },
+        Case {
+            name: "took everything",
+            pending: 2,
+            scheduled_in: None,
+            retry_in: None,
+            max: 5,
+        },
+        Case {
+            name: "pending left",
+            pending: 3,
+            scheduled_in: None,
+            retry_in: None,
+            max: 2,
+        },
+        Case {
+            name: "max 0, pending",
+            pending: 1,
+            scheduled_in: None,
+            retry_in: None,
+            max: 0,
+        },
+        Case {
+            name: "pending left beats a due time",
+            pending: 3,
+            scheduled_in: Some(HOUR),
+            retry_in: None,
+            max: 1,
+        },
+        Case {
+            name: "scheduled earliest",
+            pending: 0,
+            scheduled_in: Some(Duration::from_secs(60)),
+            retry_in: Some(HOUR),
+            max: 5,
+        },
+        Case {
+            name: "retry earliest",
+            pending: 1,
+            scheduled_in: Some(HOUR),
+            retry_in: Some(Duration::from_secs(60)),
+            max: 5,
+        },
+    ];
+    for case in cases {
+        let env = start().await;
+        let mut earliest: Option<i64> = None;
+        if let Some(delay) = case.retry_in {
+            let fence = env.put("r", JobState::Active).await;
+            let mode = FailMode::Retry(delay);
+            env.broker
+                .fail(&env.keys, &KEEP, "r", fence, "e", mode)
+                .await
+                .unwrap();
+            earliest = env.score(JobState::Retry, "r").await;
+        }
+        if let Some(delay) = case.scheduled_in {
+            env.enqueue(job("s").delay(delay)).await;
+            let due = env.score(JobState::Scheduled, "s").await.unwrap();
+            earliest = Some(earliest.map_or(due, |e| e.min(due)));
+        }
+        for i in 0..case.pending {
+            env.enqueue(job(&format!("p{i}"))).await;
+        }
+
+        let batch = env.claim("w1", case.max).await;
+
+        let expected = if case.pending > case.max {
+            batch.now_ms
+        } else {
+            earliest.unwrap_or(-1)
+        };
+        assert_eq!(batch.next_due_ms, expected, "case {:?}", case.name);
+        assert_eq!(
+            batch.jobs.len(),
+            case.pending.min(case.max),
+            "case {:?}",
+            case.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn claim_takes_at_most_max_jobs_oldest_first() {
+    let env = start().await;
+    for id in ["a", "b", "c", "d", "e"] {
+        env.enqueue(job(id)).await;
+    }
+
+    let none = env.claim("w1", 0).await;
+    let two = env.claim("w1", 2).await;
+
+    assert!(none.jobs.is_empty());
+    assert_eq!(none.next_due_ms, none.now_ms);
+    let ids: Vec<&str> = two.jobs.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(env.members(JobState::Active).await, ["a", "b"]);
+    assert_eq!(env.members(JobState::Pending).await, ["c", "d", "e"]);
+    assert_eq!(env.field("c", "attempt").await.as_deref(), Some("0"));
+}
+
+#[tokio::test]
+async fn claim_drops_ids_whose_job_hash_is_gone() {
+    let env = start().await;
+    // Orphans in pending, in scheduled and in retry (hash deleted by hand or evicted), each
+    // ahead of a real job.
+    env.set_score(JobState::Pending, "ghost-p", 0).await;
+    env.enqueue(job("a")).await;
+    env.set_score(JobState::Scheduled, "ghost-s", 1).await;
+    env.set_score(JobState::Retry, "ghost-r", 1).await;
+
+    let batch = env.claim("w1", 10).await;
+
+    let ids: Vec<&str> = batch.jobs.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, ["a"]);
+    env.assert_state("a", JobState::Active).await;
+    for ghost in ["ghost-p", "ghost-s", "ghost-r"] {
+        env.assert_gone(ghost).await;
+    }
+}
+
+#[tokio::test]
+async fn claim_leases_a_job_without_data_so_the_worker_can_bury_it() {
+    let env = start().await;
+    let _: () = env
+        .conn
+        .clone()
+        .hset_multiple(
+            env.keys.job("x"),
+            &[
+                ("state", "pending"),
+                ("attempt", "0"),
+                ("max", "3"),
+                ("fence", "0"),
+            ],
+        )
+        .await
+        .unwrap();
+    env.set_score(JobState::Pending, "x", 0).await;
+
+    let batch = env.claim("w1", 10).await;
+
+    assert_eq!(batch.jobs.len(), 1);
+    let x = &batch.jobs[0];
+    assert_eq!(
+        (x.id.as_str(), x.data.as_slice(), x.attempt, x.fence),
+        ("x", &b""[..], 1, 1)
+    );
+    env.assert_state("x", JobState::Active).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ack
+
+#[tokio::test]
+async fn ack_completes_a_held_job() {
+    let env = start().await;
+    let fence = env.put("a", JobState::Active).await;
+
+    let t0 = env.now().await;
+    let out = env
+        .broker
+        .ack(
+            &env.keys,
+            &KEEP,
+            &[("a".into(), fence, "the result".into())],
+        )
+        .await
+        .unwrap();
+    let t1 = env.now().await;
+
+    assert_eq!((out.acked, out.stale), (1, vec![]));
+    env.assert_state("a", JobState::Completed).await;
+    let finished = env.num("a", "finished").await;
+    assert_between("finished", finished, t0, t1);
+    assert_eq!(
+        env.field("a", "result").await.as_deref(),
+        Some("the result")
+    );
+    assert_eq!(env.score(JobState::Completed, "a").await, Some(finished));
+    let keep_ms = KEEP.completed_for.as_millis() as i64;
+    assert_between("PTTL", env.pttl("a").await, keep_ms - 60_000, keep_ms);
+    assert_eq!(env.stat("processed").await, 1);
+}
+
+#[tokio::test]
+async fn ack_without_a_result_stores_none() {
+    let env = start().await;
+    let fence = env.put("a", JobState::Active).await;
+
+    let out = env
+        .broker
+        .ack(&env.keys, &KEEP, &[("a".into(), fence, String::new())])
+        .await;
+
+    assert_eq!(out.unwrap().acked, 1);
+    env.assert_state("a", JobState::Completed).await;
+    assert_eq!(env.field("a", "result").await, None);
+}
+
+#[tokio::test]
+async fn ack_twice_is_stale_the_second_time() {
+    let env = start().await;
+    let fence = env.put("a", JobState::Active).await;
+    let acked = [("a".to_owned(), fence, "r".to_owned())];
+    env.broker.ack(&env.keys, &KEEP, &acked).await.unwrap();
+    let before = env.snapshot().await;
+
+    let out = env.broker.ack(&env.keys, &KEEP, &acked).await.unwrap();
+
+    assert_eq!((out.acked, out.stale), (0, vec!["a".to_owned()]));
+    assert_eq!(env.snapshot().await, before);
+    assert_eq!(env.stat("processed").await, 1);
+}
+
+#[tokio::test]
+async fn ack_with_a_wrong_fence_is_stale_and_changes_nothing() {
+    let env = start().await;
+    let fence = env.put("a", JobState::Active).await;
+    let before = env.snapshot().await;
+
+    for wrong in [fence - 1, fence + 1] {
+        let out = env
+            .broker
+            .ack(&env.keys, &KEEP, &[("a".into(), wrong, "r".into())])
+            .await
+            .unwrap();
+        assert_eq!((out.acked, out.stale), (0, vec!["a".to_owned()]));
+    }
+    let out = env
+        .broker
+        .ack(&env.keys, &KEEP, &[("missing".into(), 1, "r".into())])
+        .await
+        .unwrap();
+    assert_eq!(out.stale, ["missing"]);
+
+    assert_eq!(env.snapshot().await, before);
+    env.assert_state("a", JobState::Active).await;
+}
+
+#[tokio::test]
+async fn ack_of_a_batch_applies_the_held_jobs_and_reports_the_stale_ones() {
+    let env = start().await;
+    env.enqueue(job("a")).await;
+    env.enqueue(job("b")).await;
+    env.enqueue(job("c")).await;
+    let batch = env.claim("w1", 3).await;
+    let fence = |id: &str| batch.jobs.iter().find(|j| j.id == id).unwrap().fence;
+
+    let out = env
+        .broker
+        .ack(
+            &env.keys,
+            &KEEP,
+            &[
+                ("a".into(), fence("a"), "ra".into()),
+                ("b".into(), fence("b") + 1, "rb".into()),
+                ("c".into(), fence("c"), String::new()),
+                ("a".into(), fence("a"), "again".into()),
+            ],
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(
+        (out.acked, out.stale),
+        (2, vec!["b".to_owned(), "a".to_owned()])
+    );
+    env.assert_state("a", JobState::Completed).await;
+    env.assert_state("b", JobState::Active).await;
+    env.assert_state("c", JobState::Completed).await;
+    assert_eq!(env.field("a", "result").await.as_deref(), Some("ra"));
+    assert_eq!(env.stat("processed").await, 2);
+}
+
+#[tokio::test]
+async fn ack_without_retention_deletes_the_job() {
+    let zero_time = Retention {
+        completed_for: Duration::ZERO,
+        ..Retention::default()
+    };
+    let zero_count = Retention {
+        completed_max: 0,
+        ..Retention::default()
+    };
+    for retention in [zero_time, zero_count] {
+        let env = start().await;
+        let fence = env.put("a", JobState::Active).await;
+
+        let out = env
+            .broker
+            .ack(&env.keys, &retention, &[("a".into(), fence, "r".into())])
+            .await
+            .unwrap();
+
+        assert_eq!(out.acked, 1, "{retention:?}");
+        env.assert_gone("a").await;
+        assert_eq!(env.stat("processed").await, 1);
+    }
+}
+
+#[tokio::test]
+async fn ack_caps_the_completed_index_and_deletes_the_evicted_jobs() {
+    let env = start().await;
+    let retention = Retention {
+        completed_max: 2,
+        ..Retention::default()
+    };
+    for id in ["a", "b", "c"] {
+        let fence = env.put(id, JobState::Active).await;
+        env.broker
+            .ack(&env.keys, &retention, &[(id.into(), fence, String::new())])
+            .await
+            .unwrap();
+    }
+    env.assert_gone("a").await;
+    assert_eq!(env.members(JobState::Completed).await, ["b", "c"]);
+
+    // Two more in one call: both oldest go, the new ones stay.
+    env.enqueue(job("d")).await;
+    env.enqueue(job("e")).await;
+    let batch = env.claim("w1", 2).await;
+    let acks: Vec<(String, u64, String)> = batch
+        .jobs
+        .iter()
+        .map(|j| (j.id.clone(), j.fence, String::new()))
+        .collect();
+    let out = env.broker.ack(&env.keys, &retention, &acks).await.unwrap();
+
+    assert_eq!(out.acked, 2);
+    assert_eq!(env.members(JobState::Completed).await, ["d", "e"]);
+    for id in ["b", "c"] {
+        env.assert_gone(id).await;
+    }
+    for id in ["d", "e"] {
+        env.assert_state(id, JobState::Completed).await;
+        assert!(env.pttl(id).await > 0);
+    }
+    assert_eq!(env.stat("processed").await, 5);
+}
+
+// ---------------------------------------------------------------------------------------------
+// fail
+
+#[tokio::test]
+async fn fail_with_retry_waits_for_the_delay_in_the_retry_set() {
+    let env = start().await;
+    env.enqueue(job("a").max_attempts(3)).await;
+    let fence = env.claim_next("a").await;
+
+    let t0 = env.now().await;
+    let mode = FailMode::Retry(Duration::from_secs(5));
+    let out = env
+        .broker
+        .fail(&env.keys, &KEEP, "a", fence, "boom", mode)
+        .await;
+    let t1 = env.now().await;
+
+    assert_eq!(out.unwrap(), FailOutcome::Retry);
+    env.assert_state("a", JobState::Retry).await;
+    let due = env.num("a", "due").await;
+    assert_between("due - delay", due - 5000, t0, t1);
+    assert_eq!(env.score(JobState::Retry, "a").await, Some(due));
+    assert_eq!(env.field("a", "error").await.as_deref(), Some("boom"));
+    assert_eq!(env.field("a", "attempt").await.as_deref(), Some("1"));
+    assert_eq!(env.field("a", "finished").await, None);
+    assert_eq!(env.pttl("a").await, -1);
+    assert_eq!(env.stat("failed").await, 1);
+}
+
+#[tokio::test]
+async fn fail_with_retry_on_the_last_attempt_goes_dead() {
+    let env = start().await;
+    env.enqueue(job("a").max_attempts(2)).await;
+    let first = env.claim_next("a").await;
+    let mode = FailMode::Retry(Duration::ZERO);
+    let out = env
+        .broker
+        .fail(&env.keys, &KEEP, "a", first, "one", mode)
+        .await;
+    assert_eq!(out.unwrap(), FailOutcome::Retry);
+    let second = env.claim_next("a").await;
+
+    let t0 = env.now().await;
+    let out = env
+        .broker
+        .fail(&env.keys, &KEEP, "a", second, "two", mode)
+        .await;
+    let t1 = env.now().await;
+
+    assert_eq!(out.unwrap(), FailOutcome::Dead);
+    env.assert_state("a", JobState::Dead).await;
+    let finished = env.num("a", "finished").await;
+    assert_between("finished", finished, t0, t1);
+    assert_eq!(env.score(JobState::Dead, "a").await, Some(finished));
+    assert_eq!(env.field("a", "error").await.as_deref(), Some("two"));
+    assert_eq!(
+        env.pttl("a").await,
+        -1,
+        "dead jobs go by the janitor, not by TTL"
+    );
+    assert_eq!(env.stat("failed").await, 2);
+}
+
+#[tokio::test]
+async fn fail_with_kill_goes_dead_with_attempts_left() {
+    let env = start().await;
+    let fence = env.put("a", JobState::Active).await;
+
+    let out = env
+        .broker
+        .fail(&env.keys, &KEEP, "a", fence, "bad input", FailMode::Kill);
+
+    assert_eq!(out.await.unwrap(), FailOutcome::Dead);
+    env.assert_state("a", JobState::Dead).await;
+    assert_eq!(env.field("a", "attempt").await.as_deref(), Some("1"));
+    assert_eq!(env.field("a", "max").await.as_deref(), Some("25"));
+    assert_eq!(env.field("a", "error").await.as_deref(), Some("bad input"));
+    assert_eq!(env.stat("failed").await, 1);
+}
+
+#[tokio::test]
+async fn fail_with_cancel_goes_cancelled_and_clears_the_request() {
+    let env = start().await;
+    let fence = env.put("a", JobState::Active).await;
+    let asked = env.broker.cancel(&env.keys, &KEEP, "a").await.unwrap();
+    assert_eq!(asked, CancelOutcome::Cancelling);
+
+    let t0 = env.now().await;
+    let out = env
+        .broker
+        .fail(&env.keys, &KEEP, "a", fence, "cancelled", FailMode::Cancel);
+    let out = out.await.unwrap();
+    let t1 = env.now().await;
+
+    assert_eq!(out, FailOutcome::Cancelled);
+    env.assert_state("a", JobState::Cancelled).await;
+    let finished = env.num("a", "finished").await;
+    assert_between("finished", finished, t0, t1);
+    assert_eq!(env.score(JobState::Cancelled, "a").await, Some(finished));
+    assert_eq!(env.field("a", "cancel").await, None);
+    let keep_ms = KEEP.completed_for.as_millis() as i64;
+    assert_between("PTTL", env.pttl("a").await, keep_ms - 60_000, keep_ms);
+    assert_eq!(env.stat("failed").await, 0, "a cancel is not a failure");
+}
+
+#[tokio::test]
+async fn fail_with_a_wrong_fence_is_stale_and_changes_nothing() {
+    let env = start().await;
+    let fence = env.put("a", JobState::Active).await;
+    let before = env.snapshot().await;
+    let modes = [
+        FailMode::Retry(Duration::ZERO),
+        FailMode::Kill,
+        FailMode::Cancel,
+    ];
+
+    for mode in modes {
+        for (id, wrong) in [("a", fence - 1), ("a", fence + 1), ("missing", 1)] {
+            let out = env.broker.fail(&env.keys, &KEEP, id, wrong, "zombie", mode);
+            assert_eq!(
+                out.await.unwrap(),
+                FailOutcome::Stale,
+                "{mode:?} {id} {wrong}"
+            );
+        }
+    }
+
+    assert_eq!(env.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn fail_twice_is_stale_the_second_time() {
+    let modes = [
+        (FailMode::Retry(HOUR), JobState::Retry),
+        (FailMode::Kill, JobState::Dead),
+        (FailMode::Cancel, JobState::Cancelled),
+    ];
+    for (mode, state) in modes {
+        let env = start().await;
+        let fence = env.put("a", JobState::Active).await;
+        env.broker
+            .fail(&env.keys, &KEEP, "a", fence, "e", mode)
+            .await
+            .unwrap();
+        let before = env.snapshot().await;
+
+        let out = env
+            .broker
+            .fail(&env.keys, &KEEP, "a", fence, "e", mode)
+            .await;
+
+        assert_eq!(out.unwrap(), FailOutcome::Stale, "{mode:?}");
+        assert_eq!(env.snapshot().await, before, "{mode:?}");
+        env.assert_state("a", state).await;
+    }
+}
+
+#[tokio::test]
+async fn fail_caps_the_dead_index_and_deletes_the_evicted_jobs() {
+    let env = start().await;
+    let retention = Retention {
+        dead_max: 2,
+        ..Retention::default()
+    };
+    for id in ["a", "b", "c"] {
+        let fence = env.put(id, JobState::Active).await;
+        let out = env
+            .broker
+            .fail(&env.keys, &retention, id, fence, "e", FailMode::Kill);
+        assert_eq!(out.await.unwrap(), FailOutcome::Dead);
+    }
+
+    env.assert_gone("a").await;
+    assert_eq!(env.members(JobState::Dead).await, ["b", "c"]);
+    env.assert_state("b", JobState::Dead).await;
+    env.assert_state("c", JobState::Dead).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// renew
+
+#[tokio::test]
+async fn renew_extends_the_lease_in_the_hash_and_the_active_index() {
+    let env = start().await;
+    env.enqueue(job("a")).await;
+    let batch = env
+        .broker
+        .claim(&env.keys, "w1", Duration::from_secs(10), 1)
+        .await
+        .unwrap();
+    let fence = batch.jobs[0].fence;
+
+    let t0 = env.now().await;
+    let renewed = env
+        .broker
+        .renew(&env.keys, Duration::from_secs(60), &[("a".into(), fence)])
+        .await
+        .unwrap();
+    let t1 = env.now().await;
+
+    assert_between("deadline - lease", renewed.lease_until_ms - 60_000, t0, t1);
+    assert!(renewed.lease_until_ms > batch.lease_until_ms);
+    assert!(renewed.lost.is_empty() && renewed.cancel_requested.is_empty());
+    env.assert_state("a", JobState::Active).await;
+    assert_eq!(env.num("a", "lease").await, renewed.lease_until_ms);
+    assert_eq!(
+        env.score(JobState::Active, "a").await,
+        Some(renewed.lease_until_ms)
+    );
+    assert_eq!(
+        env.num("a", "fence").await,
+        fence as i64,
+        "renewing is not claiming"
+    );
+
+    // Renewing again only moves the deadline again.
+    let again = env
+        .broker
+        .renew(&env.keys, Duration::from_secs(60), &[("a".into(), fence)])
+        .await
+        .unwrap();
+    assert!(again.lost.is_empty());
+    assert_eq!(
+        env.score(JobState::Active, "a").await,
+        Some(again.lease_until_ms)
+    );
+}
+
+#[tokio::test]
+async fn renew_of_a_job_not_held_with_that_fence_is_lost_and_changes_nothing() {
+    let env = start().await;
+    let a = env.put("a", JobState::Active).await;
+    let done = env.put("done", JobState::Completed).await;
+    env.put("p", JobState::Pending).await;
+    let before = env.snapshot().await;
+
+    let renewed = env
+        .broker
+        .renew(
+            &env.keys,
+            LEASE,
+            &[
+                ("a".into(), a + 1),
+                ("done".into(), done),
+                ("p".into(), 0),
+                ("missing".into(), 1),
+            ],
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(renewed.lost, ["a", "done", "p", "missing"]);
+    assert!(renewed.cancel_requested.is_empty());
+    assert_eq!(env.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn renew_after_the_deadline_is_lost_even_with_the_right_fence() {
+    let env = start().await;
+    env.enqueue(job("a")).await;
+    let batch = env
+        .broker
+        .claim(&env.keys, "w1", Duration::from_millis(1), 1)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while env.now().await <= batch.lease_until_ms {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Redis time stands still"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let before = env.snapshot().await;
+
+    let fence = batch.jobs[0].fence;
+    let renewed = env
+        .broker
+        .renew(&env.keys, LEASE, &[("a".into(), fence)])
+        .await;
+
+    assert_eq!(renewed.unwrap().lost, ["a"]);
+    assert_eq!(
+        env.snapshot().await,
+        before,
+        "the lease stays expired for recovery"
+    );
+    env.assert_state("a", JobState::Active).await;
+}
+
+#[tokio::test]
+async fn renew_reports_a_cancel_request_and_still_renews() {
+    let env = start().await;
+    let a = env.put("a", JobState::Active).await;
+    let b = env.put("b", JobState::Active).await;
+    env.broker.cancel(&env.keys, &KEEP, "b").await.unwrap();
+
+    let renewed = env
+        .broker
+        .renew(&env.keys, LEASE, &[("a".into(), a), ("b".into(), b)])
+        .await
+        .unwrap();
+
+    assert!(renewed.lost.is_empty());
+    assert_eq!(renewed.cancel_requested, ["b"]);
+    for id in ["a", "b"] {
+        env.assert_state(id, JobState::Active).await;
+        assert_eq!(env.num(id, "lease").await, renewed.lease_until_ms);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// recover
+
+#[tokio::test]
+async fn recover_returns_an_expired_job_to_pending_with_its_attempt_kept() {
+    let env = start().await;
+    env.enqueue(job("a").max_attempts(3)).await;
+    // A real short lease that runs out by Redis' clock.
+    let batch = env
+        .broker
+        .claim(&env.keys, "w1", Duration::from_millis(5), 1)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while env.now().await <= batch.lease_until_ms {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Redis time stands still"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+
+    let out = env.broker.recover(&env.keys, &KEEP, 100).await.unwrap();
+
+    assert_eq!(
+        out,
+        Recovered {
+            to_pending: 1,
+            to_dead: 0,
+            to_cancelled: 0
+        }
+    );
+    env.assert_state("a", JobState::Pending).await;
+    let h = env.hash("a").await;
+    assert_eq!((h["attempt"].as_str(), h["fence"].as_str()), ("1", "1"));
+    assert!(h["error"].starts_with("lease expired"), "{}", h["error"]);
+    assert!(
+        !h.contains_key("owner") && !h.contains_key("lease"),
+        "{h:?}"
+    );
+    assert_eq!(env.stat("failed").await, 0);
+
+    let next = env.claim("w2", 1).await.jobs.remove(0);
+    assert_eq!((next.id.as_str(), next.attempt, next.fence), ("a", 2, 2));
+}
+
+#[tokio::test]
+async fn recover_sends_a_job_that_was_on_its_last_attempt_to_dead() {
+    let env = start().await;
+    env.enqueue(job("a").max_attempts(1)).await;
+    env.claim_next("a").await;
+    env.expire_lease("a").await;
+
+    let t0 = env.now().await;
+    let out = env.broker.recover(&env.keys, &KEEP, 100).await.unwrap();
+    let t1 = env.now().await;
+
+    assert_eq!(
+        out,
+        Recovered {
+            to_pending: 0,
+            to_dead: 1,
+            to_cancelled: 0
+        }
+    );
+    env.assert_state("a", JobState::Dead).await;
+    let finished = env.num("a", "finished").await;
+    assert_between("finished", finished, t0, t1);
+    assert_eq!(env.score(JobState::Dead, "a").await, Some(finished));
+    let h = env.hash("a").await;
+    assert!(h["error"].starts_with("lease expired"), "{}", h["error"]);
+    assert!(
+        !h.contains_key("owner") && !h.contains_key("lease"),
+        "{h:?}"
+    );
+    assert_eq!(env.stat("failed").await, 1);
+}
+
+#[tokio::test]
+async fn recover_cancels_an_expired_job_whose_cancel_was_asked() {
+    let env = start().await;
+    env.put("a", JobState::Active).await;
+    env.broker.cancel(&env.keys, &KEEP, "a").await.unwrap();
+    env.expire_lease("a").await;
+
+    let out = env.broker.recover(&env.keys, &KEEP, 100).await.unwrap();
+
+    assert_eq!(
+        out,
+        Recovered {
+            to_pending: 0,
+            to_dead: 0,
+            to_cancelled: 1
+        }
+    );
+    env.assert_state("a", JobState::Cancelled).await;
+    let h = env.hash("a").await;
+    assert_eq!(h["error"], "cancelled");
+    assert!(!h.contains_key("cancel") && !h.contains_key("owner") && !h.contains_key("lease"));
+    assert_eq!(
+        env.score(JobState::Cancelled, "a").await,
+        Some(env.num("a", "finished").await)
+    );
+    assert!(env.pttl("a").await > 0);
+}
+
+#[tokio::test]
+async fn recover_leaves_unexpired_leases_alone_and_is_a_no_op_the_second_time() {
+    let env = start().await;
+    env.put("expired", JobState::Active).await;
+    env.put("running", JobState::Active).await;
+    env.expire_lease("expired").await;
+
+    let first = env.broker.recover(&env.keys, &KEEP, 100).await.unwrap();
+    let before = env.snapshot().await;
+    let second = env.broker.recover(&env.keys, &KEEP, 100).await.unwrap();
+
+    assert_eq!(
+        first,
+        Recovered {
+            to_pending: 1,
+            to_dead: 0,
+            to_cancelled: 0
+        }
+    );
+    assert_eq!(second, Recovered::default());
+    assert_eq!(env.snapshot().await, before);
+    env.assert_state("expired", JobState::Pending).await;
+    env.assert_state("running", JobState::Active).await;
+    assert_eq!(env.field("running", "owner").await.as_deref(), Some("w1"));
+}
+
+#[tokio::test]
+async fn recover_takes_at_most_limit_jobs_earliest_deadline_first() {
+    let env = start().await;
+    for id in ["a", "b", "c"] {
+        env.put(id, JobState::Active).await;
+    }
+    for id in ["c", "a", "b"] {
+        env.expire_lease(id).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+
+    let first = env.broker.recover(&env.keys, &KEEP, 2).await.unwrap();
+
+    assert_eq!(first.to_pending, 2);
+    assert_eq!(env.members(JobState::Pending).await, ["c", "a"]);
+    env.assert_state("b", JobState::Active).await;
+    let rest = env.broker.recover(&env.keys, &KEEP, 2).await.unwrap();
+    assert_eq!(rest.to_pending, 1);
+    assert_eq!(env.members(JobState::Pending).await, ["c", "a", "b"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// requeue
+
+#[tokio::test]
+async fn requeue_hands_a_job_back_without_charging_the_attempt() {
+    let env = start().await;
+    env.enqueue(job("a").priority(2)).await;
+    let fence = env.claim_next("a").await;
+    env.enqueue(job("b")).await;
+
+    let moved = env
+        .broker
+        .requeue(&env.keys, &[("a".into(), fence)])
+        .await
+        .unwrap();
+
+    assert_eq!(moved, 1);
+    env.assert_state("a", JobState::Pending).await;
+    let h = env.hash("a").await;
+    assert_eq!((h["attempt"].as_str(), h["fence"].as_str()), ("0", "1"));
+    assert!(
+        !h.contains_key("owner") && !h.contains_key("lease"),
+        "{h:?}"
+    );
+    assert_eq!(
+        env.members(JobState::Pending).await,
+        ["a", "b"],
+        "its priority still counts"
+    );
+
+    let before = env.snapshot().await;
+    let again = env
+        .broker
+        .requeue(&env.keys, &[("a".into(), fence)])
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    assert_eq!(env.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn requeue_with_a_wrong_fence_is_ignored() {
+    let env = start().await;
+    let fence = env.put("a", JobState::Active).await;
+    let before = env.snapshot().await;
+
+    let moved = env
+        .broker
+        .requeue(&env.keys, &[("a".into(), fence + 1), ("missing".into(), 1)])
+        .await
+        .unwrap();
+
+    assert_eq!(moved, 0);
+    assert_eq!(env.snapshot().await, before);
+    env.assert_state("a", JobState::Active).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// cancel
+
+#[tokio::test]
+async fn cancel_of_a_waiting_job_cancels_it() {
+    for state in [JobState::Pending, JobState::Scheduled, JobState::Retry] {
+        let env = start().await;
+        env.put("a", state).await;
+
+        let t0 = env.now().await;
+        let out = env.broker.cancel(&env.keys, &KEEP, "a").await.unwrap();
+        let t1 = env.now().await;
+
+        assert_eq!(out, CancelOutcome::Cancelled, "from {state}");
+        env.assert_state("a", JobState::Cancelled).await;
+        let finished = env.num("a", "finished").await;
+        assert_between("finished", finished, t0, t1);
+        assert_eq!(env.score(JobState::Cancelled, "a").await, Some(finished));
+        let keep_ms = KEEP.completed_for.as_millis() as i64;
+        assert_between("PTTL", env.pttl("a").await, keep_ms - 60_000, keep_ms);
+
+        // Twice: still cancelled, nothing changes.
+        let before = env.snapshot().await;
+        let again = env.broker.cancel(&env.keys, &KEEP, "a").await.unwrap();
+        assert_eq!(again, CancelOutcome::Cancelled);
+        assert_eq!(env.snapshot().await, before);
+    }
+}
+
+#[tokio::test]
+async fn cancel_of_an_active_job_asks_its_worker() {
+    let env = start().await;
+    env.put("a", JobState::Active).await;
+    let before = env.hash("a").await;
+
+    let first = env.broker.cancel(&env.keys, &KEEP, "a").await.unwrap();
+    let second = env.broker.cancel(&env.keys, &KEEP, "a").await.unwrap();
+
+    assert_eq!(
+        (first, second),
+        (CancelOutcome::Cancelling, CancelOutcome::Cancelling)
+    );
+    env.assert_state("a", JobState::Active).await;
+    let mut expected = before;
+    expected.insert("cancel".into(), "1".into());
+    assert_eq!(env.hash("a").await, expected);
+    assert!(
+        env.broker
+            .job(&env.keys, "a")
+            .await
+            .unwrap()
+            .unwrap()
+            .cancel_requested
+    );
+}
+
+#[tokio::test]
+async fn cancel_of_a_finished_job_is_refused() {
+    for state in [JobState::Completed, JobState::Dead] {
+        let env = start().await;
+        env.put("a", state).await;
+        let before = env.snapshot().await;
+
+        let err = env.broker.cancel(&env.keys, &KEEP, "a").await.unwrap_err();
+
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{state}: {err}");
+        assert!(err.message().contains(state.as_str()), "{err}");
+        assert_eq!(env.snapshot().await, before);
+    }
+}
+
+#[tokio::test]
+async fn cancel_of_a_missing_job_is_not_found() {
+    let env = start().await;
+
+    let err = env
+        .broker
+        .cancel(&env.keys, &KEEP, "missing")
+        .await
+        .unwrap_err();
+
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(env.snapshot().await, BTreeMap::new());
+}
+
+// ---------------------------------------------------------------------------------------------
+// delete
+
+#[tokio::test]
+async fn delete_removes_a_job_that_is_not_running() {
+    let states = [
+        JobState::Scheduled,
+        JobState::Pending,
+        JobState::Retry,
+        JobState::Dead,
+        JobState::Completed,
+        JobState::Cancelled,
+    ];
+    for state in states {
+        let env = start().await;
+        env.put("a", state).await;
+        env.put("other", JobState::Pending).await;
+
+        let out = env.broker.delete(&env.keys, "a").await.unwrap();
+
+        assert_eq!(out, state);
+        env.assert_gone("a").await;
+        env.assert_state("other", JobState::Pending).await;
+
+        let err = env.broker.delete(&env.keys, "a").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound, "twice, from {state}");
+    }
+}
+
+#[tokio::test]
+async fn delete_of_an_active_job_is_refused() {
+    let env = start().await;
+    env.put("a", JobState::Active).await;
+    let before = env.snapshot().await;
+
+    let err = env.broker.delete(&env.keys, "a").await.unwrap_err();
+
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(err.message().contains("cancel it first"), "{err}");
+    assert_eq!(env.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn delete_of_a_missing_job_is_not_found() {
+    let env = start().await;
+
+    let err = env.broker.delete(&env.keys, "missing").await.unwrap_err();
+
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+}
+
+// ---------------------------------------------------------------------------------------------
+// retry
+
+#[tokio::test]
+async fn retry_of_a_dead_or_cancelled_job_starts_it_over() {
+    for state in [JobState::Dead, JobState::Cancelled] {
+        let env = start().await;
+        let fence = env.put("a", state).await;
+
+        let t0 = env.now().await;
+        let out = env.broker.retry(&env.keys, "a").await.unwrap();
+        let t1 = env.now().await;
+
+        assert_eq!(out, state);
+        env.assert_state("a", JobState::Pending).await;
+        let h = env.hash("a").await;
+        assert_eq!(h["attempt"], "0", "a fresh attempt budget, from {state}");
+        assert_eq!(h["fence"], fence.to_string(), "fences never go back");
+        assert!(!h.contains_key("finished"), "{h:?}");
+        assert_between("due", env.num("a", "due").await, t0, t1);
+        assert_eq!(env.pttl("a").await, -1, "a retried job no longer expires");
+
+        let next = env.claim("w1", 1).await.jobs.remove(0);
+        assert_eq!((next.attempt, next.fence), (1, fence + 1));
+    }
+}
+
+#[tokio::test]
+async fn retry_of_a_waiting_job_runs_it_now_with_its_attempts_kept() {
+    for state in [JobState::Retry, JobState::Scheduled] {
+        let env = start().await;
+        let fence = env.put("a", state).await;
+        let attempt = env.field("a", "attempt").await;
+
+        let t0 = env.now().await;
+        let out = env.broker.retry(&env.keys, "a").await.unwrap();
+        let t1 = env.now().await;
+
+        assert_eq!(out, state);
+        env.assert_state("a", JobState::Pending).await;
+        assert_eq!(env.field("a", "attempt").await, attempt, "from {state}");
+        assert_between("due", env.num("a", "due").await, t0, t1);
+
+        let next = env.claim("w1", 1).await.jobs.remove(0);
+        assert_eq!(next.fence, fence + 1);
+    }
+}
+
+#[tokio::test]
+async fn retry_of_a_pending_active_or_completed_job_is_refused() {
+    for state in [JobState::Pending, JobState::Active, JobState::Completed] {
+        let env = start().await;
+        env.put("a", state).await;
+        let before = env.snapshot().await;
+
+        let err = env.broker.retry(&env.keys, "a").await.unwrap_err();
+
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{state}: {err}");
+        assert_eq!(env.snapshot().await, before, "{state}");
+    }
+}
+
+#[tokio::test]
+async fn retry_of_a_missing_job_is_not_found() {
+    let env = start().await;
+
+    let err = env.broker.retry(&env.keys, "missing").await.unwrap_err();
+
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(env.snapshot().await, BTreeMap::new());
+}
+
+#[tokio::test]
+async fn retry_of_a_dead_job_forgets_the_cancel_request_of_its_last_run() {
+    let env = start().await;
+    // Cancel asked while it ran, but the handler failed for good before the worker saw it.
+    let fence = env.put("a", JobState::Active).await;
+    env.broker.cancel(&env.keys, &KEEP, "a").await.unwrap();
+    let out = env
+        .broker
+        .fail(&env.keys, &KEEP, "a", fence, "e", FailMode::Kill);
+    assert_eq!(out.await.unwrap(), FailOutcome::Dead);
+
+    env.broker.retry(&env.keys, "a").await.unwrap();
+
+    assert_eq!(env.field("a", "cancel").await, None);
+    let fence = env.claim_next("a").await;
+    let renewed = env
+        .broker
+        .renew(&env.keys, LEASE, &[("a".into(), fence)])
+        .await;
+    assert!(
+        renewed.unwrap().cancel_requested.is_empty(),
+        "the new run is not cancelled"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// janitor
+
+#[tokio::test]
+async fn janitor_drops_old_finished_jobs_and_keeps_young_ones() {
+    let env = start().await;
+    let retention = Retention {
+        completed_for: Duration::from_secs(60),
+        dead_for: Duration::from_secs(600),
+        ..Retention::default()
+    };
+    for state in [JobState::Completed, JobState::Cancelled, JobState::Dead] {
+        for age in ["old", "young"] {
+            env.put(&format!("{age}-{state}"), state).await;
+        }
+    }
+    // Finished 2 minutes ago: past the completed keep time, within the dead keep time.
+    let now = env.now().await;
+    for state in [JobState::Completed, JobState::Cancelled, JobState::Dead] {
+        env.set_score(state, &format!("old-{state}"), now - 120_000)
+            .await;
+    }
+    env.set_score(JobState::Dead, "ancient-dead", now - 700_000)
+        .await;
+    env.set_field("ancient-dead", "state", "dead").await;
+
+    let dropped = env
+        .broker
+        .janitor(&env.keys, &retention, 100)
+        .await
+        .unwrap();
+
+    assert_eq!(dropped, 3);
+    for id in ["old-completed", "old-cancelled", "ancient-dead"] {
+        env.assert_gone(id).await;
+    }
+    env.assert_state("old-dead", JobState::Dead).await;
+    env.assert_state("young-completed", JobState::Completed)
+        .await;
+    env.assert_state("young-cancelled", JobState::Cancelled)
+        .await;
+    env.assert_state("young-dead", JobState::Dead).await;
+
+    let before = env.snapshot().await;
+    let again = env
+        .broker
+        .janitor(&env.keys, &retention, 100)
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    assert_eq!(env.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn janitor_drops_at_most_limit_entries_per_index_per_call() {
+    let env = start().await;
+    let retention = Retention {
+        completed_for: Duration::from_secs(60),
+        ..Retention::default()
+    };
+    let old = env.now().await - 120_000;
+    for id in ["a", "b", "c"] {
+        env.put(id, JobState::Completed).await;
+        env.set_score(JobState::Completed, id, old).await;
+    }
+
+    let first = env.broker.janitor(&env.keys, &retention, 2).await.unwrap();
+
+    assert_eq!(first, 2);
+    assert_eq!(env.members(JobState::Completed).await, ["c"]);
+    assert_eq!(
+        env.broker.janitor(&env.keys, &retention, 2).await.unwrap(),
+        1
+    );
+    env.assert_gone("c").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// reads: counts, ids, job, jobs
+
+#[tokio::test]
+async fn counts_reports_every_state_and_the_totals() {
+    let env = start().await;
+    env.put("active", JobState::Active).await;
+    env.put("retry", JobState::Retry).await;
+    env.put("dead", JobState::Dead).await;
+    env.put("completed", JobState::Completed).await;
+    env.put("cancelled", JobState::Cancelled).await;
+    env.put("scheduled", JobState::Scheduled).await;
+    env.put("pending-1", JobState::Pending).await;
+    env.put("pending-2", JobState::Pending).await;
+
+    let counts = env.broker.counts(&env.keys).await.unwrap();
+
+    let expected: BTreeMap<JobState, u64> = JobState::ALL
+        .into_iter()
+        .map(|s| (s, if s == JobState::Pending { 2 } else { 1 }))
+        .collect();
+    assert_eq!(
+        counts,
+        QueueCounts {
+            queue: Q.into(),
+            states: expected,
+            processed: 1,
+            failed: 2,
+        }
+    );
+    let empty = env.broker.counts(&env.broker.keys("empty")).await.unwrap();
+    assert!(empty.states.values().all(|&n| n == 0) && empty.states.len() == 7);
+    assert_eq!((empty.processed, empty.failed), (0, 0));
+}
+
+#[tokio::test]
+async fn ids_pages_through_an_index_in_order() {
+    let env = start().await;
+    for id in ["a", "b", "c", "d"] {
+        env.enqueue(job(id)).await;
+    }
+    env.enqueue(job("first").priority(1)).await;
+    let page = |offset, limit| env.broker.ids(&env.keys, JobState::Pending, offset, limit);
+
+    assert_eq!(page(0, 10).await.unwrap(), ["first", "a", "b", "c", "d"]);
+    assert_eq!(page(1, 2).await.unwrap(), ["a", "b"]);
+    assert_eq!(page(4, 10).await.unwrap(), ["d"]);
+    assert!(page(5, 10).await.unwrap().is_empty());
+    assert!(page(0, 0).await.unwrap().is_empty());
+    let dead = env
+        .broker
+        .ids(&env.keys, JobState::Dead, 0, 10)
+        .await
+        .unwrap();
+    assert!(dead.is_empty());
+}
+
+#[tokio::test]
+async fn job_reads_every_field_of_an_active_job() {
+    let env = start().await;
+    env.enqueue(
+        job("a")
+            .payload(serde_json::json!([1, 2]))
+            .timeout(Duration::from_secs(9))
+            .max_attempts(4)
+            .priority(-2)
+            .meta("k", "v"),
+    )
+    .await;
+    let batch = env.claim("w1", 1).await;
+    env.broker.cancel(&env.keys, &KEEP, "a").await.unwrap();
+
+    let info = env.broker.job(&env.keys, "a").await.unwrap().unwrap();
+
+    let h = env.hash("a").await;
+    let ts = |field: &str| ms_to_timestamp(h[field].parse().unwrap());
+    assert_eq!(
+        info,
+        JobInfo {
+            id: "a".into(),
+            queue: Q.into(),
+            kind: "work".into(),
+            payload: serde_json::json!([1, 2]),
+            state: JobState::Active,
+            attempt: 1,
+            max_attempts: 4,
+            priority: -2,
+            fence: 1,
+            timeout_ms: Some(9000),
+            created_at: ts("created"),
+            due_at: ts("due"),
+            started_at: ms_to_timestamp(batch.now_ms),
+            finished_at: None,
+            lease_until: ms_to_timestamp(batch.lease_until_ms),
+            worker: Some("w1".into()),
+            last_error: None,
+            result: None,
+            cancel_requested: true,
+            meta: [("k".to_owned(), "v".to_owned())].into(),
+            corrupt: None,
+        }
+    );
+    assert_eq!(env.broker.job(&env.keys, "missing").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn job_reports_unreadable_data_instead_of_failing() {
+    let env = start().await;
+    env.put("a", JobState::Dead).await;
+    env.set_field("a", "data", "not json").await;
+
+    let info = env.broker.job(&env.keys, "a").await.unwrap().unwrap();
+
+    assert_eq!(info.state, JobState::Dead);
+    assert_eq!(info.kind, "");
+    assert!(info.corrupt.unwrap().contains("not a tickq job envelope"));
+}
+
+#[tokio::test]
+async fn jobs_reads_many_in_the_order_asked_and_skips_missing_ones() {
+    let env = start().await;
+    env.put("a", JobState::Active).await;
+    env.put("b", JobState::Pending).await;
+    env.put("c", JobState::Scheduled).await;
+
+    let ids: Vec<String> = ["c", "missing", "a", "b"].map(String::from).into();
+    let infos = env.broker.jobs(&env.keys, &ids).await.unwrap();
+
+    let got: Vec<(&str, JobState)> = infos.iter().map(|j| (j.id.as_str(), j.state)).collect();
+    assert_eq!(
+        got,
+        [
+            ("c", JobState::Scheduled),
+            ("a", JobState::Active),
+            ("b", JobState::Pending)
+        ]
+    );
+    assert!(infos[1].lease_until.is_some());
+    assert_eq!(infos[0].lease_until, None);
+}

@@ -1,0 +1,270 @@
+//! Scheduler: fires due schedules. Run one on every node; there is no leader.
+//!
+//! It sleeps until the earliest next fire time of any schedule (a Redis-clock duration, so a
+//! node's clock skew changes nothing), then computes the due ticks with the cron engine and
+//! calls the fire script. When nodes race, the script's compare-and-set lets exactly one fire;
+//! the others see `raced` and move on.
+
+use super::{Catchup, CronSchedule, MAX_CATCHUP, MISFIRE_GRACE};
+use crate::broker::message::Envelope;
+use crate::broker::schedules::{Fired, TickJob};
+use crate::broker::{Broker, Retention, keys::QueueKeys};
+use crate::worker::ShutdownHandle;
+use crate::{Client, DEFAULT_MAX_ATTEMPTS, Result};
+use jiff::Timestamp;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Longest walk over missed ticks before giving up on finding the latest one.
+const MAX_TICK_SCAN: usize = 1_000_000;
+
+/// Builds a [`Scheduler`].
+pub struct SchedulerBuilder {
+    broker: Broker,
+    retention: Retention,
+    max_sleep: Duration,
+}
+
+impl SchedulerBuilder {
+    /// The longest the scheduler sleeps without looking at Redis, which bounds how long a new
+    /// schedule that is due sooner than every existing one waits. Default: 5 s.
+    pub fn max_sleep(mut self, max: Duration) -> SchedulerBuilder {
+        self.max_sleep = max;
+        self
+    }
+
+    /// Build the scheduler.
+    pub fn build(self) -> Scheduler {
+        Scheduler {
+            broker: self.broker,
+            retention: self.retention,
+            max_sleep: self.max_sleep,
+            parsed: Mutex::default(),
+            fired: AtomicU64::default(),
+            shutdown: ShutdownHandle::default(),
+        }
+    }
+}
+
+/// Fires the schedules stored in Redis when they are due.
+///
+/// ```no_run
+/// # async fn demo() -> tickq::Result<()> {
+/// use tickq::{Client, Scheduler, ScheduleSpec, Task};
+///
+/// let client = Client::connect("redis://127.0.0.1:6379").await?;
+/// let nightly = ScheduleSpec::new("nightly", "default", "0 2 * * *")
+///     .timezone("Asia/Shanghai")
+///     .task(Task::new("report", serde_json::json!({"part": 1})));
+/// client.upsert_schedule(&nightly).await?; // same spec again: no-op
+/// let scheduler = Scheduler::builder(&client).build();
+/// scheduler.shutdown_handle().on_signals();
+/// scheduler.run().await?;
+/// # Ok(()) }
+/// ```
+pub struct Scheduler {
+    broker: Broker,
+    retention: Retention,
+    max_sleep: Duration,
+    parsed: Mutex<HashMap<(String, String), Arc<CronSchedule>>>,
+    fired: AtomicU64,
+    shutdown: ShutdownHandle,
+}
+
+impl Scheduler {
+    /// Start building a scheduler that uses `client`'s connection.
+    pub fn builder(client: &Client) -> SchedulerBuilder {
+        SchedulerBuilder {
+            broker: client.broker.clone(),
+            retention: client.retention,
+            max_sleep: Duration::from_secs(5),
+        }
+    }
+
+    /// A handle that stops this scheduler.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Ticks this scheduler fired (the others found them fired already).
+    pub fn ticks_fired(&self) -> u64 {
+        self.fired.load(Ordering::Relaxed)
+    }
+
+    /// Run until the shutdown handle is used.
+    pub async fn run(&self) -> Result<()> {
+        let stop = self.shutdown.graceful_token();
+        loop {
+            let wait = match self.fire_due().await {
+                Ok(wait) => wait,
+                Err(e) => {
+                    tracing::warn!(error = %e, "scheduler pass failed; trying again shortly");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.cancelled() => return Ok(()),
+            }
+        }
+    }
+
+    /// Fire every due schedule once; answers how long to sleep until the next one.
+    async fn fire_due(&self) -> Result<Duration> {
+        let queues: BTreeSet<String> = self.broker.schedule_index().await?.into_values().collect();
+        let mut wait = self.max_sleep;
+        for queue in queues {
+            let keys = self.broker.keys(&queue);
+            let (now, due) = self.broker.schedules_due(&keys).await?;
+            for (name, next) in due {
+                if next > now {
+                    wait = wait.min(Duration::from_millis((next - now) as u64));
+                    break;
+                }
+                if let Err(e) = self.fire(&keys, &name).await {
+                    tracing::warn!(schedule = %name, error = %e, "could not fire schedule");
+                }
+                // Look again at once: the fire moved this schedule's next time.
+                wait = Duration::ZERO;
+            }
+        }
+        Ok(wait)
+    }
+
+    fn cron(&self, expr: &str, zone: &str) -> Result<Arc<CronSchedule>> {
+        let key = (expr.to_owned(), zone.to_owned());
+        let mut parsed = self.parsed.lock().expect("cron cache poisoned");
+        if let Some(c) = parsed.get(&key) {
+            return Ok(c.clone());
+        }
+        let cron =
+            CronSchedule::parse(expr, zone).map_err(|e| crate::Error::invalid(e.to_string()))?;
+        let cron = Arc::new(cron);
+        parsed.insert(key, cron.clone());
+        Ok(cron)
+    }
+
+    async fn fire(&self, keys: &QueueKeys, name: &str) -> Result<()> {
+        let Some(stored) = self.broker.schedule(keys, name).await? else {
+            return Ok(());
+        };
+        let spec = &stored.info.spec;
+        if stored.info.paused || stored.next_ms < 0 {
+            return Ok(());
+        }
+        let now = self.broker.now_ms().await?;
+        if stored.next_ms > now {
+            return Ok(());
+        }
+        let cron = self.cron(&spec.cron, &spec.timezone)?;
+        let due = DueTicks::scan(&cron, stored.next_ms, now);
+        let fire: Vec<i64> = match spec.catchup {
+            Catchup::Skip => {
+                let grace = MISFIRE_GRACE.as_millis() as i64;
+                due.recent
+                    .iter()
+                    .copied()
+                    .filter(|t| now - t <= grace)
+                    .collect()
+            }
+            Catchup::Latest => vec![due.latest()],
+            Catchup::All => due.recent.iter().copied().collect(),
+        };
+        let skipped = due.total - fire.len() as u64;
+        let new_next = cron
+            .next_after(ms_to_ts(now))
+            .map(|t| t.as_millisecond())
+            .unwrap_or(-1);
+        let mut jobs = Vec::with_capacity(fire.len() * spec.tasks.len());
+        for &tick in &fire {
+            let group = format!("cron:{}:{tick}", spec.name);
+            for (i, task) in spec.tasks.iter().enumerate() {
+                let id = spec.job_id(tick, i);
+                let meta = BTreeMap::from([
+                    ("cron".to_owned(), spec.name.clone()),
+                    ("scheduled_at".to_owned(), tick.to_string()),
+                ]);
+                let data = Envelope::new(
+                    id.clone(),
+                    &spec.queue,
+                    &task.kind,
+                    task.payload.clone(),
+                    task.timeout_ms,
+                    meta,
+                );
+                jobs.push(TickJob {
+                    id,
+                    data: data.encode(),
+                    priority: task.priority,
+                    max_attempts: task.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
+                    group: group.clone(),
+                });
+            }
+        }
+        let outcome = self
+            .broker
+            .fire(
+                keys,
+                &self.retention,
+                name,
+                stored.info.version,
+                stored.next_ms,
+                new_next,
+                due.latest(),
+                skipped,
+                fire.len() as u64,
+                &jobs,
+            )
+            .await?;
+        match outcome {
+            Fired::Fired(created) => {
+                if !fire.is_empty() {
+                    self.fired.fetch_add(fire.len() as u64, Ordering::Relaxed);
+                }
+                tracing::info!(schedule = %name, ticks = fire.len(), skipped, jobs = created, "fired");
+            }
+            Fired::Overlap => {
+                tracing::info!(schedule = %name, "tick skipped: the previous tick's jobs are still running (overlap = forbid)");
+            }
+            other => tracing::debug!(schedule = %name, ?other, "not fired here"),
+        }
+        Ok(())
+    }
+}
+
+/// The ticks due between a schedule's stored next time and now.
+struct DueTicks {
+    /// How many.
+    total: u64,
+    /// The most recent ones (at most MAX_CATCHUP), oldest first.
+    recent: VecDeque<i64>,
+}
+
+impl DueTicks {
+    fn scan(cron: &CronSchedule, first: i64, now: i64) -> DueTicks {
+        let mut recent = VecDeque::from([first]);
+        let mut total = 1u64;
+        for t in cron.iter_after(ms_to_ts(first)).take(MAX_TICK_SCAN) {
+            let t = t.as_millisecond();
+            if t > now {
+                break;
+            }
+            total += 1;
+            recent.push_back(t);
+            if recent.len() > MAX_CATCHUP {
+                recent.pop_front();
+            }
+        }
+        DueTicks { total, recent }
+    }
+
+    fn latest(&self) -> i64 {
+        *self.recent.back().expect("at least the first due tick")
+    }
+}
+
+fn ms_to_ts(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).expect("Redis time is a valid timestamp")
+}

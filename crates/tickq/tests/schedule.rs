@@ -1,0 +1,368 @@
+//! Leaderless cron firing against a real Redis: many schedulers (some in other processes, one
+//! killed mid-way) fire each tick once; catch-up and overlap policies; registration.
+
+mod common;
+
+use common::{CHILD_ENV, count, signal, spawn, spawn_child_worker, wait_until};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tickq::{
+    Catchup, Client, Job, JobError, JobState, Overlap, ScheduleSpec, Scheduler, Task, Upserted,
+    Worker,
+};
+use tickq_testkit::TestRedis;
+
+const ROLE: &str = "TICKQ_TEST_ROLE";
+
+/// A scheduler process (or, with TICKQ_TEST_ROLE=hanging-worker, a worker whose jobs never
+/// end) for the tests below; stops on SIGTERM.
+#[test]
+#[ignore = "entry point of the scheduler processes that the schedule tests start"]
+fn child_worker_process() {
+    let Ok(url) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = Client::connect(&url).await.unwrap();
+        if std::env::var(ROLE).as_deref() == Ok("hanging-worker") {
+            let worker = Worker::builder(&client)
+                .queue("q", 1)
+                .lease(Duration::from_millis(900))
+                .handler("tick", |_job: Job| async {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok::<_, JobError>(())
+                })
+                .build()
+                .unwrap();
+            worker.shutdown_handle().on_signals();
+            worker.run().await.unwrap();
+            return;
+        }
+        let scheduler = Scheduler::builder(&client).build();
+        scheduler.shutdown_handle().on_signals();
+        scheduler.run().await.unwrap();
+    });
+}
+
+fn every_second(name: &str, tasks: usize) -> ScheduleSpec {
+    let mut spec = ScheduleSpec::new(name, "q", "@every 1s");
+    for i in 0..tasks {
+        spec = spec.task(Task::new("tick", serde_json::json!({"task": i})));
+    }
+    spec
+}
+
+/// Tick instant (ms) -> task indexes created, from the deterministic job ids.
+async fn ticks_created(client: &Client, name: &str) -> BTreeMap<i64, Vec<usize>> {
+    let mut ticks: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    let inspector = client.inspector();
+    for state in [JobState::Pending, JobState::Active, JobState::Completed] {
+        for job in inspector.jobs("q", state, 0, 10_000).await.unwrap() {
+            let parts: Vec<&str> = job.id.split(':').collect();
+            assert_eq!((parts[0], parts[1]), ("cron", name), "{}", job.id);
+            ticks
+                .entry(parts[2].parse().unwrap())
+                .or_default()
+                .push(parts[3].parse().unwrap());
+        }
+    }
+    ticks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_schedulers_fire_every_tick_exactly_once_even_when_one_is_killed() {
+    let redis = TestRedis::start();
+    let client = Client::connect(&redis.url()).await.unwrap();
+    client
+        .upsert_schedule(&every_second("beat", 3))
+        .await
+        .unwrap();
+
+    let mut children: Vec<_> = (0..3)
+        .map(|_| spawn_child_worker(&redis.url(), &[]))
+        .collect();
+    let mut local = Vec::new();
+    for _ in 0..2 {
+        let c = Client::connect(&redis.url()).await.unwrap(); // its own connections
+        let s = std::sync::Arc::new(Scheduler::builder(&c).build());
+        let runner = s.clone();
+        local.push((s, tokio::spawn(async move { runner.run().await })));
+    }
+    wait_until(Duration::from_secs(30), "10 ticks", || async {
+        client.schedule("beat").await.unwrap().fired >= 10
+    })
+    .await;
+    signal(&children[0], libc::SIGKILL);
+    children.remove(0).wait().unwrap();
+    wait_until(Duration::from_secs(30), "22 ticks", || async {
+        client.schedule("beat").await.unwrap().fired >= 22
+    })
+    .await;
+    client.pause_schedule("beat").await.unwrap();
+    for (s, task) in local {
+        s.shutdown_handle().shutdown();
+        task.await.unwrap().unwrap();
+    }
+    for child in &children {
+        signal(child, libc::SIGTERM);
+    }
+    for mut child in children {
+        assert!(
+            tokio::task::block_in_place(|| child.wait())
+                .unwrap()
+                .success()
+        );
+    }
+
+    let info = client.schedule("beat").await.unwrap();
+    let ticks = ticks_created(&client, "beat").await;
+    assert_eq!(
+        ticks.len() as u64,
+        info.fired,
+        "one set of jobs per fired tick"
+    );
+    assert_eq!(info.skipped, 0, "no tick missed");
+    let instants: Vec<i64> = ticks.keys().copied().collect();
+    for pair in instants.windows(2) {
+        assert_eq!(
+            pair[1] - pair[0],
+            1000,
+            "consecutive ticks, none missed: {instants:?}"
+        );
+    }
+    for (tick, mut tasks) in ticks {
+        assert_eq!(tick % 1000, 0, "ticks are aligned to the epoch");
+        tasks.sort();
+        assert_eq!(tasks, [0, 1, 2], "each task of tick {tick} created once");
+    }
+}
+
+/// Wait until Redis' clock is `offset_ms` past a whole second.
+async fn at_offset_in_second(client: &Client, offset_ms: i64) {
+    loop {
+        let info = client.inspector(); // any call; we need Redis time
+        let _ = info;
+        let now = redis_now_ms(client).await;
+        let within = now.rem_euclid(1000);
+        if (offset_ms..offset_ms + 100).contains(&within) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(
+            ((offset_ms - within).rem_euclid(1000)) as u64,
+        ))
+        .await;
+    }
+}
+
+async fn redis_now_ms(client: &Client) -> i64 {
+    // The schedule info carries Redis times; a throwaway upsert-free read: the watermark of a
+    // probe schedule is not needed, so use the job created time of a probe job instead.
+    let probe = client
+        .enqueue(tickq::NewJob::new("probe", "probe"))
+        .await
+        .unwrap();
+    let job = client.job("probe", &probe.id).await.unwrap();
+    client.inspector().delete("probe", &probe.id).await.unwrap();
+    job.created_at.unwrap().as_millisecond()
+}
+
+async fn catch_up_after_5_missed_ticks(
+    catchup: Catchup,
+) -> (tickq::ScheduleInfo, BTreeMap<i64, Vec<usize>>) {
+    let redis = TestRedis::start();
+    let client = Client::connect(&redis.url()).await.unwrap();
+    client
+        .upsert_schedule(&every_second("late", 1).catchup(catchup))
+        .await
+        .unwrap();
+    // Every node is down for five ticks; the one that comes back arrives 700 ms after a tick,
+    // so the latest missed tick is late beyond the misfire grace.
+    tokio::time::sleep(Duration::from_millis(4900)).await;
+    at_offset_in_second(&client, 700).await;
+    let scheduler = std::sync::Arc::new(Scheduler::builder(&client).build());
+    let runner = scheduler.clone();
+    let task = tokio::spawn(async move { runner.run().await });
+    tokio::time::sleep(Duration::from_millis(150)).await; // the catch-up pass, not the next tick
+    let info = client.schedule("late").await.unwrap();
+    let ticks = ticks_created(&client, "late").await;
+    scheduler.shutdown_handle().shutdown();
+    task.await.unwrap().unwrap();
+    (info, ticks)
+}
+
+#[tokio::test]
+async fn catchup_skip_fires_none_of_the_missed_ticks() {
+    let (info, ticks) = catch_up_after_5_missed_ticks(Catchup::Skip).await;
+    assert_eq!(info.fired, 0, "{info:?}");
+    assert!(info.skipped >= 5, "{info:?}");
+    assert!(ticks.is_empty());
+}
+
+#[tokio::test]
+async fn catchup_latest_fires_only_the_most_recent_missed_tick() {
+    let (info, ticks) = catch_up_after_5_missed_ticks(Catchup::Latest).await;
+    assert_eq!(info.fired, 1, "{info:?}");
+    assert!(info.skipped >= 4, "{info:?}");
+    let latest = *ticks.keys().next().unwrap();
+    assert_eq!(
+        info.watermark.unwrap().as_millisecond(),
+        latest,
+        "the most recent one"
+    );
+}
+
+#[tokio::test]
+async fn catchup_all_fires_every_missed_tick() {
+    let (info, ticks) = catch_up_after_5_missed_ticks(Catchup::All).await;
+    assert!(info.fired >= 5, "{info:?}");
+    assert_eq!(info.skipped, 0);
+    assert_eq!(ticks.len() as u64, info.fired);
+    let instants: Vec<i64> = ticks.keys().copied().collect();
+    assert!(
+        instants.windows(2).all(|w| w[1] - w[0] == 1000),
+        "{instants:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forbid_skips_while_the_last_run_is_active_and_resumes_after_its_runner_dies() {
+    let redis = TestRedis::start();
+    let client = Client::connect(&redis.url()).await.unwrap();
+    client
+        .upsert_schedule(&every_second("solo", 1).overlap(Overlap::Forbid))
+        .await
+        .unwrap();
+    // The first runner hangs on its job, then is killed without a word.
+    let mut runner_process = spawn_child_worker(&redis.url(), &[(ROLE, "hanging-worker")]);
+    let scheduler = std::sync::Arc::new(Scheduler::builder(&client).build());
+    let runner = scheduler.clone();
+    let sched_task = tokio::spawn(async move { runner.run().await });
+    wait_until(
+        Duration::from_secs(20),
+        "ticks skipped while a run is active",
+        || async { client.schedule("solo").await.unwrap().skipped >= 2 },
+    )
+    .await;
+    assert_eq!(client.schedule("solo").await.unwrap().fired, 1);
+    signal(&runner_process, libc::SIGKILL);
+    runner_process.wait().unwrap();
+    let w = spawn(
+        Worker::builder(&client)
+            .queue("q", 1)
+            .recover_interval(Duration::from_millis(100))
+            .handler("tick", |_job: Job| async { Ok::<_, JobError>(()) })
+            .build()
+            .unwrap(),
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "the schedule fires again",
+        || async { client.schedule("solo").await.unwrap().fired >= 3 },
+    )
+    .await;
+    scheduler.shutdown_handle().shutdown();
+    sched_task.await.unwrap().unwrap();
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn replace_cancels_the_running_job_and_runs_the_new_tick() {
+    let redis = TestRedis::start();
+    let client = Client::connect(&redis.url()).await.unwrap();
+    client
+        .upsert_schedule(&every_second("fresh", 1).overlap(Overlap::Replace))
+        .await
+        .unwrap();
+    let w = spawn(
+        Worker::builder(&client)
+            .queue("q", 1)
+            .lease(Duration::from_millis(600))
+            .stop_grace(Duration::from_millis(50))
+            .handler("tick", |job: Job| async move {
+                job.stopped().await;
+                Ok::<_, JobError>(())
+            })
+            .build()
+            .unwrap(),
+    );
+    let scheduler = std::sync::Arc::new(Scheduler::builder(&client).build());
+    let runner = scheduler.clone();
+    let sched_task = tokio::spawn(async move { runner.run().await });
+    wait_until(Duration::from_secs(20), "two runs replaced", || async {
+        count(&client, "q", JobState::Cancelled).await >= 2
+    })
+    .await;
+    scheduler.shutdown_handle().shutdown();
+    sched_task.await.unwrap().unwrap();
+    assert_eq!(
+        count(&client, "q", JobState::Active).await,
+        1,
+        "the newest tick runs"
+    );
+    let cancelled = client
+        .inspector()
+        .jobs("q", JobState::Cancelled, 0, 10)
+        .await
+        .unwrap();
+    assert!(
+        cancelled.iter().all(|j| j.attempt == 1),
+        "they had started: {cancelled:?}"
+    );
+    w.handle.force();
+    let _ = w.task.await;
+}
+
+#[tokio::test]
+async fn registration_is_idempotent_versioned_and_controllable() {
+    let redis = TestRedis::start();
+    let client = Client::connect(&redis.url()).await.unwrap();
+    let spec = ScheduleSpec::new("nightly", "q", "0 2 * * *")
+        .timezone("Asia/Shanghai")
+        .task(Task::new("report", serde_json::json!({"part": 1})));
+    assert_eq!(
+        client.upsert_schedule(&spec).await.unwrap(),
+        Upserted::Created
+    );
+    assert_eq!(
+        client.upsert_schedule(&spec).await.unwrap(),
+        Upserted::Unchanged
+    );
+    let info = client.schedule("nightly").await.unwrap();
+    assert_eq!(info.version, 1);
+    // 02:00 in Shanghai is 18:00 UTC.
+    let next = info.next_at.unwrap();
+    assert_eq!(next.as_second() % 86_400, 18 * 3600, "{next}");
+
+    let changed = spec.clone().timezone("UTC");
+    assert_eq!(
+        client.upsert_schedule(&changed).await.unwrap(),
+        Upserted::Updated
+    );
+    let info = client.schedule("nightly").await.unwrap();
+    assert_eq!((info.version, info.spec.timezone.as_str()), (2, "UTC"));
+    assert_eq!(info.next_at.unwrap().as_second() % 86_400, 2 * 3600);
+
+    client.pause_schedule("nightly").await.unwrap();
+    assert!(client.schedule("nightly").await.unwrap().paused);
+    client.resume_schedule("nightly").await.unwrap();
+    assert!(!client.schedule("nightly").await.unwrap().paused);
+
+    let jobs = client.trigger_schedule("nightly").await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    let job = client.job("q", &jobs[0].id).await.unwrap();
+    assert_eq!(job.meta.get("cron").map(String::as_str), Some("nightly"));
+    assert_eq!(client.schedules().await.unwrap().len(), 1);
+
+    client.remove_schedule("nightly").await.unwrap();
+    let err = client.schedule("nightly").await.unwrap_err();
+    assert_eq!(err.kind(), tickq::ErrorKind::NotFound);
+    assert_eq!(
+        client.remove_schedule("nightly").await.unwrap_err().kind(),
+        tickq::ErrorKind::NotFound
+    );
+    let bad =
+        ScheduleSpec::new("bad", "q", "0 25 * * *").task(Task::new("k", serde_json::Value::Null));
+    let err = client.upsert_schedule(&bad).await.unwrap_err();
+    assert!(err.to_string().contains("hour"), "{err}");
+}
