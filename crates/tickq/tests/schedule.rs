@@ -366,3 +366,193 @@ async fn registration_is_idempotent_versioned_and_controllable() {
     let err = client.upsert_schedule(&bad).await.unwrap_err();
     assert!(err.to_string().contains("hour"), "{err}");
 }
+
+/// Worker id -> (tick, task) runs recorded by the spread test's handlers.
+type Runs = std::sync::Arc<std::sync::Mutex<Vec<(String, i64, u64)>>>;
+
+async fn spread_node(url: &str, name: &str, runs: &Runs) -> common::Running {
+    let client = Client::connect(url).await.unwrap(); // each node has its own connections
+    let runs = runs.clone();
+    let node = name.to_owned();
+    let worker = Worker::builder(&client)
+        .queue("q", 1)
+        .concurrency(4)
+        .handler("tick", move |job: Job| {
+            let (runs, node) = (runs.clone(), node.clone());
+            async move {
+                let tick: i64 = job.meta("scheduled_at").unwrap().parse().unwrap();
+                let task = job.payload()["task"].as_u64().unwrap();
+                runs.lock().unwrap().push((node, tick, task));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok::<_, JobError>(())
+            }
+        })
+        .build()
+        .unwrap();
+    spawn(worker)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tasks_of_a_tick_spread_over_idle_nodes_and_survivors_take_all() {
+    let redis = TestRedis::start();
+    let client = Client::connect(&redis.url()).await.unwrap();
+    client
+        .upsert_schedule(&every_second("fanout", 4))
+        .await
+        .unwrap();
+    let runs: Runs = Default::default();
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        nodes.push(spread_node(&redis.url(), name, &runs).await);
+    }
+    let scheduler = std::sync::Arc::new(Scheduler::builder(&client).build());
+    let runner = scheduler.clone();
+    let sched_task = tokio::spawn(async move { runner.run().await });
+
+    wait_until(
+        Duration::from_secs(30),
+        "8 ticks with three nodes",
+        || async { client.schedule("fanout").await.unwrap().fired >= 8 },
+    )
+    .await;
+    nodes.remove(2).stop().await; // node c leaves
+    let cut = runs.lock().unwrap().iter().map(|r| r.1).max().unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "4 more ticks with two nodes",
+        || async { client.schedule("fanout").await.unwrap().fired >= 12 },
+    )
+    .await;
+    client.pause_schedule("fanout").await.unwrap();
+    wait_until(Duration::from_secs(30), "every job ran", || async {
+        let c = client.inspector().counts("q").await.unwrap();
+        c.states[&JobState::Pending] == 0 && c.states[&JobState::Active] == 0
+    })
+    .await;
+    scheduler.shutdown_handle().shutdown();
+    sched_task.await.unwrap().unwrap();
+    for node in nodes {
+        node.stop().await;
+    }
+
+    let runs = runs.lock().unwrap().clone();
+    let mut by_tick: BTreeMap<i64, Vec<(String, u64)>> = BTreeMap::new();
+    for (node, tick, task) in runs {
+        by_tick.entry(tick).or_default().push((node, task));
+    }
+    let (mut three, mut with_three_nodes) = (0, 0);
+    for (tick, runs) in &by_tick {
+        let mut tasks: Vec<u64> = runs.iter().map(|r| r.1).collect();
+        tasks.sort();
+        assert_eq!(tasks, [0, 1, 2, 3], "every task of tick {tick} ran once");
+        let nodes: std::collections::BTreeSet<&str> = runs.iter().map(|r| r.0.as_str()).collect();
+        if *tick <= cut {
+            with_three_nodes += 1;
+            if nodes.len() == 3 {
+                three += 1;
+            }
+        } else {
+            assert!(
+                !nodes.contains("c"),
+                "the stopped node ran nothing after it left"
+            );
+        }
+    }
+    // "Almost every tick": allow one tick (e.g. the first, or one hit by a slow wake-up).
+    assert!(
+        three + 1 >= with_three_nodes,
+        "{three} of {with_three_nodes} ticks used all three nodes: {by_tick:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_with_skewed_clocks_fire_neither_early_nor_late() {
+    let libfaketime = find_libfaketime();
+    // The preload really moves a process's clock (otherwise this test would prove nothing).
+    let date = std::process::Command::new("date")
+        .arg("+%s")
+        .env("LD_PRELOAD", &libfaketime)
+        .env("FAKETIME", "+30s")
+        .output()
+        .unwrap();
+    let skewed: i64 = String::from_utf8_lossy(&date.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    let real = jiff::Timestamp::now().as_second();
+    assert!(
+        (28..=32).contains(&(skewed - real)),
+        "libfaketime did not skew the clock"
+    );
+    let redis = TestRedis::start();
+    let client = Client::connect(&redis.url()).await.unwrap();
+    client
+        .upsert_schedule(&every_second("skew", 1))
+        .await
+        .unwrap();
+    // The only schedulers run 30 s ahead of and 30 s behind the real (and Redis') clock.
+    // libfaketime is preloaded directly: the `faketime` wrapper forks, so signals would not
+    // reach the scheduler.
+    let skewed = |offset: &str| {
+        spawn_child_worker(
+            &redis.url(),
+            &[("LD_PRELOAD", &libfaketime), ("FAKETIME", offset)],
+        )
+    };
+    let mut nodes = vec![skewed("+30s"), skewed("-30s")];
+    wait_until(Duration::from_secs(30), "6 ticks", || async {
+        client.schedule("skew").await.unwrap().fired >= 6
+    })
+    .await;
+    client.pause_schedule("skew").await.unwrap();
+    for node in &nodes {
+        signal(node, libc::SIGTERM);
+    }
+    for node in &mut nodes {
+        assert!(
+            tokio::task::block_in_place(|| node.wait())
+                .unwrap()
+                .success()
+        );
+    }
+    let info = client.schedule("skew").await.unwrap();
+    assert_eq!(info.skipped, 0, "{info:?}");
+    let jobs = client
+        .inspector()
+        .jobs("q", JobState::Pending, 0, 100)
+        .await
+        .unwrap();
+    assert!(jobs.len() >= 6);
+    for job in jobs {
+        let tick: i64 = job.meta["scheduled_at"].parse().unwrap();
+        let created = job.created_at.unwrap().as_millisecond();
+        assert!(
+            created >= tick,
+            "fired {} ms early: {job:?}",
+            tick - created
+        );
+        assert!(
+            created - tick < 500,
+            "fired {} ms late: {job:?}",
+            created - tick
+        );
+    }
+}
+
+/// The multi-threaded libfaketime (Debian package libfaketime, pulled in by faketime).
+fn find_libfaketime() -> String {
+    let candidates = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("faketime/libfaketimeMT.so.1"))
+        .chain([std::path::PathBuf::from(
+            "/usr/lib/faketime/libfaketimeMT.so.1",
+        )]);
+    for path in candidates {
+        if path.exists() {
+            return path.to_string_lossy().into_owned();
+        }
+    }
+    panic!("this test needs libfaketime: apt-get install faketime (./dev test installs it)");
+}

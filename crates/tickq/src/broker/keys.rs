@@ -35,6 +35,8 @@ pub(crate) struct QueueKeys {
     pub(crate) schedule_prefix: String,
     /// The queue's schedules by next fire time (Redis ms).
     pub(crate) schedules_due: String,
+    /// Prefix of job-group sets (which workers hold a job of one cron tick), for spreading.
+    pub(crate) group_prefix: String,
 }
 
 impl QueueKeys {
@@ -56,6 +58,7 @@ impl QueueKeys {
             stats: key("stats"),
             schedule_prefix: key("schedule:"),
             schedules_due: key("schedules-due"),
+            group_prefix: key("group:"),
         }
     }
 

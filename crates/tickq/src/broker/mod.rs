@@ -352,6 +352,7 @@ impl Broker {
         owner: &str,
         lease: Duration,
         max: usize,
+        spread_grace: Duration,
     ) -> Result<ClaimBatch> {
         let reply: Vec<Value> = SCRIPTS
             .claim
@@ -365,6 +366,8 @@ impl Broker {
             .arg(owner)
             .arg(lease.as_millis() as u64)
             .arg(max)
+            .arg(&keys.group_prefix)
+            .arg(spread_grace.as_millis() as u64)
             .invoke_async(&mut self.conn.clone())
             .await?;
         if reply.len() < 3 || !(reply.len() - 3).is_multiple_of(4) {

@@ -22,7 +22,7 @@ pub(crate) struct TickJob {
 
 /// What the fire script did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Fired {
+pub(crate) enum FireOutcome {
     Fired(u64),
     Overlap,
     Raced,
@@ -184,7 +184,7 @@ impl Broker {
         skipped: u64,
         ticks: u64,
         jobs: &[TickJob],
-    ) -> Result<Fired> {
+    ) -> Result<FireOutcome> {
         let mut inv = SCRIPTS.fire.prepare_invoke();
         inv.key(keys.schedule(name))
             .key(&keys.schedules_due)
@@ -214,12 +214,12 @@ impl Broker {
         let answer = reply.first().map(text).transpose()?.unwrap_or_default();
         let created = reply.get(1).map(int).transpose()?.unwrap_or(0) as u64;
         Ok(match answer.as_str() {
-            "fired" => Fired::Fired(created),
-            "overlap" => Fired::Overlap,
-            "raced" => Fired::Raced,
-            "early" => Fired::Early,
-            "paused" => Fired::Paused,
-            _ => Fired::Gone,
+            "fired" => FireOutcome::Fired(created),
+            "overlap" => FireOutcome::Overlap,
+            "raced" => FireOutcome::Raced,
+            "early" => FireOutcome::Early,
+            "paused" => FireOutcome::Paused,
+            _ => FireOutcome::Gone,
         })
     }
 }

@@ -7,7 +7,7 @@
 
 use super::{Catchup, CronSchedule, MAX_CATCHUP, MISFIRE_GRACE};
 use crate::broker::message::Envelope;
-use crate::broker::schedules::{Fired, TickJob};
+use crate::broker::schedules::{FireOutcome, TickJob};
 use crate::broker::{Broker, Retention, keys::QueueKeys};
 use crate::worker::ShutdownHandle;
 use crate::{Client, DEFAULT_MAX_ATTEMPTS, Result};
@@ -219,13 +219,13 @@ impl Scheduler {
             )
             .await?;
         match outcome {
-            Fired::Fired(created) => {
+            FireOutcome::Fired(created) => {
                 if !fire.is_empty() {
                     self.fired.fetch_add(fire.len() as u64, Ordering::Relaxed);
                 }
                 tracing::info!(schedule = %name, ticks = fire.len(), skipped, jobs = created, "fired");
             }
-            Fired::Overlap => {
+            FireOutcome::Overlap => {
                 tracing::info!(schedule = %name, "tick skipped: the previous tick's jobs are still running (overlap = forbid)");
             }
             other => tracing::debug!(schedule = %name, ?other, "not fired here"),

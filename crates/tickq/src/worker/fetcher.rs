@@ -63,11 +63,14 @@ pub(crate) async fn run(
                 break;
             }
             let lease_from = std::time::Instant::now();
-            match shared
-                .broker
-                .claim(&keys, &shared.id, shared.config.lease, permits.len())
-                .await
-            {
+            let claim = shared.broker.claim(
+                &keys,
+                &shared.id,
+                shared.config.lease,
+                permits.len(),
+                shared.config.spread_grace,
+            );
+            match claim.await {
                 Ok(batch) => {
                     if batch.next_due_ms >= 0 {
                         let wait =

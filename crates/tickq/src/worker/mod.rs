@@ -42,6 +42,7 @@ pub(crate) struct WorkerConfig {
     pub(crate) job_timeout: Duration,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) stop_grace: Duration,
+    pub(crate) spread_grace: Duration,
     pub(crate) recover_interval: Duration,
     pub(crate) janitor_interval: Duration,
     pub(crate) max_idle: Duration,
@@ -280,6 +281,14 @@ impl WorkerBuilder {
         self
     }
 
+    /// How long this worker leaves the further tasks of a cron tick it already has a task of
+    /// to other, idle workers (so the tasks of one tick spread over nodes) before it takes
+    /// them itself. Zero turns spreading off. Default: 250 ms.
+    pub fn spread_grace(mut self, grace: Duration) -> WorkerBuilder {
+        self.config.spread_grace = grace;
+        self
+    }
+
     /// How often expired leases are looked for. Default: 5 s.
     pub fn recover_interval(mut self, every: Duration) -> WorkerBuilder {
         self.config.recover_interval = every;
@@ -424,6 +433,7 @@ impl Worker {
                 job_timeout: Duration::from_secs(30 * 60),
                 shutdown_timeout: Duration::from_secs(25),
                 stop_grace: Duration::from_secs(1),
+                spread_grace: Duration::from_millis(250),
                 recover_interval: Duration::from_secs(5),
                 janitor_interval: Duration::from_secs(60),
                 max_idle: Duration::from_secs(30),

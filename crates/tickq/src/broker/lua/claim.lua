@@ -1,48 +1,80 @@
 -- claim: promote due scheduled/retry jobs, then lease up to N pending jobs to one worker.
 -- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] active  KEYS[5] seq  KEYS[6] marker
 -- ARGV[1] job key prefix  ARGV[2] owner (worker id)  ARGV[3] lease ms  ARGV[4] max jobs
+-- ARGV[5] group key prefix  ARGV[6] spread grace ms
 -- Each claimed job: attempt + 1, fence + 1 (the fencing token grows with every claim), state
 --   active, lease deadline = Redis now + lease ms, indexed in active by that deadline.
+-- Spread: jobs of one group (the tasks of one cron tick) go to different workers. A worker that
+--   already holds a job of the group passes over the next one while it is younger than the
+--   spread grace, so that an idle peer takes it; after the grace anyone may, so a dead or busy
+--   peer never holds work back.
 -- Returns {now, next_due, deadline, id1, data1, attempt1, fence1, id2, ...}; next_due is the
---   Redis time at which the caller should look again: now when pending jobs remain, the
---   earliest scheduled/retry due time otherwise, -1 when nothing waits at all.
+--   Redis time at which the caller should look again: now when pending jobs remain that it may
+--   take, the end of a spread grace when it passed over jobs, else the earliest scheduled/retry
+--   due time, or -1 when nothing waits at all.
 -- Idempotent: no; every call leases new jobs (that is its point). Ids whose job hash is gone
 --   are dropped; a hash without data is still leased so the worker can send it to dead.
 local prefix = ARGV[1]
+local owner = ARGV[2]
 local now = now_ms()
 local max = tonumber(ARGV[4])
+local grace = tonumber(ARGV[6])
 promote(prefix, KEYS[2], KEYS[1], KEYS[5], now, 1000)
 promote(prefix, KEYS[3], KEYS[1], KEYS[5], now, 1000)
 local deadline = now + tonumber(ARGV[3])
 local out = {now, -1, deadline}
 local leases = {}
+local taken = {}
+local passed_until = nil
 if max > 0 then
-  local popped = redis.call('ZPOPMIN', KEYS[1], max)
-  for i = 1, #popped, 2 do
-    local id = popped[i]
+  -- Look a little past `max` so that jobs passed over for spreading do not starve the rest.
+  local head = redis.call('ZRANGE', KEYS[1], 0, max + 63)
+  for _, id in ipairs(head) do
+    if #leases / 2 >= max then break end
     local jk = prefix .. id
-    local f = redis.call('HMGET', jk, 'data', 'attempt', 'fence', 'state')
-    if f[1] or f[4] then
-      local attempt = (tonumber(f[2]) or 0) + 1
-      local fence = (tonumber(f[3]) or 0) + 1
-      redis.call('HSET', jk, 'state', 'active', 'attempt', attempt, 'fence', fence,
-        'owner', ARGV[2], 'lease', deadline, 'started', now)
-      leases[#leases + 1] = deadline
-      leases[#leases + 1] = id
-      out[#out + 1] = id
-      out[#out + 1] = f[1] or ''
-      out[#out + 1] = attempt
-      out[#out + 1] = fence
+    local f = redis.call('HMGET', jk, 'data', 'attempt', 'fence', 'state', 'group', 'created')
+    if not (f[1] or f[4]) then
+      taken[#taken + 1] = id -- the hash is gone: drop the id
+    else
+      local pass = false
+      if f[5] and grace > 0 then
+        local gk = ARGV[5] .. f[5]
+        local ready_at = (tonumber(f[6]) or 0) + grace
+        if now < ready_at and redis.call('SISMEMBER', gk, owner) == 1 then
+          pass = true
+          if passed_until == nil or ready_at < passed_until then passed_until = ready_at end
+        else
+          redis.call('SADD', gk, owner)
+          redis.call('PEXPIRE', gk, 86400000)
+        end
+      end
+      if not pass then
+        local attempt = (tonumber(f[2]) or 0) + 1
+        local fence = (tonumber(f[3]) or 0) + 1
+        redis.call('HSET', jk, 'state', 'active', 'attempt', attempt, 'fence', fence,
+          'owner', owner, 'lease', deadline, 'started', now)
+        leases[#leases + 1] = deadline
+        leases[#leases + 1] = id
+        taken[#taken + 1] = id
+        out[#out + 1] = id
+        out[#out + 1] = f[1] or ''
+        out[#out + 1] = attempt
+        out[#out + 1] = fence
+      end
     end
   end
 end
+if #taken > 0 then zrem_many(KEYS[1], taken) end
 if #leases > 0 then zadd_many(KEYS[4], leases) end
-if redis.call('ZCARD', KEYS[1]) > 0 then
+local left = redis.call('ZCARD', KEYS[1])
+if left > 0 and (#leases > 0 or passed_until ~= nil) then
   -- Work is left: let another idle worker start on it while this one is busy.
-  if #leases > 0 then wake(KEYS[6]) end
+  wake(KEYS[6])
+end
+if left > 0 and passed_until == nil then
   out[2] = now
 else
-  local next_due = -1
+  local next_due = passed_until or -1
   for _, k in ipairs({KEYS[2], KEYS[3]}) do
     local first = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
     if #first > 0 then

@@ -1,0 +1,171 @@
+//! The Redis under test: a private `redis-server` started through tickq-testkit, or the one
+//! at `--redis`; plus the few admin commands the bench needs (FLUSHALL, INFO).
+
+use anyhow::{Context, Result};
+use redis::aio::MultiplexedConnection;
+use std::collections::BTreeMap;
+use tickq_testkit::TestRedis;
+
+/// bench-peers starts its Redis with `--save '' --appendonly no` (and `--bind 127.0.0.1`);
+/// the testkit adds the same on a free port of 127.0.0.1, so the two are configured alike.
+pub struct Target {
+    pub url: String,
+    /// Keeps the private server alive; dropping it kills the server.
+    private: Option<TestRedis>,
+    admin: MultiplexedConnection,
+}
+
+/// What the report header says about the server.
+pub struct ServerInfo {
+    pub url: String,
+    pub private: bool,
+    pub version: String,
+    pub appendonly: String,
+    pub save: String,
+}
+
+impl Target {
+    pub async fn open(url: Option<&str>) -> Result<Target> {
+        let (url, private) = match url {
+            Some(url) => (url.to_owned(), None),
+            None => {
+                // `start` blocks while redis-server boots; it is a one-off before any timing.
+                let redis = tokio::task::spawn_blocking(|| {
+                    TestRedis::builder().tcp().appendonly(false).start()
+                })
+                .await
+                .context("starting a private redis-server")?;
+                (redis.url(), Some(redis))
+            }
+        };
+        let client = redis::Client::open(url.as_str())
+            .with_context(|| format!("invalid Redis URL {}", tickq::redact_url(&url)))?;
+        ensure_loopback(client.get_connection_info().addr())?;
+        let admin = client
+            .get_multiplexed_async_connection()
+            .await
+            .with_context(|| format!("connecting to {}", tickq::redact_url(&url)))?;
+        Ok(Target {
+            url,
+            private,
+            admin,
+        })
+    }
+
+    pub async fn describe(&self) -> Result<ServerInfo> {
+        let server = self.info("server").await?;
+        let config = |name: &'static str| async move {
+            let pair: Vec<String> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg(name)
+                .query_async(&mut self.admin.clone())
+                .await?;
+            anyhow::Ok(pair.get(1).cloned().unwrap_or_default())
+        };
+        Ok(ServerInfo {
+            url: tickq::redact_url(&self.url),
+            private: self.private.is_some(),
+            version: server.get("redis_version").cloned().unwrap_or_default(),
+            appendonly: config("appendonly").await?,
+            save: config("save").await?,
+        })
+    }
+
+    pub async fn flushall(&self) -> Result<()> {
+        redis::cmd("FLUSHALL")
+            .exec_async(&mut self.admin.clone())
+            .await
+            .context("FLUSHALL")
+    }
+
+    /// One `INFO` section as field → value.
+    pub async fn info(&self, section: &str) -> Result<BTreeMap<String, String>> {
+        let text: String = redis::cmd("INFO")
+            .arg(section)
+            .query_async(&mut self.admin.clone())
+            .await
+            .with_context(|| format!("INFO {section}"))?;
+        Ok(text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+            .collect())
+    }
+
+    /// Redis `used_memory`, bytes.
+    pub async fn used_memory(&self) -> Result<u64> {
+        self.info("memory")
+            .await?
+            .get("used_memory")
+            .and_then(|v| v.parse().ok())
+            .context("INFO memory has no used_memory")
+    }
+
+    /// CPU seconds Redis' main thread has used (user + system).
+    pub async fn cpu_secs(&self) -> Result<f64> {
+        let cpu = self.info("cpu").await?;
+        let get = |k: &str| cpu.get(k).and_then(|v| v.parse::<f64>().ok());
+        match (
+            get("used_cpu_user_main_thread"),
+            get("used_cpu_sys_main_thread"),
+        ) {
+            (Some(user), Some(sys)) => Ok(user + sys),
+            // Before Redis 6.2 only the process totals exist.
+            _ => Ok(get("used_cpu_user").unwrap_or(0.0) + get("used_cpu_sys").unwrap_or(0.0)),
+        }
+    }
+
+    /// Calls and time so far per command (`INFO commandstats`), e.g. `evalsha` →
+    /// 12 calls, 480 µs. Commands run by scripts are counted under their own names too.
+    pub async fn command_stats(&self) -> Result<BTreeMap<String, CommandStat>> {
+        Ok(self
+            .info("commandstats")
+            .await?
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let cmd = k.strip_prefix("cmdstat_")?.to_owned();
+                let field = |name: &str| -> Option<u64> {
+                    v.split(',')
+                        .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))?
+                        .parse()
+                        .ok()
+                };
+                let stat = CommandStat {
+                    calls: field("calls")?,
+                    usec: field("usec")?,
+                };
+                Some((cmd, stat))
+            })
+            .collect())
+    }
+}
+
+/// The bench generates load, so it only talks to this machine: a loopback address or a unix
+/// socket.
+fn ensure_loopback(addr: &redis::ConnectionAddr) -> Result<()> {
+    let host = match addr {
+        redis::ConnectionAddr::Unix(_) => return Ok(()),
+        redis::ConnectionAddr::Tcp(host, _) => host,
+        redis::ConnectionAddr::TcpTls { host, .. } => host,
+        _ => anyhow::bail!("unsupported Redis address {addr}"),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    anyhow::ensure!(
+        loopback,
+        "--redis must point at this machine (127.0.0.0/8, ::1, localhost or a unix socket), \
+         not {host}"
+    );
+    Ok(())
+}
+
+/// One command's line of `INFO commandstats`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CommandStat {
+    pub calls: u64,
+    pub usec: u64,
+}

@@ -1,0 +1,252 @@
+//! The command line as clap sees it: raw values, checked only for shape. `config.rs` turns
+//! them into a typed, validated [`crate::config::Invocation`] before anything starts.
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// tickq: a distributed job queue and scheduler on Redis.
+///
+/// Redis is found from --redis, then the environment variable TICKQ_REDIS_URL, then `redis` in
+/// the config file, then redis://127.0.0.1:6379.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tickq",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const GLOBAL: &str = "Global options";
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Redis URL: redis://[user:pass@]host:port[/db], rediss://... (TLS) or
+    /// redis+unix:///path/redis.sock [default: $TICKQ_REDIS_URL, then `redis` in the config
+    /// file, then redis://127.0.0.1:6379]
+    #[arg(long, global = true, value_name = "URL", help_heading = GLOBAL)]
+    pub redis: Option<String>,
+
+    /// TOML config file (see `tickq config show` for the effective result).
+    #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL)]
+    pub config: Option<PathBuf>,
+
+    /// More log output (-v debug, -vv trace); RUST_LOG, when set, wins.
+    #[arg(short, long, global = true, action = ArgAction::Count, help_heading = GLOBAL)]
+    pub verbose: u8,
+
+    /// Log line format (logs go to stderr).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = LogFormat::Human,
+        value_name = "FORMAT",
+        help_heading = GLOBAL
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node: workers for the configured queues, with the built-in `exec` job kind.
+    ///
+    /// With no Redis address given anywhere and none answering at 127.0.0.1:6379, it starts
+    /// its own redis-server there (data under --data) and stops it on exit. SIGTERM or SIGINT
+    /// drains running jobs; a second signal hands them back at once.
+    Server(ServerArgs),
+    /// Enqueue a job; prints its id.
+    Enqueue(EnqueueArgs),
+    /// Enqueue an `exec` job that runs PROGRAM with ARGS on a server whose [exec] allow list
+    /// has PROGRAM; prints its id.
+    Exec(ExecArgs),
+    /// Show one job: state, attempts, times, last error, result.
+    Job(IdArgs),
+    /// List a queue's jobs, oldest first.
+    Jobs(JobsArgs),
+    /// Per queue: jobs by state, processed and failed totals.
+    Stats(OutputArgs),
+    /// Run a dead, cancelled, retry or scheduled job now.
+    Retry(IdArgs),
+    /// Delete a job that is not running.
+    Delete(IdArgs),
+    /// Cancel a job; a running one is stopped by its worker.
+    Cancel(IdArgs),
+    /// Queues.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// Configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// The settings of a node that flags can override; shared by `server` and `config show`.
+#[derive(Debug, Args)]
+pub struct ServerOpts {
+    /// This node's name [default: `node` in the config file, then hostname-pid].
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+
+    /// Queues to work and their weights, e.g. `critical=3,default=1` [default: default=1].
+    #[arg(long, value_name = "Q=W,...")]
+    pub queues: Option<String>,
+
+    /// Most jobs running at once [default: 16].
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+
+    /// Serve HTTP (for now only GET /healthz) on ADDR, e.g. 127.0.0.1:7700. A non-loopback
+    /// address needs `[http] token` in the config file.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// Data directory; an embedded redis-server keeps its data in DIR/redis [default: ./.tickq].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    pub opts: ServerOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of a new job, shared by `enqueue` and `exec`.
+#[derive(Debug, Args)]
+pub struct JobOpts {
+    /// Run after this delay (DUR: 500ms, 30s, 5m, 2h, 1d).
+    #[arg(long = "in", value_name = "DUR", conflicts_with = "at")]
+    pub delay: Option<String>,
+
+    /// Run at this time (TIME: RFC 3339 with an offset, or Unix ms).
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+
+    /// The job id [default: a new UUID v7]. An id that exists is not enqueued again.
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+
+    /// Not supported by this version yet (unique jobs).
+    #[arg(long, value_name = "DUR", hide = true)]
+    pub unique_for: Option<String>,
+
+    /// Attempts before the job goes to dead [default: 25].
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<u32>,
+
+    /// Time limit of one attempt [default: the worker's, 30m].
+    #[arg(long, value_name = "DUR")]
+    pub timeout: Option<String>,
+
+    /// Priority from -1000 to 1000; higher runs first [default: 0].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub priority: Option<i32>,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    /// The queue.
+    pub queue: String,
+    /// The job kind: which handler runs it.
+    pub kind: String,
+    /// The job's arguments: JSON text, `@FILE` to read it from a file, `@-` from stdin
+    /// [default: null].
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub payload: Option<String>,
+    #[command(flatten)]
+    pub job: JobOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The queue.
+    pub queue: String,
+    /// An environment variable for the program (repeatable).
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// The program's working directory on the node that runs it.
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<String>,
+    #[command(flatten)]
+    pub job: JobOpts,
+    /// The program and its arguments, after `--`; the program must be on the server's
+    /// [exec] allow list exactly as written here.
+    #[arg(last = true, required = true, value_name = "PROGRAM [ARGS]")]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct IdArgs {
+    /// The job id.
+    pub id: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// The queue.
+    pub queue: String,
+    /// Only jobs in this state: scheduled pending active retry dead completed cancelled
+    /// [default: all, in that order].
+    #[arg(long, value_name = "STATE")]
+    pub state: Option<String>,
+    /// At most this many jobs.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: usize,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Every queue that has received a job.
+    Ls(OutputArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// The effective server configuration (file, environment and flags), secrets redacted.
+    Show(ConfigShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigShowArgs {
+    #[command(flatten)]
+    pub opts: ServerOpts,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

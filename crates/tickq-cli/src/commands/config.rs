@@ -1,0 +1,89 @@
+//! `config show`: the effective server configuration, secrets redacted.
+
+use crate::config::{CronSpec, ServerConfig};
+use crate::output;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The config file's shape, filled with effective values: the text output is itself a valid
+/// config file (minus the secrets).
+#[derive(Serialize)]
+struct Effective<'a> {
+    redis: String,
+    /// None: not configured; each node names itself hostname-pid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<&'a str>,
+    worker: Worker<'a>,
+    http: Http,
+    exec: Exec<'a>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    cron: &'a [CronSpec],
+}
+
+#[derive(Serialize)]
+struct Worker<'a> {
+    queues: BTreeMap<&'a str, u32>,
+    concurrency: usize,
+}
+
+#[derive(Serialize)]
+struct Http {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct Exec<'a> {
+    allow: &'a [String],
+}
+
+pub fn show(config: &ServerConfig, json: bool) -> anyhow::Result<()> {
+    let effective = Effective {
+        redis: tickq::redact_url(&config.redis.url),
+        node: (!config.node_is_default).then_some(config.node.as_str()),
+        worker: Worker {
+            queues: config
+                .queues
+                .iter()
+                .map(|(q, w)| (q.as_str(), *w))
+                .collect(),
+            concurrency: config.concurrency,
+        },
+        http: Http {
+            listen: config.listen.map(|a| a.to_string()),
+            token: config.token.as_ref().map(|_| "***"),
+        },
+        exec: Exec {
+            allow: &config.exec_allow,
+        },
+        cron: &config.cron,
+    };
+    let file = config.file.as_ref().map(|p| p.display().to_string());
+    let data = config.data_dir.display().to_string();
+    if json {
+        let mut value = serde_json::to_value(&effective)?;
+        let object = value
+            .as_object_mut()
+            .expect("a struct serialises to an object");
+        object.insert("redis_from".into(), config.redis.origin.to_string().into());
+        object.insert("config_file".into(), file.into());
+        object.insert("data".into(), data.into());
+        object.entry("node").or_insert(serde_json::Value::Null);
+        output::json(&value)?;
+        return Ok(());
+    }
+    let body = toml::to_string(&effective)?;
+    output::text(&format!(
+        "# effective configuration; config file: {}\n# redis from: {}\n# data directory: {data}\n{}{body}",
+        file.as_deref().unwrap_or("none"),
+        config.redis.origin,
+        if config.node_is_default {
+            "# node: not set; each node names itself hostname-pid\n"
+        } else {
+            ""
+        },
+    ))?;
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! `stats` and `queue ls`.
+
+use crate::config::Redis;
+use crate::output::{self, Table};
+use tickq::JobState;
+
+pub async fn stats(redis: &Redis, json: bool) -> anyhow::Result<()> {
+    let client = super::connect(redis).await?;
+    let stats = client.inspector().stats().await?;
+    if json {
+        // Every state is present, zero or not, so scripts need no defaults.
+        let queues: Vec<_> = stats
+            .iter()
+            .map(|q| {
+                let states: serde_json::Map<_, _> = JobState::ALL
+                    .iter()
+                    .map(|s| (s.to_string(), q.states.get(s).copied().unwrap_or(0).into()))
+                    .collect();
+                serde_json::json!({
+                    "queue": q.queue,
+                    "states": states,
+                    "processed": q.processed,
+                    "failed": q.failed,
+                })
+            })
+            .collect();
+        output::json(&serde_json::json!({ "queues": queues }))?;
+        return Ok(());
+    }
+    if stats.is_empty() {
+        output::text("no queues yet; `tickq enqueue QUEUE KIND` creates one")?;
+        return Ok(());
+    }
+    let mut table = Table::new([
+        "QUEUE",
+        "SCHEDULED",
+        "PENDING",
+        "ACTIVE",
+        "RETRY",
+        "DEAD",
+        "COMPLETED",
+        "CANCELLED",
+        "PROCESSED",
+        "FAILED",
+    ]);
+    for q in &stats {
+        let mut row = vec![q.queue.clone()];
+        row.extend(
+            JobState::ALL
+                .iter()
+                .map(|s| q.states.get(s).copied().unwrap_or(0).to_string()),
+        );
+        row.push(q.processed.to_string());
+        row.push(q.failed.to_string());
+        table.row(row);
+    }
+    output::text(&table.render())?;
+    Ok(())
+}
+
+pub async fn queues(redis: &Redis, json: bool) -> anyhow::Result<()> {
+    let client = super::connect(redis).await?;
+    let queues = client.inspector().queues().await?;
+    if json {
+        output::json(&serde_json::json!({ "queues": queues }))?;
+    } else if queues.is_empty() {
+        output::text("no queues yet; `tickq enqueue QUEUE KIND` creates one")?;
+    } else {
+        output::text(&queues.join("\n"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! Integration tests of the `tickq` binary: real processes against real redis-servers.
+
+mod bad_input;
+mod server;
+mod util;
+mod verbs;

@@ -1,0 +1,295 @@
+//! `tickq server` as a process: exec jobs end to end, signals, HTTP, the embedded Redis.
+
+use crate::util::{Server, free_port, process_gone, run, wait_for, wait_state};
+use std::io::{Read as _, Write as _};
+use std::time::Duration;
+use tickq_testkit::TestRedis;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn config(allow: &[&str]) -> String {
+    let allow: Vec<String> = allow.iter().map(|p| format!("{p:?}")).collect();
+    format!(
+        "[worker]\nqueues = {{ default = 1, other = 2 }}\n\n[exec]\nallow = [{}]\n",
+        allow.join(", ")
+    )
+}
+
+fn exec(url: &str, opts: &[&str], cmd: &[&str]) -> String {
+    let args = [&["exec", "default"][..], opts, &["--"], cmd].concat();
+    run(Some(url), &args).ok().stdout.trim().to_owned()
+}
+
+#[test]
+fn runs_an_exec_job_end_to_end() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let _server = Server::start(
+        Some(&config(&["sh"])),
+        &["--redis", &url, "--node", "node-a"],
+        &[],
+    );
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("env.txt");
+
+    let id = exec(
+        &url,
+        &["--env", &format!("OUT={}", file.display())],
+        &[
+            "sh",
+            "-c",
+            "env | grep ^TICKQ_ | sort > \"$OUT\"; echo done",
+        ],
+    );
+    let job = wait_state(&url, &id, "completed", LIMIT);
+    assert_eq!(job["result"], "done");
+
+    let text = std::fs::read_to_string(&file).unwrap();
+    let vars: std::collections::BTreeMap<&str, &str> =
+        text.lines().filter_map(|l| l.split_once('=')).collect();
+    assert_eq!(vars["TICKQ_JOB_ID"], id);
+    assert_eq!(vars["TICKQ_QUEUE"], "default");
+    assert_eq!(vars["TICKQ_ATTEMPT"], "1");
+    assert_eq!(vars["TICKQ_FENCE"], job["fence"].to_string());
+    assert_eq!(vars["TICKQ_NODE"], "node-a");
+    assert!(!vars.contains_key("TICKQ_CRON"), "{text}");
+    assert!(!vars.contains_key("TICKQ_SCHEDULED_AT"), "{text}");
+
+    // env, cwd and stdin from the payload.
+    let payload = serde_json::json!({
+        "cmd": ["sh", "-c", "read line; echo \"$line $GREETING $(pwd)\""],
+        "env": {"GREETING": "hello"},
+        "cwd": "/",
+        "stdin": "from-stdin\n",
+    });
+    let id = run(
+        Some(&url),
+        &[
+            "enqueue",
+            "default",
+            "exec",
+            "--payload",
+            &payload.to_string(),
+        ],
+    )
+    .ok()
+    .stdout
+    .trim()
+    .to_owned();
+    let job = wait_state(&url, &id, "completed", LIMIT);
+    assert_eq!(job["result"], "from-stdin hello /");
+
+    // A failing program: exit status and stderr tail are the error; retried by policy.
+    let id = exec(
+        &url,
+        &["--max-attempts", "1"],
+        &[
+            "sh",
+            "-c",
+            "echo to-stdout; echo broken pipe dream >&2; exit 3",
+        ],
+    );
+    let job = wait_state(&url, &id, "dead", LIMIT);
+    let error = job["last_error"].as_str().unwrap();
+    assert!(error.contains("exit status 3"), "{error}");
+    assert!(error.contains("broken pipe dream"), "{error}");
+
+    // A program killed by a signal.
+    let id = exec(&url, &["--max-attempts", "1"], &["sh", "-c", "kill -9 $$"]);
+    let job = wait_state(&url, &id, "dead", LIMIT);
+    assert!(
+        job["last_error"].as_str().unwrap().contains("signal 9"),
+        "{job}"
+    );
+}
+
+#[test]
+fn programs_off_the_allow_list_are_not_run() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let _server = Server::start(
+        Some(&config(&["echo"])),
+        &["--redis", &url, "--node", "n1"],
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+
+    // `sh` is not allowed, and `/bin/echo` is not `echo`: matching is exact.
+    for cmd in [
+        vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            format!("touch {}", marker.display()),
+        ],
+        vec!["/bin/echo".to_owned(), "hi".to_owned()],
+    ] {
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let id = exec(&url, &[], &cmd);
+        let job = wait_state(&url, &id, "dead", LIMIT);
+        assert_eq!(job["attempt"], 1, "killed, not retried: {job}");
+        let error = job["last_error"].as_str().unwrap();
+        assert!(
+            error.contains("not on the [exec] allow list of node n1"),
+            "{error}"
+        );
+    }
+    assert!(!marker.exists(), "a program off the allow list ran");
+
+    let id = exec(&url, &[], &["echo", "allowed"]);
+    assert_eq!(
+        wait_state(&url, &id, "completed", LIMIT)["result"],
+        "allowed"
+    );
+}
+
+#[test]
+fn exec_is_off_without_an_allow_list() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let _server = Server::start(None, &["--redis", &url, "--node", "n2"], &[]);
+    let id = exec(&url, &[], &["echo", "hi"]);
+    let job = wait_state(&url, &id, "dead", LIMIT);
+    let error = job["last_error"].as_str().unwrap();
+    assert!(error.contains("exec is off on node n2"), "{error}");
+}
+
+#[test]
+fn a_timeout_kills_the_whole_process_group() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let _server = Server::start(Some(&config(&["sh"])), &["--redis", &url], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    // The program starts a grandchild and waits; both must die.
+    let id = exec(
+        &url,
+        &["--timeout", "500ms", "--max-attempts", "1"],
+        &[
+            "sh",
+            "-c",
+            &format!("sleep 60 & echo $! > {}; wait", pidfile.display()),
+        ],
+    );
+    let job = wait_state(&url, &id, "dead", LIMIT);
+    assert!(
+        job["last_error"].as_str().unwrap().contains("timed out"),
+        "{job}"
+    );
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    wait_for(LIMIT, "the grandchild to die", || {
+        process_gone(pid).then_some(())
+    });
+}
+
+#[test]
+fn sigterm_drains_running_jobs_and_exits_0() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let mut server = Server::start(Some(&config(&["sh"])), &["--redis", &url], &[]);
+    let id = exec(&url, &[], &["sh", "-c", "sleep 1; echo finished"]);
+    wait_state(&url, &id, "active", LIMIT);
+    server.signal(libc::SIGTERM);
+    let status = server.wait(LIMIT);
+    assert_eq!(status.code(), Some(0), "log:\n{}", server.log());
+    // Drained: it finished where it ran, not handed back.
+    let job = wait_state(&url, &id, "completed", LIMIT);
+    assert_eq!(job["result"], "finished");
+    assert!(server.log().contains("tickq server stopped"));
+}
+
+#[test]
+fn healthz() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut server = Server::start(None, &["--redis", &url, "--listen", &addr], &[]);
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("ok"), "{response}");
+    server.signal(libc::SIGINT);
+    assert_eq!(server.wait(LIMIT).code(), Some(0));
+}
+
+#[test]
+fn a_given_address_with_no_redis_fails() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut server = Server::spawn(None, &["--redis", &url], &[]);
+    assert_eq!(server.wait(LIMIT).code(), Some(1));
+    let log = server.log();
+    assert!(log.contains(&format!("no Redis at {url}")), "{log}");
+    assert!(log.contains("pass --redis"), "{log}");
+
+    // From the environment too, and even with the default port free: no embedded Redis.
+    let mut server = Server::spawn(None, &[], &[("TICKQ_REDIS_URL", url.as_str())]);
+    assert_eq!(server.wait(LIMIT).code(), Some(1));
+    assert!(server.log().contains("no Redis at"), "{}", server.log());
+}
+
+#[test]
+fn embedded_redis_when_no_address_is_given() {
+    let port = free_port();
+    let port_text = port.to_string();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap();
+    let env = [("TICKQ_DEFAULT_REDIS_PORT", port_text.as_str())];
+    let mut server = Server::start(None, &["--data", data_dir, "--log-format", "json"], &env);
+
+    let started = server
+        .log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("embedded redis-server"))
+        })
+        .unwrap_or_else(|| panic!("no embedded redis-server line in:\n{}", server.log()));
+    let pid = started["pid"].as_i64().unwrap() as i32;
+    assert!(!process_gone(pid));
+    assert_eq!(
+        started["data"].as_str().unwrap(),
+        data.path().join("redis").to_str().unwrap()
+    );
+
+    // Commands find it at the (moved) default address with no flags.
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut enqueue = crate::util::tickq();
+    enqueue.envs(env).args(["enqueue", "q", "k", "--json"]);
+    crate::util::run_cmd(&mut enqueue).json();
+    let stats = run(Some(&url), &["stats", "--json"]).json();
+    assert_eq!(stats["queues"][0]["queue"], "q");
+
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait(LIMIT).code(), Some(0), "log:\n{}", server.log());
+    assert!(process_gone(pid), "redis-server {pid} outlived the node");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    assert!(data.path().join("redis/appendonlydir").is_dir());
+}
+
+#[test]
+fn no_redis_server_on_path_says_how_to_install_it() {
+    let empty = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let mut server = Server::spawn(
+        None,
+        &["--data", empty.path().to_str().unwrap()],
+        &[
+            ("TICKQ_DEFAULT_REDIS_PORT", port.as_str()),
+            ("PATH", empty.path().to_str().unwrap()),
+        ],
+    );
+    assert_eq!(server.wait(LIMIT).code(), Some(1));
+    let log = server.log();
+    assert!(log.contains("apt-get install redis-server"), "{log}");
+}

@@ -1,0 +1,474 @@
+//! Every verb, as text and as JSON, against a real Redis with no server running.
+
+use crate::util::{job, run, run_cmd, tickq};
+use tickq_testkit::TestRedis;
+
+#[test]
+fn enqueue_prints_the_id_or_json() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let u = Some(url.as_str());
+
+    let human = run(
+        u,
+        &[
+            "enqueue",
+            "emails",
+            "welcome",
+            "--payload",
+            r#"{"user": 7}"#,
+        ],
+    )
+    .ok();
+    let id = human.stdout.trim();
+    assert_eq!(human.stdout.lines().count(), 1, "{human:?}");
+    let stored = job(&url, id);
+    assert_eq!(stored["kind"], "welcome");
+    assert_eq!(stored["payload"], serde_json::json!({"user": 7}));
+    assert_eq!(stored["state"], "pending");
+
+    let answer = run(u, &["enqueue", "emails", "welcome", "--json"]).json();
+    assert_eq!(answer["state"], "pending");
+    assert!(answer["id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert_eq!(
+        job(&url, answer["id"].as_str().unwrap())["payload"],
+        serde_json::Value::Null
+    );
+
+    let later = run(u, &["enqueue", "emails", "later", "--in", "5m", "--json"]).json();
+    assert_eq!(later["state"], "scheduled");
+    let at = run(
+        u,
+        &[
+            "enqueue",
+            "emails",
+            "at",
+            "--at",
+            "2099-01-01T00:00:00+08:00",
+            "--json",
+        ],
+    )
+    .json();
+    assert_eq!(at["state"], "scheduled");
+    assert_eq!(
+        job(&url, at["id"].as_str().unwrap())["due_at"],
+        "2098-12-31T16:00:00Z"
+    );
+    let at_ms = run(
+        u,
+        &["enqueue", "emails", "at", "--at", "4070908800000", "--json"],
+    )
+    .json();
+    assert_eq!(at_ms["state"], "scheduled");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("payload.json");
+    std::fs::write(&file, r#"{"from": "file"}"#).unwrap();
+    let opts = run(
+        u,
+        &[
+            "enqueue",
+            "emails",
+            "opts",
+            "--payload",
+            &format!("@{}", file.display()),
+            "--id",
+            "fixed-1",
+            "--max-attempts",
+            "3",
+            "--timeout",
+            "1m30s",
+            "--priority",
+            "-7",
+        ],
+    )
+    .ok();
+    assert_eq!(opts.stdout.trim(), "fixed-1");
+    let stored = job(&url, "fixed-1");
+    assert_eq!(stored["payload"], serde_json::json!({"from": "file"}));
+    assert_eq!(stored["max_attempts"], 3);
+    assert_eq!(stored["timeout_ms"], 90_000);
+    assert_eq!(stored["priority"], -7);
+
+    // The same id again creates nothing and says so.
+    run(u, &["enqueue", "emails", "opts", "--id", "fixed-1"]).fails(1, "already exists");
+
+    // Payload from stdin.
+    let mut cmd = tickq();
+    cmd.args([
+        "--redis",
+        &url,
+        "enqueue",
+        "emails",
+        "piped",
+        "--payload",
+        "@-",
+    ]);
+    cmd.stdin(std::process::Stdio::piped());
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(b"[1, 2]").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let id = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(job(&url, id.trim())["payload"], serde_json::json!([1, 2]));
+}
+
+#[test]
+fn exec_enqueues_an_exec_job() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let answer = run(
+        Some(&url),
+        &[
+            "exec",
+            "tasks",
+            "--env",
+            "GREETING=hi",
+            "--cwd",
+            "/tmp",
+            "--json",
+            "--",
+            "echo",
+            "-n",
+            "a b",
+        ],
+    )
+    .json();
+    assert_eq!(answer["state"], "pending");
+    let stored = job(&url, answer["id"].as_str().unwrap());
+    assert_eq!(stored["kind"], "exec");
+    assert_eq!(stored["queue"], "tasks");
+    assert_eq!(
+        stored["payload"],
+        serde_json::json!({"cmd": ["echo", "-n", "a b"], "env": {"GREETING": "hi"}, "cwd": "/tmp"})
+    );
+
+    let human = run(Some(&url), &["exec", "tasks", "--", "date"]).ok();
+    let stored = job(&url, human.stdout.trim());
+    assert_eq!(stored["payload"], serde_json::json!({"cmd": ["date"]}));
+}
+
+#[test]
+fn job_shows_one_job() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let id = run(
+        Some(&url),
+        &[
+            "enqueue",
+            "q",
+            "k",
+            "--payload",
+            r#"{"n": 1}"#,
+            "--priority",
+            "5",
+        ],
+    )
+    .ok()
+    .stdout
+    .trim()
+    .to_owned();
+
+    let human = run(Some(&url), &["job", &id]).ok().stdout;
+    for line in [
+        format!("id        {id}"),
+        "queue     q".to_owned(),
+        "kind      k".to_owned(),
+        "state     pending".to_owned(),
+        "attempt   0/25".to_owned(),
+        "priority  5".to_owned(),
+        r#"payload   {"n":1}"#.to_owned(),
+    ] {
+        assert!(human.contains(&line), "{line:?} in:\n{human}");
+    }
+
+    let json = run(Some(&url), &["job", &id, "--json"]).json();
+    assert_eq!(json["id"], id.as_str());
+    assert_eq!(json["queue"], "q");
+    assert_eq!(json["state"], "pending");
+    assert_eq!(json["attempt"], 0);
+    assert!(json["created_at"].as_str().is_some());
+}
+
+#[test]
+fn jobs_lists_a_queue() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let now: Vec<String> = (0..3)
+        .map(|i| {
+            run(
+                Some(&url),
+                &["enqueue", "q", "k", "--id", &format!("now-{i}")],
+            )
+            .ok()
+            .stdout
+            .trim()
+            .to_owned()
+        })
+        .collect();
+    run(
+        Some(&url),
+        &["enqueue", "q", "k", "--id", "later", "--in", "1h"],
+    )
+    .ok();
+
+    let human = run(Some(&url), &["jobs", "q"]).ok().stdout;
+    let lines: Vec<&str> = human.lines().collect();
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("STATE"),
+        "{human}"
+    );
+    assert_eq!(lines.len(), 5, "{human}");
+    // Lifecycle order: scheduled before pending.
+    assert!(
+        lines[1].starts_with("later") && lines[1].contains("scheduled"),
+        "{human}"
+    );
+    for id in &now {
+        assert!(human.contains(id.as_str()), "{human}");
+    }
+
+    let all = run(Some(&url), &["jobs", "q", "--json"]).json();
+    assert_eq!(all["queue"], "q");
+    assert_eq!(all["jobs"].as_array().unwrap().len(), 4);
+
+    let pending = run(Some(&url), &["jobs", "q", "--state", "pending", "--json"]).json();
+    let ids: Vec<&str> = pending["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["now-0", "now-1", "now-2"]);
+
+    let limited = run(
+        Some(&url),
+        &["jobs", "q", "--state", "pending", "--limit", "2", "--json"],
+    )
+    .json();
+    assert_eq!(limited["jobs"].as_array().unwrap().len(), 2);
+
+    let empty = run(Some(&url), &["jobs", "q", "--state", "dead"]).ok();
+    assert_eq!(empty.stdout.trim(), "no dead jobs in queue q");
+    let empty = run(Some(&url), &["jobs", "nothing-here", "--json"]).json();
+    assert_eq!(empty["jobs"], serde_json::json!([]));
+}
+
+#[test]
+fn stats_and_queue_ls() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    assert!(
+        run(Some(&url), &["stats"])
+            .ok()
+            .stdout
+            .contains("no queues yet")
+    );
+    assert_eq!(
+        run(Some(&url), &["queue", "ls", "--json"]).json()["queues"],
+        serde_json::json!([])
+    );
+
+    run(Some(&url), &["enqueue", "b-queue", "k"]).ok();
+    run(Some(&url), &["enqueue", "a-queue", "k"]).ok();
+    run(Some(&url), &["enqueue", "a-queue", "k", "--in", "1h"]).ok();
+
+    let human = run(Some(&url), &["stats"]).ok().stdout;
+    let lines: Vec<Vec<&str>> = human
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        [
+            "QUEUE",
+            "SCHEDULED",
+            "PENDING",
+            "ACTIVE",
+            "RETRY",
+            "DEAD",
+            "COMPLETED",
+            "CANCELLED",
+            "PROCESSED",
+            "FAILED"
+        ]
+    );
+    assert_eq!(
+        lines[1],
+        ["a-queue", "1", "1", "0", "0", "0", "0", "0", "0", "0"]
+    );
+    assert_eq!(lines[2][..3], ["b-queue", "0", "1"]);
+
+    let json = run(Some(&url), &["stats", "--json"]).json();
+    let queues = json["queues"].as_array().unwrap();
+    assert_eq!(queues.len(), 2);
+    assert_eq!(queues[0]["queue"], "a-queue");
+    assert_eq!(queues[0]["states"]["scheduled"], 1);
+    assert_eq!(queues[0]["states"]["pending"], 1);
+    assert_eq!(queues[0]["states"]["dead"], 0);
+    assert_eq!(queues[0]["processed"], 0);
+
+    assert_eq!(
+        run(Some(&url), &["queue", "ls"]).ok().stdout,
+        "a-queue\nb-queue\n"
+    );
+    assert_eq!(
+        run(Some(&url), &["queue", "ls", "--json"]).json()["queues"],
+        serde_json::json!(["a-queue", "b-queue"])
+    );
+}
+
+#[test]
+fn cancel_retry_delete() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let u = Some(url.as_str());
+    run(u, &["enqueue", "q", "k", "--id", "j1", "--in", "1h"]).ok();
+    run(u, &["enqueue", "q", "k", "--id", "j2", "--in", "1h"]).ok();
+
+    let cancelled = run(u, &["cancel", "j1", "--json"]).json();
+    assert_eq!(
+        cancelled,
+        serde_json::json!({"id": "j1", "queue": "q", "outcome": "cancelled"})
+    );
+    assert_eq!(job(&url, "j1")["state"], "cancelled");
+    assert_eq!(run(u, &["cancel", "j2"]).ok().stdout, "job j2 cancelled\n");
+
+    let retried = run(u, &["retry", "j1", "--json"]).json();
+    assert_eq!(
+        retried,
+        serde_json::json!({"id": "j1", "queue": "q", "previous_state": "cancelled", "state": "pending"})
+    );
+    assert_eq!(job(&url, "j1")["state"], "pending");
+    assert_eq!(
+        run(u, &["retry", "j2"]).ok().stdout,
+        "job j2 (cancelled) is pending again\n"
+    );
+
+    let deleted = run(u, &["delete", "j1", "--json"]).json();
+    assert_eq!(
+        deleted,
+        serde_json::json!({"id": "j1", "queue": "q", "previous_state": "pending", "deleted": true})
+    );
+    assert_eq!(
+        run(u, &["delete", "j2"]).ok().stdout,
+        "job j2 (pending) deleted\n"
+    );
+    for verb in ["job", "retry", "delete", "cancel"] {
+        run(u, &[verb, "j1"]).fails(1, "no job j1");
+    }
+}
+
+#[test]
+fn config_show_redacts_secrets_and_follows_precedence() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tickq.toml");
+    std::fs::write(
+        &file,
+        r#"
+redis = "redis://app:file-secret@file-host:6379/2"
+node = "from-file"
+
+[worker]
+queues = { critical = 3, default = 1 }
+concurrency = 4
+
+[http]
+listen = "0.0.0.0:7700"
+token = "token-secret"
+
+[exec]
+allow = ["echo", "/usr/bin/date"]
+
+[[cron]]
+name = "nightly"
+schedule = "0 2 * * *"
+timezone = "Asia/Shanghai"
+overlap = "forbid"
+tasks = [ { kind = "exec", cmd = ["echo", "hi"] } ]
+"#,
+    )
+    .unwrap();
+    let show = |extra: &[&str], env: Option<&str>| {
+        let mut cmd = tickq();
+        cmd.arg("--config")
+            .arg(&file)
+            .args(["config", "show"])
+            .args(extra);
+        if let Some(url) = env {
+            cmd.env("TICKQ_REDIS_URL", url);
+        }
+        run_cmd(&mut cmd)
+    };
+
+    // File only.
+    let json = show(&["--json"], None).json();
+    assert_eq!(json["redis"], "redis://app:***@file-host:6379/2");
+    assert_eq!(
+        json["redis_from"],
+        format!("config file {}", file.display())
+    );
+    assert_eq!(json["node"], "from-file");
+    assert_eq!(
+        json["worker"]["queues"],
+        serde_json::json!({"critical": 3, "default": 1})
+    );
+    assert_eq!(json["worker"]["concurrency"], 4);
+    assert_eq!(
+        json["http"],
+        serde_json::json!({"listen": "0.0.0.0:7700", "token": "***"})
+    );
+    assert_eq!(
+        json["exec"]["allow"],
+        serde_json::json!(["echo", "/usr/bin/date"])
+    );
+    assert_eq!(json["cron"][0]["name"], "nightly");
+    assert_eq!(json["cron"][0]["catchup"], "latest");
+    assert_eq!(
+        json["cron"][0]["tasks"][0],
+        serde_json::json!({"kind": "exec", "cmd": ["echo", "hi"]})
+    );
+
+    // Env beats file; flags beat both.
+    let json = show(&["--json"], Some("redis://:env-secret@env-host:1")).json();
+    assert_eq!(json["redis"], "redis://:***@env-host:1");
+    assert_eq!(json["redis_from"], "TICKQ_REDIS_URL");
+    let json = show(
+        &[
+            "--json",
+            "--redis",
+            "redis://flag-host:2",
+            "--node",
+            "from-flag",
+            "--queues",
+            "only=2",
+            "--concurrency",
+            "9",
+            "--listen",
+            "127.0.0.1:9000",
+            "--data",
+            "/var/lib/tickq",
+        ],
+        Some("redis://env-host:1"),
+    )
+    .json();
+    assert_eq!(json["redis"], "redis://flag-host:2");
+    assert_eq!(json["redis_from"], "--redis");
+    assert_eq!(json["node"], "from-flag");
+    assert_eq!(json["worker"]["queues"], serde_json::json!({"only": 2}));
+    assert_eq!(json["worker"]["concurrency"], 9);
+    assert_eq!(json["http"]["listen"], "127.0.0.1:9000");
+    assert_eq!(json["data"], "/var/lib/tickq");
+
+    // The text form is a config file again, without the secrets.
+    let human = show(&[], None).ok().stdout;
+    assert!(!human.contains("secret"), "{human}");
+    let parsed: toml::Table = human.parse().unwrap_or_else(|e| panic!("{e}\n{human}"));
+    assert_eq!(parsed["node"].as_str(), Some("from-file"));
+    assert_eq!(parsed["http"]["token"].as_str(), Some("***"));
+    assert_eq!(
+        parsed["cron"][0]["timezone"].as_str(),
+        Some("Asia/Shanghai")
+    );
+}
