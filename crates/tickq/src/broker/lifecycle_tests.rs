@@ -31,7 +31,10 @@ const RENEW_BATCH: usize = 6;
 
 #[derive(Debug, Clone, Copy)]
 enum FailKind {
+    /// Retry in an hour.
     Retry,
+    /// Retry with no delay: due at once.
+    RetryNow,
     Kill,
     Cancel,
 }
@@ -58,14 +61,12 @@ enum Op {
         max: usize,
         short: bool,
     },
-    /// Ack `n` of the worker's fences, current or long lost.
+    /// Ack `n` fences ever handed out, current or long lost, each by the worker it went to.
     Ack {
-        worker: usize,
         fence: usize,
         n: usize,
     },
     Fail {
-        worker: usize,
         fence: usize,
         kind: FailKind,
     },
@@ -74,7 +75,6 @@ enum Op {
         worker: usize,
     },
     Requeue {
-        worker: usize,
         fence: usize,
         n: usize,
     },
@@ -101,33 +101,49 @@ enum Op {
     },
 }
 
+fn enqueue() -> impl Strategy<Value = Op> {
+    (1..=2usize, prop::bool::weighted(0.2), -1..=1i32, 1..=4u32).prop_map(
+        |(n, later, priority, max_attempts)| Op::Enqueue {
+            n,
+            later,
+            priority,
+            max_attempts,
+        },
+    )
+}
+
+/// A case: up to 40 steps, the first one an enqueue so that the others have jobs to work on.
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    (enqueue(), prop::collection::vec(op(), 0..40)).prop_map(|(first, mut rest)| {
+        rest.insert(0, first);
+        rest
+    })
+}
+
 fn op() -> impl Strategy<Value = Op> {
     let worker = || 0..WORKERS.len();
+    let max = prop_oneof![1 => Just(0), 6 => 1..=4usize];
     let kind = prop_oneof![
-        2 => Just(FailKind::Retry),
+        1 => Just(FailKind::Retry),
+        2 => Just(FailKind::RetryNow),
         1 => Just(FailKind::Kill),
         1 => Just(FailKind::Cancel),
     ];
     prop_oneof![
-        4 => (1..=2usize, prop::bool::weighted(0.3), -1..=1i32, 1..=3u32).prop_map(
-            |(n, later, priority, max_attempts)| Op::Enqueue { n, later, priority, max_attempts }
-        ),
+        4 => enqueue(),
         1 => any::<usize>().prop_map(|job| Op::EnqueueAgain { job }),
-        5 => (worker(), 0..=3usize, prop::bool::weighted(0.2))
+        7 => (worker(), max, prop::bool::weighted(0.25))
             .prop_map(|(worker, max, short)| Op::Claim { worker, max, short }),
-        4 => (worker(), any::<usize>(), 1..=3usize)
-            .prop_map(|(worker, fence, n)| Op::Ack { worker, fence, n }),
-        4 => (worker(), any::<usize>(), kind)
-            .prop_map(|(worker, fence, kind)| Op::Fail { worker, fence, kind }),
+        4 => (any::<usize>(), 1..=3usize).prop_map(|(fence, n)| Op::Ack { fence, n }),
+        6 => (any::<usize>(), kind).prop_map(|(fence, kind)| Op::Fail { fence, kind }),
         2 => worker().prop_map(|worker| Op::Renew { worker }),
-        1 => (worker(), any::<usize>(), 1..=2usize)
-            .prop_map(|(worker, fence, n)| Op::Requeue { worker, fence, n }),
+        2 => (any::<usize>(), 1..=2usize).prop_map(|(fence, n)| Op::Requeue { fence, n }),
         3 => any::<usize>().prop_map(|job| Op::ExpireLease { job }),
         2 => any::<usize>().prop_map(|job| Op::MakeDue { job }),
         3 => (1..=4usize).prop_map(|limit| Op::Recover { limit }),
         2 => any::<usize>().prop_map(|job| Op::Cancel { job }),
         1 => any::<usize>().prop_map(|job| Op::Delete { job }),
-        2 => any::<usize>().prop_map(|job| Op::Retry { job }),
+        3 => any::<usize>().prop_map(|job| Op::Retry { job }),
     ]
 }
 
@@ -156,8 +172,9 @@ struct Model {
     /// Live jobs; an id in `created` but not here was deleted.
     jobs: BTreeMap<String, Job>,
     created: Vec<String>,
-    /// Every (id, fence) each worker was ever handed, lost ones included: zombies keep them.
-    held: [Vec<(String, u64)>; 2],
+    /// Every (id, fence) ever handed out and the worker it went to, lost ones included:
+    /// zombies keep them.
+    held: Vec<(String, u64, usize)>,
     seq: u64,
     /// The last time made up for a lease or due time in the past: 1, 2, 3... ms after the
     /// epoch, long past and unique, so their order is known.
@@ -177,7 +194,7 @@ impl Model {
         self.past
     }
 
-    fn to_pending(&mut self, id: &str) {
+    fn move_to_pending(&mut self, id: &str) {
         let seq = self.next_seq();
         let job = self.jobs.get_mut(id).expect("a live job");
         job.state = JobState::Pending;
@@ -223,33 +240,29 @@ impl Model {
     /// the interesting cases are, most of the time.
     fn id_preferring(&self, pick: usize, states: &[JobState]) -> String {
         let preferred = self.ids_in(states);
-        if pick % 2 == 0 && !preferred.is_empty() {
+        if pick.is_multiple_of(2) && !preferred.is_empty() {
             return preferred[pick / 2 % preferred.len()].clone();
         }
         self.any_id(pick / 2)
     }
 
-    /// Up to `n` distinct fences of `worker`, starting at `pick`. For an even `pick` only
-    /// fences of jobs that are active now: the current one, or an old one that a newer claim
-    /// replaced, where a missing fence check would do harm.
-    fn fences(&self, worker: usize, pick: usize, n: usize) -> Vec<(String, u64)> {
-        let held = &self.held[worker];
+    /// Up to `n` distinct fences ever handed out, starting at `pick`. Mostly only fences of
+    /// jobs that are active now: the current one, or an old one that a newer claim replaced,
+    /// where a missing fence check would do harm; once in four picks any fence.
+    fn fences(&self, pick: usize, n: usize) -> Vec<(String, u64)> {
+        let all = self.held.iter().map(|(id, fence, _)| (id, *fence));
         let is_active = |id: &String| self.jobs.get(id).map(|j| j.state) == Some(JobState::Active);
-        let mut pool: Vec<&(String, u64)> = held.iter().filter(|(id, _)| is_active(id)).collect();
-        if pick % 2 == 1 || pool.is_empty() {
-            pool = held.iter().collect();
+        let mut pool: Vec<(&String, u64)> = all.clone().filter(|(id, _)| is_active(id)).collect();
+        if pick.is_multiple_of(4) || pool.is_empty() {
+            pool = all.collect();
         }
         if pool.is_empty() {
             return Vec::new();
         }
-        let start = pick / 2 % pool.len();
+        let start = pick / 4 % pool.len();
         let n = n.min(pool.len());
-        pool.into_iter()
-            .cycle()
-            .skip(start)
-            .take(n)
-            .cloned()
-            .collect()
+        let picked = pool.into_iter().cycle().skip(start).take(n);
+        picked.map(|(id, fence)| (id.clone(), fence)).collect()
     }
 }
 
@@ -269,9 +282,7 @@ fn every_job_is_in_exactly_one_state_and_none_is_lost() {
         max_shrink_iters: 2000,
         ..Config::default()
     };
-    let ops = prop::collection::vec(op(), 1..=40);
-
-    let result = TestRunner::new(config).run(&ops, |ops| rt.block_on(run_case(&broker, ops)));
+    let result = TestRunner::new(config).run(&ops(), |ops| rt.block_on(run_case(&broker, ops)));
 
     if let Err(err) = result {
         panic!("{err}");
@@ -372,7 +383,7 @@ async fn apply(
                     .collect();
                 due.sort();
                 for (_, id) in due {
-                    model.to_pending(&id);
+                    model.move_to_pending(&id);
                 }
             }
             let expected: Vec<String> = model.pending_order().into_iter().take(max).collect();
@@ -383,7 +394,7 @@ async fn apply(
             };
 
             let batch = broker
-                .claim(keys, WORKERS[worker], lease, max)
+                .claim(keys, WORKERS[worker], lease, max, Duration::ZERO)
                 .await
                 .unwrap();
 
@@ -411,7 +422,7 @@ async fn apply(
                 job.lease = batch.lease_until_ms;
                 job.expired = short;
                 job.owner = Some(worker);
-                model.held[worker].push((id.clone(), job.fence));
+                model.held.push((id.clone(), job.fence, worker));
             }
             if !model.pending_order().is_empty() {
                 prop_assert_eq!(batch.next_due_ms, batch.now_ms);
@@ -429,8 +440,8 @@ async fn apply(
             }
         }
 
-        Op::Ack { worker, fence, n } => {
-            let fences = model.fences(worker, fence, n);
+        Op::Ack { fence, n } => {
+            let fences = model.fences(fence, n);
             if fences.is_empty() {
                 return Ok(());
             }
@@ -459,12 +470,8 @@ async fn apply(
             }
         }
 
-        Op::Fail {
-            worker,
-            fence,
-            kind,
-        } => {
-            let Some((id, fence)) = model.fences(worker, fence, 1).pop() else {
+        Op::Fail { fence, kind } => {
+            let Some((id, fence)) = model.fences(fence, 1).pop() else {
                 return Ok(());
             };
             let expected = if !model.holds(&id, fence) {
@@ -474,8 +481,8 @@ async fn apply(
                 let outcome = match kind {
                     FailKind::Cancel => FailOutcome::Cancelled,
                     FailKind::Kill => FailOutcome::Dead,
-                    FailKind::Retry if job.attempt >= job.max => FailOutcome::Dead,
-                    FailKind::Retry => FailOutcome::Retry,
+                    _ if job.attempt >= job.max => FailOutcome::Dead,
+                    FailKind::Retry | FailKind::RetryNow => FailOutcome::Retry,
                 };
                 (job.state, job.due) = match outcome {
                     FailOutcome::Cancelled => (JobState::Cancelled, None),
@@ -491,6 +498,7 @@ async fn apply(
             };
             let mode = match kind {
                 FailKind::Retry => FailMode::Retry(HOUR),
+                FailKind::RetryNow => FailMode::Retry(Duration::ZERO),
                 FailKind::Kill => FailMode::Kill,
                 FailKind::Cancel => FailMode::Cancel,
             };
@@ -502,11 +510,20 @@ async fn apply(
             if expected == FailOutcome::Stale {
                 prop_assert_eq!(snapshot(conn).await, before, "a stale fail changed Redis");
             }
+            if expected == FailOutcome::Retry && matches!(kind, FailKind::RetryNow) {
+                // Due at the script's "now": the model learns it to know the promotion order.
+                let due: f64 = conn.zscore(&keys.retry, &id).await.unwrap();
+                model.jobs.get_mut(&id).unwrap().due = Some(due as i64);
+            }
         }
 
         Op::Renew { worker } => {
-            let held = &model.held[worker];
-            let fences = held[held.len().saturating_sub(RENEW_BATCH)..].to_vec();
+            let mut fences: Vec<(String, u64)> = (model.held.iter().rev())
+                .filter(|(_, _, w)| *w == worker)
+                .take(RENEW_BATCH)
+                .map(|(id, fence, _)| (id.clone(), *fence))
+                .collect();
+            fences.reverse();
             if fences.is_empty() {
                 return Ok(());
             }
@@ -536,15 +553,15 @@ async fn apply(
             }
         }
 
-        Op::Requeue { worker, fence, n } => {
-            let fences = model.fences(worker, fence, n);
+        Op::Requeue { fence, n } => {
+            let fences = model.fences(fence, n);
             if fences.is_empty() {
                 return Ok(());
             }
             let mut moved = 0;
             for (id, fence) in &fences {
                 if model.holds(id, *fence) {
-                    model.to_pending(id);
+                    model.move_to_pending(id);
                     let job = model.jobs.get_mut(id).unwrap();
                     job.attempt = job.attempt.saturating_sub(1);
                     job.owner = None;
@@ -626,7 +643,7 @@ async fn apply(
                     model.failed += 1;
                     expected.to_dead += 1;
                 } else {
-                    model.to_pending(&id);
+                    model.move_to_pending(&id);
                     expected.to_pending += 1;
                 }
             }
@@ -685,7 +702,7 @@ async fn apply(
                     Err(ErrorKind::InvalidArgument)
                 }
                 Some(state) => {
-                    model.to_pending(&id);
+                    model.move_to_pending(&id);
                     if matches!(state, JobState::Dead | JobState::Cancelled) {
                         let job = model.jobs.get_mut(&id).unwrap();
                         job.attempt = 0;

@@ -60,7 +60,7 @@ impl Env {
 
     async fn claim(&self, owner: &str, max: usize) -> ClaimBatch {
         self.broker
-            .claim(&self.keys, owner, LEASE, max)
+            .claim(&self.keys, owner, LEASE, max, Duration::ZERO)
             .await
             .unwrap()
     }
@@ -562,7 +562,13 @@ async fn claim_leases_a_job_until_redis_now_plus_the_lease() {
     let t0 = env.now().await;
     let batch = env
         .broker
-        .claim(&env.keys, "w1", Duration::from_millis(30_000), 10)
+        .claim(
+            &env.keys,
+            "w1",
+            Duration::from_millis(30_000),
+            10,
+            Duration::ZERO,
+        )
         .await
         .unwrap();
     let t1 = env.now().await;
@@ -1211,7 +1217,7 @@ async fn renew_extends_the_lease_in_the_hash_and_the_active_index() {
     env.enqueue(job("a")).await;
     let batch = env
         .broker
-        .claim(&env.keys, "w1", Duration::from_secs(10), 1)
+        .claim(&env.keys, "w1", Duration::from_secs(10), 1, Duration::ZERO)
         .await
         .unwrap();
     let fence = batch.jobs[0].fence;
@@ -1286,7 +1292,7 @@ async fn renew_after_the_deadline_is_lost_even_with_the_right_fence() {
     env.enqueue(job("a")).await;
     let batch = env
         .broker
-        .claim(&env.keys, "w1", Duration::from_millis(1), 1)
+        .claim(&env.keys, "w1", Duration::from_millis(1), 1, Duration::ZERO)
         .await
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -1345,7 +1351,7 @@ async fn recover_returns_an_expired_job_to_pending_with_its_attempt_kept() {
     // A real short lease that runs out by Redis' clock.
     let batch = env
         .broker
-        .claim(&env.keys, "w1", Duration::from_millis(5), 1)
+        .claim(&env.keys, "w1", Duration::from_millis(5), 1, Duration::ZERO)
         .await
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
