@@ -15,6 +15,7 @@ pub struct Job {
     pub(crate) envelope: std::sync::Arc<Envelope>,
     pub(crate) attempt: u32,
     pub(crate) fence: u64,
+    pub(crate) due_at: Option<jiff::Timestamp>,
     pub(crate) stop: CancellationToken,
 }
 
@@ -57,13 +58,20 @@ impl Job {
         self.fence
     }
 
+    /// When the job was due to run: its enqueue time, the end of its delay, or (for a retry)
+    /// the end of its backoff. Cron jobs also carry their tick's nominal time in
+    /// `meta("scheduled_at")` (Unix ms).
+    pub fn due_at(&self) -> Option<jiff::Timestamp> {
+        self.due_at
+    }
+
     /// A string tag carried with the job.
     pub fn meta(&self, key: &str) -> Option<&str> {
         self.envelope.meta.get(key).map(String::as_str)
     }
 
-    /// Resolves when the worker must stop this job: the lease was lost, the job was cancelled,
-    /// or the worker is shutting down past its grace period. The handler keeps being polled for
+    /// Resolves when the worker must stop this job: its time limit passed, the lease was lost,
+    /// the job was cancelled, or the worker is shutting down past its grace period. The handler keeps being polled for
     /// the worker's stop grace (1 s by default) to clean up, then its future is dropped; what
     /// it returns after the stop is ignored.
     pub fn stopped(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {

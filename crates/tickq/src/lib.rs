@@ -40,7 +40,7 @@
 //!         Ok(())
 //!     })
 //!     .build()?;
-//! worker.shutdown_handle().on_signals();
+//! worker.shutdown_handle().on_signals()?;
 //! worker.run().await?;
 //! # Ok(()) }
 //! ```

@@ -47,7 +47,7 @@ fn child_worker_process() {
             })
             .build()
             .unwrap();
-        worker.shutdown_handle().on_signals();
+        worker.shutdown_handle().on_signals().unwrap();
         worker.run().await.unwrap();
         let s = worker.stats();
         println!(

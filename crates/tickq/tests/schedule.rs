@@ -35,12 +35,12 @@ fn child_worker_process() {
                 })
                 .build()
                 .unwrap();
-            worker.shutdown_handle().on_signals();
+            worker.shutdown_handle().on_signals().unwrap();
             worker.run().await.unwrap();
             return;
         }
         let scheduler = Scheduler::builder(&client).build();
-        scheduler.shutdown_handle().on_signals();
+        scheduler.shutdown_handle().on_signals().unwrap();
         scheduler.run().await.unwrap();
     });
 }

@@ -564,3 +564,45 @@ async fn dropping_the_run_future_hands_jobs_back_and_stops_renewing() {
     let job = client.job("q", &id).await.unwrap();
     assert_eq!(job.attempt, 0, "not charged");
 }
+
+#[tokio::test]
+async fn a_timed_out_handler_is_told_to_stop_and_sees_when_it_was_due() {
+    let (_redis, client) = setup().await;
+    let id = client
+        .enqueue(
+            NewJob::new("q", "slow")
+                .max_attempts(1)
+                .timeout(Duration::from_millis(100)),
+        )
+        .await
+        .unwrap()
+        .id;
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let s = seen.clone();
+    let w = Worker::builder(&client)
+        .queue("q", 1)
+        .handler("slow", move |job: Job| {
+            let s = s.clone();
+            async move {
+                job.stopped().await;
+                *s.lock().unwrap() = Some((job.due_at(), job.is_stopped()));
+                Ok::<_, JobError>(())
+            }
+        })
+        .build()
+        .unwrap();
+    let w = spawn(w);
+    wait_until(LIMIT, "dead", || async {
+        count(&client, "q", JobState::Dead).await == 1
+    })
+    .await;
+    w.stop().await;
+    let info = client.job("q", &id).await.unwrap();
+    assert!(
+        info.last_error.unwrap().contains("timed out"),
+        "its late Ok did not count"
+    );
+    let (due, stopped) = seen.lock().unwrap().expect("the handler saw the stop");
+    assert!(stopped);
+    assert_eq!(due, info.due_at);
+}

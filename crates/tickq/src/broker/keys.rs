@@ -29,6 +29,8 @@ pub(crate) struct QueueKeys {
     pub(crate) dead: String,
     pub(crate) cancelled: String,
     pub(crate) seq: String,
+    /// Source of fencing tokens: every claim takes the next value.
+    pub(crate) fence: String,
     pub(crate) marker: String,
     pub(crate) stats: String,
     /// Prefix of schedule hashes: the schedule key is this followed by the schedule name.
@@ -54,6 +56,7 @@ impl QueueKeys {
             dead: key("dead"),
             cancelled: key("cancelled"),
             seq: key("seq"),
+            fence: key("fence"),
             marker: key("marker"),
             stats: key("stats"),
             schedule_prefix: key("schedule:"),

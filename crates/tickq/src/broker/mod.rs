@@ -65,6 +65,8 @@ pub(crate) struct Claimed {
     pub(crate) data: Vec<u8>,
     pub(crate) attempt: u32,
     pub(crate) fence: u64,
+    /// When the job was due (Redis ms; 0 if unknown).
+    pub(crate) due_ms: i64,
 }
 
 /// The answer of one claim call.
@@ -181,18 +183,29 @@ impl Broker {
             ))
             .with_source(e)
         })?;
+        let unreachable = |e: redis::RedisError| {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "no Redis at {}; start one with `redis-server` or pass --redis",
+                    redact_url(url)
+                ),
+            )
+            .with_source(e)
+        };
+        // One plain attempt first: the connection manager retries with backoff for seconds
+        // before it reports a refused connection, which is right after a restart but not at
+        // start-up, where the caller wants to know at once.
+        let probe = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)));
+        client
+            .get_multiplexed_async_connection_with_config(&probe)
+            .await
+            .map_err(unreachable)?;
         let conn = Self::manager(&client, Duration::from_secs(5))
             .await
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Unavailable,
-                    format!(
-                        "no Redis at {}; start one with `redis-server` or pass --redis",
-                        redact_url(url)
-                    ),
-                )
-                .with_source(e)
-            })?;
+            .map_err(unreachable)?;
         let broker = Broker {
             client,
             conn,
@@ -362,6 +375,7 @@ impl Broker {
             .key(&keys.active)
             .key(&keys.seq)
             .key(&keys.marker)
+            .key(&keys.fence)
             .arg(&keys.job_prefix)
             .arg(owner)
             .arg(lease.as_millis() as u64)
@@ -370,17 +384,18 @@ impl Broker {
             .arg(spread_grace.as_millis() as u64)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        if reply.len() < 3 || !(reply.len() - 3).is_multiple_of(4) {
+        if reply.len() < 3 || !(reply.len() - 3).is_multiple_of(5) {
             return Err(Error::corrupt("claim script returned an unexpected reply"));
         }
         let jobs = reply[3..]
-            .chunks(4)
+            .chunks(5)
             .map(|c| {
                 Ok(Claimed {
                     id: text(&c[0])?,
                     data: value::bytes(&c[1]),
                     attempt: int(&c[2])? as u32,
                     fence: int(&c[3])? as u64,
+                    due_ms: int(&c[4])?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

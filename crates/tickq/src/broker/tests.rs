@@ -233,7 +233,12 @@ impl Env {
 
     /// Lease of an active job moved into the past, as if its worker had stopped renewing.
     async fn expire_lease(&self, id: &str) -> i64 {
-        let past = self.now().await - 1000;
+        self.expire_lease_by(id, 1000).await
+    }
+
+    /// Lease of an active job moved `ago_ms` into the past.
+    async fn expire_lease_by(&self, id: &str, ago_ms: i64) -> i64 {
+        let past = self.now().await - ago_ms;
         self.set_field(id, "lease", past).await;
         let _: () = redis::cmd("ZADD")
             .arg(&self.keys.active)
@@ -675,68 +680,21 @@ async fn claim_promotes_due_scheduled_and_retry_jobs_in_priority_order() {
 
 #[tokio::test]
 async fn claim_answers_when_to_look_again() {
-    struct Case {
-        name: &'static str,
-        pending: usize,
-        scheduled_in: Option<Duration>,
-        retry_in: Option<Duration>,
-        max: usize,
-    }
+    const MINUTE: Duration = Duration::from_secs(60);
+    // (case, pending jobs, scheduled job due in, retry job due in, claim max)
     let cases = [
-        Case {
-            name: "nothing at all",
-            pending: 0,
-            scheduled_in: None,
-            retry_in: None,
-            max: 5,
-        },
-        Case {
-            name: "took everything",
-            pending: 2,
-            scheduled_in: None,
-            retry_in: None,
-            max: 5,
-        },
-        Case {
-            name: "pending left",
-            pending: 3,
-            scheduled_in: None,
-            retry_in: None,
-            max: 2,
-        },
-        Case {
-            name: "max 0, pending",
-            pending: 1,
-            scheduled_in: None,
-            retry_in: None,
-            max: 0,
-        },
-        Case {
-            name: "pending left beats a due time",
-            pending: 3,
-            scheduled_in: Some(HOUR),
-            retry_in: None,
-            max: 1,
-        },
-        Case {
-            name: "scheduled earliest",
-            pending: 0,
-            scheduled_in: Some(Duration::from_secs(60)),
-            retry_in: Some(HOUR),
-            max: 5,
-        },
-        Case {
-            name: "retry earliest",
-            pending: 1,
-            scheduled_in: Some(HOUR),
-            retry_in: Some(Duration::from_secs(60)),
-            max: 5,
-        },
+        ("nothing at all", 0, None, None, 5),
+        ("took everything", 2, None, None, 5),
+        ("pending left", 3, None, None, 2),
+        ("max 0, pending left", 1, None, None, 0),
+        ("pending left beats a due time", 3, Some(HOUR), None, 1),
+        ("scheduled earliest", 0, Some(MINUTE), Some(HOUR), 5),
+        ("retry earliest", 1, Some(HOUR), Some(MINUTE), 5),
     ];
-    for case in cases {
+    for (case, pending, scheduled_in, retry_in, max) in cases {
         let env = start().await;
         let mut earliest: Option<i64> = None;
-        if let Some(delay) = case.retry_in {
+        if let Some(delay) = retry_in {
             let fence = env.put("r", JobState::Active).await;
             let mode = FailMode::Retry(delay);
             env.broker
@@ -745,29 +703,24 @@ async fn claim_answers_when_to_look_again() {
                 .unwrap();
             earliest = env.score(JobState::Retry, "r").await;
         }
-        if let Some(delay) = case.scheduled_in {
+        if let Some(delay) = scheduled_in {
             env.enqueue(job("s").delay(delay)).await;
             let due = env.score(JobState::Scheduled, "s").await.unwrap();
             earliest = Some(earliest.map_or(due, |e| e.min(due)));
         }
-        for i in 0..case.pending {
+        for i in 0..pending {
             env.enqueue(job(&format!("p{i}"))).await;
         }
 
-        let batch = env.claim("w1", case.max).await;
+        let batch = env.claim("w1", max).await;
 
-        let expected = if case.pending > case.max {
+        let expected = if pending > max {
             batch.now_ms
         } else {
             earliest.unwrap_or(-1)
         };
-        assert_eq!(batch.next_due_ms, expected, "case {:?}", case.name);
-        assert_eq!(
-            batch.jobs.len(),
-            case.pending.min(case.max),
-            "case {:?}",
-            case.name
-        );
+        assert_eq!(batch.next_due_ms, expected, "{case}");
+        assert_eq!(batch.jobs.len(), pending.min(max), "{case}");
     }
 }
 
@@ -1479,10 +1432,9 @@ async fn recover_takes_at_most_limit_jobs_earliest_deadline_first() {
     for id in ["a", "b", "c"] {
         env.put(id, JobState::Active).await;
     }
-    for id in ["c", "a", "b"] {
-        env.expire_lease(id).await;
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    env.expire_lease_by("c", 3000).await;
+    env.expire_lease_by("a", 2000).await;
+    env.expire_lease_by("b", 1000).await;
 
     let first = env.broker.recover(&env.keys, &KEEP, 2).await.unwrap();
 
@@ -2000,4 +1952,35 @@ async fn jobs_reads_many_in_the_order_asked_and_skips_missing_ones() {
     );
     assert!(infos[1].lease_until.is_some());
     assert_eq!(infos[0].lease_until, None);
+}
+
+#[tokio::test]
+async fn a_reused_job_id_never_gets_a_fence_of_the_deleted_job() {
+    let env = start().await;
+    env.enqueue(job("a")).await;
+    let old_fence = env.claim_next("a").await;
+    env.broker
+        .fail(&env.keys, &KEEP, "a", old_fence, "x", FailMode::Kill)
+        .await
+        .unwrap();
+    env.broker.delete(&env.keys, "a").await.unwrap();
+
+    env.enqueue(job("a")).await;
+    let new_fence = env.claim_next("a").await;
+
+    assert!(new_fence > old_fence, "{new_fence} > {old_fence}");
+    // The zombie of the deleted job cannot complete the new one.
+    let zombie_ack = [("a".to_owned(), old_fence, String::new())];
+    let outcome = env.broker.ack(&env.keys, &KEEP, &zombie_ack).await.unwrap();
+    assert_eq!(outcome.stale, ["a"]);
+    env.assert_state("a", JobState::Active).await;
+}
+
+#[tokio::test]
+async fn claim_reports_when_each_job_was_due() {
+    let env = start().await;
+    env.enqueue(job("a")).await;
+    let batch = env.claim("w1", 10).await;
+    let info = env.broker.job(&env.keys, "a").await.unwrap().unwrap();
+    assert_eq!(batch.jobs[0].due_ms, info.due_at.unwrap().as_millisecond());
 }

@@ -60,7 +60,7 @@ impl SchedulerBuilder {
 ///     .task(Task::new("report", serde_json::json!({"part": 1})));
 /// client.upsert_schedule(&nightly).await?; // same spec again: no-op
 /// let scheduler = Scheduler::builder(&client).build();
-/// scheduler.shutdown_handle().on_signals();
+/// scheduler.shutdown_handle().on_signals()?;
 /// scheduler.run().await?;
 /// # Ok(()) }
 /// ```

@@ -63,6 +63,8 @@ pub(crate) enum StopReason {
     Cancelled = 2,
     /// Shutdown past its grace period: hand the job back without charging the attempt.
     Shutdown = 3,
+    /// The attempt's time limit passed: fail it (retried by policy).
+    TimedOut = 4,
 }
 
 /// A job this worker is running.
@@ -92,6 +94,7 @@ impl Running {
             1 => StopReason::LeaseLost,
             2 => StopReason::Cancelled,
             3 => StopReason::Shutdown,
+            4 => StopReason::TimedOut,
             _ => StopReason::None,
         }
     }
@@ -179,44 +182,67 @@ impl ShutdownHandle {
         self.graceful.clone()
     }
 
-    /// Shut down on the first SIGINT/SIGTERM, force on the second.
-    pub fn on_signals(&self) {
+    /// Shut down on the first SIGINT/SIGTERM, force on the second. The handlers are in place
+    /// when this returns, so a signal right after it is not lost; call it inside a tokio
+    /// runtime.
+    pub fn on_signals(&self) -> Result<()> {
+        let mut signals = Signals::install().map_err(|e| {
+            Error::new(
+                crate::ErrorKind::Unavailable,
+                "could not install signal handlers",
+            )
+            .with_source(e)
+        })?;
         let handle = self.clone();
         tokio::spawn(async move {
-            let mut seen = 0;
-            loop {
-                if wait_for_signal().await.is_err() {
-                    return;
-                }
-                seen += 1;
-                if seen == 1 {
-                    tracing::info!("shutting down: finishing running jobs (signal again to force)");
-                    handle.shutdown();
-                } else {
-                    tracing::warn!("forced shutdown: handing running jobs back");
-                    handle.force();
-                    return;
-                }
-            }
+            signals.next().await;
+            tracing::info!("shutting down: finishing running jobs (signal again to force)");
+            handle.shutdown();
+            signals.next().await;
+            tracing::warn!("forced shutdown: handing running jobs back");
+            handle.force();
         });
+        Ok(())
     }
+}
+
+/// SIGTERM and SIGINT, registered up front.
+#[cfg(unix)]
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
 }
 
 #[cfg(unix)]
-async fn wait_for_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    Ok(())
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() -> std::io::Result<()> {
-    tokio::signal::ctrl_c().await
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals)
+    }
+
+    async fn next(&mut self) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Builds a [`Worker`].
@@ -408,7 +434,7 @@ pub fn default_node_name() -> String {
 ///         Ok::<_, JobError>(())
 ///     })
 ///     .build()?;
-/// worker.shutdown_handle().on_signals();
+/// worker.shutdown_handle().on_signals()?;
 /// worker.run().await?;
 /// # Ok(()) }
 /// ```

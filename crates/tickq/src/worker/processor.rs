@@ -122,6 +122,9 @@ async fn execute(shared: &Shared, claimed: &Claimed, running: &Running) -> Outco
         envelope: Arc::new(envelope),
         attempt: claimed.attempt,
         fence: claimed.fence,
+        due_at: Some(claimed.due_ms)
+            .filter(|ms| *ms > 0)
+            .and_then(crate::job::ms_to_timestamp),
         stop: running.stop.clone(),
     };
     let mut run = AssertUnwindSafe(handler.call(job)).catch_unwind();
@@ -132,7 +135,15 @@ async fn execute(shared: &Shared, claimed: &Claimed, running: &Running) -> Outco
             Err(panic) => Outcome::Failed(FailAction::Retry, format!("handler panicked: {}", panic_message(&panic))),
         },
         _ = tokio::time::sleep(timeout) => {
-            Outcome::Failed(FailAction::Retry, format!("timed out after {timeout:?}"))
+            // Like any stop: the handler sees `Job::stopped` and gets the grace to clean up.
+            running.stop(StopReason::TimedOut);
+            let _ = tokio::time::timeout(shared.config.stop_grace, run).await;
+            match running.reason() {
+                StopReason::TimedOut => {
+                    Outcome::Failed(FailAction::Retry, format!("timed out after {timeout:?}"))
+                }
+                other => Outcome::Stopped(other),
+            }
         }
         _ = running.stop.cancelled() => {
             // The handler saw the same signal through `Job::stopped`; let it clean up (stop

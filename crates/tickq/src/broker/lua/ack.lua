@@ -10,7 +10,7 @@ local prefix = ARGV[1]
 local keep_ms = tonumber(ARGV[2])
 local keep_max = tonumber(ARGV[3])
 local keep = keep_ms > 0 and keep_max > 0
-local now = now_ms()
+local now_s = str(now_ms())
 local done = {}
 local index = {}
 local stale = {}
@@ -22,12 +22,12 @@ for i = 4, #ARGV, 3 do
     done[#done + 1] = id
     if keep then
       if ARGV[i + 2] ~= '' then
-        redis.call('HSET', jk, 'state', 'completed', 'finished', now, 'result', ARGV[i + 2])
+        redis.call('HSET', jk, 'state', 'completed', 'finished', now_s, 'result', ARGV[i + 2])
       else
-        redis.call('HSET', jk, 'state', 'completed', 'finished', now)
+        redis.call('HSET', jk, 'state', 'completed', 'finished', now_s)
       end
-      redis.call('PEXPIRE', jk, keep_ms)
-      index[#index + 1] = now
+      redis.call('PEXPIRE', jk, ARGV[2])
+      index[#index + 1] = now_s
       index[#index + 1] = id
     else
       redis.call('DEL', jk)

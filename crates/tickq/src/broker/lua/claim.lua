@@ -1,14 +1,16 @@
 -- claim: promote due scheduled/retry jobs, then lease up to N pending jobs to one worker.
 -- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] active  KEYS[5] seq  KEYS[6] marker
+-- KEYS[7] fence counter
 -- ARGV[1] job key prefix  ARGV[2] owner (worker id)  ARGV[3] lease ms  ARGV[4] max jobs
 -- ARGV[5] group key prefix  ARGV[6] spread grace ms
--- Each claimed job: attempt + 1, fence + 1 (the fencing token grows with every claim), state
+-- Each claimed job: attempt + 1, a new fence from the queue's counter (greater than every
+--   earlier fence of the queue, so it grows with every claim of the job), state
 --   active, lease deadline = Redis now + lease ms, indexed in active by that deadline.
 -- Spread: jobs of one group (the tasks of one cron tick) go to different workers. A worker that
 --   already holds a job of the group passes over the next one while it is younger than the
 --   spread grace, so that an idle peer takes it; after the grace anyone may, so a dead or busy
 --   peer never holds work back.
--- Returns {now, next_due, deadline, id1, data1, attempt1, fence1, id2, ...}; next_due is the
+-- Returns {now, next_due, deadline, id1, data1, attempt1, fence1, due1, id2, ...}; next_due is the
 --   Redis time at which the caller should look again: now when pending jobs remain that it may
 --   take, the end of a spread grace when it passed over jobs, else the earliest scheduled/retry
 --   due time, or -1 when nothing waits at all.
@@ -22,6 +24,7 @@ local grace = tonumber(ARGV[6])
 promote(prefix, KEYS[2], KEYS[1], KEYS[5], now, 1000)
 promote(prefix, KEYS[3], KEYS[1], KEYS[5], now, 1000)
 local deadline = now + tonumber(ARGV[3])
+local now_s, deadline_s = str(now), str(deadline)
 local out = {now, -1, deadline}
 local leases = {}
 local taken = {}
@@ -29,10 +32,14 @@ local passed_until = nil
 if max > 0 then
   -- Look a little past `max` so that jobs passed over for spreading do not starve the rest.
   local head = redis.call('ZRANGE', KEYS[1], 0, max + 63)
+  -- Fences come from the queue's counter, not the job's own: still growing with every claim
+  -- of a job, and never repeated when a deleted job's id is used again (a zombie of the old
+  -- job must not match the new one). One INCRBY reserves enough for this call.
+  local fence_next = redis.call('INCRBY', KEYS[7], #head) - #head
   for _, id in ipairs(head) do
     if #leases / 2 >= max then break end
     local jk = prefix .. id
-    local f = redis.call('HMGET', jk, 'data', 'attempt', 'fence', 'state', 'group', 'created')
+    local f = redis.call('HMGET', jk, 'data', 'attempt', 'fence', 'state', 'group', 'created', 'due')
     if not (f[1] or f[4]) then
       taken[#taken + 1] = id -- the hash is gone: drop the id
     else
@@ -50,16 +57,18 @@ if max > 0 then
       end
       if not pass then
         local attempt = (tonumber(f[2]) or 0) + 1
-        local fence = (tonumber(f[3]) or 0) + 1
-        redis.call('HSET', jk, 'state', 'active', 'attempt', attempt, 'fence', fence,
-          'owner', owner, 'lease', deadline, 'started', now)
-        leases[#leases + 1] = deadline
+        fence_next = fence_next + 1
+        local fence = fence_next
+        redis.call('HSET', jk, 'state', 'active', 'attempt', str(attempt), 'fence', str(fence),
+          'owner', owner, 'lease', deadline_s, 'started', now_s)
+        leases[#leases + 1] = deadline_s
         leases[#leases + 1] = id
         taken[#taken + 1] = id
         out[#out + 1] = id
         out[#out + 1] = f[1] or ''
         out[#out + 1] = attempt
         out[#out + 1] = fence
+        out[#out + 1] = f[7] or '0'
       end
     end
   end

@@ -8,6 +8,7 @@
 local prefix = ARGV[1]
 local n = (#ARGV - 1) / 6
 local now = now_ms()
+local now_s = str(now)
 local seq = redis.call('INCRBY', KEYS[3], n) - n
 local out = {}
 local ready = {}
@@ -26,14 +27,16 @@ for i = 0, n - 1 do
     local due = now
     if at > 0 then due = at elseif delay > 0 then due = now + delay end
     if due > now then
-      redis.call('HSET', jk, 'data', ARGV[b + 1], 'state', 'scheduled', 'attempt', 0,
-        'max', ARGV[b + 3], 'priority', prio, 'fence', 0, 'created', now, 'due', due)
+      redis.call('HSET', jk, 'data', ARGV[b + 1], 'state', 'scheduled', 'attempt', '0',
+        'max', ARGV[b + 3], 'priority', ARGV[b + 2], 'fence', '0', 'created', now_s,
+        'due', str(due))
       redis.call('ZADD', KEYS[2], due, id)
       if earliest == nil or due < earliest then earliest = due end
       out[#out + 1] = 'scheduled'
     else
-      redis.call('HSET', jk, 'data', ARGV[b + 1], 'state', 'pending', 'attempt', 0,
-        'max', ARGV[b + 3], 'priority', prio, 'fence', 0, 'created', now, 'due', now)
+      redis.call('HSET', jk, 'data', ARGV[b + 1], 'state', 'pending', 'attempt', '0',
+        'max', ARGV[b + 3], 'priority', ARGV[b + 2], 'fence', '0', 'created', now_s,
+        'due', now_s)
       ready[#ready + 1] = pending_score(prio, seq + i + 1)
       ready[#ready + 1] = id
       out[#out + 1] = 'pending'

@@ -8,6 +8,13 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- A whole number as a string. Redis 7.0 formats every Lua number passed to redis.call with
+-- "%.17g" (about a microsecond each), so hot scripts format a value once and pass strings.
+-- Exact for integers below 2^53 (%.14g would round 15-digit values).
+local function str(n)
+  return string.format('%d', n)
+end
+
 -- Pending jobs are ordered by priority (higher first), then FIFO by a per-queue sequence.
 -- Priority is clamped to [-1000, 1000] by the client; 2001 bands of 2^42 sequence numbers stay
 -- below 2^53, so every score is an exact double.
