@@ -39,9 +39,10 @@
 //! # Time zones and daylight saving time
 //!
 //! A cron schedule is evaluated on the wall clock of its IANA time zone, with the zone's rules
-//! from the system's tz database (`/usr/share/zoneinfo`, through jiff). A tick's identity is
-//! its UTC instant: the same schedule, zone and tz database give the same instants on every
-//! node, and two civil times that resolve to the same instant are one tick.
+//! from the tz database bundled into tickq (jiff's `tzdb-bundle-always`), not the system's:
+//! nodes with different system tzdata versions still compute the same ticks. A tick's identity
+//! is its UTC instant: the same schedule, zone and tickq version give the same instants on
+//! every node, and two civil times that resolve to the same instant are one tick.
 //!
 //! The default policy is modelled on ISC cron. It depends on whether a schedule is
 //! **fixed-time** or **wildcard**:
