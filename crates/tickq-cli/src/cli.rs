@@ -1,7 +1,7 @@
 //! The command line as clap sees it: raw values, checked only for shape. `config.rs` turns
 //! them into a typed, validated [`crate::config::Invocation`] before anything starts.
 
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// tickq: a distributed job queue and scheduler on Redis.
@@ -61,11 +61,18 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a node: workers for the configured queues, with the built-in `exec` job kind.
+    /// Run a node: workers for the configured queues, with the built-in `exec` job kind, and
+    /// the scheduler that fires cron schedules.
     ///
     /// With no Redis address given anywhere and none answering at 127.0.0.1:6379, it starts
     /// its own redis-server there (data under --data) and stops it on exit. SIGTERM or SIGINT
     /// drains running jobs; a second signal hands them back at once.
+    ///
+    /// On boot, every [[cron]] table of the config file is created or updated in Redis (the
+    /// same spec again changes nothing). Every node fires every schedule stored in Redis,
+    /// whichever node or `tickq cron add` put it there, and each tick fires once however many
+    /// nodes run. A schedule that is in Redis but not in this node's config is left alone,
+    /// since another node's config may own it: remove it with `tickq cron rm NAME`.
     Server(ServerArgs),
     /// Enqueue a job; prints its id.
     Enqueue(EnqueueArgs),
@@ -87,6 +94,9 @@ pub enum Command {
     /// Queues.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Cron schedules: jobs created on a timetable by the nodes' schedulers.
+    #[command(subcommand)]
+    Cron(CronCommand),
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -224,6 +234,118 @@ pub struct JobsArgs {
 pub enum QueueCommand {
     /// Every queue that has received a job.
     Ls(OutputArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CronCommand {
+    /// Every schedule: timetable, next fire time, last fire, counts.
+    Ls(OutputArgs),
+    /// Create a schedule, or change the one of that name; prints created, updated or
+    /// unchanged.
+    ///
+    /// One task per schedule from the command line: `--exec -- PROGRAM ARGS...` for an exec
+    /// job, or `--kind KIND [--payload JSON]` for any other kind. Schedules with several tasks
+    /// go in a [[cron]] table of the config file. A node whose config has a [[cron]] table of
+    /// the same name puts its own version back when it boots.
+    Add(CronAddArgs),
+    /// Remove a schedule; jobs it already created are left alone.
+    Rm(CronNameArgs),
+    /// Create a schedule's jobs now, outside its timetable; prints their ids.
+    Trigger(CronNameArgs),
+    /// Stop a schedule from firing; ticks missed while paused follow its catch-up policy when
+    /// it is resumed.
+    Pause(CronNameArgs),
+    /// Let a paused schedule fire again.
+    Resume(CronNameArgs),
+    /// The next fire times of a cron expression, as RFC 3339 in its time zone (needs no
+    /// Redis).
+    Next(CronNextArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("task").required(true).args(["exec", "kind"])))]
+pub struct CronAddArgs {
+    /// The schedule's name, unique across queues (no spaces or ':').
+    pub name: String,
+    /// The cron expression: 5 fields (`0 2 * * *`), 6 with seconds, a macro (`@daily`) or
+    /// `@every DUR` (`@every 30s`). Quote it for the shell.
+    pub schedule: String,
+    /// The queue its jobs go to.
+    #[arg(long, value_name = "QUEUE")]
+    pub queue: String,
+    /// The IANA time zone the expression is read in, e.g. Asia/Shanghai [default: UTC].
+    #[arg(long, value_name = "ZONE")]
+    pub tz: Option<String>,
+    /// What a tick does while the previous tick's jobs are still waiting or running: fire
+    /// anyway, skip the tick, or cancel the previous jobs and fire [default: allow].
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub overlap: Option<OverlapArg>,
+    /// Which missed ticks fire when the schedule is found late: none, the latest one, or all
+    /// of them (up to 100) [default: latest].
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub catchup: Option<CatchupArg>,
+    /// Each tick enqueues an exec job running PROGRAM ARGS (given after `--`); PROGRAM must be
+    /// on the [exec] allow list of the nodes that work QUEUE.
+    #[arg(long, requires = "cmd")]
+    pub exec: bool,
+    /// An environment variable for the exec job's program (repeatable).
+    #[arg(long = "env", value_name = "NAME=VALUE", conflicts_with = "kind")]
+    pub env: Vec<String>,
+    /// The exec job's working directory on the node that runs it.
+    #[arg(long, value_name = "DIR", conflicts_with = "kind")]
+    pub cwd: Option<String>,
+    /// Each tick enqueues a job of this kind.
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
+    /// The job's arguments with --kind: JSON text, `@FILE` or `@-` for stdin [default: null].
+    #[arg(long, value_name = "JSON|@FILE", conflicts_with = "exec")]
+    pub payload: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// With --exec: the program and its arguments, after `--`.
+    #[arg(last = true, value_name = "PROGRAM [ARGS]", conflicts_with = "kind")]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OverlapArg {
+    Allow,
+    Forbid,
+    Replace,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CatchupArg {
+    Skip,
+    Latest,
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct CronNameArgs {
+    /// The schedule's name.
+    pub name: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CronNextArgs {
+    /// The cron expression, as for `tickq cron add`.
+    pub schedule: String,
+    /// The IANA time zone the expression is read in and the times are shown in
+    /// [default: UTC].
+    #[arg(long, value_name = "ZONE")]
+    pub tz: Option<String>,
+    /// Fire times strictly after this TIME (RFC 3339 with an offset, or Unix ms)
+    /// [default: now].
+    #[arg(long, value_name = "TIME")]
+    pub after: Option<String>,
+    /// How many fire times, 1 to 1000.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub count: usize,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Subcommand)]

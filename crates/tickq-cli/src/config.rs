@@ -3,7 +3,10 @@
 //! Everything a user can get wrong is checked here, before any connection is made or process
 //! started, and reported as a [`UsageError`] (exit status 2).
 
-use crate::cli::{Cli, Command, ConfigCommand, JobOpts, LogFormat, QueueCommand, ServerOpts};
+use crate::cli::{
+    CatchupArg, Cli, Command, ConfigCommand, CronAddArgs, CronCommand, CronNextArgs, JobOpts,
+    LogFormat, OverlapArg, QueueCommand, ServerOpts,
+};
 use crate::exec_kind::ExecPayload;
 use crate::parse;
 use anyhow::Context as _;
@@ -12,7 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use tickq::schedule::{Catchup, Overlap, ScheduleSpec, Task};
+use std::time::Duration;
+use tickq::schedule::{Catchup, CronSchedule, Overlap, ScheduleSpec, Task};
 use tickq::{JobState, NewJob};
 
 /// The environment variable holding the Redis URL (see INTERFACE.md, "Finding Redis").
@@ -30,6 +34,10 @@ const DEFAULT_QUEUE: &str = "default";
 const DEFAULT_CONCURRENCY: usize = 16;
 const DEFAULT_DATA_DIR: &str = ".tickq";
 const MAX_NAME_LEN: usize = 128;
+/// The most fire times `cron next` lists.
+const MAX_NEXT_COUNT: usize = 1000;
+/// The library refuses shorter leases.
+const MIN_LEASE: Duration = Duration::from_millis(300);
 
 /// Bad input from the user: a flag, an argument, the config file. Exit status 2.
 #[derive(Debug)]
@@ -110,6 +118,37 @@ pub enum Action {
         redis: Redis,
         json: bool,
     },
+    CronLs {
+        redis: Redis,
+        json: bool,
+    },
+    CronAdd {
+        redis: Redis,
+        spec: Box<CronSpec>,
+        json: bool,
+    },
+    Cron {
+        redis: Redis,
+        verb: CronVerb,
+        name: String,
+        json: bool,
+    },
+    /// Needs no Redis: it has no address, so nothing can try to connect.
+    CronNext {
+        cron: Box<CronSchedule>,
+        after: Option<jiff::Timestamp>,
+        count: usize,
+        json: bool,
+    },
+}
+
+/// The `cron` verbs that act on one stored schedule by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CronVerb {
+    Rm,
+    Trigger,
+    Pause,
+    Resume,
 }
 
 /// The Redis address and where it came from.
@@ -152,6 +191,8 @@ pub struct ServerConfig {
     /// Queue and weight, sorted by name.
     pub queues: Vec<(String, u32)>,
     pub concurrency: usize,
+    /// `[worker] lease`; None: the library's default (30 s).
+    pub lease: Option<Duration>,
     pub listen: Option<SocketAddr>,
     pub token: Option<String>,
     /// Programs `exec` jobs may run, matched exactly as written; empty = exec off.
@@ -160,8 +201,9 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
 }
 
-/// One `[[cron]]` table, as written in the file (with defaults filled in). Checked with the
-/// library's [`ScheduleSpec::validate`] and shown, not run by this version.
+/// One schedule as the user wrote it: a `[[cron]]` table (with defaults filled in) or the
+/// arguments of `tickq cron add`. Checked with the library's [`ScheduleSpec::validate`];
+/// [`CronSpec::to_schedule`] is the one mapping to the library's form.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CronSpec {
     pub name: String,
@@ -211,6 +253,7 @@ struct FileConfig {
 struct WorkerFile {
     queues: Option<BTreeMap<String, u32>>,
     concurrency: Option<usize>,
+    lease: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -265,6 +308,22 @@ fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
 /// Check everything and build the invocation.
 pub fn validate(cli: Cli) -> anyhow::Result<Invocation> {
     let global = cli.global;
+    let mut log = LogConfig {
+        format: global.log_format,
+        verbose: global.verbose,
+        default_level: "warn",
+    };
+    // Before the Redis address is even resolved: `cron next` must work with no Redis and no
+    // usable address anywhere.
+    let command = match cli.command {
+        Command::Cron(CronCommand::Next(args)) => {
+            return Ok(Invocation {
+                log,
+                action: cron_next(args)?,
+            });
+        }
+        command => command,
+    };
     let file = match &global.config {
         Some(path) => Some(load_file(path)?),
         None => None,
@@ -276,12 +335,7 @@ pub fn validate(cli: Cli) -> anyhow::Result<Invocation> {
             .and_then(|f| f.redis.as_deref())
             .zip(global.config.as_deref()),
     )?;
-    let mut log = LogConfig {
-        format: global.log_format,
-        verbose: global.verbose,
-        default_level: "warn",
-    };
-    let action = match cli.command {
+    let action = match command {
         Command::Server(args) => {
             log.default_level = "info";
             let file = file.unwrap_or_default();
@@ -323,16 +377,9 @@ pub fn validate(cli: Cli) -> anyhow::Result<Invocation> {
             }
         }
         Command::Exec(args) => {
-            let mut env = BTreeMap::new();
-            for pair in &args.env {
-                let (name, value) = pair
-                    .split_once('=')
-                    .ok_or_else(|| usage(format!("--env {pair:?}: use NAME=VALUE")))?;
-                env.insert(name.to_owned(), value.to_owned());
-            }
             let exec = ExecPayload {
                 cmd: args.cmd,
-                env,
+                env: env_pairs(&args.env)?,
                 cwd: args.cwd,
                 stdin: None,
             };
@@ -396,8 +443,113 @@ pub fn validate(cli: Cli) -> anyhow::Result<Invocation> {
             redis,
             json: output.json,
         },
+        Command::Cron(command) => cron_action(command, redis)?,
     };
     Ok(Invocation { log, action })
+}
+
+fn cron_action(command: CronCommand, redis: Redis) -> anyhow::Result<Action> {
+    let (verb, args) = match command {
+        CronCommand::Ls(output) => {
+            return Ok(Action::CronLs {
+                redis,
+                json: output.json,
+            });
+        }
+        CronCommand::Add(args) => {
+            let json = args.output.json;
+            return Ok(Action::CronAdd {
+                redis,
+                spec: Box::new(cron_add(args)?),
+                json,
+            });
+        }
+        CronCommand::Next(args) => return cron_next(args),
+        CronCommand::Rm(args) => (CronVerb::Rm, args),
+        CronCommand::Trigger(args) => (CronVerb::Trigger, args),
+        CronCommand::Pause(args) => (CronVerb::Pause, args),
+        CronCommand::Resume(args) => (CronVerb::Resume, args),
+    };
+    Ok(Action::Cron {
+        redis,
+        verb,
+        name: args.name,
+        json: args.output.json,
+    })
+}
+
+/// `cron add`: the same [`CronSpec`] a `[[cron]]` table gives, checked the same way.
+fn cron_add(args: CronAddArgs) -> anyhow::Result<CronSpec> {
+    let task = if args.exec {
+        exec_task(ExecPayload {
+            cmd: args.cmd,
+            env: env_pairs(&args.env)?,
+            cwd: args.cwd,
+            stdin: None,
+        })
+    } else {
+        let kind = args.kind.expect("clap requires --exec or --kind");
+        let payload = match args.payload.as_deref() {
+            None => serde_json::Value::Null,
+            Some(text) => payload(text)?,
+        };
+        kind_task(kind, payload)
+    }
+    .map_err(usage)?;
+    let spec = CronSpec {
+        name: args.name,
+        schedule: args.schedule.trim().to_owned(),
+        timezone: args.tz.unwrap_or_else(|| "UTC".to_owned()),
+        queue: args.queue,
+        overlap: match args.overlap {
+            None => Overlap::default(),
+            Some(OverlapArg::Allow) => Overlap::Allow,
+            Some(OverlapArg::Forbid) => Overlap::Forbid,
+            Some(OverlapArg::Replace) => Overlap::Replace,
+        },
+        catchup: match args.catchup {
+            None => Catchup::default(),
+            Some(CatchupArg::Skip) => Catchup::Skip,
+            Some(CatchupArg::Latest) => Catchup::Latest,
+            Some(CatchupArg::All) => Catchup::All,
+        },
+        tasks: vec![task],
+    };
+    spec.check().map_err(usage)?;
+    Ok(spec)
+}
+
+fn cron_next(args: CronNextArgs) -> anyhow::Result<Action> {
+    let zone = args.tz.as_deref().unwrap_or("UTC");
+    let cron = CronSchedule::parse(args.schedule.trim(), zone).map_err(|e| usage(e.to_string()))?;
+    let after = args
+        .after
+        .as_deref()
+        .map(|text| parse::time(text).map_err(|e| usage(format!("--after: {e}"))))
+        .transpose()?;
+    if !(1..=MAX_NEXT_COUNT).contains(&args.count) {
+        return Err(usage(format!(
+            "--count must be between 1 and {MAX_NEXT_COUNT}"
+        )));
+    }
+    Ok(Action::CronNext {
+        cron: Box::new(cron),
+        after,
+        count: args.count,
+        json: args.output.json,
+    })
+}
+
+/// `--env NAME=VALUE` flags.
+fn env_pairs(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut env = BTreeMap::new();
+    for pair in pairs {
+        let (name, value) = pair
+            .split_once('=')
+            .ok_or_else(|| usage(format!("--env {pair:?}: use NAME=VALUE")))?;
+        env.insert(name.to_owned(), value.to_owned());
+    }
+    Ok(env)
 }
 
 /// `--redis` > `TICKQ_REDIS_URL` > `redis` in the config file > the default.
@@ -500,6 +652,19 @@ fn server_config(
         }
         t => t,
     };
+    let lease = match &file.worker.lease {
+        None => None,
+        Some(text) => {
+            let lease = parse::duration(text).map_err(|e| in_file("[worker] lease", e))?;
+            if lease < MIN_LEASE {
+                return Err(in_file(
+                    "[worker] lease",
+                    format!("{text:?} is too short: use at least 300ms"),
+                ));
+            }
+            Some(lease)
+        }
+    };
     let (listen, listen_from_flag) = match (flags.listen, file.http.listen) {
         (Some(a), _) => (
             Some(listen_addr(&a).map_err(|e| usage(format!("--listen: {e}")))?),
@@ -553,6 +718,7 @@ fn server_config(
         node_is_default,
         queues,
         concurrency,
+        lease,
         listen,
         token,
         exec_allow: file.exec.allow,
@@ -633,12 +799,19 @@ fn cron_spec(c: CronFile) -> Result<CronSpec, String> {
         catchup: c.catchup.unwrap_or_default(),
         tasks,
     };
-    // The scheduler's own rules: name, queue, tasks, cron syntax and time zone.
-    spec.to_schedule().validate().map_err(|e| e.to_string())?;
+    spec.check()?;
     Ok(spec)
 }
 
 impl CronSpec {
+    /// The scheduler's own rules: name, queue, tasks, cron syntax and time zone.
+    fn check(&self) -> Result<(), String> {
+        self.to_schedule()
+            .validate()
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
     /// The library's form of this schedule.
     pub fn to_schedule(&self) -> ScheduleSpec {
         let mut spec = ScheduleSpec::new(&self.name, &self.queue, &self.schedule)
@@ -664,16 +837,11 @@ fn cron_task(t: CronTaskFile) -> Result<CronTask, String> {
         if t.payload.is_some() {
             return Err("an exec task takes cmd (and env, cwd, stdin), not payload".into());
         }
-        let exec = ExecPayload {
+        return exec_task(ExecPayload {
             cmd: t.cmd.ok_or("an exec task needs cmd = [PROGRAM, ARGS...]")?,
             env: t.env.unwrap_or_default(),
             cwd: t.cwd,
             stdin: t.stdin,
-        };
-        exec.validate()?;
-        return Ok(CronTask::Exec {
-            kind: crate::exec_kind::KIND,
-            exec,
         });
     }
     if t.cmd.is_some() || t.env.is_some() || t.cwd.is_some() || t.stdin.is_some() {
@@ -682,10 +850,30 @@ fn cron_task(t: CronTaskFile) -> Result<CronTask, String> {
             t.kind
         ));
     }
-    Ok(CronTask::Other {
-        kind: t.kind,
-        payload: t.payload.map(toml_to_json).unwrap_or_default(),
+    kind_task(t.kind, t.payload.map(toml_to_json).unwrap_or_default())
+}
+
+fn exec_task(exec: ExecPayload) -> Result<CronTask, String> {
+    exec.validate()?;
+    Ok(CronTask::Exec {
+        kind: crate::exec_kind::KIND,
+        exec,
     })
+}
+
+/// A task of `kind` with a JSON payload; an exec payload is checked like any exec task's.
+fn kind_task(kind: String, payload: serde_json::Value) -> Result<CronTask, String> {
+    kind_name(&kind)?;
+    if kind == crate::exec_kind::KIND {
+        let exec = serde_json::from_value(payload).map_err(|e| {
+            format!(
+                "an exec job's payload must be {{\"cmd\": [PROGRAM, ARGS...], \"env\": {{...}}, \
+                 \"cwd\": \"...\", \"stdin\": \"...\"}}: {e}"
+            )
+        })?;
+        return exec_task(exec);
+    }
+    Ok(CronTask::Other { kind, payload })
 }
 
 fn toml_to_json(value: toml::Value) -> serde_json::Value {
@@ -884,6 +1072,25 @@ mod tests {
         let mut o = opts();
         o.listen = Some("[::1]:7700".into());
         assert!(server_config(redis(), None, FileConfig::default(), o).is_ok());
+    }
+
+    #[test]
+    fn worker_lease() {
+        let lease = |text: &str| {
+            let f = file(&format!("[worker]\nlease = {text:?}\n")).unwrap();
+            server_config(redis(), None, f, opts()).map(|c| c.lease)
+        };
+        assert_eq!(lease("2s").unwrap(), Some(Duration::from_secs(2)));
+        assert_eq!(lease("1m30s").unwrap(), Some(Duration::from_secs(90)));
+        let err = lease("100ms").unwrap_err().to_string();
+        assert!(
+            err.contains("[worker] lease") && err.contains("300ms"),
+            "{err}"
+        );
+        let err = lease("2 s").unwrap_err().to_string();
+        assert!(err.contains("[worker] lease"), "{err}");
+        let c = server_config(redis(), None, FileConfig::default(), opts()).unwrap();
+        assert_eq!(c.lease, None);
     }
 
     #[test]

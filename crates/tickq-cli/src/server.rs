@@ -1,17 +1,19 @@
-//! `tickq server`: one node. Finds (or starts) Redis, runs a worker for the configured queues
-//! with the built-in job kinds, serves HTTP if asked, and drains on SIGTERM/SIGINT.
+//! `tickq server`: one node. Finds (or starts) Redis, registers the config's `[[cron]]`
+//! schedules, runs a worker for the configured queues with the built-in job kinds and a
+//! scheduler that fires every stored schedule, serves HTTP if asked, and drains on
+//! SIGTERM/SIGINT.
 //!
 //! Must be awaited on the main thread (directly under `block_on`, not in a spawned task): the
 //! embedded redis-server is tied to the thread that spawns it (see `embedded.rs`).
 
-use crate::config::{RedisOrigin, ServerConfig};
+use crate::config::{CronTask, RedisOrigin, ServerConfig};
 use crate::embedded::{self, EmbeddedRedis};
 use crate::{exec_kind, http};
 use anyhow::Context as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tickq::Worker;
+use tickq::{Client, Scheduler, ShutdownHandle, Worker};
 use tokio::sync::watch;
 
 pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
@@ -64,6 +66,8 @@ async fn serve(
     signals: &Signals,
 ) -> anyhow::Result<()> {
     let client = crate::commands::connect(&config.redis).await?;
+    register_schedules(&client, config).await?;
+
     let mut builder = Worker::builder(&client)
         .node(&config.node)
         .concurrency(config.concurrency)
@@ -74,11 +78,22 @@ async fn serve(
             exec_kind::KIND,
             exec_kind::handler(config.exec_allow.clone(), config.node.clone()),
         );
+    if let Some(lease) = config.lease {
+        // A dead node's jobs come back once their lease expired *and* a recoverer looked: with
+        // a short lease, the default 5 s between looks would be most of the wait.
+        builder = builder
+            .lease(lease)
+            .recover_interval(lease.min(Duration::from_secs(5)));
+    }
     for (queue, weight) in &config.queues {
         builder = builder.queue(queue, *weight);
     }
     let worker = builder.build().context("configuring the worker")?;
-    let handle = worker.shutdown_handle();
+    // Every node runs a scheduler, whatever its config says: schedules live in Redis, and a
+    // tick fires once however many schedulers find it due (the fire script compare-and-sets
+    // the schedule's next time). With no schedules it only looks at Redis now and then.
+    let scheduler = Scheduler::builder(&client).build();
+    let handle = Stop(vec![worker.shutdown_handle(), scheduler.shutdown_handle()]);
     signals.drive(handle.clone());
 
     let redis_died = Arc::new(AtomicBool::new(false));
@@ -102,7 +117,25 @@ async fn serve(
         }))
     });
 
-    let result = worker.run().await;
+    tracing::info!("scheduler started");
+    // Both stop on the same signals; if either ends by itself (an error), the other is
+    // stopped too, so the node never keeps running half of itself. The scheduler holds no
+    // jobs, so stopping it needs no drain.
+    let (result, scheduled) = tokio::join!(
+        async {
+            let result = worker.run().await;
+            handle.shutdown();
+            result
+        },
+        async {
+            let result = scheduler.run().await;
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "the scheduler stopped; stopping this node");
+                handle.shutdown();
+            }
+            result
+        },
+    );
     let _ = stopped_tx.send(true);
     if let Some(http) = http {
         match http.await {
@@ -116,9 +149,11 @@ async fn serve(
         completed = stats.completed,
         failed = stats.failed,
         handed_back = stats.handed_back,
+        ticks_fired = scheduler.ticks_fired(),
         "tickq server stopped"
     );
     result.context("the worker stopped with an error")?;
+    scheduled.context("the scheduler stopped with an error")?;
     if redis_died.load(Ordering::SeqCst) {
         anyhow::bail!(
             "the embedded redis-server exited unexpectedly; see its log in {}",
@@ -145,12 +180,79 @@ fn announce(config: &ServerConfig) {
             }
         }
     }
-    if !config.cron.is_empty() {
-        let names: Vec<&str> = config.cron.iter().map(|c| c.name.as_str()).collect();
-        tracing::warn!(
-            schedules = ?names,
-            "[[cron]] schedules are checked but not run by this version of tickq"
+}
+
+/// Create or update the config's `[[cron]]` schedules in Redis, and say what changed.
+///
+/// Nothing is removed: a schedule in Redis that this config does not name may belong to
+/// another node's config (or to `tickq cron add`), and this node cannot tell which.
+async fn register_schedules(client: &Client, config: &ServerConfig) -> anyhow::Result<()> {
+    let worked: Vec<&str> = config.queues.iter().map(|(q, _)| q.as_str()).collect();
+    for cron in &config.cron {
+        let outcome = client
+            .upsert_schedule(&cron.to_schedule())
+            .await
+            .with_context(|| format!("registering [[cron]] schedule {}", cron.name))?;
+        let outcome = crate::commands::upserted(outcome);
+        tracing::info!(
+            schedule = %cron.name,
+            outcome = %outcome,
+            cron = %cron.schedule,
+            timezone = %cron.timezone,
+            queue = %cron.queue,
+            "[[cron]] schedule {outcome}"
         );
+        if !worked.contains(&cron.queue.as_str()) {
+            tracing::warn!(
+                schedule = %cron.name,
+                queue = %cron.queue,
+                "this node does not work the schedule's queue; its jobs wait for a node that does"
+            );
+        }
+        for task in &cron.tasks {
+            if let CronTask::Exec { exec, .. } = task
+                && let Some(program) = exec.cmd.first()
+                && !config.exec_allow.contains(program)
+            {
+                tracing::warn!(
+                    schedule = %cron.name,
+                    program,
+                    "the schedule runs a program that is not on this node's [exec] allow list; \
+                     its jobs fail on this node"
+                );
+            }
+        }
+    }
+    let mine: Vec<&str> = config.cron.iter().map(|c| c.name.as_str()).collect();
+    let others: Vec<String> = client
+        .schedules()
+        .await
+        .context("listing schedules")?
+        .into_iter()
+        .map(|s| s.spec.name)
+        .filter(|name| !mine.contains(&name.as_str()))
+        .collect();
+    if !others.is_empty() {
+        tracing::info!(
+            schedules = ?others,
+            "schedules in Redis that this node's config does not name are fired too and left \
+             in place (another node's config may own them); remove one with `tickq cron rm NAME`"
+        );
+    }
+    Ok(())
+}
+
+/// Stops the worker and the scheduler together.
+#[derive(Clone)]
+struct Stop(Vec<ShutdownHandle>);
+
+impl Stop {
+    fn shutdown(&self) {
+        self.0.iter().for_each(ShutdownHandle::shutdown);
+    }
+
+    fn force(&self) {
+        self.0.iter().for_each(ShutdownHandle::force);
     }
 }
 
@@ -181,8 +283,8 @@ impl Signals {
         Ok(Signals { count })
     }
 
-    /// Apply signals (including any that came during startup) to the worker.
-    fn drive(&self, handle: tickq::ShutdownHandle) {
+    /// Apply signals (including any that came during startup) to the worker and scheduler.
+    fn drive(&self, handle: Stop) {
         let mut count = self.count.clone();
         tokio::spawn(async move {
             if count.wait_for(|n| *n >= 1).await.is_err() {

@@ -37,6 +37,25 @@ async fn start_worker(
                 record.lock().expect("samples").push(started - t_ns);
                 Ok::<_, JobError>(())
             }
+        })
+        .handler("tick", {
+            let record = samples.clone();
+            move |job: Job| {
+                let started = unix_ns();
+                let record = record.clone();
+                async move {
+                    // A cron job carries its tick's nominal instant (Unix ms).
+                    let tick_ms: i64 = job
+                        .meta("scheduled_at")
+                        .and_then(|t| t.parse().ok())
+                        .ok_or_else(|| JobError::kill("job has no scheduled_at"))?;
+                    record
+                        .lock()
+                        .expect("samples")
+                        .push(started - tick_ms * 1_000_000);
+                    Ok::<_, JobError>(())
+                }
+            }
         });
     let worker = BgWorker::spawn(probe.register(builder).build()?);
     probe.wait(client, deadline).await?;
@@ -139,5 +158,35 @@ pub async fn delayed(
     m.fact("spread_s", spread.as_secs_f64());
     m.fact("workers", "1 in-process Worker, concurrency 8");
     m.fact("api", "client.enqueue(NewJob::delay(2 s))");
+    Ok(m)
+}
+
+/// A schedule `@every 1s` with one task, a Scheduler and a worker of concurrency 8 in this
+/// process; lateness = handler start − the tick's nominal instant, over `ticks` ticks.
+pub async fn cron_ticks(target: &Target, ticks: u64, deadline: Deadline) -> Result<Measured> {
+    let client = connect(target).await?;
+    let (worker, samples) = start_worker(&client, 8, deadline).await?;
+    let spec = tickq::ScheduleSpec::new("bench", QUEUE, "@every 1s")
+        .task(tickq::Task::new("tick", serde_json::Value::Null));
+    client.upsert_schedule(&spec).await?;
+    let scheduler = Arc::new(tickq::Scheduler::builder(&client).build());
+    let runner = scheduler.clone();
+    let task = tokio::spawn(async move { runner.run().await });
+    let samples = wait_for_samples(&samples, ticks, deadline).await;
+    scheduler.shutdown_handle().shutdown();
+    task.await.context("scheduler task")??;
+    client.remove_schedule("bench").await?;
+    worker.stop().await?;
+    let samples = samples?;
+
+    let mut late_ms: Vec<f64> = samples.iter().map(|&ns| ns as f64 / 1e6).collect();
+    late_ms.sort_by(f64::total_cmp);
+    let mut m = Measured::default();
+    m.metric("lateness p50", "ms", nearest_rank(&late_ms, 50.0));
+    m.metric("lateness p99", "ms", nearest_rank(&late_ms, 99.0));
+    m.metric("lateness max", "ms", late_ms[late_ms.len() - 1]);
+    m.fact("ticks", samples.len() as u64);
+    m.fact("schedule", "@every 1s, one task");
+    m.fact("workers", "1 in-process Scheduler + Worker, concurrency 8");
     Ok(m)
 }

@@ -37,12 +37,14 @@ pub enum Workload {
     /// 1,000 jobs delayed 2 s, submitted over 2 s.
     #[value(name = "delayed-1000")]
     Delayed1000,
+    /// Cron ticks of `@every 1s` for 20 s: lateness of each tick's job start.
+    Cron,
     /// Commands per second an idle worker sends.
     Idle,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 8] = [
+    pub const ALL: [Workload; 9] = [
         Workload::EnqueueOne,
         Workload::EnqueueBulk,
         Workload::Process8,
@@ -50,6 +52,7 @@ impl Workload {
         Workload::Latency,
         Workload::Delayed,
         Workload::Delayed1000,
+        Workload::Cron,
         Workload::Idle,
     ];
 
@@ -62,6 +65,7 @@ impl Workload {
             Workload::Latency => "latency",
             Workload::Delayed => "delayed",
             Workload::Delayed1000 => "delayed-1000",
+            Workload::Cron => "cron",
             Workload::Idle => "idle",
         }
     }
@@ -120,6 +124,7 @@ pub async fn run(workload: Workload, target: &Target, p: &Params) -> Result<Meas
         Workload::Delayed1000 => {
             latency::delayed(target, 1000, Duration::from_secs(2), deadline).await
         }
+        Workload::Cron => latency::cron_ticks(target, 20, deadline).await,
         Workload::Idle => idle::commands(target, p.idle_window, deadline).await,
     }
 }

@@ -24,6 +24,8 @@ struct Effective<'a> {
 struct Worker<'a> {
     queues: BTreeMap<&'a str, u32>,
     concurrency: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -50,6 +52,7 @@ pub fn show(config: &ServerConfig, json: bool) -> anyhow::Result<()> {
                 .map(|(q, w)| (q.as_str(), *w))
                 .collect(),
             concurrency: config.concurrency,
+            lease: config.lease.map(crate::parse::format_duration),
         },
         http: Http {
             listen: config.listen.map(|a| a.to_string()),

@@ -2,9 +2,12 @@
 //! `output.rs`; none holds business rules.
 
 mod config;
+mod cron;
 mod enqueue;
 mod jobs;
 mod stats;
+
+pub use cron::upserted;
 
 use crate::config::{Action, Redis, usage};
 use std::time::Duration;
@@ -29,6 +32,20 @@ pub async fn run(action: Action) -> anyhow::Result<()> {
         Action::Cancel { redis, id, json } => jobs::cancel(&redis, &id, json).await,
         Action::Stats { redis, json } => stats::stats(&redis, json).await,
         Action::QueueLs { redis, json } => stats::queues(&redis, json).await,
+        Action::CronLs { redis, json } => cron::list(&redis, json).await,
+        Action::CronAdd { redis, spec, json } => cron::add(&redis, &spec, json).await,
+        Action::Cron {
+            redis,
+            verb,
+            name,
+            json,
+        } => cron::named(&redis, verb, &name, json).await,
+        Action::CronNext {
+            cron,
+            after,
+            count,
+            json,
+        } => cron::next(&cron, after, count, json),
     }
 }
 
