@@ -248,6 +248,7 @@ impl Signals {
 /// Builds a [`Worker`].
 pub struct WorkerBuilder {
     broker: Broker,
+    recover_interval: Option<Duration>,
     node: Option<String>,
     queues: Vec<(String, u32)>,
     handlers: HashMap<String, Arc<dyn Handler>>,
@@ -315,9 +316,9 @@ impl WorkerBuilder {
         self
     }
 
-    /// How often expired leases are looked for. Default: 5 s.
+    /// How often expired leases are looked for. Default: 5 s, or the lease if shorter.
     pub fn recover_interval(mut self, every: Duration) -> WorkerBuilder {
-        self.config.recover_interval = every;
+        self.recover_interval = Some(every);
         self
     }
 
@@ -370,6 +371,9 @@ impl WorkerBuilder {
         let node = self.node.unwrap_or_else(default_node_name);
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let mut config = self.config;
+        config.recover_interval = self
+            .recover_interval
+            .unwrap_or(config.lease.min(config.recover_interval));
         config.queues = self
             .queues
             .iter()
@@ -448,6 +452,7 @@ impl Worker {
     pub fn builder(client: &Client) -> WorkerBuilder {
         WorkerBuilder {
             broker: client.broker.clone(),
+            recover_interval: None,
             node: None,
             queues: Vec::new(),
             handlers: HashMap::new(),
