@@ -69,7 +69,8 @@ impl EmbeddedRedis {
             // and Redis must outlive the node's graceful drain, not die with the keypress.
             .process_group(0)
             .kill_on_drop(true);
-        die_with_parent(&mut cmd);
+        // A node killed with -9 takes its Redis with it: nothing else would ever stop it.
+        crate::child::die_with_parent(&mut cmd, libc::SIGTERM);
         let mut child = cmd
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
@@ -170,30 +171,6 @@ fn find_redis_server() -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join("redis-server"))
         .find(|p| p.is_file())
-}
-
-/// If the node dies without stopping Redis (kill -9), Redis goes too: nothing else would
-/// ever stop it. Tied to the spawning thread, which is the main thread (see `server.rs`).
-fn die_with_parent(cmd: &mut tokio::process::Command) {
-    #[cfg(target_os = "linux")]
-    {
-        let parent = std::process::id() as libc::pid_t;
-        // SAFETY: prctl and getppid are async-signal-safe, and the closure touches no memory
-        // shared with the parent.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::getppid() != parent {
-                    libc::_exit(1);
-                }
-                Ok(())
-            });
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = cmd;
 }
 
 async fn ping(port: u16) -> bool {

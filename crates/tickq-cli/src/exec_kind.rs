@@ -184,7 +184,9 @@ impl Exec {
         if let Some(cwd) = &payload.cwd {
             cmd.current_dir(cwd);
         }
-        die_with_parent(&mut cmd);
+        // A server killed with -9 takes the program with it: the job's lease then expires and
+        // it runs elsewhere, and two copies must not run at once.
+        crate::child::die_with_parent(&mut cmd, libc::SIGKILL);
 
         let mut child = cmd.spawn().map_err(|e| {
             let message = format!("could not start {program:?}: {e}");
@@ -256,34 +258,6 @@ fn resolve(program: &str) -> Option<PathBuf> {
             std::fs::metadata(candidate)
                 .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
-}
-
-/// Ask the kernel to SIGKILL the program when the server dies without cleaning up (kill -9):
-/// the job's lease then expires and it runs elsewhere, and two copies must not run at once.
-///
-/// The signal is tied to the *thread* that spawned the child; tokio's worker threads live as
-/// long as the runtime, which is as long as the server.
-fn die_with_parent(cmd: &mut tokio::process::Command) {
-    #[cfg(target_os = "linux")]
-    {
-        let parent = std::process::id() as libc::pid_t;
-        // SAFETY: prctl and getppid are async-signal-safe, and the closure touches no memory
-        // shared with the parent.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The parent may have died before prctl: then nobody would send the signal.
-                if libc::getppid() != parent {
-                    libc::_exit(1);
-                }
-                Ok(())
-            });
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = cmd;
 }
 
 /// Process groups of programs that were signalled but may still be running; the server kills

@@ -15,6 +15,7 @@
 //!
 //! Exit status: 0 ok, 1 the operation failed, 2 usage error (clap's, or a [`UsageError`]).
 
+mod child;
 mod cli;
 mod commands;
 mod config;
