@@ -19,6 +19,7 @@ mod child;
 mod cli;
 mod commands;
 mod config;
+mod connect;
 mod embedded;
 mod exec_kind;
 mod http;

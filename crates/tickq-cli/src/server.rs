@@ -65,7 +65,7 @@ async fn serve(
     embedded: Option<&EmbeddedRedis>,
     signals: &Signals,
 ) -> anyhow::Result<()> {
-    let client = crate::commands::connect(&config.redis).await?;
+    let client = crate::connect::connect(&config.redis).await?;
     register_schedules(&client, config).await?;
 
     let mut builder = Worker::builder(&client)
@@ -193,7 +193,7 @@ async fn register_schedules(client: &Client, config: &ServerConfig) -> anyhow::R
             .upsert_schedule(&cron.to_schedule())
             .await
             .with_context(|| format!("registering [[cron]] schedule {}", cron.name))?;
-        let outcome = crate::commands::upserted(outcome);
+        let outcome = crate::output::upserted(outcome);
         tracing::info!(
             schedule = %cron.name,
             outcome = %outcome,

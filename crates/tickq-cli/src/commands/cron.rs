@@ -8,7 +8,7 @@ use crate::output::{self, Table};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::Serialize;
-use tickq::schedule::{CronSchedule, ScheduleInfo, Task, Upserted};
+use tickq::schedule::{CronSchedule, ScheduleInfo, Task};
 
 /// `t` as RFC 3339 with the offset `zone` has at that instant.
 fn in_zone(t: Timestamp, zone: &TimeZone) -> String {
@@ -24,15 +24,6 @@ fn zone(name: &str) -> TimeZone {
 /// `t` in UTC, to the second.
 fn utc(t: Timestamp) -> String {
     t.round(jiff::Unit::Second).unwrap_or(t).to_string()
-}
-
-/// `created`, `updated` or `unchanged`, as `cron add` and the server's log say it.
-pub fn upserted(outcome: Upserted) -> &'static str {
-    match outcome {
-        Upserted::Created => "created",
-        Upserted::Updated => "updated",
-        Upserted::Unchanged => "unchanged",
-    }
 }
 
 /// One schedule in `cron ls --json`.
@@ -79,7 +70,7 @@ impl<'a> Listed<'a> {
 }
 
 pub async fn list(redis: &Redis, json: bool) -> anyhow::Result<()> {
-    let schedules = super::connect(redis).await?.schedules().await?;
+    let schedules = crate::connect::connect(redis).await?.schedules().await?;
     if json {
         let listed: Vec<Listed> = schedules.iter().map(Listed::new).collect();
         output::json(&serde_json::json!({ "schedules": listed }))?;
@@ -121,7 +112,7 @@ pub async fn list(redis: &Redis, json: bool) -> anyhow::Result<()> {
 }
 
 pub async fn add(redis: &Redis, spec: &CronSpec, json: bool) -> anyhow::Result<()> {
-    let client = super::connect(redis).await?;
+    let client = crate::connect::connect(redis).await?;
     let outcome = client.upsert_schedule(&spec.to_schedule()).await?;
     let info = client.schedule(&spec.name).await?;
     let tz = zone(&info.spec.timezone);
@@ -136,7 +127,7 @@ pub async fn add(redis: &Redis, spec: &CronSpec, json: bool) -> anyhow::Result<(
         }))?;
         return Ok(());
     }
-    let outcome = upserted(outcome);
+    let outcome = crate::output::upserted(outcome);
     let when = match (next, info.next_at) {
         (Some(local), Some(t)) => format!("next fire {local} ({})", utc(t)),
         _ => "it never fires".to_owned(),
@@ -146,7 +137,7 @@ pub async fn add(redis: &Redis, spec: &CronSpec, json: bool) -> anyhow::Result<(
 }
 
 pub async fn named(redis: &Redis, verb: CronVerb, name: &str, json: bool) -> anyhow::Result<()> {
-    let client = super::connect(redis).await?;
+    let client = crate::connect::connect(redis).await?;
     let (value, text) = match verb {
         CronVerb::Rm => {
             client.remove_schedule(name).await?;

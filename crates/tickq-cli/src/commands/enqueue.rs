@@ -5,7 +5,7 @@ use crate::output;
 use tickq::NewJob;
 
 pub async fn enqueue(redis: &Redis, job: NewJob, json: bool) -> anyhow::Result<()> {
-    let client = super::connect(redis).await?;
+    let client = crate::connect::connect(redis).await?;
     let enqueued = client.enqueue(job).await?;
     if json {
         output::json(&serde_json::json!({

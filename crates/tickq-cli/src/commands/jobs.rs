@@ -8,7 +8,7 @@ use std::time::Duration;
 use tickq::{CancelOutcome, Inspector, JobInfo, JobState};
 
 async fn inspector(redis: &Redis) -> anyhow::Result<Inspector> {
-    Ok(super::connect(redis).await?.inspector())
+    Ok(crate::connect::connect(redis).await?.inspector())
 }
 
 pub async fn job(redis: &Redis, id: &str, json: bool) -> anyhow::Result<()> {

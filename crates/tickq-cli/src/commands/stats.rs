@@ -5,7 +5,7 @@ use crate::output::{self, Table};
 use tickq::JobState;
 
 pub async fn stats(redis: &Redis, json: bool) -> anyhow::Result<()> {
-    let client = super::connect(redis).await?;
+    let client = crate::connect::connect(redis).await?;
     let stats = client.inspector().stats().await?;
     if json {
         // Every state is present, zero or not, so scripts need no defaults.
@@ -59,7 +59,7 @@ pub async fn stats(redis: &Redis, json: bool) -> anyhow::Result<()> {
 }
 
 pub async fn queues(redis: &Redis, json: bool) -> anyhow::Result<()> {
-    let client = super::connect(redis).await?;
+    let client = crate::connect::connect(redis).await?;
     let queues = client.inspector().queues().await?;
     if json {
         output::json(&serde_json::json!({ "queues": queues }))?;

@@ -4,7 +4,6 @@
 //! script call per queue, so batching grows with load and costs no latency when idle.
 
 use super::Shared;
-use super::fetcher::Ack;
 use crate::broker::keys::QueueKeys;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +12,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 const MAX_BATCH: usize = 1000;
+
+/// A completed job on its way to the acker: (queue keys, id, fence, result).
+pub(crate) type Ack = (Arc<QueueKeys>, String, u64, String);
 
 /// One queue's share of a batch: its keys and (id, fence, result) per job.
 type QueueBatch = (Arc<QueueKeys>, Vec<(String, u64, String)>);

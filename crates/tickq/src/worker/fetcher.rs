@@ -10,6 +10,7 @@
 //! blocking-command timeouts to its 100 ms cron tick, so the marker's block cannot be used as
 //! the due-time clock.
 
+use super::acker::Ack;
 use super::{Shared, processor};
 use crate::broker::keys::QueueKeys;
 use rand::Rng;
@@ -18,9 +19,6 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-/// A completed job on its way to the acker: (queue keys, id, fence, result).
-pub(crate) type Ack = (Arc<QueueKeys>, String, u64, String);
 
 pub(crate) async fn run(
     shared: Arc<Shared>,

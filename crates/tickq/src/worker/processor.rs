@@ -3,7 +3,7 @@
 //! A handler's panic, error or timeout fails the attempt, never the worker. A stop (lease
 //! lost, cancel, forced shutdown) drops the handler's future at its next await point.
 
-use super::fetcher::Ack;
+use super::acker::Ack;
 use super::{Running, Shared, StopReason};
 use crate::broker::message::Envelope;
 use crate::broker::{Claimed, FailMode, FailOutcome, keys::QueueKeys};
