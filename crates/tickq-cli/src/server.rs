@@ -96,19 +96,25 @@ async fn serve(
     let handle = Stop(vec![worker.shutdown_handle(), scheduler.shutdown_handle()]);
     signals.drive(handle.clone());
 
+    let (stopped_tx, stopped_rx) = watch::channel(false);
     let redis_died = Arc::new(AtomicBool::new(false));
     if let Some(redis) = embedded {
         let exited = redis.exited();
         let (handle, died) = (handle.clone(), redis_died.clone());
+        let mut stopped = stopped_rx.clone();
         tokio::spawn(async move {
-            let status = exited.await;
-            tracing::error!(%status, "the embedded redis-server exited; stopping this node");
-            died.store(true, Ordering::SeqCst);
-            handle.force();
+            tokio::select! {
+                status = exited => {
+                    tracing::error!(%status, "the embedded redis-server exited; stopping this node");
+                    died.store(true, Ordering::SeqCst);
+                    handle.force();
+                }
+                // The node stopped first: Redis is stopped on purpose after this.
+                _ = stopped.wait_for(|s| *s) => {}
+            }
         });
     }
 
-    let (stopped_tx, stopped_rx) = watch::channel(false);
     let http = listener.map(|listener| {
         tracing::info!(address = %config.listen.expect("listening"), "HTTP: GET /healthz");
         let mut stopped = stopped_rx.clone();

@@ -275,6 +275,8 @@ fn embedded_redis_when_no_address_is_given() {
     assert!(process_gone(pid), "redis-server {pid} outlived the node");
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
     assert!(data.path().join("redis/appendonlydir").is_dir());
+    let log = server.log();
+    assert!(!log.contains("ERROR"), "a clean stop logs no error:\n{log}");
 }
 
 #[test]
