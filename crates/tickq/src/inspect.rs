@@ -78,6 +78,15 @@ impl Inspector {
         self.broker.retry(&self.broker.keys(queue), id).await
     }
 
+    /// Send a waiting (scheduled, pending or retry) job to dead by hand, where it is kept and
+    /// can be retried; answers the state it had. A running job is refused: cancel it.
+    pub async fn kill(&self, queue: &str, id: &str) -> Result<JobState> {
+        validate_queue_name(queue)?;
+        self.broker
+            .kill(&self.broker.keys(queue), &self.retention, id)
+            .await
+    }
+
     /// Cancel a job (see [`crate::Client::cancel`]).
     pub async fn cancel(&self, queue: &str, id: &str) -> Result<CancelOutcome> {
         validate_queue_name(queue)?;

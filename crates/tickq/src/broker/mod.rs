@@ -613,6 +613,39 @@ impl Broker {
         }
     }
 
+    /// Send a waiting job to dead by hand; answers the state it had.
+    pub(crate) async fn kill(
+        &self,
+        keys: &QueueKeys,
+        retention: &Retention,
+        id: &str,
+    ) -> Result<JobState> {
+        let answer: String = SCRIPTS
+            .kill
+            .key(&keys.pending)
+            .key(&keys.scheduled)
+            .key(&keys.retry)
+            .key(&keys.dead)
+            .arg(&keys.job_prefix)
+            .arg(id)
+            .arg(retention.dead_max)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let state: JobState = match answer.as_str() {
+            "notfound" => return Err(job_not_found(&keys.name, id)),
+            state => state.parse()?,
+        };
+        match state {
+            JobState::Scheduled | JobState::Pending | JobState::Retry => Ok(state),
+            JobState::Active => Err(Error::invalid(format!(
+                "job {id} is active; cancel it to stop it (a running job cannot be killed)"
+            ))),
+            _ => Err(Error::invalid(format!(
+                "job {id} is {state}; only scheduled, pending or retry jobs can be killed"
+            ))),
+        }
+    }
+
     /// Drop finished jobs past their retention; answers how many index entries went.
     pub(crate) async fn janitor(
         &self,

@@ -27,6 +27,7 @@ pub(crate) struct Scripts {
     pub(crate) cancel: Script,
     pub(crate) delete: Script,
     pub(crate) retry: Script,
+    pub(crate) kill: Script,
     pub(crate) janitor: Script,
     pub(crate) schedule_upsert: Script,
     pub(crate) fire: Script,
@@ -44,6 +45,7 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     cancel: script!("cancel"),
     delete: script!("delete"),
     retry: script!("retry"),
+    kill: script!("kill"),
     janitor: script!("janitor"),
     schedule_upsert: script!("schedule_upsert"),
     fire: script!("fire"),
@@ -51,7 +53,7 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
 });
 
 impl Scripts {
-    pub(crate) fn all(&self) -> [&Script; 14] {
+    pub(crate) fn all(&self) -> [&Script; 15] {
         [
             &self.enqueue,
             &self.claim,
@@ -63,6 +65,7 @@ impl Scripts {
             &self.cancel,
             &self.delete,
             &self.retry,
+            &self.kill,
             &self.janitor,
             &self.schedule_upsert,
             &self.fire,

@@ -1984,3 +1984,34 @@ async fn claim_reports_when_each_job_was_due() {
     let info = env.broker.job(&env.keys, "a").await.unwrap().unwrap();
     assert_eq!(batch.jobs[0].due_ms, info.due_at.unwrap().as_millisecond());
 }
+
+#[tokio::test]
+async fn kill_sends_a_waiting_job_to_dead_and_refuses_the_others() {
+    for state in [JobState::Scheduled, JobState::Pending, JobState::Retry] {
+        let env = start().await;
+        env.put("a", state).await;
+
+        let out = env.broker.kill(&env.keys, &KEEP, "a").await.unwrap();
+
+        assert_eq!(out, state);
+        env.assert_state("a", JobState::Dead).await;
+        let info = env.broker.job(&env.keys, "a").await.unwrap().unwrap();
+        assert_eq!(info.last_error.as_deref(), Some("killed by hand"));
+        let again = env.broker.kill(&env.keys, &KEEP, "a").await.unwrap_err();
+        assert_eq!(
+            again.kind(),
+            ErrorKind::InvalidArgument,
+            "twice, from {state}"
+        );
+    }
+    for state in [JobState::Active, JobState::Completed, JobState::Cancelled] {
+        let env = start().await;
+        env.put("a", state).await;
+        let err = env.broker.kill(&env.keys, &KEEP, "a").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{state}");
+        env.assert_state("a", state).await;
+    }
+    let env = start().await;
+    let err = env.broker.kill(&env.keys, &KEEP, "nope").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+}

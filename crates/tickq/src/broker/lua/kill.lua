@@ -1,0 +1,19 @@
+-- kill: send a waiting job (scheduled, pending, retry) to dead by hand; it is kept there and
+-- can be retried like any dead job.
+-- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] dead
+-- ARGV[1] job key prefix  ARGV[2] id  ARGV[3] dead max
+-- Returns the state the job had (it is now dead), 'notfound', or (refused, nothing changed)
+--   'active', 'dead', 'completed', 'cancelled'.
+-- Idempotent: yes; a second call finds the job dead and answers 'dead'.
+local id = ARGV[2]
+local jk = ARGV[1] .. id
+local state = redis.call('HGET', jk, 'state')
+if not state then return 'notfound' end
+local from = {pending = KEYS[1], scheduled = KEYS[2], retry = KEYS[3]}
+if not from[state] then return state end
+local now = now_ms()
+redis.call('ZREM', from[state], id)
+redis.call('HSET', jk, 'state', 'dead', 'finished', str(now), 'error', 'killed by hand')
+redis.call('ZADD', KEYS[4], now, id)
+cap_index(ARGV[1], KEYS[4], tonumber(ARGV[3]))
+return state
