@@ -87,6 +87,8 @@ pub enum Command {
     Stats(OutputArgs),
     /// Run a dead, cancelled, retry or scheduled job now.
     Retry(IdArgs),
+    /// Send a waiting (scheduled, pending or retry) job to dead; it can be retried later.
+    Kill(IdArgs),
     /// Delete a job that is not running.
     Delete(IdArgs),
     /// Cancel a job; a running one is stopped by its worker.
@@ -117,7 +119,7 @@ pub struct ServerOpts {
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
 
-    /// Serve HTTP (for now only GET /healthz) on ADDR, e.g. 127.0.0.1:7700. A non-loopback
+    /// Serve HTTP (GET /healthz, GET /metrics) on ADDR, e.g. 127.0.0.1:7700. A non-loopback
     /// address needs `[http] token` in the config file.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,

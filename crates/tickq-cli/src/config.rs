@@ -104,6 +104,11 @@ pub enum Action {
         id: String,
         json: bool,
     },
+    Kill {
+        redis: Redis,
+        id: String,
+        json: bool,
+    },
     Delete {
         redis: Redis,
         id: String,
@@ -425,6 +430,11 @@ pub fn validate(cli: Cli) -> anyhow::Result<Invocation> {
             json: output.json,
         },
         Command::Retry(args) => Action::Retry {
+            redis,
+            id: job_id(&args.id)?,
+            json: args.output.json,
+        },
+        Command::Kill(args) => Action::Kill {
             redis,
             id: job_id(&args.id)?,
             json: args.output.json,

@@ -1,10 +1,20 @@
-//! The node's HTTP surface. For now only `GET /healthz`; the JSON API, dashboard and metrics
+//! The node's HTTP surface: `GET /healthz` and `GET /metrics`; the JSON API and dashboard
 //! join it here.
+//!
+//! Access: the listener is on loopback unless `[http] token` is set (config validation
+//! enforces that). `/healthz` is always open, so load balancers can probe it; everything else
+//! needs `Authorization: Bearer <token>` when a token is configured.
 
+use crate::metrics::Metrics;
 use anyhow::Context as _;
 use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 
 /// Bind before anything else starts, so a taken port fails the node at once.
@@ -14,16 +24,79 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     })
 }
 
-fn router() -> Router {
-    Router::new().route("/healthz", get(|| async { "ok" }))
+fn router(metrics: Metrics, token: Option<String>) -> Router {
+    let guarded = Router::new()
+        .route("/metrics", get(render_metrics))
+        .with_state(metrics)
+        .layer(middleware::from_fn_with_state(
+            token.map(Arc::<str>::from),
+            require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(guarded)
+}
+
+async fn render_metrics(State(metrics): State<Metrics>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics.render().await,
+    )
+        .into_response()
+}
+
+async fn require_token(
+    State(token): State<Option<Arc<str>>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = token else {
+        return next.run(req).await;
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(given) if same(given.as_bytes(), token.as_bytes()) => next.run(req).await,
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "missing or wrong token: send `Authorization: Bearer <[http] token>`\n",
+        )
+            .into_response(),
+    }
+}
+
+/// Compare without stopping at the first difference, so timing does not reveal the token.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Serve until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
+    metrics: Metrics,
+    token: Option<String>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router())
+    axum::serve(listener, router(metrics, token))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same;
+
+    #[test]
+    fn compares_tokens() {
+        assert!(same(b"s3cret", b"s3cret"));
+        assert!(!same(b"s3cret", b"s3creT"));
+        assert!(!same(b"s3cret", b"s3cre"));
+    }
 }

@@ -11,6 +11,7 @@
 //! | `embedded` | the embedded redis-server |
 //! | `exec_kind` | the built-in `exec` job kind |
 //! | `http` | the node's HTTP surface |
+//! | `metrics` | the Prometheus recorder and `GET /metrics` |
 //! | `logging` | tracing setup |
 //!
 //! Exit status: 0 ok, 1 the operation failed, 2 usage error (clap's, or a [`UsageError`]).
@@ -23,7 +24,9 @@ mod connect;
 mod embedded;
 mod exec_kind;
 mod http;
+mod http_kind;
 mod logging;
+mod metrics;
 mod output;
 mod parse;
 mod server;

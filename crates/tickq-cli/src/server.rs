@@ -8,7 +8,7 @@
 
 use crate::config::{CronTask, RedisOrigin, ServerConfig};
 use crate::embedded::{self, EmbeddedRedis};
-use crate::{exec_kind, http};
+use crate::{exec_kind, http, http_kind};
 use anyhow::Context as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,6 +67,15 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let client = crate::connect::connect(&config.redis).await?;
     register_schedules(&client, config).await?;
+    // Metrics are only readable over HTTP, so without a listener no recorder is installed
+    // and the library's metrics stay no-ops.
+    let metrics = match listener {
+        Some(_) => Some(crate::metrics::Metrics::new(
+            crate::metrics::install()?,
+            client.inspector(),
+        )),
+        None => None,
+    };
 
     let mut builder = Worker::builder(&client)
         .node(&config.node)
@@ -77,7 +86,8 @@ async fn serve(
         .handler(
             exec_kind::KIND,
             exec_kind::handler(config.exec_allow.clone(), config.node.clone()),
-        );
+        )
+        .handler(http_kind::KIND, http_kind::handler()?);
     if let Some(lease) = config.lease {
         // A dead node's jobs come back once their lease expired *and* a recoverer looked: with
         // a short lease, the default 5 s between looks would be most of the wait.
@@ -115,12 +125,20 @@ async fn serve(
         });
     }
 
-    let http = listener.map(|listener| {
-        tracing::info!(address = %config.listen.expect("listening"), "HTTP: GET /healthz");
+    let http = listener.zip(metrics).map(|(listener, metrics)| {
+        tracing::info!(
+            address = %config.listen.expect("listening"),
+            "HTTP: GET /healthz, GET /metrics"
+        );
         let mut stopped = stopped_rx.clone();
-        tokio::spawn(http::serve(listener, async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }))
+        tokio::spawn(http::serve(
+            listener,
+            metrics,
+            config.token.clone(),
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        ))
     });
 
     tracing::info!("scheduler started");

@@ -13,6 +13,25 @@
 //! claim, so a side effect can reject a write from an older holder. A holder that lost its
 //! lease cannot ack, fail or renew the job. See `docs/delivery.md`.
 //!
+//! # Metrics
+//!
+//! Workers emit through the [`metrics`](https://docs.rs/metrics) facade: nothing is recorded
+//! unless the application installs a recorder (Prometheus, StatsD, OpenTelemetry...). Install
+//! it before the worker runs its first job; the `tickq` binary serves them at `GET /metrics`.
+//!
+//! | metric | kind | labels | meaning |
+//! | --- | --- | --- | --- |
+//! | `tickq_jobs_total` | counter | `queue`, `outcome` | jobs that ended an attempt, by outcome (below) |
+//! | `tickq_job_duration_seconds` | histogram | `queue` | handler run time of one attempt, whatever its outcome |
+//! | `tickq_queue_latency_seconds` | histogram | `queue` | claim time minus due time, both on Redis' clock |
+//!
+//! Outcomes are counted when Redis applied them, by the worker that reported them:
+//! `completed` (acked), `failed` (attempt failed, will be retried), `dead` (failed for good or
+//! killed), `cancelled`, `abandoned` (lease lost; the job runs again elsewhere) and
+//! `handed_back` (returned to pending at shutdown, attempt not charged). An ack or failure
+//! Redis refused because the worker no longer held the job is not counted. Queue sizes are
+//! not emitted by the library: read them from [`Inspector::stats`] at scrape time.
+//!
 //! # A tour
 //!
 //! ```no_run

@@ -126,6 +126,23 @@ pub async fn retry(redis: &Redis, id: &str, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub async fn kill(redis: &Redis, id: &str, json: bool) -> anyhow::Result<()> {
+    let inspector = inspector(redis).await?;
+    let job = inspector.find_job(id).await?;
+    let was = inspector.kill(&job.queue, id).await?;
+    if json {
+        output::json(&serde_json::json!({
+            "id": id,
+            "queue": job.queue,
+            "previous_state": was,
+            "state": JobState::Dead,
+        }))?;
+    } else {
+        output::text(&format!("job {id} ({was}) is dead"))?;
+    }
+    Ok(())
+}
+
 pub async fn delete(redis: &Redis, id: &str, json: bool) -> anyhow::Result<()> {
     let inspector = inspector(redis).await?;
     let job = inspector.find_job(id).await?;

@@ -24,6 +24,7 @@ pub async fn run(action: Action) -> anyhow::Result<()> {
             json,
         } => jobs::list(&redis, &queue, state, limit, json).await,
         Action::Retry { redis, id, json } => jobs::retry(&redis, &id, json).await,
+        Action::Kill { redis, id, json } => jobs::kill(&redis, &id, json).await,
         Action::Delete { redis, id, json } => jobs::delete(&redis, &id, json).await,
         Action::Cancel { redis, id, json } => jobs::cancel(&redis, &id, json).await,
         Action::Stats { redis, json } => stats::stats(&redis, json).await,

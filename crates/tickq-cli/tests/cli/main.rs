@@ -2,6 +2,8 @@
 
 mod bad_input;
 mod cron;
+mod http_kind;
+mod metrics;
 mod server;
 mod util;
 mod verbs;

@@ -355,9 +355,35 @@ fn cancel_retry_delete() {
         run(u, &["delete", "j2"]).ok().stdout,
         "job j2 (pending) deleted\n"
     );
-    for verb in ["job", "retry", "delete", "cancel"] {
+    for verb in ["job", "retry", "delete", "cancel", "kill"] {
         run(u, &[verb, "j1"]).fails(1, "no job j1");
     }
+}
+
+#[test]
+fn kill_sends_a_waiting_job_to_dead() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let u = Some(url.as_str());
+    run(u, &["enqueue", "q", "k", "--id", "j1", "--in", "1h"]).ok();
+    run(u, &["enqueue", "q", "k", "--id", "j2"]).ok();
+
+    let killed = run(u, &["kill", "j1", "--json"]).json();
+    assert_eq!(
+        killed,
+        serde_json::json!({"id": "j1", "queue": "q", "previous_state": "scheduled", "state": "dead"})
+    );
+    assert_eq!(job(&url, "j1")["state"], "dead");
+    assert_eq!(job(&url, "j1")["last_error"], "killed by hand");
+    assert_eq!(
+        run(u, &["kill", "j2"]).ok().stdout,
+        "job j2 (pending) is dead\n"
+    );
+    run(u, &["kill", "j2"]).fails(1, "only scheduled, pending or retry jobs can be killed");
+    assert_eq!(
+        run(u, &["retry", "j2", "--json"]).json()["previous_state"],
+        "dead"
+    );
 }
 
 #[test]

@@ -53,6 +53,10 @@ async fn ack(shared: &Shared, keys: &QueueKeys, jobs: &[(String, u64, String)]) 
                     .counters
                     .completed
                     .fetch_add(outcome.acked, Ordering::Relaxed);
+                // Only what Redis applied counts as completed; stale acks are not outcomes.
+                if let Some(m) = shared.metrics(&keys.name) {
+                    m.completed.increment(outcome.acked);
+                }
                 if !outcome.stale.is_empty() {
                     shared
                         .counters

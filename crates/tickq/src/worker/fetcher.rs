@@ -76,7 +76,11 @@ pub(crate) async fn run(
                         next_wake = Some(next_wake.map_or(wait, |w| w.min(wait)));
                     }
                     let lease_until = lease_from + shared.config.lease;
+                    let metrics = shared.metrics(&keys.name);
                     for job in batch.jobs {
+                        if let Some(m) = metrics {
+                            m.claimed(job.due_ms, batch.now_ms);
+                        }
                         let permit = permits.pop().expect("claimed no more than free slots");
                         claimed += 1;
                         let running = processor::register(&shared, &keys, &job, lease_until);

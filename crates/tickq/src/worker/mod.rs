@@ -11,11 +11,13 @@
 //! | [`heartbeat`] | renews the leases of running jobs; abandons those it cannot keep |
 //! | [`recoverer`] | returns jobs whose lease expired (dead workers) to pending |
 //! | [`janitor`] | enforces retention of finished jobs |
+//! | [`metrics`] | per-queue handles into the `metrics` facade |
 
 mod acker;
 mod fetcher;
 mod heartbeat;
 mod janitor;
+mod metrics;
 mod processor;
 mod recoverer;
 
@@ -26,7 +28,7 @@ use crate::retry::{ExponentialBackoff, RetryPolicy};
 use crate::{Client, Error, Result};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -142,11 +144,23 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     /// Wakes the idle fetcher: set by the marker waiters and by the recoverer.
     pub(crate) wake: Arc<tokio::sync::Notify>,
+    /// Made on first use rather than at build time, so a recorder installed after the worker
+    /// was built (but before it runs jobs) still gets its metrics.
+    pub(crate) metrics: OnceLock<metrics::Metrics>,
 }
 
 impl Shared {
     pub(crate) fn keys(&self, queue: &str) -> Arc<QueueKeys> {
         self.broker.keys(queue)
+    }
+
+    /// The metric handles of `queue` (None for a queue this worker does not claim from).
+    pub(crate) fn metrics(&self, queue: &str) -> Option<&metrics::QueueMetrics> {
+        self.metrics
+            .get_or_init(|| {
+                metrics::Metrics::new(self.config.queues.iter().map(|(k, _)| k.name.as_str()))
+            })
+            .queue(queue)
     }
 
     pub(crate) fn running_snapshot(&self) -> Vec<(JobKey, Arc<Running>)> {
@@ -388,6 +402,7 @@ impl WorkerBuilder {
             running: Mutex::default(),
             counters: Counters::default(),
             wake: Arc::default(),
+            metrics: OnceLock::new(),
         });
         Ok(Worker {
             shared,

@@ -53,7 +53,7 @@ pub(crate) async fn run(
     permit: OwnedSemaphorePermit,
     acks: tokio::sync::mpsc::UnboundedSender<Ack>,
 ) {
-    let outcome = execute(&shared, &claimed, &running).await;
+    let outcome = execute(&shared, &keys.name, &claimed, &running).await;
     // The job leaves the running map before its outcome is reported, so the heartbeat stops
     // renewing it; its lease still has at least two thirds of its length left.
     shared
@@ -87,6 +87,9 @@ pub(crate) async fn run(
             match shared.broker.requeue(&keys, &[(id.clone(), fence)]).await {
                 Ok(n) => {
                     shared.counters.handed_back.fetch_add(n, Ordering::Relaxed);
+                    if let Some(m) = shared.metrics(&keys.name) {
+                        m.handed_back.increment(n);
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(job = %id, error = %e, "could not hand the job back; it runs again after its lease expires")
@@ -95,12 +98,15 @@ pub(crate) async fn run(
         }
         Outcome::Stopped(_) => {
             shared.counters.abandoned.fetch_add(1, Ordering::Relaxed);
+            if let Some(m) = shared.metrics(&keys.name) {
+                m.abandoned.increment(1);
+            }
             tracing::warn!(queue = %keys.name, job = %id, fence, "lease lost; job abandoned");
         }
     }
 }
 
-async fn execute(shared: &Shared, claimed: &Claimed, running: &Running) -> Outcome {
+async fn execute(shared: &Shared, queue: &str, claimed: &Claimed, running: &Running) -> Outcome {
     let envelope = match Envelope::decode(&claimed.data) {
         Ok(e) => e,
         Err(e) => return Outcome::Failed(FailAction::Kill, format!("corrupt job: {e}")),
@@ -127,8 +133,9 @@ async fn execute(shared: &Shared, claimed: &Claimed, running: &Running) -> Outco
             .and_then(crate::job::ms_to_timestamp),
         stop: running.stop.clone(),
     };
+    let started = Instant::now();
     let mut run = AssertUnwindSafe(handler.call(job)).catch_unwind();
-    tokio::select! {
+    let outcome = tokio::select! {
         result = &mut run => match result {
             Ok(Ok(result)) => Outcome::Completed(result.unwrap_or_default()),
             Ok(Err(e)) => Outcome::Failed(e.action, e.message),
@@ -152,7 +159,11 @@ async fn execute(shared: &Shared, claimed: &Claimed, running: &Running) -> Outco
             let _ = tokio::time::timeout(shared.config.stop_grace, run).await;
             Outcome::Stopped(running.reason())
         }
+    };
+    if let Some(m) = shared.metrics(queue) {
+        m.duration.record(started.elapsed().as_secs_f64());
     }
+    outcome
 }
 
 /// Report a failed attempt, retrying while Redis is unreachable: the call is idempotent (a
@@ -181,6 +192,14 @@ async fn report_failure(
             Ok(outcome) => {
                 if outcome != FailOutcome::Cancelled {
                     shared.counters.failed.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(m) = shared.metrics(&keys.name) {
+                    match outcome {
+                        FailOutcome::Retry => m.failed.increment(1),
+                        FailOutcome::Dead => m.dead.increment(1),
+                        FailOutcome::Cancelled => m.cancelled.increment(1),
+                        FailOutcome::Stale => {}
+                    }
                 }
                 tracing::debug!(queue = %keys.name, job = %id, ?outcome, error = message, "attempt failed");
                 return;
