@@ -234,8 +234,33 @@ pub struct JobsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
-    /// Every queue that has received a job.
+    /// Every queue that has received a job; paused ones are marked.
     Ls(OutputArgs),
+    /// Stop workers from starting jobs of a queue; running jobs finish, enqueues go on.
+    Pause(QueueArgs),
+    /// Let workers start jobs of a paused queue again.
+    Resume(QueueArgs),
+    /// Delete every job of a queue in one state (not active: cancel those); prints how many.
+    Purge(QueuePurgeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// The queue.
+    pub queue: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct QueuePurgeArgs {
+    /// The queue.
+    pub queue: String,
+    /// The state whose jobs go: scheduled pending retry dead completed cancelled.
+    #[arg(long, value_name = "STATE", required = true)]
+    pub state: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Subcommand)]

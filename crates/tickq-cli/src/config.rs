@@ -5,9 +5,9 @@
 
 use crate::cli::{
     CatchupArg, Cli, Command, ConfigCommand, CronAddArgs, CronCommand, CronNextArgs, JobOpts,
-    LogFormat, OverlapArg, QueueCommand, ServerOpts,
+    LogFormat, OverlapArg, QueueArgs, QueueCommand, ServerOpts,
 };
-use crate::exec_kind::ExecPayload;
+use crate::exec_kind::{ExecPayload, Secret};
 use crate::parse;
 use anyhow::Context as _;
 use serde::Deserialize;
@@ -123,6 +123,20 @@ pub enum Action {
         redis: Redis,
         json: bool,
     },
+    /// `queue pause` (paused: true) and `queue resume`.
+    QueuePause {
+        redis: Redis,
+        queue: String,
+        paused: bool,
+        json: bool,
+    },
+    /// Never `JobState::Active`: refused here as a usage error.
+    QueuePurge {
+        redis: Redis,
+        queue: String,
+        state: JobState,
+        json: bool,
+    },
     CronLs {
         redis: Redis,
         json: bool,
@@ -202,6 +216,8 @@ pub struct ServerConfig {
     pub token: Option<String>,
     /// Programs `exec` jobs may run, matched exactly as written; empty = exec off.
     pub exec_allow: Vec<String>,
+    /// `TICKQ_EXEC_SECRET` or `[exec] secret`: exec jobs must be signed with it.
+    pub exec_secret: Option<crate::exec_kind::Secret>,
     pub cron: Vec<CronSpec>,
     pub data_dir: PathBuf,
 }
@@ -273,6 +289,7 @@ struct HttpFile {
 struct ExecFile {
     #[serde(default)]
     allow: Vec<String>,
+    secret: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -340,6 +357,7 @@ pub fn validate(cli: Cli) -> anyhow::Result<Invocation> {
             .and_then(|f| f.redis.as_deref())
             .zip(global.config.as_deref()),
     )?;
+    let exec_secret = exec_secret(file.as_ref(), global.config.as_deref())?;
     let action = match command {
         Command::Server(args) => {
             log.default_level = "info";
@@ -361,7 +379,7 @@ pub fn validate(cli: Cli) -> anyhow::Result<Invocation> {
             json: args.output.json,
         },
         Command::Enqueue(args) => {
-            let payload = match args.payload.as_deref() {
+            let mut payload = match args.payload.as_deref() {
                 None => serde_json::Value::Null,
                 Some(text) => payload(text)?,
             };
@@ -373,6 +391,9 @@ pub fn validate(cli: Cli) -> anyhow::Result<Invocation> {
                     ))
                 })?;
                 exec.validate().map_err(usage)?;
+                if let Some(secret) = &exec_secret {
+                    payload = signed_value(exec, secret)?;
+                }
             }
             let json = args.job.output.json;
             Action::Enqueue {
@@ -387,9 +408,13 @@ pub fn validate(cli: Cli) -> anyhow::Result<Invocation> {
                 env: env_pairs(&args.env)?,
                 cwd: args.cwd,
                 stdin: None,
+                sig: None,
             };
             exec.validate().map_err(usage)?;
-            let payload = serde_json::to_value(&exec).context("encoding the exec payload")?;
+            let payload = match &exec_secret {
+                Some(secret) => signed_value(exec, secret)?,
+                None => serde_json::to_value(&exec).context("encoding the exec payload")?,
+            };
             let json = args.job.output.json;
             Action::Enqueue {
                 redis,
@@ -453,12 +478,47 @@ pub fn validate(cli: Cli) -> anyhow::Result<Invocation> {
             redis,
             json: output.json,
         },
-        Command::Cron(command) => cron_action(command, redis)?,
+        Command::Queue(QueueCommand::Pause(args)) => queue_pause(redis, args, true)?,
+        Command::Queue(QueueCommand::Resume(args)) => queue_pause(redis, args, false)?,
+        Command::Queue(QueueCommand::Purge(args)) => {
+            queue_name(&args.queue)?;
+            let state: JobState = args
+                .state
+                .parse()
+                .map_err(|e| usage(format!("--state: {e}")))?;
+            if state == JobState::Active {
+                return Err(usage(
+                    "active jobs cannot be purged: they are running; cancel them \
+                     (`tickq cancel ID`), or pause the queue and let them finish",
+                ));
+            }
+            Action::QueuePurge {
+                redis,
+                queue: args.queue,
+                state,
+                json: args.output.json,
+            }
+        }
+        Command::Cron(command) => cron_action(command, redis, exec_secret.as_ref())?,
     };
     Ok(Invocation { log, action })
 }
 
-fn cron_action(command: CronCommand, redis: Redis) -> anyhow::Result<Action> {
+fn queue_pause(redis: Redis, args: QueueArgs, paused: bool) -> anyhow::Result<Action> {
+    queue_name(&args.queue)?;
+    Ok(Action::QueuePause {
+        redis,
+        queue: args.queue,
+        paused,
+        json: args.output.json,
+    })
+}
+
+fn cron_action(
+    command: CronCommand,
+    redis: Redis,
+    exec_secret: Option<&Secret>,
+) -> anyhow::Result<Action> {
     let (verb, args) = match command {
         CronCommand::Ls(output) => {
             return Ok(Action::CronLs {
@@ -468,9 +528,13 @@ fn cron_action(command: CronCommand, redis: Redis) -> anyhow::Result<Action> {
         }
         CronCommand::Add(args) => {
             let json = args.output.json;
+            let mut spec = cron_add(args)?;
+            if let Some(secret) = exec_secret {
+                spec.sign_exec(secret);
+            }
             return Ok(Action::CronAdd {
                 redis,
-                spec: Box::new(cron_add(args)?),
+                spec: Box::new(spec),
                 json,
             });
         }
@@ -496,6 +560,7 @@ fn cron_add(args: CronAddArgs) -> anyhow::Result<CronSpec> {
             env: env_pairs(&args.env)?,
             cwd: args.cwd,
             stdin: None,
+            sig: None,
         })
     } else {
         let kind = args.kind.expect("clap requires --exec or --kind");
@@ -623,6 +688,7 @@ fn server_config(
         None => usage(format!("{what}: {e}")),
     };
 
+    let exec_secret = exec_secret(Some(&file), path.as_deref())?;
     let node_is_default = flags.node.is_none() && file.node.is_none();
     let node = match (flags.node, file.node) {
         (Some(n), _) => {
@@ -732,6 +798,7 @@ fn server_config(
         listen,
         token,
         exec_allow: file.exec.allow,
+        exec_secret,
         cron,
         data_dir: flags
             .data
@@ -822,6 +889,15 @@ impl CronSpec {
             .map_err(|e| e.to_string())
     }
 
+    /// Sign every exec task with `secret` (replacing any signature it had).
+    pub fn sign_exec(&mut self, secret: &Secret) {
+        for task in &mut self.tasks {
+            if let CronTask::Exec { exec, .. } = task {
+                exec.sign(secret);
+            }
+        }
+    }
+
     /// The library's form of this schedule.
     pub fn to_schedule(&self) -> ScheduleSpec {
         let mut spec = ScheduleSpec::new(&self.name, &self.queue, &self.schedule)
@@ -852,6 +928,7 @@ fn cron_task(t: CronTaskFile) -> Result<CronTask, String> {
             env: t.env.unwrap_or_default(),
             cwd: t.cwd,
             stdin: t.stdin,
+            sig: None,
         });
     }
     if t.cmd.is_some() || t.env.is_some() || t.cwd.is_some() || t.stdin.is_some() {
@@ -861,6 +938,31 @@ fn cron_task(t: CronTaskFile) -> Result<CronTask, String> {
         ));
     }
     kind_task(t.kind, t.payload.map(toml_to_json).unwrap_or_default())
+}
+
+/// The exec signing secret: `TICKQ_EXEC_SECRET` if set, else `[exec] secret` of the file.
+fn exec_secret(file: Option<&FileConfig>, path: Option<&Path>) -> anyhow::Result<Option<Secret>> {
+    if let Some(text) = std::env::var_os(crate::exec_kind::SECRET_ENV) {
+        let text = text
+            .to_str()
+            .ok_or_else(|| usage(format!("{}: not valid UTF-8", crate::exec_kind::SECRET_ENV)))?;
+        return Secret::new(text)
+            .map(Some)
+            .map_err(|e| usage(format!("{}: {e}", crate::exec_kind::SECRET_ENV)));
+    }
+    let Some(text) = file.and_then(|f| f.exec.secret.as_deref()) else {
+        return Ok(None);
+    };
+    Secret::new(text).map(Some).map_err(|e| {
+        let file = path.map_or_else(String::new, |p| format!("config file {}: ", p.display()));
+        usage(format!("{file}[exec] secret: {e}"))
+    })
+}
+
+/// An exec payload signed with `secret`, as JSON.
+fn signed_value(mut exec: ExecPayload, secret: &Secret) -> anyhow::Result<serde_json::Value> {
+    exec.sign(secret);
+    serde_json::to_value(&exec).context("encoding the exec payload")
 }
 
 fn exec_task(exec: ExecPayload) -> Result<CronTask, String> {

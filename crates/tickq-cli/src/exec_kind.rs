@@ -12,14 +12,37 @@
 //!   one, and allowing an interpreter (`sh`, `python3`) allows any code;
 //! - the job's `env` cannot set PATH (it would choose a different binary for an allowed
 //!   name), `LD_*`/`DYLD_*` (they would load code into an allowed binary) or `TICKQ_*` (the
-//!   variables below are tickq's to set).
+//!   variables below are tickq's to set);
+//! - with a shared secret (see below), only signed payloads run.
+//!
+//! # Signing
+//!
+//! A server with a secret (`[exec] secret` or `TICKQ_EXEC_SECRET`, at least 16 bytes) runs only
+//! exec jobs whose payload carries `"sig": HEX`, the lowercase hex HMAC-SHA256 under the secret
+//! of [`signed_bytes`]: the text `tickq-exec-v1` and a newline, then the compact JSON
+//! `{"cmd":[...],"env":{...},"cwd":...,"stdin":...}` (always these four keys in this order, env
+//! keys sorted, `null` for a missing cwd or stdin, serde_json's escaping). An unsigned job is
+//! killed with "exec job is not signed with this server's secret", a wrong one with "signature
+//! does not match"; the program does not run. Signatures are compared in constant time.
+//!
+//! The signature binds the command, env, cwd and stdin, and nothing else: not the job id, the
+//! queue, the schedule, the attempt or any time. A signed payload copied into another job (or
+//! enqueued again) runs the same approved command, as many times as it is enqueued; the secret
+//! vouches for *what* runs, not *when* or *how often*. Rotating the secret invalidates every
+//! signature made with the old one, including those of stored `cron add` schedules.
+//!
+//! tickq signs what it creates when its config has the secret: `tickq exec`, `tickq enqueue
+//! QUEUE exec` (it re-signs, replacing any `sig` given), `tickq cron add --exec` and the
+//! `[[cron]]` exec tasks a server stores. A server without a secret ignores `sig`.
 //!
 //! The program sees `TICKQ_JOB_ID`, `TICKQ_QUEUE`, `TICKQ_ATTEMPT`, `TICKQ_FENCE`,
 //! `TICKQ_NODE`, and when the job carries them, `TICKQ_SCHEDULED_AT` and `TICKQ_CRON`. It runs
 //! in its own process group; when the job is stopped (lease lost, cancelled, forced shutdown)
 //! or times out, the whole group gets SIGTERM and, after [`KILL_GRACE`], SIGKILL.
 
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -69,6 +92,117 @@ pub struct ExecPayload {
     /// Text written to the program's stdin (otherwise stdin is empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdin: Option<String>,
+    /// The signature (see the module docs); not part of what is signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<String>,
+}
+
+/// The exec signing secret. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<[u8]>);
+
+/// The shortest secret accepted, in bytes.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// The environment variable that gives the secret (it wins over `[exec] secret`).
+pub const SECRET_ENV: &str = "TICKQ_EXEC_SECRET";
+
+impl Secret {
+    /// A secret from its text, at least [`MIN_SECRET_LEN`] bytes.
+    pub fn new(text: &str) -> Result<Secret, String> {
+        if text.len() < MIN_SECRET_LEN {
+            return Err(format!(
+                "the exec secret is {} bytes long; use at least {MIN_SECRET_LEN}",
+                text.len()
+            ));
+        }
+        Ok(Secret(text.as_bytes().into()))
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes a key of any length")
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// What a signature covers: the payload without `sig`, in a fixed order and form.
+#[derive(Serialize)]
+struct Canonical<'a> {
+    cmd: &'a [String],
+    env: &'a BTreeMap<String, String>,
+    cwd: Option<&'a str>,
+    stdin: Option<&'a str>,
+}
+
+/// Domain separation and version of the signed bytes.
+const SIGNED_PREFIX: &[u8] = b"tickq-exec-v1\n";
+
+/// The bytes an exec payload's signature is the HMAC of (see the module docs).
+pub fn signed_bytes(payload: &ExecPayload) -> Vec<u8> {
+    let mut bytes = SIGNED_PREFIX.to_vec();
+    serde_json::to_writer(
+        &mut bytes,
+        &Canonical {
+            cmd: &payload.cmd,
+            env: &payload.env,
+            cwd: payload.cwd.as_deref(),
+            stdin: payload.stdin.as_deref(),
+        },
+    )
+    .expect("strings serialise");
+    bytes
+}
+
+impl ExecPayload {
+    /// Set `sig` for `secret`.
+    pub fn sign(&mut self, secret: &Secret) {
+        let mut mac = secret.mac();
+        mac.update(&signed_bytes(self));
+        let tag = mac.finalize().into_bytes();
+        self.sig = Some(tag.iter().map(|b| format!("{b:02x}")).collect());
+    }
+
+    /// Whether `sig` is this payload's signature under `secret`; the error is the reason.
+    pub fn verify(&self, secret: &Secret) -> Result<(), String> {
+        let Some(sig) = &self.sig else {
+            return Err(
+                "exec job is not signed with this server's secret (it has no sig); \
+                        enqueue it with a tickq whose config has the same [exec] secret"
+                    .into(),
+            );
+        };
+        let mismatch = || {
+            "signature does not match: the payload was changed after signing, or signed with \
+             another secret"
+                .to_owned()
+        };
+        let tag = decode_hex(sig).ok_or_else(mismatch)?;
+        let mut mac = secret.mac();
+        mac.update(&signed_bytes(self));
+        // verify_slice compares in constant time.
+        mac.verify_slice(&tag).map_err(|_| mismatch())
+    }
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() != 64 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            let pair = text.get(i..i + 2)?;
+            if !pair.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            u8::from_str_radix(pair, 16).ok()
+        })
+        .collect()
 }
 
 impl ExecPayload {
@@ -113,13 +247,16 @@ impl ExecPayload {
 struct Exec {
     allow: BTreeSet<String>,
     node: String,
+    secret: Option<Secret>,
 }
 
-/// The handler for kind `exec` on node `node`, allowed to run the programs in `allow`.
-pub fn handler(allow: Vec<String>, node: String) -> impl tickq::Handler {
+/// The handler for kind `exec` on node `node`, allowed to run the programs in `allow`; with
+/// `secret`, only signed payloads run.
+pub fn handler(allow: Vec<String>, node: String, secret: Option<Secret>) -> impl tickq::Handler {
     let exec = Arc::new(Exec {
         allow: allow.into_iter().collect(),
         node,
+        secret,
     });
     move |job: Job| {
         let exec = exec.clone();
@@ -133,6 +270,9 @@ impl Exec {
         payload
             .validate()
             .map_err(|e| JobError::kill(format!("invalid exec payload: {e}")))?;
+        if let Some(secret) = &self.secret {
+            payload.verify(secret).map_err(JobError::kill)?;
+        }
         let program = &payload.cmd[0];
         if self.allow.is_empty() {
             return Err(JobError::kill(format!(
@@ -405,6 +545,80 @@ mod tests {
             let err = payload(serde_json::json!({"cmd": ["x"], "env": {var: "1"}})).unwrap_err();
             assert!(err.contains("env"), "{var}: {err}");
         }
+    }
+
+    fn secret() -> Secret {
+        Secret::new("0123456789abcdef").unwrap()
+    }
+
+    #[test]
+    fn signed_bytes_are_canonical() {
+        // Field order of the input, a missing vs empty env, and sig do not matter.
+        let a = payload(serde_json::json!({
+            "stdin": "é\u{1}",
+            "env": {"B": "2", "A": "1"},
+            "cmd": ["sh", "-c", "echo \"hi\"\n\\/"],
+            "sig": "ignored",
+        }))
+        .unwrap();
+        let b = payload(serde_json::json!({
+            "cmd": ["sh", "-c", "echo \"hi\"\n\\/"],
+            "env": {"A": "1", "B": "2"},
+            "stdin": "é\u{1}",
+        }))
+        .unwrap();
+        let expected = "tickq-exec-v1\n{\"cmd\":[\"sh\",\"-c\",\"echo \\\"hi\\\"\\n\\\\/\"],\
+                        \"env\":{\"A\":\"1\",\"B\":\"2\"},\"cwd\":null,\"stdin\":\"é\\u0001\"}";
+        assert_eq!(String::from_utf8(signed_bytes(&a)).unwrap(), expected);
+        assert_eq!(signed_bytes(&a), signed_bytes(&b));
+
+        let bare = payload(serde_json::json!({"cmd": ["true"]})).unwrap();
+        let empty_env = payload(serde_json::json!({"cmd": ["true"], "env": {}})).unwrap();
+        assert_eq!(
+            signed_bytes(&bare),
+            b"tickq-exec-v1\n{\"cmd\":[\"true\"],\"env\":{},\"cwd\":null,\"stdin\":null}"
+        );
+        assert_eq!(signed_bytes(&bare), signed_bytes(&empty_env));
+        // A missing cwd and an empty-string stdin differ.
+        let empty_stdin = payload(serde_json::json!({"cmd": ["true"], "stdin": ""})).unwrap();
+        assert_ne!(signed_bytes(&bare), signed_bytes(&empty_stdin));
+    }
+
+    #[test]
+    fn sign_and_verify() {
+        let mut p = payload(serde_json::json!({"cmd": ["true"]})).unwrap();
+        assert!(p.verify(&secret()).unwrap_err().contains("not signed"));
+        p.sign(&secret());
+        // Known answer: HMAC-SHA256("0123456789abcdef", signed bytes), as Python computes it.
+        assert_eq!(
+            p.sig.as_deref(),
+            Some("58ad4baeaeb921b9504111968168bd47853b0187fb0ec85b7a9552740ba0eb61")
+        );
+        p.verify(&secret()).unwrap();
+        // The sig survives the JSON round trip a job makes.
+        let back: ExecPayload = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        back.verify(&secret()).unwrap();
+
+        let other = Secret::new("another secret, 16+").unwrap();
+        assert!(p.verify(&other).unwrap_err().contains("does not match"));
+        for change in [
+            |p: &mut ExecPayload| p.cmd.push("x".into()),
+            |p: &mut ExecPayload| drop(p.env.insert("A".into(), "1".into())),
+            |p: &mut ExecPayload| p.cwd = Some("/".into()),
+            |p: &mut ExecPayload| p.stdin = Some(String::new()),
+            |p: &mut ExecPayload| p.sig = Some("zz".repeat(32)),
+            |p: &mut ExecPayload| p.sig = Some("00".into()),
+        ] {
+            let mut q = p.clone();
+            change(&mut q);
+            assert!(q.verify(&secret()).unwrap_err().contains("does not match"));
+        }
+    }
+
+    #[test]
+    fn secrets_are_long_and_hidden() {
+        assert!(Secret::new("short").unwrap_err().contains("at least 16"));
+        assert_eq!(format!("{:?}", secret()), "Secret(***)");
     }
 
     #[test]

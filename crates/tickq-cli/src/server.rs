@@ -85,7 +85,11 @@ async fn serve(
         .stop_grace(exec_kind::KILL_GRACE + Duration::from_secs(1))
         .handler(
             exec_kind::KIND,
-            exec_kind::handler(config.exec_allow.clone(), config.node.clone()),
+            exec_kind::handler(
+                config.exec_allow.clone(),
+                config.node.clone(),
+                config.exec_secret.clone(),
+            ),
         )
         .handler(http_kind::KIND, http_kind::handler()?);
     if let Some(lease) = config.lease {
@@ -195,6 +199,11 @@ fn announce(config: &ServerConfig) {
         tracing::info!("exec jobs are off: no [exec] allow list in the config");
     } else {
         tracing::info!(allow = ?config.exec_allow, "exec jobs may run these programs");
+        if config.exec_secret.is_some() {
+            tracing::info!("exec jobs must be signed with the configured [exec] secret");
+        } else {
+            tracing::info!("exec jobs are not checked for a signature: no [exec] secret");
+        }
         for program in &config.exec_allow {
             if !exec_kind::exists(program) {
                 tracing::warn!(
@@ -213,8 +222,13 @@ fn announce(config: &ServerConfig) {
 async fn register_schedules(client: &Client, config: &ServerConfig) -> anyhow::Result<()> {
     let worked: Vec<&str> = config.queues.iter().map(|(q, _)| q.as_str()).collect();
     for cron in &config.cron {
+        // Signed here, not in the config: `config show` shows the schedule as written.
+        let mut signed = cron.clone();
+        if let Some(secret) = &config.exec_secret {
+            signed.sign_exec(secret);
+        }
         let outcome = client
-            .upsert_schedule(&cron.to_schedule())
+            .upsert_schedule(&signed.to_schedule())
             .await
             .with_context(|| format!("registering [[cron]] schedule {}", cron.name))?;
         let outcome = crate::output::upserted(outcome);

@@ -4,6 +4,9 @@ use crate::broker::{Broker, CancelOutcome, QueueCounts, Retention, job_not_found
 use crate::job::{JobInfo, JobState, validate_queue_name};
 use crate::{Error, Result};
 
+/// Jobs deleted per script call by [`Inspector::purge`].
+const PURGE_BATCH: usize = 1000;
+
 /// Reads queue statistics and jobs, and retries, cancels or deletes jobs.
 #[derive(Clone)]
 pub struct Inspector {
@@ -93,6 +96,39 @@ impl Inspector {
         self.broker
             .cancel(&self.broker.keys(queue), &self.retention, id)
             .await
+    }
+
+    /// Pause a queue: once this returns, no worker starts another job of it (jobs already
+    /// running finish). Jobs can still be enqueued; scheduled and retry jobs still become
+    /// pending when due. Answers whether the queue was paused already.
+    pub async fn pause_queue(&self, queue: &str) -> Result<bool> {
+        validate_queue_name(queue)?;
+        self.broker.set_paused(&self.broker.keys(queue), true).await
+    }
+
+    /// Resume a paused queue and wake an idle worker. Answers whether it was paused.
+    pub async fn resume_queue(&self, queue: &str) -> Result<bool> {
+        validate_queue_name(queue)?;
+        self.broker
+            .set_paused(&self.broker.keys(queue), false)
+            .await
+    }
+
+    /// Delete every job of a queue in `state`; answers how many went. Work is done in batches
+    /// of 1000 jobs, one script call each, so Redis is never blocked for long; jobs
+    /// that enter the state while a purge runs may be deleted too. Active jobs are refused
+    /// ([`crate::ErrorKind::InvalidArgument`]): cancel them.
+    pub async fn purge(&self, queue: &str, state: JobState) -> Result<u64> {
+        validate_queue_name(queue)?;
+        let keys = self.broker.keys(queue);
+        let mut total = 0;
+        loop {
+            let n = self.broker.purge_batch(&keys, state, PURGE_BATCH).await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+        }
     }
 
     /// Delete a job that is not running; answers the state it had.

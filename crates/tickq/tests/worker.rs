@@ -606,3 +606,78 @@ async fn a_timed_out_handler_is_told_to_stop_and_sees_when_it_was_due() {
     assert!(stopped);
     assert_eq!(due, info.due_at);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_job_starts_after_pause_returns_and_resume_runs_them_again() {
+    let redis = TestRedis::start();
+    let client = Client::connect(&redis.url()).await.unwrap();
+    let starts = Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let mut workers = Vec::new();
+    for node in ["n1", "n2"] {
+        // Each worker has its own client (its own connections), like two nodes.
+        let own = Client::connect(&redis.url()).await.unwrap();
+        let s = starts.clone();
+        let w = Worker::builder(&own)
+            .node(node)
+            .queue("q", 1)
+            .concurrency(4)
+            .handler("k", move |_job: Job| {
+                let s = s.clone();
+                async move {
+                    s.lock().unwrap().push(Instant::now());
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    Ok::<_, JobError>(())
+                }
+            })
+            .build()
+            .unwrap();
+        workers.push(spawn(w));
+    }
+    // A steady stream of jobs, before, during and after the pause.
+    let producer = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            loop {
+                client.enqueue(NewJob::new("q", "k")).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let started = || starts.lock().unwrap().len();
+    wait_until(LIMIT, "jobs running", || async { started() >= 20 }).await;
+
+    let inspector = client.inspector();
+    assert!(!inspector.pause_queue("q").await.unwrap());
+    let paused_at = Instant::now();
+    // Absence of starts can only be observed by waiting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A claim that ran before the pause may hand its job to the handler a moment later.
+    let margin = Duration::from_millis(50);
+    let late: Vec<Duration> = starts
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|&&t| t > paused_at + margin)
+        .map(|&t| t - paused_at)
+        .collect();
+    assert!(late.is_empty(), "jobs started after the pause: {late:?}");
+    let counts = inspector.counts("q").await.unwrap();
+    assert!(counts.paused);
+    assert_eq!(counts.states[&JobState::Active], 0, "running jobs finish");
+    assert!(counts.states[&JobState::Pending] > 0, "enqueues go on");
+
+    let before_resume = started();
+    assert!(inspector.resume_queue("q").await.unwrap());
+    wait_until(LIMIT, "jobs run again", || async {
+        started() >= before_resume + 20
+    })
+    .await;
+    assert!(!inspector.counts("q").await.unwrap().paused);
+
+    producer.abort();
+    let _ = producer.await;
+    for w in workers {
+        w.stop().await;
+    }
+}

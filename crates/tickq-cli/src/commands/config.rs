@@ -39,6 +39,8 @@ struct Http {
 #[derive(Serialize)]
 struct Exec<'a> {
     allow: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<&'static str>,
 }
 
 pub fn show(config: &ServerConfig, json: bool) -> anyhow::Result<()> {
@@ -60,6 +62,7 @@ pub fn show(config: &ServerConfig, json: bool) -> anyhow::Result<()> {
         },
         exec: Exec {
             allow: &config.exec_allow,
+            secret: config.exec_secret.as_ref().map(|_| "***"),
         },
         cron: &config.cron,
     };

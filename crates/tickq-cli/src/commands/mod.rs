@@ -5,6 +5,7 @@ mod config;
 mod cron;
 mod enqueue;
 mod jobs;
+mod queue;
 mod stats;
 
 use crate::config::Action;
@@ -28,7 +29,19 @@ pub async fn run(action: Action) -> anyhow::Result<()> {
         Action::Delete { redis, id, json } => jobs::delete(&redis, &id, json).await,
         Action::Cancel { redis, id, json } => jobs::cancel(&redis, &id, json).await,
         Action::Stats { redis, json } => stats::stats(&redis, json).await,
-        Action::QueueLs { redis, json } => stats::queues(&redis, json).await,
+        Action::QueueLs { redis, json } => queue::list(&redis, json).await,
+        Action::QueuePause {
+            redis,
+            queue,
+            paused,
+            json,
+        } => queue::pause(&redis, &queue, paused, json).await,
+        Action::QueuePurge {
+            redis,
+            queue,
+            state,
+            json,
+        } => queue::purge(&redis, &queue, state, json).await,
         Action::CronLs { redis, json } => cron::list(&redis, json).await,
         Action::CronAdd { redis, spec, json } => cron::add(&redis, &spec, json).await,
         Action::Cron {

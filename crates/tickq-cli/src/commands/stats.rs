@@ -1,4 +1,4 @@
-//! `stats` and `queue ls`.
+//! `stats`.
 
 use crate::config::Redis;
 use crate::output::{self, Table};
@@ -21,6 +21,7 @@ pub async fn stats(redis: &Redis, json: bool) -> anyhow::Result<()> {
                     "states": states,
                     "processed": q.processed,
                     "failed": q.failed,
+                    "paused": q.paused,
                 })
             })
             .collect();
@@ -42,6 +43,7 @@ pub async fn stats(redis: &Redis, json: bool) -> anyhow::Result<()> {
         "CANCELLED",
         "PROCESSED",
         "FAILED",
+        "PAUSED",
     ]);
     for q in &stats {
         let mut row = vec![q.queue.clone()];
@@ -52,21 +54,9 @@ pub async fn stats(redis: &Redis, json: bool) -> anyhow::Result<()> {
         );
         row.push(q.processed.to_string());
         row.push(q.failed.to_string());
+        row.push(if q.paused { "yes" } else { "no" }.to_owned());
         table.row(row);
     }
     output::text(&table.render())?;
-    Ok(())
-}
-
-pub async fn queues(redis: &Redis, json: bool) -> anyhow::Result<()> {
-    let client = crate::connect::connect(redis).await?;
-    let queues = client.inspector().queues().await?;
-    if json {
-        output::json(&serde_json::json!({ "queues": queues }))?;
-    } else if queues.is_empty() {
-        output::text("no queues yet; `tickq enqueue QUEUE KIND` creates one")?;
-    } else {
-        output::text(&queues.join("\n"))?;
-    }
     Ok(())
 }

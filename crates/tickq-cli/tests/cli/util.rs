@@ -11,7 +11,12 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tickq");
 /// `tickq` with an environment that cannot leak in from the developer's shell.
 pub fn tickq() -> Command {
     let mut cmd = Command::new(BIN);
-    for var in ["TICKQ_REDIS_URL", "TICKQ_DEFAULT_REDIS_PORT", "RUST_LOG"] {
+    for var in [
+        "TICKQ_REDIS_URL",
+        "TICKQ_DEFAULT_REDIS_PORT",
+        "RUST_LOG",
+        "TICKQ_EXEC_SECRET",
+    ] {
         cmd.env_remove(var);
     }
     cmd.stdin(Stdio::null());

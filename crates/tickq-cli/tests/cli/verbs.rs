@@ -291,12 +291,13 @@ fn stats_and_queue_ls() {
             "COMPLETED",
             "CANCELLED",
             "PROCESSED",
-            "FAILED"
+            "FAILED",
+            "PAUSED"
         ]
     );
     assert_eq!(
         lines[1],
-        ["a-queue", "1", "1", "0", "0", "0", "0", "0", "0", "0"]
+        ["a-queue", "1", "1", "0", "0", "0", "0", "0", "0", "0", "no"]
     );
     assert_eq!(lines[2][..3], ["b-queue", "0", "1"]);
 
@@ -308,6 +309,7 @@ fn stats_and_queue_ls() {
     assert_eq!(queues[0]["states"]["pending"], 1);
     assert_eq!(queues[0]["states"]["dead"], 0);
     assert_eq!(queues[0]["processed"], 0);
+    assert_eq!(queues[0]["paused"], false);
 
     assert_eq!(
         run(Some(&url), &["queue", "ls"]).ok().stdout,
@@ -317,6 +319,70 @@ fn stats_and_queue_ls() {
         run(Some(&url), &["queue", "ls", "--json"]).json()["queues"],
         serde_json::json!(["a-queue", "b-queue"])
     );
+}
+
+#[test]
+fn queue_pause_resume_and_purge() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let u = Some(url.as_str());
+    run(u, &["enqueue", "a", "k"]).ok();
+    run(u, &["enqueue", "b", "k"]).ok();
+
+    assert_eq!(
+        run(u, &["queue", "pause", "b"]).ok().stdout,
+        "queue b paused; running jobs finish, none start\n"
+    );
+    assert_eq!(
+        run(u, &["queue", "pause", "b", "--json"]).json(),
+        serde_json::json!({"queue": "b", "paused": true, "changed": false})
+    );
+    assert_eq!(run(u, &["queue", "ls"]).ok().stdout, "a\nb (paused)\n");
+    assert_eq!(
+        run(u, &["queue", "ls", "--json"]).json(),
+        serde_json::json!({"queues": ["a", "b"], "paused": ["b"]})
+    );
+    let stats = run(u, &["stats", "--json"]).json();
+    assert_eq!(stats["queues"][0]["paused"], false);
+    assert_eq!(stats["queues"][1]["paused"], true);
+    let human = run(u, &["stats"]).ok().stdout;
+    assert!(human.lines().nth(2).unwrap().ends_with("yes"), "{human}");
+
+    assert_eq!(
+        run(u, &["queue", "resume", "b", "--json"]).json(),
+        serde_json::json!({"queue": "b", "paused": false, "changed": true})
+    );
+    assert_eq!(
+        run(u, &["queue", "resume", "b"]).ok().stdout,
+        "queue b was not paused\n"
+    );
+    assert_eq!(run(u, &["queue", "ls"]).ok().stdout, "a\nb\n");
+
+    run(u, &["enqueue", "a", "k", "--in", "1h", "--id", "later"]).ok();
+    run(u, &["enqueue", "a", "k"]).ok();
+    assert_eq!(
+        run(u, &["queue", "purge", "a", "--state", "pending"])
+            .ok()
+            .stdout,
+        "2\n"
+    );
+    assert_eq!(
+        run(u, &["queue", "purge", "a", "--state", "pending", "--json"]).json(),
+        serde_json::json!({"queue": "a", "state": "pending", "purged": 0})
+    );
+    assert_eq!(job(&url, "later")["state"], "scheduled");
+    assert_eq!(
+        run(
+            u,
+            &["queue", "purge", "a", "--state", "scheduled", "--json"]
+        )
+        .json()["purged"],
+        1
+    );
+
+    run(u, &["queue", "purge", "a", "--state", "active"]).fails(2, "cancel them");
+    run(u, &["queue", "purge", "a", "--state", "running"]).fails(2, "--state");
+    run(u, &["queue", "purge", "a"]).fails(2, "--state");
 }
 
 #[test]

@@ -33,6 +33,8 @@ pub(crate) struct QueueKeys {
     pub(crate) fence: String,
     pub(crate) marker: String,
     pub(crate) stats: String,
+    /// Present while the queue is paused: the claim script leases nothing.
+    pub(crate) paused: String,
     /// Prefix of schedule hashes: the schedule key is this followed by the schedule name.
     pub(crate) schedule_prefix: String,
     /// The queue's schedules by next fire time (Redis ms).
@@ -59,6 +61,7 @@ impl QueueKeys {
             fence: key("fence"),
             marker: key("marker"),
             stats: key("stats"),
+            paused: key("paused"),
             schedule_prefix: key("schedule:"),
             schedules_due: key("schedules-due"),
             group_prefix: key("group:"),
@@ -104,6 +107,7 @@ mod tests {
             &k.marker,
             &k.seq,
             &k.stats,
+            &k.paused,
         ] {
             assert!(key.starts_with("tickq:{emails}:"), "{key}");
         }

@@ -144,6 +144,8 @@ pub struct QueueCounts {
     pub processed: u64,
     /// Attempts that failed (each retry counts), ever.
     pub failed: u64,
+    /// Whether the queue is paused (workers start none of its jobs).
+    pub paused: bool,
 }
 
 /// A connection to Redis plus the script set: cheap to clone, shared by every component.
@@ -376,6 +378,7 @@ impl Broker {
             .key(&keys.seq)
             .key(&keys.marker)
             .key(&keys.fence)
+            .key(&keys.paused)
             .arg(&keys.job_prefix)
             .arg(owner)
             .arg(lease.as_millis() as u64)
@@ -646,6 +649,40 @@ impl Broker {
         }
     }
 
+    /// Pause (`true`) or resume (`false`) a queue; resuming wakes an idle worker. Answers
+    /// whether the queue was paused before.
+    pub(crate) async fn set_paused(&self, keys: &QueueKeys, paused: bool) -> Result<bool> {
+        let before: i64 = SCRIPTS
+            .queue_pause
+            .key(&keys.paused)
+            .key(&keys.marker)
+            .arg(u8::from(paused))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(before == 1)
+    }
+
+    /// Delete up to `limit` jobs in `state` (not active); answers how many index entries went
+    /// (0 when the index is empty).
+    pub(crate) async fn purge_batch(
+        &self,
+        keys: &QueueKeys,
+        state: JobState,
+        limit: usize,
+    ) -> Result<u64> {
+        if state == JobState::Active {
+            return Err(purge_active(&keys.name));
+        }
+        Ok(SCRIPTS
+            .queue_purge
+            .key(keys.index(state))
+            .arg(&keys.job_prefix)
+            .arg(state.as_str())
+            .arg(limit)
+            .invoke_async(&mut self.conn.clone())
+            .await?)
+    }
+
     /// Drop finished jobs past their retention; answers how many index entries went.
     pub(crate) async fn janitor(
         &self,
@@ -718,7 +755,8 @@ impl Broker {
             pipe.zcard(keys.index(state));
         }
         pipe.hget(&keys.stats, "processed")
-            .hget(&keys.stats, "failed");
+            .hget(&keys.stats, "failed")
+            .exists(&keys.paused);
         let reply: Vec<Value> = pipe.query_async(&mut self.conn.clone()).await?;
         let mut counts = QueueCounts {
             queue: keys.name.clone(),
@@ -729,8 +767,16 @@ impl Broker {
         }
         counts.processed = value::int_or_zero(&reply[7]) as u64;
         counts.failed = value::int_or_zero(&reply[8]) as u64;
+        counts.paused = value::int_or_zero(&reply[9]) != 0;
         Ok(counts)
     }
+}
+
+fn purge_active(queue: &str) -> Error {
+    Error::invalid(format!(
+        "active jobs of queue {queue} cannot be purged; cancel them (tickq cancel ID), or pause \
+         the queue and let them finish"
+    ))
 }
 
 pub(crate) fn job_not_found(queue: &str, id: &str) -> Error {

@@ -32,6 +32,8 @@ pub(crate) struct Scripts {
     pub(crate) schedule_upsert: Script,
     pub(crate) fire: Script,
     pub(crate) schedule_pause: Script,
+    pub(crate) queue_pause: Script,
+    pub(crate) queue_purge: Script,
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -50,10 +52,12 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     schedule_upsert: script!("schedule_upsert"),
     fire: script!("fire"),
     schedule_pause: script!("schedule_pause"),
+    queue_pause: script!("queue_pause"),
+    queue_purge: script!("queue_purge"),
 });
 
 impl Scripts {
-    pub(crate) fn all(&self) -> [&Script; 15] {
+    pub(crate) fn all(&self) -> [&Script; 17] {
         [
             &self.enqueue,
             &self.claim,
@@ -70,6 +74,8 @@ impl Scripts {
             &self.schedule_upsert,
             &self.fire,
             &self.schedule_pause,
+            &self.queue_pause,
+            &self.queue_purge,
         ]
     }
 }

@@ -1841,6 +1841,7 @@ async fn counts_reports_every_state_and_the_totals() {
             states: expected,
             processed: 1,
             failed: 2,
+            paused: false,
         }
     );
     let empty = env.broker.counts(&env.broker.keys("empty")).await.unwrap();
@@ -2014,4 +2015,162 @@ async fn kill_sends_a_waiting_job_to_dead_and_refuses_the_others() {
     let env = start().await;
     let err = env.broker.kill(&env.keys, &KEEP, "nope").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
+}
+
+// ---------------------------------------------------------------------------------------------
+// queue_pause
+
+impl Env {
+    fn inspector(&self) -> crate::Inspector {
+        crate::Inspector {
+            broker: self.broker.clone(),
+            retention: KEEP,
+        }
+    }
+
+    async fn marker_set(&self) -> bool {
+        let n: i64 = self.conn.clone().zcard(&self.keys.marker).await.unwrap();
+        n > 0
+    }
+}
+
+#[tokio::test]
+async fn a_paused_queue_leases_nothing_and_tells_workers_to_sleep() {
+    let env = start().await;
+    env.put("a", JobState::Pending).await;
+    env.enqueue(job("due").delay(Duration::from_millis(1)))
+        .await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    assert!(!env.broker.set_paused(&env.keys, true).await.unwrap());
+    let batch = env.claim("w1", 10).await;
+
+    assert!(batch.jobs.is_empty(), "{:?}", batch.jobs);
+    assert_eq!(batch.next_due_ms, -1, "paused: sleep until woken");
+    env.assert_state("a", JobState::Pending).await;
+    // Due jobs are still promoted, so they are ready the moment the queue resumes.
+    env.assert_state("due", JobState::Pending).await;
+    assert_eq!(env.field("a", "attempt").await.as_deref(), Some("0"));
+
+    // Twice: still paused, and the answer says it was.
+    assert!(env.broker.set_paused(&env.keys, true).await.unwrap());
+    assert!(env.claim("w1", 10).await.jobs.is_empty());
+    assert!(env.broker.counts(&env.keys).await.unwrap().paused);
+}
+
+#[tokio::test]
+async fn resume_lets_claims_lease_again_and_wakes_a_worker() {
+    let env = start().await;
+    env.put("a", JobState::Pending).await;
+    env.broker.set_paused(&env.keys, true).await.unwrap();
+    let _: () = env.conn.clone().del(&env.keys.marker).await.unwrap();
+
+    assert!(env.broker.set_paused(&env.keys, false).await.unwrap());
+
+    assert!(env.marker_set().await, "resume sets the marker");
+    assert!(!env.broker.counts(&env.keys).await.unwrap().paused);
+    let batch = env.claim("w1", 10).await;
+    assert_eq!(batch.jobs.len(), 1);
+    env.assert_state("a", JobState::Active).await;
+
+    // Twice: nothing to resume, no error.
+    assert!(!env.broker.set_paused(&env.keys, false).await.unwrap());
+}
+
+#[tokio::test]
+async fn pause_leaves_active_jobs_running() {
+    let env = start().await;
+    let fence = env.put("a", JobState::Active).await;
+    env.broker.set_paused(&env.keys, true).await.unwrap();
+
+    let acks = [("a".into(), fence, "ok".into())];
+    assert_eq!(
+        env.broker.ack(&env.keys, &KEEP, &acks).await.unwrap().acked,
+        1
+    );
+    env.assert_state("a", JobState::Completed).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// queue_purge
+
+#[tokio::test]
+async fn purge_deletes_every_job_in_one_state_only() {
+    let states = [
+        JobState::Scheduled,
+        JobState::Pending,
+        JobState::Retry,
+        JobState::Dead,
+        JobState::Completed,
+        JobState::Cancelled,
+    ];
+    for state in states {
+        let env = start().await;
+        // Jobs that need a claim must be next in pending, so build them before the others.
+        env.put("other-active", JobState::Active).await;
+        env.put("a", state).await;
+        env.put("b", state).await;
+        let other = if state == JobState::Pending {
+            JobState::Scheduled
+        } else {
+            JobState::Pending
+        };
+        env.put("other", other).await;
+
+        let n = env.inspector().purge(Q, state).await.unwrap();
+
+        assert_eq!(n, 2, "{state}");
+        env.assert_gone("a").await;
+        env.assert_gone("b").await;
+        env.assert_state("other", other).await;
+        env.assert_state("other-active", JobState::Active).await;
+
+        // Twice: nothing left.
+        assert_eq!(env.inspector().purge(Q, state).await.unwrap(), 0, "{state}");
+    }
+}
+
+#[tokio::test]
+async fn purge_works_in_batches_until_the_index_is_empty() {
+    let env = start().await;
+    let jobs = (0..2500).map(|i| job(&format!("j{i}"))).collect();
+    env.broker.enqueue(jobs).await.unwrap();
+
+    assert_eq!(
+        env.broker
+            .purge_batch(&env.keys, JobState::Pending, 1000)
+            .await
+            .unwrap(),
+        1000
+    );
+    assert_eq!(env.members(JobState::Pending).await.len(), 1500);
+
+    assert_eq!(
+        env.inspector().purge(Q, JobState::Pending).await.unwrap(),
+        1500
+    );
+    let keys: Vec<String> = env
+        .conn
+        .clone()
+        .keys(format!("{}*", env.keys.job_prefix))
+        .await
+        .unwrap();
+    assert_eq!(keys, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn purge_of_active_jobs_is_refused() {
+    let env = start().await;
+    env.put("a", JobState::Active).await;
+    let before = env.snapshot().await;
+
+    let err = env
+        .inspector()
+        .purge(Q, JobState::Active)
+        .await
+        .unwrap_err();
+
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(err.message().contains("cancel"), "{err}");
+    assert_eq!(env.snapshot().await, before);
 }

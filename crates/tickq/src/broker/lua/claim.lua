@@ -1,6 +1,6 @@
 -- claim: promote due scheduled/retry jobs, then lease up to N pending jobs to one worker.
 -- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] active  KEYS[5] seq  KEYS[6] marker
--- KEYS[7] fence counter
+-- KEYS[7] fence counter  KEYS[8] paused flag
 -- ARGV[1] job key prefix  ARGV[2] owner (worker id)  ARGV[3] lease ms  ARGV[4] max jobs
 -- ARGV[5] group key prefix  ARGV[6] spread grace ms
 -- Each claimed job: attempt + 1, a new fence from the queue's counter (greater than every
@@ -14,6 +14,8 @@
 --   Redis time at which the caller should look again: now when pending jobs remain that it may
 --   take, the end of a spread grace when it passed over jobs, else the earliest scheduled/retry
 --   due time, or -1 when nothing waits at all.
+-- Paused (KEYS[8] exists): due jobs are still promoted, nothing is leased, and next_due is -1,
+--   so idle workers sleep until a wake-up (resume sets the marker) instead of polling.
 -- Idempotent: no; every call leases new jobs (that is its point). Ids whose job hash is gone
 --   are dropped; a hash without data is still leased so the worker can send it to dead.
 local prefix = ARGV[1]
@@ -24,6 +26,9 @@ local grace = tonumber(ARGV[6])
 promote(prefix, KEYS[2], KEYS[1], KEYS[5], now, 1000)
 promote(prefix, KEYS[3], KEYS[1], KEYS[5], now, 1000)
 local deadline = now + tonumber(ARGV[3])
+-- Checked inside the script, after which nothing yields: once a pause is applied, no claim
+-- that runs later can lease a job of the queue.
+if redis.call('EXISTS', KEYS[8]) == 1 then return {now, -1, deadline} end
 local now_s, deadline_s = str(now), str(deadline)
 local out = {now, -1, deadline}
 local leases = {}

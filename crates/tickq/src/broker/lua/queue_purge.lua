@@ -1,0 +1,18 @@
+-- queue_purge: delete one batch of the jobs in one state (never active: those are running).
+-- KEYS[1] the state's index
+-- ARGV[1] job key prefix  ARGV[2] the state  ARGV[3] batch size
+-- Takes the first ARGV[3] ids of the index, removes them from it and deletes each job hash
+--   whose state is ARGV[2] (or that is gone already); the caller loops until the answer is 0,
+--   so Redis is never blocked by one long call.
+-- Returns how many index entries were removed (0 when the index is empty).
+-- Idempotent: yes; a call on an empty index answers 0.
+local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+if #ids == 0 then return 0 end
+for _, id in ipairs(ids) do
+  local jk = ARGV[1] .. id
+  local state = redis.call('HGET', jk, 'state')
+  -- A hash in another state is not this index's job (the index entry was stale): keep it.
+  if state == ARGV[2] then redis.call('DEL', jk) end
+end
+zrem_many(KEYS[1], ids)
+return #ids
