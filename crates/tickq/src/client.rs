@@ -2,7 +2,7 @@
 
 use crate::broker::{Broker, CancelOutcome, Retention, job_not_found};
 use crate::inspect::Inspector;
-use crate::job::{Enqueued, JobInfo, NewJob};
+use crate::job::{Due, Enqueued, JobInfo, JobState, NewJob};
 use crate::{Error, ErrorKind, Result};
 
 /// A handle to tickq on one Redis: cheap to clone, safe to share between tasks.
@@ -79,6 +79,38 @@ impl Client {
         crate::job::validate_queue_name(queue)?;
         let keys = self.broker.keys(queue);
         self.broker.cancel(&keys, &self.retention, id).await
+    }
+
+    /// Move a waiting job (scheduled, retry or pending) to run at `at` (Redis' clock); a time
+    /// that has passed makes it pending now. Answers the state it had.
+    pub async fn reschedule_at(
+        &self,
+        queue: &str,
+        id: &str,
+        at: jiff::Timestamp,
+    ) -> Result<JobState> {
+        crate::job::validate_queue_name(queue)?;
+        self.broker
+            .reschedule(&self.broker.keys(queue), id, &Due::At(at))
+            .await
+    }
+
+    /// Move a waiting job to run `delay` after Redis' now. Answers the state it had.
+    pub async fn reschedule_in(
+        &self,
+        queue: &str,
+        id: &str,
+        delay: std::time::Duration,
+    ) -> Result<JobState> {
+        crate::job::validate_queue_name(queue)?;
+        let due = if delay.is_zero() {
+            Due::Now
+        } else {
+            Due::In(delay)
+        };
+        self.broker
+            .reschedule(&self.broker.keys(queue), id, &due)
+            .await
     }
 
     /// The read and admin API over the same connection.

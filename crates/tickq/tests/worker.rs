@@ -681,3 +681,39 @@ async fn no_job_starts_after_pause_returns_and_resume_runs_them_again() {
         w.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_rescheduled_job_runs_at_its_new_time_and_wakes_sleeping_workers() {
+    let (_redis, client) = setup().await;
+    let started = Arc::new(std::sync::Mutex::new(None));
+    let s = started.clone();
+    let w = Worker::builder(&client)
+        .queue("q", 1)
+        .handler("k", move |_job: Job| {
+            *s.lock().unwrap() = Some(Instant::now());
+            async { Ok::<_, JobError>(()) }
+        })
+        .build()
+        .unwrap();
+    let w = spawn(w);
+    let id = client
+        .enqueue(NewJob::new("q", "k").delay(Duration::from_secs(3600)))
+        .await
+        .unwrap()
+        .id;
+    tokio::time::sleep(Duration::from_millis(200)).await; // the worker sleeps towards an hour
+    let moved = Instant::now();
+    let was = client
+        .reschedule_in("q", &id, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(was, JobState::Scheduled);
+    wait_until(LIMIT, "ran", || async {
+        count(&client, "q", JobState::Completed).await == 1
+    })
+    .await;
+    let at = started.lock().unwrap().unwrap() - moved;
+    assert!(at >= Duration::from_millis(290), "ran early: {at:?}");
+    assert!(at < Duration::from_millis(1500), "ran late: {at:?}");
+    w.stop().await;
+}

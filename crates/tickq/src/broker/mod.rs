@@ -616,6 +616,43 @@ impl Broker {
         }
     }
 
+    /// Move a waiting job to a new due time; answers the state it had.
+    pub(crate) async fn reschedule(
+        &self,
+        keys: &QueueKeys,
+        id: &str,
+        due: &Due,
+    ) -> Result<JobState> {
+        let (at_ms, delay_ms) = match due {
+            Due::Now => (0i64, 0u64),
+            Due::In(d) => (0, (d.as_millis() as u64).max(1)),
+            Due::At(t) => (t.as_millisecond().max(1), 0),
+        };
+        let answer: String = SCRIPTS
+            .reschedule
+            .key(&keys.pending)
+            .key(&keys.scheduled)
+            .key(&keys.retry)
+            .key(&keys.seq)
+            .key(&keys.marker)
+            .arg(&keys.job_prefix)
+            .arg(id)
+            .arg(at_ms)
+            .arg(delay_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let state: JobState = match answer.as_str() {
+            "notfound" => return Err(job_not_found(&keys.name, id)),
+            state => state.parse()?,
+        };
+        match state {
+            JobState::Scheduled | JobState::Pending | JobState::Retry => Ok(state),
+            _ => Err(Error::invalid(format!(
+                "job {id} is {state}; only scheduled, pending or retry jobs can be rescheduled"
+            ))),
+        }
+    }
+
     /// Send a waiting job to dead by hand; answers the state it had.
     pub(crate) async fn kill(
         &self,

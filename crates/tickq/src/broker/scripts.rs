@@ -28,6 +28,7 @@ pub(crate) struct Scripts {
     pub(crate) delete: Script,
     pub(crate) retry: Script,
     pub(crate) kill: Script,
+    pub(crate) reschedule: Script,
     pub(crate) janitor: Script,
     pub(crate) schedule_upsert: Script,
     pub(crate) fire: Script,
@@ -48,6 +49,7 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     delete: script!("delete"),
     retry: script!("retry"),
     kill: script!("kill"),
+    reschedule: script!("reschedule"),
     janitor: script!("janitor"),
     schedule_upsert: script!("schedule_upsert"),
     fire: script!("fire"),
@@ -57,7 +59,7 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
 });
 
 impl Scripts {
-    pub(crate) fn all(&self) -> [&Script; 17] {
+    pub(crate) fn all(&self) -> [&Script; 18] {
         [
             &self.enqueue,
             &self.claim,
@@ -70,6 +72,7 @@ impl Scripts {
             &self.delete,
             &self.retry,
             &self.kill,
+            &self.reschedule,
             &self.janitor,
             &self.schedule_upsert,
             &self.fire,

@@ -2174,3 +2174,64 @@ async fn purge_of_active_jobs_is_refused() {
     assert!(err.message().contains("cancel"), "{err}");
     assert_eq!(env.snapshot().await, before);
 }
+
+#[tokio::test]
+async fn reschedule_moves_a_waiting_job_to_its_new_time() {
+    for state in [JobState::Scheduled, JobState::Pending, JobState::Retry] {
+        let env = start().await;
+        env.put("a", state).await;
+        let attempt = env
+            .broker
+            .job(&env.keys, "a")
+            .await
+            .unwrap()
+            .unwrap()
+            .attempt;
+
+        let out = env
+            .broker
+            .reschedule(&env.keys, "a", &Due::In(HOUR))
+            .await
+            .unwrap();
+
+        assert_eq!(out, state);
+        env.assert_state("a", JobState::Scheduled).await;
+        let info = env.broker.job(&env.keys, "a").await.unwrap().unwrap();
+        let now = env.broker.now_ms().await.unwrap();
+        let due = info.due_at.unwrap().as_millisecond();
+        assert!(
+            (due - now - 3_600_000).abs() < 5_000,
+            "due in an hour: {due} vs {now}"
+        );
+        assert_eq!(info.attempt, attempt, "attempts are kept");
+
+        // A time that has passed makes it pending at once; twice is the same.
+        let past = Due::At(jiff::Timestamp::from_millisecond(1).unwrap());
+        env.broker.reschedule(&env.keys, "a", &past).await.unwrap();
+        env.broker.reschedule(&env.keys, "a", &past).await.unwrap();
+        env.assert_state("a", JobState::Pending).await;
+    }
+    for state in [
+        JobState::Active,
+        JobState::Dead,
+        JobState::Completed,
+        JobState::Cancelled,
+    ] {
+        let env = start().await;
+        env.put("a", state).await;
+        let err = env
+            .broker
+            .reschedule(&env.keys, "a", &Due::Now)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{state}");
+        env.assert_state("a", state).await;
+    }
+    let env = start().await;
+    let err = env
+        .broker
+        .reschedule(&env.keys, "nope", &Due::Now)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+}

@@ -1,0 +1,32 @@
+-- reschedule: move a waiting job (scheduled, retry or pending) to a new due time.
+-- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] seq  KEYS[5] marker
+-- ARGV[1] job key prefix  ARGV[2] id  ARGV[3] at_ms (> 0: due at this Redis time)
+-- ARGV[4] delay_ms (> 0: due this long after Redis now; both 0: now)
+-- The job becomes scheduled at the new time, or pending when that time has come. A retry job
+--   keeps its attempts (only its wait changes).
+-- Returns the state it had, 'notfound', or (refused, nothing changed) 'active', 'dead',
+--   'completed', 'cancelled'.
+-- Idempotent: yes; a repeated call sets the same due time again.
+local id = ARGV[2]
+local jk = ARGV[1] .. id
+local f = redis.call('HMGET', jk, 'state', 'priority')
+local state = f[1]
+if not state then return 'notfound' end
+local from = {pending = KEYS[1], scheduled = KEYS[2], retry = KEYS[3]}
+if not from[state] then return state end
+local now = now_ms()
+local at, delay = tonumber(ARGV[3]), tonumber(ARGV[4])
+local due = now
+if at > 0 then due = at elseif delay > 0 then due = now + delay end
+redis.call('ZREM', from[state], id)
+if due > now then
+  redis.call('HSET', jk, 'state', 'scheduled', 'due', str(due))
+  redis.call('ZADD', KEYS[2], due, id)
+else
+  local seq = redis.call('INCR', KEYS[4])
+  redis.call('HSET', jk, 'state', 'pending', 'due', str(now))
+  redis.call('ZADD', KEYS[1], pending_score(tonumber(f[2]) or 0, seq), id)
+end
+-- Sleeping workers computed their wake-up from the earliest due job; let them look again.
+wake(KEYS[5])
+return state
