@@ -323,11 +323,7 @@ impl Broker {
                         job.timeout.map(|t| t.as_millis() as u64),
                         job.meta.clone(),
                     );
-                    let (at_ms, delay_ms) = match job.due {
-                        Due::Now => (0i64, 0u64),
-                        Due::In(d) => (0, (d.as_millis() as u64).max(1)),
-                        Due::At(t) => (t.as_millisecond().max(1), 0),
-                    };
+                    let (at_ms, delay_ms) = due_args(&job.due);
                     inv.arg(&ids[i]).arg(envelope.encode()).arg(job.priority);
                     inv.arg(job.max_attempts).arg(at_ms).arg(delay_ms);
                 }
@@ -601,19 +597,14 @@ impl Broker {
             .arg(id)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        let state: JobState = match answer.as_str() {
-            "notfound" => return Err(job_not_found(&keys.name, id)),
-            state => state.parse()?,
-        };
-        match state {
-            JobState::Pending | JobState::Active | JobState::Completed => {
-                Err(Error::invalid(format!(
-                    "job {id} is {state}; only dead, cancelled, retry or scheduled jobs can be \
-                     retried"
-                )))
-            }
-            _ => Ok(state),
-        }
+        use JobState::*;
+        previous_state(
+            &answer,
+            keys,
+            id,
+            &[Dead, Cancelled, Retry, Scheduled],
+            "retried",
+        )
     }
 
     /// Move a waiting job to a new due time; answers the state it had.
@@ -623,11 +614,7 @@ impl Broker {
         id: &str,
         due: &Due,
     ) -> Result<JobState> {
-        let (at_ms, delay_ms) = match due {
-            Due::Now => (0i64, 0u64),
-            Due::In(d) => (0, (d.as_millis() as u64).max(1)),
-            Due::At(t) => (t.as_millisecond().max(1), 0),
-        };
+        let (at_ms, delay_ms) = due_args(due);
         let answer: String = SCRIPTS
             .reschedule
             .key(&keys.pending)
@@ -641,16 +628,14 @@ impl Broker {
             .arg(delay_ms)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        let state: JobState = match answer.as_str() {
-            "notfound" => return Err(job_not_found(&keys.name, id)),
-            state => state.parse()?,
-        };
-        match state {
-            JobState::Scheduled | JobState::Pending | JobState::Retry => Ok(state),
-            _ => Err(Error::invalid(format!(
-                "job {id} is {state}; only scheduled, pending or retry jobs can be rescheduled"
-            ))),
-        }
+        use JobState::*;
+        previous_state(
+            &answer,
+            keys,
+            id,
+            &[Scheduled, Pending, Retry],
+            "rescheduled",
+        )
     }
 
     /// Send a waiting job to dead by hand; answers the state it had.
@@ -671,19 +656,8 @@ impl Broker {
             .arg(retention.dead_max)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        let state: JobState = match answer.as_str() {
-            "notfound" => return Err(job_not_found(&keys.name, id)),
-            state => state.parse()?,
-        };
-        match state {
-            JobState::Scheduled | JobState::Pending | JobState::Retry => Ok(state),
-            JobState::Active => Err(Error::invalid(format!(
-                "job {id} is active; cancel it to stop it (a running job cannot be killed)"
-            ))),
-            _ => Err(Error::invalid(format!(
-                "job {id} is {state}; only scheduled, pending or retry jobs can be killed"
-            ))),
-        }
+        use JobState::*;
+        previous_state(&answer, keys, id, &[Scheduled, Pending, Retry], "killed")
     }
 
     /// Pause (`true`) or resume (`false`) a queue; resuming wakes an idle worker. Answers
@@ -818,6 +792,44 @@ fn purge_active(queue: &str) -> Error {
 
 pub(crate) fn job_not_found(queue: &str, id: &str) -> Error {
     Error::not_found(format!("no job {id} in queue {queue}"))
+}
+
+/// The script arguments (at_ms, delay_ms) of a due time: at most one is non-zero, and both are
+/// zero for "now".
+fn due_args(due: &Due) -> (i64, u64) {
+    match due {
+        Due::Now => (0, 0),
+        Due::In(d) => (0, (d.as_millis() as u64).max(1)),
+        Due::At(t) => (t.as_millisecond().max(1), 0),
+    }
+}
+
+/// Read the answer of a script that moves one job out of some states: the state the job had
+/// (it moved), 'notfound', or a state outside `allowed` (refused; nothing changed).
+fn previous_state(
+    answer: &str,
+    keys: &QueueKeys,
+    id: &str,
+    allowed: &[JobState],
+    done: &str,
+) -> Result<JobState> {
+    if answer == "notfound" {
+        return Err(job_not_found(&keys.name, id));
+    }
+    let state: JobState = answer.parse()?;
+    if allowed.contains(&state) {
+        return Ok(state);
+    }
+    let names: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
+    let (last, rest) = names.split_last().expect("at least one allowed state");
+    let mut message = format!(
+        "job {id} is {state}; only {} or {last} jobs can be {done}",
+        rest.join(", ")
+    );
+    if state == JobState::Active {
+        message.push_str("; to stop a running job, cancel it");
+    }
+    Err(Error::invalid(message))
 }
 
 fn job_info(queue: &str, id: &str, fields: &HashMap<String, Vec<u8>>) -> JobInfo {

@@ -123,7 +123,7 @@ impl Scheduler {
                     wait = wait.min(Duration::from_millis((next - now) as u64));
                     break;
                 }
-                if let Err(e) = self.fire(&keys, &name).await {
+                if let Err(e) = self.fire(&keys, &name, now).await {
                     tracing::warn!(schedule = %name, error = %e, "could not fire schedule");
                 }
                 // Look again at once: the fire moved this schedule's next time.
@@ -146,7 +146,9 @@ impl Scheduler {
         Ok(cron)
     }
 
-    async fn fire(&self, keys: &QueueKeys, name: &str) -> Result<()> {
+    /// Fire one schedule whose next time is at or before `now` (Redis ms, read in this pass;
+    /// the fire script checks Redis' clock again, so a reading a moment old never fires early).
+    async fn fire(&self, keys: &QueueKeys, name: &str, now: i64) -> Result<()> {
         let Some(stored) = self.broker.schedule(keys, name).await? else {
             return Ok(());
         };
@@ -154,7 +156,6 @@ impl Scheduler {
         if stored.info.paused || stored.next_ms < 0 {
             return Ok(());
         }
-        let now = self.broker.now_ms().await?;
         if stored.next_ms > now {
             return Ok(());
         }
