@@ -157,9 +157,15 @@ pub struct JobOpts {
     #[arg(long, value_name = "ID")]
     pub id: Option<String>,
 
-    /// Not supported by this version yet (unique jobs).
-    #[arg(long, value_name = "DUR", hide = true)]
+    /// Keep the job unique for DUR: while a job of the same kind and payload (or the same
+    /// --unique-key) waits or runs in the queue, nothing is enqueued and the command exits 1
+    /// naming that job. The job's end, or DUR passing, frees the key.
+    #[arg(long, value_name = "DUR")]
     pub unique_for: Option<String>,
+
+    /// The key --unique-for compares instead of the kind and payload.
+    #[arg(long, value_name = "KEY", requires = "unique_for")]
+    pub unique_key: Option<String>,
 
     /// Attempts before the job goes to dead [default: 25].
     #[arg(long, value_name = "N")]
@@ -234,7 +240,7 @@ pub struct JobsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
-    /// Every queue that has received a job; paused ones are marked.
+    /// Every queue that has received a job; paused and limited ones are marked.
     Ls(OutputArgs),
     /// Stop workers from starting jobs of a queue; running jobs finish, enqueues go on.
     Pause(QueueArgs),
@@ -242,6 +248,27 @@ pub enum QueueCommand {
     Resume(QueueArgs),
     /// Delete every job of a queue in one state (not active: cancel those); prints how many.
     Purge(QueuePurgeArgs),
+    /// Show or change a queue's limits, which hold on every node at once: how many of its
+    /// jobs run at once, and how many start per interval. Jobs over a limit wait.
+    Limit(QueueLimitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QueueLimitArgs {
+    /// The queue.
+    pub queue: String,
+    /// At most N jobs of the queue active at once, across all nodes (`none`: no limit).
+    #[arg(long, value_name = "N|none")]
+    pub concurrency: Option<String>,
+    /// At most JOBS starts in any window of DUR, across all nodes, e.g. 50/1s (`none`: no
+    /// limit).
+    #[arg(long, value_name = "JOBS/DUR|none")]
+    pub rate: Option<String>,
+    /// Remove every limit of the queue.
+    #[arg(long, conflicts_with_all = ["concurrency", "rate"])]
+    pub clear: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]

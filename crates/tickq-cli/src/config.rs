@@ -130,6 +130,13 @@ pub enum Action {
         paused: bool,
         json: bool,
     },
+    /// `queue limit`: `change: None` shows the limits.
+    QueueLimit {
+        redis: Redis,
+        queue: String,
+        change: Option<LimitChange>,
+        json: bool,
+    },
     /// Never `JobState::Active`: refused here as a usage error.
     QueuePurge {
         redis: Redis,
@@ -219,6 +226,8 @@ pub struct ServerConfig {
     /// `TICKQ_EXEC_SECRET` or `[exec] secret`: exec jobs must be signed with it.
     pub exec_secret: Option<crate::exec_kind::Secret>,
     pub cron: Vec<CronSpec>,
+    /// `[limits.QUEUE]`, sorted by queue: set in Redis when the server starts.
+    pub limits: Vec<(String, tickq::QueueLimits)>,
     pub data_dir: PathBuf,
 }
 
@@ -267,6 +276,15 @@ struct FileConfig {
     exec: ExecFile,
     #[serde(default)]
     cron: Vec<CronFile>,
+    #[serde(default)]
+    limits: BTreeMap<String, LimitsFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    concurrency: Option<u32>,
+    rate: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -499,9 +517,75 @@ pub fn validate(cli: Cli) -> anyhow::Result<Invocation> {
                 json: args.output.json,
             }
         }
+        Command::Queue(QueueCommand::Limit(args)) => {
+            queue_name(&args.queue)?;
+            Action::QueueLimit {
+                redis,
+                queue: args.queue,
+                change: limit_change(args.clear, args.concurrency, args.rate)?,
+                json: args.output.json,
+            }
+        }
         Command::Cron(command) => cron_action(command, redis, exec_secret.as_ref())?,
     };
     Ok(Invocation { log, action })
+}
+
+/// A change to a queue's limits: each `Some` replaces that limit (`Some(None)` removes it);
+/// `None` leaves it as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitChange {
+    pub concurrency: Option<Option<u32>>,
+    pub rate: Option<Option<tickq::Rate>>,
+}
+
+impl LimitChange {
+    pub fn apply(&self, mut limits: tickq::QueueLimits) -> tickq::QueueLimits {
+        if let Some(c) = self.concurrency {
+            limits.concurrency = c;
+        }
+        if let Some(r) = self.rate {
+            limits.rate = r;
+        }
+        limits
+    }
+}
+
+fn limit_change(
+    clear: bool,
+    concurrency: Option<String>,
+    rate: Option<String>,
+) -> anyhow::Result<Option<LimitChange>> {
+    if clear {
+        return Ok(Some(LimitChange {
+            concurrency: Some(None),
+            rate: Some(None),
+        }));
+    }
+    if concurrency.is_none() && rate.is_none() {
+        return Ok(None);
+    }
+    let concurrency = concurrency
+        .map(|text| match text.as_str() {
+            "none" => Ok(None),
+            n => match n.parse::<u32>() {
+                Ok(n) if n > 0 => Ok(Some(n)),
+                _ => Err(usage(format!(
+                    "--concurrency {n:?}: use a whole number of at least 1, or none (to stop a \
+                     queue, pause it)"
+                ))),
+            },
+        })
+        .transpose()?;
+    let rate = rate
+        .map(|text| match text.as_str() {
+            "none" => Ok(None),
+            r => parse::rate(r)
+                .map(Some)
+                .map_err(|e| usage(format!("--rate: {e}"))),
+        })
+        .transpose()?;
+    Ok(Some(LimitChange { concurrency, rate }))
 }
 
 fn queue_pause(redis: Redis, args: QueueArgs, paused: bool) -> anyhow::Result<Action> {
@@ -787,6 +871,35 @@ fn server_config(
         cron.push(spec);
     }
 
+    let mut limits = Vec::new();
+    for (queue, l) in file.limits {
+        let what = format!("[limits.{queue}]");
+        tickq::validate_queue_name(&queue).map_err(|e| in_file(&what, e.to_string()))?;
+        let rate = l
+            .rate
+            .as_deref()
+            .map(parse::rate)
+            .transpose()
+            .map_err(|e| in_file(&what, format!("rate: {e}")))?;
+        if l.concurrency == Some(0) {
+            return Err(in_file(
+                &what,
+                "concurrency must be at least 1 (to stop a queue, pause it)".into(),
+            ));
+        }
+        if l.concurrency.is_none() && rate.is_none() {
+            return Err(in_file(
+                &what,
+                "set concurrency = N, rate = \"JOBS/DUR\" or both".into(),
+            ));
+        }
+        let queue_limits = tickq::QueueLimits {
+            concurrency: l.concurrency,
+            rate,
+        };
+        limits.push((queue, queue_limits));
+    }
+
     Ok(ServerConfig {
         redis,
         file: path,
@@ -800,6 +913,7 @@ fn server_config(
         exec_allow: file.exec.allow,
         exec_secret,
         cron,
+        limits,
         data_dir: flags
             .data
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
@@ -1066,11 +1180,19 @@ fn new_job(
         job = job.at(at);
     }
     if let Some(text) = &opts.unique_for {
-        parse::duration(text).map_err(|e| usage(format!("--unique-for: {e}")))?;
-        return Err(usage(
-            "--unique-for is not supported by this version of tickq yet; enqueue with a fixed \
-             --id to avoid duplicates",
-        ));
+        let ttl = parse::duration(text).map_err(|e| usage(format!("--unique-for: {e}")))?;
+        if ttl.is_zero() {
+            return Err(usage("--unique-for must be greater than zero"));
+        }
+        job = job.unique_for(ttl);
+    }
+    if let Some(key) = opts.unique_key {
+        if key.is_empty() || key.len() > 256 || key.chars().any(char::is_control) {
+            return Err(usage(format!(
+                "--unique-key {key:?}: use 1 to 256 printable characters"
+            )));
+        }
+        job = job.unique_key(key);
     }
     if let Some(n) = opts.max_attempts {
         if n == 0 {
@@ -1203,6 +1325,47 @@ mod tests {
         assert!(err.contains("[worker] lease"), "{err}");
         let c = server_config(redis(), None, FileConfig::default(), opts()).unwrap();
         assert_eq!(c.lease, None);
+    }
+
+    #[test]
+    fn limits_tables_are_checked() {
+        let ok =
+            "[limits.emails]\nconcurrency = 3\nrate = \"50/1s\"\n[limits.pdf]\nrate = \"10/m\"\n";
+        let c = server_config(redis(), None, file(ok).unwrap(), opts()).unwrap();
+        let rate = |n, s| Some(tickq::Rate::new(n, Duration::from_secs(s)));
+        assert_eq!(
+            c.limits,
+            [
+                (
+                    "emails".to_owned(),
+                    tickq::QueueLimits {
+                        concurrency: Some(3),
+                        rate: rate(50, 1),
+                    }
+                ),
+                (
+                    "pdf".to_owned(),
+                    tickq::QueueLimits {
+                        concurrency: None,
+                        rate: rate(10, 60),
+                    }
+                ),
+            ]
+        );
+        for (text, needle) in [
+            ("[limits.q]\nconcurrency = 0\n", "at least 1"),
+            ("[limits.q]\nrate = \"fast\"\n", "invalid rate"),
+            ("[limits.q]\n", "set concurrency"),
+            ("[limits.\"a b\"]\nconcurrency = 1\n", "invalid queue name"),
+        ] {
+            let err = server_config(redis(), None, file(text).unwrap(), opts())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+            assert!(err.contains("[limits."), "{text}: {err}");
+        }
+        let err = file("[limits.q]\nburst = 3\n").unwrap_err();
+        assert!(err.contains("burst"), "{err}");
     }
 
     #[test]

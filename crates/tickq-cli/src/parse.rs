@@ -44,6 +44,26 @@ pub fn duration(text: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// Parse a RATE: `N/DUR` (`50/1s`, `1000/1m`); a bare unit counts one of it (`50/s`).
+pub fn rate(text: &str) -> Result<tickq::Rate, String> {
+    const HELP: &str = "use JOBS/DUR, e.g. 50/1s, 50/s or 1000/1m";
+    let bad = || format!("invalid rate {text:?}; {HELP}");
+    let (jobs, per) = text.trim().split_once('/').ok_or_else(bad)?;
+    let jobs: u32 = jobs.trim().parse().map_err(|_| bad())?;
+    let per = per.trim();
+    let per = if per.starts_with(|c: char| c.is_ascii_digit()) {
+        duration(per).map_err(|e| format!("invalid rate {text:?}: {e}"))?
+    } else {
+        duration(&format!("1{per}")).map_err(|_| bad())?
+    };
+    if jobs == 0 || per.is_zero() {
+        return Err(format!(
+            "invalid rate {text:?}: allow at least 1 job in a window longer than zero"
+        ));
+    }
+    Ok(tickq::Rate::new(jobs, per))
+}
+
 /// Format a duration the way [`duration`] reads it, largest units first (`1h30m`, `500ms`).
 pub fn format_duration(d: Duration) -> String {
     let mut ms = d.as_millis();

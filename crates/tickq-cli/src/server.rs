@@ -67,6 +67,7 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let client = crate::connect::connect(&config.redis).await?;
     register_schedules(&client, config).await?;
+    apply_limits(&client, config).await?;
     // Metrics are only readable over HTTP, so without a listener no recorder is installed
     // and the library's metrics stay no-ops.
     let metrics = match listener {
@@ -213,6 +214,23 @@ fn announce(config: &ServerConfig) {
             }
         }
     }
+}
+
+/// Set the config's `[limits.QUEUE]` in Redis. They hold for every node, so the last node to
+/// start decides; queues the config does not name keep the limits they have.
+async fn apply_limits(client: &Client, config: &ServerConfig) -> anyhow::Result<()> {
+    let inspector = client.inspector();
+    for (queue, limits) in &config.limits {
+        let before = inspector.limits(queue).await?;
+        inspector
+            .set_limits(queue, *limits)
+            .await
+            .with_context(|| format!("setting [limits.{queue}]"))?;
+        if before != *limits {
+            tracing::info!(queue, limits = %limits, was = %before, "[limits] set for every node");
+        }
+    }
+    Ok(())
 }
 
 /// Create or update the config's `[[cron]]` schedules in Redis, and say what changed.

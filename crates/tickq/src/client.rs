@@ -35,8 +35,10 @@ impl Client {
         self
     }
 
-    /// Enqueue one job: one round trip. A job whose id already exists is not created again:
-    /// the error is [`ErrorKind::AlreadyExists`] and says the existing job's state.
+    /// Enqueue one job: one round trip. A job whose id already exists is not created again,
+    /// nor one whose unique key another job holds ([`NewJob::unique_for`]): the error is
+    /// [`ErrorKind::AlreadyExists`], it names the existing job, and
+    /// [`Error::existing_job`] answers it.
     pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
         let answer = self
             .broker
@@ -45,20 +47,26 @@ impl Client {
             .pop()
             .expect("one answer per job");
         if !answer.created {
-            return Err(Error::new(
-                ErrorKind::AlreadyExists,
+            let message = if answer.duplicate {
+                format!(
+                    "job {} in queue {} ({}) holds the unique key; nothing was enqueued",
+                    answer.id, answer.queue, answer.state
+                )
+            } else {
                 format!(
                     "job {} already exists in queue {} ({})",
                     answer.id, answer.queue, answer.state
-                ),
-            ));
+                )
+            };
+            return Err(Error::new(ErrorKind::AlreadyExists, message).with_existing(answer));
         }
         Ok(answer)
     }
 
     /// Enqueue many jobs in as few round trips as possible (one script call per queue and
     /// 1,000 jobs, all in flight together). Jobs whose id already exists are answered with
-    /// `created: false` and left as they are.
+    /// `created: false` and left as they are; jobs whose unique key another job holds are
+    /// answered with that job and `duplicate: true`.
     pub async fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
         self.broker.enqueue(jobs).await
     }

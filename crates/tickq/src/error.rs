@@ -29,6 +29,7 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    existing: Option<Box<crate::Enqueued>>,
 }
 
 /// `Result` with tickq's [`Error`].
@@ -41,6 +42,7 @@ impl Error {
             kind,
             message: message.into(),
             source: None,
+            existing: None,
         }
     }
 
@@ -58,6 +60,17 @@ impl Error {
     /// The message, without the cause.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// For [`ErrorKind::AlreadyExists`] from an enqueue: the job that is there already (the
+    /// same id, or the holder of the unique key).
+    pub fn existing_job(&self) -> Option<&crate::Enqueued> {
+        self.existing.as_deref()
+    }
+
+    pub(crate) fn with_existing(mut self, job: crate::Enqueued) -> Error {
+        self.existing = Some(Box::new(job));
+        self
     }
 
     pub(crate) fn not_found(what: impl Into<String>) -> Error {

@@ -114,6 +114,25 @@ impl Inspector {
             .await
     }
 
+    /// Set a queue's limits (replacing the ones it had), for every worker on every node at
+    /// once: at most `concurrency` of its jobs active, at most `rate.jobs` started in any
+    /// window of `rate.per`. Jobs over a limit wait; none fails. [`QueueLimits::default`]
+    /// removes every limit.
+    pub async fn set_limits(&self, queue: &str, limits: crate::QueueLimits) -> Result<()> {
+        validate_queue_name(queue)?;
+        limits.validate()?;
+        self.broker.register_queue(queue).await?;
+        self.broker
+            .set_limits(&self.broker.keys(queue), &limits)
+            .await
+    }
+
+    /// A queue's limits.
+    pub async fn limits(&self, queue: &str) -> Result<crate::QueueLimits> {
+        validate_queue_name(queue)?;
+        self.broker.limits(&self.broker.keys(queue)).await
+    }
+
     /// Delete every job of a queue in `state`; answers how many went. Work is done in batches
     /// of 1000 jobs, one script call each, so Redis is never blocked for long; jobs
     /// that enter the state while a purge runs may be deleted too. Active jobs are refused

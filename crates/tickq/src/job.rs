@@ -127,6 +127,71 @@ pub struct NewJob {
     pub(crate) timeout: Option<Duration>,
     pub(crate) priority: i32,
     pub(crate) meta: BTreeMap<String, String>,
+    pub(crate) unique: Option<Unique>,
+}
+
+/// How a job is kept unique (see [`NewJob::unique_for`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Unique {
+    pub(crate) ttl: Duration,
+    /// The caller's key; `None`: derived from the job's kind and payload.
+    pub(crate) key: Option<String>,
+}
+
+impl Unique {
+    /// The key as stored (under the queue's unique prefix): `key:<caller's key>`, or
+    /// `auto:<sha256 of kind and canonical payload>`, so the two never collide.
+    pub(crate) fn key(&self, job: &NewJob) -> String {
+        use sha2::{Digest, Sha256};
+        match &self.key {
+            Some(key) => format!("key:{key}"),
+            None => {
+                let mut canonical = String::new();
+                write_canonical(&job.payload, &mut canonical);
+                let mut hash = Sha256::new();
+                hash.update(job.kind.as_bytes());
+                hash.update([0u8]);
+                hash.update(canonical.as_bytes());
+                let digest = hash.finalize();
+                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                format!("auto:{hex}")
+            }
+        }
+    }
+}
+
+/// JSON with object keys sorted at every level, so equal payloads give equal text whatever
+/// order their keys were built in (serde_json keeps insertion order when the application
+/// enables its `preserve_order` feature).
+fn write_canonical(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(v, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
 }
 
 impl NewJob {
@@ -142,6 +207,7 @@ impl NewJob {
             timeout: None,
             priority: 0,
             meta: BTreeMap::new(),
+            unique: None,
         }
     }
 
@@ -205,7 +271,45 @@ impl NewJob {
         self
     }
 
+    /// Keep the job unique for `ttl`: while a job of the same kind and payload (or the same
+    /// [`unique_key`](NewJob::unique_key)) is waiting or running in the queue, enqueueing
+    /// another creates nothing and answers the existing job ([`crate::ErrorKind::AlreadyExists`]
+    /// from [`crate::Client::enqueue`], `duplicate: true` from
+    /// [`crate::Client::enqueue_bulk`]). The reservation ends when the job ends (completed,
+    /// dead, cancelled or deleted) or when `ttl` has passed since the enqueue, whichever is
+    /// first; a retry does not end it. Default: not unique.
+    pub fn unique_for(mut self, ttl: Duration) -> NewJob {
+        let key = self.unique.take().and_then(|u| u.key);
+        self.unique = Some(Unique { ttl, key });
+        self
+    }
+
+    /// The key that [`unique_for`](NewJob::unique_for) compares, instead of the kind and
+    /// payload: 1 to 256 printable characters, compared within the queue. Needs `unique_for`.
+    pub fn unique_key(mut self, key: impl Into<String>) -> NewJob {
+        let ttl = self.unique.take().map_or(Duration::ZERO, |u| u.ttl);
+        self.unique = Some(Unique {
+            ttl,
+            key: Some(key.into()),
+        });
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
+        if let Some(unique) = &self.unique {
+            if unique.ttl.is_zero() {
+                return Err(Error::invalid(
+                    "a unique job needs a time to stay unique: set unique_for (--unique-for)                      to more than zero",
+                ));
+            }
+            if let Some(key) = &unique.key
+                && (key.is_empty() || key.len() > MAX_ID_LEN || key.chars().any(char::is_control))
+            {
+                return Err(Error::invalid(format!(
+                    "invalid unique key {key:?}: use 1 to {MAX_ID_LEN} printable characters"
+                )));
+            }
+        }
         validate_queue_name(&self.queue)?;
         validate_name("job kind", &self.kind)?;
         if let Some(id) = &self.id {
@@ -267,8 +371,11 @@ pub struct Enqueued {
     pub queue: String,
     /// The job's state after the call (for an existing job: its current state).
     pub state: JobState,
-    /// False when a job with this id already existed and nothing was created.
+    /// False when nothing was created: a job with this id existed already, or (see
+    /// `duplicate`) another job holds the unique key.
     pub created: bool,
+    /// True when another job holds the unique key: `id` and `state` are that job's.
+    pub duplicate: bool,
 }
 
 /// Everything known about one job, as the inspector, CLI and HTTP API show it.

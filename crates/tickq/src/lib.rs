@@ -71,6 +71,7 @@ mod error;
 mod handler;
 mod inspect;
 mod job;
+mod limits;
 pub mod retry;
 pub mod schedule;
 mod worker;
@@ -84,6 +85,7 @@ pub use job::{
     DEFAULT_MAX_ATTEMPTS, Enqueued, JobInfo, JobState, NewJob, PRIORITY_MAX, PRIORITY_MIN,
     validate_job_id, validate_queue_name,
 };
+pub use limits::{QueueLimits, Rate};
 pub use retry::{ExponentialBackoff, FixedBackoff, RetryPolicy};
 pub use schedule::{
     Catchup, CronSchedule, Overlap, ScheduleInfo, ScheduleSpec, Scheduler, SchedulerBuilder, Task,

@@ -18,6 +18,17 @@ struct Effective<'a> {
     exec: Exec<'a>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     cron: &'a [CronSpec],
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    limits: BTreeMap<&'a str, Limits>,
+}
+
+/// `[limits.QUEUE]` as written in the file.
+#[derive(Serialize)]
+struct Limits {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    concurrency: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -65,6 +76,17 @@ pub fn show(config: &ServerConfig, json: bool) -> anyhow::Result<()> {
             secret: config.exec_secret.as_ref().map(|_| "***"),
         },
         cron: &config.cron,
+        limits: config
+            .limits
+            .iter()
+            .map(|(q, l)| {
+                let limits = Limits {
+                    concurrency: l.concurrency,
+                    rate: l.rate.map(|r| r.to_string()),
+                };
+                (q.as_str(), limits)
+            })
+            .collect(),
     };
     let file = config.file.as_ref().map(|p| p.display().to_string());
     let data = config.data_dir.display().to_string();

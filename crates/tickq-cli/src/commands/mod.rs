@@ -36,6 +36,12 @@ pub async fn run(action: Action) -> anyhow::Result<()> {
             paused,
             json,
         } => queue::pause(&redis, &queue, paused, json).await,
+        Action::QueueLimit {
+            redis,
+            queue,
+            change,
+            json,
+        } => queue::limit(&redis, &queue, change, json).await,
         Action::QueuePurge {
             redis,
             queue,

@@ -1,8 +1,8 @@
 //! `queue ls | pause | resume | purge`.
 
-use crate::config::Redis;
+use crate::config::{LimitChange, Redis};
 use crate::output;
-use tickq::JobState;
+use tickq::{JobState, QueueCounts};
 
 pub async fn list(redis: &Redis, json: bool) -> anyhow::Result<()> {
     let client = crate::connect::connect(redis).await?;
@@ -15,21 +15,62 @@ pub async fn list(redis: &Redis, json: bool) -> anyhow::Result<()> {
             .filter(|q| q.paused)
             .map(|q| q.queue.as_str())
             .collect();
-        output::json(&serde_json::json!({ "queues": names, "paused": paused }))?;
+        let limits: serde_json::Map<String, serde_json::Value> = stats
+            .iter()
+            .filter(|q| !q.limits.is_unlimited())
+            .map(|q| Ok((q.queue.clone(), serde_json::to_value(q.limits)?)))
+            .collect::<serde_json::Result<_>>()?;
+        output::json(&serde_json::json!({
+            "queues": names,
+            "paused": paused,
+            "limits": limits,
+        }))?;
     } else if stats.is_empty() {
         output::text("no queues yet; `tickq enqueue QUEUE KIND` creates one")?;
     } else {
-        let lines: Vec<String> = stats
-            .iter()
-            .map(|q| {
-                if q.paused {
-                    format!("{} (paused)", q.queue)
-                } else {
-                    q.queue.clone()
-                }
-            })
-            .collect();
+        let lines: Vec<String> = stats.iter().map(describe).collect();
         output::text(&lines.join("\n"))?;
+    }
+    Ok(())
+}
+
+/// `emails (paused; concurrency 3, rate 50/1s)`.
+fn describe(q: &QueueCounts) -> String {
+    let mut notes = Vec::new();
+    if q.paused {
+        notes.push("paused".to_owned());
+    }
+    if !q.limits.is_unlimited() {
+        notes.push(q.limits.to_string());
+    }
+    if notes.is_empty() {
+        q.queue.clone()
+    } else {
+        format!("{} ({})", q.queue, notes.join("; "))
+    }
+}
+
+/// Show a queue's limits, or change them (the flags given replace those limits; the others
+/// stay).
+pub async fn limit(
+    redis: &Redis,
+    queue: &str,
+    change: Option<LimitChange>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let client = crate::connect::connect(redis).await?;
+    let inspector = client.inspector();
+    let mut limits = inspector.limits(queue).await?;
+    if let Some(change) = change {
+        limits = change.apply(limits);
+        inspector.set_limits(queue, limits).await?;
+    }
+    if json {
+        output::json(&serde_json::json!({ "queue": queue, "limits": limits }))?;
+    } else if limits.is_unlimited() {
+        output::text(&format!("queue {queue}: no limits"))?;
+    } else {
+        output::text(&format!("queue {queue}: {limits}"))?;
     }
     Ok(())
 }

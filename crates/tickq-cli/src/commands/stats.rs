@@ -22,6 +22,7 @@ pub async fn stats(redis: &Redis, json: bool) -> anyhow::Result<()> {
                     "processed": q.processed,
                     "failed": q.failed,
                     "paused": q.paused,
+                    "limits": q.limits,
                 })
             })
             .collect();

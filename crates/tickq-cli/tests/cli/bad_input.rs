@@ -56,9 +56,27 @@ fn usage_errors_exit_2_and_change_nothing() {
             "invalid job id",
         ),
         (
-            &["enqueue", "q", "k", "--unique-for", "5m"],
-            "not supported",
+            &["enqueue", "q", "k", "--unique-for", "5x"],
+            "--unique-for: invalid duration",
         ),
+        (
+            &["enqueue", "q", "k", "--unique-for", "0s"],
+            "--unique-for must be greater than zero",
+        ),
+        (&["enqueue", "q", "k", "--unique-key", "k"], "--unique-for"),
+        (&["queue", "limit", "q", "--concurrency", "0"], "at least 1"),
+        (
+            &["queue", "limit", "q", "--concurrency", "x"],
+            "--concurrency",
+        ),
+        (&["queue", "limit", "q", "--rate", "50"], "invalid rate"),
+        (&["queue", "limit", "q", "--rate", "0/1s"], "at least 1 job"),
+        (&["queue", "limit", "q", "--rate", "5/1y"], "invalid rate"),
+        (
+            &["queue", "limit", "q", "--clear", "--rate", "5/s"],
+            "cannot be used with",
+        ),
+        (&["queue", "limit", "q{x}"], "invalid queue name"),
         (
             &["enqueue", "q", "exec", "--payload", r#"{"cmd": "echo hi"}"#],
             "exec job's payload",

@@ -295,3 +295,19 @@ fn no_redis_server_on_path_says_how_to_install_it() {
     let log = server.log();
     assert!(log.contains("apt-get install redis-server"), "{log}");
 }
+
+#[test]
+fn limits_from_the_config_are_set_for_every_node_at_start() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    run(Some(&url), &["queue", "limit", "default", "--rate", "5/1s"]).ok();
+    let config = "[limits.default]\nconcurrency = 2\n\n[limits.other]\nrate = \"50/1s\"\n";
+    let mut server = Server::start(Some(config), &["--redis", &url], &[]);
+    // The config replaces what Redis had (the rate of `default` goes).
+    assert_eq!(
+        run(Some(&url), &["queue", "ls"]).ok().stdout,
+        "default (concurrency 2)\nother (rate 50/1s)\n"
+    );
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait(LIMIT).code(), Some(0));
+}

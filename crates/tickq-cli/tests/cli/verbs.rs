@@ -340,7 +340,7 @@ fn queue_pause_resume_and_purge() {
     assert_eq!(run(u, &["queue", "ls"]).ok().stdout, "a\nb (paused)\n");
     assert_eq!(
         run(u, &["queue", "ls", "--json"]).json(),
-        serde_json::json!({"queues": ["a", "b"], "paused": ["b"]})
+        serde_json::json!({"queues": ["a", "b"], "paused": ["b"], "limits": {}})
     );
     let stats = run(u, &["stats", "--json"]).json();
     assert_eq!(stats["queues"][0]["paused"], false);
@@ -563,4 +563,102 @@ tasks = [ { kind = "exec", cmd = ["echo", "hi"] } ]
         parsed["cron"][0]["timezone"].as_str(),
         Some("Asia/Shanghai")
     );
+}
+
+#[test]
+fn enqueue_unique_for_makes_one_job_until_it_ends() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let u = Some(url.as_str());
+    let args = [
+        "enqueue",
+        "q",
+        "report",
+        "--payload",
+        r#"{"day": 1}"#,
+        "--unique-for",
+        "1h",
+    ];
+    let first = run(u, &args).ok().stdout.trim().to_owned();
+    let dup = run(u, &args).fails(1, "holds the unique key");
+    assert!(dup.stderr.contains(&first), "{dup:?}");
+    // The same kind with another payload is another job; a --unique-key groups any payload.
+    let other = [&args[..4], &[r#"{"day": 2}"#, "--unique-for", "1h"]].concat();
+    run(u, &other).ok();
+    let keyed = |payload: &str| {
+        run(
+            u,
+            &[
+                "enqueue",
+                "q",
+                "report",
+                "--payload",
+                payload,
+                "--unique-for",
+                "1h",
+                "--unique-key",
+                "nightly",
+            ],
+        )
+    };
+    keyed("1").ok();
+    keyed("2").fails(1, "holds the unique key");
+
+    // Once the job ends, the key is free again.
+    run(u, &["cancel", &first]).ok();
+    let again = run(u, &args).ok().stdout.trim().to_owned();
+    assert_ne!(again, first);
+}
+
+#[test]
+fn queue_limit_shows_and_changes_limits() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let u = Some(url.as_str());
+    run(u, &["enqueue", "a", "k"]).ok();
+    assert_eq!(
+        run(u, &["queue", "limit", "a"]).ok().stdout,
+        "queue a: no limits\n"
+    );
+    assert_eq!(
+        run(u, &["queue", "limit", "a", "--concurrency", "3"])
+            .ok()
+            .stdout,
+        "queue a: concurrency 3\n"
+    );
+    // A flag changes its own limit and keeps the others.
+    assert_eq!(
+        run(u, &["queue", "limit", "a", "--rate", "50/s"])
+            .ok()
+            .stdout,
+        "queue a: concurrency 3, rate 50/1s\n"
+    );
+    assert_eq!(
+        run(u, &["queue", "limit", "a", "--json"]).json(),
+        serde_json::json!({"queue": "a", "limits": {
+            "concurrency": 3, "rate": {"jobs": 50, "per_ms": 1000}}})
+    );
+    assert_eq!(
+        run(u, &["queue", "ls"]).ok().stdout,
+        "a (concurrency 3, rate 50/1s)\n"
+    );
+    assert_eq!(
+        run(u, &["queue", "ls", "--json"]).json()["limits"],
+        serde_json::json!({"a": {"concurrency": 3, "rate": {"jobs": 50, "per_ms": 1000}}})
+    );
+    assert_eq!(
+        run(u, &["stats", "--json"]).json()["queues"][0]["limits"]["concurrency"],
+        3
+    );
+    assert_eq!(
+        run(u, &["queue", "limit", "a", "--concurrency", "none"])
+            .ok()
+            .stdout,
+        "queue a: rate 50/1s\n"
+    );
+    assert_eq!(
+        run(u, &["queue", "limit", "a", "--clear"]).ok().stdout,
+        "queue a: no limits\n"
+    );
+    assert_eq!(run(u, &["queue", "ls"]).ok().stdout, "a\n");
 }

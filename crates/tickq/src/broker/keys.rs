@@ -41,6 +41,13 @@ pub(crate) struct QueueKeys {
     pub(crate) schedules_due: String,
     /// Prefix of job-group sets (which workers hold a job of one cron tick), for spreading.
     pub(crate) group_prefix: String,
+    /// Prefix of unique-key reservations: the key is this followed by the unique key, and
+    /// holds the id of the job that reserved it.
+    pub(crate) unique_prefix: String,
+    /// The queue's limits (hash: concurrency, rate, per), read by every claim.
+    pub(crate) limits: String,
+    /// Recent starts (sorted set by Redis ms) counted against the rate limit.
+    pub(crate) rate_log: String,
 }
 
 impl QueueKeys {
@@ -65,11 +72,19 @@ impl QueueKeys {
             schedule_prefix: key("schedule:"),
             schedules_due: key("schedules-due"),
             group_prefix: key("group:"),
+            unique_prefix: key("unique:"),
+            limits: key("limits"),
+            rate_log: key("rate-log"),
         }
     }
 
     pub(crate) fn job(&self, id: &str) -> String {
         format!("{}{id}", self.job_prefix)
+    }
+
+    /// The reservation key of a unique key (see `NewJob::unique_for`).
+    pub(crate) fn unique(&self, unique_key: &str) -> String {
+        format!("{}{unique_key}", self.unique_prefix)
     }
 
     pub(crate) fn schedule(&self, name: &str) -> String {
@@ -108,6 +123,9 @@ mod tests {
             &k.seq,
             &k.stats,
             &k.paused,
+            &k.limits,
+            &k.rate_log,
+            &k.unique("x"),
         ] {
             assert!(key.starts_with("tickq:{emails}:"), "{key}");
         }

@@ -3,6 +3,7 @@
 //! It owns no timers and spawns nothing: the worker runtime decides when to call it.
 
 pub(crate) mod keys;
+mod limits;
 pub(crate) mod message;
 pub(crate) mod schedules;
 pub(crate) mod scripts;
@@ -146,6 +147,8 @@ pub struct QueueCounts {
     pub failed: u64,
     /// Whether the queue is paused (workers start none of its jobs).
     pub paused: bool,
+    /// The queue's concurrency and rate limits.
+    pub limits: crate::QueueLimits,
 }
 
 /// A connection to Redis plus the script set: cheap to clone, shared by every component.
@@ -326,6 +329,12 @@ impl Broker {
                     let (at_ms, delay_ms) = due_args(&job.due);
                     inv.arg(&ids[i]).arg(envelope.encode()).arg(job.priority);
                     inv.arg(job.max_attempts).arg(at_ms).arg(delay_ms);
+                    match &job.unique {
+                        Some(unique) => inv
+                            .arg(keys.unique(&unique.key(job)))
+                            .arg(unique.ttl.as_millis() as u64),
+                        None => inv.arg("").arg(0),
+                    };
                 }
                 let mut conn = self.conn.clone();
                 let chunk = chunk.to_vec();
@@ -339,16 +348,7 @@ impl Broker {
         for result in futures::future::join_all(calls).await {
             let (chunk, states) = result?;
             for (i, answer) in chunk.into_iter().zip(states) {
-                let (state, created) = match answer.strip_prefix("exists:") {
-                    Some(existing) => (existing, false),
-                    None => (answer.as_str(), true),
-                };
-                out[i] = Some(Enqueued {
-                    id: ids[i].clone(),
-                    queue: jobs[i].queue.clone(),
-                    state: state.parse()?,
-                    created,
-                });
+                out[i] = Some(enqueue_answer(&answer, &ids[i], &jobs[i].queue)?);
             }
         }
         Ok(out
@@ -375,6 +375,8 @@ impl Broker {
             .key(&keys.marker)
             .key(&keys.fence)
             .key(&keys.paused)
+            .key(&keys.limits)
+            .key(&keys.rate_log)
             .arg(&keys.job_prefix)
             .arg(owner)
             .arg(lease.as_millis() as u64)
@@ -414,7 +416,12 @@ impl Broker {
         jobs: &[(String, u64, String)],
     ) -> Result<AckOutcome> {
         let mut inv = SCRIPTS.ack.prepare_invoke();
-        inv.key(&keys.active).key(&keys.completed).key(&keys.stats);
+        inv.key(&keys.active)
+            .key(&keys.completed)
+            .key(&keys.stats)
+            .key(&keys.limits)
+            .key(&keys.pending)
+            .key(&keys.marker);
         inv.arg(&keys.job_prefix)
             .arg(retention.keep_ms())
             .arg(retention.completed_max);
@@ -449,6 +456,8 @@ impl Broker {
             .key(&keys.cancelled)
             .key(&keys.stats)
             .key(&keys.marker)
+            .key(&keys.limits)
+            .key(&keys.pending)
             .arg(&keys.job_prefix)
             .arg(id)
             .arg(fence)
@@ -504,6 +513,7 @@ impl Broker {
             .key(&keys.seq)
             .key(&keys.marker)
             .key(&keys.stats)
+            .key(&keys.limits)
             .arg(&keys.job_prefix)
             .arg(limit)
             .arg(retention.dead_max)
@@ -767,7 +777,12 @@ impl Broker {
         }
         pipe.hget(&keys.stats, "processed")
             .hget(&keys.stats, "failed")
-            .exists(&keys.paused);
+            .exists(&keys.paused)
+            .cmd("HMGET")
+            .arg(&keys.limits)
+            .arg("concurrency")
+            .arg("rate")
+            .arg("per");
         let reply: Vec<Value> = pipe.query_async(&mut self.conn.clone()).await?;
         let mut counts = QueueCounts {
             queue: keys.name.clone(),
@@ -779,6 +794,10 @@ impl Broker {
         counts.processed = value::int_or_zero(&reply[7]) as u64;
         counts.failed = value::int_or_zero(&reply[8]) as u64;
         counts.paused = value::int_or_zero(&reply[9]) != 0;
+        let fields = redis::from_redis_value(reply[10].clone()).map_err(|e| {
+            Error::corrupt(format!("queue {} has unreadable limits: {e}", keys.name))
+        })?;
+        counts.limits = limits::limits_from(fields);
         Ok(counts)
     }
 }
@@ -792,6 +811,27 @@ fn purge_active(queue: &str) -> Error {
 
 pub(crate) fn job_not_found(queue: &str, id: &str) -> Error {
     Error::not_found(format!("no job {id} in queue {queue}"))
+}
+
+/// Read one answer of the enqueue script for the job `id` asked for.
+fn enqueue_answer(answer: &str, id: &str, queue: &str) -> Result<Enqueued> {
+    let (state, id, created, duplicate) = if let Some(state) = answer.strip_prefix("exists:") {
+        (state, id, false, false)
+    } else if let Some(rest) = answer.strip_prefix("dup:") {
+        let (state, holder) = rest
+            .split_once(':')
+            .ok_or_else(|| Error::corrupt(format!("enqueue script answered {answer:?}")))?;
+        (state, holder, false, true)
+    } else {
+        (answer, id, true, false)
+    };
+    Ok(Enqueued {
+        id: id.to_owned(),
+        queue: queue.to_owned(),
+        state: state.parse()?,
+        created,
+        duplicate,
+    })
 }
 
 /// The script arguments (at_ms, delay_ms) of a due time: at most one is non-zero, and both are
@@ -888,3 +928,9 @@ mod tests;
 
 #[cfg(test)]
 mod lifecycle_tests;
+
+#[cfg(test)]
+mod unique_tests;
+
+#[cfg(test)]
+mod limits_tests;

@@ -11,21 +11,21 @@ use redis::aio::ConnectionManager;
 use std::collections::BTreeSet;
 use tickq_testkit::TestRedis;
 
-const Q: &str = "q";
+pub(super) const Q: &str = "q";
 /// A lease that does not run out during a test.
-const LEASE: Duration = Duration::from_secs(600);
-const HOUR: Duration = Duration::from_secs(3600);
+pub(super) const LEASE: Duration = Duration::from_secs(600);
+pub(super) const HOUR: Duration = Duration::from_secs(3600);
 
 /// One redis-server, a broker on it, and a raw connection for setting up and inspecting state.
-struct Env {
-    broker: Broker,
-    keys: Arc<QueueKeys>,
-    conn: ConnectionManager,
+pub(super) struct Env {
+    pub(super) broker: Broker,
+    pub(super) keys: Arc<QueueKeys>,
+    pub(super) conn: ConnectionManager,
     // Last, so the server outlives the connections when the test ends.
     _redis: TestRedis,
 }
 
-fn job(id: &str) -> NewJob {
+pub(super) fn job(id: &str) -> NewJob {
     NewJob::new(Q, "work").id(id)
 }
 
@@ -37,7 +37,7 @@ pub(super) const KEEP: Retention = Retention {
     dead_max: 10_000,
 };
 
-async fn start() -> Env {
+pub(super) async fn start() -> Env {
     // Nothing here restarts Redis, so the append-only file would only cost fsyncs.
     let redis = TestRedis::builder().appendonly(false).start();
     let broker = Broker::connect(&redis.url()).await.unwrap();
@@ -51,14 +51,14 @@ async fn start() -> Env {
 
 impl Env {
     /// Enqueue one job and check it was created.
-    async fn enqueue(&self, job: NewJob) -> Enqueued {
+    pub(super) async fn enqueue(&self, job: NewJob) -> Enqueued {
         let mut answers = self.broker.enqueue(vec![job]).await.unwrap();
         let answer = answers.pop().unwrap();
         assert!(answer.created, "{answer:?}");
         answer
     }
 
-    async fn claim(&self, owner: &str, max: usize) -> ClaimBatch {
+    pub(super) async fn claim(&self, owner: &str, max: usize) -> ClaimBatch {
         self.broker
             .claim(&self.keys, owner, LEASE, max, Duration::ZERO)
             .await
@@ -66,7 +66,7 @@ impl Env {
     }
 
     /// Claim exactly the job `id` (it must be the next pending one); answers its fence.
-    async fn claim_next(&self, id: &str) -> u64 {
+    pub(super) async fn claim_next(&self, id: &str) -> u64 {
         let batch = self.claim("w1", 1).await;
         assert_eq!(batch.jobs.len(), 1, "nothing to claim for {id}");
         assert_eq!(
@@ -78,7 +78,7 @@ impl Env {
 
     /// A new job `id` brought into `state` the ordinary way; answers its fence (0 if it was
     /// never claimed). Jobs that need a claim must be the next pending job.
-    async fn put(&self, id: &str, state: JobState) -> u64 {
+    pub(super) async fn put(&self, id: &str, state: JobState) -> u64 {
         match state {
             JobState::Scheduled => {
                 self.enqueue(job(id).delay(HOUR)).await;
@@ -121,7 +121,7 @@ impl Env {
     }
 
     /// Redis `TIME` in milliseconds: the clock the scripts use.
-    async fn now(&self) -> i64 {
+    pub(super) async fn now(&self) -> i64 {
         let (s, us): (i64, i64) = redis::cmd("TIME")
             .query_async(&mut self.conn.clone())
             .await
@@ -129,11 +129,11 @@ impl Env {
         s * 1000 + us / 1000
     }
 
-    async fn hash(&self, id: &str) -> BTreeMap<String, String> {
+    pub(super) async fn hash(&self, id: &str) -> BTreeMap<String, String> {
         self.conn.clone().hgetall(self.keys.job(id)).await.unwrap()
     }
 
-    async fn field(&self, id: &str, name: &str) -> Option<String> {
+    pub(super) async fn field(&self, id: &str, name: &str) -> Option<String> {
         self.conn
             .clone()
             .hget(self.keys.job(id), name)
@@ -142,14 +142,14 @@ impl Env {
     }
 
     /// A numeric hash field; panics when it is missing.
-    async fn num(&self, id: &str, name: &str) -> i64 {
+    pub(super) async fn num(&self, id: &str, name: &str) -> i64 {
         let v = self.field(id, name).await;
         v.unwrap_or_else(|| panic!("job {id} has no {name} field"))
             .parse()
             .unwrap()
     }
 
-    async fn set_field(&self, id: &str, name: &str, value: impl ToString) {
+    pub(super) async fn set_field(&self, id: &str, name: &str, value: impl ToString) {
         let _: () = self
             .conn
             .clone()
@@ -158,7 +158,7 @@ impl Env {
             .unwrap();
     }
 
-    async fn score(&self, state: JobState, id: &str) -> Option<i64> {
+    pub(super) async fn score(&self, state: JobState, id: &str) -> Option<i64> {
         let score: Option<f64> = self
             .conn
             .clone()
@@ -178,7 +178,7 @@ impl Env {
     }
 
     /// The ids in `state`'s index, lowest score first.
-    async fn members(&self, state: JobState) -> Vec<String> {
+    pub(super) async fn members(&self, state: JobState) -> Vec<String> {
         self.conn
             .clone()
             .zrange(self.keys.index(state), 0, -1)
@@ -186,11 +186,11 @@ impl Env {
             .unwrap()
     }
 
-    async fn pttl(&self, id: &str) -> i64 {
+    pub(super) async fn pttl(&self, id: &str) -> i64 {
         self.conn.clone().pttl(self.keys.job(id)).await.unwrap()
     }
 
-    async fn stat(&self, name: &str) -> i64 {
+    pub(super) async fn stat(&self, name: &str) -> i64 {
         let v: Option<i64> = self
             .conn
             .clone()
@@ -201,7 +201,7 @@ impl Env {
     }
 
     /// The states whose index holds `id`.
-    async fn indexes_of(&self, id: &str) -> Vec<JobState> {
+    pub(super) async fn indexes_of(&self, id: &str) -> Vec<JobState> {
         let mut found = Vec::new();
         for state in JobState::ALL {
             if self.score(state, id).await.is_some() {
@@ -212,7 +212,7 @@ impl Env {
     }
 
     /// The job's hash says `state`, and the job is in that state's index and in no other.
-    async fn assert_state(&self, id: &str, state: JobState) {
+    pub(super) async fn assert_state(&self, id: &str, state: JobState) {
         assert_eq!(
             self.field(id, "state").await.as_deref(),
             Some(state.as_str()),
@@ -226,18 +226,18 @@ impl Env {
     }
 
     /// No hash and no index entry is left of the job.
-    async fn assert_gone(&self, id: &str) {
+    pub(super) async fn assert_gone(&self, id: &str) {
         assert_eq!(self.hash(id).await, BTreeMap::new(), "hash of job {id}");
         assert_eq!(self.indexes_of(id).await, [], "indexes holding job {id}");
     }
 
     /// Lease of an active job moved into the past, as if its worker had stopped renewing.
-    async fn expire_lease(&self, id: &str) -> i64 {
+    pub(super) async fn expire_lease(&self, id: &str) -> i64 {
         self.expire_lease_by(id, 1000).await
     }
 
     /// Lease of an active job moved `ago_ms` into the past.
-    async fn expire_lease_by(&self, id: &str, ago_ms: i64) -> i64 {
+    pub(super) async fn expire_lease_by(&self, id: &str, ago_ms: i64) -> i64 {
         let past = self.now().await - ago_ms;
         self.set_field(id, "lease", past).await;
         let _: () = redis::cmd("ZADD")
@@ -251,7 +251,7 @@ impl Env {
         past
     }
 
-    async fn snapshot(&self) -> BTreeMap<String, String> {
+    pub(super) async fn snapshot(&self) -> BTreeMap<String, String> {
         snapshot(&self.conn).await
     }
 }
@@ -328,6 +328,7 @@ async fn enqueue_now_creates_a_pending_job() {
             queue: Q.into(),
             state: JobState::Pending,
             created: true,
+            duplicate: false,
         }]
     );
     env.assert_state("a", JobState::Pending).await;
@@ -1842,6 +1843,7 @@ async fn counts_reports_every_state_and_the_totals() {
             processed: 1,
             failed: 2,
             paused: false,
+            limits: Default::default(),
         }
     );
     let empty = env.broker.counts(&env.broker.keys("empty")).await.unwrap();
@@ -2028,7 +2030,7 @@ impl Env {
         }
     }
 
-    async fn marker_set(&self) -> bool {
+    pub(super) async fn marker_set(&self) -> bool {
         let n: i64 = self.conn.clone().zcard(&self.keys.marker).await.unwrap();
         n > 0
     }

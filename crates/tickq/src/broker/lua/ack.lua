@@ -1,9 +1,11 @@
 -- ack: mark leased jobs completed, if the caller still holds them.
--- KEYS[1] active  KEYS[2] completed  KEYS[3] stats
+-- KEYS[1] active  KEYS[2] completed  KEYS[3] stats  KEYS[4] limits  KEYS[5] pending
+-- KEYS[6] marker
 -- ARGV[1] job key prefix  ARGV[2] keep ms  ARGV[3] keep max; then 3 per job: id, fence, result
 --   (empty result = none). keep ms or keep max of 0 deletes the job at once.
 -- A job is acked only while it is active with the same fence: a zombie whose lease was taken
---   over cannot complete the job someone else now holds.
+--   over cannot complete the job someone else now holds. An acked job frees its unique key;
+--   on a queue with a concurrency limit, an idle worker is woken for the freed slots.
 -- Returns {acked count, stale id...} (stale = not applied: lease lost, or job gone).
 -- Idempotent: yes; a second ack of the same job and fence finds it completed and reports stale.
 local prefix = ARGV[1]
@@ -17,9 +19,10 @@ local stale = {}
 for i = 4, #ARGV, 3 do
   local id = ARGV[i]
   local jk = prefix .. id
-  local f = redis.call('HMGET', jk, 'state', 'fence')
+  local f = redis.call('HMGET', jk, 'state', 'fence', 'unique')
   if f[1] == 'active' and f[2] == ARGV[i + 1] then
     done[#done + 1] = id
+    free_unique(f[3], id)
     if keep then
       if ARGV[i + 2] ~= '' then
         redis.call('HSET', jk, 'state', 'completed', 'finished', now_s, 'result', ARGV[i + 2])
@@ -39,6 +42,7 @@ end
 if #done > 0 then
   zrem_many(KEYS[1], done)
   redis.call('HINCRBY', KEYS[3], 'processed', #done)
+  wake_if_limited(KEYS[4], KEYS[5], KEYS[6])
 end
 if #index > 0 then
   zadd_many(KEYS[2], index)

@@ -2,15 +2,18 @@
 -- active job gets a cancel request that its worker sees at its next lease renewal.
 -- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] cancelled
 -- ARGV[1] job key prefix  ARGV[2] id  ARGV[3] keep ms
+-- A job cancelled here frees its unique key (an active one frees it when its worker stops).
 -- Returns 'cancelled' (done now), 'cancelling' (active: asked), 'notfound', or the job's state
 --   when it is already finished ('completed', 'dead', 'cancelled').
 -- Idempotent: yes; cancelling a cancelled job answers 'cancelled' and changes nothing.
 local jk = ARGV[1] .. ARGV[2]
 local id = ARGV[2]
-local state = redis.call('HGET', jk, 'state')
+local f = redis.call('HMGET', jk, 'state', 'unique')
+local state = f[1]
 if not state then return 'notfound' end
 local from = {pending = KEYS[1], scheduled = KEYS[2], retry = KEYS[3]}
 if from[state] then
+  free_unique(f[2], id)
   local now = now_ms()
   redis.call('ZREM', from[state], id)
   redis.call('HSET', jk, 'state', 'cancelled', 'finished', now)

@@ -1,6 +1,6 @@
 -- claim: promote due scheduled/retry jobs, then lease up to N pending jobs to one worker.
 -- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] active  KEYS[5] seq  KEYS[6] marker
--- KEYS[7] fence counter  KEYS[8] paused flag
+-- KEYS[7] fence counter  KEYS[8] paused flag  KEYS[9] limits  KEYS[10] rate log
 -- ARGV[1] job key prefix  ARGV[2] owner (worker id)  ARGV[3] lease ms  ARGV[4] max jobs
 -- ARGV[5] group key prefix  ARGV[6] spread grace ms
 -- Each claimed job: attempt + 1, a new fence from the queue's counter (greater than every
@@ -14,6 +14,11 @@
 --   Redis time at which the caller should look again: now when pending jobs remain that it may
 --   take, the end of a spread grace when it passed over jobs, else the earliest scheduled/retry
 --   due time, or -1 when nothing waits at all.
+-- Limits (KEYS[9], all optional): 'concurrency' caps the queue's active jobs across every
+--   worker; 'rate' caps starts in any window of 'per' ms (a sliding log of start times in
+--   KEYS[10]). A limited claim leases fewer jobs or none; jobs wait, nothing fails. When the
+--   rate is used up, next_due is the time its oldest start leaves the window; when the
+--   concurrency is used up, the caller waits for a wake-up (ack and fail send one).
 -- Paused (KEYS[8] exists): due jobs are still promoted, nothing is leased, and next_due is -1,
 --   so idle workers sleep until a wake-up (resume sets the marker) instead of polling.
 -- Idempotent: no; every call leases new jobs (that is its point). Ids whose job hash is gone
@@ -31,8 +36,32 @@ local deadline = now + tonumber(ARGV[3])
 if redis.call('EXISTS', KEYS[8]) == 1 then return {now, -1, deadline} end
 local now_s, deadline_s = str(now), str(deadline)
 local out = {now, -1, deadline}
+-- Lower max to what the queue's limits allow now; `full` says a limit is used up.
+local limits = redis.call('HMGET', KEYS[9], 'concurrency', 'rate', 'per')
+local full = false
+local rate_free_at = nil
+if limits[1] then
+  local free = tonumber(limits[1]) - redis.call('ZCARD', KEYS[4])
+  if free <= max then
+    max = math.max(free, 0)
+    full = true
+  end
+end
+local per = tonumber(limits[3])
+if limits[2] and per then
+  redis.call('ZREMRANGEBYSCORE', KEYS[10], '-inf', now - per)
+  local free = tonumber(limits[2]) - redis.call('ZCARD', KEYS[10])
+  if free <= max then
+    max = math.max(free, 0)
+    full = true
+    local oldest = redis.call('ZRANGE', KEYS[10], 0, 0, 'WITHSCORES')
+    rate_free_at = (#oldest > 0 and tonumber(oldest[2]) or now) + per
+  end
+end
 local leases = {}
 local taken = {}
+local starts = {} -- rate log entries: score now, member id:fence (unique per claim)
+local rate_limited = limits[2] and per
 local passed_until = nil
 if max > 0 then
   -- Look a little past `max` so that jobs passed over for spreading do not starve the rest.
@@ -74,21 +103,32 @@ if max > 0 then
         out[#out + 1] = attempt
         out[#out + 1] = fence
         out[#out + 1] = f[7] or '0'
+        if rate_limited then
+          starts[#starts + 1] = now_s
+          starts[#starts + 1] = id .. ':' .. str(fence)
+        end
       end
     end
   end
 end
 if #taken > 0 then zrem_many(KEYS[1], taken) end
 if #leases > 0 then zadd_many(KEYS[4], leases) end
+if #starts > 0 then
+  zadd_many(KEYS[10], starts)
+  redis.call('PEXPIRE', KEYS[10], per)
+end
 local left = redis.call('ZCARD', KEYS[1])
-if left > 0 and (#leases > 0 or passed_until ~= nil) then
+if left > 0 and not full and (#leases > 0 or passed_until ~= nil) then
   -- Work is left: let another idle worker start on it while this one is busy.
   wake(KEYS[6])
 end
-if left > 0 and passed_until == nil then
+if left > 0 and passed_until == nil and not full then
   out[2] = now
 else
   local next_due = passed_until or -1
+  if left > 0 and rate_free_at ~= nil and (next_due < 0 or rate_free_at < next_due) then
+    next_due = rate_free_at
+  end
   for _, k in ipairs({KEYS[2], KEYS[3]}) do
     local first = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
     if #first > 0 then

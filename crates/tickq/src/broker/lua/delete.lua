@@ -2,12 +2,15 @@
 -- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] completed  KEYS[5] dead
 -- KEYS[6] cancelled
 -- ARGV[1] job key prefix  ARGV[2] id
+-- A deleted job frees its unique key.
 -- Returns the state the job had, 'notfound', or 'active' (refused: cancel it first).
 -- Idempotent: yes; a second call answers 'notfound'.
 local jk = ARGV[1] .. ARGV[2]
-local state = redis.call('HGET', jk, 'state')
+local f = redis.call('HMGET', jk, 'state', 'unique')
+local state = f[1]
 if not state then return 'notfound' end
 if state == 'active' then return 'active' end
+free_unique(f[2], ARGV[2])
 local from = {pending = KEYS[1], scheduled = KEYS[2], retry = KEYS[3], completed = KEYS[4],
   dead = KEYS[5], cancelled = KEYS[6]}
 if from[state] then redis.call('ZREM', from[state], ARGV[2]) end

@@ -1,25 +1,44 @@
 -- enqueue: create one or many jobs, pending when due now, scheduled when due later.
 -- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] seq  KEYS[4] marker
--- ARGV[1] job key prefix; then 6 per job: id, data (envelope), priority, max attempts,
---   at_ms (> 0: due at this Redis time), delay_ms (> 0: due this long after Redis now).
--- Returns one entry per job: 'pending', 'scheduled', or 'exists:<state>' when a job with that
---   id is already there (it is left untouched).
--- Idempotent: yes; a repeated call answers exists:<state> and changes nothing.
+-- ARGV[1] job key prefix; then 8 per job: id, data (envelope), priority, max attempts,
+--   at_ms (> 0: due at this Redis time), delay_ms (> 0: due this long after Redis now),
+--   unique key ('' = none: the full reservation key), unique ttl ms.
+-- Unique: a job with a unique key is created only if no other job that has not ended holds
+--   the key; it then reserves the key (holding its id) for the ttl. The job's end frees it.
+-- Returns one entry per job: 'pending', 'scheduled', 'exists:<state>' when a job with that
+--   id is already there, or 'dup:<state>:<id>' when the unique key is held by job <id>, which
+--   is in <state> (in both cases nothing is changed).
+-- Idempotent: yes; a repeated call answers exists:<state> (or dup:...) and changes nothing.
 local prefix = ARGV[1]
-local n = (#ARGV - 1) / 6
+local n = (#ARGV - 1) / 8
 local now = now_ms()
 local now_s = str(now)
 local seq = redis.call('INCRBY', KEYS[3], n) - n
+local ended = {completed = true, dead = true, cancelled = true}
 local out = {}
 local ready = {}
 local earliest = nil
 for i = 0, n - 1 do
-  local b = 2 + i * 6
+  local b = 2 + i * 8
   local id = ARGV[b]
   local jk = prefix .. id
+  local unique = ARGV[b + 6]
   local state = redis.call('HGET', jk, 'state')
+  local holder = nil
+  if not state and unique ~= '' then
+    local other = redis.call('GET', unique)
+    if other then
+      local other_state = redis.call('HGET', prefix .. other, 'state')
+      -- A reservation whose job ended or vanished without freeing it is taken over.
+      if other_state and not ended[other_state] then
+        holder = 'dup:' .. other_state .. ':' .. other
+      end
+    end
+  end
   if state then
     out[#out + 1] = 'exists:' .. state
+  elseif holder then
+    out[#out + 1] = holder
   else
     local prio = tonumber(ARGV[b + 2])
     local at = tonumber(ARGV[b + 4])
@@ -40,6 +59,10 @@ for i = 0, n - 1 do
       ready[#ready + 1] = pending_score(prio, seq + i + 1)
       ready[#ready + 1] = id
       out[#out + 1] = 'pending'
+    end
+    if unique ~= '' then
+      redis.call('SET', unique, id, 'PX', ARGV[b + 7])
+      redis.call('HSET', jk, 'unique', unique)
     end
   end
 end

@@ -1,24 +1,29 @@
 -- fail: end one attempt of a leased job that did not succeed, if the caller still holds it.
 -- KEYS[1] active  KEYS[2] retry  KEYS[3] dead  KEYS[4] cancelled  KEYS[5] stats  KEYS[6] marker
+-- KEYS[7] limits  KEYS[8] pending
 -- ARGV[1] job key prefix  ARGV[2] id  ARGV[3] fence  ARGV[4] error text
 -- ARGV[5] mode: 'retry' (after ARGV[6] ms, or dead when attempts are used up), 'kill' (dead
 --   now), 'cancel' (cancelled: the job was cancelled while it ran)
 -- ARGV[6] retry delay ms  ARGV[7] dead max  ARGV[8] keep ms (cancelled jobs)
+-- A job that ends here (dead, cancelled) frees its unique key; a retry keeps it. Leaving active
+--   wakes an idle worker on a queue with a concurrency limit.
 -- Returns 'retry' | 'dead' | 'cancelled' | 'stale' (not applied: lease lost, or job gone).
 -- Idempotent: yes; a second call finds the job no longer active with that fence: 'stale'.
 local prefix = ARGV[1]
 local id = ARGV[2]
 local jk = prefix .. id
-local f = redis.call('HMGET', jk, 'state', 'fence', 'attempt', 'max')
+local f = redis.call('HMGET', jk, 'state', 'fence', 'attempt', 'max', 'unique')
 if f[1] ~= 'active' or f[2] ~= ARGV[3] then return 'stale' end
 local now = now_ms()
 local mode = ARGV[5]
 redis.call('ZREM', KEYS[1], id)
+wake_if_limited(KEYS[7], KEYS[8], KEYS[6])
 if mode == 'cancel' then
   redis.call('HSET', jk, 'state', 'cancelled', 'finished', now, 'error', ARGV[4])
   redis.call('HDEL', jk, 'cancel')
   redis.call('PEXPIRE', jk, tonumber(ARGV[8]))
   redis.call('ZADD', KEYS[4], now, id)
+  free_unique(f[5], id)
   return 'cancelled'
 end
 redis.call('HINCRBY', KEYS[5], 'failed', 1)
@@ -26,6 +31,7 @@ if mode == 'kill' or (tonumber(f[3]) or 0) >= (tonumber(f[4]) or 0) then
   redis.call('HSET', jk, 'state', 'dead', 'finished', now, 'error', ARGV[4])
   redis.call('ZADD', KEYS[3], now, id)
   cap_index(prefix, KEYS[3], tonumber(ARGV[7]))
+  free_unique(f[5], id)
   return 'dead'
 end
 local due = now + tonumber(ARGV[6])

@@ -2,15 +2,18 @@
 -- can be retried like any dead job.
 -- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] dead
 -- ARGV[1] job key prefix  ARGV[2] id  ARGV[3] dead max
+-- A killed job frees its unique key.
 -- Returns the state the job had (it is now dead), 'notfound', or (refused, nothing changed)
 --   'active', 'dead', 'completed', 'cancelled'.
 -- Idempotent: yes; a second call finds the job dead and answers 'dead'.
 local id = ARGV[2]
 local jk = ARGV[1] .. id
-local state = redis.call('HGET', jk, 'state')
+local f = redis.call('HMGET', jk, 'state', 'unique')
+local state = f[1]
 if not state then return 'notfound' end
 local from = {pending = KEYS[1], scheduled = KEYS[2], retry = KEYS[3]}
 if not from[state] then return state end
+free_unique(f[2], id)
 local now = now_ms()
 redis.call('ZREM', from[state], id)
 redis.call('HSET', jk, 'state', 'dead', 'finished', str(now), 'error', 'killed by hand')

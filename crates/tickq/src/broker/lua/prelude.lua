@@ -1,6 +1,7 @@
 -- prelude: helpers shared by every script (scripts.rs prepends this file to each one).
 -- Scripts never invent key names: fixed keys come in KEYS, job keys are ARGV[1] (the queue's
--- job key prefix, built by keys.rs) followed by the job id.
+-- job key prefix, built by keys.rs) followed by the job id, and a job's unique-key reservation
+-- is named in its hash (field `unique`, the full key built by keys.rs at enqueue).
 
 -- Redis TIME in milliseconds: the only clock that decides "due" and "expired".
 local function now_ms()
@@ -76,4 +77,21 @@ end
 -- Wake one idle worker of the queue (workers block on the marker with BZPOPMIN).
 local function wake(marker_key)
   redis.call('ZADD', marker_key, 0, 'wake')
+end
+
+-- A job ended (completed, dead, cancelled or deleted): free its unique key, if it has one and
+-- still holds it (the key may have expired and been taken by a newer job since).
+local function free_unique(unique_key, id)
+  if unique_key and redis.call('GET', unique_key) == id then
+    redis.call('DEL', unique_key)
+  end
+end
+
+-- After a job left active: when the queue has a concurrency limit and work waits, wake one
+-- idle worker, which may be waiting for exactly this free slot.
+local function wake_if_limited(limits_key, pending_key, marker_key)
+  if redis.call('HEXISTS', limits_key, 'concurrency') == 1 and
+      redis.call('ZCARD', pending_key) > 0 then
+    wake(marker_key)
+  end
 end

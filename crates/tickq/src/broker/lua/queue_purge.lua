@@ -3,16 +3,19 @@
 -- ARGV[1] job key prefix  ARGV[2] the state  ARGV[3] batch size
 -- Takes the first ARGV[3] ids of the index, removes them from it and deletes each job hash
 --   whose state is ARGV[2] (or that is gone already); the caller loops until the answer is 0,
---   so Redis is never blocked by one long call.
+--   so Redis is never blocked by one long call. Deleted jobs free their unique keys.
 -- Returns how many index entries were removed (0 when the index is empty).
 -- Idempotent: yes; a call on an empty index answers 0.
 local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
 if #ids == 0 then return 0 end
 for _, id in ipairs(ids) do
   local jk = ARGV[1] .. id
-  local state = redis.call('HGET', jk, 'state')
+  local f = redis.call('HMGET', jk, 'state', 'unique')
   -- A hash in another state is not this index's job (the index entry was stale): keep it.
-  if state == ARGV[2] then redis.call('DEL', jk) end
+  if f[1] == ARGV[2] then
+    free_unique(f[2], id)
+    redis.call('DEL', jk)
+  end
 end
 zrem_many(KEYS[1], ids)
 return #ids

@@ -1,9 +1,11 @@
 -- recover: take back jobs whose lease expired (their worker died, stalled or was cut off).
 -- KEYS[1] active  KEYS[2] pending  KEYS[3] dead  KEYS[4] cancelled  KEYS[5] seq  KEYS[6] marker
--- KEYS[7] stats
+-- KEYS[7] stats  KEYS[8] limits
 -- ARGV[1] job key prefix  ARGV[2] max jobs  ARGV[3] dead max  ARGV[4] keep ms (cancelled)
 -- An expired job goes back to pending with its attempt kept (the next claim counts a new
 --   attempt), to dead when that attempt was its last, or to cancelled when a cancel was asked.
+-- Jobs that end here (dead, cancelled) free their unique key. Any recovered job wakes an idle
+--   worker when work waits (to pending: that job; with a concurrency limit: the freed slot).
 -- Returns {to pending, to dead, to cancelled}.
 -- Idempotent: yes; a job is recovered once, then it is no longer active.
 local prefix = ARGV[1]
@@ -13,7 +15,7 @@ local to_pending, to_dead, to_cancelled = 0, 0, 0
 for _, id in ipairs(ids) do
   local jk = prefix .. id
   redis.call('ZREM', KEYS[1], id)
-  local f = redis.call('HMGET', jk, 'state', 'attempt', 'max', 'priority', 'cancel')
+  local f = redis.call('HMGET', jk, 'state', 'attempt', 'max', 'priority', 'cancel', 'unique')
   if f[1] == 'active' then
     local err = 'lease expired: the worker holding attempt ' .. (f[2] or '?') ..
       ' stopped renewing it (crashed, stalled or cut off from Redis)'
@@ -22,6 +24,7 @@ for _, id in ipairs(ids) do
       redis.call('HDEL', jk, 'cancel', 'owner', 'lease')
       redis.call('PEXPIRE', jk, tonumber(ARGV[4]))
       redis.call('ZADD', KEYS[4], now, id)
+      free_unique(f[6], id)
       to_cancelled = to_cancelled + 1
     elseif (tonumber(f[2]) or 0) >= (tonumber(f[3]) or 0) then
       redis.call('HSET', jk, 'state', 'dead', 'finished', now, 'error', err)
@@ -29,6 +32,7 @@ for _, id in ipairs(ids) do
       redis.call('ZADD', KEYS[3], now, id)
       redis.call('HINCRBY', KEYS[7], 'failed', 1)
       cap_index(prefix, KEYS[3], tonumber(ARGV[3]))
+      free_unique(f[6], id)
       to_dead = to_dead + 1
     else
       local seq = redis.call('INCR', KEYS[5])
@@ -39,5 +43,9 @@ for _, id in ipairs(ids) do
     end
   end
 end
-if to_pending > 0 then wake(KEYS[6]) end
+if to_pending > 0 then
+  wake(KEYS[6])
+elseif to_dead + to_cancelled > 0 then
+  wake_if_limited(KEYS[8], KEYS[2], KEYS[6])
+end
 return {to_pending, to_dead, to_cancelled}
