@@ -2,6 +2,7 @@
 //!
 //! It owns no timers and spawns nothing: the worker runtime decides when to call it.
 
+mod enqueue;
 pub(crate) mod keys;
 mod limits;
 pub(crate) mod message;
@@ -9,7 +10,7 @@ pub(crate) mod schedules;
 pub(crate) mod scripts;
 mod value;
 
-use crate::job::{Due, Enqueued, JobInfo, JobState, NewJob, ms_to_timestamp};
+use crate::job::{Due, JobInfo, JobState, ms_to_timestamp};
 use crate::{Error, ErrorKind, Result};
 use keys::QueueKeys;
 use message::Envelope;
@@ -20,10 +21,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use value::{int, text};
-
-/// Most jobs one enqueue script call creates; bigger batches are split so one script never
-/// holds Redis for long.
-const ENQUEUE_CHUNK: usize = 1000;
 
 /// How long finished jobs are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,77 +281,6 @@ impl Broker {
         let mut queues: Vec<String> = self.conn.clone().smembers(keys::QUEUES).await?;
         queues.sort();
         Ok(queues)
-    }
-
-    /// Enqueue jobs (any mix of queues), one script call per queue and chunk, all in flight
-    /// at once. Answers in the order given.
-    pub(crate) async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
-        for job in &jobs {
-            job.validate()?;
-        }
-        let mut by_queue: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, job) in jobs.iter().enumerate() {
-            by_queue.entry(&job.queue).or_default().push(i);
-        }
-        for queue in by_queue.keys() {
-            self.register_queue(queue).await?;
-        }
-        let ids: Vec<String> = jobs
-            .iter()
-            .map(|j| {
-                j.id.clone()
-                    .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
-            })
-            .collect();
-        let mut calls = Vec::new();
-        for (queue, indexes) in &by_queue {
-            let keys = self.keys(queue);
-            for chunk in indexes.chunks(ENQUEUE_CHUNK) {
-                let mut inv = SCRIPTS.enqueue.prepare_invoke();
-                inv.key(&keys.pending)
-                    .key(&keys.scheduled)
-                    .key(&keys.seq)
-                    .key(&keys.marker);
-                inv.arg(&keys.job_prefix);
-                for &i in chunk {
-                    let job = &jobs[i];
-                    let envelope = Envelope::new(
-                        ids[i].clone(),
-                        &job.queue,
-                        &job.kind,
-                        job.payload.clone(),
-                        job.timeout.map(|t| t.as_millis() as u64),
-                        job.meta.clone(),
-                    );
-                    let (at_ms, delay_ms) = due_args(&job.due);
-                    inv.arg(&ids[i]).arg(envelope.encode()).arg(job.priority);
-                    inv.arg(job.max_attempts).arg(at_ms).arg(delay_ms);
-                    match &job.unique {
-                        Some(unique) => inv
-                            .arg(keys.unique(&unique.key(job)))
-                            .arg(unique.ttl.as_millis() as u64),
-                        None => inv.arg("").arg(0),
-                    };
-                }
-                let mut conn = self.conn.clone();
-                let chunk = chunk.to_vec();
-                calls.push(async move {
-                    let states: Vec<String> = inv.invoke_async(&mut conn).await?;
-                    Ok::<_, Error>((chunk, states))
-                });
-            }
-        }
-        let mut out: Vec<Option<Enqueued>> = vec![None; jobs.len()];
-        for result in futures::future::join_all(calls).await {
-            let (chunk, states) = result?;
-            for (i, answer) in chunk.into_iter().zip(states) {
-                out[i] = Some(enqueue_answer(&answer, &ids[i], &jobs[i].queue)?);
-            }
-        }
-        Ok(out
-            .into_iter()
-            .map(|e| e.expect("every job answered"))
-            .collect())
     }
 
     pub(crate) async fn claim(
@@ -813,30 +739,9 @@ pub(crate) fn job_not_found(queue: &str, id: &str) -> Error {
     Error::not_found(format!("no job {id} in queue {queue}"))
 }
 
-/// Read one answer of the enqueue script for the job `id` asked for.
-fn enqueue_answer(answer: &str, id: &str, queue: &str) -> Result<Enqueued> {
-    let (state, id, created, duplicate) = if let Some(state) = answer.strip_prefix("exists:") {
-        (state, id, false, false)
-    } else if let Some(rest) = answer.strip_prefix("dup:") {
-        let (state, holder) = rest
-            .split_once(':')
-            .ok_or_else(|| Error::corrupt(format!("enqueue script answered {answer:?}")))?;
-        (state, holder, false, true)
-    } else {
-        (answer, id, true, false)
-    };
-    Ok(Enqueued {
-        id: id.to_owned(),
-        queue: queue.to_owned(),
-        state: state.parse()?,
-        created,
-        duplicate,
-    })
-}
-
 /// The script arguments (at_ms, delay_ms) of a due time: at most one is non-zero, and both are
 /// zero for "now".
-fn due_args(due: &Due) -> (i64, u64) {
+pub(crate) fn due_args(due: &Due) -> (i64, u64) {
     match due {
         Due::Now => (0, 0),
         Due::In(d) => (0, (d.as_millis() as u64).max(1)),
@@ -924,6 +829,9 @@ fn job_info(queue: &str, id: &str, fields: &HashMap<String, Vec<u8>>) -> JobInfo
 }
 
 #[cfg(test)]
+use crate::job::{Enqueued, NewJob};
+
+#[cfg(test)]
 mod tests;
 
 #[cfg(test)]
@@ -931,6 +839,9 @@ mod lifecycle_tests;
 
 #[cfg(test)]
 mod unique_tests;
+
+#[cfg(test)]
+mod enqueue_tests;
 
 #[cfg(test)]
 mod limits_tests;

@@ -3,6 +3,8 @@
 -- KEYS[6] marker
 -- ARGV[1] job key prefix  ARGV[2] keep ms  ARGV[3] keep max; then 3 per job: id, fence, result
 --   (empty result = none). keep ms or keep max of 0 deletes the job at once.
+-- A kept job gets no TTL (one call less per job on the hottest path): the janitor deletes it
+--   once older than keep ms, and the completed index is capped at keep max here.
 -- A job is acked only while it is active with the same fence: a zombie whose lease was taken
 --   over cannot complete the job someone else now holds. An acked job frees its unique key;
 --   on a queue with a concurrency limit, an idle worker is woken for the freed slots.
@@ -29,7 +31,6 @@ for i = 4, #ARGV, 3 do
       else
         redis.call('HSET', jk, 'state', 'completed', 'finished', now_s)
       end
-      redis.call('PEXPIRE', jk, ARGV[2])
       index[#index + 1] = now_s
       index[#index + 1] = id
     else

@@ -2,8 +2,9 @@
 -- KEYS[1] completed  KEYS[2] cancelled  KEYS[3] dead
 -- ARGV[1] job key prefix  ARGV[2] keep ms (completed, cancelled)  ARGV[3] dead keep ms
 -- ARGV[4] max entries to drop per index per call
--- Completed and cancelled job hashes expire on their own (PEXPIRE at the transition); this
---   drops their index entries once that time has passed. Dead jobs have no TTL: the janitor
+-- Completed and cancelled jobs older than keep ms go: index entry and hash (cancelled hashes
+--   also carry a PEXPIRE from their transition; completed ones are deleted only here and by
+--   the cap in ack). Dead jobs have no TTL: the janitor
 --   deletes those older than the dead keep time.
 -- Returns the number of index entries dropped.
 -- Idempotent: yes.
