@@ -71,6 +71,7 @@ mod error;
 mod handler;
 mod inspect;
 mod job;
+mod lock;
 pub mod retry;
 pub mod schedule;
 mod worker;
@@ -83,6 +84,10 @@ pub use inspect::Inspector;
 pub use job::{
     DEFAULT_MAX_ATTEMPTS, Enqueued, JobInfo, JobState, NewJob, PRIORITY_MAX, PRIORITY_MIN,
     validate_job_id, validate_queue_name,
+};
+pub use lock::{
+    DEFAULT_LOCK_TTL, Fenced, FencedStore, FencedWrite, LockBuilder, LockGuard, LostReason,
+    LostSignal, MIN_LOCK_TTL, Released, validate_lock_name,
 };
 pub use retry::{ExponentialBackoff, FixedBackoff, RetryPolicy};
 pub use schedule::{

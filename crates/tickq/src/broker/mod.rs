@@ -8,6 +8,8 @@ pub(crate) mod schedules;
 pub(crate) mod scripts;
 mod value;
 
+pub(crate) mod locks;
+
 use crate::job::{Due, Enqueued, JobInfo, JobState, NewJob, ms_to_timestamp};
 use crate::{Error, ErrorKind, Result};
 use keys::QueueKeys;
