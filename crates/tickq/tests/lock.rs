@@ -147,7 +147,7 @@ async fn lock_of_a_crashed_holder_is_free_after_its_ttl() {
         .unwrap()
         .expect("free once the TTL ran out");
     assert!(
-        crashed_at.elapsed() >= ttl - Duration::from_millis(100),
+        crashed_at.elapsed() >= ttl - Duration::from_millis(300),
         "freed after {:?}, before the TTL",
         crashed_at.elapsed()
     );
@@ -174,7 +174,7 @@ async fn lock_dropped_guard_is_released_in_the_background() {
 async fn lock_renewal_keeps_it_held_well_past_its_ttl() {
     let redis = redis();
     let client = Client::connect(&redis.url()).await.unwrap();
-    let ttl = Duration::from_millis(600);
+    let ttl = Duration::from_millis(900);
     let guard = client
         .lock("k")
         .ttl(ttl)
@@ -183,7 +183,7 @@ async fn lock_renewal_keeps_it_held_well_past_its_ttl() {
         .unwrap()
         .unwrap();
     let start = Instant::now();
-    while start.elapsed() < ttl * 4 {
+    while start.elapsed() < ttl * 3 {
         assert!(held(&client, "k").await, "lost after {:?}", start.elapsed());
         assert!(!guard.is_lost());
         tokio::time::sleep(ttl / 4).await;
@@ -244,7 +244,7 @@ async fn lock_lost_fires_when_redis_stalls_past_the_ttl() {
     assert!(guard.is_lost());
     assert!(Instant::now() >= guard.valid_until());
     assert!(
-        paused.elapsed() <= ttl + Duration::from_millis(500),
+        paused.elapsed() <= ttl + Duration::from_secs(1),
         "{:?}",
         paused.elapsed()
     );
@@ -334,7 +334,7 @@ async fn lock_acquire_waits_until_its_deadline_and_no_longer() {
     let waited = start.elapsed();
     assert!(waited >= wait, "gave up early: {waited:?}");
     assert!(
-        waited < wait + Duration::from_millis(400),
+        waited < wait + Duration::from_millis(700),
         "slept past the deadline: {waited:?}"
     );
 
