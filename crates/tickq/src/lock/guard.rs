@@ -49,7 +49,8 @@ pub struct LostSignal {
 impl LostSignal {
     /// Whether the lock is lost: the renewal found it taken, or the lease ran out on the local
     /// clock. Checked against the clock itself, so it is true at once after this process was
-    /// stopped past the lease, before the renewal task has had a chance to run.
+    /// stopped past the lease, before the renewal task has had a chance to run. After a release
+    /// it becomes true when the last lease would have ended: the lock is not held either way.
     pub fn is_lost(&self) -> bool {
         self.lease.lost_reason().is_some()
     }
