@@ -102,6 +102,9 @@ pub enum Command {
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Locks: run a program while holding a lock, and the lock's fenced values.
+    #[command(subcommand)]
+    Lock(LockCommand),
 }
 
 /// The settings of a node that flags can override; shared by `server` and `config show`.
@@ -412,6 +415,77 @@ pub enum ConfigCommand {
 pub struct ConfigShowArgs {
     #[command(flatten)]
     pub opts: ServerOpts,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LockCommand {
+    /// Run PROGRAM while holding the lock NAME, renewing it as long as the program runs.
+    ///
+    /// The program runs with TICKQ_LOCK=NAME, TICKQ_FENCE set to this holder's fencing token
+    /// (greater than every earlier holder's) and TICKQ_REDIS_URL set to the lock's Redis, in
+    /// its own process group; SIGTERM and SIGINT sent to `tickq lock run` are passed on to it.
+    /// The lock is released when it exits.
+    ///
+    /// If the lock is lost while the program runs (Redis says another holder has it, or no
+    /// renewal succeeded within the TTL, e.g. because this process was stopped), the program's
+    /// group gets SIGTERM, then SIGKILL after --grace.
+    ///
+    /// Exit status: the program's (128+N if a signal N ended it); 75 without running the
+    /// program when the lock was not had within --wait; 75 with "lock lost" on stderr when
+    /// the lock was lost while the program ran, whatever the program's own status.
+    Run(LockRunArgs),
+    /// Write VALUE under KEY in the lock's fenced store, if FENCE is the lock's latest fence.
+    ///
+    /// Exit status 1 with "stale fence" when it is not (a newer holder has the lock; nothing
+    /// was written).
+    Set(LockSetArgs),
+    /// Print the value under KEY in the lock's fenced store (--json: with the writer's fence).
+    Get(LockGetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LockRunArgs {
+    /// The lock's name: letters, digits, '_', '-', '.', ':' or '/'.
+    pub name: String,
+    /// How long the lock outlives this process if it dies or stalls; renewed every third of it
+    /// while the program runs [default: 30s].
+    #[arg(long, value_name = "DUR")]
+    pub ttl: Option<String>,
+    /// How long to wait for the lock while someone else holds it [default: 0, do not wait].
+    #[arg(long, value_name = "DUR")]
+    pub wait: Option<String>,
+    /// After the lock is lost: how long the program has between SIGTERM and SIGKILL
+    /// [default: 10s].
+    #[arg(long, value_name = "DUR")]
+    pub grace: Option<String>,
+    /// The program and its arguments, after `--` (run directly, not through a shell).
+    #[arg(last = true, required = true, value_name = "PROGRAM [ARGS]")]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LockSetArgs {
+    /// The lock's name.
+    pub name: String,
+    /// The key of the value.
+    pub key: String,
+    /// The value (text).
+    pub value: String,
+    /// The writer's fencing token [default: $TICKQ_FENCE, set by `tickq lock run`].
+    #[arg(long, value_name = "N", env = "TICKQ_FENCE")]
+    pub fence: Option<u64>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LockGetArgs {
+    /// The lock's name.
+    pub name: String,
+    /// The key of the value.
+    pub key: String,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -5,7 +5,7 @@
 
 use crate::cli::{
     CatchupArg, Cli, Command, ConfigCommand, CronAddArgs, CronCommand, CronNextArgs, JobOpts,
-    LogFormat, OverlapArg, QueueArgs, QueueCommand, ServerOpts,
+    LockCommand, LogFormat, OverlapArg, QueueArgs, QueueCommand, ServerOpts,
 };
 use crate::exec_kind::{ExecPayload, Secret};
 use crate::parse;
@@ -166,6 +166,36 @@ pub enum Action {
         count: usize,
         json: bool,
     },
+    LockRun {
+        redis: Redis,
+        run: Box<LockRun>,
+    },
+    LockSet {
+        redis: Redis,
+        name: String,
+        key: String,
+        value: String,
+        fence: u64,
+        json: bool,
+    },
+    LockGet {
+        redis: Redis,
+        name: String,
+        key: String,
+        json: bool,
+    },
+}
+
+/// `tickq lock run`, checked.
+#[derive(Debug, Clone)]
+pub struct LockRun {
+    pub name: String,
+    pub ttl: Duration,
+    pub wait: Duration,
+    /// SIGTERM to SIGKILL, after the lock is lost.
+    pub grace: Duration,
+    /// PROGRAM and ARGS; never empty.
+    pub cmd: Vec<String>,
 }
 
 /// The `cron` verbs that act on one stored schedule by name.
@@ -527,6 +557,7 @@ pub fn validate(cli: Cli) -> anyhow::Result<Invocation> {
             }
         }
         Command::Cron(command) => cron_action(command, redis, exec_secret.as_ref())?,
+        Command::Lock(command) => lock_action(command, redis)?,
     };
     Ok(Invocation { log, action })
 }
@@ -676,6 +707,64 @@ fn cron_add(args: CronAddArgs) -> anyhow::Result<CronSpec> {
     };
     spec.check().map_err(usage)?;
     Ok(spec)
+}
+
+/// `tickq lock run`'s defaults (see `tickq lock run --help` and docs/locks.md).
+const LOCK_TTL: Duration = tickq::DEFAULT_LOCK_TTL;
+const LOCK_GRACE: Duration = Duration::from_secs(10);
+
+fn lock_action(command: LockCommand, redis: Redis) -> anyhow::Result<Action> {
+    let name = |name: String| -> anyhow::Result<String> {
+        tickq::validate_lock_name(&name).map_err(|e| usage(e.to_string()))?;
+        Ok(name)
+    };
+    let dur = |flag: &str, text: Option<String>, default: Duration| -> anyhow::Result<Duration> {
+        text.map_or(Ok(default), |text| {
+            parse::duration(&text).map_err(|e| usage(format!("{flag}: {e}")))
+        })
+    };
+    Ok(match command {
+        LockCommand::Run(args) => {
+            let ttl = dur("--ttl", args.ttl, LOCK_TTL)?;
+            if ttl < tickq::MIN_LOCK_TTL {
+                return Err(usage(format!(
+                    "--ttl must be at least {}",
+                    parse::format_duration(tickq::MIN_LOCK_TTL)
+                )));
+            }
+            if args.cmd.first().is_none_or(|program| program.is_empty()) {
+                return Err(usage(
+                    "no program to run: give it after `--`, e.g. `tickq lock run NAME -- PROGRAM ARGS`",
+                ));
+            }
+            Action::LockRun {
+                redis,
+                run: Box::new(LockRun {
+                    name: name(args.name)?,
+                    ttl,
+                    wait: dur("--wait", args.wait, Duration::ZERO)?,
+                    grace: dur("--grace", args.grace, LOCK_GRACE)?,
+                    cmd: args.cmd,
+                }),
+            }
+        }
+        LockCommand::Set(args) => Action::LockSet {
+            redis,
+            name: name(args.name)?,
+            key: args.key,
+            value: args.value,
+            fence: args.fence.ok_or_else(|| {
+                usage("no fence: pass --fence N, or run inside `tickq lock run`, which sets TICKQ_FENCE")
+            })?,
+            json: args.output.json,
+        },
+        LockCommand::Get(args) => Action::LockGet {
+            redis,
+            name: name(args.name)?,
+            key: args.key,
+            json: args.output.json,
+        },
+    })
 }
 
 fn cron_next(args: CronNextArgs) -> anyhow::Result<Action> {

@@ -14,7 +14,8 @@
 //! | `metrics` | the Prometheus recorder and `GET /metrics` |
 //! | `logging` | tracing setup |
 //!
-//! Exit status: 0 ok, 1 the operation failed, 2 usage error (clap's, or a [`UsageError`]).
+//! Exit status: 0 ok, 1 the operation failed, 2 usage error (clap's, or a [`UsageError`]);
+//! `lock run` passes its program's status on (see `commands/lock.rs`).
 
 mod child;
 mod cli;
@@ -75,6 +76,10 @@ fn report(e: &anyhow::Error) -> ExitCode {
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     }) {
         return ExitCode::SUCCESS;
+    }
+    // `tickq lock run` passes its program's status on; it printed what there was to say.
+    if let Some(commands::lock::Exit(code)) = e.downcast_ref() {
+        return ExitCode::from(*code);
     }
     eprintln!("error: {}", render(e));
     if e.chain().any(|c| c.is::<UsageError>()) {

@@ -13,6 +13,42 @@
 //! claim, so a side effect can reject a write from an older holder. A holder that lost its
 //! lease cannot ack, fail or renew the job. See `docs/delivery.md`.
 //!
+//! # Locks
+//!
+//! [`Client::lock`] gives a mutual-exclusion lease with a TTL: the [`LockGuard`] renews it in
+//! the background, fires its lost signal ([`LockGuard::lost`]) when Redis gave the lock to
+//! someone else or the lease ran out before a renewal succeeded (Redis stalled, this process
+//! stopped), and carries a **fencing token** ([`LockGuard::fence`]) that grows with every
+//! acquisition. The [`FencedStore`] keeps values in Redis that only the lock's latest holder can
+//! write. Redlock is deliberately not used; `docs/locks.md` says why and what a failover does.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tickq::{Client, FencedWrite};
+//!
+//! # async fn export(_fence: u64) -> tickq::Result<()> { Ok(()) }
+//! # async fn demo() -> tickq::Result<()> {
+//! let client = Client::connect("redis://127.0.0.1:6379").await?;
+//! let Some(guard) = client
+//!     .lock("nightly-export")
+//!     .ttl(Duration::from_secs(30))
+//!     .wait(Duration::from_secs(60))
+//!     .acquire()
+//!     .await?
+//! else {
+//!     return Ok(()); // someone else holds it
+//! };
+//! tokio::select! {
+//!     reason = guard.lost() => eprintln!("lock lost ({reason}): stopping"),
+//!     done = export(guard.fence()) => done?,
+//! }
+//! if let FencedWrite::Stale { latest, .. } = guard.fenced_set("cursor", "2026-11-22").await? {
+//!     eprintln!("holder {latest} took over; not recording the cursor");
+//! }
+//! guard.release().await?;
+//! # Ok(()) }
+//! ```
+//!
 //! # Metrics
 //!
 //! Workers emit through the [`metrics`](https://docs.rs/metrics) facade: nothing is recorded
@@ -72,6 +108,7 @@ mod handler;
 mod inspect;
 mod job;
 mod limits;
+mod lock;
 pub mod retry;
 pub mod schedule;
 mod worker;
@@ -86,6 +123,10 @@ pub use job::{
     validate_job_id, validate_queue_name,
 };
 pub use limits::{QueueLimits, Rate};
+pub use lock::{
+    DEFAULT_LOCK_TTL, Fenced, FencedStore, FencedWrite, LockBuilder, LockGuard, LostReason,
+    LostSignal, MIN_LOCK_TTL, Released, validate_lock_name,
+};
 pub use retry::{ExponentialBackoff, FixedBackoff, RetryPolicy};
 pub use schedule::{
     Catchup, CronSchedule, Overlap, ScheduleInfo, ScheduleSpec, Scheduler, SchedulerBuilder, Task,

@@ -5,6 +5,7 @@ mod config;
 mod cron;
 mod enqueue;
 mod jobs;
+pub mod lock;
 mod queue;
 mod stats;
 
@@ -62,5 +63,20 @@ pub async fn run(action: Action) -> anyhow::Result<()> {
             count,
             json,
         } => cron::next(&cron, after, count, json),
+        Action::LockRun { redis, run } => lock::run(&redis, *run).await,
+        Action::LockSet {
+            redis,
+            name,
+            key,
+            value,
+            fence,
+            json,
+        } => lock::set(&redis, &name, &key, &value, fence, json).await,
+        Action::LockGet {
+            redis,
+            name,
+            key,
+            json,
+        } => lock::get(&redis, &name, &key, json).await,
     }
 }

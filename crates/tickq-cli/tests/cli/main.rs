@@ -4,6 +4,7 @@ mod bad_input;
 mod cron;
 mod exec_sig;
 mod http_kind;
+mod lock;
 mod metrics;
 mod server;
 mod util;

@@ -131,3 +131,47 @@ mod tests {
         }
     }
 }
+
+/// Every key of one lock. The lock name is the hash tag (`tickq:{lock:<name>}:...`), so the
+/// owner, the fence counter and the fenced data of one lock live in one Cluster slot and one
+/// script can touch them all.
+#[derive(Debug, Clone)]
+pub(crate) struct LockKeys {
+    /// The holder's random token, with the lock's TTL (`SET NX PX`).
+    pub(crate) owner: String,
+    /// The last fence issued for this lock (INCR; never expires, so fences are never reused).
+    pub(crate) fence: String,
+    /// Prefix of fenced data: a data key is this followed by the caller's key.
+    pub(crate) data_prefix: String,
+}
+
+impl LockKeys {
+    pub(crate) fn new(name: &str) -> LockKeys {
+        let base = format!("tickq:{{lock:{name}}}:");
+        LockKeys {
+            owner: format!("{base}owner"),
+            fence: format!("{base}fence"),
+            data_prefix: format!("{base}data:"),
+        }
+    }
+
+    /// The hash that holds one fenced value and the fence that wrote it.
+    pub(crate) fn data(&self, key: &str) -> String {
+        format!("{}{key}", self.data_prefix)
+    }
+}
+
+#[cfg(test)]
+mod lock_key_tests {
+    use super::*;
+
+    #[test]
+    fn lock_keys_share_the_lock_hash_tag() {
+        let k = LockKeys::new("nightly-report");
+        assert_eq!(k.owner, "tickq:{lock:nightly-report}:owner");
+        assert_eq!(k.fence, "tickq:{lock:nightly-report}:fence");
+        assert_eq!(k.data("cursor"), "tickq:{lock:nightly-report}:data:cursor");
+        // Never the same slot as a queue of the same name.
+        assert_ne!(k.owner, QueueKeys::new("nightly-report").fence);
+    }
+}

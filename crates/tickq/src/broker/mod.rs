@@ -5,6 +5,7 @@
 mod enqueue;
 pub(crate) mod keys;
 mod limits;
+pub(crate) mod locks;
 pub(crate) mod message;
 pub(crate) mod schedules;
 pub(crate) mod scripts;

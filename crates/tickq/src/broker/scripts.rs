@@ -35,6 +35,10 @@ pub(crate) struct Scripts {
     pub(crate) schedule_pause: Script,
     pub(crate) queue_pause: Script,
     pub(crate) queue_purge: Script,
+    pub(crate) lock_acquire: Script,
+    pub(crate) lock_renew: Script,
+    pub(crate) lock_release: Script,
+    pub(crate) lock_fenced_set: Script,
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -56,10 +60,14 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     schedule_pause: script!("schedule_pause"),
     queue_pause: script!("queue_pause"),
     queue_purge: script!("queue_purge"),
+    lock_acquire: script!("lock_acquire"),
+    lock_renew: script!("lock_renew"),
+    lock_release: script!("lock_release"),
+    lock_fenced_set: script!("lock_fenced_set"),
 });
 
 impl Scripts {
-    pub(crate) fn all(&self) -> [&Script; 18] {
+    pub(crate) fn all(&self) -> [&Script; 22] {
         [
             &self.enqueue,
             &self.claim,
@@ -79,6 +87,10 @@ impl Scripts {
             &self.schedule_pause,
             &self.queue_pause,
             &self.queue_purge,
+            &self.lock_acquire,
+            &self.lock_renew,
+            &self.lock_release,
+            &self.lock_fenced_set,
         ]
     }
 }

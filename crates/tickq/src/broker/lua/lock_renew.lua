@@ -1,0 +1,12 @@
+-- lock_renew: extend a held lock's TTL (compare-and-pexpire).
+-- KEYS[1] owner
+-- ARGV[1] token  ARGV[2] ttl ms
+-- The TTL is set only while the owner key holds this token: a holder whose key expired, or was
+--   taken over, is told so and must stop; a late renewal never revives a lock.
+-- Returns 1 when extended; 0 when the lock is not held by this token (lost).
+-- Idempotent: yes; renewing twice only moves the expiry again.
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
