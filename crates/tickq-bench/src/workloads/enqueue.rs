@@ -13,6 +13,27 @@ pub fn noop_job(i: u64) -> NewJob {
     NewJob::new(QUEUE, "noop").payload(serde_json::json!({ "i": i }))
 }
 
+/// Awaited PINGs over a redis-rs connection manager (what `tickq::Client` uses): how fast one
+/// task can go round trip after round trip, with no tickq code at all.
+pub async fn round_trip(target: &Target, n: u64) -> Result<Measured> {
+    let client = redis::Client::open(target.url.as_str())?;
+    let mut conn = redis::aio::ConnectionManager::new(client).await?;
+    let before = Sample::take(target).await?;
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let after = Sample::take(target).await?;
+    let mut m = Measured::default();
+    m.metric("rate", "calls/s", n as f64 / elapsed);
+    before.report_cpu(&after, n, &mut m);
+    m.fact("n", n);
+    m.fact("elapsed_s", elapsed);
+    m.fact("api", "await PING per call (redis-rs ConnectionManager)");
+    Ok(m)
+}
+
 pub async fn one_by_one(target: &Target, n: u64) -> Result<Measured> {
     let client = connect(target).await?;
     let before = Sample::take(target).await?;

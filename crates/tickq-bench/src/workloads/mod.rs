@@ -20,6 +20,10 @@ pub const QUEUE: &str = "bench";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Workload {
+    /// N PINGs one by one, each awaited, over the connection type tickq uses: the round-trip
+    /// floor under enqueue-one on this machine and runtime.
+    #[value(name = "round-trip")]
+    RoundTrip,
     /// N jobs enqueued one by one, each call awaited.
     EnqueueOne,
     /// N jobs in one `enqueue_bulk` call.
@@ -44,7 +48,8 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const ALL: [Workload; 9] = [
+    pub const ALL: [Workload; 10] = [
+        Workload::RoundTrip,
         Workload::EnqueueOne,
         Workload::EnqueueBulk,
         Workload::Process8,
@@ -58,6 +63,7 @@ impl Workload {
 
     pub fn name(self) -> &'static str {
         match self {
+            Workload::RoundTrip => "round-trip",
             Workload::EnqueueOne => "enqueue-one",
             Workload::EnqueueBulk => "enqueue-bulk",
             Workload::Process8 => "process-8",
@@ -112,6 +118,7 @@ impl Measured {
 pub async fn run(workload: Workload, target: &Target, p: &Params) -> Result<Measured> {
     let deadline = Deadline::after(p.timeout);
     match workload {
+        Workload::RoundTrip => enqueue::round_trip(target, p.n).await,
         Workload::EnqueueOne => enqueue::one_by_one(target, p.n).await,
         Workload::EnqueueBulk => enqueue::bulk(target, p.n).await,
         Workload::Process8 => process::drain(target, p.n, 8, deadline).await,

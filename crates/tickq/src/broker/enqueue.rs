@@ -92,15 +92,7 @@ impl Broker {
     }
 
     fn envelope(job: &NewJob, id: &str) -> String {
-        Envelope::new(
-            id.to_owned(),
-            &job.queue,
-            &job.kind,
-            job.payload.clone(),
-            job.timeout.map(|t| t.as_millis() as u64),
-            job.meta.clone(),
-        )
-        .encode()
+        Envelope::encode_new(id, job)
     }
 
     /// One enqueue script call for the jobs at `chunk` (all of `keys`' queue).

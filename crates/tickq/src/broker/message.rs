@@ -43,6 +43,33 @@ impl Envelope {
         }
     }
 
+    /// The envelope of a job being enqueued, encoded without copying its payload: the same
+    /// text as `Envelope::new(...).encode()`.
+    pub(crate) fn encode_new(id: &str, job: &crate::NewJob) -> String {
+        #[derive(Serialize)]
+        struct Borrowed<'a> {
+            v: u32,
+            id: &'a str,
+            queue: &'a str,
+            kind: &'a str,
+            payload: &'a serde_json::Value,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            timeout_ms: Option<u64>,
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            meta: &'a BTreeMap<String, String>,
+        }
+        let borrowed = Borrowed {
+            v: SCHEMA_VERSION,
+            id,
+            queue: &job.queue,
+            kind: &job.kind,
+            payload: &job.payload,
+            timeout_ms: job.timeout.map(|t| t.as_millis() as u64),
+            meta: &job.meta,
+        };
+        serde_json::to_string(&borrowed).expect("job envelope serialises")
+    }
+
     pub(crate) fn encode(&self) -> String {
         // Serialising plain data with string keys cannot fail.
         serde_json::to_string(self).expect("job envelope serialises")
@@ -83,6 +110,26 @@ mod tests {
             payload: serde_json::json!({"to": "a@b"}),
             timeout_ms: Some(1500),
             meta: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_new_job_encodes_as_its_envelope_does() {
+        for job in [
+            crate::NewJob::new("q", "email").payload(serde_json::json!({"to": "a@b"})),
+            crate::NewJob::new("q", "email")
+                .timeout(std::time::Duration::from_millis(1500))
+                .meta("tag", "x"),
+        ] {
+            let owned = Envelope::new(
+                "j1".into(),
+                &job.queue,
+                &job.kind,
+                job.payload.clone(),
+                job.timeout.map(|t| t.as_millis() as u64),
+                job.meta.clone(),
+            );
+            assert_eq!(Envelope::encode_new("j1", &job), owned.encode());
         }
     }
 
