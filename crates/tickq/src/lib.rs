@@ -49,6 +49,32 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Unique jobs and queue limits
+//!
+//! [`NewJob::unique_for`] keeps a job from being enqueued twice while one with the same kind
+//! and payload (or [`NewJob::unique_key`]) waits or runs; [`Inspector::set_limits`] caps a
+//! queue's active jobs and its starts per interval across every node ([`QueueLimits`]). Both
+//! are checked inside the scripts, so they hold for all nodes at once. See
+//! `docs/queue-control.md`.
+//!
+//! ```no_run
+//! # async fn demo(client: tickq::Client) -> tickq::Result<()> {
+//! use std::time::Duration;
+//! use tickq::{NewJob, QueueLimits, Rate};
+//!
+//! let report = NewJob::new("reports", "nightly").unique_for(Duration::from_secs(3600));
+//! match client.enqueue(report).await {
+//!     Ok(job) => println!("enqueued {}", job.id),
+//!     Err(e) if e.kind() == tickq::ErrorKind::AlreadyExists => {
+//!         println!("already there: {:?}", e.existing_job().map(|j| &j.id))
+//!     }
+//!     Err(e) => return Err(e),
+//! }
+//! let limits = QueueLimits { concurrency: Some(3), rate: Some(Rate::new(50, Duration::from_secs(1))) };
+//! client.inspector().set_limits("emails", limits).await?;
+//! # Ok(()) }
+//! ```
+//!
 //! # Metrics
 //!
 //! Workers emit through the [`metrics`](https://docs.rs/metrics) facade: nothing is recorded

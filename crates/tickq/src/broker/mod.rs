@@ -823,7 +823,8 @@ fn job_info(queue: &str, id: &str, fields: &HashMap<String, Vec<u8>>) -> JobInfo
         worker: s("owner"),
         last_error: s("error"),
         result: s("result"),
-        cancel_requested: fields.contains_key("cancel"),
+        // A request that came too late (the job finished first) is not shown on a finished job.
+        cancel_requested: state == JobState::Active && fields.contains_key("cancel"),
         meta,
         corrupt,
     }
