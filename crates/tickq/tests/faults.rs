@@ -1,5 +1,6 @@
 //! Faults: a worker process killed with SIGKILL, Redis restarted mid-run, Redis stalled past
-//! the lease, and a worker process frozen (SIGSTOP) until its lease was taken over.
+//! the lease, a worker process frozen (SIGSTOP) until its lease was taken over, and a frozen
+//! idle worker that must not swallow wake-ups.
 //!
 //! Worker *processes* are this test binary started again into `child_worker_process`.
 
@@ -288,4 +289,75 @@ async fn a_frozen_worker_cannot_complete_a_job_it_lost() {
     assert_eq!(client.inspector().counts("q").await.unwrap().processed, 1);
     let seen: HashSet<_> = [first.worker, done.worker].into_iter().collect();
     assert_eq!(seen.len(), 2, "two different holders");
+}
+
+/// A frozen (or cut off) idle worker's blocked read must not take a wake-up from the others:
+/// every idle worker sees it, so a live one starts the new job at once instead of at its idle
+/// timeout (30 s).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_idle_worker_does_not_swallow_wake_ups() {
+    let redis = TestRedis::start();
+    let client = Client::connect(&redis.url()).await.unwrap();
+    let blocked = || async {
+        let info: String = redis::cmd("INFO")
+            .arg("clients")
+            .query_async(
+                &mut redis::Client::open(redis.url())
+                    .unwrap()
+                    .get_multiplexed_async_connection()
+                    .await
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("blocked_clients:"))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // The worker to be frozen blocks first: a wake-up for one reader would go to it.
+    let mut frozen = spawn_child_worker(&redis.url(), &[]);
+    wait_until(
+        Duration::from_secs(30),
+        "the child worker is idle",
+        || async { blocked().await >= 1 },
+    )
+    .await;
+    signal(&frozen, libc::SIGSTOP);
+    let live = spawn(local_worker(
+        &client,
+        Duration::from_millis(1),
+        Duration::from_secs(5),
+    ));
+    wait_until(
+        Duration::from_secs(30),
+        "the live worker is idle",
+        || async { blocked().await >= 2 },
+    )
+    .await;
+
+    let started = std::time::Instant::now();
+    let ids = enqueue_work(&client, 1).await;
+    wait_until(Duration::from_secs(60), "the job completed", || async {
+        count(&client, "q", JobState::Completed).await == 1
+    })
+    .await;
+    let took = started.elapsed();
+    live.stop().await;
+    signal(&frozen, libc::SIGCONT);
+    signal(&frozen, libc::SIGTERM);
+    assert!(
+        tokio::task::block_in_place(|| frozen.wait())
+            .unwrap()
+            .success()
+    );
+    assert_eq!(
+        client.job("q", &ids[0]).await.unwrap().result.as_deref(),
+        Some("local")
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "the live worker started the job after {took:?}: it was not woken, so it waited for \
+         its idle timeout"
+    );
 }

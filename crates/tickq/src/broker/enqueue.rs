@@ -107,7 +107,7 @@ impl Broker {
         inv.key(&keys.pending)
             .key(&keys.scheduled)
             .key(&keys.seq)
-            .key(&keys.marker);
+            .key(&keys.wake);
         inv.arg(&keys.job_prefix);
         for &i in &chunk {
             let job = &jobs[i];
@@ -241,7 +241,7 @@ fn plain_transaction(
         pipe.zadd_multiple(&keys.scheduled, &scheduled).ignore();
     }
     // Idle workers wake and look; one that sleeps until a due time recomputes it.
-    pipe.zadd(&keys.marker, "wake", 0).ignore();
+    pipe.add_command(super::wake_command(keys)).ignore();
     (pipe, answers)
 }
 

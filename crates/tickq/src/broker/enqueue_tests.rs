@@ -4,7 +4,6 @@
 use super::enqueue::{ENQUEUE_CHUNK, PLAIN_MIN};
 use super::tests::{Env, HOUR, Q, job, start};
 use super::*;
-use redis::AsyncCommands;
 
 /// Plain and scripted twins of the same jobs: `n` of each, with a mix of due times and
 /// priorities.
@@ -91,8 +90,7 @@ async fn a_plain_bulk_leaves_what_the_script_leaves() {
             assert!(position(&p.id) < position(&q.id), "FIFO within a priority");
         }
     }
-    let marker: i64 = env.conn.clone().zcard(&env.keys.marker).await.unwrap();
-    assert_eq!(marker, 1, "idle workers are woken");
+    assert!(env.marker_set().await, "idle workers are woken");
 }
 
 #[tokio::test]

@@ -31,7 +31,9 @@ pub(crate) struct QueueKeys {
     pub(crate) seq: String,
     /// Source of fencing tokens: every claim takes the next value.
     pub(crate) fence: String,
-    pub(crate) marker: String,
+    /// Wake-up stream: scripts append to it when work arrives; idle workers block on it with
+    /// `XREAD`, which delivers to every reader.
+    pub(crate) wake: String,
     pub(crate) stats: String,
     /// Present while the queue is paused: the claim script leases nothing.
     pub(crate) paused: String,
@@ -66,7 +68,7 @@ impl QueueKeys {
             cancelled: key("cancelled"),
             seq: key("seq"),
             fence: key("fence"),
-            marker: key("marker"),
+            wake: key("wake"),
             stats: key("stats"),
             paused: key("paused"),
             schedule_prefix: key("schedule:"),
@@ -119,7 +121,7 @@ mod tests {
             &k.scheduled,
             &k.retry,
             &k.active,
-            &k.marker,
+            &k.wake,
             &k.seq,
             &k.stats,
             &k.paused,

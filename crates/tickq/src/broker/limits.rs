@@ -25,7 +25,7 @@ impl Broker {
             )
             .ignore();
         }
-        pipe.zadd(&keys.marker, "wake", 0).ignore();
+        pipe.add_command(super::wake_command(keys)).ignore();
         let () = pipe.query_async(&mut self.conn()).await?;
         Ok(())
     }

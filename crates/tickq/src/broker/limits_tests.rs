@@ -13,7 +13,7 @@ impl Env {
     }
 
     async fn clear_marker(&self) {
-        let _: () = self.conn.clone().del(&self.keys.marker).await.unwrap();
+        let _: () = self.conn.clone().del(&self.keys.wake).await.unwrap();
     }
 
     async fn enqueue_n(&self, n: usize) {

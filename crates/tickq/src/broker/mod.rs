@@ -299,7 +299,7 @@ impl Broker {
             .key(&keys.retry)
             .key(&keys.active)
             .key(&keys.seq)
-            .key(&keys.marker)
+            .key(&keys.wake)
             .key(&keys.fence)
             .key(&keys.paused)
             .key(&keys.limits)
@@ -348,7 +348,7 @@ impl Broker {
             .key(&keys.stats)
             .key(&keys.limits)
             .key(&keys.pending)
-            .key(&keys.marker);
+            .key(&keys.wake);
         inv.arg(&keys.job_prefix)
             .arg(retention.keep_ms())
             .arg(retention.completed_max);
@@ -382,7 +382,7 @@ impl Broker {
             .key(&keys.dead)
             .key(&keys.cancelled)
             .key(&keys.stats)
-            .key(&keys.marker)
+            .key(&keys.wake)
             .key(&keys.limits)
             .key(&keys.pending)
             .arg(&keys.job_prefix)
@@ -438,7 +438,7 @@ impl Broker {
             .key(&keys.dead)
             .key(&keys.cancelled)
             .key(&keys.seq)
-            .key(&keys.marker)
+            .key(&keys.wake)
             .key(&keys.stats)
             .key(&keys.limits)
             .arg(&keys.job_prefix)
@@ -460,7 +460,7 @@ impl Broker {
         inv.key(&keys.active)
             .key(&keys.pending)
             .key(&keys.seq)
-            .key(&keys.marker);
+            .key(&keys.wake);
         inv.arg(&keys.job_prefix);
         for (id, fence) in jobs {
             inv.arg(id).arg(fence);
@@ -529,7 +529,7 @@ impl Broker {
             .key(&keys.dead)
             .key(&keys.cancelled)
             .key(&keys.seq)
-            .key(&keys.marker)
+            .key(&keys.wake)
             .arg(&keys.job_prefix)
             .arg(id)
             .invoke_async(&mut self.conn.clone())
@@ -558,7 +558,7 @@ impl Broker {
             .key(&keys.scheduled)
             .key(&keys.retry)
             .key(&keys.seq)
-            .key(&keys.marker)
+            .key(&keys.wake)
             .arg(&keys.job_prefix)
             .arg(id)
             .arg(at_ms)
@@ -603,7 +603,7 @@ impl Broker {
         let before: i64 = SCRIPTS
             .queue_pause
             .key(&keys.paused)
-            .key(&keys.marker)
+            .key(&keys.wake)
             .arg(u8::from(paused))
             .invoke_async(&mut self.conn.clone())
             .await?;
@@ -734,6 +734,19 @@ fn purge_active(queue: &str) -> Error {
         "active jobs of queue {queue} cannot be purged; cancel them (tickq cancel ID), or pause \
          the queue and let them finish"
     ))
+}
+
+/// The command that wakes a queue's idle workers, for transactions outside scripts: the same
+/// as `wake` in prelude.lua.
+pub(crate) fn wake_command(keys: &QueueKeys) -> redis::Cmd {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(&keys.wake)
+        .arg("MAXLEN")
+        .arg(1)
+        .arg("*")
+        .arg("w")
+        .arg(1);
+    cmd
 }
 
 pub(crate) fn job_not_found(queue: &str, id: &str) -> Error {

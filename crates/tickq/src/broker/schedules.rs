@@ -190,7 +190,7 @@ impl Broker {
             .key(&keys.schedules_due)
             .key(&keys.pending)
             .key(&keys.seq)
-            .key(&keys.marker)
+            .key(&keys.wake)
             .key(&keys.scheduled)
             .key(&keys.retry)
             .key(&keys.cancelled);

@@ -282,6 +282,16 @@ pub(super) async fn snapshot(conn: &ConnectionManager) -> BTreeMap<String, Strin
                 format!("{s:?}")
             }
             "string" => conn.get(&key).await.unwrap(),
+            // The wake stream: whether a wake-up is there (entry ids are times, and a repeated
+            // wake-up is not a change of state).
+            "stream" => {
+                let len: i64 = redis::cmd("XLEN")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                format!("stream of {len}")
+            }
             other => panic!("unexpected key type {other} of {key}"),
         };
         out.insert(key, contents);
@@ -2030,7 +2040,11 @@ impl Env {
     }
 
     pub(super) async fn marker_set(&self) -> bool {
-        let n: i64 = self.conn.clone().zcard(&self.keys.marker).await.unwrap();
+        let n: i64 = redis::cmd("XLEN")
+            .arg(&self.keys.wake)
+            .query_async(&mut self.conn.clone())
+            .await
+            .unwrap();
         n > 0
     }
 }
@@ -2064,7 +2078,7 @@ async fn resume_lets_claims_lease_again_and_wakes_a_worker() {
     let env = start().await;
     env.put("a", JobState::Pending).await;
     env.broker.set_paused(&env.keys, true).await.unwrap();
-    let _: () = env.conn.clone().del(&env.keys.marker).await.unwrap();
+    let _: () = env.conn.clone().del(&env.keys.wake).await.unwrap();
 
     assert!(env.broker.set_paused(&env.keys, false).await.unwrap());
 

@@ -166,6 +166,7 @@ async fn a_unique_key_needs_a_ttl_and_a_sane_key() {
 /// Every way a job ends frees its key; a retry does not.
 #[tokio::test]
 async fn the_end_of_a_job_frees_its_key_and_a_retry_keeps_it() {
+    /// How the job ends (or, for Retry, does not).
     #[derive(Debug, Clone, Copy)]
     enum End {
         Ack,
@@ -181,7 +182,7 @@ async fn the_end_of_a_job_frees_its_key_and_a_retry_keeps_it() {
         RecoverToDead,
     }
     use End::*;
-    for end in [
+    let every_end = [
         Ack,
         AckNotKept,
         Kill,
@@ -193,7 +194,8 @@ async fn the_end_of_a_job_frees_its_key_and_a_retry_keeps_it() {
         KillByHand,
         Purge,
         RecoverToDead,
-    ] {
+    ];
+    for end in every_end {
         let env = start().await;
         let (b, k) = (&env.broker, &env.keys);
         env.enqueue(unique("a").max_attempts(1)).await;

@@ -2,12 +2,12 @@
 //!
 //! Sleeping costs Redis nothing: the fetcher waits on a local timer set to the earliest due
 //! time that the claim script reported (a Redis-clock duration, so node clock skew does not
-//! matter), and on a wake-up from the per-queue [`wait_for_marker`] task, which blocks on the
-//! queue's marker key. Enqueues and retries set the marker; a lost or stale marker costs
+//! matter), and on a wake-up from the per-queue [`wait_for_wake`] task, which blocks on the
+//! queue's wake stream. Enqueues, retries and freed slots append to it; a lost wake-up costs
 //! latency (until the timer), never a job.
 //!
 //! The local timer is what makes delayed jobs start within milliseconds: Redis 7.0 rounds
-//! blocking-command timeouts to its 100 ms cron tick, so the marker's block cannot be used as
+//! blocking-command timeouts to its 100 ms cron tick, so the stream's block cannot be used as
 //! the due-time clock.
 
 use super::acker::Ack;
@@ -30,7 +30,7 @@ pub(crate) async fn run(
     let (idle_tx, idle_rx) = watch::channel(false);
     let mut waiters = Vec::new();
     for (keys, _) in &shared.config.queues {
-        waiters.push(tokio::spawn(wait_for_marker(
+        waiters.push(tokio::spawn(wait_for_wake(
             shared.clone(),
             keys.clone(),
             idle_rx.clone(),
@@ -170,12 +170,16 @@ fn weighted_order(queues: &[(Arc<QueueKeys>, u32)]) -> Vec<Arc<QueueKeys>> {
     order
 }
 
-/// Blocks on one queue's marker while the fetcher is idle and wakes it when the marker is set.
+/// Blocks on one queue's wake stream while the fetcher is idle and wakes it when an entry
+/// arrives.
 ///
-/// One connection per queue, because a multi-key blocking pop across queues would span
-/// Cluster slots. A marker taken while the fetcher is busy is put back, so that an idle
-/// worker elsewhere is woken instead of the wake-up being swallowed here.
-async fn wait_for_marker(
+/// One connection per queue, because a multi-key blocking read across queues would span
+/// Cluster slots. The read starts after the last entry this worker acted on, so an entry added
+/// while the fetcher was busy (or between its last claim and this read) is seen at once. An
+/// entry that arrives while the fetcher is busy is not acted on here (the fetcher claims anyway
+/// and reads it again when idle); the stream delivers every entry to every reader, so nothing
+/// is taken from other workers.
+async fn wait_for_wake(
     shared: Arc<Shared>,
     keys: Arc<QueueKeys>,
     mut idle: watch::Receiver<bool>,
@@ -184,6 +188,8 @@ async fn wait_for_marker(
 ) {
     let block = shared.config.block;
     let mut conn = None;
+    // "0-0" at start: an entry already there costs one claim, and a wake-up is never missed.
+    let mut last_seen = "0-0".to_owned();
     loop {
         tokio::select! {
             r = idle.wait_for(|idle| *idle) => if r.is_err() { return },
@@ -193,7 +199,7 @@ async fn wait_for_marker(
             match shared.broker.blocking_connection(block).await {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
-                    tracing::debug!(error = %e, "marker connection failed; retrying");
+                    tracing::debug!(error = %e, "wake-stream connection failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                         _ = shutdown.cancelled() => return,
@@ -202,31 +208,38 @@ async fn wait_for_marker(
             }
         }
         let c = conn.as_mut().expect("connected above");
-        let mut bzpopmin = redis::cmd("BZPOPMIN");
-        bzpopmin.arg(&keys.marker).arg(block.as_secs_f64());
-        let popped: redis::RedisResult<Option<(String, String, f64)>> = tokio::select! {
-            r = bzpopmin.query_async(c) => r,
+        let mut xread = redis::cmd("XREAD");
+        xread
+            .arg("COUNT")
+            .arg(1)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&keys.wake)
+            .arg(&last_seen);
+        // Reply: [[stream, [[id, [field, value]], ...]]], or nil when the block timed out.
+        type Entries = Vec<(String, Vec<String>)>;
+        let read: redis::RedisResult<Option<Vec<(String, Entries)>>> = tokio::select! {
+            r = xread.query_async(c) => r,
             _ = shutdown.cancelled() => return,
         };
-        match popped {
-            Ok(Some(_)) => {
-                if *idle.borrow() {
+        match read {
+            Ok(Some(reply)) => {
+                let newest = reply
+                    .into_iter()
+                    .flat_map(|(_, entries)| entries)
+                    .map(|(id, _)| id)
+                    .next_back();
+                if let Some(id) = newest
+                    && *idle.borrow()
+                {
+                    last_seen = id;
                     wake.notify_one();
-                } else {
-                    let put_back: redis::RedisResult<i64> = redis::cmd("ZADD")
-                        .arg(&keys.marker)
-                        .arg(0)
-                        .arg("wake")
-                        .query_async(&mut shared.broker.conn())
-                        .await;
-                    if let Err(e) = put_back {
-                        tracing::debug!(error = %e, "could not put a wake-up marker back");
-                    }
                 }
             }
             Ok(None) => {}
             Err(e) => {
-                tracing::debug!(error = %e, "marker wait failed; reconnecting");
+                tracing::debug!(error = %e, "wake-stream read failed; reconnecting");
                 conn = None;
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}

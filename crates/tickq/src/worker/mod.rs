@@ -142,7 +142,7 @@ pub(crate) struct Shared {
     pub(crate) running: Mutex<HashMap<JobKey, Arc<Running>>>,
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) counters: Counters,
-    /// Wakes the idle fetcher: set by the marker waiters and by the recoverer.
+    /// Wakes the idle fetcher: set by the wake-stream readers and by the recoverer.
     pub(crate) wake: Arc<tokio::sync::Notify>,
     /// Made on first use rather than at build time, so a recorder installed after the worker
     /// was built (but before it runs jobs) still gets its metrics.

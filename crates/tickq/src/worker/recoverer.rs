@@ -21,9 +21,9 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                     Ok(r) => {
                         let n = r.to_pending + r.to_dead + r.to_cancelled;
                         if r.to_pending > 0 {
-                            // The recover script sets the queue's marker, but a frozen or
-                            // cut-off node's blocked connection may be the one that pops it;
-                            // this node knows there is work, so it wakes itself.
+                            // The recover script wakes idle workers through Redis; this node
+                            // knows there is work already, so it wakes itself without waiting
+                            // for that round trip.
                             shared.wake.notify_one();
                         }
                         if n > 0 {

@@ -1,6 +1,6 @@
 -- ack: mark leased jobs completed, if the caller still holds them.
 -- KEYS[1] active  KEYS[2] completed  KEYS[3] stats  KEYS[4] limits  KEYS[5] pending
--- KEYS[6] marker
+-- KEYS[6] wake stream
 -- ARGV[1] job key prefix  ARGV[2] keep ms  ARGV[3] keep max; then 3 per job: id, fence, result
 --   (empty result = none). keep ms or keep max of 0 deletes the job at once.
 -- A kept job gets no TTL (one call less per job on the hottest path): the janitor deletes it

@@ -1,5 +1,5 @@
 -- claim: promote due scheduled/retry jobs, then lease up to N pending jobs to one worker.
--- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] active  KEYS[5] seq  KEYS[6] marker
+-- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] active  KEYS[5] seq  KEYS[6] wake stream
 -- KEYS[7] fence counter  KEYS[8] paused flag  KEYS[9] limits  KEYS[10] rate log
 -- ARGV[1] job key prefix  ARGV[2] owner (worker id)  ARGV[3] lease ms  ARGV[4] max jobs
 -- ARGV[5] group key prefix  ARGV[6] spread grace ms
@@ -20,7 +20,7 @@
 --   rate is used up, next_due is the time its oldest start leaves the window; when the
 --   concurrency is used up, the caller waits for a wake-up (ack and fail send one).
 -- Paused (KEYS[8] exists): due jobs are still promoted, nothing is leased, and next_due is -1,
---   so idle workers sleep until a wake-up (resume sets the marker) instead of polling.
+--   so idle workers sleep until a wake-up (resume wakes them) instead of polling.
 -- Idempotent: no; every call leases new jobs (that is its point). Ids whose job hash is gone
 --   are dropped; a hash without data is still leased so the worker can send it to dead.
 local prefix = ARGV[1]

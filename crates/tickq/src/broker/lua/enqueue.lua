@@ -1,5 +1,5 @@
 -- enqueue: create one or many jobs, pending when due now, scheduled when due later.
--- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] seq  KEYS[4] marker
+-- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] seq  KEYS[4] wake stream
 -- ARGV[1] job key prefix; then 8 per job: id, data (envelope), priority, max attempts,
 --   at_ms (> 0: due at this Redis time), delay_ms (> 0: due this long after Redis now),
 --   unique key ('' = none: the full reservation key), unique ttl ms.

@@ -1,5 +1,5 @@
 -- fail: end one attempt of a leased job that did not succeed, if the caller still holds it.
--- KEYS[1] active  KEYS[2] retry  KEYS[3] dead  KEYS[4] cancelled  KEYS[5] stats  KEYS[6] marker
+-- KEYS[1] active  KEYS[2] retry  KEYS[3] dead  KEYS[4] cancelled  KEYS[5] stats  KEYS[6] wake stream
 -- KEYS[7] limits  KEYS[8] pending
 -- ARGV[1] job key prefix  ARGV[2] id  ARGV[3] fence  ARGV[4] error text
 -- ARGV[5] mode: 'retry' (after ARGV[6] ms, or dead when attempts are used up), 'kill' (dead

@@ -1,6 +1,6 @@
 -- fire: fire due ticks of one schedule, once across every node that tries.
 -- KEYS[1] schedule hash  KEYS[2] schedules-due index  KEYS[3] pending  KEYS[4] seq
--- KEYS[5] marker  KEYS[6] scheduled  KEYS[7] retry  KEYS[8] cancelled
+-- KEYS[5] wake stream  KEYS[6] scheduled  KEYS[7] retry  KEYS[8] cancelled
 -- ARGV[1] job key prefix  ARGV[2] schedule name  ARGV[3] expected version
 -- ARGV[4] expected next fire time (the tick the caller found due)  ARGV[5] new next fire time
 -- ARGV[6] new watermark (the latest due tick)  ARGV[7] ticks skipped by the catch-up policy

@@ -74,9 +74,11 @@ local function cap_index(prefix, index_key, max)
   end
 end
 
--- Wake one idle worker of the queue (workers block on the marker with BZPOPMIN).
-local function wake(marker_key)
-  redis.call('ZADD', marker_key, 0, 'wake')
+-- Wake the idle workers of the queue. They block on the wake stream with XREAD from the last
+-- entry they acted on; unlike a pop, an entry reaches every reader, so a frozen or cut-off
+-- worker's blocked connection cannot swallow it. Only the newest entry is kept.
+local function wake(wake_key)
+  redis.call('XADD', wake_key, 'MAXLEN', '1', '*', 'w', '1')
 end
 
 -- A job ended (completed, dead, cancelled or deleted): free its unique key, if it has one and
@@ -89,9 +91,9 @@ end
 
 -- After a job left active: when the queue has a concurrency limit and work waits, wake one
 -- idle worker, which may be waiting for exactly this free slot.
-local function wake_if_limited(limits_key, pending_key, marker_key)
+local function wake_if_limited(limits_key, pending_key, wake_key)
   if redis.call('HEXISTS', limits_key, 'concurrency') == 1 and
       redis.call('ZCARD', pending_key) > 0 then
-    wake(marker_key)
+    wake(wake_key)
   end
 end

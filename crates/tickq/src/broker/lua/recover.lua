@@ -1,5 +1,5 @@
 -- recover: take back jobs whose lease expired (their worker died, stalled or was cut off).
--- KEYS[1] active  KEYS[2] pending  KEYS[3] dead  KEYS[4] cancelled  KEYS[5] seq  KEYS[6] marker
+-- KEYS[1] active  KEYS[2] pending  KEYS[3] dead  KEYS[4] cancelled  KEYS[5] seq  KEYS[6] wake stream
 -- KEYS[7] stats  KEYS[8] limits
 -- ARGV[1] job key prefix  ARGV[2] max jobs  ARGV[3] dead max  ARGV[4] keep ms (cancelled)
 -- An expired job goes back to pending with its attempt kept (the next claim counts a new

@@ -1,5 +1,5 @@
 -- requeue: hand leased jobs back to pending without charging the attempt (graceful shutdown).
--- KEYS[1] active  KEYS[2] pending  KEYS[3] seq  KEYS[4] marker
+-- KEYS[1] active  KEYS[2] pending  KEYS[3] seq  KEYS[4] wake stream
 -- ARGV[1] job key prefix; then 2 per job: id, fence
 -- Only jobs still held with the same fence move; the attempt counter goes back by one so the
 --   interrupted run does not count against max attempts.

@@ -1,5 +1,5 @@
 -- reschedule: move a waiting job (scheduled, retry or pending) to a new due time.
--- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] seq  KEYS[5] marker
+-- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] seq  KEYS[5] wake stream
 -- ARGV[1] job key prefix  ARGV[2] id  ARGV[3] at_ms (> 0: due at this Redis time)
 -- ARGV[4] delay_ms (> 0: due this long after Redis now; both 0: now)
 -- The job becomes scheduled at the new time, or pending when that time has come. A retry job

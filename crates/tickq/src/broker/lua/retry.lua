@@ -1,6 +1,6 @@
 -- retry: run a dead, cancelled, retry or scheduled job now.
 -- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] dead  KEYS[5] cancelled
--- KEYS[6] seq  KEYS[7] marker
+-- KEYS[6] seq  KEYS[7] wake stream
 -- ARGV[1] job key prefix  ARGV[2] id
 -- A dead or cancelled job starts over with a fresh attempt budget and no cancel request; a retry
 --   or scheduled job keeps its attempts and only skips the wait.
