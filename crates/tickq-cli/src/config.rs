@@ -832,9 +832,14 @@ fn resolve_redis(
 /// The library parses it fully when connecting.
 fn check_redis_url(url: &str) -> Result<(), String> {
     const SCHEMES: [&str; 5] = ["redis", "rediss", "redis+unix", "unix", "valkey"];
-    let help = "expected redis://[user:pass@]host:port[/db], rediss://... or \
-                redis+unix:///path/redis.sock";
+    let help = "expected redis://[user:pass@]host:port[/db], rediss://..., \
+                redis+unix:///path/redis.sock, or for a Cluster \
+                redis-cluster://host:port,host:port,...";
     let shown = tickq::redact_url(url);
+    // The library's own reading decides Cluster URLs (and refuses Sentinel ones clearly).
+    if url.starts_with("redis-cluster://") || url.contains("-sentinel://") || url.contains(',') {
+        return tickq::validate_redis_url(url).map_err(|e| e.message().to_owned());
+    }
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(format!("invalid Redis URL {shown:?}: {help}"));
     };

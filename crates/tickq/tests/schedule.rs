@@ -556,3 +556,18 @@ fn find_libfaketime() -> String {
     }
     panic!("this test needs libfaketime: apt-get install faketime (./dev test installs it)");
 }
+
+/// A queue fed only by a schedule is listed like any other (stats, finding a job by id), from
+/// the moment the schedule exists.
+#[tokio::test]
+async fn a_queue_fed_only_by_a_schedule_is_listed() {
+    let redis = TestRedis::start();
+    let client = Client::connect(&redis.url()).await.unwrap();
+    let spec = ScheduleSpec::new("only", "cron-only", "@daily").task(Task::new("k", 0.into()));
+    client.upsert_schedule(&spec).await.unwrap();
+    let inspector = client.inspector();
+    assert_eq!(inspector.queues().await.unwrap(), ["cron-only"]);
+    let fired = client.trigger_schedule("only").await.unwrap();
+    let found = inspector.find_job(&fired[0].id).await.unwrap();
+    assert_eq!(found.queue, "cron-only");
+}

@@ -311,3 +311,38 @@ fn limits_from_the_config_are_set_for_every_node_at_start() {
     server.signal(libc::SIGTERM);
     assert_eq!(server.wait(LIMIT).code(), Some(0));
 }
+
+#[test]
+fn a_server_on_a_cluster_runs_exec_jobs_and_schedules() {
+    let cluster = tickq_testkit::TestCluster::start(tickq_testkit::TestCluster::DEFAULT_PRIMARIES);
+    let hosts: Vec<String> = cluster
+        .urls()
+        .iter()
+        .map(|u| {
+            u.trim_start_matches("redis://")
+                .trim_end_matches('/')
+                .to_owned()
+        })
+        .collect();
+    let url = format!("redis-cluster://{}", hosts.join(","));
+    let config = format!(
+        "{}\n[[cron]]\nname = \"tick\"\nschedule = \"@every 1s\"\nqueue = \"other\"\ntasks = [ {{ kind = \"exec\", cmd = [\"sh\", \"-c\", \"echo tick\"] }} ]\n",
+        config(&["sh"])
+    );
+    let mut server = Server::start(Some(&config), &["--redis", &url], &[]);
+    let id = exec(&url, &[], &["sh", "-c", "echo on-a-cluster"]);
+    let job = wait_state(&url, &id, "completed", LIMIT);
+    assert_eq!(job["result"], "on-a-cluster");
+    wait_for(LIMIT, "a cron tick ran on the cluster", || {
+        let stats = run(Some(&url), &["stats", "--json"]).json();
+        let other = stats["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["queue"] == "other")
+            .cloned()?;
+        (other["states"]["completed"].as_u64()? >= 1).then_some(())
+    });
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait(LIMIT).code(), Some(0));
+}

@@ -662,3 +662,66 @@ fn queue_limit_shows_and_changes_limits() {
     );
     assert_eq!(run(u, &["queue", "ls"]).ok().stdout, "a\n");
 }
+
+#[test]
+fn verbs_work_against_a_cluster() {
+    let cluster = tickq_testkit::TestCluster::start(tickq_testkit::TestCluster::DEFAULT_PRIMARIES);
+    let hosts: Vec<String> = cluster
+        .urls()
+        .iter()
+        .map(|u| {
+            u.trim_start_matches("redis://")
+                .trim_end_matches('/')
+                .to_owned()
+        })
+        .collect();
+    let url = format!("redis-cluster://{}", hosts.join(","));
+    let u = Some(url.as_str());
+    let mut ids = Vec::new();
+    for queue in ["alpha", "beta", "gamma", "delta"] {
+        ids.push(
+            run(u, &["enqueue", queue, "k"])
+                .ok()
+                .stdout
+                .trim()
+                .to_owned(),
+        );
+    }
+    let stats = run(u, &["stats", "--json"]).json();
+    let queues = stats["queues"].as_array().unwrap();
+    assert_eq!(queues.len(), 4);
+    assert!(
+        queues.iter().all(|q| q["states"]["pending"] == 1),
+        "{stats}"
+    );
+    for id in &ids {
+        assert_eq!(run(u, &["job", id, "--json"]).json()["state"], "pending");
+    }
+    run(u, &["queue", "limit", "beta", "--concurrency", "2"]).ok();
+    run(u, &["queue", "pause", "gamma"]).ok();
+    assert_eq!(
+        run(u, &["queue", "ls"]).ok().stdout,
+        "alpha\nbeta (concurrency 2)\ndelta\ngamma (paused)\n"
+    );
+    // A locked program, with its fenced write going to the same cluster.
+    let script = format!(
+        "{} lock set nightly k v && echo fence=$TICKQ_FENCE",
+        crate::util::BIN
+    );
+    let out = run(u, &["lock", "run", "nightly", "--", "sh", "-c", &script]);
+    let out = out.ok();
+    assert!(out.stdout.contains("fence=1"), "{out:?}");
+    assert_eq!(
+        run(u, &["lock", "get", "nightly", "k", "--json"]).json()["value"],
+        "v"
+    );
+}
+
+#[test]
+fn a_sentinel_url_is_refused_with_a_clear_message() {
+    run(
+        Some("redis-sentinel://127.0.0.1:26379/mymaster"),
+        &["stats"],
+    )
+    .fails(2, "Sentinel");
+}

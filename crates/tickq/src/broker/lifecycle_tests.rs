@@ -17,9 +17,9 @@
 
 use super::tests::{KEEP, snapshot};
 use super::*;
+use crate::broker::conn::Conn;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use redis::aio::ConnectionManager;
 use tickq_testkit::TestRedis;
 
 const Q: &str = "life";
@@ -310,7 +310,7 @@ async fn run_case(broker: &Broker, ops: Vec<Op>) -> Result<(), TestCaseError> {
 async fn apply(
     broker: &Broker,
     keys: &QueueKeys,
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     model: &mut Model,
     op: &Op,
 ) -> Result<(), TestCaseError> {
@@ -728,7 +728,7 @@ async fn apply(
 }
 
 /// Wait until Redis' clock is past `deadline_ms`.
-async fn wait_past(conn: &mut ConnectionManager, deadline_ms: i64) {
+async fn wait_past(conn: &mut Conn, deadline_ms: i64) {
     let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         let (s, us): (i64, i64) = redis::cmd("TIME").query_async(conn).await.unwrap();
@@ -744,11 +744,7 @@ async fn wait_past(conn: &mut ConnectionManager, deadline_ms: i64) {
 }
 
 /// The invariants, read in two round trips.
-async fn check(
-    keys: &QueueKeys,
-    conn: &mut ConnectionManager,
-    model: &Model,
-) -> Result<(), TestCaseError> {
+async fn check(keys: &QueueKeys, conn: &mut Conn, model: &Model) -> Result<(), TestCaseError> {
     let mut pipe = redis::pipe();
     for state in JobState::ALL {
         pipe.zrange_withscores(keys.index(state), 0, -1);

@@ -7,9 +7,9 @@
 use super::keys::LockKeys;
 use super::scripts::SCRIPTS;
 use super::value::{bytes, int};
+use crate::broker::conn::Conn;
 use crate::{Error, Result};
 use redis::Value;
-use redis::aio::ConnectionManager;
 use std::time::Duration;
 
 /// The answer of the acquire script.
@@ -37,7 +37,7 @@ fn fence(v: &Value) -> Result<u64> {
 }
 
 pub(crate) async fn acquire(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     keys: &LockKeys,
     token: &str,
     ttl: Duration,
@@ -63,7 +63,7 @@ pub(crate) async fn acquire(
 
 /// Whether the TTL was extended (false: the token does not hold the lock any more).
 pub(crate) async fn renew(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     keys: &LockKeys,
     token: &str,
     ttl: Duration,
@@ -79,11 +79,7 @@ pub(crate) async fn renew(
 }
 
 /// Whether the lock was released (false: the token did not hold it; nothing changed).
-pub(crate) async fn release(
-    conn: &mut ConnectionManager,
-    keys: &LockKeys,
-    token: &str,
-) -> Result<bool> {
+pub(crate) async fn release(conn: &mut Conn, keys: &LockKeys, token: &str) -> Result<bool> {
     let released: i64 = SCRIPTS
         .lock_release
         .key(&keys.owner)
@@ -95,7 +91,7 @@ pub(crate) async fn release(
 
 /// How many replicas acknowledged every write this connection made so far (`WAIT`).
 pub(crate) async fn wait_replicas(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     replicas: u32,
     timeout: Duration,
 ) -> Result<u32> {
@@ -108,7 +104,7 @@ pub(crate) async fn wait_replicas(
 }
 
 pub(crate) async fn fenced_set(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     keys: &LockKeys,
     key: &str,
     value: &[u8],
@@ -136,7 +132,7 @@ pub(crate) async fn fenced_set(
 
 /// A fenced value and the fence that wrote it.
 pub(crate) async fn fenced_get(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     keys: &LockKeys,
     key: &str,
 ) -> Result<Option<(Vec<u8>, u64)>> {
@@ -154,7 +150,7 @@ pub(crate) async fn fenced_get(
 }
 
 /// The last fence issued for the lock (0: never acquired).
-pub(crate) async fn latest_fence(conn: &mut ConnectionManager, keys: &LockKeys) -> Result<u64> {
+pub(crate) async fn latest_fence(conn: &mut Conn, keys: &LockKeys) -> Result<u64> {
     let latest: Option<u64> = redis::cmd("GET").arg(&keys.fence).query_async(conn).await?;
     Ok(latest.unwrap_or(0))
 }

@@ -2,6 +2,7 @@
 //!
 //! It owns no timers and spawns nothing: the worker runtime decides when to call it.
 
+pub(crate) mod conn;
 mod enqueue;
 pub(crate) mod keys;
 mod limits;
@@ -12,10 +13,10 @@ pub(crate) mod scripts;
 mod value;
 
 use crate::job::{Due, JobInfo, JobState, ms_to_timestamp};
-use crate::{Error, ErrorKind, Result};
+use crate::{Error, Result};
+use conn::Conn;
 use keys::QueueKeys;
 use message::Envelope;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Value};
 use scripts::SCRIPTS;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -152,10 +153,17 @@ pub struct QueueCounts {
 /// A connection to Redis plus the script set: cheap to clone, shared by every component.
 #[derive(Clone)]
 pub(crate) struct Broker {
-    client: redis::Client,
-    conn: ConnectionManager,
+    target: conn::Target,
+    conn: Conn,
     keys: Arc<Mutex<HashMap<String, Arc<QueueKeys>>>>,
     registered: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Check a Redis URL without connecting: one server (`redis://`, `rediss://`,
+/// `redis+unix://`) or a Cluster (`redis-cluster://host:port,host:port`, or a comma-separated
+/// list of `redis://` URLs). The error says what is expected.
+pub fn validate_redis_url(url: &str) -> Result<()> {
+    conn::Target::parse(url).map(|_| ())
 }
 
 /// The URL with any password replaced, safe for logs and error messages.
@@ -175,42 +183,21 @@ pub fn redact_url(url: &str) -> String {
 }
 
 impl Broker {
-    /// Connect to Redis and load the scripts. Fails with `Unavailable` when Redis cannot be
-    /// reached and `InvalidArgument` when the URL is malformed.
+    /// Connect to Redis (one server, or a Cluster: see [`conn::Target::parse`]) and load the
+    /// scripts. Fails with `Unavailable` when Redis cannot be reached and `InvalidArgument`
+    /// when the URL is malformed.
     pub(crate) async fn connect(url: &str) -> Result<Broker> {
-        let client = redis::Client::open(url).map_err(|e| {
-            Error::invalid(format!(
-                "invalid Redis URL {:?}: expected redis://[user:pass@]host:port[/db], \
-                 rediss://... or redis+unix:///path/to/redis.sock",
-                redact_url(url)
-            ))
-            .with_source(e)
-        })?;
-        let unreachable = |e: redis::RedisError| {
-            Error::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "no Redis at {}; start one with `redis-server` or pass --redis",
-                    redact_url(url)
-                ),
-            )
-            .with_source(e)
-        };
-        // One plain attempt first: the connection manager retries with backoff for seconds
-        // before it reports a refused connection, which is right after a restart but not at
-        // start-up, where the caller wants to know at once.
-        let probe = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)));
-        client
-            .get_multiplexed_async_connection_with_config(&probe)
+        let target = conn::Target::parse(url)?;
+        target
+            .probe()
             .await
-            .map_err(unreachable)?;
-        let conn = Self::manager(&client, Duration::from_secs(5))
+            .map_err(|e| conn::unreachable(url, e))?;
+        let conn = target
+            .connect(Duration::from_secs(5))
             .await
-            .map_err(unreachable)?;
+            .map_err(|e| conn::unreachable(url, e))?;
         let broker = Broker {
-            client,
+            target,
             conn,
             keys: Arc::default(),
             registered: Arc::default(),
@@ -219,24 +206,10 @@ impl Broker {
         Ok(broker)
     }
 
-    async fn manager(
-        client: &redis::Client,
-        response_timeout: Duration,
-    ) -> redis::RedisResult<ConnectionManager> {
-        // redis-rs defaults to a 500 ms response timeout, too short for a loaded Redis and for
-        // blocking commands; each connection sets its own.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(response_timeout))
-            .set_max_delay(Duration::from_secs(2))
-            .set_number_of_retries(6);
-        client.get_connection_manager_with_config(config).await
-    }
-
     /// A separate connection for blocking commands, which would stall the shared multiplexed
     /// one. Its response timeout covers the longest block.
-    pub(crate) async fn blocking_connection(&self, block: Duration) -> Result<ConnectionManager> {
-        Ok(Self::manager(&self.client, block + Duration::from_secs(5)).await?)
+    pub(crate) async fn blocking_connection(&self, block: Duration) -> Result<Conn> {
+        Ok(self.target.connect(block + Duration::from_secs(5)).await?)
     }
 
     async fn load_scripts(&self) -> Result<()> {
@@ -247,7 +220,7 @@ impl Broker {
         Ok(())
     }
 
-    pub(crate) fn conn(&self) -> ConnectionManager {
+    pub(crate) fn conn(&self) -> Conn {
         self.conn.clone()
     }
 
@@ -843,6 +816,8 @@ fn job_info(queue: &str, id: &str, fields: &HashMap<String, Vec<u8>>) -> JobInfo
     }
 }
 
+#[cfg(test)]
+use crate::ErrorKind;
 #[cfg(test)]
 use crate::job::{Enqueued, NewJob};
 

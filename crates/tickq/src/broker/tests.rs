@@ -8,7 +8,7 @@
 
 use super::enqueue::ENQUEUE_CHUNK;
 use super::*;
-use redis::aio::ConnectionManager;
+use crate::broker::conn::Conn;
 use std::collections::BTreeSet;
 use tickq_testkit::TestRedis;
 
@@ -21,7 +21,7 @@ pub(super) const HOUR: Duration = Duration::from_secs(3600);
 pub(super) struct Env {
     pub(super) broker: Broker,
     pub(super) keys: Arc<QueueKeys>,
-    pub(super) conn: ConnectionManager,
+    pub(super) conn: Conn,
     // Last, so the server outlives the connections when the test ends.
     _redis: TestRedis,
 }
@@ -258,7 +258,7 @@ impl Env {
 }
 
 /// Every tickq key with its full contents, for "this call changed nothing".
-pub(super) async fn snapshot(conn: &ConnectionManager) -> BTreeMap<String, String> {
+pub(super) async fn snapshot(conn: &Conn) -> BTreeMap<String, String> {
     let mut conn = conn.clone();
     let keys: Vec<String> = conn.keys("tickq:*").await.unwrap();
     let mut out = BTreeMap::new();

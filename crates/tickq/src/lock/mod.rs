@@ -192,7 +192,7 @@ impl LockBuilder {
 
     async fn check_replicas(
         &self,
-        conn: &mut redis::aio::ConnectionManager,
+        conn: &mut crate::broker::conn::Conn,
         keys: &LockKeys,
         token: &str,
         replicas: u32,

@@ -8,9 +8,9 @@
 //! process stopped with SIGSTOP finds, the moment it runs again, that its lease is past and the
 //! lock must be taken as lost, whatever its last renewal said.
 
+use crate::broker::conn::Conn;
 use crate::broker::keys::LockKeys;
 use crate::broker::locks;
-use redis::aio::ConnectionManager;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -84,7 +84,7 @@ impl Lease {
 /// Renew until stopped or lost. Owns the lease's sender side in practice: it is the only writer
 /// of `lost` and `valid_until`.
 pub(super) async fn run(
-    mut conn: ConnectionManager,
+    mut conn: Conn,
     keys: Arc<LockKeys>,
     token: Arc<str>,
     ttl: Duration,

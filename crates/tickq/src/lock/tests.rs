@@ -5,17 +5,17 @@
 //! ahead of a stale writer), makes the call under test and reads the keys it left.
 
 use crate::broker::Broker;
+use crate::broker::conn::Conn;
 use crate::broker::keys::LockKeys;
 use crate::broker::locks::{self, Acquired, FencedSet};
 use redis::AsyncCommands as _;
-use redis::aio::ConnectionManager;
 use std::time::Duration;
 use tickq_testkit::TestRedis;
 
 const TTL: Duration = Duration::from_secs(600);
 
 struct Env {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: LockKeys,
     _redis: TestRedis,
 }

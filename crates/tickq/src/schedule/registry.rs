@@ -19,6 +19,9 @@ impl Client {
             .map(|t| t.as_millisecond())
             .unwrap_or(-1);
         let (upserted, _, _) = self.broker.upsert_schedule(spec, first, now).await?;
+        // Its jobs are created by scripts, not by an enqueue: register the queue here so that
+        // a queue fed only by schedules is listed (stats, `tickq job ID`, metrics) like others.
+        self.broker.register_queue(&spec.queue).await?;
         Ok(upserted)
     }
 
