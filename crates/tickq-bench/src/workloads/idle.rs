@@ -7,7 +7,7 @@ use anyhow::{Result, ensure};
 use std::time::{Duration, Instant};
 use tickq::{Job, JobError, Worker};
 
-/// Time the worker gets to settle (first claim, marker connection) before sampling.
+/// Time the worker gets to settle (first claim, wake-stream connection) before sampling.
 const SETTLE: Duration = Duration::from_secs(2);
 
 pub async fn commands(target: &Target, window: Duration, deadline: Deadline) -> Result<Measured> {
