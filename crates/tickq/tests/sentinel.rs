@@ -65,7 +65,9 @@ async fn sentinel_failover_mid_run_is_followed_by_client_and_worker() {
     let client = Client::connect(&set.url()).await.unwrap();
     let before = (0..200).map(|i| NewJob::new("q", "work").id(format!("before-{i}")));
     client.enqueue_bulk(before.collect()).await.unwrap();
-    let worker = spawn(worker(&client, "q", Duration::from_millis(20)));
+    // A client of its own, so that the worker's connections have to follow by themselves.
+    let worker_client = Client::connect(&set.url()).await.unwrap();
+    let worker = spawn(worker(&worker_client, "q", Duration::from_millis(20)));
     wait_until(LIMIT, "the run is under way", || async {
         count(&client, "q", JobState::Completed).await >= 20
     })
