@@ -18,9 +18,10 @@ const URL_HELP: &str = "expected redis://[user:pass@]host:port[/db], rediss://..
     host:port,... (or a comma-separated list of redis:// URLs), or for Sentinel \
     redis-sentinel://[user:pass@]host:port[,host:port...]/MASTER_NAME[/db]";
 
-const SENTINEL_URL_HELP: &str = "expected redis-sentinel://[user:pass@]host:port[,host:port...]/MASTER_NAME[/db] \
-    (the sentinels' addresses, then the name of the monitored master; user:pass are for the \
-    Redis servers, sentinels are reached without a password)";
+const SENTINEL_URL_HELP: &str = "expected \
+    redis-sentinel://[user:pass@]host:port[,host:port...]/MASTER_NAME[/db] (the sentinels' \
+    addresses, then the name of the monitored master; user:pass are for the Redis servers, \
+    sentinels are reached without a password)";
 
 /// The port sentinels listen on unless the URL says otherwise.
 const DEFAULT_SENTINEL_PORT: u16 = 26_379;
@@ -373,7 +374,11 @@ impl SentinelConn {
         {
             Ok(conn) => conn,
             Err(e) => {
-                tracing::warn!(master = %self.0.target.master, error = %e, "connecting to the new Redis master");
+                tracing::warn!(
+                    master = %self.0.target.master,
+                    error = %e,
+                    "connecting to the new Redis master"
+                );
                 return Err(cause);
             }
         };

@@ -184,9 +184,9 @@ pub fn redact_url(url: &str) -> String {
 }
 
 impl Broker {
-    /// Connect to Redis (one server, Sentinel, or a Cluster: see [`conn::Target::parse`]) and load the
-    /// scripts. Fails with `Unavailable` when Redis cannot be reached and `InvalidArgument`
-    /// when the URL is malformed.
+    /// Connect to Redis (one server, Sentinel, or a Cluster: see [`conn::Target::parse`]) and
+    /// load the scripts. Fails with `Unavailable` when Redis cannot be reached and
+    /// `InvalidArgument` when the URL is malformed.
     pub(crate) async fn connect(url: &str) -> Result<Broker> {
         let target = conn::Target::parse(url)?;
         target
