@@ -310,8 +310,9 @@ struct Current {
 /// What a failed request says about the master.
 #[derive(Debug, PartialEq)]
 enum Failure {
-    /// Gone (connection dropped or refused) or demoted (READONLY): the request did not run
-    /// on a master, so it goes to the new one.
+    /// Gone (connection dropped or refused) or demoted (READONLY): the request goes to the
+    /// new master. A dropped request may have run on the old one first; sending it again is
+    /// safe because every tickq script and transaction is idempotent or guarded by a fence.
     Moved,
     /// No answer in time: the master may be stalled and replaced, but the request may also
     /// have run, so the connection follows the sentinels without sending it again.
@@ -331,6 +332,9 @@ impl Failure {
                 e.kind(),
                 redis::ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)
             )
+            // A transaction on a demoted master fails as a whole (EXECABORT) and names the
+            // READONLY error of the command that was refused only in its text.
+            || e.to_string().contains("READONLY")
         {
             Failure::Moved
         } else {
