@@ -833,10 +833,11 @@ fn resolve_redis(
 fn check_redis_url(url: &str) -> Result<(), String> {
     const SCHEMES: [&str; 5] = ["redis", "rediss", "redis+unix", "unix", "valkey"];
     let help = "expected redis://[user:pass@]host:port[/db], rediss://..., \
-                redis+unix:///path/redis.sock, or for a Cluster \
-                redis-cluster://host:port,host:port,...";
+                redis+unix:///path/redis.sock, for a Cluster \
+                redis-cluster://host:port,host:port,..., or for Sentinel \
+                redis-sentinel://host:port[,host:port...]/MASTER_NAME[/db]";
     let shown = tickq::redact_url(url);
-    // The library's own reading decides Cluster URLs (and refuses Sentinel ones clearly).
+    // The library's own reading decides Cluster and Sentinel URLs.
     if url.starts_with("redis-cluster://") || url.contains("-sentinel://") || url.contains(',') {
         return tickq::validate_redis_url(url).map_err(|e| e.message().to_owned());
     }

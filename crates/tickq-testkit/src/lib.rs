@@ -8,7 +8,8 @@
 //!
 //! Faults are first-class: graceful restart, `kill -9`, and stalling the server with
 //! `SIGSTOP` ([`TestRedis::pause`]) all keep the same address and data directory.
-//! [`TestCluster`] starts a small Redis Cluster of primaries on free ports.
+//! [`TestCluster`] starts a small Redis Cluster of primaries on free ports, and
+//! [`TestSentinel`] a primary, a replica and a Redis Sentinel for failover tests.
 //!
 //! The server binary is `redis-server` from `PATH`, or the path in the environment variable
 //! `TICKQ_REDIS_SERVER`. Panicking is the error handling: a testkit that cannot start Redis
@@ -31,9 +32,11 @@
 
 mod cluster;
 mod process;
+mod sentinel;
 mod server;
 
 pub use cluster::TestCluster;
+pub use sentinel::TestSentinel;
 pub use server::{TestRedis, TestRedisBuilder};
 
 /// The environment variable naming the `redis-server` binary to use instead of the one on

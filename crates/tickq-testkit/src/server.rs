@@ -571,7 +571,7 @@ fn unix_url(path: &Path) -> String {
     url
 }
 
-fn server_binary() -> OsString {
+pub(crate) fn server_binary() -> OsString {
     std::env::var_os(REDIS_SERVER_ENV)
         .filter(|path| !path.is_empty())
         .unwrap_or_else(|| "redis-server".into())

@@ -21,7 +21,9 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connect to Redis at `url` (`redis://`, `rediss://` or `redis+unix://`).
+    /// Connect to Redis at `url`: one server (`redis://`, `rediss://` or `redis+unix://`), a
+    /// Cluster (`redis-cluster://host:port,host:port`) or the master Redis Sentinel names
+    /// (`redis-sentinel://host:port,host:port/MASTER_NAME[/db]`, followed across failovers).
     pub async fn connect(url: &str) -> Result<Client> {
         Ok(Client {
             broker: Broker::connect(url).await?,

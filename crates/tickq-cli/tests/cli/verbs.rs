@@ -718,10 +718,28 @@ fn verbs_work_against_a_cluster() {
 }
 
 #[test]
-fn a_sentinel_url_is_refused_with_a_clear_message() {
-    run(
-        Some("redis-sentinel://127.0.0.1:26379/mymaster"),
-        &["stats"],
-    )
-    .fails(2, "Sentinel");
+fn a_sentinel_url_without_a_master_name_is_refused_with_a_clear_message() {
+    run(Some("redis-sentinel://127.0.0.1:26379"), &["stats"]).fails(2, "master name is missing");
+}
+
+#[test]
+fn verbs_work_through_sentinel() {
+    let set = tickq_testkit::TestSentinel::start();
+    let url = set.url();
+    let u = Some(url.as_str());
+    let id = run(u, &["enqueue", "alpha", "k"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let stats = run(u, &["stats", "--json"]).json();
+    let queues = stats["queues"].as_array().unwrap();
+    assert_eq!(queues.len(), 1, "{stats}");
+    assert_eq!(queues[0]["states"]["pending"], 1, "{stats}");
+    // On the master itself, not somewhere else.
+    let direct = set.master().url();
+    assert_eq!(
+        run(Some(&direct), &["job", &id, "--json"]).json()["state"],
+        "pending"
+    );
 }

@@ -1,30 +1,159 @@
-//! Where Redis is: one server (or a replica set's primary) or a Cluster, and the connections
-//! to it. Everything above talks to [`Conn`], which sends a command or a pipeline to the right
-//! place; every script and pipeline of tickq touches one hash slot, so in a Cluster each goes
-//! to one node whole.
+//! Where Redis is: one server (or a replica set's primary), a primary found through Redis
+//! Sentinel, or a Cluster, and the connections to it. Everything above talks to [`Conn`], which
+//! sends a command or a pipeline to the right place; every script and pipeline of tickq touches
+//! one hash slot, so in a Cluster each goes to one node whole.
 
 use super::redact_url;
 use crate::{Error, ErrorKind, Result};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
+use redis::{Cmd, ConnectionAddr, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
+use std::sync::Arc;
 use std::time::Duration;
 
 const URL_HELP: &str = "expected redis://[user:pass@]host:port[/db], rediss://..., \
-    redis+unix:///path/to/redis.sock, or for a Cluster redis-cluster://[user:pass@]host:port,\
-    host:port,... (or a comma-separated list of redis:// URLs)";
+    redis+unix:///path/to/redis.sock, for a Cluster redis-cluster://[user:pass@]host:port,\
+    host:port,... (or a comma-separated list of redis:// URLs), or for Sentinel \
+    redis-sentinel://[user:pass@]host:port[,host:port...]/MASTER_NAME[/db]";
+
+const SENTINEL_URL_HELP: &str = "expected \
+    redis-sentinel://[user:pass@]host:port[,host:port...]/MASTER_NAME[/db] (the sentinels' \
+    addresses, then the name of the monitored master; user:pass are for the Redis servers, \
+    sentinels are reached without a password)";
+
+/// The port sentinels listen on unless the URL says otherwise.
+const DEFAULT_SENTINEL_PORT: u16 = 26_379;
+
+/// Asking the sentinels and checking the master they name takes a few round trips; a
+/// sentinel that accepts connections but never answers must not hang the caller.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How to reach Redis, from a URL.
 #[derive(Clone)]
 pub(crate) enum Target {
     Single(Box<redis::Client>),
     Cluster(Vec<String>),
+    /// Boxed so that the enum stays small.
+    Sentinel(Box<SentinelTarget>),
+}
+
+/// The sentinels to ask for the current master, and how to talk to that master.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct SentinelTarget {
+    sentinels: Vec<(String, u16)>,
+    master: String,
+    db: i64,
+    /// Username and password for the Redis servers (not the sentinels).
+    auth: Option<(Option<String>, String)>,
+}
+
+impl SentinelTarget {
+    /// `rest` is the URL after `redis-sentinel://`.
+    fn parse(url: &str, rest: &str) -> Result<SentinelTarget> {
+        let invalid = |why: &str| {
+            Error::invalid(format!(
+                "invalid Redis Sentinel URL {:?}: {why}; {SENTINEL_URL_HELP}",
+                redact_url(url)
+            ))
+        };
+        let (authority, path) = rest
+            .split_once('/')
+            .ok_or_else(|| invalid("the master name is missing"))?;
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((userinfo, hosts)) => (Some(userinfo), hosts),
+            None => (None, authority),
+        };
+        let mut sentinels = Vec::new();
+        for host in hosts.split(',').map(str::trim) {
+            let (name, port) = match host.rsplit_once(':') {
+                // An IPv6 address without a port has colons but ends with ']'.
+                Some((name, port)) if !port.ends_with(']') => {
+                    let port = port
+                        .parse::<u16>()
+                        .map_err(|_| invalid(&format!("{port:?} is not a port number")))?;
+                    (name, port)
+                }
+                _ => (host, DEFAULT_SENTINEL_PORT),
+            };
+            let name = name.trim_start_matches('[').trim_end_matches(']');
+            if name.is_empty() {
+                return Err(invalid("a sentinel address is empty"));
+            }
+            sentinels.push((name.to_owned(), port));
+        }
+        let mut segments = path.split('/');
+        let master = segments.next().unwrap_or_default();
+        if master.is_empty() {
+            return Err(invalid("the master name is missing"));
+        }
+        if master.contains(['?', '#']) {
+            return Err(invalid("query parameters are not supported"));
+        }
+        let db = match segments.next() {
+            None | Some("") => 0,
+            Some(db) => db
+                .parse::<i64>()
+                .ok()
+                .filter(|db| *db >= 0)
+                .ok_or_else(|| invalid(&format!("{db:?} is not a database number")))?,
+        };
+        if segments.any(|s| !s.is_empty()) {
+            return Err(invalid("too many path segments after the master name"));
+        }
+        // redis-rs decodes percent-encoded credentials; reuse it on a throwaway URL.
+        let auth = match userinfo {
+            None => None,
+            Some(userinfo) => {
+                let info = redis::Client::open(format!("redis://{userinfo}@localhost"))
+                    .map_err(|e| invalid("the user:pass part is malformed").with_source(e))?;
+                let settings = info.get_connection_info().redis_settings();
+                settings
+                    .password()
+                    .map(|password| (settings.username().map(str::to_owned), password.to_owned()))
+            }
+        };
+        Ok(SentinelTarget {
+            sentinels,
+            master: master.to_owned(),
+            db,
+            auth,
+        })
+    }
+
+    /// Asks the sentinels, in the URL's order, for the current master, and checks that the
+    /// server they name does consider itself a master.
+    async fn resolve(&self) -> redis::RedisResult<redis::Client> {
+        let sentinels = self
+            .sentinels
+            .iter()
+            .map(|(host, port)| ConnectionAddr::Tcp(host.clone(), *port));
+        let mut builder =
+            SentinelClientBuilder::new(sentinels, &self.master, SentinelServerType::Master)?
+                .set_client_to_redis_db(self.db);
+        if let Some((username, password)) = &self.auth {
+            if let Some(username) = username {
+                builder = builder.set_client_to_redis_username(username);
+            }
+            builder = builder.set_client_to_redis_password(password);
+        }
+        let mut client = builder.build()?;
+        tokio::time::timeout(RESOLVE_TIMEOUT, client.async_get_client())
+            .await
+            .map_err(|_| {
+                RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the sentinels did not name a master in time",
+                ))
+            })?
+    }
 }
 
 impl Target {
     /// `redis-cluster://[user:pass@]h1:p1,h2:p2` or `redis://a,redis://b` select a Cluster
-    /// (seeded with those nodes); anything else is one server.
+    /// (seeded with those nodes); `redis-sentinel://h1:p1,h2:p2/MASTER_NAME[/db]` the master
+    /// the sentinels name; anything else is one server.
     pub(crate) fn parse(url: &str) -> Result<Target> {
         let invalid = |e: Option<redis::RedisError>| {
             let err = Error::invalid(format!(
@@ -36,10 +165,15 @@ impl Target {
                 None => err,
             }
         };
-        if url.starts_with("redis-sentinel://") || url.starts_with("rediss-sentinel://") {
+        if let Some(rest) = url.strip_prefix("redis-sentinel://") {
+            return Ok(Target::Sentinel(Box::new(SentinelTarget::parse(
+                url, rest,
+            )?)));
+        }
+        if url.starts_with("rediss-sentinel://") {
             return Err(Error::invalid(format!(
-                "Redis Sentinel URLs ({}) are not supported by this version of tickq yet; give \
-                 the primary's redis:// URL",
+                "TLS to Redis Sentinel ({}) is not supported by this version of tickq yet; use \
+                 redis-sentinel://",
                 redact_url(url)
             )));
         }
@@ -71,24 +205,36 @@ impl Target {
     }
 
     /// A connection whose requests time out after `response_timeout`; it reconnects on its
-    /// own after Redis restarts or (Cluster) moves slots.
+    /// own after Redis restarts, (Cluster) moves slots or (Sentinel) fails over.
     pub(crate) async fn connect(&self, response_timeout: Duration) -> redis::RedisResult<Conn> {
+        // redis-rs defaults to a 500 ms response timeout, too short for a loaded Redis and for
+        // blocking commands; each connection sets its own.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(response_timeout))
+            .set_max_delay(Duration::from_secs(2))
+            .set_number_of_retries(6);
         match self {
-            Target::Single(client) => {
-                // redis-rs defaults to a 500 ms response timeout, too short for a loaded Redis
-                // and for blocking commands; each connection sets its own.
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(2)))
-                    .set_response_timeout(Some(response_timeout))
-                    .set_max_delay(Duration::from_secs(2))
-                    .set_number_of_retries(6);
-                Ok(Conn::Single(
-                    client.get_connection_manager_with_config(config).await?,
-                ))
-            }
+            Target::Single(client) => Ok(Conn::Single(
+                client.get_connection_manager_with_config(config).await?,
+            )),
             Target::Cluster(nodes) => {
                 let client = self.cluster_client(nodes, response_timeout)?;
                 Ok(Conn::Cluster(client.get_async_connection().await?))
+            }
+            Target::Sentinel(target) => {
+                let client = target.resolve().await?;
+                let conn = client
+                    .get_connection_manager_with_config(config.clone())
+                    .await?;
+                Ok(Conn::Sentinel(SentinelConn(Arc::new(SentinelShared {
+                    target: (**target).clone(),
+                    config,
+                    current: tokio::sync::RwLock::new(Current {
+                        generation: 0,
+                        conn,
+                    }),
+                }))))
             }
         }
     }
@@ -111,6 +257,10 @@ impl Target {
                 let mut conn = client.get_async_connection().await?;
                 let _: String = redis::cmd("PING").query_async(&mut conn).await?;
             }
+            Target::Sentinel(target) => {
+                // Resolving already connects to the master to check its role.
+                target.resolve().await?;
+            }
         }
         Ok(())
     }
@@ -129,11 +279,180 @@ impl Target {
     }
 }
 
-/// A connection to one server or to a Cluster: cheap to clone (clones share the connection).
+/// A connection to one server, to a Cluster, or to the master the sentinels name: cheap to
+/// clone (clones share the connection).
 #[derive(Clone)]
 pub(crate) enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(SentinelConn),
+}
+
+/// A connection to the current master of a Sentinel-monitored set, which follows failovers:
+/// when a request finds the master gone or demoted, it asks the sentinels again, reconnects,
+/// and sends that request once more to the new master.
+#[derive(Clone)]
+pub(crate) struct SentinelConn(Arc<SentinelShared>);
+
+struct SentinelShared {
+    target: SentinelTarget,
+    config: ConnectionManagerConfig,
+    current: tokio::sync::RwLock<Current>,
+}
+
+struct Current {
+    /// Bumped on every reconnect, so that of many requests failing at once only the first
+    /// asks the sentinels; the others use the connection it made.
+    generation: u64,
+    conn: ConnectionManager,
+}
+
+/// What a failed request says about the master.
+#[derive(Debug, PartialEq)]
+enum Failure {
+    /// Gone (connection dropped or refused) or demoted (READONLY): the request goes to the
+    /// new master. A dropped request may have run on the old one first; sending it again is
+    /// safe because every tickq script and transaction is idempotent or guarded by a fence.
+    Moved,
+    /// No answer in time: the master may be stalled and replaced, but the request may also
+    /// have run, so the connection follows the sentinels without sending it again.
+    Silent,
+    /// An answer from a working master (a script error, a wrong type): nothing to follow.
+    Other,
+}
+
+impl Failure {
+    fn of(e: &RedisError) -> Failure {
+        if e.is_timeout() {
+            Failure::Silent
+        } else if e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || matches!(
+                e.kind(),
+                redis::ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)
+            )
+            // A transaction on a demoted master fails as a whole (EXECABORT) and names the
+            // READONLY error of the command that was refused only in its text.
+            || e.to_string().contains("READONLY")
+        {
+            Failure::Moved
+        } else {
+            Failure::Other
+        }
+    }
+}
+
+impl SentinelConn {
+    async fn current(&self) -> (u64, ConnectionManager) {
+        let current = self.0.current.read().await;
+        (current.generation, current.conn.clone())
+    }
+
+    /// Reconnects to the master the sentinels name now, unless another request already did
+    /// since `generation`. Fails with `cause` if the sentinels name no usable master yet (a
+    /// failover in progress): the caller sees the error of its own request and retries later.
+    async fn follow(
+        &self,
+        generation: u64,
+        cause: RedisError,
+    ) -> redis::RedisResult<ConnectionManager> {
+        let mut current = self.0.current.write().await;
+        if current.generation != generation {
+            return Ok(current.conn.clone());
+        }
+        let client = match self.0.target.resolve().await {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::warn!(
+                    master = %self.0.target.master,
+                    error = %e,
+                    "Redis request failed ({cause}) and the sentinels name no usable master yet"
+                );
+                return Err(cause);
+            }
+        };
+        let conn = match client
+            .get_connection_manager_with_config(self.0.config.clone())
+            .await
+        {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(
+                    master = %self.0.target.master,
+                    error = %e,
+                    "connecting to the new Redis master"
+                );
+                return Err(cause);
+            }
+        };
+        tracing::info!(
+            master = %self.0.target.master,
+            addr = %client.get_connection_info().addr(),
+            "reconnected to the Redis master the sentinels name ({cause})"
+        );
+        current.generation += 1;
+        current.conn = conn.clone();
+        Ok(conn)
+    }
+}
+
+impl ConnectionLike for SentinelConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let (generation, mut conn) = self.current().await;
+            let e = match conn.req_packed_command(cmd).await {
+                Err(e) => e,
+                ok => return ok,
+            };
+            match Failure::of(&e) {
+                // Once only: a second failure is the caller's to handle, with its backoff.
+                Failure::Moved => {
+                    self.follow(generation, e)
+                        .await?
+                        .req_packed_command(cmd)
+                        .await
+                }
+                Failure::Silent => {
+                    let _ = self.follow(generation, e.clone()).await;
+                    Err(e)
+                }
+                Failure::Other => Err(e),
+            }
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let (generation, mut conn) = self.current().await;
+            let e = match conn.req_packed_commands(pipeline, offset, count).await {
+                Err(e) => e,
+                ok => return ok,
+            };
+            match Failure::of(&e) {
+                Failure::Moved => {
+                    self.follow(generation, e)
+                        .await?
+                        .req_packed_commands(pipeline, offset, count)
+                        .await
+                }
+                Failure::Silent => {
+                    let _ = self.follow(generation, e.clone()).await;
+                    Err(e)
+                }
+                Failure::Other => Err(e),
+            }
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.target.db
+    }
 }
 
 impl ConnectionLike for Conn {
@@ -141,6 +460,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Sentinel(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -153,6 +473,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -160,12 +481,29 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
+            Conn::Sentinel(c) => c.get_db(),
         }
     }
 }
 
 /// The error for a Redis that cannot be reached at `url`.
 pub(crate) fn unreachable(url: &str, e: redis::RedisError) -> Error {
+    if url.starts_with("redis-sentinel://") {
+        let message = if e.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel {
+            format!(
+                "the sentinels at {} know no master by that name; check the name after the \
+                 addresses (`SENTINEL MASTERS` on a sentinel lists them)",
+                redact_url(url)
+            )
+        } else {
+            format!(
+                "no Redis master found through the sentinels at {} ({e}); check that a \
+                 sentinel is running there and that the master it names is up",
+                redact_url(url)
+            )
+        };
+        return Error::new(ErrorKind::Unavailable, message).with_source(e);
+    }
     Error::new(
         ErrorKind::Unavailable,
         format!(
@@ -183,7 +521,69 @@ mod tests {
     fn nodes(url: &str) -> Vec<String> {
         match Target::parse(url).unwrap() {
             Target::Cluster(nodes) => nodes,
-            Target::Single(_) => panic!("{url} parsed as one server"),
+            _ => panic!("{url} did not parse as a Cluster"),
+        }
+    }
+
+    fn sentinel(url: &str) -> SentinelTarget {
+        match Target::parse(url).unwrap() {
+            Target::Sentinel(target) => *target,
+            _ => panic!("{url} did not parse as Sentinel"),
+        }
+    }
+
+    #[test]
+    fn sentinel_urls_name_the_sentinels_the_master_and_the_db() {
+        assert_eq!(
+            sentinel("redis-sentinel://10.0.0.1:26380, s2:26381/mymaster"),
+            SentinelTarget {
+                sentinels: vec![("10.0.0.1".into(), 26380), ("s2".into(), 26381)],
+                master: "mymaster".into(),
+                db: 0,
+                auth: None,
+            }
+        );
+        assert_eq!(
+            sentinel("redis-sentinel://u:p%40ss@h/jobs/3"),
+            SentinelTarget {
+                sentinels: vec![("h".into(), DEFAULT_SENTINEL_PORT)],
+                master: "jobs".into(),
+                db: 3,
+                auth: Some((Some("u".into()), "p@ss".into())),
+            }
+        );
+        let target = sentinel("redis-sentinel://:secret@[::1]:5000/m/");
+        assert_eq!(target.sentinels, [("::1".to_owned(), 5000)]);
+        assert_eq!(target.auth, Some((None, "secret".into())));
+    }
+
+    #[test]
+    fn bad_sentinel_urls_say_what_is_wrong_and_what_is_expected() {
+        for (url, why) in [
+            ("redis-sentinel://h:26379", "master name is missing"),
+            ("redis-sentinel://h:26379/", "master name is missing"),
+            ("redis-sentinel://h:port/m", "not a port number"),
+            ("redis-sentinel://h:1,/m", "sentinel address is empty"),
+            ("redis-sentinel://h:1/m/x", "not a database number"),
+            ("redis-sentinel://h:1/m/1/2", "too many path segments"),
+            (
+                "redis-sentinel://h:1/m?sentinel_password=x",
+                "query parameters",
+            ),
+            ("rediss-sentinel://h:1/m", "TLS"),
+        ] {
+            let err = Target::parse(url)
+                .err()
+                .unwrap_or_else(|| panic!("{url} parsed"));
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{url}");
+            assert!(err.message().contains(why), "{url}: {}", err.message());
+            if url.starts_with("redis-sentinel") {
+                assert!(
+                    err.message().contains("MASTER_NAME"),
+                    "{url}: {}",
+                    err.message()
+                );
+            }
         }
     }
 
@@ -209,12 +609,7 @@ mod tests {
 
     #[test]
     fn bad_urls_say_what_is_expected() {
-        for url in [
-            "http://h:1",
-            "redis-cluster://",
-            "redis://h1:1,http://h2:2",
-            "redis-sentinel://h:26379/mymaster",
-        ] {
+        for url in ["http://h:1", "redis-cluster://", "redis://h1:1,http://h2:2"] {
             let err = Target::parse(url)
                 .err()
                 .unwrap_or_else(|| panic!("{url} parsed"));

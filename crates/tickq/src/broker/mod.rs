@@ -160,8 +160,9 @@ pub(crate) struct Broker {
 }
 
 /// Check a Redis URL without connecting: one server (`redis://`, `rediss://`,
-/// `redis+unix://`) or a Cluster (`redis-cluster://host:port,host:port`, or a comma-separated
-/// list of `redis://` URLs). The error says what is expected.
+/// `redis+unix://`), a Cluster (`redis-cluster://host:port,host:port`, or a comma-separated
+/// list of `redis://` URLs), or the master Redis Sentinel names
+/// (`redis-sentinel://host:port,host:port/MASTER_NAME[/db]`). The error says what is expected.
 pub fn validate_redis_url(url: &str) -> Result<()> {
     conn::Target::parse(url).map(|_| ())
 }
@@ -183,9 +184,9 @@ pub fn redact_url(url: &str) -> String {
 }
 
 impl Broker {
-    /// Connect to Redis (one server, or a Cluster: see [`conn::Target::parse`]) and load the
-    /// scripts. Fails with `Unavailable` when Redis cannot be reached and `InvalidArgument`
-    /// when the URL is malformed.
+    /// Connect to Redis (one server, Sentinel, or a Cluster: see [`conn::Target::parse`]) and
+    /// load the scripts. Fails with `Unavailable` when Redis cannot be reached and
+    /// `InvalidArgument` when the URL is malformed.
     pub(crate) async fn connect(url: &str) -> Result<Broker> {
         let target = conn::Target::parse(url)?;
         target
