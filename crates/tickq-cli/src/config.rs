@@ -599,13 +599,11 @@ fn limit_change(
     let concurrency = concurrency
         .map(|text| match text.as_str() {
             "none" => Ok(None),
-            n => match n.parse::<u32>() {
-                Ok(n) if n > 0 => Ok(Some(n)),
-                _ => Err(usage(format!(
-                    "--concurrency {n:?}: use a whole number of at least 1, or none (to stop a \
-                     queue, pause it)"
-                ))),
-            },
+            n => n.parse::<u32>().map(Some).map_err(|_| {
+                usage(format!(
+                    "--concurrency {n:?}: use a whole number of at least 1, or none"
+                ))
+            }),
         })
         .transpose()?;
     let rate = rate
@@ -616,7 +614,13 @@ fn limit_change(
                 .map_err(|e| usage(format!("--rate: {e}"))),
         })
         .transpose()?;
-    Ok(Some(LimitChange { concurrency, rate }))
+    let change = LimitChange { concurrency, rate };
+    // The limits' own check, on what this change sets (the others are already valid).
+    change
+        .apply(tickq::QueueLimits::default())
+        .validate()
+        .map_err(|e| usage(e.message().to_owned()))?;
+    Ok(Some(change))
 }
 
 fn queue_pause(redis: Redis, args: QueueArgs, paused: bool) -> anyhow::Result<Action> {
@@ -976,12 +980,6 @@ fn server_config(
             .map(parse::rate)
             .transpose()
             .map_err(|e| in_file(&what, format!("rate: {e}")))?;
-        if l.concurrency == Some(0) {
-            return Err(in_file(
-                &what,
-                "concurrency must be at least 1 (to stop a queue, pause it)".into(),
-            ));
-        }
         if l.concurrency.is_none() && rate.is_none() {
             return Err(in_file(
                 &what,
@@ -992,6 +990,9 @@ fn server_config(
             concurrency: l.concurrency,
             rate,
         };
+        queue_limits
+            .validate()
+            .map_err(|e| in_file(&what, e.message().to_owned()))?;
         limits.push((queue, queue_limits));
     }
 

@@ -79,6 +79,20 @@ impl TestCluster {
         self.nodes.iter().map(TestRedis::url).collect()
     }
 
+    /// The cluster as tickq names it: `redis-cluster://127.0.0.1:P1,127.0.0.1:P2,...`.
+    pub fn cluster_url(&self) -> String {
+        let hosts: Vec<String> = self
+            .urls()
+            .iter()
+            .map(|u| {
+                u.trim_start_matches("redis://")
+                    .trim_end_matches('/')
+                    .to_owned()
+            })
+            .collect();
+        format!("redis-cluster://{}", hosts.join(","))
+    }
+
     /// Node `i`, for its URL, port or a direct connection.
     ///
     /// # Panics

@@ -78,7 +78,9 @@ impl QueueLimits {
         self.concurrency.is_none() && self.rate.is_none()
     }
 
-    pub(crate) fn validate(&self) -> Result<()> {
+    /// Check the limits (what [`crate::Inspector::set_limits`] checks): a concurrency of at
+    /// least 1, and a rate of at least 1 job per window of at least 1 ms.
+    pub fn validate(&self) -> Result<()> {
         if self.concurrency == Some(0) {
             return Err(Error::invalid(
                 "a concurrency limit must be at least 1 (to stop a queue, pause it)",

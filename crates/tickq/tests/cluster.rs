@@ -15,20 +15,6 @@ use tickq_testkit::TestCluster;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// `redis-cluster://127.0.0.1:P1,127.0.0.1:P2,...`
-fn cluster_url(cluster: &TestCluster) -> String {
-    let hosts: Vec<String> = cluster
-        .urls()
-        .iter()
-        .map(|u| {
-            u.trim_start_matches("redis://")
-                .trim_end_matches('/')
-                .to_owned()
-        })
-        .collect();
-    format!("redis-cluster://{}", hosts.join(","))
-}
-
 /// Queue names whose hash slots live on every node of the cluster.
 fn queues_on_every_node(cluster: &TestCluster) -> Vec<String> {
     let mut conn = cluster.client().get_connection().unwrap();
@@ -56,7 +42,7 @@ fn queues_on_every_node(cluster: &TestCluster) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn jobs_schedules_locks_and_limits_work_on_a_cluster() {
     let cluster = TestCluster::start(TestCluster::DEFAULT_PRIMARIES);
-    let client = Client::connect(&cluster_url(&cluster)).await.unwrap();
+    let client = Client::connect(&cluster.cluster_url()).await.unwrap();
     let queues = queues_on_every_node(&cluster);
 
     // Enqueue every way: bulk (the transaction path), one by one, with ids, unique, delayed.

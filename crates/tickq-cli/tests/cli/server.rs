@@ -315,16 +315,7 @@ fn limits_from_the_config_are_set_for_every_node_at_start() {
 #[test]
 fn a_server_on_a_cluster_runs_exec_jobs_and_schedules() {
     let cluster = tickq_testkit::TestCluster::start(tickq_testkit::TestCluster::DEFAULT_PRIMARIES);
-    let hosts: Vec<String> = cluster
-        .urls()
-        .iter()
-        .map(|u| {
-            u.trim_start_matches("redis://")
-                .trim_end_matches('/')
-                .to_owned()
-        })
-        .collect();
-    let url = format!("redis-cluster://{}", hosts.join(","));
+    let url = cluster.cluster_url();
     let config = format!(
         "{}\n[[cron]]\nname = \"tick\"\nschedule = \"@every 1s\"\nqueue = \"other\"\ntasks = [ {{ kind = \"exec\", cmd = [\"sh\", \"-c\", \"echo tick\"] }} ]\n",
         config(&["sh"])

@@ -666,16 +666,7 @@ fn queue_limit_shows_and_changes_limits() {
 #[test]
 fn verbs_work_against_a_cluster() {
     let cluster = tickq_testkit::TestCluster::start(tickq_testkit::TestCluster::DEFAULT_PRIMARIES);
-    let hosts: Vec<String> = cluster
-        .urls()
-        .iter()
-        .map(|u| {
-            u.trim_start_matches("redis://")
-                .trim_end_matches('/')
-                .to_owned()
-        })
-        .collect();
-    let url = format!("redis-cluster://{}", hosts.join(","));
+    let url = cluster.cluster_url();
     let u = Some(url.as_str());
     let mut ids = Vec::new();
     for queue in ["alpha", "beta", "gamma", "delta"] {

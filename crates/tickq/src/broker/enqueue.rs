@@ -91,10 +91,6 @@ impl Broker {
             .collect())
     }
 
-    fn envelope(job: &NewJob, id: &str) -> String {
-        Envelope::encode_new(id, job)
-    }
-
     /// One enqueue script call for the jobs at `chunk` (all of `keys`' queue).
     fn enqueue_scripted<'a>(
         &self,
@@ -112,7 +108,7 @@ impl Broker {
         for &i in &chunk {
             let job = &jobs[i];
             let (at_ms, delay_ms) = due_args(&job.due);
-            inv.arg(&ids[i]).arg(Self::envelope(job, &ids[i]));
+            inv.arg(&ids[i]).arg(Envelope::encode_new(&ids[i], job));
             inv.arg(job.priority)
                 .arg(job.max_attempts)
                 .arg(at_ms)
@@ -207,7 +203,7 @@ fn plain_transaction(
         pipe.cmd("HSET")
             .arg(keys.job(id))
             .arg("data")
-            .arg(Broker::envelope(job, id))
+            .arg(Envelope::encode_new(id, job))
             .arg("state")
             .arg(state.as_str())
             .arg("attempt")
