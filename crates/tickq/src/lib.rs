@@ -129,6 +129,7 @@
 
 mod broker;
 mod client;
+mod connect;
 mod error;
 mod handler;
 mod inspect;
@@ -141,6 +142,7 @@ mod worker;
 
 pub use broker::{CancelOutcome, QueueCounts, Retention, redact_url, validate_redis_url};
 pub use client::Client;
+pub use connect::{ConnectOptions, TlsFiles};
 pub use error::{Error, ErrorKind, Result};
 pub use handler::{FailAction, Handler, IntoJobResult, Job, JobError};
 pub use inspect::Inspector;
