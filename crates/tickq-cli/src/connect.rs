@@ -1,6 +1,6 @@
 //! Connecting to Redis from the CLI: the one place that turns an address into a `Client`.
 
-use crate::config::{Redis, usage};
+use crate::config::{Redis, tls_setting_names, usage};
 use std::time::Duration;
 use tickq::{Client, ErrorKind};
 
@@ -12,7 +12,9 @@ pub async fn connect(redis: &Redis) -> anyhow::Result<Client> {
             tickq::redact_url(&redis.url)
         );
     }
-    Client::connect(&redis.url).await.map_err(connect_error)
+    Client::connect_with(&redis.url, &redis.connect_options())
+        .await
+        .map_err(connect_error)
 }
 
 /// One quick connection attempt to the URL's address.
@@ -63,13 +65,14 @@ fn split_host_port(text: &str) -> (&str, u16) {
     }
 }
 
-/// A URL the library cannot parse is the user's to fix (exit 2); anything else is an
-/// operation that failed (exit 1). The library's message already says what to do next.
+/// A URL or TLS file the library cannot use is the user's to fix (exit 2); anything else is
+/// an operation that failed (exit 1). The library's message already says what to do next, in
+/// its own names for the TLS settings, which become the CLI's.
 fn connect_error(e: tickq::Error) -> anyhow::Error {
-    if e.kind() == ErrorKind::InvalidArgument {
-        usage(e.to_string())
-    } else {
-        e.into()
+    match e.kind() {
+        ErrorKind::InvalidArgument => usage(tls_setting_names(&e.to_string())),
+        ErrorKind::Tls => anyhow::anyhow!(tls_setting_names(&e.to_string())),
+        _ => e.into(),
     }
 }
 

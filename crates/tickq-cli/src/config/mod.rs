@@ -21,14 +21,14 @@ mod tests;
 mod verbs;
 
 pub use cron::{CronSpec, CronTask};
-pub use redis::{REDIS_URL_ENV, Redis, RedisOrigin};
+pub use redis::{REDIS_URL_ENV, Redis, RedisOrigin, tls_setting_names};
 pub use server::ServerConfig;
 
 use crate::cli::{Cli, Command, ConfigCommand, CronCommand, LogFormat, QueueCommand};
 use crate::exec_kind::ExecPayload;
 use anyhow::Context as _;
 use cron::{exec_secret, signed_value};
-use redis::resolve_redis;
+use redis::{resolve_redis, resolve_tls};
 use server::server_config;
 use sources::Sources;
 use std::fmt;
@@ -240,10 +240,11 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
         file,
         redis_url,
         default_port,
+        tls: tls_env,
         exec_secret: secret_env,
         payload: payload_text,
     } = sources;
-    let redis = resolve_redis(
+    let mut redis = resolve_redis(
         global.redis.as_deref(),
         redis_url.as_deref(),
         file.as_ref()
@@ -251,6 +252,12 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
             .zip(global.config.as_deref()),
         default_port.as_deref(),
     )?;
+    redis.tls = resolve_tls(
+        &tls_env,
+        file.as_ref()
+            .map(|f| &f.redis_tls)
+            .zip(global.config.as_deref()),
+    );
     let exec_secret = exec_secret(
         secret_env.as_deref(),
         file.as_ref(),

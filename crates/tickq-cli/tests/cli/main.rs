@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod cron;
+mod deploy;
 mod exec_sig;
 mod http_kind;
 mod lock;

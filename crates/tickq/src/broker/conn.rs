@@ -271,7 +271,7 @@ impl Target {
             url.split(',').map(|u| u.trim().to_owned()).collect()
         } else {
             let client = match certs {
-                Some(certs) if url.starts_with("rediss://") => {
+                Some(certs) if url.starts_with("rediss://") || url.starts_with("valkeys://") => {
                     redis::Client::build_with_tls(url, certs)
                 }
                 _ => redis::Client::open(url),

@@ -77,9 +77,8 @@ pub(crate) fn certificates(files: &TlsFiles) -> Result<Option<TlsCertificates>> 
 }
 
 fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| {
-        Error::invalid(format!("cannot read the {what} {}: {e}", path.display())).with_source(e)
-    })
+    std::fs::read(path)
+        .map_err(|e| Error::invalid(format!("cannot read the {what} {}: {e}", path.display())))
 }
 
 fn certificates_in(pem: &[u8], path: &Path, what: &str) -> Result<usize> {
@@ -118,8 +117,8 @@ pub(crate) fn failure(url: &str, e: &RedisError) -> Option<Error> {
                      renew it, or check this machine's clock"
                 ),
                 other => format!(
-                    "Redis' TLS certificate at {at} was refused ({other:?}): check ca_file and \
-                     the certificate Redis serves"
+                    "Redis' TLS certificate at {at} was refused ({other:?}): check the CA file \
+                     (ca_file) and the certificate Redis serves"
                 ),
             }
         }
