@@ -67,6 +67,13 @@ impl CronSpec {
             .map_err(|e| e.to_string())
     }
 
+    /// Whether any task is an exec task (and so is signed when a secret is configured).
+    pub(super) fn has_exec(&self) -> bool {
+        self.tasks
+            .iter()
+            .any(|task| matches!(task, CronTask::Exec { .. }))
+    }
+
     /// Sign every exec task with `secret` (replacing any signature it had).
     pub fn sign_exec(&mut self, secret: &Secret) {
         for task in &mut self.tasks {
@@ -141,6 +148,25 @@ pub(super) fn exec_secret(
         let file = path.map_or_else(String::new, |p| format!("config file {}: ", p.display()));
         usage(format!("{file}[exec] secret: {e}"))
     })
+}
+
+/// The exec secret as configured. A bad one (too short, not UTF-8) is an error only for the
+/// verbs that sign or verify with it: `tickq stats` must work whatever `TICKQ_EXEC_SECRET`
+/// holds.
+pub(super) struct LazySecret(Result<Option<Secret>, String>);
+
+impl LazySecret {
+    pub(super) fn new(secret: anyhow::Result<Option<Secret>>) -> LazySecret {
+        LazySecret(secret.map_err(|e| e.to_string()))
+    }
+
+    /// The secret, or the usage error that says what is wrong with it.
+    pub(super) fn get(&self) -> anyhow::Result<Option<&Secret>> {
+        match &self.0 {
+            Ok(secret) => Ok(secret.as_ref()),
+            Err(e) => Err(usage(e.clone())),
+        }
+    }
 }
 
 /// An exec payload signed with `secret`, as JSON.

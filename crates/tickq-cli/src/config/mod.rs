@@ -27,7 +27,7 @@ pub use server::ServerConfig;
 use crate::cli::{Cli, Command, ConfigCommand, CronCommand, LogFormat, QueueCommand};
 use crate::exec_kind::ExecPayload;
 use anyhow::Context as _;
-use cron::{exec_secret, signed_value};
+use cron::{LazySecret, exec_secret, signed_value};
 use redis::{resolve_redis, resolve_tls};
 use server::server_config;
 use sources::Sources;
@@ -258,11 +258,11 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
             .map(|f| &f.redis_tls)
             .zip(global.config.as_deref()),
     );
-    let exec_secret = exec_secret(
+    let exec_secret = LazySecret::new(exec_secret(
         secret_env.as_deref(),
         file.as_ref(),
         global.config.as_deref(),
-    )?;
+    ));
     let action = match command {
         Command::Server(args) => {
             log.default_level = "info";
@@ -272,7 +272,7 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
                 global.config,
                 file,
                 args.opts,
-                exec_secret,
+                exec_secret.get()?.cloned(),
             )?))
         }
         Command::Config(ConfigCommand::Show(args)) => Action::ConfigShow {
@@ -281,7 +281,7 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
                 global.config,
                 file.unwrap_or_default(),
                 args.opts,
-                exec_secret,
+                exec_secret.get()?.cloned(),
             )?),
             json: args.output.json,
         },
@@ -298,7 +298,7 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
                     ))
                 })?;
                 exec.validate().map_err(usage)?;
-                if let Some(secret) = &exec_secret {
+                if let Some(secret) = exec_secret.get()? {
                     payload = signed_value(exec, secret)?;
                 }
             }
@@ -318,7 +318,7 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
                 sig: None,
             };
             exec.validate().map_err(usage)?;
-            let payload = match &exec_secret {
+            let payload = match exec_secret.get()? {
                 Some(secret) => signed_value(exec, secret)?,
                 None => serde_json::to_value(&exec).context("encoding the exec payload")?,
             };
@@ -415,9 +415,7 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
                 json: args.output.json,
             }
         }
-        Command::Cron(command) => {
-            cron_action(command, redis, exec_secret.as_ref(), payload_text.as_ref())?
-        }
+        Command::Cron(command) => cron_action(command, redis, &exec_secret, payload_text.as_ref())?,
         Command::Lock(command) => lock_action(command, redis)?,
     };
     Ok(Invocation { log, action })

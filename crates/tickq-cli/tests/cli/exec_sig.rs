@@ -201,3 +201,48 @@ fn a_server_without_a_secret_ignores_signatures() {
     assert!(signed.exists() && unsigned.exists() && bad.exists());
     let _ = run;
 }
+
+#[test]
+fn a_node_with_a_secret_but_no_allow_list_says_exec_is_off() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let config = format!("[worker]\nqueues = {{ default = 1 }}\n\n[exec]\nsecret = \"{SECRET}\"\n");
+    let _server = Server::start(Some(&config), &["--redis", &url], &[]);
+    let unsigned = enqueue(&url, &serde_json::json!({"cmd": ["true"]}), &[]);
+    dead_with(&url, &unsigned, "exec is off");
+    let signed = exec_with_secret(&url, &["true".to_owned()]);
+    dead_with(&url, &signed, "exec is off");
+}
+
+#[test]
+fn a_bad_secret_breaks_only_the_commands_that_sign_or_verify() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let short = [("TICKQ_EXEC_SECRET", "short")];
+    let with = |args: &[&str]| {
+        let mut cmd = tickq();
+        cmd.args(["--redis", &url]).args(args).envs(short);
+        run_cmd(&mut cmd)
+    };
+    with(&["stats"]).ok();
+    with(&["enqueue", "default", "hello"]).ok();
+    with(&["cron", "add", "k", "@daily", "--queue", "q", "--kind", "k"]).ok();
+    with(&["cron", "ls"]).ok();
+    with(&["queue", "ls"]).ok();
+    for args in [
+        &["exec", "default", "--", "true"][..],
+        &[
+            "enqueue",
+            "default",
+            "exec",
+            "--payload",
+            r#"{"cmd":["true"]}"#,
+        ],
+        &[
+            "cron", "add", "e", "@daily", "--queue", "q", "--exec", "--", "true",
+        ],
+        &["config", "show"],
+    ] {
+        with(args).fails(2, "TICKQ_EXEC_SECRET");
+    }
+}
