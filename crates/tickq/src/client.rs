@@ -135,6 +135,12 @@ impl Client {
             .await
     }
 
+    /// Checks of the deployment this client talks to: Redis version, persistence, eviction,
+    /// memory, this node's clock, this user's ACL (see [`crate::doctor`]).
+    pub fn doctor(&self) -> crate::doctor::Doctor {
+        crate::doctor::Doctor::new(self.broker.clone())
+    }
+
     /// The read and admin API over the same connection.
     pub fn inspector(&self) -> Inspector {
         Inspector {

@@ -130,6 +130,7 @@
 mod broker;
 mod client;
 mod connect;
+pub mod doctor;
 mod error;
 mod handler;
 mod inspect;

@@ -15,6 +15,10 @@ pub(crate) const QUEUES: &str = "tickq:queues";
 /// commands outside scripts).
 pub(crate) const SCHEDULES: &str = "tickq:schedules";
 
+/// Prefix of the throwaway keys `tickq doctor` writes to find out which commands this user
+/// may run (each expires within a minute and is deleted at once).
+pub(crate) const DOCTOR_PREFIX: &str = "tickq:{doctor}";
+
 /// Every key of one queue, built once and reused for each call.
 #[derive(Debug, Clone)]
 pub(crate) struct QueueKeys {

@@ -3,6 +3,7 @@
 //! It owns no timers and spawns nothing: the worker runtime decides when to call it.
 
 pub(crate) mod conn;
+pub(crate) mod doctor;
 mod enqueue;
 pub(crate) mod keys;
 mod limits;
