@@ -107,6 +107,11 @@ pub enum Command {
     /// Locks: run a program while holding a lock, and the lock's fenced values.
     #[command(subcommand)]
     Lock(LockCommand),
+    /// Check the deployment: Redis version, persistence, eviction policy, memory, this
+    /// machine's clock against Redis', this user's ACL permissions, and (with --config) the
+    /// [exec] allow list. Exits 1 when something is wrong, naming each problem and what to do;
+    /// warnings (persistence off, exec off) do not fail.
+    Doctor(OutputArgs),
 }
 
 /// The settings of a node that flags can override; shared by `server` and `config show`.

@@ -518,12 +518,6 @@ impl Tail {
     }
 }
 
-/// Whether `program` exists on this node, as exec would look for it; used to warn about allow
-/// entries that can never run here.
-pub fn exists(program: &str) -> bool {
-    resolve(program).is_some_and(|p| p.exists())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -179,7 +179,9 @@ impl Doctor {
         let (method, permissions) = broker.permissions().await?;
         findings.push(acl_finding(method, &permissions));
         if let Some(programs) = &self.exec_allow {
-            findings.extend(exec_findings(programs, std::env::var_os("PATH")));
+            // The PATH exec itself falls back to when none is set.
+            let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+            findings.extend(exec_findings(programs, Some(path)));
         }
         Ok(Report::new(findings))
     }

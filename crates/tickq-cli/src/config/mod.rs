@@ -186,6 +186,12 @@ pub enum Action {
         key: String,
         json: bool,
     },
+    Doctor {
+        redis: Redis,
+        /// `[exec] allow` of the config file, when one is given.
+        exec_allow: Option<Vec<String>>,
+        json: bool,
+    },
 }
 
 /// `tickq lock run`, checked.
@@ -417,6 +423,11 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
         }
         Command::Cron(command) => cron_action(command, redis, &exec_secret, payload_text.as_ref())?,
         Command::Lock(command) => lock_action(command, redis)?,
+        Command::Doctor(output) => Action::Doctor {
+            redis,
+            exec_allow: file.map(|f| f.exec.allow),
+            json: output.json,
+        },
     };
     Ok(Invocation { log, action })
 }

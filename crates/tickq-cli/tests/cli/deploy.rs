@@ -153,3 +153,113 @@ fn unusable_tls_files_are_usage_errors_naming_the_setting() {
     )
     .fails(2, "not a TLS URL");
 }
+
+/// `tickq doctor ARGS` against `url`, with `env`.
+fn doctor(url: &str, args: &[&str], env: &[(&str, &str)]) -> crate::util::Run {
+    run_env(Some(url), &[&["doctor"], args].concat(), env)
+}
+
+#[test]
+fn doctor_passes_a_sound_deployment_and_prints_every_check() {
+    let redis = TestRedis::start();
+    let run = doctor(&redis.url(), &[], &[]).ok();
+    for check in [
+        "redis_version",
+        "persistence",
+        "eviction",
+        "memory",
+        "clock",
+        "acl",
+    ] {
+        assert!(
+            run.stdout
+                .lines()
+                .any(|l| l.starts_with("ok") && l.contains(check)),
+            "{check}: {run:?}"
+        );
+    }
+    let json = doctor(&redis.url(), &["--json"], &[]).json();
+    assert_eq!(json["sound"], true, "{json}");
+    assert_eq!(json["findings"][0]["check"], "redis_version");
+}
+
+#[test]
+fn doctor_fails_an_evicting_policy_and_warns_about_persistence_off() {
+    let redis = TestRedis::builder()
+        .appendonly(false)
+        .extra_args(["--maxmemory-policy", "volatile-lru"])
+        .start();
+    let run = doctor(&redis.url(), &[], &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("maxmemory-policy volatile-lru")
+            && run.stderr.contains("set maxmemory-policy noeviction"),
+        "{run:?}"
+    );
+    // A warning names what a restart loses, and does not fail by itself.
+    assert!(run.stdout.contains("warning  persistence"), "{run:?}");
+    assert!(run.stdout.contains("restart loses every job"), "{run:?}");
+    assert!(!run.stderr.contains("persistence"), "{run:?}");
+    let json = doctor(&redis.url(), &["--json"], &[]);
+    assert_eq!(json.code, 1);
+    let json: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(json["sound"], false);
+}
+
+#[test]
+fn doctor_fails_a_clock_more_than_a_second_off() {
+    let redis = TestRedis::start();
+    let libfaketime = find_libfaketime();
+    let env = [("LD_PRELOAD", libfaketime.as_str()), ("FAKETIME", "-3s")];
+    let run = doctor(&redis.url(), &[], &env);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("this node's clock is +"), "{run:?}");
+    assert!(run.stderr.contains("NTP"), "{run:?}");
+}
+
+#[test]
+fn doctor_checks_the_exec_allow_list_of_the_config() {
+    let redis = TestRedis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tickq.toml");
+    std::fs::write(
+        &config,
+        "[exec]\nallow = [\"sh\", \"no-such-program-here\"]\n",
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let run = doctor(&redis.url(), &["--config", &config], &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("ok       exec_allow"), "{run:?}");
+    assert!(run.stderr.contains("\"no-such-program-here\""), "{run:?}");
+}
+
+#[test]
+fn the_server_logs_the_same_checks_once_at_startup() {
+    let redis = TestRedis::builder()
+        .extra_args(["--maxmemory-policy", "allkeys-lru"])
+        .start();
+    let server = Server::start(None, &["--redis", &redis.url()], &[]);
+    server.wait_log("deployment check", LIMIT);
+    let log = server.log();
+    assert!(log.contains("maxmemory-policy allkeys-lru"), "{log}");
+    assert_eq!(
+        log.matches("maxmemory-policy allkeys-lru").count(),
+        1,
+        "{log}"
+    );
+}
+
+fn find_libfaketime() -> String {
+    let candidates = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("faketime/libfaketimeMT.so.1"));
+    for path in candidates {
+        if path.exists() {
+            return path.to_string_lossy().into_owned();
+        }
+    }
+    panic!("this test needs libfaketime: apt-get install faketime (./dev test installs it)");
+}
