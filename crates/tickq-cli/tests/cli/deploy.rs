@@ -263,3 +263,94 @@ fn find_libfaketime() -> String {
     }
     panic!("this test needs libfaketime: apt-get install faketime (./dev test installs it)");
 }
+
+const PASSWORD: &str = "s3cr3t-Pa55word-4-tickq";
+
+/// The least-privilege ACL exactly as docs/operations.md gives it, for user `tickq`.
+fn documented_acl(redis: &TestRedis, password: &str) {
+    let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operations.md");
+    let doc = std::fs::read_to_string(doc).unwrap();
+    let line = doc
+        .lines()
+        .find(|l| l.starts_with("ACL SETUSER tickq "))
+        .expect("docs/operations.md has the ACL line");
+    let mut cmd = redis::cmd("ACL");
+    for word in line.split_whitespace().skip(1) {
+        if word == ">CHANGE-ME" {
+            cmd.arg(format!(">{password}"));
+        } else {
+            cmd.arg(word);
+        }
+    }
+    cmd.exec(&mut redis.sync_conn()).unwrap();
+}
+
+#[test]
+fn quick_tour_as_the_documented_least_privilege_user() {
+    let redis = TestRedis::builder().tcp().start();
+    documented_acl(&redis, PASSWORD);
+    let port = redis.port().unwrap();
+    let url = format!("redis://tickq:{PASSWORD}@127.0.0.1:{port}");
+    let log = quick_tour(&url, &[], "");
+    assert!(
+        !log.contains(PASSWORD),
+        "the password is in the log:\n{log}"
+    );
+    assert!(log.contains("deployment checks passed"), "{log}");
+
+    // The doctor finds the user sound, by trying each command (it may not ask ACL DRYRUN).
+    let run = doctor(&url, &[], &[]).ok();
+    assert!(run.stdout.contains("trying each"), "{run:?}");
+    assert!(!run.stdout.contains(PASSWORD), "{run:?}");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("tickq:{doctor}:*")
+        .query(&mut redis.sync_conn())
+        .unwrap();
+    assert!(keys.is_empty(), "probe keys left behind: {keys:?}");
+
+    // One command less, and the doctor names it and what to grant.
+    redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("tickq")
+        .arg("-xadd")
+        .exec(&mut redis.sync_conn())
+        .unwrap();
+    let run = doctor(&url, &[], &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("may not run xadd"), "{run:?}");
+    assert!(run.stderr.contains("ACL SETUSER <user> +xadd"), "{run:?}");
+    assert!(!run.stderr.contains(PASSWORD), "{run:?}");
+}
+
+#[test]
+fn passwords_stay_out_of_errors_and_config_show() {
+    let redis = TestRedis::builder().tcp().start();
+    documented_acl(&redis, PASSWORD);
+    let port = redis.port().unwrap();
+    let wrong = "wr0ng-Pa55word-4-tickq";
+    let bad = format!("redis://tickq:{wrong}@127.0.0.1:{port}");
+    let run = run_env(Some(&bad), &["stats"], &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(!run.stderr.contains(wrong), "{run:?}");
+    assert!(run.stderr.contains("tickq:***@127.0.0.1"), "{run:?}");
+
+    let url = format!("redis://tickq:{PASSWORD}@127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tickq.toml");
+    std::fs::write(&config, format!("redis = \"{url}\"\n")).unwrap();
+    let config = config.display().to_string();
+    for args in [&["config", "show"][..], &["config", "show", "--json"]] {
+        let run = run_env(
+            None,
+            &[&["--config", config.as_str()][..], args].concat(),
+            &[],
+        )
+        .ok();
+        assert!(!run.stdout.contains(PASSWORD), "{run:?}");
+        assert!(run.stdout.contains("tickq:***@127.0.0.1"), "{run:?}");
+    }
+    // An invalid URL with a password is refused without echoing it.
+    let run = run_env(Some(&format!("redis://tickq:{PASSWORD}@")), &["stats"], &[]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(!run.stderr.contains(PASSWORD), "{run:?}");
+}

@@ -253,6 +253,24 @@ mod tests {
         assert!(scripts > 10, "found only {scripts} scripts");
     }
 
+    /// The documented ACL grants every command the doctor checks (and so tickq sends).
+    #[test]
+    fn the_documented_acl_grants_every_probed_command() {
+        let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operations.md");
+        let doc = std::fs::read_to_string(doc).unwrap();
+        let acl = doc
+            .lines()
+            .find(|l| l.starts_with("ACL SETUSER tickq "))
+            .expect("docs/operations.md has the ACL line");
+        let granted: Vec<&str> = acl
+            .split_whitespace()
+            .filter_map(|w| w.strip_prefix('+'))
+            .collect();
+        for (name, _) in PROBES {
+            assert!(granted.contains(name), "the documented ACL lacks +{name}");
+        }
+    }
+
     #[test]
     fn probe_keys_share_one_slot_under_the_doctor_prefix() {
         assert_eq!(probe_key("{h}").unwrap(), "tickq:{doctor}:probe:h");
