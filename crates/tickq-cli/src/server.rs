@@ -225,7 +225,7 @@ fn announce(config: &ServerConfig) {
 async fn apply_limits(client: &Client, config: &ServerConfig) -> anyhow::Result<()> {
     let inspector = client.inspector();
     for (queue, limits) in &config.limits {
-        let before = inspector.limits(queue).await?;
+        let before = inspector.limits(queue).await?.limits;
         inspector
             .set_limits(queue, *limits)
             .await
@@ -285,11 +285,13 @@ async fn register_schedules(client: &Client, config: &ServerConfig) -> anyhow::R
     }
     let mine: Vec<&str> = config.cron.iter().map(|c| c.name.as_str()).collect();
     let others: Vec<String> = client
+        .inspector()
         .schedules()
         .await
         .context("listing schedules")?
+        .schedules
         .into_iter()
-        .map(|s| s.spec.name)
+        .map(|s| s.name)
         .filter(|name| !mine.contains(&name.as_str()))
         .collect();
     if !others.is_empty() {
