@@ -66,12 +66,15 @@ fn split_host_port(text: &str) -> (&str, u16) {
 }
 
 /// A URL or TLS file the library cannot use is the user's to fix (exit 2); anything else is
-/// an operation that failed (exit 1). The library's message already says what to do next, in
-/// its own names for the TLS settings, which become the CLI's.
+/// an operation that failed (exit 1), with the command line's way out when Redis is not
+/// there. The library names TLS settings by its own fields, which become the CLI's.
 fn connect_error(e: tickq::Error) -> anyhow::Error {
     match e.kind() {
         ErrorKind::InvalidArgument => usage(tls_setting_names(&e.to_string())),
         ErrorKind::Tls => anyhow::anyhow!(tls_setting_names(&e.to_string())),
+        ErrorKind::Unavailable if e.message().starts_with("no Redis at") => {
+            anyhow::anyhow!("{e}; start one with `redis-server` or pass --redis")
+        }
         _ => e.into(),
     }
 }

@@ -3,8 +3,7 @@
 //! | module | job |
 //! | --- | --- |
 //! | `cli` | the command line as clap sees it (raw) |
-//! | `config` | raw args + environment + config file → a validated `Invocation` |
-//! | `parse` | DUR and TIME |
+//! | `config/` | raw args + environment + config file → a validated `Invocation` (file, redis, server, cron, verbs, sources) |
 //! | `commands/` | the verbs, one file per family |
 //! | `output` | text tables vs `--json` |
 //! | `server` | `tickq server` |
@@ -29,7 +28,6 @@ mod http_kind;
 mod logging;
 mod metrics;
 mod output;
-mod parse;
 mod server;
 
 use clap::Parser as _;

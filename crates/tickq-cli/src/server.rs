@@ -104,12 +104,16 @@ async fn serve(
     for (queue, weight) in &config.queues {
         builder = builder.queue(queue, *weight);
     }
-    let worker = builder.build().context("configuring the worker")?;
+    // One handle stops the worker and the scheduler together.
+    let handle = ShutdownHandle::default();
+    let worker = builder
+        .shutdown(handle.clone())
+        .build()
+        .context("configuring the worker")?;
     // Every node runs a scheduler, whatever its config says: schedules live in Redis, and a
     // tick fires once however many schedulers find it due (the fire script compare-and-sets
     // the schedule's next time). With no schedules it only looks at Redis now and then.
-    let scheduler = Scheduler::builder(&client).build();
-    let handle = Stop(vec![worker.shutdown_handle(), scheduler.shutdown_handle()]);
+    let scheduler = Scheduler::builder(&client).shutdown(handle.clone()).build();
     signals.drive(handle.clone());
 
     let (stopped_tx, stopped_rx) = watch::channel(false);
@@ -241,7 +245,7 @@ async fn startup_checks(client: &Client, config: &ServerConfig) {
 async fn apply_limits(client: &Client, config: &ServerConfig) -> anyhow::Result<()> {
     let inspector = client.inspector();
     for (queue, limits) in &config.limits {
-        let before = inspector.limits(queue).await?;
+        let before = inspector.limits(queue).await?.limits;
         inspector
             .set_limits(queue, *limits)
             .await
@@ -301,11 +305,13 @@ async fn register_schedules(client: &Client, config: &ServerConfig) -> anyhow::R
     }
     let mine: Vec<&str> = config.cron.iter().map(|c| c.name.as_str()).collect();
     let others: Vec<String> = client
+        .inspector()
         .schedules()
         .await
         .context("listing schedules")?
+        .schedules
         .into_iter()
-        .map(|s| s.spec.name)
+        .map(|s| s.name)
         .filter(|name| !mine.contains(&name.as_str()))
         .collect();
     if !others.is_empty() {
@@ -316,20 +322,6 @@ async fn register_schedules(client: &Client, config: &ServerConfig) -> anyhow::R
         );
     }
     Ok(())
-}
-
-/// Stops the worker and the scheduler together.
-#[derive(Clone)]
-struct Stop(Vec<ShutdownHandle>);
-
-impl Stop {
-    fn shutdown(&self) {
-        self.0.iter().for_each(ShutdownHandle::shutdown);
-    }
-
-    fn force(&self) {
-        self.0.iter().for_each(ShutdownHandle::force);
-    }
 }
 
 /// SIGTERM/SIGINT: the first drains, the second forces.
@@ -360,7 +352,7 @@ impl Signals {
     }
 
     /// Apply signals (including any that came during startup) to the worker and scheduler.
-    fn drive(&self, handle: Stop) {
+    fn drive(&self, handle: ShutdownHandle) {
         let mut count = self.count.clone();
         tokio::spawn(async move {
             if count.wait_for(|n| *n >= 1).await.is_err() {

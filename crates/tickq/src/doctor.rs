@@ -358,7 +358,7 @@ fn clock_finding(offset_ms: i64, rtt: Duration) -> Finding {
 fn acl_finding(method: AclMethod, permissions: &[(&str, Permission)]) -> Finding {
     let how = match method {
         AclMethod::DryRun => "ACL DRYRUN",
-        AclMethod::Tried => "trying each on tickq:{doctor}:* keys",
+        AclMethod::Tried => "trying each on tickq:{#doctor}:* keys",
     };
     let denied: Vec<(&str, &str)> = permissions
         .iter()

@@ -132,6 +132,7 @@ mod client;
 mod connect;
 pub mod doctor;
 mod error;
+mod events;
 mod handler;
 mod inspect;
 mod job;
@@ -139,17 +140,25 @@ mod limits;
 mod lock;
 pub mod retry;
 pub mod schedule;
+mod shutdown;
+pub mod units;
 mod worker;
 
-pub use broker::{CancelOutcome, QueueCounts, Retention, redact_url, validate_redis_url};
+pub use broker::{CancelOutcome, Retention, redact_url, validate_redis_url};
 pub use client::Client;
 pub use connect::{ConnectOptions, TlsFiles};
 pub use error::{Error, ErrorKind, Result};
+pub use events::{Event, Events, JobChange};
 pub use handler::{FailAction, Handler, IntoJobResult, Job, JobError};
-pub use inspect::Inspector;
+pub use inspect::{
+    BulkOutcome, History, HistoryPoint, HistoryQuery, Inspector, JobActed, JobAction, JobFilter,
+    JobPage, LockList, LockView, MAX_PAGE, NodeList, NodeView, Purged, QueueCounts,
+    QueueLimitsView, QueuePaused, QueueWeight, RunningJob, ScheduleEntry, ScheduleList,
+    SchedulePaused, ScheduleRemoved, ScheduleTriggered, Stats,
+};
 pub use job::{
     DEFAULT_MAX_ATTEMPTS, Enqueued, JobInfo, JobState, NewJob, PRIORITY_MAX, PRIORITY_MIN,
-    validate_job_id, validate_queue_name,
+    Progress, validate_job_id, validate_queue_name,
 };
 pub use limits::{QueueLimits, Rate};
 pub use lock::{
@@ -161,4 +170,5 @@ pub use schedule::{
     Catchup, CronSchedule, Overlap, ScheduleInfo, ScheduleSpec, Scheduler, SchedulerBuilder, Task,
     Upserted,
 };
-pub use worker::{ShutdownHandle, Worker, WorkerBuilder, WorkerStats, default_node_name};
+pub use shutdown::ShutdownHandle;
+pub use worker::{MIN_LEASE, Worker, WorkerBuilder, WorkerStats, default_node_name};

@@ -85,7 +85,7 @@ pub fn show(config: &ServerConfig, json: bool) -> anyhow::Result<()> {
                 .map(|(q, w)| (q.as_str(), *w))
                 .collect(),
             concurrency: config.concurrency,
-            lease: config.lease.map(crate::parse::format_duration),
+            lease: config.lease.map(tickq::units::format_duration),
         },
         http: Http {
             listen: config.listen.map(|a| a.to_string()),

@@ -6,16 +6,14 @@ use super::redis::Redis;
 use super::{DEFAULT_QUEUE, MAX_NAME_LEN, usage};
 use crate::cli::ServerOpts;
 use crate::exec_kind::Secret;
-use crate::parse;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use tickq::units as parse;
 
 pub(super) const DEFAULT_CONCURRENCY: usize = 16;
 pub(super) const DEFAULT_DATA_DIR: &str = ".tickq";
-/// The library refuses shorter leases.
-pub(super) const MIN_LEASE: Duration = Duration::from_millis(300);
 
 /// A `tickq server`'s settings.
 #[derive(Debug, Clone)]
@@ -97,8 +95,9 @@ pub(super) fn server_config(
     let lease = match &file.worker.lease {
         None => None,
         Some(text) => {
-            let lease = parse::duration(text).map_err(|e| in_file("[worker] lease", e))?;
-            if lease < MIN_LEASE {
+            let lease =
+                parse::duration(text).map_err(|e| in_file("[worker] lease", e.to_string()))?;
+            if lease < tickq::MIN_LEASE {
                 return Err(in_file(
                     "[worker] lease",
                     format!("{text:?} is too short: use at least 300ms"),

@@ -303,7 +303,7 @@ fn quick_tour_as_the_documented_least_privilege_user() {
     assert!(run.stdout.contains("trying each"), "{run:?}");
     assert!(!run.stdout.contains(PASSWORD), "{run:?}");
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("tickq:{doctor}:*")
+        .arg("tickq:{#doctor}:*")
         .query(&mut redis.sync_conn())
         .unwrap();
     assert!(keys.is_empty(), "probe keys left behind: {keys:?}");

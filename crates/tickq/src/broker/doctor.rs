@@ -7,8 +7,8 @@ use redis::{RedisError, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Every command tickq sends, as a harmless call on throwaway keys (`{s}`, `{h}`, ... stand for
-/// a string, hash, set, sorted set, stream and counter key under `tickq:{doctor}:`). Scripts'
-/// `redis.call`s are checked against the caller's ACL too, so theirs are here as well; a test
+/// a string, hash, set, sorted set, stream and counter key, and `{c}` for a channel, under
+/// `tickq:{#doctor}:`). Scripts' `redis.call`s are checked against the caller's ACL too, so theirs are here as well; a test
 /// checks every command of every script is.
 ///
 /// The order matters: every key gets a TTL before `DEL`, so none outlives a failed run.
@@ -39,11 +39,18 @@ pub(crate) const PROBES: &[(&str, &[&str])] = &[
     ("zrange", &["ZRANGE", "{z}", "0", "-1"]),
     ("zscore", &["ZSCORE", "{z}", "a"]),
     ("zcard", &["ZCARD", "{z}"]),
+    ("zcount", &["ZCOUNT", "{z}", "0", "1"]),
+    ("zrank", &["ZRANK", "{z}", "a"]),
+    ("zrevrank", &["ZREVRANK", "{z}", "a"]),
+    ("zrevrange", &["ZREVRANGE", "{z}", "0", "-1"]),
     ("zrem", &["ZREM", "{z}", "b"]),
     ("zremrangebyscore", &["ZREMRANGEBYSCORE", "{z}", "5", "6"]),
     ("zpopmin", &["ZPOPMIN", "{z}"]),
     ("xadd", &["XADD", "{x}", "MAXLEN", "~", "10", "*", "f", "1"]),
     ("xread", &["XREAD", "COUNT", "1", "STREAMS", "{x}", "0"]),
+    // A channel of its own: subscribers of tickq:events must not see the probe.
+    ("publish", &["PUBLISH", "{c}", "probe"]),
+    ("subscribe", &["SUBSCRIBE", "tickq:events"]),
     ("multi", &["MULTI"]),
     ("exec", &["EXEC"]),
     ("script|load", &["SCRIPT", "LOAD", "return 1"]),
@@ -192,7 +199,16 @@ impl Broker {
             if *name == "exec" {
                 continue;
             }
-            let answer: Result<Value, RedisError> = if *name == "multi" {
+            let answer: Result<Value, RedisError> = if *name == "subscribe" {
+                // On a connection of its own: a subscribed connection takes no other command.
+                match self.target.pubsub().await {
+                    Ok(mut pubsub) => pubsub
+                        .subscribe(super::keys::EVENTS)
+                        .await
+                        .map(|()| Value::Okay),
+                    Err(e) => Err(e),
+                }
+            } else if *name == "multi" {
                 redis::pipe()
                     .atomic()
                     .cmd("PING")
@@ -273,7 +289,7 @@ mod tests {
 
     #[test]
     fn probe_keys_share_one_slot_under_the_doctor_prefix() {
-        assert_eq!(probe_key("{h}").unwrap(), "tickq:{doctor}:probe:h");
+        assert_eq!(probe_key("{h}").unwrap(), "tickq:{#doctor}:probe:h");
         assert_eq!(probe_key("GET"), None);
     }
 }

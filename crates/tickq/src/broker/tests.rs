@@ -1580,7 +1580,7 @@ async fn cancel_of_a_finished_job_is_refused() {
 
         let err = env.broker.cancel(&env.keys, &KEEP, "a").await.unwrap_err();
 
-        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{state}: {err}");
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{state}: {err}");
         assert!(err.message().contains(state.as_str()), "{err}");
         assert_eq!(env.snapshot().await, before);
     }
@@ -1637,7 +1637,7 @@ async fn delete_of_an_active_job_is_refused() {
 
     let err = env.broker.delete(&env.keys, "a").await.unwrap_err();
 
-    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert_eq!(err.kind(), ErrorKind::Conflict);
     assert!(err.message().contains("cancel it first"), "{err}");
     assert_eq!(env.snapshot().await, before);
 }
@@ -1708,7 +1708,7 @@ async fn retry_of_a_pending_active_or_completed_job_is_refused() {
 
         let err = env.broker.retry(&env.keys, "a").await.unwrap_err();
 
-        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{state}: {err}");
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{state}: {err}");
         assert_eq!(env.snapshot().await, before, "{state}");
     }
 }
@@ -1925,6 +1925,7 @@ async fn job_reads_every_field_of_an_active_job() {
             last_error: None,
             result: None,
             cancel_requested: true,
+            progress: None,
             meta: [("k".to_owned(), "v".to_owned())].into(),
             corrupt: None,
         }
@@ -2012,17 +2013,13 @@ async fn kill_sends_a_waiting_job_to_dead_and_refuses_the_others() {
         let info = env.broker.job(&env.keys, "a").await.unwrap().unwrap();
         assert_eq!(info.last_error.as_deref(), Some("killed by hand"));
         let again = env.broker.kill(&env.keys, &KEEP, "a").await.unwrap_err();
-        assert_eq!(
-            again.kind(),
-            ErrorKind::InvalidArgument,
-            "twice, from {state}"
-        );
+        assert_eq!(again.kind(), ErrorKind::Conflict, "twice, from {state}");
     }
     for state in [JobState::Active, JobState::Completed, JobState::Cancelled] {
         let env = start().await;
         env.put("a", state).await;
         let err = env.broker.kill(&env.keys, &KEEP, "a").await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{state}");
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{state}");
         env.assert_state("a", state).await;
     }
     let env = start().await;
@@ -2134,7 +2131,7 @@ async fn purge_deletes_every_job_in_one_state_only() {
         };
         env.put("other", other).await;
 
-        let n = env.inspector().purge(Q, state).await.unwrap();
+        let n = env.inspector().purge(Q, state).await.unwrap().purged;
 
         assert_eq!(n, 2, "{state}");
         env.assert_gone("a").await;
@@ -2143,7 +2140,11 @@ async fn purge_deletes_every_job_in_one_state_only() {
         env.assert_state("other-active", JobState::Active).await;
 
         // Twice: nothing left.
-        assert_eq!(env.inspector().purge(Q, state).await.unwrap(), 0, "{state}");
+        assert_eq!(
+            env.inspector().purge(Q, state).await.unwrap().purged,
+            0,
+            "{state}"
+        );
     }
 }
 
@@ -2163,7 +2164,11 @@ async fn purge_works_in_batches_until_the_index_is_empty() {
     assert_eq!(env.members(JobState::Pending).await.len(), 1500);
 
     assert_eq!(
-        env.inspector().purge(Q, JobState::Pending).await.unwrap(),
+        env.inspector()
+            .purge(Q, JobState::Pending)
+            .await
+            .unwrap()
+            .purged,
         1500
     );
     let keys: Vec<String> = env
@@ -2241,7 +2246,7 @@ async fn reschedule_moves_a_waiting_job_to_its_new_time() {
             .reschedule(&env.keys, "a", &Due::Now)
             .await
             .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{state}");
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{state}");
         env.assert_state("a", state).await;
     }
     let env = start().await;

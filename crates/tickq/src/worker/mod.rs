@@ -11,6 +11,7 @@
 //! | [`heartbeat`] | renews the leases of running jobs; abandons those it cannot keep |
 //! | [`recoverer`] | returns jobs whose lease expired (dead workers) to pending |
 //! | [`janitor`] | enforces retention of finished jobs |
+//! | [`registrar`] | keeps this node listed in the node registry, with the jobs it runs |
 //! | [`metrics`] | per-queue handles into the `metrics` facade |
 
 mod acker;
@@ -20,11 +21,13 @@ mod janitor;
 mod metrics;
 mod processor;
 mod recoverer;
+mod registrar;
 
 use crate::broker::keys::QueueKeys;
 use crate::broker::{Broker, Retention};
 use crate::handler::Handler;
 use crate::retry::{ExponentialBackoff, RetryPolicy};
+use crate::shutdown::ShutdownHandle;
 use crate::{Client, Error, Result};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -33,6 +36,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// The shortest lease a worker accepts.
+pub const MIN_LEASE: Duration = Duration::from_millis(300);
 
 /// Tunables of a worker; every field's default is given on [`WorkerBuilder`]'s setters.
 #[derive(Clone)]
@@ -48,6 +54,7 @@ pub(crate) struct WorkerConfig {
     pub(crate) recover_interval: Duration,
     pub(crate) janitor_interval: Duration,
     pub(crate) max_idle: Duration,
+    pub(crate) node_heartbeat: Duration,
     pub(crate) block: Duration,
     pub(crate) retention: Retention,
     pub(crate) retry: Arc<dyn RetryPolicy>,
@@ -138,6 +145,8 @@ pub(crate) struct Shared {
     pub(crate) broker: Broker,
     pub(crate) config: WorkerConfig,
     pub(crate) id: String,
+    /// The node's name (the first part of `id`).
+    pub(crate) node: String,
     pub(crate) handlers: HashMap<String, Arc<dyn Handler>>,
     pub(crate) running: Mutex<HashMap<JobKey, Arc<Running>>>,
     pub(crate) slots: Arc<Semaphore>,
@@ -172,96 +181,10 @@ impl Shared {
     }
 }
 
-/// Stops a worker: [`ShutdownHandle::shutdown`] drains gracefully, [`ShutdownHandle::force`]
-/// hands running jobs back at once.
-#[derive(Clone, Debug, Default)]
-pub struct ShutdownHandle {
-    graceful: CancellationToken,
-    force: CancellationToken,
-}
-
-impl ShutdownHandle {
-    /// Stop claiming, let running jobs finish (up to the shutdown timeout), hand the rest back.
-    pub fn shutdown(&self) {
-        self.graceful.cancel();
-    }
-
-    /// Stop now: running jobs are stopped and handed back without charging an attempt.
-    pub fn force(&self) {
-        self.graceful.cancel();
-        self.force.cancel();
-    }
-
-    pub(crate) fn graceful_token(&self) -> CancellationToken {
-        self.graceful.clone()
-    }
-
-    /// Shut down on the first SIGINT/SIGTERM, force on the second. The handlers are in place
-    /// when this returns, so a signal right after it is not lost; call it inside a tokio
-    /// runtime.
-    pub fn on_signals(&self) -> Result<()> {
-        let mut signals = Signals::install().map_err(|e| {
-            Error::new(
-                crate::ErrorKind::Unavailable,
-                "could not install signal handlers",
-            )
-            .with_source(e)
-        })?;
-        let handle = self.clone();
-        tokio::spawn(async move {
-            signals.next().await;
-            tracing::info!("shutting down: finishing running jobs (signal again to force)");
-            handle.shutdown();
-            signals.next().await;
-            tracing::warn!("forced shutdown: handing running jobs back");
-            handle.force();
-        });
-        Ok(())
-    }
-}
-
-/// SIGTERM and SIGINT, registered up front.
-#[cfg(unix)]
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-#[cfg(unix)]
-impl Signals {
-    fn install() -> std::io::Result<Signals> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Signals {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-        })
-    }
-
-    async fn next(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
-        }
-    }
-}
-
-#[cfg(not(unix))]
-struct Signals;
-
-#[cfg(not(unix))]
-impl Signals {
-    fn install() -> std::io::Result<Signals> {
-        Ok(Signals)
-    }
-
-    async fn next(&mut self) {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 /// Builds a [`Worker`].
 pub struct WorkerBuilder {
     broker: Broker,
+    shutdown: Option<ShutdownHandle>,
     recover_interval: Option<Duration>,
     node: Option<String>,
     queues: Vec<(String, u32)>,
@@ -360,6 +283,20 @@ impl WorkerBuilder {
         self
     }
 
+    /// Stop with this handle (shared with other parts of the node, say the scheduler).
+    /// Default: a handle of its own ([`Worker::shutdown_handle`]).
+    pub fn shutdown(mut self, handle: ShutdownHandle) -> WorkerBuilder {
+        self.shutdown = Some(handle);
+        self
+    }
+
+    /// How often this node records itself in the node registry (`tickq nodes`); a node that
+    /// stops beating leaves the list after three beats. Default: 5 s.
+    pub fn node_heartbeat(mut self, every: Duration) -> WorkerBuilder {
+        self.config.node_heartbeat = every;
+        self
+    }
+
     /// Check the configuration and build the worker.
     pub fn build(self) -> Result<Worker> {
         let c = &self.config;
@@ -379,8 +316,11 @@ impl WorkerBuilder {
                 "concurrency and claim batch must be at least 1",
             ));
         }
-        if c.lease < Duration::from_millis(300) {
+        if c.lease < MIN_LEASE {
             return Err(Error::invalid("lease must be at least 300ms"));
+        }
+        if c.node_heartbeat < Duration::from_millis(100) {
+            return Err(Error::invalid("node heartbeat must be at least 100ms"));
         }
         let node = self.node.unwrap_or_else(default_node_name);
         let suffix = uuid::Uuid::new_v4().simple().to_string();
@@ -398,6 +338,7 @@ impl WorkerBuilder {
             slots: Arc::new(Semaphore::new(config.concurrency)),
             config,
             id: format!("{node}:{}", &suffix[..8]),
+            node,
             handlers: self.handlers,
             running: Mutex::default(),
             counters: Counters::default(),
@@ -406,7 +347,7 @@ impl WorkerBuilder {
         });
         Ok(Worker {
             shared,
-            shutdown: ShutdownHandle::default(),
+            shutdown: self.shutdown.unwrap_or_default(),
         })
     }
 }
@@ -429,13 +370,17 @@ impl Drop for StopOnDrop {
 
 /// The name of this node when none is configured: `hostname-pid`.
 pub fn default_node_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    format!("{}-{}", host_name(), std::process::id())
+}
+
+/// This machine's host name (`node` if it cannot be read).
+pub(crate) fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "node".to_owned());
-    format!("{host}-{}", std::process::id())
+        .unwrap_or_else(|| "node".to_owned())
 }
 
 /// A pool of job slots that claims from its queues and runs handlers.
@@ -467,6 +412,7 @@ impl Worker {
     pub fn builder(client: &Client) -> WorkerBuilder {
         WorkerBuilder {
             broker: client.broker.clone(),
+            shutdown: None,
             recover_interval: None,
             node: None,
             queues: Vec::new(),
@@ -483,6 +429,7 @@ impl Worker {
                 recover_interval: Duration::from_secs(5),
                 janitor_interval: Duration::from_secs(60),
                 max_idle: Duration::from_secs(30),
+                node_heartbeat: Duration::from_secs(5),
                 block: Duration::from_secs(10),
                 retention: client.retention,
                 retry: Arc::new(ExponentialBackoff::default()),
@@ -526,6 +473,7 @@ impl Worker {
             shared: shared.clone(),
             background: background.clone(),
         };
+        let force = self.shutdown.force_token();
         let jobs = TaskTracker::new();
         let (acks, ack_rx) = tokio::sync::mpsc::unbounded_channel();
 
@@ -534,10 +482,11 @@ impl Worker {
             tokio::spawn(heartbeat::run(shared.clone(), background.clone())),
             tokio::spawn(recoverer::run(shared.clone(), background.clone())),
             tokio::spawn(janitor::run(shared.clone(), background.clone())),
+            tokio::spawn(registrar::run(shared.clone(), background.clone())),
         ];
         tracing::info!(worker = %shared.id, queues = ?shared.config.queues.iter().map(|(k, _)| &k.name).collect::<Vec<_>>(), "worker started");
 
-        fetcher::run(shared.clone(), self.shutdown.graceful.clone(), &jobs, acks).await;
+        fetcher::run(shared.clone(), self.shutdown.graceful_token(), &jobs, acks).await;
 
         // Graceful drain: running jobs keep their leases until they finish, the timeout
         // passes or a force arrives; whatever still runs then is handed back.
@@ -547,7 +496,7 @@ impl Worker {
             _ = tokio::time::sleep(shared.config.shutdown_timeout) => {
                 tracing::warn!("shutdown timeout passed; handing running jobs back");
             }
-            _ = self.shutdown.force.cancelled() => {}
+            _ = force.cancelled() => {}
         }
         for (_, running) in shared.running_snapshot() {
             running.stop(StopReason::Shutdown);
