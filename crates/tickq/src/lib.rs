@@ -130,6 +130,8 @@
 mod broker;
 mod client;
 mod connect;
+#[cfg(test)]
+mod decode_tests;
 pub mod doctor;
 mod error;
 mod events;
