@@ -3,7 +3,7 @@
 
 use super::file::{CronFile, CronTaskFile, FileConfig, toml_to_json};
 use super::{DEFAULT_QUEUE, kind_name, usage};
-use crate::exec_kind::{ExecPayload, Secret};
+use crate::exec_kind::{Binding, ExecPayload, Secret};
 use anyhow::Context as _;
 use std::path::Path;
 use tickq::schedule::{Catchup, Overlap, ScheduleSpec, Task};
@@ -74,11 +74,13 @@ impl CronSpec {
             .any(|task| matches!(task, CronTask::Exec { .. }))
     }
 
-    /// Sign every exec task with `secret` (replacing any signature it had).
+    /// Sign every exec task with `secret` for this schedule's jobs in its queue (replacing
+    /// any signature it had).
     pub fn sign_exec(&mut self, secret: &Secret) {
+        let binding = Binding::schedule(&self.queue, &self.name);
         for task in &mut self.tasks {
             if let CronTask::Exec { exec, .. } = task {
-                exec.sign(secret);
+                exec.sign(secret, &binding);
             }
         }
     }
@@ -169,12 +171,14 @@ impl LazySecret {
     }
 }
 
-/// An exec payload signed with `secret`, as JSON.
+/// An exec payload signed with `secret` for job `id` in `queue`, as JSON.
 pub(super) fn signed_value(
     mut exec: ExecPayload,
     secret: &Secret,
+    queue: &str,
+    id: &str,
 ) -> anyhow::Result<serde_json::Value> {
-    exec.sign(secret);
+    exec.sign(secret, &Binding::job(queue, id));
     serde_json::to_value(&exec).context("encoding the exec payload")
 }
 

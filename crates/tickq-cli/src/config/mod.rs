@@ -320,7 +320,7 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
             )?),
             json: args.output.json,
         },
-        Command::Enqueue(args) => {
+        Command::Enqueue(mut args) => {
             let mut payload = match args.payload.as_deref() {
                 None => serde_json::Value::Null,
                 Some(text) => payload(text, payload_text.as_ref())?,
@@ -334,7 +334,9 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
                 })?;
                 exec.validate().map_err(usage)?;
                 if let Some(secret) = exec_secret.get()? {
-                    payload = signed_value(exec, secret)?;
+                    // The signature binds the job id, so the id is chosen here.
+                    let id = signing_id(&mut args.job.id)?;
+                    payload = signed_value(exec, secret, &args.queue, &id)?;
                 }
             }
             let json = args.job.output.json;
@@ -344,7 +346,7 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
                 json,
             }
         }
-        Command::Exec(args) => {
+        Command::Exec(mut args) => {
             let exec = ExecPayload {
                 cmd: args.cmd,
                 env: env_pairs(&args.env)?,
@@ -354,7 +356,10 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
             };
             exec.validate().map_err(usage)?;
             let payload = match exec_secret.get()? {
-                Some(secret) => signed_value(exec, secret)?,
+                Some(secret) => {
+                    let id = signing_id(&mut args.job.id)?;
+                    signed_value(exec, secret, &args.queue, &id)?
+                }
                 None => serde_json::to_value(&exec).context("encoding the exec payload")?,
             };
             let json = args.job.output.json;
@@ -560,6 +565,13 @@ fn kind_name(kind: &str) -> Result<(), String> {
 
 fn queue_name(queue: &str) -> anyhow::Result<()> {
     tickq::validate_queue_name(queue).map_err(|e| usage(e.to_string()))
+}
+
+/// The id of a job about to be signed: `--id`, checked, or a new one like the library's
+/// (UUID v7), written back so that the job is enqueued under the id it was signed for.
+fn signing_id(id: &mut Option<String>) -> anyhow::Result<String> {
+    let id = id.get_or_insert_with(|| uuid::Uuid::now_v7().to_string());
+    job_id(id)
 }
 
 fn job_id(id: &str) -> anyhow::Result<String> {
