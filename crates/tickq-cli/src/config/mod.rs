@@ -12,6 +12,8 @@
 //! | `verbs` | checking every other verb's arguments |
 
 mod cron;
+#[cfg(test)]
+mod decode_tests;
 mod file;
 mod redis;
 mod server;
