@@ -85,9 +85,9 @@ pub fn format_duration(d: Duration) -> String {
 pub fn time(text: &str) -> crate::Result<Timestamp> {
     let text = text.trim();
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        let ms: i64 = text
-            .parse()
-            .map_err(|_| crate::Error::invalid(format!("invalid time {text:?}: Unix ms out of range")))?;
+        let ms: i64 = text.parse().map_err(|_| {
+            crate::Error::invalid(format!("invalid time {text:?}: Unix ms out of range"))
+        })?;
         return Timestamp::from_millisecond(ms)
             .map_err(|e| crate::Error::invalid(format!("invalid time {text:?}: {e}")));
     }

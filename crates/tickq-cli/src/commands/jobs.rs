@@ -3,9 +3,9 @@
 
 use crate::config::Redis;
 use crate::output::{self, Table, clip};
-use tickq::units::format_duration;
 use jiff::Timestamp;
 use std::time::Duration;
+use tickq::units::format_duration;
 use tickq::{Inspector, JobActed, JobAction, JobFilter, JobInfo, JobPage, JobState};
 
 async fn inspector(redis: &Redis) -> anyhow::Result<Inspector> {

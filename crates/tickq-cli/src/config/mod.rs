@@ -26,7 +26,6 @@ pub use server::ServerConfig;
 
 use crate::cli::{Cli, Command, ConfigCommand, CronCommand, LogFormat, QueueCommand};
 use crate::exec_kind::ExecPayload;
-use tickq::units as parse;
 use anyhow::Context as _;
 use cron::{exec_secret, signed_value};
 use redis::resolve_redis;
@@ -35,6 +34,7 @@ use sources::Sources;
 use std::fmt;
 use std::time::Duration;
 use tickq::schedule::CronSchedule;
+use tickq::units as parse;
 use tickq::{HistoryQuery, JobAction, JobFilter, JobState, NewJob};
 use verbs::{
     cron_action, cron_next, env_pairs, job_filter, limit_change, lock_action, new_job, payload,

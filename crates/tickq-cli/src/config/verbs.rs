@@ -9,10 +9,10 @@ use crate::cli::{
     OverlapArg, QueueArgs,
 };
 use crate::exec_kind::{ExecPayload, Secret};
-use tickq::units as parse;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tickq::schedule::{Catchup, CronSchedule, Overlap};
+use tickq::units as parse;
 use tickq::{JobFilter, NewJob};
 
 /// The most fire times `cron next` lists.

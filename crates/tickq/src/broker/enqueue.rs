@@ -248,11 +248,8 @@ fn plain_transaction(
     let events = answers
         .iter()
         .map(|(_, e)| (e.state.as_str(), e.id.as_str()));
-    pipe.publish(
-        super::keys::EVENTS,
-        super::events::message(&keys.name, events),
-    )
-    .ignore();
+    pipe.publish(&keys.events, super::events::message(&keys.name, events))
+        .ignore();
     (pipe, answers)
 }
 

@@ -131,6 +131,7 @@ pub(crate) struct Recovered {
 /// The answer to a cancel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum CancelOutcome {
     /// The job was waiting and is now cancelled (or was cancelled already).
     Cancelled,

@@ -31,6 +31,7 @@ pub struct HistoryQuery {
 
 /// Counts of one step.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryPoint {
     /// The step's start.
     pub at: Timestamp,
@@ -59,6 +60,7 @@ pub struct HistoryPoint {
 
 /// History of one queue or all: `tickq history --json`, `GET /api/history`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct History {
     /// The queue; `None`: every queue, summed.
     pub queue: Option<String>,

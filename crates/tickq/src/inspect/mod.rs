@@ -49,6 +49,7 @@ impl std::fmt::Debug for Inspector {
 
 /// Counts of one queue's jobs by state, and its totals.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueCounts {
     /// The queue.
     pub queue: String,
@@ -66,6 +67,7 @@ pub struct QueueCounts {
 
 /// Every queue with its counts: `tickq stats --json`, `GET /api/stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Stats {
     /// The queues, sorted by name.
     pub queues: Vec<QueueCounts>,
@@ -73,6 +75,7 @@ pub struct Stats {
 
 /// The answer to pausing or resuming a queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueuePaused {
     /// The queue.
     pub queue: String,
@@ -84,6 +87,7 @@ pub struct QueuePaused {
 
 /// A queue's limits, after a change or as they are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueLimitsView {
     /// The queue.
     pub queue: String,
@@ -93,6 +97,7 @@ pub struct QueueLimitsView {
 
 /// The answer to a purge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Purged {
     /// The queue.
     pub queue: String,

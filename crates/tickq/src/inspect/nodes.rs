@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// A queue a node claims from, and its weight.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueWeight {
     /// The queue.
     pub queue: String,
@@ -17,6 +18,7 @@ pub struct QueueWeight {
 
 /// A job a node is running.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunningJob {
     /// Its queue.
     pub queue: String,
@@ -28,6 +30,7 @@ pub struct RunningJob {
 
 /// One live node: `tickq nodes --json`, `GET /api/nodes`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeView {
     /// The worker id its leases are held under (`name:random`).
     pub id: String,
@@ -59,6 +62,7 @@ pub struct NodeView {
 
 /// The live nodes, by id.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeList {
     /// The nodes.
     pub nodes: Vec<NodeView>,
