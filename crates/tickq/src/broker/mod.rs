@@ -680,11 +680,11 @@ fn previous_state(
 #[cfg(test)]
 use crate::ErrorKind;
 #[cfg(test)]
-use crate::inspect::QueueCounts;
-#[cfg(test)]
 use crate::job::{Enqueued, NewJob};
 #[cfg(test)]
 use crate::job::{JobInfo, ms_to_timestamp};
+#[cfg(test)]
+use crate::queue::QueueCounts;
 #[cfg(test)]
 use message::Envelope;
 #[cfg(test)]
