@@ -139,6 +139,7 @@ pub mod retry;
 pub mod schedule;
 mod worker;
 
+pub use broker::memory::DEFAULT_HIGH_WATER;
 pub use broker::{CancelOutcome, QueueCounts, Retention, redact_url, validate_redis_url};
 pub use client::Client;
 pub use error::{Error, ErrorKind, Result};

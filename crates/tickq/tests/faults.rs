@@ -1,10 +1,12 @@
 //! Faults: a worker process killed with SIGKILL, Redis restarted mid-run, Redis stalled past
 //! the lease, a worker process frozen (SIGSTOP) until its lease was taken over, and a frozen
-//! idle worker that must not swallow wake-ups.
+//! idle worker that must not swallow wake-ups; Redis at maxmemory (`faults/redis_full.rs`).
 //!
 //! Worker *processes* are this test binary started again into `child_worker_process`.
 
 mod common;
+#[path = "faults/redis_full.rs"]
+mod redis_full;
 
 use common::{CHILD_ENV, count, signal, spawn, spawn_child_worker, wait_until};
 use std::collections::HashSet;

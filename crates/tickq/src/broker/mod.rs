@@ -7,6 +7,7 @@ mod enqueue;
 pub(crate) mod keys;
 mod limits;
 pub(crate) mod locks;
+pub(crate) mod memory;
 pub(crate) mod message;
 pub(crate) mod schedules;
 pub(crate) mod scripts;
@@ -157,6 +158,10 @@ pub(crate) struct Broker {
     conn: Conn,
     keys: Arc<Mutex<HashMap<String, Arc<QueueKeys>>>>,
     registered: Arc<Mutex<HashSet<String>>>,
+    /// Redis' memory use as last sampled, shared by every clone (see `memory.rs`).
+    memory: Arc<memory::MemoryGauge>,
+    /// Enqueues are refused at or above this fraction of `maxmemory`.
+    pub(crate) high_water: f64,
 }
 
 /// Check a Redis URL without connecting: one server (`redis://`, `rediss://`,
@@ -202,6 +207,8 @@ impl Broker {
             conn,
             keys: Arc::default(),
             registered: Arc::default(),
+            memory: Arc::default(),
+            high_water: memory::DEFAULT_HIGH_WATER,
         };
         broker.load_scripts().await?;
         Ok(broker)
@@ -606,11 +613,14 @@ impl Broker {
     }
 
     /// Drop finished jobs past their retention; answers how many index entries went.
+    /// `trim` (memory is tight): drop completed and cancelled jobs whatever their age, oldest
+    /// first; dead jobs still go by their own retention, since they wait for a person.
     pub(crate) async fn janitor(
         &self,
         keys: &QueueKeys,
         retention: &Retention,
         limit: usize,
+        trim: bool,
     ) -> Result<u64> {
         Ok(SCRIPTS
             .janitor
@@ -618,7 +628,7 @@ impl Broker {
             .key(&keys.cancelled)
             .key(&keys.dead)
             .arg(&keys.job_prefix)
-            .arg(retention.keep_ms())
+            .arg(if trim { 0 } else { retention.keep_ms() })
             .arg(retention.dead_for.as_millis() as u64)
             .arg(limit)
             .invoke_async(&mut self.conn.clone())

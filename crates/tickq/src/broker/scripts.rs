@@ -8,12 +8,22 @@ use std::sync::LazyLock;
 
 macro_rules! script {
     ($name:literal) => {
-        Script::new(concat!(
-            include_str!("lua/prelude.lua"),
-            "\n",
-            include_str!(concat!("lua/", $name, ".lua"))
-        ))
+        Script::new(&assemble(include_str!(concat!("lua/", $name, ".lua"))))
     };
+}
+
+/// The prelude, then the script. A script's first line may be a Redis 7 shebang
+/// (`#!lua flags=allow-oom` on the scripts that must run when Redis is full, see
+/// `memory.rs`), which Redis reads only as the very first line: it goes before the prelude.
+fn assemble(body: &str) -> String {
+    let prelude = include_str!("lua/prelude.lua");
+    match body.strip_prefix("#!") {
+        Some(rest) => {
+            let (shebang, rest) = rest.split_once('\n').unwrap_or((rest, ""));
+            format!("#!{shebang}\n{prelude}\n{rest}")
+        }
+        None => format!("{prelude}\n{body}"),
+    }
 }
 
 pub(crate) struct Scripts {
@@ -92,5 +102,55 @@ impl Scripts {
             &self.lock_release,
             &self.lock_fenced_set,
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scripts that drain or shrink the queue run at maxmemory; those that add work are
+    /// refused there, so that Redis' own OOM refusal backs up the high-water mark.
+    #[test]
+    fn draining_scripts_run_at_maxmemory_and_adding_ones_do_not() {
+        let allow_oom = [
+            ("claim", include_str!("lua/claim.lua")),
+            ("ack", include_str!("lua/ack.lua")),
+            ("fail", include_str!("lua/fail.lua")),
+            ("renew", include_str!("lua/renew.lua")),
+            ("recover", include_str!("lua/recover.lua")),
+            ("requeue", include_str!("lua/requeue.lua")),
+            ("cancel", include_str!("lua/cancel.lua")),
+            ("delete", include_str!("lua/delete.lua")),
+            ("kill", include_str!("lua/kill.lua")),
+            ("janitor", include_str!("lua/janitor.lua")),
+            ("queue_purge", include_str!("lua/queue_purge.lua")),
+            ("queue_pause", include_str!("lua/queue_pause.lua")),
+            ("lock_renew", include_str!("lua/lock_renew.lua")),
+            ("lock_release", include_str!("lua/lock_release.lua")),
+        ];
+        for (name, body) in allow_oom {
+            assert!(
+                body.starts_with("#!lua flags=allow-oom\n"),
+                "{name}.lua must run when Redis is full"
+            );
+            assert!(assemble(body).starts_with("#!lua flags=allow-oom\n-- prelude"));
+        }
+        for (name, body) in [
+            ("enqueue", include_str!("lua/enqueue.lua")),
+            ("fire", include_str!("lua/fire.lua")),
+            ("schedule_upsert", include_str!("lua/schedule_upsert.lua")),
+            ("lock_acquire", include_str!("lua/lock_acquire.lua")),
+            ("lock_fenced_set", include_str!("lua/lock_fenced_set.lua")),
+            ("retry", include_str!("lua/retry.lua")),
+            ("reschedule", include_str!("lua/reschedule.lua")),
+        ] {
+            assert!(
+                !body.starts_with("#!"),
+                "{name}.lua adds work: no allow-oom"
+            );
+            assert!(assemble(body).starts_with("-- prelude"));
+        }
+        assert_eq!(SCRIPTS.all().len(), 22);
     }
 }

@@ -1774,7 +1774,7 @@ async fn janitor_drops_old_finished_jobs_and_keeps_young_ones() {
 
     let dropped = env
         .broker
-        .janitor(&env.keys, &retention, 100)
+        .janitor(&env.keys, &retention, 100, false)
         .await
         .unwrap();
 
@@ -1792,7 +1792,7 @@ async fn janitor_drops_old_finished_jobs_and_keeps_young_ones() {
     let before = env.snapshot().await;
     let again = env
         .broker
-        .janitor(&env.keys, &retention, 100)
+        .janitor(&env.keys, &retention, 100, false)
         .await
         .unwrap();
     assert_eq!(again, 0);
@@ -1812,15 +1812,42 @@ async fn janitor_drops_at_most_limit_entries_per_index_per_call() {
         env.set_score(JobState::Completed, id, old).await;
     }
 
-    let first = env.broker.janitor(&env.keys, &retention, 2).await.unwrap();
+    let first = env
+        .broker
+        .janitor(&env.keys, &retention, 2, false)
+        .await
+        .unwrap();
 
     assert_eq!(first, 2);
     assert_eq!(env.members(JobState::Completed).await, ["c"]);
     assert_eq!(
-        env.broker.janitor(&env.keys, &retention, 2).await.unwrap(),
+        env.broker
+            .janitor(&env.keys, &retention, 2, false)
+            .await
+            .unwrap(),
         1
     );
     env.assert_gone("c").await;
+}
+
+#[tokio::test]
+async fn janitor_trim_drops_young_completed_and_cancelled_jobs_but_not_dead_ones() {
+    let env = start().await;
+    let retention = Retention::default();
+    for state in [JobState::Completed, JobState::Cancelled, JobState::Dead] {
+        env.put(&format!("young-{state}"), state).await;
+    }
+
+    let dropped = env
+        .broker
+        .janitor(&env.keys, &retention, 100, true)
+        .await
+        .unwrap();
+
+    assert_eq!(dropped, 2);
+    env.assert_gone("young-completed").await;
+    env.assert_gone("young-cancelled").await;
+    env.assert_state("young-dead", JobState::Dead).await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,4 +1,7 @@
+#!lua flags=allow-oom
 -- ack: mark leased jobs completed, if the caller still holds them.
+-- Runs when Redis is full (flags=allow-oom): it drains or shrinks what is there, and a full
+-- Redis must never stop the jobs it already accepted (broker/memory.rs).
 -- KEYS[1] active  KEYS[2] completed  KEYS[3] stats  KEYS[4] limits  KEYS[5] pending
 -- KEYS[6] wake stream
 -- ARGV[1] job key prefix  ARGV[2] keep ms  ARGV[3] keep max; then 3 per job: id, fence, result
