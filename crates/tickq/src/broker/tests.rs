@@ -854,7 +854,7 @@ async fn ack_without_a_result_stores_none() {
 }
 
 #[tokio::test]
-async fn ack_twice_is_stale_the_second_time() {
+async fn ack_twice_answers_again_the_second_time_and_changes_nothing() {
     let env = start().await;
     let fence = env.put("a", JobState::Active).await;
     let acked = [("a".to_owned(), fence, "r".to_owned())];
@@ -863,8 +863,31 @@ async fn ack_twice_is_stale_the_second_time() {
 
     let out = env.broker.ack(&env.keys, &KEEP, &acked).await.unwrap();
 
-    assert_eq!((out.acked, out.stale), (0, vec!["a".to_owned()]));
+    assert_eq!((out.acked, out.again, out.stale), (0, 1, vec![]));
     assert_eq!(env.snapshot().await, before);
+    assert_eq!(env.stat("processed").await, 1);
+}
+
+#[tokio::test]
+async fn ack_replicated_on_a_primary_without_replicas_fails_and_a_retry_answers_again() {
+    let env = start().await;
+    let fence = env.put("a", JobState::Active).await;
+    let acks = [("a".to_owned(), fence, String::new())];
+    let wait = Duration::from_millis(50);
+    let mut conn = env.broker.blocking_connection(wait).await.unwrap();
+
+    let err = env
+        .broker
+        .ack_replicated(&mut conn, &env.keys, &KEEP, &acks, 1, wait)
+        .await
+        .unwrap_err();
+
+    // Applied on this primary, but not confirmed: the caller must not count it as done.
+    assert_eq!(err.kind(), crate::ErrorKind::Unavailable, "{err}");
+    assert!(err.message().contains("0 of 1 replicas"), "{err}");
+    env.assert_state("a", JobState::Completed).await;
+    let again = env.broker.ack(&env.keys, &KEEP, &acks).await.unwrap();
+    assert_eq!((again.acked, again.again, again.stale), (0, 1, vec![]));
     assert_eq!(env.stat("processed").await, 1);
 }
 
@@ -917,9 +940,10 @@ async fn ack_of_a_batch_applies_the_held_jobs_and_reports_the_stale_ones() {
         .await
         .unwrap();
 
+    // The second ack of "a" in the batch finds it completed with its fence: again, no change.
     assert_eq!(
-        (out.acked, out.stale),
-        (2, vec!["b".to_owned(), "a".to_owned()])
+        (out.acked, out.again, out.stale),
+        (2, 1, vec!["b".to_owned()])
     );
     env.assert_state("a", JobState::Completed).await;
     env.assert_state("b", JobState::Active).await;

@@ -11,14 +11,19 @@
 -- A job is acked only while it is active with the same fence: a zombie whose lease was taken
 --   over cannot complete the job someone else now holds. An acked job frees its unique key;
 --   on a queue with a concurrency limit, an idle worker is woken for the freed slots.
--- Returns {acked count, stale id...} (stale = not applied: lease lost, or job gone).
--- Idempotent: yes; a second ack of the same job and fence finds it completed and reports stale.
+-- Returns {acked count, again count, stale id...}: again = already completed with this fence (an
+--   earlier ack of this holder was applied, e.g. one whose WAIT for replicas fell short and
+--   that is sent again); stale = not applied: lease lost, or job gone.
+-- Idempotent: yes; a second ack of the same job and fence finds it completed with that fence,
+--   changes nothing and answers it as again (when the job was kept; a job deleted at its ack
+--   answers stale).
 local prefix = ARGV[1]
 local keep_ms = tonumber(ARGV[2])
 local keep_max = tonumber(ARGV[3])
 local keep = keep_ms > 0 and keep_max > 0
 local now_s = str(now_ms())
 local done = {}
+local again = 0
 local index = {}
 local stale = {}
 for i = 4, #ARGV, 3 do
@@ -39,6 +44,8 @@ for i = 4, #ARGV, 3 do
     else
       redis.call('DEL', jk)
     end
+  elseif f[1] == 'completed' and f[2] == ARGV[i + 1] then
+    again = again + 1
   else
     stale[#stale + 1] = id
   end
@@ -52,6 +59,6 @@ if #index > 0 then
   zadd_many(KEYS[2], index)
   cap_index(prefix, KEYS[2], keep_max)
 end
-local out = {#done}
+local out = {#done, again}
 for _, id in ipairs(stale) do out[#out + 1] = id end
 return out
