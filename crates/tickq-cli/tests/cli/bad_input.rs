@@ -198,3 +198,30 @@ fn server_flags_are_checked() {
         );
     }
 }
+
+#[test]
+fn enqueue_into_a_full_redis_exits_1_saying_redis_is_full_and_writes_nothing() {
+    let redis = TestRedis::builder()
+        .appendonly(false)
+        .extra_args(["--maxmemory", "8mb", "--maxmemory-policy", "noeviction"])
+        .start();
+    let mut conn = redis.sync_conn();
+    let big = "x".repeat(256 * 1024);
+    for i in 0.. {
+        let set: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(format!("filler-{i}"))
+            .arg(&big)
+            .query(&mut conn);
+        if set.is_err() {
+            break;
+        }
+        assert!(i < 1000, "8 MiB never filled up");
+    }
+    let before = keys(&redis);
+    let url = redis.url();
+
+    let out = run(Some(&url), &["enqueue", "q", "k"]).fails(1, "Redis is full");
+
+    assert!(out.stderr.contains("nothing was written"), "{}", out.stderr);
+    assert_eq!(keys(&redis), before);
+}
