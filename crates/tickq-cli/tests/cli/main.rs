@@ -3,6 +3,7 @@
 mod bad_input;
 mod cron;
 mod exec_sig;
+mod faults;
 mod http_kind;
 mod lock;
 mod metrics;

@@ -8,8 +8,52 @@ use std::sync::LazyLock;
 
 macro_rules! script {
     ($name:literal) => {
-        Script::new(&assemble(include_str!(concat!("lua/", $name, ".lua"))))
+        Script::new(&disable_for_test(
+            $name,
+            assemble(include_str!(concat!("lua/", $name, ".lua"))),
+        ))
     };
+}
+
+/// TEST ONLY, not part of the interface, and read by debug builds only (a release build
+/// ignores it): a comma-separated list of protections to switch off, so that the fault
+/// harness can show its checker catching the broken guarantee. `ack-fence`: ack completes an
+/// active job whatever the fence (a zombie's late ack is applied). `recovery`: expired leases
+/// are never taken back (a dead worker's jobs stay active).
+pub(crate) const DISABLE_ENV: &str = "TICKQ_TEST_DISABLE";
+
+fn disable_for_test(name: &str, source: String) -> String {
+    if !cfg!(debug_assertions) {
+        return source;
+    }
+    let Ok(list) = std::env::var(DISABLE_ENV) else {
+        return source;
+    };
+    let patch = |source: String, from: &str, to: &str| {
+        assert!(
+            source.contains(from),
+            "{DISABLE_ENV}: {name}.lua no longer has {from:?}"
+        );
+        tracing::warn!("{DISABLE_ENV}: {name}.lua runs without a protection, for a fault test");
+        source.replacen(from, to, 1)
+    };
+    let mut source = source;
+    for what in list.split(',').map(str::trim) {
+        source = match (what, name) {
+            ("ack-fence", "ack") => patch(
+                source,
+                "if f[1] == 'active' and f[2] == ARGV[i + 1] then",
+                "if f[1] == 'active' then",
+            ),
+            ("recovery", "recover") => patch(
+                source,
+                "local prefix = ARGV[1]\n",
+                "if true then return {0, 0, 0} end\nlocal prefix = ARGV[1]\n",
+            ),
+            _ => source,
+        };
+    }
+    source
 }
 
 /// The prelude, then the script. A script's first line may be a Redis 7 shebang
