@@ -59,6 +59,8 @@ pub struct Report {
     pub ran_twice: usize,
     /// Longest time from the repair of a fault to the next job that finished, ms.
     pub recovery_ms: u64,
+    /// Longest time in which no job finished, from the first finish to the last, ms.
+    pub stall_ms: u64,
     /// Broken guarantees other than loss.
     pub violations: Vec<String>,
 }
@@ -66,12 +68,13 @@ pub struct Report {
 impl Report {
     pub fn row(&self, name: &str, runs: usize) -> String {
         format!(
-            "| {name} | {runs} | {} (+{} cron) | {} | {} | {} ms | {} |",
+            "| {name} | {runs} | {} (+{} cron) | {} | {} | {} ms | {} ms | {} |",
             self.accepted,
             self.cron_jobs,
             self.lost.len(),
             self.ran_twice,
             self.recovery_ms,
+            self.stall_ms,
             if self.violations.is_empty() {
                 "none".to_owned()
             } else {
@@ -191,6 +194,7 @@ pub fn check(
         }
     }
     ends.sort_unstable();
+    report.stall_ms = ends.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
     for repair in repairs {
         let next = ends.iter().find(|&&e| e >= repair);
         if let Some(next) = next {
