@@ -129,4 +129,8 @@ async fn at_maxmemory_new_jobs_are_refused_and_every_accepted_job_still_runs() {
     }
     let counts = client.inspector().counts("q").await.unwrap();
     assert_eq!(counts.processed, n, "{counts:?}");
+    eprintln!(
+        "maxmemory 32mb: {n} jobs accepted before the refusal at {used} of {max} bytes, all \
+         ran once"
+    );
 }

@@ -132,8 +132,15 @@ pub fn check(
     }
     report.accepted = accepted.len();
     report.cron_jobs = cron_ids.len();
+    // Jobs that ran though their enqueue was not answered (Redis applied it, then the answer
+    // was lost to the fault): not accepted, but they run and end like any other.
+    let unanswered: BTreeSet<&str> = starts
+        .keys()
+        .copied()
+        .filter(|id| !accepted.contains(id) && !cron_ids.contains(id))
+        .collect();
     let mut completed = 0u64;
-    for id in accepted.iter().chain(cron_ids.iter()) {
+    for id in accepted.iter().chain(cron_ids.iter()).chain(unanswered.iter()) {
         let fin = job(id);
         let runs = starts.get(id).map(Vec::as_slice).unwrap_or(&[]);
         if fin.state.as_deref() != Some("completed") {
