@@ -140,7 +140,11 @@ pub fn check(
         .filter(|id| !accepted.contains(id) && !cron_ids.contains(id))
         .collect();
     let mut completed = 0u64;
-    for id in accepted.iter().chain(cron_ids.iter()).chain(unanswered.iter()) {
+    for id in accepted
+        .iter()
+        .chain(cron_ids.iter())
+        .chain(unanswered.iter())
+    {
         let fin = job(id);
         let runs = starts.get(id).map(Vec::as_slice).unwrap_or(&[]);
         if fin.state.as_deref() != Some("completed") {
