@@ -14,7 +14,8 @@
 //! 2. **Redis' own refusal**: the enqueue script and transaction may grow memory, so Redis
 //!    refuses them at `maxmemory` (`-OOM`), which becomes `RedisFull` too. The scripts that
 //!    drain or shrink the queue (claim, ack, fail, renew, recover, requeue, cancel, delete,
-//!    kill, janitor, purge, lock renew/release) declare `#!lua flags=allow-oom`: Redis 7 runs
+//!    kill, janitor, purge, lock renew/release, node heartbeat, job progress) declare
+//!    `#!lua flags=allow-oom`: Redis 7 runs
 //!    them at `maxmemory`, so a full Redis never wedges the workers (without the flag, the first
 //!    write of a claim or an ack is refused, and the accepted jobs never run).
 //!
