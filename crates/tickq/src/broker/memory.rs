@@ -163,8 +163,11 @@ fn parse_info_text(body: &str) -> Result<MemorySample> {
     })
 }
 
-/// Check a high-water mark given by a caller.
-pub(crate) fn validate_high_water(fraction: f64) -> Result<()> {
+/// Check a memory high-water mark (see [`Client::with_memory_high_water`]): a fraction of
+/// `maxmemory` in (0, 1]. The error says what is expected.
+///
+/// [`Client::with_memory_high_water`]: crate::Client::with_memory_high_water
+pub fn validate_high_water(fraction: f64) -> Result<()> {
     if fraction.is_finite() && fraction > 0.0 && fraction <= 1.0 {
         Ok(())
     } else {
