@@ -85,7 +85,7 @@ fn append(path: &Path, line: &str) {
 /// Where Redis is: one server, or a primary + replica + sentinel.
 enum Backend {
     Single(TestRedis),
-    Sentinel(TestSentinel),
+    Sentinel(Box<TestSentinel>),
 }
 
 /// One run: Redis, the nodes, the history.
@@ -117,7 +117,7 @@ impl Harness {
             }
             Backend::Sentinel(s) => {
                 let url = s.url();
-                (None, Some(s), url)
+                (None, Some(*s), url)
             }
         };
         let mut h = Harness {
@@ -339,7 +339,7 @@ impl From<TestRedis> for Backend {
 
 impl From<TestSentinel> for Backend {
     fn from(s: TestSentinel) -> Backend {
-        Backend::Sentinel(s)
+        Backend::Sentinel(Box::new(s))
     }
 }
 
