@@ -63,6 +63,8 @@ pub struct Report {
     pub stall_ms: u64,
     /// Broken guarantees other than loss.
     pub violations: Vec<String>,
+    /// The history's lines, for checks of a scenario's own (locks).
+    pub lines: Vec<String>,
 }
 
 impl Report {
@@ -213,4 +215,65 @@ pub fn check(
         }
     }
     report
+}
+
+/// The raw lines of the history file.
+pub fn read_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// One critical section: (lock, lock fence, start ms, end ms), from `L` lines.
+pub type Section = (String, u64, u64, u64);
+
+pub fn lock_sections(lines: &[String]) -> Vec<Section> {
+    lines
+        .iter()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(' ').collect();
+            match f.as_slice() {
+                ["L", lock, fence, start, end] => Some((
+                    lock.to_string(),
+                    fence.parse().ok()?,
+                    start.parse().ok()?,
+                    end.parse().ok()?,
+                )),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Pairs of sections of one lock that overlap in time, or whose fences do not grow in the
+/// order they started (two holders inside a lock, or a holder that did not hold it).
+pub fn lock_overlaps(sections: &[Section]) -> Vec<(Section, Section)> {
+    let mut by_lock: BTreeMap<&str, Vec<&Section>> = BTreeMap::new();
+    for s in sections {
+        by_lock.entry(&s.0).or_default().push(s);
+    }
+    let mut bad = Vec::new();
+    for (_, mut list) in by_lock {
+        list.sort_by_key(|s| (s.2, s.1));
+        for w in list.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            if b.2 < a.3 || b.1 <= a.1 {
+                bad.push((a.clone(), b.clone()));
+            }
+        }
+    }
+    bad
+}
+
+#[test]
+fn faults_checker_finds_overlapping_critical_sections_and_fences_out_of_order() {
+    let s = |lock: &str, fence, start, end| (lock.to_owned(), fence, start, end);
+    let clean = [s("a", 1, 0, 10), s("a", 2, 10, 20), s("b", 1, 5, 15)];
+    assert!(lock_overlaps(&clean).is_empty());
+    let overlapping = [s("a", 1, 0, 10), s("a", 2, 9, 20)];
+    assert_eq!(lock_overlaps(&overlapping).len(), 1);
+    let out_of_order = [s("a", 2, 0, 10), s("a", 1, 10, 20)];
+    assert_eq!(lock_overlaps(&out_of_order).len(), 1);
 }

@@ -40,6 +40,13 @@ const LEASE_MS: u64 = 2000;
 const JOB: &str = r#"line() { printf '%s %s %s %s %s %s %s\n' "$1" "$TICKQ_JOB_ID" "$TICKQ_FENCE" "$TICKQ_NODE" "$(date +%s%3N)" "${TICKQ_CRON:-}" "${TICKQ_SCHEDULED_AT:-}" >> "$HIST"; }
 HIST="$1"; line S; sleep "$2"; line E; echo "fence=$TICKQ_FENCE""#;
 
+/// A job whose middle runs inside a lock ($2 is the tickq binary, $3 the Redis URL, $4 the
+/// lock): the critical section appends `L <lock> <lock fence> <start ms> <end ms>`.
+const LOCKED_JOB: &str = r#"line() { printf '%s %s %s %s %s %s %s\n' "$1" "$TICKQ_JOB_ID" "$TICKQ_FENCE" "$TICKQ_NODE" "$(date +%s%3N)" "" "" >> "$HIST"; }
+HIST="$1"; line S
+"$2" --redis "$3" lock run "$4" --ttl 2s --wait 60s -- sh -c 's=$(date +%s%3N); sleep 0.05; printf "L %s %s %s %s\n" "$TICKQ_LOCK" "$TICKQ_FENCE" "$s" "$(date +%s%3N)" >> "$0"' "$HIST" || exit 1
+line E; echo "fence=$TICKQ_FENCE""#;
+
 struct Scale {
     jobs: usize,
     nodes: usize,
@@ -152,11 +159,12 @@ impl Harness {
         };
         format!(
             "redis = {url:?}\nnode = \"n{i}\"\n\n[worker]\nqueues = {{ {QUEUE} = 1 }}\n\
-             concurrency = 4\nlease = \"{LEASE}\"\n\n[exec]\nallow = [\"sh\"]\n\n\
+             concurrency = 4\nlease = \"{LEASE}\"\n\n[exec]\nallow = [\"sh\", {bin:?}]\n\n\
              [[cron]]\nname = \"tick\"\nschedule = \"@every 1s\"\nqueue = \"{QUEUE}\"\n\
              tasks = [ {{ kind = \"exec\", cmd = {cmd} }} ]\n",
             url = self.urls[i],
             cmd = cmd(self.job_secs),
+            bin = crate::util::BIN,
         )
     }
 
@@ -305,7 +313,9 @@ impl Harness {
                 result,
             }
         };
-        check::check(&events, &mut job, leftovers, processed)
+        let mut report = check::check(&events, &mut job, leftovers, processed);
+        report.lines = check::read_lines(&self.history);
+        report
     }
 }
 
@@ -635,4 +645,57 @@ fn faults_sentinel_failover_under_load_loses_nothing_and_reruns_at_most_the_jobs
         "{} jobs ran twice",
         report.ran_twice
     );
+}
+
+/// Lock-guarded jobs (`tickq lock run` inside exec jobs, three locks) while nodes are killed:
+/// no two critical sections of one lock overlap, and their fences grow in the order they ran.
+#[test]
+fn faults_lock_guarded_jobs_with_kill_9_never_have_two_holders() {
+    let s = scale();
+    let jobs = s.jobs / 3;
+    let mut h = Harness::start(redis("always"), s.nodes, &[]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = tickq::Client::connect(&h.url).await.unwrap();
+        let hist = h.history.display().to_string();
+        let jobs = (0..jobs).map(|i| {
+            let lock = format!("l{}", i % 3);
+            let cmd = [
+                "sh",
+                "-c",
+                LOCKED_JOB,
+                "sh",
+                &hist,
+                crate::util::BIN,
+                &h.url,
+                &lock,
+            ];
+            let payload = serde_json::json!({ "cmd": cmd });
+            NewJob::new(QUEUE, "exec")
+                .id(format!("j{i}"))
+                .payload(payload)
+        });
+        for e in client.enqueue_bulk(jobs.collect()).await.unwrap() {
+            append(&h.history, &format!("Q {} {}", e.id, now_ms()));
+        }
+    });
+    for k in 0..(s.faults / 2).max(5) {
+        thread::sleep(Duration::from_millis(300));
+        let start = now_ms();
+        h.restart(k % s.nodes);
+        h.fault("kill-9 (locks)", start);
+    }
+    let report = h.finish(Duration::from_secs(120));
+    assert_clean("lock-guarded jobs, kill -9 of nodes", &report);
+    let sections = check::lock_sections(&report.lines);
+    assert!(!sections.is_empty(), "no critical section ran");
+    let overlaps = check::lock_overlaps(&sections);
+    assert!(
+        overlaps.is_empty(),
+        "two holders inside a lock: {overlaps:?}"
+    );
+    eprintln!("  {} critical sections, none overlapping", sections.len());
 }
