@@ -2,7 +2,7 @@
 //! accepted before the limit still runs, because claim, ack, renew and the janitor run at
 //! maxmemory.
 
-use super::common::{spawn, wait_until};
+use crate::common::{spawn, wait_until};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
