@@ -144,6 +144,7 @@ mod shutdown;
 pub mod units;
 mod worker;
 
+pub use broker::memory::{DEFAULT_HIGH_WATER, validate_high_water as validate_memory_high_water};
 pub use broker::{CancelOutcome, Retention, redact_url, validate_redis_url};
 pub use client::Client;
 pub use error::{Error, ErrorKind, Result};
