@@ -3,6 +3,7 @@
 mod admin;
 mod bad_input;
 mod cron;
+mod deploy;
 mod exec_sig;
 mod faults;
 mod http_kind;
