@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod cron;
+mod dashboard;
 mod exec_sig;
 mod http_kind;
 mod lock;
@@ -9,3 +10,4 @@ mod metrics;
 mod server;
 mod util;
 mod verbs;
+mod webdriver;
