@@ -55,6 +55,12 @@ function append(el, children) {
   return el;
 }
 
+/** Replace an element's children; arrays are flattened, null and false skipped. */
+function fill(el, ...children) {
+  el.replaceChildren();
+  return append(el, children);
+}
+
 function svg(tag, attrs) {
   const el = document.createElementNS('http://www.w3.org/2000/svg', tag);
   for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, v);
@@ -168,7 +174,7 @@ let bannerTimer = null;
 function say(text, kind = 'ok') {
   const b = document.getElementById('banner');
   b.className = kind;
-  b.replaceChildren(h('span', { id: 'banner-text' }, text),
+  fill(b, h('span', { id: 'banner-text' }, text),
     h('button', { type: 'button', class: 'link', onclick: () => { b.hidden = true; } }, 'dismiss'));
   b.hidden = false;
   clearTimeout(bannerTimer);
@@ -266,7 +272,7 @@ async function route() {
   markNav(nav);
   app.view = view;
   const main = document.getElementById('main');
-  main.replaceChildren(view.root);
+  fill(main, view.root);
   document.title = `${view.title || 'tickq'} · tickq`;
   try {
     await view.load();
@@ -395,7 +401,7 @@ class View {
   }
 
   failed(e) {
-    this.root.replaceChildren(
+    fill(this.root,
       h('h1', {}, this.title),
       h('p', { class: 'state-dead', id: 'view-error' }, e.message || String(e)),
     );
@@ -413,7 +419,7 @@ class NotFound extends View {
   }
 
   async load() {
-    this.root.replaceChildren(h('h1', {}, 'Not found'),
+    fill(this.root, h('h1', {}, 'Not found'),
       h('p', {}, `There is no page at ${this.path}. `, h('a', { href: '#/' }, 'Go to the overview.')));
   }
 }
@@ -461,7 +467,7 @@ class Overview extends View {
     for (const q of queues) for (const s of STATES) totals[s] += q.states[s] || 0;
     const card = (n, label, link) => h('a', { class: 'card', href: link || null, dataset: { total: label } },
       h('div', { class: 'n' }, num(n)), h('div', { class: 'l' }, label));
-    this.cards.replaceChildren(
+    fill(this.cards,
       card(this.nodes ? this.nodes.length : null, 'nodes up', '#/nodes'),
       ...STATES.map((s) => card(totals[s], s, s === 'dead' ? '#/dead' : null)),
     );
@@ -477,13 +483,13 @@ class Overview extends View {
       h('td', { class: 'num hide-narrow' }, num(q.failed)),
       h('td', { class: 'hide-narrow' }, limitsText(q.limits))));
     if (!rows.length) rows.push(h('tr', {}, h('td', { class: 'empty', colspan: 11 }, 'No queues yet: enqueue a job.')));
-    this.queues.replaceChildren(h('table', {}, h('thead', {}, head), h('tbody', {}, rows)));
+    fill(this.queues, h('table', {}, h('thead', {}, head), h('tbody', {}, rows)));
   }
 
   async loadHistory() {
     const doc = await api('GET', '/api/history');
     const points = doc.points || [];
-    this.charts.replaceChildren(
+    fill(this.charts,
       chart('processed per minute', points, 'processed', doc.step_s),
       chart('failed per minute', points, 'failed', doc.step_s),
     );
@@ -499,7 +505,7 @@ class Overview extends View {
     const jobs = pages.flatMap((p) => p.jobs || [])
       .sort((a, b) => (b.finished_at || '').localeCompare(a.finished_at || ''))
       .slice(0, 10);
-    this.failures.replaceChildren(jobTable(jobs, 'dead', { showQueue: true, actions: false }));
+    fill(this.failures, jobTable(jobs, 'dead', { showQueue: true, actions: false }));
   }
 }
 
@@ -700,7 +706,7 @@ class JobList {
     if (this.view.gone) return;
     this.shown = new Set(jobs.map((j) => j.id));
     const empty = this.filtered() ? `No ${this.state} job matches${next ? ' yet (search further)' : ''}.` : `No ${this.state} jobs.`;
-    this.table.replaceChildren(jobTable(jobs, this.state, {
+    fill(this.table, jobTable(jobs, this.state, {
       actions: canAct(), empty, after: () => this.refresh(),
     }));
     this.drawPager(jobs.length, next, scanned);
@@ -716,14 +722,14 @@ class JobList {
       parts.push(h('a', { href: this.url({ cursor: next }), id: 'next-page' },
         count < PAGE && this.filtered() ? 'search further »' : 'next page »'));
     }
-    this.pager.replaceChildren(...parts);
+    fill(this.pager, ...parts);
   }
 
   drawBulk() {
-    if (!canAct()) return this.bulk.replaceChildren();
+    if (!canAct()) return fill(this.bulk);
     const actions = ['retry', 'kill', 'cancel', 'delete'].filter((a) => ACTIONS[a].includes(this.state));
     const what = this.filtered() ? 'all matching' : `all ${this.state}`;
-    this.bulk.replaceChildren(h('span', { class: 'muted' }, 'Bulk:'), actions.map((action) => {
+    fill(this.bulk, h('span', { class: 'muted' }, 'Bulk:'), actions.map((action) => {
       const b = h('button', {
         type: 'button', class: DESTRUCTIVE.has(action) ? 'danger' : null, dataset: { bulk: action },
         onclick: () => act(b, () => this.bulkAction(action)),
@@ -793,12 +799,12 @@ class QueuePage extends View {
 
   draw(q) {
     const states = (q && q.states) || {};
-    this.tabs.replaceChildren(...STATES.map((s) => h('a', {
+    fill(this.tabs, ...STATES.map((s) => h('a', {
       href: href(`/queues/${enc(this.queue)}`, { state: s, ...this.list.apiFilters() }),
       class: s === this.state ? 'current' : null, dataset: { state: s },
     }, `${s} `, h('span', { class: 'count' }, num(states[s] || 0)))));
     const paused = Boolean(q && q.paused);
-    this.head.replaceChildren('Queue ', h('span', { class: 'mono' }, this.queue),
+    fill(this.head, 'Queue ', h('span', { class: 'mono' }, this.queue),
       paused ? h('span', { class: 'tag paused', id: 'paused' }, 'paused') : null);
     const parts = [
       h('span', { class: 'muted' }, `processed ${num(q && q.processed)}, failed ${num(q && q.failed)}; limits: `),
@@ -818,7 +824,7 @@ class QueuePage extends View {
       if (!this.limitsForm) this.limitsForm = this.makeLimitsForm(q && q.limits);
       parts.push(this.limitsForm);
     }
-    this.controls.replaceChildren(...parts);
+    fill(this.controls, ...parts);
   }
 
   makeLimitsForm(limits) {
@@ -882,19 +888,19 @@ class DeadPage extends View {
     this.drawPicker(queue);
     if (!queue) {
       this.list = null;
-      this.body.replaceChildren(h('p', { class: 'muted', id: 'no-dead' }, 'No dead jobs in any queue.'));
+      fill(this.body, h('p', { class: 'muted', id: 'no-dead' }, 'No dead jobs in any queue.'));
       return;
     }
     if (!this.list || this.list.queue !== queue) {
       this.list = new JobList(this, queue, 'dead', this.params, '/dead', { queue: this.explicit || undefined });
-      this.body.replaceChildren(this.list.root);
+      fill(this.body, this.list.root);
     }
     await this.list.load();
   }
 
   drawPicker(current) {
     const queues = ((app.stats && app.stats.queues) || []).filter((q) => q.states.dead > 0 || q.queue === current);
-    this.picker.replaceChildren(h('span', { class: 'muted' }, 'queue:'), ...queues.map((q) => h('a', {
+    fill(this.picker, h('span', { class: 'muted' }, 'queue:'), ...queues.map((q) => h('a', {
       href: href('/dead', { queue: q.queue }), class: `tag${q.queue === current ? ' state-dead' : ''}`,
       dataset: { queue: q.queue },
     }, `${q.queue} `, h('span', { class: 'count' }, num(q.states.dead)))));
@@ -927,7 +933,7 @@ class JobPage extends View {
     } catch (e) {
       if (e.status !== 404) throw e;
       this.job = null;
-      this.root.replaceChildren(h('h1', {}, 'Job ', h('span', { class: 'mono' }, this.id)),
+      fill(this.root, h('h1', {}, 'Job ', h('span', { class: 'mono' }, this.id)),
         h('p', { id: 'job-gone' }, 'No such job: it was deleted, or its retention ran out.'));
       return;
     }
@@ -951,7 +957,7 @@ class JobPage extends View {
     const field = (label, ...value) => [h('dt', {}, label), h('dd', { dataset: { field: label } }, ...value)];
     const ms = (v) => (v === null || v === undefined ? '–' : durationText(v));
     this.progress = h('span', { id: 'progress' });
-    this.root.replaceChildren(
+    fill(this.root,
       h('h1', {}, 'Job ', h('span', { class: 'mono', id: 'job-id' }, j.id), h('span', { id: 'job-state' }, stateTag(j.state)),
         j.cancel_requested ? h('span', { class: 'tag warn' }, 'cancel requested') : null),
       h('div', { class: 'row', id: 'job-actions' }, jobButtons(j, () => this.load())),
@@ -983,9 +989,9 @@ class JobPage extends View {
   drawProgress() {
     const p = this.job && this.job.progress;
     if (!this.progress) return;
-    if (!p) return this.progress.replaceChildren('–');
+    if (!p) return fill(this.progress, '–');
     const value = typeof p.value === 'number' ? p.value : null;
-    this.progress.replaceChildren(
+    fill(this.progress,
       value !== null ? h('progress', { max: 1, value }) : null,
       value !== null ? ` ${Math.round(value * 100)}% ` : '',
       p.message ? h('span', { class: 'muted' }, p.message) : '');
@@ -1026,7 +1032,7 @@ class Schedules extends View {
       h('td', { class: 'hide-narrow muted' }, `overlap ${s.overlap}, catch-up ${s.catchup}, ${(s.tasks || []).length} task(s)`),
       h('td', {}, this.buttons(s))));
     if (!rows.length) rows.push(h('tr', {}, h('td', { class: 'empty', colspan: 9 }, 'No schedules. Add one with `tickq cron add` or [[cron]] in the config.')));
-    this.table.replaceChildren(h('table', {}, h('thead', {}, head), h('tbody', {}, rows)));
+    fill(this.table, h('table', {}, h('thead', {}, head), h('tbody', {}, rows)));
   }
 
   buttons(s) {
@@ -1076,10 +1082,10 @@ class Nodes extends View {
 
   draw(nodes) {
     if (!nodes.length) {
-      this.list.replaceChildren(h('p', { class: 'muted', id: 'no-nodes' }, 'No node is up: start one with `tickq server`.'));
+      fill(this.list, h('p', { class: 'muted', id: 'no-nodes' }, 'No node is up: start one with `tickq server`.'));
       return;
     }
-    this.list.replaceChildren(...nodes.map((n) => h('div', { class: 'card', dataset: { node: n.id } },
+    fill(this.list, ...nodes.map((n) => h('div', { class: 'card', dataset: { node: n.id } },
       h('h2', { style: 'margin-top:0' }, n.name, ' ', h('span', { class: 'muted mono' }, n.id)),
       h('dl', { class: 'fields' },
         h('dt', {}, 'version'), h('dd', {}, n.version),
@@ -1114,7 +1120,7 @@ class Locks extends View {
       h('td', { class: 'mono' }, l.name), h('td', { class: 'num' }, String(l.fence)),
       h('td', {}, when(l.expires_at))));
     if (!rows.length) rows.push(h('tr', {}, h('td', { class: 'empty', colspan: 3 }, 'No lock is held.')));
-    this.table.replaceChildren(h('table', {},
+    fill(this.table, h('table', {},
       h('thead', {}, h('tr', {}, h('th', {}, 'name'), h('th', { class: 'num' }, 'fence'), h('th', {}, 'expires'))),
       h('tbody', {}, rows)));
   }
@@ -1147,7 +1153,7 @@ function showLogin(next) {
         .finally(() => { submit.disabled = false; });
     },
   }, h('label', { for: 'token' }, 'Token (the [http] token or read_token of the server)'), input, submit, error);
-  main.replaceChildren(h('section', { class: 'login' }, h('h1', {}, 'Log in to tickq'), form));
+  fill(main, h('section', { class: 'login' }, h('h1', {}, 'Log in to tickq'), form));
   input.focus();
 }
 
@@ -1156,7 +1162,7 @@ async function whoami() {
   app.auth = Boolean(me.auth);
   app.role = me.role || null;
   const who = document.getElementById('who');
-  who.replaceChildren(app.role === 'read' ? h('span', { class: 'tag read', id: 'read-only' }, 'read only') : '');
+  fill(who, app.role === 'read' ? h('span', { class: 'tag read', id: 'read-only' }, 'read only') : '');
   document.getElementById('logout').hidden = !(app.auth && app.role);
   document.body.classList.toggle('read-only', !canAct());
   return me;
@@ -1182,7 +1188,7 @@ async function start() {
   try {
     await whoami();
   } catch (e) {
-    document.getElementById('main').replaceChildren(h('h1', {}, 'tickq'),
+    fill(document.getElementById('main'), h('h1', {}, 'tickq'),
       h('p', { class: 'state-dead', id: 'view-error' }, `Cannot read /api/whoami: ${e.message}`));
     return;
   }
