@@ -16,6 +16,7 @@ const ACTIONS = {
   delete: STATES.filter((s) => s !== 'active'),
 };
 const DESTRUCTIVE = new Set(['kill', 'cancel', 'delete']);
+const DONE = { retry: 'Retried', kill: 'Killed', cancel: 'Cancelled', delete: 'Deleted' };
 const PAGE = 50;
 // A filtered page may come back short (the API bounds how many jobs one request examines):
 // keep following the cursor until the page is full, at most this many requests.
@@ -372,7 +373,11 @@ function throttle(fn, gap, waitFirst = false) {
     if (timer) return;
     timer = setTimeout(run, Math.max(0, last + gap - Date.now()));
   };
-  fire.cancel = () => clearTimeout(timer);
+  fire.cancel = () => {
+    clearTimeout(timer);
+    timer = null;
+    again = false;
+  };
   return fire;
 }
 
@@ -752,7 +757,7 @@ class JobList {
       `${action} ${num(dry.matched)}`);
     if (!ok) return;
     const res = await api('POST', `/api/queues/${enc(this.queue)}/bulk`, body);
-    say(`${action}: ${num(res.acted)} of ${num(res.matched)} matched jobs` +
+    say(`${DONE[action]} ${num(res.acted)} of ${num(res.matched)} matching jobs` +
       (res.acted < res.matched ? ' (the others had moved on meanwhile)' : ''));
     await this.load();
   }
@@ -932,18 +937,25 @@ class JobPage extends View {
       this.job = await api('GET', `/api/jobs/${enc(this.id)}`);
     } catch (e) {
       if (e.status !== 404) throw e;
-      this.job = null;
-      fill(this.root, h('h1', {}, 'Job ', h('span', { class: 'mono' }, this.id)),
-        h('p', { id: 'job-gone' }, 'No such job: it was deleted, or its retention ran out.'));
+      this.drawGone('No such job: it was deleted, or its retention ran out.');
       return;
     }
     if (!this.gone) this.draw();
+  }
+
+  drawGone(why) {
+    this.job = null;
+    this.refresh.cancel();
+    fill(this.root, h('h1', {}, 'Job ', h('span', { class: 'mono' }, this.id)), h('p', { id: 'job-gone' }, why));
   }
 
   onJobs(events, dropped) {
     const mine = events.filter((e) => e.id === this.id);
     if (!mine.length && !dropped) return;
     const last = mine[mine.length - 1];
+    if (last && last.state === 'deleted') return this.drawGone('This job was deleted.');
+    // Gone: only an event of this id (a new job under the same id) is worth a read.
+    if (!this.job && !mine.length) return;
     if (last && last.state === 'progress' && this.job && mine.every((e) => e.state === 'progress')) {
       this.job.progress = last.progress;
       this.drawProgress();
@@ -960,7 +972,8 @@ class JobPage extends View {
     fill(this.root,
       h('h1', {}, 'Job ', h('span', { class: 'mono', id: 'job-id' }, j.id), h('span', { id: 'job-state' }, stateTag(j.state)),
         j.cancel_requested ? h('span', { class: 'tag warn' }, 'cancel requested') : null),
-      h('div', { class: 'row', id: 'job-actions' }, jobButtons(j, () => this.load())),
+      h('div', { class: 'row', id: 'job-actions' }, jobButtons(j, (action) => (action === 'delete'
+        ? this.drawGone('This job was deleted.') : this.load()))),
       h('dl', { class: 'fields' },
         field('queue', h('a', { href: href(`/queues/${enc(j.queue)}`, { state: j.state }) }, j.queue)),
         field('kind', j.kind || h('span', { class: 'muted' }, 'unknown')),
