@@ -39,7 +39,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // clap prints its own errors and exits with 2.
     let cli = cli::Cli::parse();
-    let invocation = match config::validate(cli) {
+    let invocation = match config::load(cli) {
         Ok(invocation) => invocation,
         Err(e) => return report(&e),
     };
