@@ -642,7 +642,6 @@ class JobList {
     this.cursor = params.cursor || '';
     this.shown = new Set();
     this.root = h('div', { class: 'joblist' });
-    this.status = h('span', { class: 'muted', id: 'list-status' });
     this.table = h('div', { class: 'scroll', id: 'jobs' });
     this.pager = h('div', { class: 'pager', id: 'pager' });
     this.bulk = h('div', { class: 'row', id: 'bulk' });
