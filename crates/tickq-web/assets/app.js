@@ -447,9 +447,12 @@ class Overview extends View {
   }
 
   async load() {
-    const [stats] = await Promise.all([api('GET', '/api/stats'), this.loadHistory(), this.loadNodes()]);
+    // The counts are the page; a section that cannot be read says so in its place.
+    const section = (el, promise) => promise.catch((e) => fill(el, h('p', { class: 'state-dead' }, e.message)));
+    const [stats] = await Promise.all([api('GET', '/api/stats'),
+      section(this.charts, this.loadHistory()), section(this.cards, this.loadNodes())]);
     setStats(stats);
-    await this.loadFailures();
+    await section(this.failures, this.loadFailures());
   }
 
   onCounts(stats) {
