@@ -3,7 +3,7 @@
 //! | module | job |
 //! | --- | --- |
 //! | `cli` | the command line as clap sees it (raw) |
-//! | `config` | raw args + environment + config file → a validated `Invocation` |
+//! | `config/` | raw args + environment + config file → a validated `Invocation` (file, redis, server, cron, verbs, sources) |
 //! | `parse` | DUR and TIME |
 //! | `commands/` | the verbs, one file per family |
 //! | `output` | text tables vs `--json` |
