@@ -323,6 +323,10 @@ function connectEvents() {
     const doc = JSON.parse(ev.data);
     setStats(doc);
   });
+  // The server missed changes (its reader fell behind): like after a reconnect, read again.
+  es.addEventListener('gap', () => {
+    refreshStats().then(() => app.view && app.view.reload && app.view.reload()).catch(fail);
+  });
   es.addEventListener('jobs', (ev) => {
     const doc = JSON.parse(ev.data);
     if (app.view && app.view.onJobs) app.view.onJobs(doc.events || [], doc.dropped || 0);
@@ -958,7 +962,8 @@ class JobPage extends View {
     if (last && last.state === 'deleted') return this.drawGone('This job was deleted.');
     // Gone: only an event of this id (a new job under the same id) is worth a read.
     if (!this.job && !mine.length) return;
-    if (last && last.state === 'progress' && this.job && mine.every((e) => e.state === 'progress')) {
+    if (last && last.state === 'progress' && last.progress && this.job
+      && mine.every((e) => e.state === 'progress')) {
       this.job.progress = last.progress;
       this.drawProgress();
       return;
