@@ -262,6 +262,9 @@ function viewFor(r) {
 
 async function route() {
   const r = parseRoute();
+  // A success note belongs to the page it was said on; errors stay until dismissed.
+  const banner = document.getElementById('banner');
+  if (banner.className === 'ok') banner.hidden = true;
   if (app.view && app.view.leave) app.view.leave();
   app.view = null;
   if (r.parts[0] === 'login') {
@@ -331,6 +334,22 @@ function connectEvents() {
     const doc = JSON.parse(ev.data);
     if (app.view && app.view.onJobs) app.view.onJobs(doc.events || [], doc.dropped || 0);
   });
+}
+
+function disconnectEvents() {
+  if (!app.events) return;
+  app.events.close();
+  app.events = null;
+  const live = document.getElementById('live');
+  live.classList.remove('on');
+  live.title = 'live updates: paused while the page is hidden';
+}
+
+/** Back from hidden: listen again and read what the page shows (changes were missed). */
+function resume() {
+  if (app.events || (app.auth && !app.role)) return;
+  connectEvents();
+  refreshStats().then(() => app.view && app.view.reload && app.view.reload()).catch(fail);
 }
 
 function setStats(doc) {
@@ -596,7 +615,7 @@ function jobTable(jobs, state, opts = {}) {
     h('th', {}, timeLabel), showError ? h('th', {}, 'error') : null,
     opts.actions ? h('th', {}, '') : null);
   const rows = jobs.map((job) => h('tr', { dataset: { jobId: job.id, state: job.state } },
-    h('td', { class: 'mono' }, h('a', { href: href(`/jobs/${enc(job.id)}`) }, excerpt(job.id, 24))),
+    h('td', { class: 'mono' }, h('a', { href: href(`/jobs/${enc(job.id)}`) }, excerpt(job.id, 64))),
     opts.showQueue ? h('td', {}, h('a', { href: href(`/queues/${enc(job.queue)}`, { state: job.state }) }, job.queue)) : null,
     h('td', {}, job.kind),
     h('td', { class: 'mono clip hide-narrow', title: excerpt(job.payload, 2000) }, excerpt(job.payload)),
@@ -1089,11 +1108,27 @@ class Nodes extends View {
 
   async load() {
     const doc = await api('GET', '/api/nodes');
-    if (!this.gone) this.draw(doc.nodes || []);
+    if (this.gone) return;
+    const nodes = doc.nodes || [];
+    // A node rewrites its record once a beat (a third of its expiry).
+    const beats = nodes.map((n) => (Date.parse(n.expires_at) - Date.parse(n.last_seen_at)) / 3)
+      .filter((ms) => ms > 0);
+    this.beat = beats.length ? Math.min(...beats) : 5000;
+    this.draw(nodes);
   }
 
   onJobs(events, dropped) {
-    if (dropped || events.some((e) => e.state !== 'progress')) this.refresh();
+    if (!dropped && !events.some((e) => e.state !== 'progress')) return;
+    this.refresh();
+    // What a node runs reaches its record at its next beat, after the job event: read once
+    // more then (once per burst of events; there is no node event in the stream).
+    clearTimeout(this.beatTimer);
+    this.beatTimer = setTimeout(() => this.refresh(), (this.beat || 5000) + 500);
+  }
+
+  leave() {
+    super.leave();
+    clearTimeout(this.beatTimer);
   }
 
   onCounts() {
@@ -1190,10 +1225,7 @@ async function whoami() {
 
 async function logout() {
   await api('POST', '/api/logout');
-  if (app.events) {
-    app.events.close();
-    app.events = null;
-  }
+  disconnectEvents();
   await whoami();
   go('/login', true);
 }
@@ -1204,6 +1236,19 @@ async function logout() {
 async function start() {
   document.getElementById('logout').addEventListener('click', () => logout().catch(fail));
   window.addEventListener('hashchange', () => route());
+  // Browsers allow six HTTP/1.1 connections per server, and each open event stream holds
+  // one: a page being left closes its stream at once, and a tab hidden for a minute closes
+  // it too (it reopens, and the page re-reads, when the tab is shown again).
+  window.addEventListener('pagehide', () => disconnectEvents());
+  window.addEventListener('pageshow', (ev) => {
+    if (ev.persisted) resume();
+  });
+  let hiddenTimer = null;
+  document.addEventListener('visibilitychange', () => {
+    clearTimeout(hiddenTimer);
+    if (document.hidden) hiddenTimer = setTimeout(disconnectEvents, 60000);
+    else if (!app.events) resume();
+  });
   setInterval(tickClocks, 1000);
   try {
     await whoami();

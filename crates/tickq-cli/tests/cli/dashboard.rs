@@ -208,6 +208,13 @@ fn pages_live_updates_and_actions() {
             .unwrap()
             .expect("a free lock")
     });
+    let long = api.exec("work", &["sh", "-c", "sleep 30"], 1);
+    api.wait_state(&long, "active", LIMIT);
+    // The registry lists what a node runs at its next beat.
+    wait_for(LIMIT, "the node registry listing the running job", || {
+        let nodes = api.ok("GET", "/api/nodes", None);
+        nodes.to_string().contains(&long).then_some(())
+    });
     seed(&node.redis.url(), "hay", 10_000, |i| json!({"n": i}));
     let needle = seed(
         &node.redis.url(),
@@ -231,12 +238,18 @@ fn pages_live_updates_and_actions() {
             "tr[data-schedule='nightly-report']",
             "schedules.png",
         ),
-        ("/nodes", ".card[data-node]", "nodes.png"),
+        (
+            "/nodes",
+            &format!(".running a[href='#/jobs/{long}']"),
+            "nodes.png",
+        ),
         ("/locks", "tr[data-lock='nightly-export']", "locks.png"),
         ("/no/such/page", "main h1", "not-found.png"),
     ];
-    for (route, ready, shot) in pages {
-        browser.goto(&node.page(route));
+    for (load, (route, ready, shot)) in pages.into_iter().enumerate() {
+        // A fresh load of each page, as from a bookmark: another query string makes the
+        // browser load the document again, where a change of the hash alone would not.
+        browser.goto(&format!("http://{}/?load={load}#{route}", node.addr));
         browser.wait(ready, LIMIT);
         browser.wait(".live.on", LIMIT);
         browser.assert_no_console_errors(route);
@@ -245,14 +258,28 @@ fn pages_live_updates_and_actions() {
         }
     }
     assert!(browser.text_of("main h1").contains("Not found"));
+    // The running job, cancelled from its page: its worker stops it.
+    browser.goto(&node.page(&format!("/jobs/{long}")));
+    browser.wait_text("#job-state", "active", LIMIT);
+    browser.click_on("#job-actions button[data-action='cancel']", LIMIT);
+    let question = browser.text_of("#confirm-text");
+    assert!(question.contains("1 job"), "{question}");
+    browser.click_on("#confirm-ok", LIMIT);
+    browser.wait_text("#job-state", "cancelled", LIMIT);
 
-    // Back and forward walk the pages visited.
+    // Back and forward walk the pages visited through the menu.
+    mark(&browser);
+    browser.click_on("#nav a[data-nav='locks']", LIMIT);
+    browser.wait("tr[data-lock='nightly-export']", LIMIT);
+    browser.click_on("#nav a[data-nav='nodes']", LIMIT);
+    browser.wait(".card[data-node]", LIMIT);
     browser.back();
     browser.wait("tr[data-lock='nightly-export']", LIMIT);
     browser.back();
-    browser.wait(".card[data-node]", LIMIT);
+    browser.wait_text("#job-state", "cancelled", LIMIT);
     browser.forward();
     browser.wait("tr[data-lock='nightly-export']", LIMIT);
+    assert_not_reloaded(&browser);
 
     // A job that fails while the dead page is open appears there without a reload.
     browser.goto(&node.page("/dead"));
@@ -430,6 +457,8 @@ fn login_rejects_a_wrong_token_and_a_read_token_sees_no_actions() {
     browser.wait("#token", LIMIT);
     browser.fill("#token", "op-secret");
     browser.click_on("#login", LIMIT);
+    browser.wait("#queues tr[data-queue='work']", LIMIT);
+    assert!(browser.find("#read-only").is_none());
     browser.goto(&node.page(&format!("/jobs/{dead}")));
     browser.wait("#job-actions button[data-action='retry']", LIMIT);
 }
@@ -462,7 +491,8 @@ fn overview_of_a_big_redis_prints_its_load_time() {
     // failures are on screen.
     for round in ["cold", "warm"] {
         let started = Instant::now();
-        browser.goto(&node.page("/"));
+        // A new query string: a full load of the document each time.
+        browser.goto(&format!("http://{}/?load={round}#/", node.addr));
         browser.wait("#queues tr[data-queue='backlog']", Duration::from_secs(60));
         browser.wait("#failures tr[data-job-id]", Duration::from_secs(60));
         let took = started.elapsed();

@@ -99,6 +99,8 @@ impl Browser {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
             "goog:loggingPrefs": {"browser": "ALL"},
+            // Tests wait for what they need on the page; DOMContentLoaded is enough here.
+            "pageLoadStrategy": "eager",
             "timeouts": {"pageLoad": 30000, "script": 30000, "implicit": 0},
         }}});
         let created = browser
@@ -157,8 +159,11 @@ impl Browser {
     }
 
     /// Load `url` and wait for the page's load event.
+    #[track_caller]
     pub fn goto(&self, url: &str) {
-        self.must("POST", "/url", Some(json!({ "url": url })));
+        if let Err(e) = self.cmd("POST", "/url", Some(json!({ "url": url }))) {
+            panic!("WebDriver: loading {url}: {e}");
+        }
     }
 
     pub fn url(&self) -> String {
