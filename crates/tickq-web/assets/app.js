@@ -267,6 +267,7 @@ async function route() {
   if (banner.className === 'ok') banner.hidden = true;
   if (app.view && app.view.leave) app.view.leave();
   app.view = null;
+  document.body.classList.toggle('logged-out', r.parts[0] === 'login');
   if (r.parts[0] === 'login') {
     markNav('');
     return showLogin(r.params.next || '/');
