@@ -267,6 +267,20 @@ fn pages_live_updates_and_actions() {
     browser.click_on("#confirm-ok", LIMIT);
     browser.wait_text("#job-state", "cancelled", LIMIT);
 
+    // A schedule paused, resumed and triggered from its row.
+    browser.goto(&node.page("/schedules"));
+    let row = "tr[data-schedule='nightly-report']";
+    browser.click_on(&format!("{row} button[data-action='pause']"), LIMIT);
+    browser.wait(&format!("{row} .tag.paused"), LIMIT);
+    let schedules = api.ok("GET", "/api/schedules", None);
+    assert_eq!(schedules["schedules"][0]["paused"], true);
+    browser.click_on(&format!("{row} button[data-action='resume']"), LIMIT);
+    browser.wait(&format!("{row} button[data-action='pause']"), LIMIT);
+    assert!(browser.find(&format!("{row} .tag.paused")).is_none());
+    browser.click_on(&format!("{row} button[data-action='trigger']"), LIMIT);
+    browser.wait_text("#banner-text", "enqueued 1 job", LIMIT);
+    browser.assert_no_console_errors("the schedules' actions");
+
     // Back and forward walk the pages visited through the menu.
     mark(&browser);
     browser.click_on("#nav a[data-nav='locks']", LIMIT);
@@ -276,7 +290,7 @@ fn pages_live_updates_and_actions() {
     browser.back();
     browser.wait("tr[data-lock='nightly-export']", LIMIT);
     browser.back();
-    browser.wait_text("#job-state", "cancelled", LIMIT);
+    browser.wait("tr[data-schedule='nightly-report']", LIMIT);
     browser.forward();
     browser.wait("tr[data-lock='nightly-export']", LIMIT);
     assert_not_reloaded(&browser);
@@ -322,6 +336,14 @@ fn pages_live_updates_and_actions() {
         "a paused queue starts nothing"
     );
     browser.wait(&format!("#jobs tr[data-job-id='{held}']"), LIMIT);
+    // Limits from the same page.
+    browser.fill("#limits-form input[name='concurrency']", "3");
+    browser.fill("#limits-form input[name='rate']", "20/1s");
+    browser.click_on("#limits-form button[type='submit']", LIMIT);
+    browser.wait_text("#limits", "≤ 3 at once", LIMIT);
+    let limits = &api.counts("work")["limits"];
+    assert_eq!(limits["concurrency"], 3, "{limits}");
+    assert_eq!(limits["rate"]["jobs"], 20, "{limits}");
     browser.click_on("#resume", LIMIT);
     api.wait_state(&held, "completed", LIMIT);
     // The list drops it live once it ran.
