@@ -1,5 +1,6 @@
 //! Integration tests of the `tickq` binary: real processes against real redis-servers.
 
+mod admin;
 mod bad_input;
 mod cron;
 mod dashboard;

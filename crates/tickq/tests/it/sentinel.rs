@@ -1,9 +1,7 @@
 //! tickq through Redis Sentinel, on real processes: a primary, a replica and a sentinel. The
 //! client and the worker find the master through the sentinel and follow a failover.
 
-mod common;
-
-use common::{count, spawn, wait_until};
+use crate::common::{count, spawn, wait_until};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
