@@ -673,7 +673,8 @@ class JobList {
     this.pager = h('div', { class: 'pager', id: 'pager' });
     this.bulk = h('div', { class: 'row', id: 'bulk' });
     this.root.append(this.filterForm(), this.bulk, this.table, this.pager);
-    this.refresh = view.throttled(() => this.load(), 1000);
+    // A filtered list may take many requests to fill: re-read it live less often.
+    this.refresh = view.throttled(() => this.load(), this.filtered() ? 5000 : 1000);
     this.drawBulk();
   }
 
