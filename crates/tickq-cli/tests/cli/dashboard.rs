@@ -41,7 +41,19 @@ impl Api {
     }
 
     /// One request: (status, JSON body or Null).
+    #[track_caller]
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.try_call(method, path, body)
+            .unwrap_or_else(|e| panic!("calling the API: {method} {path}: {e}"))
+    }
+
+    /// One request; an error when the server cannot be reached.
+    fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), reqwest::Error> {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = &self.token {
@@ -53,13 +65,13 @@ impl Api {
                 .body(body.to_string());
         }
         self.rt.block_on(async move {
-            let res = req.send().await.expect("calling the API");
+            let res = req.send().await?;
             let status = res.status().as_u16();
-            let bytes = res.bytes().await.expect("reading the API's answer");
-            (
+            let bytes = res.bytes().await?;
+            Ok((
                 status,
                 serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            )
+            ))
         })
     }
 
@@ -133,7 +145,8 @@ fn seed(url: &str, queue: &str, count: usize, payload: impl Fn(usize) -> Value) 
 /// A node with the HTTP API on a free port, its Redis, and an API client.
 struct Node {
     redis: TestRedis,
-    _server: Server,
+    server: Option<Server>,
+    extra_config: String,
     addr: String,
     api: Api,
 }
@@ -141,30 +154,46 @@ struct Node {
 fn node(extra_config: &str, token: Option<&str>) -> Node {
     let redis = TestRedis::start();
     let addr = format!("127.0.0.1:{}", free_port());
+    let api = Api::new(&addr, token);
+    let server = start_server(&redis, &addr, extra_config, &api);
+    Node {
+        redis,
+        server: Some(server),
+        extra_config: extra_config.to_owned(),
+        addr,
+        api,
+    }
+}
+
+fn start_server(redis: &TestRedis, addr: &str, extra_config: &str, api: &Api) -> Server {
     let config = format!(
         "[worker]\nqueues = {{ work = 1, other = 1, bulk = 1 }}\nconcurrency = 8\n\n\
          [exec]\nallow = [\"sh\", \"true\", \"false\"]\n\n{extra_config}"
     );
     let server = Server::start(
         Some(&config),
-        &["--redis", &redis.url(), "--listen", &addr],
+        &["--redis", &redis.url(), "--listen", addr],
         &[],
     );
-    let api = Api::new(&addr, token);
     wait_for(LIMIT, "the HTTP API", || {
-        (api.call("GET", "/healthz", None).0 == 200).then_some(())
+        let answer = api.try_call("GET", "/healthz", None);
+        answer.is_ok_and(|(status, _)| status == 200).then_some(())
     });
-    Node {
-        redis,
-        _server: server,
-        addr,
-        api,
-    }
+    server
 }
 
 impl Node {
     fn page(&self, route: &str) -> String {
         format!("http://{}/#{route}", self.addr)
+    }
+
+    fn stop(&mut self) {
+        self.server = None;
+    }
+
+    fn start_again(&mut self) {
+        let server = start_server(&self.redis, &self.addr, &self.extra_config, &self.api);
+        self.server = Some(server);
     }
 }
 
@@ -483,6 +512,40 @@ fn login_rejects_a_wrong_token_and_a_read_token_sees_no_actions() {
     assert!(browser.find("#read-only").is_none());
     browser.goto(&node.page(&format!("/jobs/{dead}")));
     browser.wait("#job-actions button[data-action='retry']", LIMIT);
+}
+
+/// Changes made while the server was down reach the open page once its event stream is back.
+#[test]
+fn the_page_reads_again_after_the_event_stream_reconnects() {
+    let mut node = node("", None);
+    // A queue no node runs: its job only moves when told to.
+    let parked = seed(&node.redis.url(), "parked", 1, |_| json!({"cmd": ["true"]}));
+    let browser = Browser::start();
+    browser.goto(&node.page("/dead"));
+    browser.wait("#no-dead", LIMIT);
+    browser.wait(".live.on", LIMIT);
+    mark(&browser);
+
+    node.stop();
+    browser.wait("#live:not(.on)", LIMIT);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = tickq::Client::connect(&node.redis.url()).await.unwrap();
+        client.inspector().kill(&parked[0]).await.unwrap();
+    });
+    node.start_again();
+
+    browser.wait(&format!("#jobs tr[data-job-id='{}']", parked[0]), LIMIT);
+    browser.wait(".live.on", LIMIT);
+    assert_not_reloaded(&browser);
+    // The refused reconnects while the server was down are in the console; nothing after.
+    browser.console_errors();
+    browser.goto(&node.page("/queues/parked?state=dead"));
+    browser.wait(&format!("#jobs tr[data-job-id='{}']", parked[0]), LIMIT);
+    browser.assert_no_console_errors("the page after the reconnect");
 }
 
 const FAILURE_QUEUES: usize = 20;

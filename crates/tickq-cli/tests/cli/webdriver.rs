@@ -82,30 +82,45 @@ impl Browser {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        let args = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--window-size=1280,900",
-            &format!("--user-data-dir={}", browser._profile.path().display()),
-        ];
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
-            "goog:loggingPrefs": {"browser": "ALL"},
-            // Tests wait for what they need on the page; DOMContentLoaded is enough here.
-            "pageLoadStrategy": "eager",
-            "timeouts": {"pageLoad": 30000, "script": 30000, "implicit": 0},
-        }}});
-        let created = browser
-            .raw("POST", "/session", Some(caps))
-            .unwrap_or_else(|e| panic!("cannot open a Chromium session: {e}"));
+        // On a loaded machine Chromium now and then fails to start ("DevTools port number
+        // file ... unexpected format"): try again with a fresh profile, which tells a flaky
+        // start from a broken install.
+        let mut attempt = 0;
+        let created = loop {
+            attempt += 1;
+            if attempt > 1 {
+                browser._profile = tempfile::tempdir().expect("browser profile dir");
+            }
+            let profile = format!("--user-data-dir={}", browser._profile.path().display());
+            let args = [
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                "--window-size=1280,900",
+                &profile,
+            ];
+            let caps = json!({"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
+                "goog:loggingPrefs": {"browser": "ALL"},
+                // Tests wait for what they need on the page; DOMContentLoaded is enough.
+                "pageLoadStrategy": "eager",
+                "timeouts": {"pageLoad": 30000, "script": 30000, "implicit": 0},
+            }}});
+            match browser.raw("POST", "/session", Some(caps)) {
+                Ok(created) => break created,
+                Err(e) if attempt < 3 && e.error == "session not created" => {
+                    eprintln!("Chromium did not start ({e}); trying again");
+                }
+                Err(e) => panic!("cannot open a Chromium session: {e}"),
+            }
+        };
         browser.session = created["sessionId"]
             .as_str()
             .expect("session id")
