@@ -5,6 +5,7 @@ mod bad_input;
 mod cron;
 mod dashboard;
 mod exec_sig;
+mod faults;
 mod http_kind;
 mod lock;
 mod metrics;

@@ -1,6 +1,6 @@
 //! Faults: a worker process killed with SIGKILL, Redis restarted mid-run, Redis stalled past
 //! the lease, a worker process frozen (SIGSTOP) until its lease was taken over, and a frozen
-//! idle worker that must not swallow wake-ups.
+//! idle worker that must not swallow wake-ups (Redis at maxmemory: `redis_full.rs`).
 //!
 //! Worker *processes* are this test binary started again into `child_worker_process`.
 
