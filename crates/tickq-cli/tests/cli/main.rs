@@ -3,6 +3,7 @@
 mod admin;
 mod bad_input;
 mod cron;
+mod dashboard;
 mod deploy;
 mod exec_sig;
 mod faults;
@@ -12,3 +13,4 @@ mod metrics;
 mod server;
 mod util;
 mod verbs;
+mod webdriver;
