@@ -12,6 +12,7 @@ import inspect
 import logging
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional, TypeVar, Union
@@ -215,8 +216,9 @@ class Worker:
         native.close()
         # Threads stuck in a handler that never returns are daemons: they do not hold the
         # process up, and the Rust side has already given their jobs up.
+        deadline = time.monotonic() + 2
         for t in self._threads:
-            t.join(timeout=0.5)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
         native.result()
 
     def run(self) -> None:
@@ -230,6 +232,7 @@ class Worker:
                 previous[sig] = signal.signal(sig, self._on_signal)
         loop: Optional[asyncio.AbstractEventLoop] = None
         loop_thread: Optional[threading.Thread] = None
+        started = False
         try:
             if native.has_async:
                 loop = asyncio.new_event_loop()
@@ -238,13 +241,16 @@ class Worker:
                 native.start(loop, _Dispatcher(loop).dispatch)
             else:
                 native.start()
+            started = True
             self._start_threads()
             while not native.wait(_TICK):
                 pass
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            if not native.wait(0):
+            # Left by an exception (KeyboardInterrupt while not in charge of signals, say):
+            # hand the running jobs back rather than leave them to their leases.
+            if started and not native.wait(0):
                 native.force()
                 while not native.wait(_TICK):
                     pass
@@ -269,18 +275,21 @@ class Worker:
                     installed.append(sig)
                 except (NotImplementedError, RuntimeError):
                     pass
+        started = False
         try:
             if native.has_async:
                 native.start(loop, _Dispatcher(loop).dispatch)
             else:
                 native.start()
+            started = True
             self._start_threads()
             while not native.wait(0):
                 await asyncio.sleep(_TICK / 2)
         except asyncio.CancelledError:
-            native.force()
-            while not native.wait(_TICK):
-                pass
+            if started:
+                native.force()
+                while not native.wait(_TICK):
+                    pass
             raise
         finally:
             for sig in installed:
