@@ -47,6 +47,12 @@ create_exception!(
     Error,
     "Data read from Redis could not be decoded."
 );
+create_exception!(
+    tickq,
+    Conflict,
+    Error,
+    "The object is in the wrong state for that (retry a running job, kill a finished one)."
+);
 create_exception!(tickq, Shutdown, Error, "The worker is shutting down.");
 create_exception!(tickq, LockBusy, Error, "Someone else holds the lock.");
 
@@ -56,6 +62,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("NotFound", py.get_type::<NotFound>())?;
     m.add("AlreadyExists", py.get_type::<AlreadyExists>())?;
     m.add("InvalidArgument", py.get_type::<InvalidArgument>())?;
+    m.add("Conflict", py.get_type::<Conflict>())?;
     m.add("Unavailable", py.get_type::<Unavailable>())?;
     m.add("Timeout", py.get_type::<Timeout>())?;
     m.add("Corrupt", py.get_type::<Corrupt>())?;
@@ -71,6 +78,7 @@ pub(crate) fn to_py(py: Python<'_>, e: tickq::Error) -> PyErr {
         ErrorKind::NotFound => NotFound::new_err(message),
         ErrorKind::AlreadyExists => AlreadyExists::new_err(message),
         ErrorKind::InvalidArgument => InvalidArgument::new_err(message),
+        ErrorKind::Conflict => Conflict::new_err(message),
         ErrorKind::Unavailable => Unavailable::new_err(message),
         ErrorKind::Timeout => Timeout::new_err(message),
         ErrorKind::Corrupt => Corrupt::new_err(message),

@@ -451,6 +451,7 @@ struct Finished {
 pub struct NativeWorker {
     worker: Arc<tickq::Worker>,
     scheduler: Option<Arc<tickq::Scheduler>>,
+    stop: tickq::ShutdownHandle,
     pool: Arc<Pool>,
     pump: Arc<Pump>,
     pump_rx: Mutex<Option<mpsc::Receiver<PumpMsg>>>,
@@ -508,7 +509,10 @@ impl NativeWorker {
         let pump = Arc::new(Pump {
             tx: Mutex::new(Some(tx)),
         });
+        // One handle stops the worker and the scheduler together.
+        let stop = tickq::ShutdownHandle::default();
         let mut builder = tickq::Worker::builder(&client.inner)
+            .shutdown(stop.clone())
             .concurrency(concurrency)
             .lease(convert::duration("lease", lease)?)
             .job_timeout(convert::duration("job_timeout", job_timeout)?)
@@ -543,11 +547,17 @@ impl NativeWorker {
             builder = retry_policy(spec)?(builder);
         }
         let worker = builder.build().map_err(|e| errors::to_py(py, e))?;
-        let scheduler =
-            scheduler.then(|| Arc::new(tickq::Scheduler::builder(&client.inner).build()));
+        let scheduler = scheduler.then(|| {
+            Arc::new(
+                tickq::Scheduler::builder(&client.inner)
+                    .shutdown(stop.clone())
+                    .build(),
+            )
+        });
         Ok(NativeWorker {
             worker: Arc::new(worker),
             scheduler,
+            stop,
             pool,
             pump,
             pump_rx: Mutex::new(Some(rx)),
@@ -602,13 +612,8 @@ impl NativeWorker {
         let scheduler = self.scheduler.clone();
         let finished = self.finished.clone();
         runtime().spawn(async move {
-            let fire = scheduler
-                .clone()
-                .map(|s| tokio::spawn(async move { s.run().await }));
+            let fire = scheduler.map(|s| tokio::spawn(async move { s.run().await }));
             let result = worker.run().await.map_err(|e| e.to_string());
-            if let Some(s) = &scheduler {
-                s.shutdown_handle().shutdown();
-            }
             if let Some(task) = fire {
                 let _ = task.await;
             }
@@ -704,18 +709,12 @@ impl NativeWorker {
 
     /// Stop claiming, let running jobs finish (up to the shutdown timeout), hand the rest back.
     fn shutdown(&self) {
-        self.worker.shutdown_handle().shutdown();
-        if let Some(s) = &self.scheduler {
-            s.shutdown_handle().shutdown();
-        }
+        self.stop.shutdown();
     }
 
     /// Stop now: running jobs are handed back without charging an attempt.
     fn force(&self) {
-        self.worker.shutdown_handle().force();
-        if let Some(s) = &self.scheduler {
-            s.shutdown_handle().force();
-        }
+        self.stop.force();
     }
 
     /// Release the serving threads and the pump once the worker has finished.

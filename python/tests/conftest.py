@@ -1,91 +1,15 @@
-"""Fixtures: a private redis-server per test (unix socket and a free port, never 6379), the
-`tickq` binary, and helpers that poll with a deadline instead of sleeping."""
+"""Fixtures: a private redis-server per test (unix socket and a free port, never 6379) and a
+client connected to it. The tests import `tickq` as installed (./dev test builds it into
+.venv-test), never from the source tree."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
-import threading
-import time
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Callable, Iterator, Optional, TypeVar
+from typing import Iterator
 
 import pytest
+from helpers import Redis
 
 import tickq
-
-T = TypeVar("T")
-
-REPO = Path(__file__).resolve().parents[2]
-LIMIT = 20.0
-
-
-def wait_for(what: str, check: Callable[[], Optional[T]], limit: float = LIMIT) -> T:
-    """Poll `check` until it answers something truthy; fail after `limit` seconds."""
-    deadline = time.monotonic() + limit
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {limit}s waiting for {what}")
-        time.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Redis:
-    """One redis-server on a unix socket and a TCP port of 127.0.0.1."""
-
-    def __init__(self) -> None:
-        # Short path: a unix socket path must fit in 108 bytes.
-        self.dir = tempfile.mkdtemp(prefix="tq-", dir="/tmp")
-        self.socket = os.path.join(self.dir, "redis.sock")
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [
-                os.environ.get("TICKQ_REDIS_SERVER", "redis-server"),
-                "--port", str(self.port), "--bind", "127.0.0.1",
-                "--unixsocket", self.socket, "--unixsocketperm", "700",
-                "--save", "", "--appendonly", "no", "--dir", self.dir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for("redis-server to listen", self._up, 10)
-
-    def _up(self) -> bool:
-        if self.proc.poll() is not None:
-            pytest.fail(f"redis-server exited with {self.proc.returncode}")
-        try:
-            with socket.socket(socket.AF_UNIX) as s:
-                s.connect(self.socket)
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    @property
-    def url(self) -> str:
-        return f"redis+unix://{self.socket}"
-
-    @property
-    def tcp_url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -98,40 +22,3 @@ def redis() -> Iterator[Redis]:
 @pytest.fixture
 def client(redis: Redis) -> tickq.Client:
     return tickq.Client(redis.url)
-
-
-@contextmanager
-def running(worker: tickq.Worker) -> Iterator[tickq.Worker]:
-    """Run `worker` on a background thread for the block, then shut it down."""
-    errors = []
-
-    def run() -> None:
-        try:
-            worker.run()
-        except BaseException as e:  # noqa: BLE001
-            errors.append(e)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    wait_for("the worker to start", lambda: worker.id)
-    try:
-        yield worker
-    finally:
-        worker.shutdown()
-        t.join(LIMIT)
-        assert not t.is_alive(), "the worker did not stop"
-        if errors:
-            raise errors[0]
-
-
-def tickq_bin() -> str:
-    """The `tickq` binary: TICKQ_BIN, or the workspace's debug build."""
-    path = os.environ.get("TICKQ_BIN") or str(REPO / "target" / "debug" / "tickq")
-    if not os.path.exists(path):
-        pytest.fail(f"no tickq binary at {path}: run `cargo build -p tickq-cli` or set TICKQ_BIN")
-    return path
-
-
-def python_process(script: str, *args: str, **kw) -> subprocess.Popen:
-    """Run `script` (Python source) in a fresh interpreter of this environment."""
-    return subprocess.Popen([sys.executable, "-c", script, *args], **kw)

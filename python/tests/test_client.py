@@ -9,7 +9,7 @@ import pytest
 
 import tickq
 
-from .conftest import Redis
+from helpers import Redis
 
 
 def test_connects_with_every_single_server_url_form(redis: Redis) -> None:
@@ -28,7 +28,7 @@ def test_a_bad_url_names_the_problem() -> None:
 
 
 def test_no_redis_is_unavailable() -> None:
-    from .conftest import free_port
+    from helpers import free_port
 
     with pytest.raises((tickq.Unavailable, tickq.Timeout)):
         c = tickq.Client(f"redis://127.0.0.1:{free_port()}")
@@ -131,6 +131,8 @@ def test_cancel_retry_kill_delete(client: tickq.Client) -> None:
     id = client.enqueue("q", "k")
     assert client.cancel(id) == "cancelled"
     assert client.job(id).state == "cancelled"
+    with pytest.raises(tickq.Conflict):
+        client.kill(id)  # a finished job cannot be killed
     assert client.retry(id, "q") == "cancelled"
     assert client.job(id).state == "pending"
     assert client.kill(id) == "pending"

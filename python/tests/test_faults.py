@@ -15,7 +15,7 @@ from typing import Iterator, List
 
 import tickq
 
-from .conftest import LIMIT, Redis, python_process, running, tickq_bin, wait_for
+from helpers import LIMIT, Redis, python_process, running, tickq_bin, wait_for
 
 WORKER = """
 import sys, time, tickq

@@ -13,7 +13,7 @@ import pytest
 
 import tickq
 
-from .conftest import LIMIT, Redis, python_process, running, wait_for
+from helpers import LIMIT, Redis, python_process, running, wait_for
 
 
 def state_of(client: tickq.Client, id: str, queue: str = "q") -> str:

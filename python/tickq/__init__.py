@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from ._tickq import (
     AlreadyExists,
+    Conflict,
     Corrupt,
     Enqueued,
     Error,
@@ -46,6 +47,7 @@ __all__ = [
     "DEFAULT_URL",
     "AlreadyExists",
     "Client",
+    "Conflict",
     "Corrupt",
     "Enqueued",
     "Error",

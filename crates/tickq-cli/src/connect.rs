@@ -64,12 +64,14 @@ fn split_host_port(text: &str) -> (&str, u16) {
 }
 
 /// A URL the library cannot parse is the user's to fix (exit 2); anything else is an
-/// operation that failed (exit 1). The library's message already says what to do next.
+/// operation that failed (exit 1), with the command line's way out when Redis is not there.
 fn connect_error(e: tickq::Error) -> anyhow::Error {
-    if e.kind() == ErrorKind::InvalidArgument {
-        usage(e.to_string())
-    } else {
-        e.into()
+    match e.kind() {
+        ErrorKind::InvalidArgument => usage(e.to_string()),
+        ErrorKind::Unavailable if e.message().starts_with("no Redis at") => {
+            anyhow::anyhow!("{e}; start one with `redis-server` or pass --redis")
+        }
+        _ => e.into(),
     }
 }
 

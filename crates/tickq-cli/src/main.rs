@@ -3,7 +3,7 @@
 //! | module | job |
 //! | --- | --- |
 //! | `cli` | the command line as clap sees it (raw) |
-//! | `config` | raw args + environment + config file → a validated `Invocation` |
+//! | `config/` | raw args + environment + config file → a validated `Invocation` (file, redis, server, cron, verbs, sources) |
 //! | `parse` | DUR and TIME |
 //! | `commands/` | the verbs, one file per family |
 //! | `output` | text tables vs `--json` |
@@ -39,7 +39,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // clap prints its own errors and exits with 2.
     let cli = cli::Cli::parse();
-    let invocation = match config::validate(cli) {
+    let invocation = match config::load(cli) {
         Ok(invocation) => invocation,
         Err(e) => return report(&e),
     };

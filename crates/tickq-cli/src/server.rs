@@ -103,12 +103,16 @@ async fn serve(
     for (queue, weight) in &config.queues {
         builder = builder.queue(queue, *weight);
     }
-    let worker = builder.build().context("configuring the worker")?;
+    // One handle stops the worker and the scheduler together.
+    let handle = ShutdownHandle::default();
+    let worker = builder
+        .shutdown(handle.clone())
+        .build()
+        .context("configuring the worker")?;
     // Every node runs a scheduler, whatever its config says: schedules live in Redis, and a
     // tick fires once however many schedulers find it due (the fire script compare-and-sets
     // the schedule's next time). With no schedules it only looks at Redis now and then.
-    let scheduler = Scheduler::builder(&client).build();
-    let handle = Stop(vec![worker.shutdown_handle(), scheduler.shutdown_handle()]);
+    let scheduler = Scheduler::builder(&client).shutdown(handle.clone()).build();
     signals.drive(handle.clone());
 
     let (stopped_tx, stopped_rx) = watch::channel(false);
@@ -298,20 +302,6 @@ async fn register_schedules(client: &Client, config: &ServerConfig) -> anyhow::R
     Ok(())
 }
 
-/// Stops the worker and the scheduler together.
-#[derive(Clone)]
-struct Stop(Vec<ShutdownHandle>);
-
-impl Stop {
-    fn shutdown(&self) {
-        self.0.iter().for_each(ShutdownHandle::shutdown);
-    }
-
-    fn force(&self) {
-        self.0.iter().for_each(ShutdownHandle::force);
-    }
-}
-
 /// SIGTERM/SIGINT: the first drains, the second forces.
 ///
 /// Registered up front rather than with `ShutdownHandle::on_signals`, which installs its
@@ -340,7 +330,7 @@ impl Signals {
     }
 
     /// Apply signals (including any that came during startup) to the worker and scheduler.
-    fn drive(&self, handle: Stop) {
+    fn drive(&self, handle: ShutdownHandle) {
         let mut count = self.count.clone();
         tokio::spawn(async move {
             if count.wait_for(|n| *n >= 1).await.is_err() {

@@ -10,9 +10,11 @@ pub enum ErrorKind {
     NotFound,
     /// A job with that id (or unique key) already exists.
     AlreadyExists,
-    /// The caller passed something invalid, or asked for a transition the object's state does
-    /// not allow.
+    /// The caller passed something invalid.
     InvalidArgument,
+    /// The object is in the wrong state for that: retrying or deleting a running job, killing
+    /// a finished one, cancelling a completed one. Nothing changed; it may succeed later.
+    Conflict,
     /// Redis could not be reached or answered with an error.
     Unavailable,
     /// An operation did not finish in time.
@@ -79,6 +81,10 @@ impl Error {
 
     pub(crate) fn invalid(what: impl Into<String>) -> Error {
         Error::new(ErrorKind::InvalidArgument, what)
+    }
+
+    pub(crate) fn conflict(what: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Conflict, what)
     }
 
     pub(crate) fn corrupt(what: impl Into<String>) -> Error {

@@ -299,7 +299,7 @@ impl NewJob {
         if let Some(unique) = &self.unique {
             if unique.ttl.is_zero() {
                 return Err(Error::invalid(
-                    "a unique job needs a time to stay unique: set unique_for (--unique-for)                      to more than zero",
+                    "a unique job needs a time to stay unique: set unique_for to more than zero",
                 ));
             }
             if let Some(key) = &unique.key

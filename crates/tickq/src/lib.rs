@@ -137,6 +137,7 @@ mod limits;
 mod lock;
 pub mod retry;
 pub mod schedule;
+mod shutdown;
 mod worker;
 
 pub use broker::{CancelOutcome, QueueCounts, Retention, redact_url, validate_redis_url};
@@ -158,4 +159,5 @@ pub use schedule::{
     Catchup, CronSchedule, Overlap, ScheduleInfo, ScheduleSpec, Scheduler, SchedulerBuilder, Task,
     Upserted,
 };
-pub use worker::{ShutdownHandle, Worker, WorkerBuilder, WorkerStats, default_node_name};
+pub use shutdown::ShutdownHandle;
+pub use worker::{Worker, WorkerBuilder, WorkerStats, default_node_name};

@@ -506,10 +506,7 @@ pub(crate) fn unreachable(url: &str, e: redis::RedisError) -> Error {
     }
     Error::new(
         ErrorKind::Unavailable,
-        format!(
-            "no Redis at {}; start one with `redis-server` or pass --redis",
-            redact_url(url)
-        ),
+        format!("no Redis at {}", redact_url(url)),
     )
     .with_source(e)
 }

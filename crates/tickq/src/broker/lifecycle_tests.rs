@@ -675,7 +675,7 @@ async fn apply(
                         Ok(CancelOutcome::Cancelling)
                     }
                     JobState::Cancelled => Ok(CancelOutcome::Cancelled),
-                    JobState::Completed | JobState::Dead => Err(ErrorKind::InvalidArgument),
+                    JobState::Completed | JobState::Dead => Err(ErrorKind::Conflict),
                 },
             };
 
@@ -688,7 +688,7 @@ async fn apply(
             let id = model.any_id(job);
             let expected = match model.jobs.get(&id).map(|j| j.state) {
                 None => Err(ErrorKind::NotFound),
-                Some(JobState::Active) => Err(ErrorKind::InvalidArgument),
+                Some(JobState::Active) => Err(ErrorKind::Conflict),
                 Some(state) => {
                     model.jobs.remove(&id);
                     Ok(state)
@@ -706,7 +706,7 @@ async fn apply(
             let expected = match model.jobs.get(&id).map(|j| j.state) {
                 None => Err(ErrorKind::NotFound),
                 Some(JobState::Pending | JobState::Active | JobState::Completed) => {
-                    Err(ErrorKind::InvalidArgument)
+                    Err(ErrorKind::Conflict)
                 }
                 Some(state) => {
                     model.move_to_pending(&id);

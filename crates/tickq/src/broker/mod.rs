@@ -463,7 +463,7 @@ impl Broker {
             "cancelled" => Ok(CancelOutcome::Cancelled),
             "cancelling" => Ok(CancelOutcome::Cancelling),
             "notfound" => Err(job_not_found(&keys.name, id)),
-            state => Err(Error::invalid(format!(
+            state => Err(Error::conflict(format!(
                 "job {id} is {state}; only scheduled, pending, retry or active jobs can be \
                  cancelled"
             ))),
@@ -486,7 +486,7 @@ impl Broker {
             .await?;
         match answer.as_str() {
             "notfound" => Err(job_not_found(&keys.name, id)),
-            "active" => Err(Error::invalid(format!(
+            "active" => Err(Error::conflict(format!(
                 "job {id} is active; cancel it first, then delete it"
             ))),
             state => state.parse(),
@@ -705,8 +705,8 @@ impl Broker {
 
 fn purge_active(queue: &str) -> Error {
     Error::invalid(format!(
-        "active jobs of queue {queue} cannot be purged; cancel them (tickq cancel ID), or pause \
-         the queue and let them finish"
+        "active jobs of queue {queue} cannot be purged; cancel them, or pause the queue and let \
+         them finish"
     ))
 }
 
@@ -762,7 +762,7 @@ fn previous_state(
     if state == JobState::Active {
         message.push_str("; to stop a running job, cancel it");
     }
-    Err(Error::invalid(message))
+    Err(Error::conflict(message))
 }
 
 fn job_info(queue: &str, id: &str, fields: &HashMap<String, Vec<u8>>) -> JobInfo {

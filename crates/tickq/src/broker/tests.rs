@@ -1578,7 +1578,7 @@ async fn cancel_of_a_finished_job_is_refused() {
 
         let err = env.broker.cancel(&env.keys, &KEEP, "a").await.unwrap_err();
 
-        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{state}: {err}");
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{state}: {err}");
         assert!(err.message().contains(state.as_str()), "{err}");
         assert_eq!(env.snapshot().await, before);
     }
@@ -1635,7 +1635,7 @@ async fn delete_of_an_active_job_is_refused() {
 
     let err = env.broker.delete(&env.keys, "a").await.unwrap_err();
 
-    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert_eq!(err.kind(), ErrorKind::Conflict);
     assert!(err.message().contains("cancel it first"), "{err}");
     assert_eq!(env.snapshot().await, before);
 }
@@ -1706,7 +1706,7 @@ async fn retry_of_a_pending_active_or_completed_job_is_refused() {
 
         let err = env.broker.retry(&env.keys, "a").await.unwrap_err();
 
-        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{state}: {err}");
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{state}: {err}");
         assert_eq!(env.snapshot().await, before, "{state}");
     }
 }
@@ -2010,17 +2010,13 @@ async fn kill_sends_a_waiting_job_to_dead_and_refuses_the_others() {
         let info = env.broker.job(&env.keys, "a").await.unwrap().unwrap();
         assert_eq!(info.last_error.as_deref(), Some("killed by hand"));
         let again = env.broker.kill(&env.keys, &KEEP, "a").await.unwrap_err();
-        assert_eq!(
-            again.kind(),
-            ErrorKind::InvalidArgument,
-            "twice, from {state}"
-        );
+        assert_eq!(again.kind(), ErrorKind::Conflict, "twice, from {state}");
     }
     for state in [JobState::Active, JobState::Completed, JobState::Cancelled] {
         let env = start().await;
         env.put("a", state).await;
         let err = env.broker.kill(&env.keys, &KEEP, "a").await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{state}");
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{state}");
         env.assert_state("a", state).await;
     }
     let env = start().await;
@@ -2239,7 +2235,7 @@ async fn reschedule_moves_a_waiting_job_to_its_new_time() {
             .reschedule(&env.keys, "a", &Due::Now)
             .await
             .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{state}");
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{state}");
         env.assert_state("a", state).await;
     }
     let env = start().await;

@@ -9,7 +9,7 @@ use super::{Catchup, CronSchedule, MAX_CATCHUP, MISFIRE_GRACE};
 use crate::broker::message::Envelope;
 use crate::broker::schedules::{FireOutcome, TickJob};
 use crate::broker::{Broker, Retention, keys::QueueKeys};
-use crate::worker::ShutdownHandle;
+use crate::shutdown::ShutdownHandle;
 use crate::{Client, DEFAULT_MAX_ATTEMPTS, Result};
 use jiff::Timestamp;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -25,9 +25,17 @@ pub struct SchedulerBuilder {
     broker: Broker,
     retention: Retention,
     max_sleep: Duration,
+    shutdown: Option<ShutdownHandle>,
 }
 
 impl SchedulerBuilder {
+    /// Stop with this handle (shared with other parts of the node, say the worker). Default: a
+    /// handle of its own ([`Scheduler::shutdown_handle`]).
+    pub fn shutdown(mut self, handle: ShutdownHandle) -> SchedulerBuilder {
+        self.shutdown = Some(handle);
+        self
+    }
+
     /// The longest the scheduler sleeps without looking at Redis, which bounds how long a new
     /// schedule that is due sooner than every existing one waits. Default: 5 s.
     pub fn max_sleep(mut self, max: Duration) -> SchedulerBuilder {
@@ -43,7 +51,7 @@ impl SchedulerBuilder {
             max_sleep: self.max_sleep,
             parsed: Mutex::default(),
             fired: AtomicU64::default(),
-            shutdown: ShutdownHandle::default(),
+            shutdown: self.shutdown.unwrap_or_default(),
         }
     }
 }
@@ -80,6 +88,7 @@ impl Scheduler {
             broker: client.broker.clone(),
             retention: client.retention,
             max_sleep: Duration::from_secs(5),
+            shutdown: None,
         }
     }
 

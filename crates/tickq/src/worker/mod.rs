@@ -25,6 +25,7 @@ use crate::broker::keys::QueueKeys;
 use crate::broker::{Broker, Retention};
 use crate::handler::Handler;
 use crate::retry::{ExponentialBackoff, RetryPolicy};
+use crate::shutdown::ShutdownHandle;
 use crate::{Client, Error, Result};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -172,96 +173,10 @@ impl Shared {
     }
 }
 
-/// Stops a worker: [`ShutdownHandle::shutdown`] drains gracefully, [`ShutdownHandle::force`]
-/// hands running jobs back at once.
-#[derive(Clone, Debug, Default)]
-pub struct ShutdownHandle {
-    graceful: CancellationToken,
-    force: CancellationToken,
-}
-
-impl ShutdownHandle {
-    /// Stop claiming, let running jobs finish (up to the shutdown timeout), hand the rest back.
-    pub fn shutdown(&self) {
-        self.graceful.cancel();
-    }
-
-    /// Stop now: running jobs are stopped and handed back without charging an attempt.
-    pub fn force(&self) {
-        self.graceful.cancel();
-        self.force.cancel();
-    }
-
-    pub(crate) fn graceful_token(&self) -> CancellationToken {
-        self.graceful.clone()
-    }
-
-    /// Shut down on the first SIGINT/SIGTERM, force on the second. The handlers are in place
-    /// when this returns, so a signal right after it is not lost; call it inside a tokio
-    /// runtime.
-    pub fn on_signals(&self) -> Result<()> {
-        let mut signals = Signals::install().map_err(|e| {
-            Error::new(
-                crate::ErrorKind::Unavailable,
-                "could not install signal handlers",
-            )
-            .with_source(e)
-        })?;
-        let handle = self.clone();
-        tokio::spawn(async move {
-            signals.next().await;
-            tracing::info!("shutting down: finishing running jobs (signal again to force)");
-            handle.shutdown();
-            signals.next().await;
-            tracing::warn!("forced shutdown: handing running jobs back");
-            handle.force();
-        });
-        Ok(())
-    }
-}
-
-/// SIGTERM and SIGINT, registered up front.
-#[cfg(unix)]
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-#[cfg(unix)]
-impl Signals {
-    fn install() -> std::io::Result<Signals> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Signals {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-        })
-    }
-
-    async fn next(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
-        }
-    }
-}
-
-#[cfg(not(unix))]
-struct Signals;
-
-#[cfg(not(unix))]
-impl Signals {
-    fn install() -> std::io::Result<Signals> {
-        Ok(Signals)
-    }
-
-    async fn next(&mut self) {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 /// Builds a [`Worker`].
 pub struct WorkerBuilder {
     broker: Broker,
+    shutdown: Option<ShutdownHandle>,
     recover_interval: Option<Duration>,
     node: Option<String>,
     queues: Vec<(String, u32)>,
@@ -360,6 +275,13 @@ impl WorkerBuilder {
         self
     }
 
+    /// Stop with this handle (shared with other parts of the node, say the scheduler).
+    /// Default: a handle of its own ([`Worker::shutdown_handle`]).
+    pub fn shutdown(mut self, handle: ShutdownHandle) -> WorkerBuilder {
+        self.shutdown = Some(handle);
+        self
+    }
+
     /// Check the configuration and build the worker.
     pub fn build(self) -> Result<Worker> {
         let c = &self.config;
@@ -406,7 +328,7 @@ impl WorkerBuilder {
         });
         Ok(Worker {
             shared,
-            shutdown: ShutdownHandle::default(),
+            shutdown: self.shutdown.unwrap_or_default(),
         })
     }
 }
@@ -467,6 +389,7 @@ impl Worker {
     pub fn builder(client: &Client) -> WorkerBuilder {
         WorkerBuilder {
             broker: client.broker.clone(),
+            shutdown: None,
             recover_interval: None,
             node: None,
             queues: Vec::new(),
@@ -526,6 +449,7 @@ impl Worker {
             shared: shared.clone(),
             background: background.clone(),
         };
+        let force = self.shutdown.force_token();
         let jobs = TaskTracker::new();
         let (acks, ack_rx) = tokio::sync::mpsc::unbounded_channel();
 
@@ -537,7 +461,7 @@ impl Worker {
         ];
         tracing::info!(worker = %shared.id, queues = ?shared.config.queues.iter().map(|(k, _)| &k.name).collect::<Vec<_>>(), "worker started");
 
-        fetcher::run(shared.clone(), self.shutdown.graceful.clone(), &jobs, acks).await;
+        fetcher::run(shared.clone(), self.shutdown.graceful_token(), &jobs, acks).await;
 
         // Graceful drain: running jobs keep their leases until they finish, the timeout
         // passes or a force arrives; whatever still runs then is handed back.
@@ -547,7 +471,7 @@ impl Worker {
             _ = tokio::time::sleep(shared.config.shutdown_timeout) => {
                 tracing::warn!("shutdown timeout passed; handing running jobs back");
             }
-            _ = self.shutdown.force.cancelled() => {}
+            _ = force.cancelled() => {}
         }
         for (_, running) in shared.running_snapshot() {
             running.stop(StopReason::Shutdown);

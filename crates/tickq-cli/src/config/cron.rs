@@ -1,0 +1,176 @@
+//! A schedule as the user wrote it (a `[[cron]]` table or `tickq cron add`), its tasks, and
+//! the exec payloads and signatures they carry.
+
+use super::file::{CronFile, CronTaskFile, FileConfig, toml_to_json};
+use super::{DEFAULT_QUEUE, kind_name, usage};
+use crate::exec_kind::{ExecPayload, Secret};
+use anyhow::Context as _;
+use std::path::Path;
+use tickq::schedule::{Catchup, Overlap, ScheduleSpec, Task};
+
+/// One schedule as the user wrote it: a `[[cron]]` table (with defaults filled in) or the
+/// arguments of `tickq cron add`. Checked with the library's [`ScheduleSpec::validate`];
+/// [`CronSpec::to_schedule`] is the one mapping to the library's form.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CronSpec {
+    pub name: String,
+    pub schedule: String,
+    pub timezone: String,
+    pub queue: String,
+    pub overlap: Overlap,
+    pub catchup: Catchup,
+    pub tasks: Vec<CronTask>,
+}
+
+/// One job of a cron tick, shown the way it is written in the file.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(untagged)]
+pub enum CronTask {
+    Exec {
+        kind: &'static str,
+        #[serde(flatten)]
+        exec: ExecPayload,
+    },
+    Other {
+        kind: String,
+        #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+        payload: serde_json::Value,
+    },
+}
+
+pub(super) fn cron_spec(c: CronFile) -> Result<CronSpec, String> {
+    let tasks = c
+        .tasks
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| cron_task(t).map_err(|e| format!("task {}: {e}", i + 1)))
+        .collect::<Result<_, _>>()?;
+    let spec = CronSpec {
+        name: c.name,
+        schedule: c.schedule.trim().to_owned(),
+        timezone: c.timezone.unwrap_or_else(|| "UTC".to_owned()),
+        queue: c.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_owned()),
+        overlap: c.overlap.unwrap_or_default(),
+        catchup: c.catchup.unwrap_or_default(),
+        tasks,
+    };
+    spec.check()?;
+    Ok(spec)
+}
+
+impl CronSpec {
+    /// The scheduler's own rules: name, queue, tasks, cron syntax and time zone.
+    pub(super) fn check(&self) -> Result<(), String> {
+        self.to_schedule()
+            .validate()
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sign every exec task with `secret` (replacing any signature it had).
+    pub fn sign_exec(&mut self, secret: &Secret) {
+        for task in &mut self.tasks {
+            if let CronTask::Exec { exec, .. } = task {
+                exec.sign(secret);
+            }
+        }
+    }
+
+    /// The library's form of this schedule.
+    pub fn to_schedule(&self) -> ScheduleSpec {
+        let mut spec = ScheduleSpec::new(&self.name, &self.queue, &self.schedule)
+            .timezone(&self.timezone)
+            .overlap(self.overlap)
+            .catchup(self.catchup);
+        for task in &self.tasks {
+            spec = spec.task(match task {
+                CronTask::Exec { exec, .. } => Task::new(
+                    crate::exec_kind::KIND,
+                    serde_json::to_value(exec).expect("an exec payload serialises"),
+                ),
+                CronTask::Other { kind, payload } => Task::new(kind, payload.clone()),
+            });
+        }
+        spec
+    }
+}
+
+pub(super) fn cron_task(t: CronTaskFile) -> Result<CronTask, String> {
+    kind_name(&t.kind)?;
+    if t.kind == crate::exec_kind::KIND {
+        if t.payload.is_some() {
+            return Err("an exec task takes cmd (and env, cwd, stdin), not payload".into());
+        }
+        return exec_task(ExecPayload {
+            cmd: t.cmd.ok_or("an exec task needs cmd = [PROGRAM, ARGS...]")?,
+            env: t.env.unwrap_or_default(),
+            cwd: t.cwd,
+            stdin: t.stdin,
+            sig: None,
+        });
+    }
+    if t.cmd.is_some() || t.env.is_some() || t.cwd.is_some() || t.stdin.is_some() {
+        return Err(format!(
+            "cmd, env, cwd and stdin are for exec tasks; a {:?} task takes payload",
+            t.kind
+        ));
+    }
+    kind_task(t.kind, t.payload.map(toml_to_json).unwrap_or_default())
+}
+
+/// The exec signing secret: `TICKQ_EXEC_SECRET` (`env`) if set, else `[exec] secret` of the
+/// file.
+pub(super) fn exec_secret(
+    env: Option<&std::ffi::OsStr>,
+    file: Option<&FileConfig>,
+    path: Option<&Path>,
+) -> anyhow::Result<Option<Secret>> {
+    const ENV: &str = crate::exec_kind::SECRET_ENV;
+    if let Some(text) = env {
+        let text = text
+            .to_str()
+            .ok_or_else(|| usage(format!("{ENV}: not valid UTF-8")))?;
+        return Secret::new(text)
+            .map(Some)
+            .map_err(|e| usage(format!("{ENV}: {e}")));
+    }
+    let Some(text) = file.and_then(|f| f.exec.secret.as_deref()) else {
+        return Ok(None);
+    };
+    Secret::new(text).map(Some).map_err(|e| {
+        let file = path.map_or_else(String::new, |p| format!("config file {}: ", p.display()));
+        usage(format!("{file}[exec] secret: {e}"))
+    })
+}
+
+/// An exec payload signed with `secret`, as JSON.
+pub(super) fn signed_value(
+    mut exec: ExecPayload,
+    secret: &Secret,
+) -> anyhow::Result<serde_json::Value> {
+    exec.sign(secret);
+    serde_json::to_value(&exec).context("encoding the exec payload")
+}
+
+pub(super) fn exec_task(exec: ExecPayload) -> Result<CronTask, String> {
+    exec.validate()?;
+    Ok(CronTask::Exec {
+        kind: crate::exec_kind::KIND,
+        exec,
+    })
+}
+
+/// A task of `kind` with a JSON payload; an exec payload is checked like any exec task's.
+pub(super) fn kind_task(kind: String, payload: serde_json::Value) -> Result<CronTask, String> {
+    kind_name(&kind)?;
+    if kind == crate::exec_kind::KIND {
+        let exec = serde_json::from_value(payload).map_err(|e| {
+            format!(
+                "an exec job's payload must be {{\"cmd\": [PROGRAM, ARGS...], \"env\": {{...}}, \
+                 \"cwd\": \"...\", \"stdin\": \"...\"}}: {e}"
+            )
+        })?;
+        return exec_task(exec);
+    }
+    Ok(CronTask::Other { kind, payload })
+}

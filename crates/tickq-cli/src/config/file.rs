@@ -1,0 +1,104 @@
+//! The config file as written: its TOML schema (unknown keys are errors) and reading it.
+
+use super::usage;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use tickq::schedule::{Catchup, Overlap};
+
+// ---- the config file as written ----
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileConfig {
+    pub(super) redis: Option<String>,
+    pub(super) node: Option<String>,
+    #[serde(default)]
+    pub(super) worker: WorkerFile,
+    #[serde(default)]
+    pub(super) http: HttpFile,
+    #[serde(default)]
+    pub(super) exec: ExecFile,
+    #[serde(default)]
+    pub(super) cron: Vec<CronFile>,
+    #[serde(default)]
+    pub(super) limits: BTreeMap<String, LimitsFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LimitsFile {
+    pub(super) concurrency: Option<u32>,
+    pub(super) rate: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WorkerFile {
+    pub(super) queues: Option<BTreeMap<String, u32>>,
+    pub(super) concurrency: Option<usize>,
+    pub(super) lease: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HttpFile {
+    pub(super) listen: Option<String>,
+    pub(super) token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ExecFile {
+    #[serde(default)]
+    pub(super) allow: Vec<String>,
+    pub(super) secret: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CronFile {
+    pub(super) name: String,
+    pub(super) schedule: String,
+    pub(super) timezone: Option<String>,
+    pub(super) queue: Option<String>,
+    pub(super) overlap: Option<Overlap>,
+    pub(super) catchup: Option<Catchup>,
+    pub(super) tasks: Vec<CronTaskFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CronTaskFile {
+    pub(super) kind: String,
+    pub(super) cmd: Option<Vec<String>>,
+    pub(super) env: Option<BTreeMap<String, String>>,
+    pub(super) cwd: Option<String>,
+    pub(super) stdin: Option<String>,
+    pub(super) payload: Option<toml::Value>,
+}
+
+pub(super) fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        usage(format!(
+            "cannot read config file {}: {e}; check the path given to --config",
+            path.display()
+        ))
+    })?;
+    toml::from_str(&text).map_err(|e| usage(format!("invalid config file {}: {e}", path.display())))
+}
+
+pub(super) fn toml_to_json(value: toml::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match value {
+        toml::Value::String(s) => J::String(s),
+        toml::Value::Integer(i) => J::from(i),
+        toml::Value::Float(f) => J::from(f),
+        toml::Value::Boolean(b) => J::Bool(b),
+        toml::Value::Datetime(d) => J::String(d.to_string()),
+        toml::Value::Array(a) => J::Array(a.into_iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => {
+            J::Object(t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect())
+        }
+    }
+}

@@ -1,0 +1,455 @@
+//! Raw arguments, environment and config file in; one typed, validated [`Invocation`] out.
+//!
+//! Everything a user can get wrong is checked here, before any connection is made or process
+//! started, and reported as a [`UsageError`] (exit status 2).
+//!
+//! | module | job |
+//! | --- | --- |
+//! | `file` | the config file as written (TOML schema) and reading it |
+//! | `redis` | which Redis: `--redis` > `TICKQ_REDIS_URL` > the file > the default |
+//! | `server` | `tickq server`'s effective settings |
+//! | `cron` | a schedule as the user wrote it (`[[cron]]`, `cron add`) and its tasks |
+//! | `verbs` | checking every other verb's arguments |
+
+mod cron;
+mod file;
+mod redis;
+mod server;
+mod sources;
+#[cfg(test)]
+mod tests;
+mod verbs;
+
+pub use cron::{CronSpec, CronTask};
+pub use redis::{REDIS_URL_ENV, Redis, RedisOrigin};
+pub use server::ServerConfig;
+
+use crate::cli::{Cli, Command, ConfigCommand, CronCommand, LogFormat, QueueCommand};
+use crate::exec_kind::ExecPayload;
+use anyhow::Context as _;
+use cron::{exec_secret, signed_value};
+use redis::resolve_redis;
+use server::server_config;
+use sources::Sources;
+use std::fmt;
+use std::time::Duration;
+use tickq::schedule::CronSchedule;
+use tickq::{JobState, NewJob};
+use verbs::{
+    cron_action, cron_next, env_pairs, limit_change, lock_action, new_job, payload, queue_pause,
+};
+const DEFAULT_QUEUE: &str = "default";
+const MAX_NAME_LEN: usize = 128;
+
+/// Bad input from the user: a flag, an argument, the config file. Exit status 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// A usage error as an `anyhow::Error`.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    UsageError(message.into()).into()
+}
+
+/// What to run, fully checked.
+#[derive(Debug)]
+pub struct Invocation {
+    pub log: LogConfig,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub verbose: u8,
+    /// The level when neither RUST_LOG nor -v says otherwise.
+    pub default_level: &'static str,
+}
+
+#[derive(Debug)]
+pub enum Action {
+    Server(Box<ServerConfig>),
+    ConfigShow {
+        config: Box<ServerConfig>,
+        json: bool,
+    },
+    Enqueue {
+        redis: Redis,
+        job: Box<NewJob>,
+        json: bool,
+    },
+    Job {
+        redis: Redis,
+        id: String,
+        json: bool,
+    },
+    Jobs {
+        redis: Redis,
+        queue: String,
+        state: Option<JobState>,
+        limit: usize,
+        json: bool,
+    },
+    Stats {
+        redis: Redis,
+        json: bool,
+    },
+    Retry {
+        redis: Redis,
+        id: String,
+        json: bool,
+    },
+    Kill {
+        redis: Redis,
+        id: String,
+        json: bool,
+    },
+    Delete {
+        redis: Redis,
+        id: String,
+        json: bool,
+    },
+    Cancel {
+        redis: Redis,
+        id: String,
+        json: bool,
+    },
+    QueueLs {
+        redis: Redis,
+        json: bool,
+    },
+    /// `queue pause` (paused: true) and `queue resume`.
+    QueuePause {
+        redis: Redis,
+        queue: String,
+        paused: bool,
+        json: bool,
+    },
+    /// `queue limit`: `change: None` shows the limits.
+    QueueLimit {
+        redis: Redis,
+        queue: String,
+        change: Option<LimitChange>,
+        json: bool,
+    },
+    /// Never `JobState::Active`: refused here as a usage error.
+    QueuePurge {
+        redis: Redis,
+        queue: String,
+        state: JobState,
+        json: bool,
+    },
+    CronLs {
+        redis: Redis,
+        json: bool,
+    },
+    CronAdd {
+        redis: Redis,
+        spec: Box<CronSpec>,
+        json: bool,
+    },
+    Cron {
+        redis: Redis,
+        verb: CronVerb,
+        name: String,
+        json: bool,
+    },
+    /// Needs no Redis: it has no address, so nothing can try to connect.
+    CronNext {
+        cron: Box<CronSchedule>,
+        after: Option<jiff::Timestamp>,
+        count: usize,
+        json: bool,
+    },
+    LockRun {
+        redis: Redis,
+        run: Box<LockRun>,
+    },
+    LockSet {
+        redis: Redis,
+        name: String,
+        key: String,
+        value: String,
+        fence: u64,
+        json: bool,
+    },
+    LockGet {
+        redis: Redis,
+        name: String,
+        key: String,
+        json: bool,
+    },
+}
+
+/// `tickq lock run`, checked.
+#[derive(Debug, Clone)]
+pub struct LockRun {
+    pub name: String,
+    pub ttl: Duration,
+    pub wait: Duration,
+    /// SIGTERM to SIGKILL, after the lock is lost.
+    pub grace: Duration,
+    /// PROGRAM and ARGS; never empty.
+    pub cmd: Vec<String>,
+}
+
+/// The `cron` verbs that act on one stored schedule by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CronVerb {
+    Rm,
+    Trigger,
+    Pause,
+    Resume,
+}
+
+// ---- validation ----
+
+/// Read what the command line names, check everything, and build the invocation.
+pub fn load(cli: Cli) -> anyhow::Result<Invocation> {
+    let sources = Sources::read(&cli)?;
+    validate(cli, sources)
+}
+
+/// Check the command line against what [`Sources`] read; no I/O.
+fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
+    let global = cli.global;
+    let mut log = LogConfig {
+        format: global.log_format,
+        verbose: global.verbose,
+        default_level: "warn",
+    };
+    // Before the Redis address is even resolved: `cron next` must work with no Redis and no
+    // usable address anywhere.
+    let command = match cli.command {
+        Command::Cron(CronCommand::Next(args)) => {
+            return Ok(Invocation {
+                log,
+                action: cron_next(args)?,
+            });
+        }
+        command => command,
+    };
+    let Sources {
+        file,
+        redis_url,
+        default_port,
+        exec_secret: secret_env,
+        payload: payload_text,
+    } = sources;
+    let redis = resolve_redis(
+        global.redis.as_deref(),
+        redis_url.as_deref(),
+        file.as_ref()
+            .and_then(|f| f.redis.as_deref())
+            .zip(global.config.as_deref()),
+        default_port.as_deref(),
+    )?;
+    let exec_secret = exec_secret(
+        secret_env.as_deref(),
+        file.as_ref(),
+        global.config.as_deref(),
+    )?;
+    let action = match command {
+        Command::Server(args) => {
+            log.default_level = "info";
+            let file = file.unwrap_or_default();
+            Action::Server(Box::new(server_config(
+                redis,
+                global.config,
+                file,
+                args.opts,
+                exec_secret,
+            )?))
+        }
+        Command::Config(ConfigCommand::Show(args)) => Action::ConfigShow {
+            config: Box::new(server_config(
+                redis,
+                global.config,
+                file.unwrap_or_default(),
+                args.opts,
+                exec_secret,
+            )?),
+            json: args.output.json,
+        },
+        Command::Enqueue(args) => {
+            let mut payload = match args.payload.as_deref() {
+                None => serde_json::Value::Null,
+                Some(text) => payload(text, payload_text.as_ref())?,
+            };
+            if args.kind == crate::exec_kind::KIND {
+                let exec: ExecPayload = serde_json::from_value(payload.clone()).map_err(|e| {
+                    usage(format!(
+                        "an exec job's payload must be {{\"cmd\": [PROGRAM, ARGS...], \"env\": \
+                         {{...}}, \"cwd\": \"...\", \"stdin\": \"...\"}}: {e}"
+                    ))
+                })?;
+                exec.validate().map_err(usage)?;
+                if let Some(secret) = &exec_secret {
+                    payload = signed_value(exec, secret)?;
+                }
+            }
+            let json = args.job.output.json;
+            Action::Enqueue {
+                redis,
+                job: Box::new(new_job(&args.queue, &args.kind, payload, args.job)?),
+                json,
+            }
+        }
+        Command::Exec(args) => {
+            let exec = ExecPayload {
+                cmd: args.cmd,
+                env: env_pairs(&args.env)?,
+                cwd: args.cwd,
+                stdin: None,
+                sig: None,
+            };
+            exec.validate().map_err(usage)?;
+            let payload = match &exec_secret {
+                Some(secret) => signed_value(exec, secret)?,
+                None => serde_json::to_value(&exec).context("encoding the exec payload")?,
+            };
+            let json = args.job.output.json;
+            Action::Enqueue {
+                redis,
+                job: Box::new(new_job(
+                    &args.queue,
+                    crate::exec_kind::KIND,
+                    payload,
+                    args.job,
+                )?),
+                json,
+            }
+        }
+        Command::Job(args) => Action::Job {
+            redis,
+            id: job_id(&args.id)?,
+            json: args.output.json,
+        },
+        Command::Jobs(args) => {
+            queue_name(&args.queue)?;
+            let state = args
+                .state
+                .as_deref()
+                .map(|s| s.parse::<JobState>().map_err(|e| usage(e.to_string())))
+                .transpose()?;
+            if args.limit == 0 {
+                return Err(usage("--limit must be at least 1"));
+            }
+            Action::Jobs {
+                redis,
+                queue: args.queue,
+                state,
+                limit: args.limit,
+                json: args.output.json,
+            }
+        }
+        Command::Stats(output) => Action::Stats {
+            redis,
+            json: output.json,
+        },
+        Command::Retry(args) => Action::Retry {
+            redis,
+            id: job_id(&args.id)?,
+            json: args.output.json,
+        },
+        Command::Kill(args) => Action::Kill {
+            redis,
+            id: job_id(&args.id)?,
+            json: args.output.json,
+        },
+        Command::Delete(args) => Action::Delete {
+            redis,
+            id: job_id(&args.id)?,
+            json: args.output.json,
+        },
+        Command::Cancel(args) => Action::Cancel {
+            redis,
+            id: job_id(&args.id)?,
+            json: args.output.json,
+        },
+        Command::Queue(QueueCommand::Ls(output)) => Action::QueueLs {
+            redis,
+            json: output.json,
+        },
+        Command::Queue(QueueCommand::Pause(args)) => queue_pause(redis, args, true)?,
+        Command::Queue(QueueCommand::Resume(args)) => queue_pause(redis, args, false)?,
+        Command::Queue(QueueCommand::Purge(args)) => {
+            queue_name(&args.queue)?;
+            let state: JobState = args
+                .state
+                .parse()
+                .map_err(|e| usage(format!("--state: {e}")))?;
+            if state == JobState::Active {
+                return Err(usage(
+                    "active jobs cannot be purged: they are running; cancel them \
+                     (`tickq cancel ID`), or pause the queue and let them finish",
+                ));
+            }
+            Action::QueuePurge {
+                redis,
+                queue: args.queue,
+                state,
+                json: args.output.json,
+            }
+        }
+        Command::Queue(QueueCommand::Limit(args)) => {
+            queue_name(&args.queue)?;
+            Action::QueueLimit {
+                redis,
+                queue: args.queue,
+                change: limit_change(args.clear, args.concurrency, args.rate)?,
+                json: args.output.json,
+            }
+        }
+        Command::Cron(command) => {
+            cron_action(command, redis, exec_secret.as_ref(), payload_text.as_ref())?
+        }
+        Command::Lock(command) => lock_action(command, redis)?,
+    };
+    Ok(Invocation { log, action })
+}
+
+/// A change to a queue's limits: each `Some` replaces that limit (`Some(None)` removes it);
+/// `None` leaves it as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitChange {
+    pub concurrency: Option<Option<u32>>,
+    pub rate: Option<Option<tickq::Rate>>,
+}
+
+impl LimitChange {
+    pub fn apply(&self, mut limits: tickq::QueueLimits) -> tickq::QueueLimits {
+        if let Some(c) = self.concurrency {
+            limits.concurrency = c;
+        }
+        if let Some(r) = self.rate {
+            limits.rate = r;
+        }
+        limits
+    }
+}
+
+fn kind_name(kind: &str) -> Result<(), String> {
+    if kind.is_empty() || kind.len() > MAX_NAME_LEN || kind.chars().any(char::is_control) {
+        return Err(format!(
+            "invalid job kind {kind:?}: use 1 to {MAX_NAME_LEN} printable characters"
+        ));
+    }
+    Ok(())
+}
+
+fn queue_name(queue: &str) -> anyhow::Result<()> {
+    tickq::validate_queue_name(queue).map_err(|e| usage(e.to_string()))
+}
+
+fn job_id(id: &str) -> anyhow::Result<String> {
+    tickq::validate_job_id(id).map_err(|e| usage(e.to_string()))?;
+    Ok(id.to_owned())
+}
