@@ -79,10 +79,26 @@ pub enum Command {
     /// Enqueue an `exec` job that runs PROGRAM with ARGS on a server whose [exec] allow list
     /// has PROGRAM; prints its id.
     Exec(ExecArgs),
-    /// Show one job: state, attempts, times, last error, result.
-    Job(IdArgs),
-    /// List a queue's jobs, oldest first.
+    /// Show one job: state, attempts, times, progress, last error, result.
+    ///
+    /// With --wait, first wait until the job ends, and exit with its outcome: 0 when it
+    /// completed, 1 when it went dead or was cancelled or deleted, or was still not done after
+    /// --timeout.
+    Job(JobArgs),
+    /// List a queue's jobs in one state (or every state), with filters and a cursor.
+    ///
+    /// Waiting jobs come next-to-run first, active ones oldest start first, finished ones
+    /// newest first. With a filter, one call examines a bounded number of jobs: when the
+    /// output says there is more, pass --cursor with the value it gives to go on.
     Jobs(JobsArgs),
+    /// Act on every job of a queue in one state that matches the filters: retry, kill,
+    /// delete or cancel them, in bounded batches. --dry-run only counts them.
+    Bulk(BulkArgs),
+    /// The live nodes: name, version, queues, and the jobs each one runs now.
+    Nodes(OutputArgs),
+    /// Per-minute history kept in Redis (8 days): enqueued, processed, failed, retried, dead,
+    /// run times.
+    History(HistoryArgs),
     /// Per queue: jobs by state, processed and failed totals.
     Stats(OutputArgs),
     /// Run a dead, cancelled, retry or scheduled job now.
@@ -227,16 +243,91 @@ pub struct IdArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct JobArgs {
+    /// The job id.
+    pub id: String,
+    /// Wait until the job ends (completed, dead or cancelled), then show it.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this long (DUR) [default: wait as long as it takes].
+    #[arg(long, value_name = "DUR", requires = "wait")]
+    pub timeout: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Which jobs of a state: shared by `jobs` and `bulk`.
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// Only jobs of this kind.
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
+    /// Only jobs whose payload (as JSON text) contains TEXT.
+    #[arg(long, value_name = "TEXT")]
+    pub search: Option<String>,
+    /// Only jobs whose last error contains TEXT.
+    #[arg(long, value_name = "TEXT")]
+    pub error: Option<String>,
+    /// Only jobs whose time in the state (due, start or end) is at or after TIME.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Only jobs whose time in the state is before TIME.
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct JobsArgs {
     /// The queue.
     pub queue: String,
     /// Only jobs in this state: scheduled pending active retry dead completed cancelled
-    /// [default: all, in that order].
+    /// [default: all, in that order; with a filter or --cursor: pending].
     #[arg(long, value_name = "STATE")]
     pub state: Option<String>,
-    /// At most this many jobs.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Go on from where the previous page stopped (its `next_cursor`).
+    #[arg(long, value_name = "CURSOR")]
+    pub cursor: Option<String>,
+    /// At most this many jobs (1 to 1000).
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub limit: usize,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BulkArgs {
+    /// The queue.
+    pub queue: String,
+    /// What to do: retry, kill, delete or cancel.
+    pub action: String,
+    /// The jobs' state: scheduled pending active retry dead completed cancelled.
+    #[arg(long, value_name = "STATE")]
+    pub state: String,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Only count the jobs that match.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// One queue [default: every queue, summed].
+    #[arg(long, value_name = "QUEUE")]
+    pub queue: Option<String>,
+    /// Start (TIME) [default: an hour before --to].
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// End (TIME) [default: now].
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Width of one row, whole minutes (DUR) [default: 1m].
+    #[arg(long, value_name = "DUR")]
+    pub step: Option<String>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -436,6 +527,8 @@ pub enum LockCommand {
     /// program when the lock was not had within --wait; 75 with "lock lost" on stderr when
     /// the lock was lost while the program ran, whatever the program's own status.
     Run(LockRunArgs),
+    /// The locks held now (name, fence, time left), and those taken in the last week.
+    Ls(OutputArgs),
     /// Write VALUE under KEY in the lock's fenced store, if FENCE is the lock's latest fence.
     ///
     /// Exit status 1 with "stale fence" when it is not (a newer holder has the lock; nothing

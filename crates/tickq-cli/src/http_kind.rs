@@ -145,7 +145,7 @@ impl HttpPayload {
         let timeout = match &self.timeout {
             None => DEFAULT_TIMEOUT,
             Some(text) => {
-                let timeout = crate::parse::duration(text).map_err(|e| format!("timeout: {e}"))?;
+                let timeout = tickq::units::duration(text).map_err(|e| format!("timeout: {e}"))?;
                 if timeout.is_zero() {
                     return Err("timeout: must be more than 0".into());
                 }
@@ -228,7 +228,7 @@ async fn run(client: &reqwest::Client, job: Job) -> Result<Option<String>, JobEr
         Err(_) => {
             return Err(JobError::retry(format!(
                 "{described}: no complete response within the timeout of {}",
-                crate::parse::format_duration(timeout)
+                tickq::units::format_duration(timeout)
             )));
         }
         Ok(Err(e)) => return Err(JobError::retry(format!("{described}: {e}"))),

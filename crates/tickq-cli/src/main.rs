@@ -4,7 +4,6 @@
 //! | --- | --- |
 //! | `cli` | the command line as clap sees it (raw) |
 //! | `config/` | raw args + environment + config file → a validated `Invocation` (file, redis, server, cron, verbs, sources) |
-//! | `parse` | DUR and TIME |
 //! | `commands/` | the verbs, one file per family |
 //! | `output` | text tables vs `--json` |
 //! | `server` | `tickq server` |
@@ -29,7 +28,6 @@ mod http_kind;
 mod logging;
 mod metrics;
 mod output;
-mod parse;
 mod server;
 
 use clap::Parser as _;

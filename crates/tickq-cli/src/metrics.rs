@@ -73,7 +73,7 @@ impl Metrics {
     pub async fn render(&self) -> String {
         match self.inspector.stats().await {
             Ok(stats) => {
-                for counts in stats {
+                for counts in stats.queues {
                     for state in JobState::ALL {
                         let n = counts.states.get(&state).copied().unwrap_or(0);
                         metrics::gauge!(

@@ -135,15 +135,21 @@ async fn serve(
     }
 
     let http = listener.zip(metrics).map(|(listener, metrics)| {
+        let address = config.listen.expect("listening");
         tracing::info!(
-            address = %config.listen.expect("listening"),
-            "HTTP: GET /healthz, GET /metrics"
+            %address,
+            "HTTP: the dashboard at http://{address}/, the API under /api (docs/api.md), \
+             GET /healthz, GET /metrics"
         );
         let mut stopped = stopped_rx.clone();
         tokio::spawn(http::serve(
             listener,
             metrics,
-            config.token.clone(),
+            client.clone(),
+            http::Access {
+                token: config.token.clone(),
+                read_token: config.read_token.clone(),
+            },
             async move {
                 let _ = stopped.wait_for(|s| *s).await;
             },
@@ -225,7 +231,7 @@ fn announce(config: &ServerConfig) {
 async fn apply_limits(client: &Client, config: &ServerConfig) -> anyhow::Result<()> {
     let inspector = client.inspector();
     for (queue, limits) in &config.limits {
-        let before = inspector.limits(queue).await?;
+        let before = inspector.limits(queue).await?.limits;
         inspector
             .set_limits(queue, *limits)
             .await
@@ -285,11 +291,13 @@ async fn register_schedules(client: &Client, config: &ServerConfig) -> anyhow::R
     }
     let mine: Vec<&str> = config.cron.iter().map(|c| c.name.as_str()).collect();
     let others: Vec<String> = client
+        .inspector()
         .schedules()
         .await
         .context("listing schedules")?
+        .schedules
         .into_iter()
-        .map(|s| s.spec.name)
+        .map(|s| s.name)
         .filter(|name| !mine.contains(&name.as_str()))
         .collect();
     if !others.is_empty() {

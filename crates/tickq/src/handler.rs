@@ -17,6 +17,23 @@ pub struct Job {
     pub(crate) fence: u64,
     pub(crate) due_at: Option<jiff::Timestamp>,
     pub(crate) stop: CancellationToken,
+    /// Where [`Job::progress`] reports to; `None` for a job not run by a worker.
+    pub(crate) reporter: Option<Reporter>,
+}
+
+/// A running job's line to Redis for progress reports.
+#[derive(Clone)]
+pub(crate) struct Reporter {
+    pub(crate) broker: crate::broker::Broker,
+    pub(crate) keys: std::sync::Arc<crate::broker::keys::QueueKeys>,
+}
+
+impl fmt::Debug for Reporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reporter")
+            .field("queue", &self.keys.name)
+            .finish()
+    }
 }
 
 impl Job {
@@ -76,6 +93,29 @@ impl Job {
     /// it returns after the stop is ignored.
     pub fn stopped(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
         self.stop.cancelled()
+    }
+
+    /// Report how far the job has got: `value` from 0.0 to 1.0 (clamped) and a short message,
+    /// e.g. `job.progress(0.4, "copied 4 of 10 files")`. It is kept with the job
+    /// ([`crate::JobInfo::progress`]) and sent to watchers (the dashboard's job page updates
+    /// live). Answers `false` when this worker no longer holds the job (nothing recorded).
+    /// One round trip: report at human pace, not per item of a tight loop.
+    pub async fn progress(&self, value: f64, message: impl Into<String>) -> crate::Result<bool> {
+        let Some(reporter) = &self.reporter else {
+            return Ok(false);
+        };
+        let progress = crate::Progress {
+            value: if value.is_nan() {
+                0.0
+            } else {
+                value.clamp(0.0, 1.0)
+            },
+            message: message.into(),
+        };
+        reporter
+            .broker
+            .progress(&reporter.keys, self.id(), self.fence, &progress)
+            .await
     }
 
     /// Whether [`Job::stopped`] has fired.

@@ -16,6 +16,7 @@ use std::time::Duration;
 /// when it gives up; `cancelled` is final unless retried by hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum JobState {
     /// Due at a later time.
     Scheduled,
@@ -331,13 +332,20 @@ impl NewJob {
     }
 }
 
-/// Check a queue name: 1 to 128 characters of letters, digits, `_`, `-`, `.` and `:`.
-/// (Braces are excluded because queue names are Redis Cluster hash tags.)
+/// Check a queue name: 1 to 128 characters of letters, digits, `_`, `-`, `.` and `:`, not
+/// starting with `lock:`. (Braces are excluded because queue names are Redis Cluster hash
+/// tags; `lock:` because the keys of lock `x` carry the hash tag `{lock:x}`, and a queue of
+/// that name would share its fence counter.)
 pub fn validate_queue_name(name: &str) -> Result<()> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':');
     if name.is_empty() || name.len() > MAX_NAME_LEN || !name.chars().all(ok_char) {
         return Err(Error::invalid(format!(
             "invalid queue name {name:?}: use 1 to {MAX_NAME_LEN} letters, digits, '_', '-', '.' or ':'"
+        )));
+    }
+    if name.starts_with("lock:") {
+        return Err(Error::invalid(format!(
+            "invalid queue name {name:?}: names starting with \"lock:\" are kept for locks"
         )));
     }
     Ok(())
@@ -364,6 +372,7 @@ pub fn validate_job_id(id: &str) -> Result<()> {
 
 /// The answer to an enqueue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Enqueued {
     /// The job id.
     pub id: String,
@@ -380,6 +389,7 @@ pub struct Enqueued {
 
 /// Everything known about one job, as the inspector, CLI and HTTP API show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobInfo {
     /// The job id.
     pub id: String,
@@ -419,10 +429,23 @@ pub struct JobInfo {
     pub result: Option<String>,
     /// A cancel was asked while the job is active.
     pub cancel_requested: bool,
+    /// What the running handler last reported ([`crate::Job::progress`]); kept after it ends.
+    pub progress: Option<Progress>,
     /// String tags carried with the job.
     pub meta: BTreeMap<String, String>,
     /// Why the job's stored data could not be read, if it could not.
     pub corrupt: Option<String>,
+}
+
+/// How far a running job has got, as its handler reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Progress {
+    /// From 0.0 (nothing done) to 1.0 (all done).
+    pub value: f64,
+    /// What the handler said, e.g. "copied 4 of 10 files".
+    #[serde(default)]
+    pub message: String,
 }
 
 pub(crate) fn ms_to_timestamp(ms: i64) -> Option<Timestamp> {
@@ -446,6 +469,7 @@ mod tests {
         let bad = |j: NewJob| j.validate().unwrap_err().to_string();
         assert!(bad(NewJob::new("a{b}", "k")).contains("queue name"));
         assert!(bad(NewJob::new("", "k")).contains("queue name"));
+        assert!(bad(NewJob::new("lock:nightly", "k")).contains("kept for locks"));
         assert!(bad(NewJob::new("q", "")).contains("job kind"));
         assert!(bad(NewJob::new("q", "k").id("a b")).contains("job id"));
         assert!(bad(NewJob::new("q", "k").max_attempts(0)).contains("max attempts"));

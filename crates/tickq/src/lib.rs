@@ -130,6 +130,7 @@
 mod broker;
 mod client;
 mod error;
+mod events;
 mod handler;
 mod inspect;
 mod job;
@@ -138,16 +139,23 @@ mod lock;
 pub mod retry;
 pub mod schedule;
 mod shutdown;
+pub mod units;
 mod worker;
 
-pub use broker::{CancelOutcome, QueueCounts, Retention, redact_url, validate_redis_url};
+pub use broker::{CancelOutcome, Retention, redact_url, validate_redis_url};
 pub use client::Client;
 pub use error::{Error, ErrorKind, Result};
+pub use events::{Event, Events, JobChange};
 pub use handler::{FailAction, Handler, IntoJobResult, Job, JobError};
-pub use inspect::Inspector;
+pub use inspect::{
+    BulkOutcome, History, HistoryPoint, HistoryQuery, Inspector, JobActed, JobAction, JobFilter,
+    JobPage, LockList, LockView, MAX_PAGE, NodeList, NodeView, Purged, QueueCounts,
+    QueueLimitsView, QueuePaused, QueueWeight, RunningJob, ScheduleEntry, ScheduleList,
+    SchedulePaused, ScheduleRemoved, ScheduleTriggered, Stats,
+};
 pub use job::{
     DEFAULT_MAX_ATTEMPTS, Enqueued, JobInfo, JobState, NewJob, PRIORITY_MAX, PRIORITY_MIN,
-    validate_job_id, validate_queue_name,
+    Progress, validate_job_id, validate_queue_name,
 };
 pub use limits::{QueueLimits, Rate};
 pub use lock::{
@@ -160,4 +168,4 @@ pub use schedule::{
     Upserted,
 };
 pub use shutdown::ShutdownHandle;
-pub use worker::{Worker, WorkerBuilder, WorkerStats, default_node_name};
+pub use worker::{MIN_LEASE, Worker, WorkerBuilder, WorkerStats, default_node_name};

@@ -72,7 +72,7 @@ async fn jobs_schedules_locks_and_limits_work_on_a_cluster() {
         rate: Some(Rate::new(1000, Duration::from_secs(1))),
     };
     inspector.set_limits(&queues[0], limits).await.unwrap();
-    assert_eq!(inspector.limits(&queues[0]).await.unwrap(), limits);
+    assert_eq!(inspector.limits(&queues[0]).await.unwrap().limits, limits);
 
     let done = Arc::new(Mutex::new(Vec::new()));
     let d = done.clone();
@@ -99,7 +99,7 @@ async fn jobs_schedules_locks_and_limits_work_on_a_cluster() {
         n == expected
     })
     .await;
-    let stats = inspector.stats().await.unwrap();
+    let stats = inspector.stats().await.unwrap().queues;
     assert_eq!(stats.len(), queues.len());
     assert!(stats.iter().all(|s| s.failed == 0));
 

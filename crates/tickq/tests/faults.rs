@@ -108,9 +108,10 @@ async fn kill_9_of_a_worker_process_loses_no_job() {
     child.wait().unwrap();
     let held = client
         .inspector()
-        .jobs("q", JobState::Active, 0, 100)
+        .jobs("q", JobState::Active, &Default::default(), None, 100)
         .await
-        .unwrap();
+        .unwrap()
+        .jobs;
     assert!(!held.is_empty(), "the killed worker held leases");
 
     let killed_at = std::time::Instant::now();
@@ -212,9 +213,10 @@ async fn redis_stalled_past_the_lease_makes_workers_abandon_and_nothing_complete
     assert_all_completed_once(&client, &ids).await;
     let rerun = client
         .inspector()
-        .jobs("q", JobState::Completed, 0, 100)
+        .jobs("q", JobState::Completed, &Default::default(), None, 100)
         .await
-        .unwrap();
+        .unwrap()
+        .jobs;
     assert!(
         rerun.iter().any(|j| j.attempt >= 2),
         "abandoned jobs ran again"

@@ -194,10 +194,25 @@ async fn three_nodes_share_one_rate_limit() {
     );
     // Exactly what the limiter governs: claim times on Redis' clock (local completion times
     // also carry this machine's scheduling delays). No window of 1 s may hold more than 50.
-    let completed = inspector
-        .jobs("q", JobState::Completed, 0, 5000)
-        .await
-        .unwrap();
+    let mut completed = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = inspector
+            .jobs(
+                "q",
+                JobState::Completed,
+                &Default::default(),
+                cursor.as_deref(),
+                1000,
+            )
+            .await
+            .unwrap();
+        completed.extend(page.jobs);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
     let mut starts: Vec<i64> = completed
         .iter()
         .map(|j| {

@@ -58,7 +58,12 @@ async fn ticks_created(client: &Client, name: &str) -> BTreeMap<i64, Vec<usize>>
     let mut ticks: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
     let inspector = client.inspector();
     for state in [JobState::Pending, JobState::Active, JobState::Completed] {
-        for job in inspector.jobs("q", state, 0, 10_000).await.unwrap() {
+        for job in inspector
+            .jobs("q", state, &Default::default(), None, 1000)
+            .await
+            .unwrap()
+            .jobs
+        {
             let parts: Vec<&str> = job.id.split(':').collect();
             assert_eq!((parts[0], parts[1]), ("cron", name), "{}", job.id);
             ticks
@@ -90,16 +95,16 @@ async fn five_schedulers_fire_every_tick_exactly_once_even_when_one_is_killed() 
         local.push((s, tokio::spawn(async move { runner.run().await })));
     }
     wait_until(Duration::from_secs(30), "10 ticks", || async {
-        client.schedule("beat").await.unwrap().fired >= 10
+        client.inspector().schedule("beat").await.unwrap().fired >= 10
     })
     .await;
     signal(&children[0], libc::SIGKILL);
     children.remove(0).wait().unwrap();
     wait_until(Duration::from_secs(30), "22 ticks", || async {
-        client.schedule("beat").await.unwrap().fired >= 22
+        client.inspector().schedule("beat").await.unwrap().fired >= 22
     })
     .await;
-    client.pause_schedule("beat").await.unwrap();
+    client.inspector().pause_schedule("beat").await.unwrap();
     for (s, task) in local {
         s.shutdown_handle().shutdown();
         task.await.unwrap().unwrap();
@@ -115,7 +120,7 @@ async fn five_schedulers_fire_every_tick_exactly_once_even_when_one_is_killed() 
         );
     }
 
-    let info = client.schedule("beat").await.unwrap();
+    let info = client.inspector().schedule("beat").await.unwrap();
     let ticks = ticks_created(&client, "beat").await;
     assert_eq!(
         ticks.len() as u64,
@@ -163,7 +168,7 @@ async fn redis_now_ms(client: &Client) -> i64 {
         .await
         .unwrap();
     let job = client.job("probe", &probe.id).await.unwrap();
-    client.inspector().delete("probe", &probe.id).await.unwrap();
+    client.inspector().delete(&probe.id).await.unwrap();
     job.created_at.unwrap().as_millisecond()
 }
 
@@ -184,7 +189,7 @@ async fn catch_up_after_5_missed_ticks(
     let runner = scheduler.clone();
     let task = tokio::spawn(async move { runner.run().await });
     tokio::time::sleep(Duration::from_millis(150)).await; // the catch-up pass, not the next tick
-    let info = client.schedule("late").await.unwrap();
+    let info = client.inspector().schedule("late").await.unwrap();
     let ticks = ticks_created(&client, "late").await;
     scheduler.shutdown_handle().shutdown();
     task.await.unwrap().unwrap();
@@ -241,10 +246,10 @@ async fn forbid_skips_while_the_last_run_is_active_and_resumes_after_its_runner_
     wait_until(
         Duration::from_secs(20),
         "ticks skipped while a run is active",
-        || async { client.schedule("solo").await.unwrap().skipped >= 2 },
+        || async { client.inspector().schedule("solo").await.unwrap().skipped >= 2 },
     )
     .await;
-    assert_eq!(client.schedule("solo").await.unwrap().fired, 1);
+    assert_eq!(client.inspector().schedule("solo").await.unwrap().fired, 1);
     signal(&runner_process, libc::SIGKILL);
     runner_process.wait().unwrap();
     let w = spawn(
@@ -258,7 +263,7 @@ async fn forbid_skips_while_the_last_run_is_active_and_resumes_after_its_runner_
     wait_until(
         Duration::from_secs(20),
         "the schedule fires again",
-        || async { client.schedule("solo").await.unwrap().fired >= 3 },
+        || async { client.inspector().schedule("solo").await.unwrap().fired >= 3 },
     )
     .await;
     scheduler.shutdown_handle().shutdown();
@@ -302,9 +307,10 @@ async fn replace_cancels_the_running_job_and_runs_the_new_tick() {
     );
     let cancelled = client
         .inspector()
-        .jobs("q", JobState::Cancelled, 0, 10)
+        .jobs("q", JobState::Cancelled, &Default::default(), None, 10)
         .await
-        .unwrap();
+        .unwrap()
+        .jobs;
     assert!(
         cancelled.iter().all(|j| j.attempt == 1),
         "they had started: {cancelled:?}"
@@ -328,7 +334,7 @@ async fn registration_is_idempotent_versioned_and_controllable() {
         client.upsert_schedule(&spec).await.unwrap(),
         Upserted::Unchanged
     );
-    let info = client.schedule("nightly").await.unwrap();
+    let info = client.inspector().schedule("nightly").await.unwrap();
     assert_eq!(info.version, 1);
     // 02:00 in Shanghai is 18:00 UTC.
     let next = info.next_at.unwrap();
@@ -339,26 +345,45 @@ async fn registration_is_idempotent_versioned_and_controllable() {
         client.upsert_schedule(&changed).await.unwrap(),
         Upserted::Updated
     );
-    let info = client.schedule("nightly").await.unwrap();
+    let info = client.inspector().schedule("nightly").await.unwrap();
     assert_eq!((info.version, info.spec.timezone.as_str()), (2, "UTC"));
     assert_eq!(info.next_at.unwrap().as_second() % 86_400, 2 * 3600);
 
-    client.pause_schedule("nightly").await.unwrap();
-    assert!(client.schedule("nightly").await.unwrap().paused);
-    client.resume_schedule("nightly").await.unwrap();
-    assert!(!client.schedule("nightly").await.unwrap().paused);
+    client.inspector().pause_schedule("nightly").await.unwrap();
+    assert!(client.inspector().schedule("nightly").await.unwrap().paused);
+    client.inspector().resume_schedule("nightly").await.unwrap();
+    assert!(!client.inspector().schedule("nightly").await.unwrap().paused);
 
-    let jobs = client.trigger_schedule("nightly").await.unwrap();
+    let jobs = client
+        .inspector()
+        .trigger_schedule("nightly")
+        .await
+        .unwrap()
+        .jobs;
     assert_eq!(jobs.len(), 1);
     let job = client.job("q", &jobs[0].id).await.unwrap();
     assert_eq!(job.meta.get("cron").map(String::as_str), Some("nightly"));
-    assert_eq!(client.schedules().await.unwrap().len(), 1);
+    assert_eq!(
+        client
+            .inspector()
+            .schedules()
+            .await
+            .unwrap()
+            .schedules
+            .len(),
+        1
+    );
 
-    client.remove_schedule("nightly").await.unwrap();
-    let err = client.schedule("nightly").await.unwrap_err();
+    client.inspector().remove_schedule("nightly").await.unwrap();
+    let err = client.inspector().schedule("nightly").await.unwrap_err();
     assert_eq!(err.kind(), tickq::ErrorKind::NotFound);
     assert_eq!(
-        client.remove_schedule("nightly").await.unwrap_err().kind(),
+        client
+            .inspector()
+            .remove_schedule("nightly")
+            .await
+            .unwrap_err()
+            .kind(),
         tickq::ErrorKind::NotFound
     );
     let bad =
@@ -412,7 +437,7 @@ async fn the_tasks_of_a_tick_spread_over_idle_nodes_and_survivors_take_all() {
     wait_until(
         Duration::from_secs(30),
         "8 ticks with three nodes",
-        || async { client.schedule("fanout").await.unwrap().fired >= 8 },
+        || async { client.inspector().schedule("fanout").await.unwrap().fired >= 8 },
     )
     .await;
     nodes.remove(2).stop().await; // node c leaves
@@ -420,10 +445,10 @@ async fn the_tasks_of_a_tick_spread_over_idle_nodes_and_survivors_take_all() {
     wait_until(
         Duration::from_secs(30),
         "4 more ticks with two nodes",
-        || async { client.schedule("fanout").await.unwrap().fired >= 12 },
+        || async { client.inspector().schedule("fanout").await.unwrap().fired >= 12 },
     )
     .await;
-    client.pause_schedule("fanout").await.unwrap();
+    client.inspector().pause_schedule("fanout").await.unwrap();
     wait_until(Duration::from_secs(30), "every job ran", || async {
         let c = client.inspector().counts("q").await.unwrap();
         c.states[&JobState::Pending] == 0 && c.states[&JobState::Active] == 0
@@ -501,10 +526,10 @@ async fn nodes_with_skewed_clocks_fire_neither_early_nor_late() {
     };
     let mut nodes = vec![skewed("+30s"), skewed("-30s")];
     wait_until(Duration::from_secs(30), "6 ticks", || async {
-        client.schedule("skew").await.unwrap().fired >= 6
+        client.inspector().schedule("skew").await.unwrap().fired >= 6
     })
     .await;
-    client.pause_schedule("skew").await.unwrap();
+    client.inspector().pause_schedule("skew").await.unwrap();
     for node in &nodes {
         signal(node, libc::SIGTERM);
     }
@@ -515,13 +540,14 @@ async fn nodes_with_skewed_clocks_fire_neither_early_nor_late() {
                 .success()
         );
     }
-    let info = client.schedule("skew").await.unwrap();
+    let info = client.inspector().schedule("skew").await.unwrap();
     assert_eq!(info.skipped, 0, "{info:?}");
     let jobs = client
         .inspector()
-        .jobs("q", JobState::Pending, 0, 100)
+        .jobs("q", JobState::Pending, &Default::default(), None, 100)
         .await
-        .unwrap();
+        .unwrap()
+        .jobs;
     assert!(jobs.len() >= 6);
     for job in jobs {
         let tick: i64 = job.meta["scheduled_at"].parse().unwrap();
@@ -567,7 +593,12 @@ async fn a_queue_fed_only_by_a_schedule_is_listed() {
     client.upsert_schedule(&spec).await.unwrap();
     let inspector = client.inspector();
     assert_eq!(inspector.queues().await.unwrap(), ["cron-only"]);
-    let fired = client.trigger_schedule("only").await.unwrap();
-    let found = inspector.find_job(&fired[0].id).await.unwrap();
+    let fired = client
+        .inspector()
+        .trigger_schedule("only")
+        .await
+        .unwrap()
+        .jobs;
+    let found = inspector.job(&fired[0].id).await.unwrap();
     assert_eq!(found.queue, "cron-only");
 }

@@ -124,7 +124,10 @@ async fn sentinel_failover_mid_run_is_followed_by_client_and_worker() {
         || async {
             for prefix in ["after", "after-one"] {
                 for i in 0..50 {
-                    let job = inspector.job("q", &format!("{prefix}-{i}")).await.unwrap();
+                    let job = inspector
+                        .job_in("q", &format!("{prefix}-{i}"))
+                        .await
+                        .unwrap();
                     if job.state != JobState::Completed {
                         return false;
                     }

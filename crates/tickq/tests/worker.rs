@@ -647,7 +647,7 @@ async fn no_job_starts_after_pause_returns_and_resume_runs_them_again() {
     wait_until(LIMIT, "jobs running", || async { started() >= 20 }).await;
 
     let inspector = client.inspector();
-    assert!(!inspector.pause_queue("q").await.unwrap());
+    assert!(inspector.pause_queue("q").await.unwrap().changed);
     let paused_at = Instant::now();
     // Absence of starts can only be observed by waiting.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -668,7 +668,7 @@ async fn no_job_starts_after_pause_returns_and_resume_runs_them_again() {
     assert!(counts.states[&JobState::Pending] > 0, "enqueues go on");
 
     let before_resume = started();
-    assert!(inspector.resume_queue("q").await.unwrap());
+    assert!(inspector.resume_queue("q").await.unwrap().changed);
     wait_until(LIMIT, "jobs run again", || async {
         started() >= before_resume + 20
     })

@@ -175,7 +175,7 @@ pub async fn cron_ticks(target: &Target, ticks: u64, deadline: Deadline) -> Resu
     let samples = wait_for_samples(&samples, ticks, deadline).await;
     scheduler.shutdown_handle().shutdown();
     task.await.context("scheduler task")??;
-    client.remove_schedule("bench").await?;
+    client.inspector().remove_schedule("bench").await?;
     worker.stop().await?;
     let samples = samples?;
 

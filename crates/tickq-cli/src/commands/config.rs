@@ -45,6 +45,8 @@ struct Http {
     listen: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     token: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    read_token: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -65,11 +67,12 @@ pub fn show(config: &ServerConfig, json: bool) -> anyhow::Result<()> {
                 .map(|(q, w)| (q.as_str(), *w))
                 .collect(),
             concurrency: config.concurrency,
-            lease: config.lease.map(crate::parse::format_duration),
+            lease: config.lease.map(tickq::units::format_duration),
         },
         http: Http {
             listen: config.listen.map(|a| a.to_string()),
             token: config.token.as_ref().map(|_| "***"),
+            read_token: config.read_token.as_ref().map(|_| "***"),
         },
         exec: Exec {
             allow: &config.exec_allow,

@@ -8,7 +8,7 @@ use crate::output::{self, Table};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::Serialize;
-use tickq::schedule::{CronSchedule, ScheduleInfo, Task};
+use tickq::schedule::CronSchedule;
 
 /// `t` as RFC 3339 with the offset `zone` has at that instant.
 fn in_zone(t: Timestamp, zone: &TimeZone) -> String {
@@ -26,56 +26,17 @@ fn utc(t: Timestamp) -> String {
     t.round(jiff::Unit::Second).unwrap_or(t).to_string()
 }
 
-/// One schedule in `cron ls --json`.
-#[derive(Serialize)]
-struct Listed<'a> {
-    name: &'a str,
-    queue: &'a str,
-    schedule: &'a str,
-    timezone: &'a str,
-    overlap: tickq::Overlap,
-    catchup: tickq::Catchup,
-    tasks: &'a [Task],
-    version: u64,
-    paused: bool,
-    /// On the schedule's wall clock.
-    next_at: Option<String>,
-    next_at_utc: Option<Timestamp>,
-    last_fired_at: Option<Timestamp>,
-    fired: u64,
-    skipped: u64,
-}
-
-impl<'a> Listed<'a> {
-    fn new(info: &'a ScheduleInfo) -> Listed<'a> {
-        let spec = &info.spec;
-        let tz = zone(&spec.timezone);
-        Listed {
-            name: &spec.name,
-            queue: &spec.queue,
-            schedule: &spec.cron,
-            timezone: &spec.timezone,
-            overlap: spec.overlap,
-            catchup: spec.catchup,
-            tasks: &spec.tasks,
-            version: info.version,
-            paused: info.paused,
-            next_at: info.next_at.map(|t| in_zone(t, &tz)),
-            next_at_utc: info.next_at,
-            last_fired_at: info.last_fired_at,
-            fired: info.fired,
-            skipped: info.skipped,
-        }
-    }
-}
-
 pub async fn list(redis: &Redis, json: bool) -> anyhow::Result<()> {
-    let schedules = crate::connect::connect(redis).await?.schedules().await?;
+    let list = crate::connect::connect(redis)
+        .await?
+        .inspector()
+        .schedules()
+        .await?;
     if json {
-        let listed: Vec<Listed> = schedules.iter().map(Listed::new).collect();
-        output::json(&serde_json::json!({ "schedules": listed }))?;
+        output::json(&list)?;
         return Ok(());
     }
+    let schedules = list.schedules;
     if schedules.is_empty() {
         output::text("no schedules")?;
         return Ok(());
@@ -92,13 +53,12 @@ pub async fn list(redis: &Redis, json: bool) -> anyhow::Result<()> {
         "SKIPPED",
         "PAUSED",
     ]);
-    for info in &schedules {
-        let s = Listed::new(info);
+    for s in schedules {
         table.row(vec![
-            s.name.to_owned(),
-            s.queue.to_owned(),
-            s.schedule.to_owned(),
-            s.timezone.to_owned(),
+            s.name,
+            s.queue,
+            s.schedule,
+            s.timezone,
             s.next_at.unwrap_or_else(|| "never".to_owned()),
             s.next_at_utc.map(utc).unwrap_or_else(|| "never".to_owned()),
             s.last_fired_at.map(utc).unwrap_or_else(|| "-".to_owned()),
@@ -114,7 +74,7 @@ pub async fn list(redis: &Redis, json: bool) -> anyhow::Result<()> {
 pub async fn add(redis: &Redis, spec: &CronSpec, json: bool) -> anyhow::Result<()> {
     let client = crate::connect::connect(redis).await?;
     let outcome = client.upsert_schedule(&spec.to_schedule()).await?;
-    let info = client.schedule(&spec.name).await?;
+    let info = client.inspector().schedule(&spec.name).await?;
     let tz = zone(&info.spec.timezone);
     let next = info.next_at.map(|t| in_zone(t, &tz));
     if json {
@@ -137,34 +97,25 @@ pub async fn add(redis: &Redis, spec: &CronSpec, json: bool) -> anyhow::Result<(
 }
 
 pub async fn named(redis: &Redis, verb: CronVerb, name: &str, json: bool) -> anyhow::Result<()> {
-    let client = crate::connect::connect(redis).await?;
+    let inspector = crate::connect::connect(redis).await?.inspector();
     let (value, text) = match verb {
-        CronVerb::Rm => {
-            client.remove_schedule(name).await?;
-            (
-                serde_json::json!({ "name": name, "removed": true }),
-                format!("schedule {name} removed; jobs it created are left alone"),
-            )
-        }
-        CronVerb::Pause => {
-            client.pause_schedule(name).await?;
-            (
-                serde_json::json!({ "name": name, "paused": true }),
-                format!("schedule {name} paused"),
-            )
-        }
-        CronVerb::Resume => {
-            client.resume_schedule(name).await?;
-            (
-                serde_json::json!({ "name": name, "paused": false }),
-                format!("schedule {name} resumed"),
-            )
-        }
+        CronVerb::Rm => (
+            serde_json::to_value(inspector.remove_schedule(name).await?)?,
+            format!("schedule {name} removed; jobs it created are left alone"),
+        ),
+        CronVerb::Pause => (
+            serde_json::to_value(inspector.pause_schedule(name).await?)?,
+            format!("schedule {name} paused"),
+        ),
+        CronVerb::Resume => (
+            serde_json::to_value(inspector.resume_schedule(name).await?)?,
+            format!("schedule {name} resumed"),
+        ),
         CronVerb::Trigger => {
-            let jobs = client.trigger_schedule(name).await?;
-            let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+            let triggered = inspector.trigger_schedule(name).await?;
+            let ids: Vec<&str> = triggered.jobs.iter().map(|j| j.id.as_str()).collect();
             let text = ids.join("\n");
-            (serde_json::json!({ "name": name, "jobs": jobs }), text)
+            (serde_json::to_value(&triggered)?, text)
         }
     };
     if json {

@@ -1,22 +1,38 @@
-//! One job and lists of jobs: `job`, `jobs`, `retry`, `delete`, `cancel`.
+//! One job and lists of jobs: `job`, `jobs`, `bulk`, `retry`, `kill`, `delete`, `cancel`.
+//! Every `--json` document is the library's own type, the same the HTTP API sends.
 
 use crate::config::Redis;
 use crate::output::{self, Table, clip};
-use crate::parse::format_duration;
 use jiff::Timestamp;
 use std::time::Duration;
-use tickq::{CancelOutcome, Inspector, JobInfo, JobState};
+use tickq::units::format_duration;
+use tickq::{Inspector, JobActed, JobAction, JobFilter, JobInfo, JobPage, JobState};
 
 async fn inspector(redis: &Redis) -> anyhow::Result<Inspector> {
     Ok(crate::connect::connect(redis).await?.inspector())
 }
 
-pub async fn job(redis: &Redis, id: &str, json: bool) -> anyhow::Result<()> {
-    let job = inspector(redis).await?.find_job(id).await?;
+/// `tickq job ID [--wait [--timeout DUR]]`.
+pub async fn job(
+    redis: &Redis,
+    id: &str,
+    wait: Option<Option<Duration>>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let client = crate::connect::connect(redis).await?;
+    let mut job = client.inspector().job(id).await?;
+    if let Some(timeout) = wait {
+        // No timeout: wait as long as it takes (a century is long enough).
+        let timeout = timeout.unwrap_or(Duration::from_secs(100 * 365 * 24 * 3600));
+        job = client.wait(&job.queue, id, timeout).await?;
+    }
     if json {
         output::json(&job)?;
     } else {
         output::text(&describe(&job))?;
+    }
+    if wait.is_some() && job.state != JobState::Completed {
+        anyhow::bail!("job {id} ended {}", job.state);
     }
     Ok(())
 }
@@ -54,6 +70,17 @@ fn describe(job: &JobInfo) -> String {
         ("lease until", time(job.lease_until)),
         ("worker", job.worker.clone()),
         ("cancel", cancel),
+        (
+            "progress",
+            job.progress.as_ref().map(|p| {
+                let pct = format!("{:.0}%", p.value * 100.0);
+                if p.message.is_empty() {
+                    pct
+                } else {
+                    format!("{pct} {}", p.message)
+                }
+            }),
+        ),
         ("meta", meta),
         ("payload", Some(job.payload.to_string())),
         ("last error", job.last_error.clone()),
@@ -62,40 +89,58 @@ fn describe(job: &JobInfo) -> String {
     ])
 }
 
+/// `tickq jobs QUEUE [--state S] [filters] [--cursor C] [--limit N]`.
 pub async fn list(
     redis: &Redis,
     queue: &str,
     state: Option<JobState>,
+    filter: &JobFilter,
+    cursor: Option<&str>,
     limit: usize,
     json: bool,
 ) -> anyhow::Result<()> {
     let inspector = inspector(redis).await?;
-    let states = match state {
-        Some(state) => vec![state],
-        None => JobState::ALL.to_vec(),
-    };
-    let mut jobs = Vec::new();
-    for state in states {
-        if jobs.len() >= limit {
-            break;
+    let page = match state {
+        Some(state) => inspector.jobs(queue, state, filter, cursor, limit).await?,
+        // Every state, in lifecycle order, up to the limit: a first look at a queue.
+        None => {
+            let mut all = JobPage {
+                queue: queue.to_owned(),
+                state: None,
+                jobs: Vec::new(),
+                next_cursor: None,
+                scanned: 0,
+            };
+            for state in JobState::ALL {
+                let left = limit - all.jobs.len();
+                if left == 0 {
+                    break;
+                }
+                let page = inspector.jobs(queue, state, filter, None, left).await?;
+                all.scanned += page.scanned;
+                all.jobs.extend(page.jobs);
+            }
+            all
         }
-        jobs.extend(inspector.jobs(queue, state, 0, limit - jobs.len()).await?);
-    }
+    };
     if json {
-        output::json(&serde_json::json!({
-            "queue": queue,
-            "state": state,
-            "jobs": jobs,
-        }))?;
+        output::json(&page)?;
         return Ok(());
     }
-    if jobs.is_empty() {
+    if page.jobs.is_empty() {
         let which = state.map(|s| format!(" {s}")).unwrap_or_default();
-        output::text(&format!("no{which} jobs in queue {queue}"))?;
+        let more = match &page.next_cursor {
+            Some(c) => format!(
+                " among the first {} looked at; more: --cursor '{c}'",
+                page.scanned
+            ),
+            None => String::new(),
+        };
+        output::text(&format!("no{which} jobs in queue {queue}{more}"))?;
         return Ok(());
     }
     let mut table = Table::new(["ID", "STATE", "KIND", "ATTEMPT", "DUE", "LAST ERROR"]);
-    for job in &jobs {
+    for job in &page.jobs {
         table.row(vec![
             job.id.clone(),
             job.state.to_string(),
@@ -105,80 +150,71 @@ pub async fn list(
             clip(job.last_error.as_deref().unwrap_or(""), 60),
         ]);
     }
-    output::text(&table.render())?;
+    let mut text = table.render();
+    if let Some(cursor) = &page.next_cursor {
+        text.push_str(&format!("more: --cursor '{cursor}'\n"));
+    }
+    output::text(&text)?;
     Ok(())
 }
 
-pub async fn retry(redis: &Redis, id: &str, json: bool) -> anyhow::Result<()> {
-    let inspector = inspector(redis).await?;
-    let job = inspector.find_job(id).await?;
-    let was = inspector.retry(&job.queue, id).await?;
+/// `tickq retry|kill|delete|cancel ID`.
+pub async fn act(redis: &Redis, action: JobAction, id: &str, json: bool) -> anyhow::Result<()> {
+    let acted = inspector(redis).await?.act(action, id).await?;
     if json {
-        output::json(&serde_json::json!({
-            "id": id,
-            "queue": job.queue,
-            "previous_state": was,
-            "state": JobState::Pending,
-        }))?;
+        output::json(&acted)?;
     } else {
-        output::text(&format!("job {id} ({was}) is pending again"))?;
+        output::text(&acted_text(&acted))?;
     }
     Ok(())
 }
 
-pub async fn kill(redis: &Redis, id: &str, json: bool) -> anyhow::Result<()> {
-    let inspector = inspector(redis).await?;
-    let job = inspector.find_job(id).await?;
-    let was = inspector.kill(&job.queue, id).await?;
-    if json {
-        output::json(&serde_json::json!({
-            "id": id,
-            "queue": job.queue,
-            "previous_state": was,
-            "state": JobState::Dead,
-        }))?;
-    } else {
-        output::text(&format!("job {id} ({was}) is dead"))?;
+fn acted_text(a: &JobActed) -> String {
+    let (id, was) = (&a.id, a.previous_state);
+    match a.action {
+        JobAction::Retry => format!("job {id} ({was}) is pending again"),
+        JobAction::Kill => format!("job {id} ({was}) is dead"),
+        JobAction::Delete => format!("job {id} ({was}) deleted"),
+        JobAction::Cancel if a.state == Some(JobState::Active) => {
+            format!("job {id} is running; its worker was asked to stop it")
+        }
+        JobAction::Cancel => format!("job {id} cancelled"),
     }
-    Ok(())
 }
 
-pub async fn delete(redis: &Redis, id: &str, json: bool) -> anyhow::Result<()> {
-    let inspector = inspector(redis).await?;
-    let job = inspector.find_job(id).await?;
-    let was = inspector.delete(&job.queue, id).await?;
+/// `tickq bulk QUEUE ACTION --state S [filters] [--dry-run]`.
+pub async fn bulk(
+    redis: &Redis,
+    queue: &str,
+    action: JobAction,
+    state: JobState,
+    filter: &JobFilter,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let outcome = inspector(redis)
+        .await?
+        .bulk(queue, state, filter, action, dry_run)
+        .await?;
     if json {
-        output::json(&serde_json::json!({
-            "id": id,
-            "queue": job.queue,
-            "previous_state": was,
-            "deleted": true,
-        }))?;
+        output::json(&outcome)?;
+    } else if dry_run {
+        output::text(&format!(
+            "{} {state} jobs of queue {queue} match; nothing done (--dry-run)",
+            outcome.matched
+        ))?;
     } else {
-        output::text(&format!("job {id} ({was}) deleted"))?;
-    }
-    Ok(())
-}
-
-pub async fn cancel(redis: &Redis, id: &str, json: bool) -> anyhow::Result<()> {
-    let inspector = inspector(redis).await?;
-    let job = inspector.find_job(id).await?;
-    let outcome = inspector.cancel(&job.queue, id).await?;
-    let (state, message) = match outcome {
-        CancelOutcome::Cancelled => ("cancelled", format!("job {id} cancelled")),
-        CancelOutcome::Cancelling => (
-            "cancelling",
-            format!("job {id} is running; its worker was asked to stop it"),
-        ),
-    };
-    if json {
-        output::json(&serde_json::json!({
-            "id": id,
-            "queue": job.queue,
-            "outcome": state,
-        }))?;
-    } else {
-        output::text(&message)?;
+        output::text(&format!(
+            "{} {state} jobs of queue {queue} matched; {} {}",
+            outcome.matched,
+            outcome.acted,
+            match action {
+                JobAction::Retry => "retried",
+                JobAction::Kill => "killed",
+                JobAction::Delete => "deleted",
+                JobAction::Cancel => "cancelled",
+            }
+        ))?;
     }
     Ok(())
 }

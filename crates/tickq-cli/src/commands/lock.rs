@@ -35,6 +35,36 @@ fn exit(code: u8) -> anyhow::Result<()> {
     }
 }
 
+/// `tickq lock ls`.
+pub async fn list(redis: &Redis, json: bool) -> anyhow::Result<()> {
+    let locks = crate::connect::connect(redis)
+        .await?
+        .inspector()
+        .locks()
+        .await?;
+    if json {
+        output::json(&locks)?;
+        return Ok(());
+    }
+    if locks.locks.is_empty() {
+        output::text("no locks taken in the last week")?;
+        return Ok(());
+    }
+    let mut table = crate::output::Table::new(["NAME", "HELD", "FENCE", "TIME LEFT"]);
+    for lock in &locks.locks {
+        table.row(vec![
+            lock.name.clone(),
+            if lock.held { "yes" } else { "no" }.to_owned(),
+            lock.fence.to_string(),
+            lock.ttl_ms
+                .map(|ms| tickq::units::format_duration(std::time::Duration::from_millis(ms)))
+                .unwrap_or_else(|| "-".to_owned()),
+        ]);
+    }
+    output::text(&table.render())?;
+    Ok(())
+}
+
 pub async fn run(redis: &Redis, spec: LockRun) -> anyhow::Result<()> {
     let client = crate::connect::connect(redis).await?;
     let Some(guard) = client
@@ -52,7 +82,7 @@ pub async fn run(redis: &Redis, spec: LockRun) -> anyhow::Result<()> {
             } else {
                 format!(
                     " after waiting {}",
-                    crate::parse::format_duration(spec.wait)
+                    tickq::units::format_duration(spec.wait)
                 )
             },
             spec.cmd[0]
@@ -108,7 +138,7 @@ pub async fn run(redis: &Redis, spec: LockRun) -> anyhow::Result<()> {
                     "tickq: lock {} lost ({reason}); stopping {} (SIGTERM, SIGKILL after {})",
                     spec.name,
                     spec.cmd[0],
-                    crate::parse::format_duration(spec.grace)
+                    tickq::units::format_duration(spec.grace)
                 );
                 group(libc::SIGTERM);
                 if tokio::time::timeout(spec.grace, child.wait()).await.is_err() {

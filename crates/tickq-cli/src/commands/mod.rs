@@ -6,10 +6,12 @@ mod cron;
 mod enqueue;
 mod jobs;
 pub mod lock;
+mod nodes;
 mod queue;
 mod stats;
 
 use crate::config::Action;
+use tickq::JobAction;
 
 /// Run a verb (anything but `server`).
 pub async fn run(action: Action) -> anyhow::Result<()> {
@@ -17,18 +19,48 @@ pub async fn run(action: Action) -> anyhow::Result<()> {
         Action::Server(config) => crate::server::run(*config).await,
         Action::ConfigShow { config, json } => config::show(&config, json),
         Action::Enqueue { redis, job, json } => enqueue::enqueue(&redis, *job, json).await,
-        Action::Job { redis, id, json } => jobs::job(&redis, &id, json).await,
+        Action::Job {
+            redis,
+            id,
+            wait,
+            json,
+        } => jobs::job(&redis, &id, wait, json).await,
         Action::Jobs {
             redis,
             queue,
             state,
+            filter,
+            cursor,
             limit,
             json,
-        } => jobs::list(&redis, &queue, state, limit, json).await,
-        Action::Retry { redis, id, json } => jobs::retry(&redis, &id, json).await,
-        Action::Kill { redis, id, json } => jobs::kill(&redis, &id, json).await,
-        Action::Delete { redis, id, json } => jobs::delete(&redis, &id, json).await,
-        Action::Cancel { redis, id, json } => jobs::cancel(&redis, &id, json).await,
+        } => {
+            jobs::list(
+                &redis,
+                &queue,
+                state,
+                &filter,
+                cursor.as_deref(),
+                limit,
+                json,
+            )
+            .await
+        }
+        Action::Bulk {
+            redis,
+            queue,
+            action,
+            state,
+            filter,
+            dry_run,
+            json,
+        } => jobs::bulk(&redis, &queue, action, state, &filter, dry_run, json).await,
+        Action::Retry { redis, id, json } => jobs::act(&redis, JobAction::Retry, &id, json).await,
+        Action::Kill { redis, id, json } => jobs::act(&redis, JobAction::Kill, &id, json).await,
+        Action::Delete { redis, id, json } => jobs::act(&redis, JobAction::Delete, &id, json).await,
+        Action::Cancel { redis, id, json } => jobs::act(&redis, JobAction::Cancel, &id, json).await,
+        Action::Nodes { redis, json } => nodes::nodes(&redis, json).await,
+        Action::History { redis, query, json } => nodes::history(&redis, &query, json).await,
+        Action::LockLs { redis, json } => lock::list(&redis, json).await,
         Action::Stats { redis, json } => stats::stats(&redis, json).await,
         Action::QueueLs { redis, json } => queue::list(&redis, json).await,
         Action::QueuePause {

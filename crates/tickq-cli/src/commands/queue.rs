@@ -6,7 +6,7 @@ use tickq::{JobState, QueueCounts};
 
 pub async fn list(redis: &Redis, json: bool) -> anyhow::Result<()> {
     let client = crate::connect::connect(redis).await?;
-    let stats = client.inspector().stats().await?;
+    let stats = client.inspector().stats().await?.queues;
     if json {
         // `queues` stays a list of names, as it was before queues could be paused.
         let names: Vec<&str> = stats.iter().map(|q| q.queue.as_str()).collect();
@@ -60,13 +60,15 @@ pub async fn limit(
 ) -> anyhow::Result<()> {
     let client = crate::connect::connect(redis).await?;
     let inspector = client.inspector();
-    let mut limits = inspector.limits(queue).await?;
+    let mut view = inspector.limits(queue).await?;
     if let Some(change) = change {
-        limits = change.apply(limits);
-        inspector.set_limits(queue, limits).await?;
+        view = inspector
+            .set_limits(queue, change.apply(view.limits))
+            .await?;
     }
+    let limits = view.limits;
     if json {
-        output::json(&serde_json::json!({ "queue": queue, "limits": limits }))?;
+        output::json(&view)?;
     } else if limits.is_unlimited() {
         output::text(&format!("queue {queue}: no limits"))?;
     } else {
@@ -78,18 +80,15 @@ pub async fn limit(
 pub async fn pause(redis: &Redis, queue: &str, paused: bool, json: bool) -> anyhow::Result<()> {
     let client = crate::connect::connect(redis).await?;
     let inspector = client.inspector();
-    let was = if paused {
+    let done = if paused {
         inspector.pause_queue(queue).await?
     } else {
         inspector.resume_queue(queue).await?
     };
     if json {
-        return Ok(output::json(&serde_json::json!({
-            "queue": queue,
-            "paused": paused,
-            "changed": was != paused,
-        }))?);
+        return Ok(output::json(&done)?);
     }
+    let was = done.paused != done.changed;
     let text = match (paused, was) {
         (true, false) => format!("queue {queue} paused; running jobs finish, none start"),
         (true, true) => format!("queue {queue} was paused already"),
@@ -101,11 +100,11 @@ pub async fn pause(redis: &Redis, queue: &str, paused: bool, json: bool) -> anyh
 
 pub async fn purge(redis: &Redis, queue: &str, state: JobState, json: bool) -> anyhow::Result<()> {
     let client = crate::connect::connect(redis).await?;
-    let count = client.inspector().purge(queue, state).await?;
+    let purged = client.inspector().purge(queue, state).await?;
     if json {
-        output::json(&serde_json::json!({ "queue": queue, "state": state, "purged": count }))?;
+        output::json(&purged)?;
     } else {
-        output::text(&count.to_string())?;
+        output::text(&purged.purged.to_string())?;
     }
     Ok(())
 }

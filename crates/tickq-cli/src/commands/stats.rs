@@ -8,27 +8,10 @@ pub async fn stats(redis: &Redis, json: bool) -> anyhow::Result<()> {
     let client = crate::connect::connect(redis).await?;
     let stats = client.inspector().stats().await?;
     if json {
-        // Every state is present, zero or not, so scripts need no defaults.
-        let queues: Vec<_> = stats
-            .iter()
-            .map(|q| {
-                let states: serde_json::Map<_, _> = JobState::ALL
-                    .iter()
-                    .map(|s| (s.to_string(), q.states.get(s).copied().unwrap_or(0).into()))
-                    .collect();
-                serde_json::json!({
-                    "queue": q.queue,
-                    "states": states,
-                    "processed": q.processed,
-                    "failed": q.failed,
-                    "paused": q.paused,
-                    "limits": q.limits,
-                })
-            })
-            .collect();
-        output::json(&serde_json::json!({ "queues": queues }))?;
+        output::json(&stats)?;
         return Ok(());
     }
+    let stats = stats.queues;
     if stats.is_empty() {
         output::text("no queues yet; `tickq enqueue QUEUE KIND` creates one")?;
         return Ok(());

@@ -45,6 +45,7 @@ pub(super) struct WorkerFile {
 pub(super) struct HttpFile {
     pub(super) listen: Option<String>,
     pub(super) token: Option<String>,
+    pub(super) read_token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -34,9 +34,11 @@ use sources::Sources;
 use std::fmt;
 use std::time::Duration;
 use tickq::schedule::CronSchedule;
-use tickq::{JobState, NewJob};
+use tickq::units as parse;
+use tickq::{HistoryQuery, JobAction, JobFilter, JobState, NewJob};
 use verbs::{
-    cron_action, cron_next, env_pairs, limit_change, lock_action, new_job, payload, queue_pause,
+    cron_action, cron_next, env_pairs, job_filter, limit_change, lock_action, new_job, payload,
+    queue_pause,
 };
 const DEFAULT_QUEUE: &str = "default";
 const MAX_NAME_LEN: usize = 128;
@@ -88,13 +90,40 @@ pub enum Action {
     Job {
         redis: Redis,
         id: String,
+        /// `--wait`, with its `--timeout` if any.
+        wait: Option<Option<Duration>>,
         json: bool,
     },
     Jobs {
         redis: Redis,
         queue: String,
+        /// `None`: every state (no filter, no cursor).
         state: Option<JobState>,
+        filter: JobFilter,
+        cursor: Option<String>,
         limit: usize,
+        json: bool,
+    },
+    Bulk {
+        redis: Redis,
+        queue: String,
+        action: JobAction,
+        state: JobState,
+        filter: JobFilter,
+        dry_run: bool,
+        json: bool,
+    },
+    Nodes {
+        redis: Redis,
+        json: bool,
+    },
+    History {
+        redis: Redis,
+        query: HistoryQuery,
+        json: bool,
+    },
+    LockLs {
+        redis: Redis,
         json: bool,
     },
     Stats {
@@ -330,6 +359,13 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
         Command::Job(args) => Action::Job {
             redis,
             id: job_id(&args.id)?,
+            wait: match (args.wait, args.timeout) {
+                (false, _) => None,
+                (true, None) => Some(None),
+                (true, Some(text)) => Some(Some(
+                    parse::duration(&text).map_err(|e| usage(format!("--timeout: {e}")))?,
+                )),
+            },
             json: args.output.json,
         },
         Command::Jobs(args) => {
@@ -337,16 +373,77 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
             let state = args
                 .state
                 .as_deref()
-                .map(|s| s.parse::<JobState>().map_err(|e| usage(e.to_string())))
+                .map(|s| {
+                    s.parse::<JobState>()
+                        .map_err(|e| usage(format!("--state: {e}")))
+                })
                 .transpose()?;
-            if args.limit == 0 {
-                return Err(usage("--limit must be at least 1"));
+            if !(1..=tickq::MAX_PAGE).contains(&args.limit) {
+                return Err(usage(format!(
+                    "--limit must be between 1 and {}",
+                    tickq::MAX_PAGE
+                )));
             }
+            let filter = job_filter(args.filter)?;
+            // A filter or a cursor works on one state's index.
+            let state = match state {
+                None if filter != JobFilter::default() || args.cursor.is_some() => {
+                    Some(JobState::Pending)
+                }
+                state => state,
+            };
             Action::Jobs {
                 redis,
                 queue: args.queue,
                 state,
+                filter,
+                cursor: args.cursor,
                 limit: args.limit,
+                json: args.output.json,
+            }
+        }
+        Command::Bulk(args) => {
+            queue_name(&args.queue)?;
+            Action::Bulk {
+                redis,
+                queue: args.queue,
+                action: args
+                    .action
+                    .parse()
+                    .map_err(|e: tickq::Error| usage(e.to_string()))?,
+                state: args
+                    .state
+                    .parse()
+                    .map_err(|e: tickq::Error| usage(format!("--state: {e}")))?,
+                filter: job_filter(args.filter)?,
+                dry_run: args.dry_run,
+                json: args.output.json,
+            }
+        }
+        Command::Nodes(output) => Action::Nodes {
+            redis,
+            json: output.json,
+        },
+        Command::History(args) => {
+            if let Some(queue) = &args.queue {
+                queue_name(queue)?;
+            }
+            let time = |flag: &str, text: Option<String>| {
+                text.map(|t| parse::time(&t).map_err(|e| usage(format!("{flag}: {e}"))))
+                    .transpose()
+            };
+            let step = args
+                .step
+                .map(|t| parse::duration(&t).map_err(|e| usage(format!("--step: {e}"))))
+                .transpose()?;
+            Action::History {
+                redis,
+                query: HistoryQuery {
+                    queue: args.queue,
+                    from: time("--from", args.from)?,
+                    to: time("--to", args.to)?,
+                    step,
+                },
                 json: args.output.json,
             }
         }

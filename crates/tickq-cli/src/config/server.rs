@@ -6,16 +6,14 @@ use super::redis::Redis;
 use super::{DEFAULT_QUEUE, MAX_NAME_LEN, usage};
 use crate::cli::ServerOpts;
 use crate::exec_kind::Secret;
-use crate::parse;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use tickq::units as parse;
 
 pub(super) const DEFAULT_CONCURRENCY: usize = 16;
 pub(super) const DEFAULT_DATA_DIR: &str = ".tickq";
-/// The library refuses shorter leases.
-pub(super) const MIN_LEASE: Duration = Duration::from_millis(300);
 
 /// A `tickq server`'s settings.
 #[derive(Debug, Clone)]
@@ -32,6 +30,8 @@ pub struct ServerConfig {
     pub lease: Option<Duration>,
     pub listen: Option<SocketAddr>,
     pub token: Option<String>,
+    /// `[http] read_token`: reads the API and dashboard, cannot act.
+    pub read_token: Option<String>,
     /// Programs `exec` jobs may run, matched exactly as written; empty = exec off.
     pub exec_allow: Vec<String>,
     /// `TICKQ_EXEC_SECRET` or `[exec] secret`: exec jobs must be signed with it.
@@ -94,11 +94,24 @@ pub(super) fn server_config(
         }
         t => t,
     };
+    let read_token = match file.http.read_token {
+        Some(t) if t.trim().is_empty() => {
+            return Err(in_file("[http] read_token", "must not be empty".into()));
+        }
+        Some(t) if token.as_deref() == Some(t.as_str()) => {
+            return Err(in_file(
+                "[http] read_token",
+                "must differ from [http] token (the operator's)".into(),
+            ));
+        }
+        t => t,
+    };
     let lease = match &file.worker.lease {
         None => None,
         Some(text) => {
-            let lease = parse::duration(text).map_err(|e| in_file("[worker] lease", e))?;
-            if lease < MIN_LEASE {
+            let lease =
+                parse::duration(text).map_err(|e| in_file("[worker] lease", e.to_string()))?;
+            if lease < tickq::MIN_LEASE {
                 return Err(in_file(
                     "[worker] lease",
                     format!("{text:?} is too short: use at least 300ms"),
@@ -189,6 +202,7 @@ pub(super) fn server_config(
         lease,
         listen,
         token,
+        read_token,
         exec_allow: file.exec.allow,
         exec_secret,
         cron,

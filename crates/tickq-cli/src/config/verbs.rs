@@ -5,14 +5,15 @@ use super::redis::Redis;
 use super::sources::PayloadText;
 use super::{Action, CronVerb, LimitChange, LockRun, job_id, kind_name, queue_name, usage};
 use crate::cli::{
-    CatchupArg, CronAddArgs, CronCommand, CronNextArgs, JobOpts, LockCommand, OverlapArg, QueueArgs,
+    CatchupArg, CronAddArgs, CronCommand, CronNextArgs, FilterArgs, JobOpts, LockCommand,
+    OverlapArg, QueueArgs,
 };
 use crate::exec_kind::{ExecPayload, Secret};
-use crate::parse;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tickq::NewJob;
 use tickq::schedule::{Catchup, CronSchedule, Overlap};
+use tickq::units as parse;
+use tickq::{JobFilter, NewJob};
 
 /// The most fire times `cron next` lists.
 /// The most fire times `cron next` lists.
@@ -154,6 +155,28 @@ pub(super) fn cron_add(args: CronAddArgs, read: Option<&PayloadText>) -> anyhow:
 pub(super) const LOCK_TTL: Duration = tickq::DEFAULT_LOCK_TTL;
 pub(super) const LOCK_GRACE: Duration = Duration::from_secs(10);
 
+/// `--kind`, `--search`, `--error`, `--from`, `--to`.
+pub(super) fn job_filter(args: FilterArgs) -> anyhow::Result<JobFilter> {
+    if let Some(kind) = &args.kind {
+        kind_name(kind).map_err(|e| usage(format!("--kind: {e}")))?;
+    }
+    let time = |flag: &str, text: Option<String>| {
+        text.map(|t| parse::time(&t).map_err(|e| usage(format!("{flag}: {e}"))))
+            .transpose()
+    };
+    let empty = |flag: &str, text: Option<String>| match text {
+        Some(t) if t.is_empty() => Err(usage(format!("{flag} needs some text"))),
+        t => Ok(t),
+    };
+    Ok(JobFilter {
+        kind: args.kind,
+        payload: empty("--search", args.search)?,
+        error: empty("--error", args.error)?,
+        from: time("--from", args.from)?,
+        to: time("--to", args.to)?,
+    })
+}
+
 pub(super) fn lock_action(command: LockCommand, redis: Redis) -> anyhow::Result<Action> {
     let name = |name: String| -> anyhow::Result<String> {
         tickq::validate_lock_name(&name).map_err(|e| usage(e.to_string()))?;
@@ -189,6 +212,10 @@ pub(super) fn lock_action(command: LockCommand, redis: Redis) -> anyhow::Result<
                 }),
             }
         }
+        LockCommand::Ls(output) => Action::LockLs {
+            redis,
+            json: output.json,
+        },
         LockCommand::Set(args) => Action::LockSet {
             redis,
             name: name(args.name)?,

@@ -265,6 +265,33 @@ impl Target {
         Ok(())
     }
 
+    /// A pub/sub connection. On a Cluster any node will do: a PUBLISH reaches every node.
+    /// It does not reconnect on its own: its stream ends when the connection drops.
+    pub(crate) async fn pubsub(&self) -> redis::RedisResult<redis::aio::PubSub> {
+        match self {
+            Target::Single(client) => client.get_async_pubsub().await,
+            Target::Cluster(nodes) => {
+                let mut last = None;
+                for node in nodes {
+                    match redis::Client::open(node.as_str()) {
+                        Ok(client) => match client.get_async_pubsub().await {
+                            Ok(pubsub) => return Ok(pubsub),
+                            Err(e) => last = Some(e),
+                        },
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| {
+                    redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "no Cluster node to subscribe on",
+                    ))
+                }))
+            }
+            Target::Sentinel(target) => target.resolve().await?.get_async_pubsub().await,
+        }
+    }
+
     fn cluster_client(
         &self,
         nodes: &[String],

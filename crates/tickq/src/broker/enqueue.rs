@@ -238,6 +238,18 @@ fn plain_transaction(
     }
     // Idle workers wake and look; one that sleeps until a due time recomputes it.
     pipe.add_command(super::wake_command(keys)).ignore();
+    // What the enqueue script does at its end: count the jobs in the minute's history (the
+    // expiry is set again, which is harmless) and send them as one event message.
+    let history = keys.history(now);
+    pipe.hincr(&history, "e", chunk.len())
+        .ignore()
+        .pexpire(&history, super::keys::HISTORY_KEEP.as_millis() as i64)
+        .ignore();
+    let events = answers
+        .iter()
+        .map(|(_, e)| (e.state.as_str(), e.id.as_str()));
+    pipe.publish(&keys.events, super::events::message(&keys.name, events))
+        .ignore();
     (pipe, answers)
 }
 

@@ -15,6 +15,23 @@ pub(crate) const QUEUES: &str = "tickq:queues";
 /// commands outside scripts).
 pub(crate) const SCHEDULES: &str = "tickq:schedules";
 
+/// The node registry: live nodes' records (hash: node id -> JSON) and their expiries (sorted
+/// set: node id -> Redis ms). One hash tag, so one script keeps both; `#` cannot be in a
+/// queue name, so no queue shares it.
+pub(crate) const NODES_INFO: &str = "tickq:{#nodes}:info";
+pub(crate) const NODES_SEEN: &str = "tickq:{#nodes}:seen";
+
+/// Locks that were ever taken (sorted set: name -> Redis ms of the latest acquire), so the
+/// inspector can list them without scanning the keyspace. Written by a plain command after an
+/// acquire, never inside a lock's script.
+pub(crate) const LOCKS: &str = "tickq:locks";
+
+/// The pattern of every queue's events channel (see [`QueueKeys::events`]).
+pub(crate) const EVENTS_PATTERN: &str = "tickq:{*}:events";
+
+/// How long a minute of a queue's history is kept (`HISTORY_KEEP_MS` in `lua/prelude.lua`).
+pub(crate) const HISTORY_KEEP: std::time::Duration = std::time::Duration::from_secs(8 * 24 * 3600);
+
 /// Every key of one queue, built once and reused for each call.
 #[derive(Debug, Clone)]
 pub(crate) struct QueueKeys {
@@ -50,6 +67,13 @@ pub(crate) struct QueueKeys {
     pub(crate) limits: String,
     /// Recent starts (sorted set by Redis ms) counted against the rate limit.
     pub(crate) rate_log: String,
+    /// Prefix of the per-minute history hashes: the key is this followed by the minute
+    /// (whole minutes since the Unix epoch). Built from the job prefix in the scripts too.
+    pub(crate) history_prefix: String,
+    /// The pub/sub channel the queue's scripts publish job state changes on (one message per
+    /// script call; see `events.rs` and `lua/prelude.lua`). Hash-tagged like the keys, so a
+    /// `PUBLISH` inside a transaction stays in the queue's slot.
+    pub(crate) events: String,
 }
 
 impl QueueKeys {
@@ -77,6 +101,8 @@ impl QueueKeys {
             unique_prefix: key("unique:"),
             limits: key("limits"),
             rate_log: key("rate-log"),
+            history_prefix: key("history:"),
+            events: key("events"),
         }
     }
 
@@ -87,6 +113,11 @@ impl QueueKeys {
     /// The reservation key of a unique key (see `NewJob::unique_for`).
     pub(crate) fn unique(&self, unique_key: &str) -> String {
         format!("{}{unique_key}", self.unique_prefix)
+    }
+
+    /// The history hash of the minute that holds Redis time `ms`.
+    pub(crate) fn history(&self, ms: i64) -> String {
+        format!("{}{}", self.history_prefix, ms.div_euclid(60_000))
     }
 
     pub(crate) fn schedule(&self, name: &str) -> String {

@@ -4,22 +4,26 @@
 
 pub(crate) mod conn;
 mod enqueue;
+pub(crate) mod events;
 pub(crate) mod keys;
 mod limits;
 pub(crate) mod locks;
 pub(crate) mod message;
+mod nodes;
+mod read;
 pub(crate) mod schedules;
 pub(crate) mod scripts;
 mod value;
 
-use crate::job::{Due, JobInfo, JobState, ms_to_timestamp};
+pub(crate) use read::PageQuery;
+
+use crate::job::{Due, JobState};
 use crate::{Error, Result};
 use conn::Conn;
 use keys::QueueKeys;
-use message::Envelope;
 use redis::{AsyncCommands, Value};
 use scripts::SCRIPTS;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use value::{int, text};
@@ -125,29 +129,14 @@ pub(crate) struct Recovered {
 }
 
 /// The answer to a cancel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum CancelOutcome {
     /// The job was waiting and is now cancelled (or was cancelled already).
     Cancelled,
     /// The job is running; its worker was asked to stop it.
     Cancelling,
-}
-
-/// Counts of one queue's jobs by state, and its totals.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct QueueCounts {
-    /// The queue.
-    pub queue: String,
-    /// Jobs in each state.
-    pub states: BTreeMap<JobState, u64>,
-    /// Attempts that completed successfully, ever.
-    pub processed: u64,
-    /// Attempts that failed (each retry counts), ever.
-    pub failed: u64,
-    /// Whether the queue is paused (workers start none of its jobs).
-    pub paused: bool,
-    /// The queue's concurrency and rate limits.
-    pub limits: crate::QueueLimits,
 }
 
 /// A connection to Redis plus the script set: cheap to clone, shared by every component.
@@ -624,83 +613,6 @@ impl Broker {
             .invoke_async(&mut self.conn.clone())
             .await?)
     }
-
-    /// Read one job; `None` when there is no such job in the queue.
-    pub(crate) async fn job(&self, keys: &QueueKeys, id: &str) -> Result<Option<JobInfo>> {
-        let fields: HashMap<String, Vec<u8>> = self.conn.clone().hgetall(keys.job(id)).await?;
-        if fields.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(job_info(&keys.name, id, &fields)))
-    }
-
-    /// Read many jobs of one queue in one round trip; missing ones are skipped.
-    pub(crate) async fn jobs(&self, keys: &QueueKeys, ids: &[String]) -> Result<Vec<JobInfo>> {
-        if ids.is_empty() {
-            return Ok(Vec::new()); // an empty pipeline is an error in redis-rs
-        }
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.hgetall(keys.job(id));
-        }
-        let all: Vec<HashMap<String, Vec<u8>>> = pipe.query_async(&mut self.conn.clone()).await?;
-        Ok(ids
-            .iter()
-            .zip(all)
-            .filter(|(_, fields)| !fields.is_empty())
-            .map(|(id, fields)| job_info(&keys.name, id, &fields))
-            .collect())
-    }
-
-    /// Ids in `state`, oldest (or, for pending, next to run) first.
-    pub(crate) async fn ids(
-        &self,
-        keys: &QueueKeys,
-        state: JobState,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Vec<String>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let stop = (offset + limit - 1) as isize;
-        Ok(self
-            .conn
-            .clone()
-            .zrange(keys.index(state), offset as isize, stop)
-            .await?)
-    }
-
-    pub(crate) async fn counts(&self, keys: &QueueKeys) -> Result<QueueCounts> {
-        let mut pipe = redis::pipe();
-        for state in JobState::ALL {
-            pipe.zcard(keys.index(state));
-        }
-        pipe.hget(&keys.stats, "processed")
-            .hget(&keys.stats, "failed")
-            .exists(&keys.paused)
-            .cmd("HMGET")
-            .arg(&keys.limits)
-            .arg("concurrency")
-            .arg("rate")
-            .arg("per");
-        let reply: Vec<Value> = pipe.query_async(&mut self.conn.clone()).await?;
-        let mut counts = QueueCounts {
-            queue: keys.name.clone(),
-            ..Default::default()
-        };
-        for (state, v) in JobState::ALL.into_iter().zip(&reply) {
-            counts.states.insert(state, int(v).unwrap_or(0) as u64);
-        }
-        counts.processed = value::int_or_zero(&reply[7]) as u64;
-        counts.failed = value::int_or_zero(&reply[8]) as u64;
-        counts.paused = value::int_or_zero(&reply[9]) != 0;
-        let fields = redis::from_redis_value(reply[10].clone()).map_err(|e| {
-            Error::corrupt(format!("queue {} has unreadable limits: {e}", keys.name))
-        })?;
-        counts.limits = limits::limits_from(fields);
-        Ok(counts)
-    }
 }
 
 fn purge_active(queue: &str) -> Error {
@@ -765,62 +677,18 @@ fn previous_state(
     Err(Error::conflict(message))
 }
 
-fn job_info(queue: &str, id: &str, fields: &HashMap<String, Vec<u8>>) -> JobInfo {
-    let s = |name: &str| {
-        fields
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    };
-    let n = |name: &str| s(name).and_then(|v| v.parse::<i64>().ok());
-    let t = |name: &str| n(name).and_then(ms_to_timestamp);
-    let decoded = Envelope::decode(fields.get("data").map(Vec::as_slice).unwrap_or_default());
-    let (kind, payload, timeout_ms, meta, corrupt) = match decoded {
-        Ok(e) => (e.kind, e.payload, e.timeout_ms, e.meta, None),
-        Err(e) => (
-            String::new(),
-            serde_json::Value::Null,
-            None,
-            BTreeMap::new(),
-            Some(e.to_string()),
-        ),
-    };
-    let state = s("state")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(JobState::Dead);
-    JobInfo {
-        id: id.to_owned(),
-        queue: queue.to_owned(),
-        kind,
-        payload,
-        state,
-        attempt: n("attempt").unwrap_or(0) as u32,
-        max_attempts: n("max").unwrap_or(0) as u32,
-        priority: n("priority").unwrap_or(0) as i32,
-        fence: n("fence").unwrap_or(0) as u64,
-        timeout_ms,
-        created_at: t("created"),
-        due_at: t("due"),
-        started_at: t("started"),
-        finished_at: t("finished"),
-        lease_until: if state == JobState::Active {
-            t("lease")
-        } else {
-            None
-        },
-        worker: s("owner"),
-        last_error: s("error"),
-        result: s("result"),
-        // A request that came too late (the job finished first) is not shown on a finished job.
-        cancel_requested: state == JobState::Active && fields.contains_key("cancel"),
-        meta,
-        corrupt,
-    }
-}
-
 #[cfg(test)]
 use crate::ErrorKind;
 #[cfg(test)]
+use crate::inspect::QueueCounts;
+#[cfg(test)]
 use crate::job::{Enqueued, NewJob};
+#[cfg(test)]
+use crate::job::{JobInfo, ms_to_timestamp};
+#[cfg(test)]
+use message::Envelope;
+#[cfg(test)]
+use std::collections::BTreeMap;
 
 #[cfg(test)]
 mod tests;

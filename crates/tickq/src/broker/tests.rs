@@ -1923,6 +1923,7 @@ async fn job_reads_every_field_of_an_active_job() {
             last_error: None,
             result: None,
             cancel_requested: true,
+            progress: None,
             meta: [("k".to_owned(), "v".to_owned())].into(),
             corrupt: None,
         }
@@ -2128,7 +2129,7 @@ async fn purge_deletes_every_job_in_one_state_only() {
         };
         env.put("other", other).await;
 
-        let n = env.inspector().purge(Q, state).await.unwrap();
+        let n = env.inspector().purge(Q, state).await.unwrap().purged;
 
         assert_eq!(n, 2, "{state}");
         env.assert_gone("a").await;
@@ -2137,7 +2138,11 @@ async fn purge_deletes_every_job_in_one_state_only() {
         env.assert_state("other-active", JobState::Active).await;
 
         // Twice: nothing left.
-        assert_eq!(env.inspector().purge(Q, state).await.unwrap(), 0, "{state}");
+        assert_eq!(
+            env.inspector().purge(Q, state).await.unwrap().purged,
+            0,
+            "{state}"
+        );
     }
 }
 
@@ -2157,7 +2162,11 @@ async fn purge_works_in_batches_until_the_index_is_empty() {
     assert_eq!(env.members(JobState::Pending).await.len(), 1500);
 
     assert_eq!(
-        env.inspector().purge(Q, JobState::Pending).await.unwrap(),
+        env.inspector()
+            .purge(Q, JobState::Pending)
+            .await
+            .unwrap()
+            .purged,
         1500
     );
     let keys: Vec<String> = env

@@ -159,6 +159,9 @@ impl LockBuilder {
                             .await?;
                     }
                     if Instant::now() < renewal::valid_until(sent, self.ttl) {
+                        // For `Inspector::locks` only: a failure here costs a listing entry,
+                        // never the lock.
+                        let _ = self.broker.index_lock(&self.name).await;
                         return Ok(Some(LockGuard::start(
                             self.broker.clone(),
                             self.name.clone(),

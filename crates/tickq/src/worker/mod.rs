@@ -11,6 +11,7 @@
 //! | [`heartbeat`] | renews the leases of running jobs; abandons those it cannot keep |
 //! | [`recoverer`] | returns jobs whose lease expired (dead workers) to pending |
 //! | [`janitor`] | enforces retention of finished jobs |
+//! | [`registrar`] | keeps this node listed in the node registry, with the jobs it runs |
 //! | [`metrics`] | per-queue handles into the `metrics` facade |
 
 mod acker;
@@ -20,6 +21,7 @@ mod janitor;
 mod metrics;
 mod processor;
 mod recoverer;
+mod registrar;
 
 use crate::broker::keys::QueueKeys;
 use crate::broker::{Broker, Retention};
@@ -35,6 +37,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The shortest lease a worker accepts.
+pub const MIN_LEASE: Duration = Duration::from_millis(300);
+
 /// Tunables of a worker; every field's default is given on [`WorkerBuilder`]'s setters.
 #[derive(Clone)]
 pub(crate) struct WorkerConfig {
@@ -49,6 +54,7 @@ pub(crate) struct WorkerConfig {
     pub(crate) recover_interval: Duration,
     pub(crate) janitor_interval: Duration,
     pub(crate) max_idle: Duration,
+    pub(crate) node_heartbeat: Duration,
     pub(crate) block: Duration,
     pub(crate) retention: Retention,
     pub(crate) retry: Arc<dyn RetryPolicy>,
@@ -139,6 +145,8 @@ pub(crate) struct Shared {
     pub(crate) broker: Broker,
     pub(crate) config: WorkerConfig,
     pub(crate) id: String,
+    /// The node's name (the first part of `id`).
+    pub(crate) node: String,
     pub(crate) handlers: HashMap<String, Arc<dyn Handler>>,
     pub(crate) running: Mutex<HashMap<JobKey, Arc<Running>>>,
     pub(crate) slots: Arc<Semaphore>,
@@ -282,6 +290,13 @@ impl WorkerBuilder {
         self
     }
 
+    /// How often this node records itself in the node registry (`tickq nodes`); a node that
+    /// stops beating leaves the list after three beats. Default: 5 s.
+    pub fn node_heartbeat(mut self, every: Duration) -> WorkerBuilder {
+        self.config.node_heartbeat = every;
+        self
+    }
+
     /// Check the configuration and build the worker.
     pub fn build(self) -> Result<Worker> {
         let c = &self.config;
@@ -301,8 +316,11 @@ impl WorkerBuilder {
                 "concurrency and claim batch must be at least 1",
             ));
         }
-        if c.lease < Duration::from_millis(300) {
+        if c.lease < MIN_LEASE {
             return Err(Error::invalid("lease must be at least 300ms"));
+        }
+        if c.node_heartbeat < Duration::from_millis(100) {
+            return Err(Error::invalid("node heartbeat must be at least 100ms"));
         }
         let node = self.node.unwrap_or_else(default_node_name);
         let suffix = uuid::Uuid::new_v4().simple().to_string();
@@ -320,6 +338,7 @@ impl WorkerBuilder {
             slots: Arc::new(Semaphore::new(config.concurrency)),
             config,
             id: format!("{node}:{}", &suffix[..8]),
+            node,
             handlers: self.handlers,
             running: Mutex::default(),
             counters: Counters::default(),
@@ -351,13 +370,17 @@ impl Drop for StopOnDrop {
 
 /// The name of this node when none is configured: `hostname-pid`.
 pub fn default_node_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    format!("{}-{}", host_name(), std::process::id())
+}
+
+/// This machine's host name (`node` if it cannot be read).
+pub(crate) fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "node".to_owned());
-    format!("{host}-{}", std::process::id())
+        .unwrap_or_else(|| "node".to_owned())
 }
 
 /// A pool of job slots that claims from its queues and runs handlers.
@@ -406,6 +429,7 @@ impl Worker {
                 recover_interval: Duration::from_secs(5),
                 janitor_interval: Duration::from_secs(60),
                 max_idle: Duration::from_secs(30),
+                node_heartbeat: Duration::from_secs(5),
                 block: Duration::from_secs(10),
                 retention: client.retention,
                 retry: Arc::new(ExponentialBackoff::default()),
@@ -458,6 +482,7 @@ impl Worker {
             tokio::spawn(heartbeat::run(shared.clone(), background.clone())),
             tokio::spawn(recoverer::run(shared.clone(), background.clone())),
             tokio::spawn(janitor::run(shared.clone(), background.clone())),
+            tokio::spawn(registrar::run(shared.clone(), background.clone())),
         ];
         tracing::info!(worker = %shared.id, queues = ?shared.config.queues.iter().map(|(k, _)| &k.name).collect::<Vec<_>>(), "worker started");
 

@@ -132,6 +132,10 @@ async fn execute(shared: &Shared, queue: &str, claimed: &Claimed, running: &Runn
             .filter(|ms| *ms > 0)
             .and_then(crate::job::ms_to_timestamp),
         stop: running.stop.clone(),
+        reporter: Some(crate::handler::Reporter {
+            broker: shared.broker.clone(),
+            keys: shared.keys(queue),
+        }),
     };
     let started = Instant::now();
     let mut run = AssertUnwindSafe(handler.call(job)).catch_unwind();

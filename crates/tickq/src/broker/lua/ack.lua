@@ -9,21 +9,26 @@
 --   over cannot complete the job someone else now holds. An acked job frees its unique key;
 --   on a queue with a concurrency limit, an idle worker is woken for the freed slots.
 -- Returns {acked count, stale id...} (stale = not applied: lease lost, or job gone).
+-- Completions are counted in the queue's history (with their run times) and sent as events.
 -- Idempotent: yes; a second ack of the same job and fence finds it completed and reports stale.
 local prefix = ARGV[1]
 local keep_ms = tonumber(ARGV[2])
 local keep_max = tonumber(ARGV[3])
 local keep = keep_ms > 0 and keep_max > 0
-local now_s = str(now_ms())
+local now = now_ms()
+local now_s = str(now)
+local runs = {}
 local done = {}
 local index = {}
 local stale = {}
 for i = 4, #ARGV, 3 do
   local id = ARGV[i]
   local jk = prefix .. id
-  local f = redis.call('HMGET', jk, 'state', 'fence', 'unique')
+  local f = redis.call('HMGET', jk, 'state', 'fence', 'unique', 'started')
   if f[1] == 'active' and f[2] == ARGV[i + 1] then
     done[#done + 1] = id
+    runs[#runs + 1] = run_ms(f[4], now)
+    event('completed', id)
     free_unique(f[3], id)
     if keep then
       if ARGV[i + 2] ~= '' then
@@ -43,6 +48,9 @@ end
 if #done > 0 then
   zrem_many(KEYS[1], done)
   redis.call('HINCRBY', KEYS[3], 'processed', #done)
+  count(prefix, now, 'p', #done)
+  count_runs(prefix, now, runs)
+  publish(prefix)
   wake_if_limited(KEYS[4], KEYS[5], KEYS[6])
 end
 if #index > 0 then

@@ -19,6 +19,8 @@ if from[state] then
   redis.call('HSET', jk, 'state', 'cancelled', 'finished', now)
   redis.call('PEXPIRE', jk, tonumber(ARGV[3]))
   redis.call('ZADD', KEYS[4], now, id)
+  event('cancelled', id)
+  publish(ARGV[1])
   return 'cancelled'
 end
 if state == 'active' then

@@ -33,7 +33,10 @@ promote(prefix, KEYS[3], KEYS[1], KEYS[5], now, 1000)
 local deadline = now + tonumber(ARGV[3])
 -- Checked inside the script, after which nothing yields: once a pause is applied, no claim
 -- that runs later can lease a job of the queue.
-if redis.call('EXISTS', KEYS[8]) == 1 then return {now, -1, deadline} end
+if redis.call('EXISTS', KEYS[8]) == 1 then
+  publish(prefix)
+  return {now, -1, deadline}
+end
 local now_s, deadline_s = str(now), str(deadline)
 local out = {now, -1, deadline}
 -- Lower max to what the queue's limits allow now; `full` says a limit is used up.
@@ -103,6 +106,7 @@ if max > 0 then
         out[#out + 1] = attempt
         out[#out + 1] = fence
         out[#out + 1] = f[7] or '0'
+        event('active', id)
         if rate_limited then
           starts[#starts + 1] = now_s
           starts[#starts + 1] = id .. ':' .. str(fence)
@@ -138,4 +142,5 @@ else
   end
   out[2] = next_due
 end
+publish(prefix)
 return out

@@ -15,4 +15,6 @@ local from = {pending = KEYS[1], scheduled = KEYS[2], retry = KEYS[3], completed
   dead = KEYS[5], cancelled = KEYS[6]}
 if from[state] then redis.call('ZREM', from[state], ARGV[2]) end
 redis.call('DEL', jk)
+event('deleted', ARGV[2])
+publish(ARGV[1])
 return state

@@ -8,6 +8,7 @@
 -- Returns one entry per job: 'pending', 'scheduled', 'exists:<state>' when a job with that
 --   id is already there, or 'dup:<state>:<id>' when the unique key is held by job <id>, which
 --   is in <state> (in both cases nothing is changed).
+-- Each job created is counted in the queue's history and sent as an event.
 -- Idempotent: yes; a repeated call answers exists:<state> (or dup:...) and changes nothing.
 local prefix = ARGV[1]
 local n = (#ARGV - 1) / 8
@@ -52,6 +53,7 @@ for i = 0, n - 1 do
       redis.call('ZADD', KEYS[2], due, id)
       if earliest == nil or due < earliest then earliest = due end
       out[#out + 1] = 'scheduled'
+      event('scheduled', id)
     else
       redis.call('HSET', jk, 'data', ARGV[b + 1], 'state', 'pending', 'attempt', '0',
         'max', ARGV[b + 3], 'priority', ARGV[b + 2], 'fence', '0', 'created', now_s,
@@ -59,6 +61,7 @@ for i = 0, n - 1 do
       ready[#ready + 1] = pending_score(prio, seq + i + 1)
       ready[#ready + 1] = id
       out[#out + 1] = 'pending'
+      event('pending', id)
     end
     if unique ~= '' then
       redis.call('SET', unique, id, 'PX', ARGV[b + 7])
@@ -75,4 +78,6 @@ elseif earliest ~= nil then
   local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
   if tonumber(first[2]) == earliest then wake(KEYS[4]) end
 end
+count(prefix, now, 'e', #events + events_left_out)
+publish(prefix)
 return out

@@ -8,14 +8,18 @@
 -- A job that ends here (dead, cancelled) frees its unique key; a retry keeps it. Leaving active
 --   wakes an idle worker on a queue with a concurrency limit.
 -- Returns 'retry' | 'dead' | 'cancelled' | 'stale' (not applied: lease lost, or job gone).
+-- The attempt is counted in the queue's history (failed, retried or dead, and its run time) and
+--   sent as an event.
 -- Idempotent: yes; a second call finds the job no longer active with that fence: 'stale'.
 local prefix = ARGV[1]
 local id = ARGV[2]
 local jk = prefix .. id
-local f = redis.call('HMGET', jk, 'state', 'fence', 'attempt', 'max', 'unique')
+local f = redis.call('HMGET', jk, 'state', 'fence', 'attempt', 'max', 'unique', 'started')
 if f[1] ~= 'active' or f[2] ~= ARGV[3] then return 'stale' end
 local now = now_ms()
 local mode = ARGV[5]
+local run = run_ms(f[6], now)
+if run then count_runs(prefix, now, {run}) end
 redis.call('ZREM', KEYS[1], id)
 wake_if_limited(KEYS[7], KEYS[8], KEYS[6])
 if mode == 'cancel' then
@@ -24,18 +28,27 @@ if mode == 'cancel' then
   redis.call('PEXPIRE', jk, tonumber(ARGV[8]))
   redis.call('ZADD', KEYS[4], now, id)
   free_unique(f[5], id)
+  event('cancelled', id)
+  publish(prefix)
   return 'cancelled'
 end
 redis.call('HINCRBY', KEYS[5], 'failed', 1)
+count(prefix, now, 'f', 1)
 if mode == 'kill' or (tonumber(f[3]) or 0) >= (tonumber(f[4]) or 0) then
   redis.call('HSET', jk, 'state', 'dead', 'finished', now, 'error', ARGV[4])
   redis.call('ZADD', KEYS[3], now, id)
   cap_index(prefix, KEYS[3], tonumber(ARGV[7]))
   free_unique(f[5], id)
+  count(prefix, now, 'd', 1)
+  event('dead', id)
+  publish(prefix)
   return 'dead'
 end
 local due = now + tonumber(ARGV[6])
 redis.call('HSET', jk, 'state', 'retry', 'due', due, 'error', ARGV[4])
 redis.call('ZADD', KEYS[2], due, id)
 wake(KEYS[6])
+count(prefix, now, 'r', 1)
+event('retry', id)
+publish(prefix)
 return 'retry'

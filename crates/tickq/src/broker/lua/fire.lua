@@ -89,6 +89,7 @@ for i = 0, n - 1 do
     ready[#ready + 1] = pending_score(prio, seq + i + 1)
     ready[#ready + 1] = id
     created = created + 1
+    event('pending', id)
   end
 end
 if #ready > 0 then
@@ -101,4 +102,6 @@ local newest = {}
 for i = #ids - tasks + 1, #ids do newest[#newest + 1] = ids[i] end
 redis.call('HSET', KEYS[1], 'last_jobs', cjson.encode(newest))
 advance(tonumber(ARGV[8]), tonumber(ARGV[7]))
+count(prefix, now, 'e', created)
+publish(prefix)
 return {'fired', created}

@@ -19,4 +19,7 @@ redis.call('ZREM', from[state], id)
 redis.call('HSET', jk, 'state', 'dead', 'finished', str(now), 'error', 'killed by hand')
 redis.call('ZADD', KEYS[4], now, id)
 cap_index(ARGV[1], KEYS[4], tonumber(ARGV[3]))
+count(ARGV[1], now, 'd', 1)
+event('dead', id)
+publish(ARGV[1])
 return state

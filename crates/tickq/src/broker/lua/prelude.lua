@@ -16,6 +16,80 @@ local function str(n)
   return string.format('%d', n)
 end
 
+-- Live events (docs/api.md, "Live updates"): a script collects the state changes it makes
+-- with `event` and sends them in ONE message with `publish` at its end, so watching costs one
+-- call per script call, not per job. Pub/sub only lets watchers see changes early; nothing
+-- depends on a message arriving. The channel is the queue's own, `tickq:{<queue>}:events` (its
+-- slot on a Cluster); a message is the queue's name, then one `state id` line per change (at
+-- most EVENTS_MAX), then `+ N` for the changes left out.
+local EVENTS_MAX = 100
+local events = {}
+local events_left_out = 0
+local function event(state, id)
+  if #events < EVENTS_MAX then
+    events[#events + 1] = state .. ' ' .. id
+  else
+    events_left_out = events_left_out + 1
+  end
+end
+local function publish(prefix)
+  if #events == 0 then return end
+  -- The queue's name and channel, from its job key prefix `tickq:{<queue>}:job:`.
+  local msg = string.sub(prefix, 8, -7) .. '\n' .. table.concat(events, '\n')
+  if events_left_out > 0 then msg = msg .. '\n+ ' .. events_left_out end
+  redis.call('PUBLISH', string.sub(prefix, 1, -5) .. 'events', msg)
+end
+
+-- Per-minute history (docs/redis-keys.md): a hash per queue and minute,
+-- `tickq:{<queue>}:history:<minutes since the epoch>`, kept 8 days. Its name is built from the
+-- job key prefix (same hash tag) and Redis' clock. Fields: e enqueued, p processed, f failed,
+-- r retried, d dead, rc/rs/rm run count, run ms sum, run ms max, b1..b6 run-time buckets
+-- (<= 10 ms, 100 ms, 1 s, 10 s, 60 s, more).
+local HISTORY_KEEP_MS = 691200000
+local RUN_EDGES = {10, 100, 1000, 10000, 60000}
+local function history_key(prefix, now)
+  return string.sub(prefix, 1, -5) .. 'history:' .. str(math.floor(now / 60000))
+end
+local function count(prefix, now, field, n)
+  if n == 0 then return end
+  local key = history_key(prefix, now)
+  -- The first write of the minute (of this field) sets the expiry.
+  if redis.call('HINCRBY', key, field, n) == n then
+    redis.call('PEXPIRE', key, HISTORY_KEEP_MS)
+  end
+end
+-- Run times (ms) of attempts that ended now.
+local function count_runs(prefix, now, runs)
+  if #runs == 0 then return end
+  local key = history_key(prefix, now)
+  local buckets, sum, max = {0, 0, 0, 0, 0, 0}, 0, 0
+  for _, ms in ipairs(runs) do
+    local b = 6
+    for i, edge in ipairs(RUN_EDGES) do
+      if ms <= edge then b = i break end
+    end
+    buckets[b] = buckets[b] + 1
+    sum = sum + ms
+    if ms > max then max = ms end
+  end
+  if redis.call('HINCRBY', key, 'rc', #runs) == #runs then
+    redis.call('PEXPIRE', key, HISTORY_KEEP_MS)
+  end
+  redis.call('HINCRBY', key, 'rs', str(sum))
+  for i = 1, 6 do
+    if buckets[i] > 0 then redis.call('HINCRBY', key, 'b' .. i, buckets[i]) end
+  end
+  if max > (tonumber(redis.call('HGET', key, 'rm')) or -1) then
+    redis.call('HSET', key, 'rm', str(max))
+  end
+end
+-- How long an attempt that started at `started` (ms, as stored) ran until `now`.
+local function run_ms(started, now)
+  local s = tonumber(started)
+  if not s then return nil end
+  return math.max(now - s, 0)
+end
+
 -- Pending jobs are ordered by priority (higher first), then FIFO by a per-queue sequence.
 -- Priority is clamped to [-1000, 1000] by the client; 2001 bands of 2^42 sequence numbers stay
 -- below 2^53, so every score is an exact double.
@@ -54,6 +128,7 @@ local function promote(prefix, due_key, pending_key, seq_key, now, limit)
     local f = redis.call('HMGET', jk, 'state', 'priority')
     if f[1] then
       redis.call('HSET', jk, 'state', 'pending')
+      event('pending', id)
       pairs[#pairs + 1] = pending_score(tonumber(f[2]) or 0, seq + i)
       pairs[#pairs + 1] = id
     end
@@ -97,3 +172,4 @@ local function wake_if_limited(limits_key, pending_key, wake_key)
     wake(wake_key)
   end
 end
+

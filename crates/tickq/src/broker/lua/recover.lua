@@ -26,6 +26,7 @@ for _, id in ipairs(ids) do
       redis.call('ZADD', KEYS[4], now, id)
       free_unique(f[6], id)
       to_cancelled = to_cancelled + 1
+      event('cancelled', id)
     elseif (tonumber(f[2]) or 0) >= (tonumber(f[3]) or 0) then
       redis.call('HSET', jk, 'state', 'dead', 'finished', now, 'error', err)
       redis.call('HDEL', jk, 'owner', 'lease')
@@ -34,12 +35,14 @@ for _, id in ipairs(ids) do
       cap_index(prefix, KEYS[3], tonumber(ARGV[3]))
       free_unique(f[6], id)
       to_dead = to_dead + 1
+      event('dead', id)
     else
       local seq = redis.call('INCR', KEYS[5])
       redis.call('HSET', jk, 'state', 'pending', 'error', err)
       redis.call('HDEL', jk, 'owner', 'lease')
       redis.call('ZADD', KEYS[2], pending_score(tonumber(f[4]) or 0, seq), id)
       to_pending = to_pending + 1
+      event('pending', id)
     end
   end
 end
@@ -48,4 +51,7 @@ if to_pending > 0 then
 elseif to_dead + to_cancelled > 0 then
   wake_if_limited(KEYS[8], KEYS[2], KEYS[6])
 end
+count(prefix, now, 'f', to_dead)
+count(prefix, now, 'd', to_dead)
+publish(prefix)
 return {to_pending, to_dead, to_cancelled}

@@ -18,7 +18,9 @@ for i = 2, #ARGV, 2 do
     redis.call('HDEL', jk, 'owner', 'lease')
     redis.call('ZADD', KEYS[2], pending_score(tonumber(f[4]) or 0, seq), id)
     moved = moved + 1
+    event('pending', id)
   end
 end
 if moved > 0 then wake(KEYS[4]) end
+publish(prefix)
 return moved

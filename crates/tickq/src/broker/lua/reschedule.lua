@@ -22,11 +22,14 @@ redis.call('ZREM', from[state], id)
 if due > now then
   redis.call('HSET', jk, 'state', 'scheduled', 'due', str(due))
   redis.call('ZADD', KEYS[2], due, id)
+  event('scheduled', id)
 else
   local seq = redis.call('INCR', KEYS[4])
   redis.call('HSET', jk, 'state', 'pending', 'due', str(now))
   redis.call('ZADD', KEYS[1], pending_score(tonumber(f[2]) or 0, seq), id)
+  event('pending', id)
 end
 -- Sleeping workers computed their wake-up from the earliest due job; let them look again.
 wake(KEYS[5])
+publish(ARGV[1])
 return state

@@ -26,4 +26,6 @@ redis.call('HSET', jk, 'state', 'pending', 'due', now_ms())
 redis.call('PERSIST', jk)
 redis.call('ZADD', KEYS[1], pending_score(tonumber(f[2]) or 0, seq), id)
 wake(KEYS[7])
+event('pending', id)
+publish(ARGV[1])
 return state

@@ -1,4 +1,4 @@
-//! The small text formats of the command line: DUR (`500ms`, `30s`, `5m`, `2h`, `1d`, or a
+//! The small text formats people type (the command line, the config file, the HTTP API): DUR (`500ms`, `30s`, `5m`, `2h`, `1d`, or a
 //! sum like `1h30m`) and TIME (RFC 3339 with an offset, or Unix milliseconds).
 
 use jiff::Timestamp;
@@ -9,12 +9,12 @@ const TIME_HELP: &str =
     "use RFC 3339 with an offset (2026-11-22T02:00:00+08:00, 2026-11-22T02:00:00Z) or Unix ms";
 
 /// Parse a DUR.
-pub fn duration(text: &str) -> Result<Duration, String> {
+pub fn duration(text: &str) -> crate::Result<Duration> {
     let text = text.trim();
     if text.is_empty() {
-        return Err(format!("empty duration; {DUR_HELP}"));
+        return Err(crate::Error::invalid(format!("empty duration; {DUR_HELP}")));
     }
-    let bad = || format!("invalid duration {text:?}; {DUR_HELP}");
+    let bad = || crate::Error::invalid(format!("invalid duration {text:?}; {DUR_HELP}"));
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
@@ -45,18 +45,18 @@ pub fn duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Parse a RATE: `N/DUR` (`50/1s`, `1000/1m`); a bare unit counts one of it (`50/s`).
-pub fn rate(text: &str) -> Result<tickq::Rate, String> {
+pub fn rate(text: &str) -> crate::Result<crate::Rate> {
     const HELP: &str = "use JOBS/DUR, e.g. 50/1s, 50/s or 1000/1m";
-    let bad = || format!("invalid rate {text:?}; {HELP}");
+    let bad = || crate::Error::invalid(format!("invalid rate {text:?}; {HELP}"));
     let (jobs, per) = text.trim().split_once('/').ok_or_else(bad)?;
     let jobs: u32 = jobs.trim().parse().map_err(|_| bad())?;
     let per = per.trim();
     let per = if per.starts_with(|c: char| c.is_ascii_digit()) {
-        duration(per).map_err(|e| format!("invalid rate {text:?}: {e}"))?
+        duration(per).map_err(|e| crate::Error::invalid(format!("invalid rate {text:?}: {e}")))?
     } else {
         duration(&format!("1{per}")).map_err(|_| bad())?
     };
-    Ok(tickq::Rate::new(jobs, per))
+    Ok(crate::Rate::new(jobs, per))
 }
 
 /// Format a duration the way [`duration`] reads it, largest units first (`1h30m`, `500ms`).
@@ -82,16 +82,17 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 /// Parse a TIME.
-pub fn time(text: &str) -> Result<Timestamp, String> {
+pub fn time(text: &str) -> crate::Result<Timestamp> {
     let text = text.trim();
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        let ms: i64 = text
-            .parse()
-            .map_err(|_| format!("invalid time {text:?}: Unix ms out of range"))?;
-        return Timestamp::from_millisecond(ms).map_err(|e| format!("invalid time {text:?}: {e}"));
+        let ms: i64 = text.parse().map_err(|_| {
+            crate::Error::invalid(format!("invalid time {text:?}: Unix ms out of range"))
+        })?;
+        return Timestamp::from_millisecond(ms)
+            .map_err(|e| crate::Error::invalid(format!("invalid time {text:?}: {e}")));
     }
     text.parse::<Timestamp>()
-        .map_err(|e| format!("invalid time {text:?} ({e}); {TIME_HELP}"))
+        .map_err(|e| crate::Error::invalid(format!("invalid time {text:?} ({e}); {TIME_HELP}")))
 }
 
 #[cfg(test)]
@@ -121,7 +122,7 @@ mod tests {
             "99999999999999999999d",
         ] {
             let err = duration(bad).unwrap_err();
-            assert!(err.contains("500ms"), "{bad:?}: {err}");
+            assert!(err.message().contains("500ms"), "{bad:?}: {err}");
         }
     }
 

@@ -1,0 +1,13 @@
+-- progress: record how far a running job has got, if the caller still holds it.
+-- KEYS[1] the job hash
+-- ARGV[1] job key prefix (names the queue in the event)  ARGV[2] id  ARGV[3] fence
+-- ARGV[4] progress JSON {"value", "message"}
+-- The progress stays on the job after it ends (shown with it), and is sent as an event.
+-- Returns 1 when recorded, 0 when the caller no longer holds the job (nothing changed).
+-- Idempotent: yes; the same progress twice records the same value.
+local f = redis.call('HMGET', KEYS[1], 'state', 'fence')
+if f[1] ~= 'active' or f[2] ~= ARGV[3] then return 0 end
+redis.call('HSET', KEYS[1], 'progress', ARGV[4])
+event('progress', ARGV[2])
+publish(ARGV[1])
+return 1

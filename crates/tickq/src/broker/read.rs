@@ -1,0 +1,231 @@
+//! Reading jobs and counts back: one job, pages of a state's index (with filters and a
+//! cursor), and a queue's counts. Nothing here changes Redis.
+
+use super::keys::QueueKeys;
+use super::message::Envelope;
+use super::scripts::SCRIPTS;
+use super::value::{self, int};
+use super::{Broker, limits};
+use crate::inspect::QueueCounts;
+use crate::job::{JobInfo, JobState, Progress, ms_to_timestamp};
+use crate::{Error, Result};
+use redis::{AsyncCommands, Value};
+use std::collections::{BTreeMap, HashMap};
+
+/// What a page of a state's index asks for.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PageQuery<'a> {
+    /// Newest first (finished states) rather than index order.
+    pub(crate) newest_first: bool,
+    /// Resume after this (score, id); `None` starts at the top.
+    pub(crate) after: Option<(&'a str, &'a str)>,
+    pub(crate) want: usize,
+    pub(crate) budget: usize,
+    pub(crate) kind: &'a str,
+    pub(crate) payload: &'a str,
+    pub(crate) error: &'a str,
+    pub(crate) from_ms: Option<i64>,
+    pub(crate) to_ms: Option<i64>,
+    /// The job field that holds the state's time (`due`, `started` or `finished`).
+    pub(crate) time_field: &'a str,
+}
+
+/// One page: the matching ids in order, where the next page starts (`None`: the end), and
+/// how many index entries were examined.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Page {
+    pub(crate) ids: Vec<String>,
+    pub(crate) next: Option<(String, String)>,
+    pub(crate) examined: u64,
+}
+
+impl Broker {
+    /// Read one job; `None` when there is no such job in the queue.
+    pub(crate) async fn job(&self, keys: &QueueKeys, id: &str) -> Result<Option<JobInfo>> {
+        let fields: HashMap<String, Vec<u8>> = self.conn.clone().hgetall(keys.job(id)).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(job_info(&keys.name, id, &fields)))
+    }
+
+    /// Read many jobs of one queue in one round trip; missing ones are skipped.
+    pub(crate) async fn jobs(&self, keys: &QueueKeys, ids: &[String]) -> Result<Vec<JobInfo>> {
+        if ids.is_empty() {
+            return Ok(Vec::new()); // an empty pipeline is an error in redis-rs
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hgetall(keys.job(id));
+        }
+        let all: Vec<HashMap<String, Vec<u8>>> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(ids
+            .iter()
+            .zip(all)
+            .filter(|(_, fields)| !fields.is_empty())
+            .map(|(id, fields)| job_info(&keys.name, id, &fields))
+            .collect())
+    }
+
+    /// Ids in `state` (the script tests read indexes with it), oldest (or, for pending, next to run) first.
+    #[cfg(test)]
+    pub(crate) async fn ids(
+        &self,
+        keys: &QueueKeys,
+        state: JobState,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let stop = (offset + limit - 1) as isize;
+        Ok(self
+            .conn
+            .clone()
+            .zrange(keys.index(state), offset as isize, stop)
+            .await?)
+    }
+
+    pub(crate) async fn counts(&self, keys: &QueueKeys) -> Result<QueueCounts> {
+        let mut pipe = redis::pipe();
+        for state in JobState::ALL {
+            pipe.zcard(keys.index(state));
+        }
+        pipe.hget(&keys.stats, "processed")
+            .hget(&keys.stats, "failed")
+            .exists(&keys.paused)
+            .cmd("HMGET")
+            .arg(&keys.limits)
+            .arg("concurrency")
+            .arg("rate")
+            .arg("per");
+        let reply: Vec<Value> = pipe.query_async(&mut self.conn.clone()).await?;
+        let mut counts = QueueCounts {
+            queue: keys.name.clone(),
+            ..Default::default()
+        };
+        for (state, v) in JobState::ALL.into_iter().zip(&reply) {
+            counts.states.insert(state, int(v).unwrap_or(0) as u64);
+        }
+        counts.processed = value::int_or_zero(&reply[7]) as u64;
+        counts.failed = value::int_or_zero(&reply[8]) as u64;
+        counts.paused = value::int_or_zero(&reply[9]) != 0;
+        let fields = redis::from_redis_value(reply[10].clone()).map_err(|e| {
+            Error::corrupt(format!("queue {} has unreadable limits: {e}", keys.name))
+        })?;
+        counts.limits = limits::limits_from(fields);
+        Ok(counts)
+    }
+
+    /// Many hashes of whole numbers (history minutes), in order; a missing hash is empty.
+    pub(crate) async fn hashes_of_numbers(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<HashMap<String, u64>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.hgetall(key);
+        }
+        Ok(pipe.query_async(&mut self.conn.clone()).await?)
+    }
+
+    /// One page of `state`'s index (see `lua/jobs_page.lua`).
+    pub(crate) async fn page(
+        &self,
+        keys: &QueueKeys,
+        state: JobState,
+        query: &PageQuery<'_>,
+    ) -> Result<Page> {
+        let (score, id) = query.after.unwrap_or(("", ""));
+        let ms = |t: Option<i64>| t.map(|t| t.to_string()).unwrap_or_default();
+        let mut reply: Vec<String> = SCRIPTS
+            .jobs_page
+            .key(keys.index(state))
+            .arg(&keys.job_prefix)
+            .arg(if query.newest_first { "1" } else { "0" })
+            .arg(score)
+            .arg(id)
+            .arg(query.want)
+            .arg(query.budget)
+            .arg(query.kind)
+            .arg(query.payload)
+            .arg(query.error)
+            .arg(ms(query.from_ms))
+            .arg(ms(query.to_ms))
+            .arg(query.time_field)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        if reply.len() < 3 {
+            return Err(Error::corrupt("jobs_page returned an unexpected reply"));
+        }
+        let ids = reply.split_off(3);
+        let examined = reply.pop().and_then(|n| n.parse().ok()).unwrap_or(0);
+        let next_id = reply.pop().unwrap_or_default();
+        let next_score = reply.pop().unwrap_or_default();
+        let next = (!next_score.is_empty()).then_some((next_score, next_id));
+        Ok(Page {
+            ids,
+            next,
+            examined,
+        })
+    }
+}
+
+fn job_info(queue: &str, id: &str, fields: &HashMap<String, Vec<u8>>) -> JobInfo {
+    let s = |name: &str| {
+        fields
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    let n = |name: &str| s(name).and_then(|v| v.parse::<i64>().ok());
+    let t = |name: &str| n(name).and_then(ms_to_timestamp);
+    let decoded = Envelope::decode(fields.get("data").map(Vec::as_slice).unwrap_or_default());
+    let (kind, payload, timeout_ms, meta, corrupt) = match decoded {
+        Ok(e) => (e.kind, e.payload, e.timeout_ms, e.meta, None),
+        Err(e) => (
+            String::new(),
+            serde_json::Value::Null,
+            None,
+            BTreeMap::new(),
+            Some(e.to_string()),
+        ),
+    };
+    let state = s("state")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(JobState::Dead);
+    JobInfo {
+        id: id.to_owned(),
+        queue: queue.to_owned(),
+        kind,
+        payload,
+        state,
+        attempt: n("attempt").unwrap_or(0) as u32,
+        max_attempts: n("max").unwrap_or(0) as u32,
+        priority: n("priority").unwrap_or(0) as i32,
+        fence: n("fence").unwrap_or(0) as u64,
+        timeout_ms,
+        created_at: t("created"),
+        due_at: t("due"),
+        started_at: t("started"),
+        finished_at: t("finished"),
+        lease_until: if state == JobState::Active {
+            t("lease")
+        } else {
+            None
+        },
+        worker: s("owner"),
+        last_error: s("error"),
+        result: s("result"),
+        // A request that came too late (the job finished first) is not shown on a finished job.
+        cancel_requested: state == JobState::Active && fields.contains_key("cancel"),
+        progress: fields
+            .get("progress")
+            .and_then(|p| serde_json::from_slice::<Progress>(p).ok()),
+        meta,
+        corrupt,
+    }
+}

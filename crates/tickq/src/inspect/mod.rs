@@ -1,0 +1,208 @@
+//! The admin core: everything a person can see or do, one surface behind the CLI's `--json`,
+//! the HTTP API and the dashboard. Every answer is a typed, serialisable document, so all three
+//! render the same thing.
+//!
+//! | part | what |
+//! | --- | --- |
+//! | this file | queues: counts, pause/resume, limits, purge |
+//! | [`jobs`] | jobs: pages by state with filters and a cursor, one job, actions by id, bulk actions |
+//! | [`schedules`] | schedules: list, trigger, pause, resume, remove |
+//! | [`nodes`] | the live nodes and what they run |
+//! | [`locks`] | the locks held now |
+//! | [`history`] | per-minute counts kept in Redis |
+
+mod history;
+mod jobs;
+mod locks;
+mod nodes;
+mod schedules;
+
+pub use history::{History, HistoryPoint, HistoryQuery};
+pub use jobs::{BulkOutcome, JobActed, JobAction, JobFilter, JobPage, MAX_PAGE};
+pub use locks::{LockList, LockView};
+pub use nodes::{NodeList, NodeView, QueueWeight, RunningJob};
+pub use schedules::{
+    ScheduleEntry, ScheduleList, SchedulePaused, ScheduleRemoved, ScheduleTriggered,
+};
+
+use crate::broker::{Broker, Retention};
+use crate::job::{JobState, validate_queue_name};
+use crate::{QueueLimits, Result};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Jobs deleted per script call by [`Inspector::purge`].
+const PURGE_BATCH: usize = 1000;
+
+/// Reads what tickq holds in Redis and acts on it: the one admin surface.
+#[derive(Clone)]
+pub struct Inspector {
+    pub(crate) broker: Broker,
+    pub(crate) retention: Retention,
+}
+
+impl std::fmt::Debug for Inspector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inspector").finish_non_exhaustive()
+    }
+}
+
+/// Counts of one queue's jobs by state, and its totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QueueCounts {
+    /// The queue.
+    pub queue: String,
+    /// Jobs in each state (every state is present, zero or not).
+    pub states: BTreeMap<JobState, u64>,
+    /// Attempts that completed successfully, ever.
+    pub processed: u64,
+    /// Attempts that failed (each retry counts), ever.
+    pub failed: u64,
+    /// Whether the queue is paused (workers start none of its jobs).
+    pub paused: bool,
+    /// The queue's concurrency and rate limits.
+    pub limits: QueueLimits,
+}
+
+/// Every queue with its counts: `tickq stats --json`, `GET /api/stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Stats {
+    /// The queues, sorted by name.
+    pub queues: Vec<QueueCounts>,
+}
+
+/// The answer to pausing or resuming a queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QueuePaused {
+    /// The queue.
+    pub queue: String,
+    /// Whether it is paused now.
+    pub paused: bool,
+    /// Whether this call changed that.
+    pub changed: bool,
+}
+
+/// A queue's limits, after a change or as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QueueLimitsView {
+    /// The queue.
+    pub queue: String,
+    /// Its limits.
+    pub limits: QueueLimits,
+}
+
+/// The answer to a purge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Purged {
+    /// The queue.
+    pub queue: String,
+    /// The state purged.
+    pub state: JobState,
+    /// How many jobs went.
+    pub purged: u64,
+}
+
+impl Inspector {
+    /// Connect to Redis at `url` (any form [`crate::Client::connect`] takes).
+    pub async fn connect(url: &str) -> Result<Inspector> {
+        Ok(crate::Client::connect(url).await?.inspector())
+    }
+
+    /// Every queue that has ever received a job, sorted by name.
+    pub async fn queues(&self) -> Result<Vec<String>> {
+        self.broker.queues().await
+    }
+
+    /// Counts by state and processed/failed totals of one queue.
+    pub async fn counts(&self, queue: &str) -> Result<QueueCounts> {
+        validate_queue_name(queue)?;
+        self.broker.counts(&self.broker.keys(queue)).await
+    }
+
+    /// [`Inspector::counts`] of every queue.
+    pub async fn stats(&self) -> Result<Stats> {
+        let mut queues = Vec::new();
+        for queue in self.queues().await? {
+            queues.push(self.broker.counts(&self.broker.keys(&queue)).await?);
+        }
+        Ok(Stats { queues })
+    }
+
+    /// Pause a queue: once this returns, no worker starts another job of it (jobs already
+    /// running finish). Jobs can still be enqueued; scheduled and retry jobs still become
+    /// pending when due.
+    pub async fn pause_queue(&self, queue: &str) -> Result<QueuePaused> {
+        self.set_paused(queue, true).await
+    }
+
+    /// Resume a paused queue and wake an idle worker.
+    pub async fn resume_queue(&self, queue: &str) -> Result<QueuePaused> {
+        self.set_paused(queue, false).await
+    }
+
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<QueuePaused> {
+        validate_queue_name(queue)?;
+        let was = self
+            .broker
+            .set_paused(&self.broker.keys(queue), paused)
+            .await?;
+        Ok(QueuePaused {
+            queue: queue.to_owned(),
+            paused,
+            changed: was != paused,
+        })
+    }
+
+    /// Set a queue's limits (replacing the ones it had), for every worker on every node at
+    /// once: at most `concurrency` of its jobs active, at most `rate.jobs` started in any
+    /// window of `rate.per`. Jobs over a limit wait; none fails. [`QueueLimits::default`]
+    /// removes every limit.
+    pub async fn set_limits(&self, queue: &str, limits: QueueLimits) -> Result<QueueLimitsView> {
+        validate_queue_name(queue)?;
+        limits.validate()?;
+        self.broker.register_queue(queue).await?;
+        self.broker
+            .set_limits(&self.broker.keys(queue), &limits)
+            .await?;
+        Ok(QueueLimitsView {
+            queue: queue.to_owned(),
+            limits,
+        })
+    }
+
+    /// A queue's limits.
+    pub async fn limits(&self, queue: &str) -> Result<QueueLimitsView> {
+        validate_queue_name(queue)?;
+        let limits = self.broker.limits(&self.broker.keys(queue)).await?;
+        Ok(QueueLimitsView {
+            queue: queue.to_owned(),
+            limits,
+        })
+    }
+
+    /// Delete every job of a queue in `state`. Work is done in batches of 1000 jobs, one script
+    /// call each, so Redis is never blocked for long; jobs that enter the state while a purge
+    /// runs may be deleted too. Active jobs are refused ([`crate::ErrorKind::InvalidArgument`]):
+    /// cancel them.
+    pub async fn purge(&self, queue: &str, state: JobState) -> Result<Purged> {
+        validate_queue_name(queue)?;
+        let keys = self.broker.keys(queue);
+        let mut purged = 0;
+        loop {
+            let n = self.broker.purge_batch(&keys, state, PURGE_BATCH).await?;
+            if n == 0 {
+                return Ok(Purged {
+                    queue: queue.to_owned(),
+                    state,
+                    purged,
+                });
+            }
+            purged += n;
+        }
+    }
+}
