@@ -96,7 +96,7 @@ def command(addr, *words: str) -> bytes:
 
 
 def counts(client: tickq.Client) -> Dict:
-    for q in client.stats():
+    for q in client.stats()["queues"]:
         if q["queue"] == QUEUE:
             return q
     return {"processed": 0, "failed": 0, "states": {}}
@@ -168,7 +168,7 @@ def process(client: tickq.Client, url: str, n: int, concurrency: int, is_async: 
         async def main() -> None:
             task = asyncio.create_task(worker.run_async())
             deadline = time.monotonic() + limit
-            while len(times) < n or (await client.stats_async())[0]["processed"] < n:
+            while len(times) < n or (await client.stats_async())["queues"][0]["processed"] < n:
                 if time.monotonic() > deadline or task.done():
                     raise SystemExit(f"run failed: {len(times)} of {n} jobs ran within {limit}s")
                 await asyncio.sleep(0.002)

@@ -13,6 +13,8 @@ use tickq::{Catchup, NewJob, Overlap, ScheduleSpec, Task};
 #[pyclass(module = "tickq._tickq", frozen)]
 pub struct Client {
     pub(crate) inner: tickq::Client,
+    /// The admin calls: reads, actions by id, schedules.
+    inspector: tickq::Inspector,
     url: String,
 }
 
@@ -450,16 +452,11 @@ fn schedule_info(py: Python<'_>, s: tickq::ScheduleInfo) -> PyResult<Py<PyAny>> 
     Ok(Py::new(py, info)?.into_any())
 }
 
-/// The queue of job `id`: the one given, or the one a search of every queue finds.
-async fn queue_of(
-    client: &tickq::Client,
-    id: &str,
-    queue: Option<String>,
-) -> tickq::Result<String> {
-    match queue {
-        Some(q) => Ok(q),
-        None => Ok(client.inspector().find_job(id).await?.queue),
-    }
+/// A serialisable answer (the documents the CLI's `--json` and the HTTP API give) as Python
+/// dicts and lists.
+fn document<T: serde::Serialize>(py: Python<'_>, doc: T) -> PyResult<Py<PyAny>> {
+    let json = serde_json::to_value(doc).map_err(|e| invalid(e.to_string()))?;
+    Ok(from_json(py, &json)?.unbind())
 }
 
 #[pymethods]
@@ -472,7 +469,18 @@ impl Client {
             py,
             aio,
             async move { tickq::Client::connect(&url).await },
-            boxed(move |py, inner| Ok(Py::new(py, Client { inner, url: shown })?.into_any())),
+            boxed(move |py, inner: tickq::Client| {
+                let inspector = inner.inspector();
+                Ok(Py::new(
+                    py,
+                    Client {
+                        inner,
+                        inspector,
+                        url: shown,
+                    },
+                )?
+                .into_any())
+            }),
         )
     }
 
@@ -556,118 +564,40 @@ impl Client {
         id: String,
         queue: Option<String>,
     ) -> PyResult<Py<PyAny>> {
-        let client = self.inner.clone();
+        let inspector = self.inspector.clone();
         let fut = async move {
             match queue {
-                Some(q) => client.job(&q, &id).await,
-                None => client.inspector().find_job(&id).await,
+                Some(q) => inspector.job_in(&q, &id).await,
+                None => inspector.job(&id).await,
             }
         };
         bridge::run(py, aio, fut, boxed(job_info))
     }
 
-    #[pyo3(signature = (aio, id, queue=None))]
-    fn cancel(
-        &self,
-        py: Python<'_>,
-        aio: bool,
-        id: String,
-        queue: Option<String>,
-    ) -> PyResult<Py<PyAny>> {
-        let client = self.inner.clone();
-        let fut = async move {
-            let q = queue_of(&client, &id, queue).await?;
-            client.cancel(&q, &id).await
-        };
+    /// Retry, kill, delete or cancel a job found by id: the action's document (the HTTP
+    /// API's answer).
+    fn act(&self, py: Python<'_>, aio: bool, action: &str, id: String) -> PyResult<Py<PyAny>> {
+        let action: tickq::JobAction = action
+            .parse()
+            .map_err(|e: tickq::Error| invalid(e.to_string()))?;
+        let inspector = self.inspector.clone();
         bridge::run(
             py,
             aio,
-            fut,
-            boxed(|py, o| {
-                let s = match o {
-                    tickq::CancelOutcome::Cancelled => "cancelled",
-                    tickq::CancelOutcome::Cancelling => "cancelling",
-                };
-                string(py, s.to_owned())
-            }),
-        )
-    }
-
-    #[pyo3(signature = (aio, id, queue=None))]
-    fn retry(
-        &self,
-        py: Python<'_>,
-        aio: bool,
-        id: String,
-        queue: Option<String>,
-    ) -> PyResult<Py<PyAny>> {
-        let client = self.inner.clone();
-        let fut = async move {
-            let q = queue_of(&client, &id, queue).await?;
-            client.inspector().retry(&q, &id).await
-        };
-        bridge::run(
-            py,
-            aio,
-            fut,
-            boxed(|py, s: tickq::JobState| string(py, s.to_string())),
-        )
-    }
-
-    #[pyo3(signature = (aio, id, queue=None))]
-    fn kill(
-        &self,
-        py: Python<'_>,
-        aio: bool,
-        id: String,
-        queue: Option<String>,
-    ) -> PyResult<Py<PyAny>> {
-        let client = self.inner.clone();
-        let fut = async move {
-            let q = queue_of(&client, &id, queue).await?;
-            client.inspector().kill(&q, &id).await
-        };
-        bridge::run(
-            py,
-            aio,
-            fut,
-            boxed(|py, s: tickq::JobState| string(py, s.to_string())),
-        )
-    }
-
-    #[pyo3(signature = (aio, id, queue=None))]
-    fn delete(
-        &self,
-        py: Python<'_>,
-        aio: bool,
-        id: String,
-        queue: Option<String>,
-    ) -> PyResult<Py<PyAny>> {
-        let client = self.inner.clone();
-        let fut = async move {
-            let q = queue_of(&client, &id, queue).await?;
-            client.inspector().delete(&q, &id).await
-        };
-        bridge::run(
-            py,
-            aio,
-            fut,
-            boxed(|py, s: tickq::JobState| string(py, s.to_string())),
+            async move { inspector.act(action, &id).await },
+            boxed(document),
         )
     }
 
     /// Per queue: counts by state, processed, failed, paused, limits (the `tickq stats --json`
     /// document).
     fn stats(&self, py: Python<'_>, aio: bool) -> PyResult<Py<PyAny>> {
-        let client = self.inner.clone();
+        let inspector = self.inspector.clone();
         bridge::run(
             py,
             aio,
-            async move { client.inspector().stats().await },
-            boxed(|py, stats| {
-                let json = serde_json::to_value(stats).map_err(|e| invalid(e.to_string()))?;
-                Ok(from_json(py, &json)?.unbind())
-            }),
+            async move { inspector.stats().await },
+            boxed(document),
         )
     }
 
@@ -695,11 +625,11 @@ impl Client {
     }
 
     fn schedules(&self, py: Python<'_>, aio: bool) -> PyResult<Py<PyAny>> {
-        let client = self.inner.clone();
+        let inspector = self.inspector.clone();
         bridge::run(
             py,
             aio,
-            async move { client.schedules().await },
+            async move { inspector.schedule_infos().await },
             boxed(|py, list: Vec<tickq::ScheduleInfo>| {
                 let out = PyList::empty(py);
                 for s in list {
@@ -711,52 +641,52 @@ impl Client {
     }
 
     fn schedule(&self, py: Python<'_>, aio: bool, name: String) -> PyResult<Py<PyAny>> {
-        let client = self.inner.clone();
+        let inspector = self.inspector.clone();
         bridge::run(
             py,
             aio,
-            async move { client.schedule(&name).await },
+            async move { inspector.schedule(&name).await },
             boxed(schedule_info),
         )
     }
 
     fn remove_schedule(&self, py: Python<'_>, aio: bool, name: String) -> PyResult<Py<PyAny>> {
-        let client = self.inner.clone();
+        let inspector = self.inspector.clone();
         bridge::run(
             py,
             aio,
-            async move { client.remove_schedule(&name).await },
+            async move { inspector.remove_schedule(&name).await },
             none(),
         )
     }
 
     fn pause_schedule(&self, py: Python<'_>, aio: bool, name: String) -> PyResult<Py<PyAny>> {
-        let client = self.inner.clone();
+        let inspector = self.inspector.clone();
         bridge::run(
             py,
             aio,
-            async move { client.pause_schedule(&name).await },
+            async move { inspector.pause_schedule(&name).await },
             none(),
         )
     }
 
     fn resume_schedule(&self, py: Python<'_>, aio: bool, name: String) -> PyResult<Py<PyAny>> {
-        let client = self.inner.clone();
+        let inspector = self.inspector.clone();
         bridge::run(
             py,
             aio,
-            async move { client.resume_schedule(&name).await },
+            async move { inspector.resume_schedule(&name).await },
             none(),
         )
     }
 
     fn trigger_schedule(&self, py: Python<'_>, aio: bool, name: String) -> PyResult<Py<PyAny>> {
-        let client = self.inner.clone();
+        let inspector = self.inspector.clone();
         bridge::run(
             py,
             aio,
-            async move { client.trigger_schedule(&name).await },
-            boxed(enqueued),
+            async move { inspector.trigger_schedule(&name).await },
+            boxed(|py, t: tickq::ScheduleTriggered| enqueued(py, t.jobs)),
         )
     }
 

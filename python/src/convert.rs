@@ -119,8 +119,13 @@ pub(crate) fn from_json<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'
     })
 }
 
-/// A duration given as seconds (int or float) or a `datetime.timedelta`.
+/// A duration given as seconds (int or float), a `datetime.timedelta`, or a DUR string like the
+/// CLI's (`500ms`, `30s`, `5m`, `2h`, `1d`).
 pub(crate) fn duration(what: &str, obj: &Bound<'_, PyAny>) -> PyResult<Duration> {
+    if let Ok(text) = obj.cast::<PyString>() {
+        return tickq::units::duration(&text.to_cow()?)
+            .map_err(|e| invalid(format!("{what}: {e}")));
+    }
     let secs: f64 = if obj.hasattr("total_seconds")? {
         obj.call_method0("total_seconds")?.extract()?
     } else {
@@ -148,8 +153,12 @@ pub(crate) fn opt_duration(
         .transpose()
 }
 
-/// A point in time given as an aware `datetime` or Unix seconds.
+/// A point in time given as an aware `datetime`, Unix seconds, or a TIME string like the CLI's
+/// (RFC 3339 or Unix ms).
 pub(crate) fn timestamp(what: &str, obj: &Bound<'_, PyAny>) -> PyResult<jiff::Timestamp> {
+    if let Ok(text) = obj.cast::<PyString>() {
+        return tickq::units::time(&text.to_cow()?).map_err(|e| invalid(format!("{what}: {e}")));
+    }
     let secs: f64 = if obj.hasattr("tzinfo")? {
         if obj.getattr("tzinfo")?.is_none() {
             return Err(invalid(format!(

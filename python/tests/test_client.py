@@ -56,6 +56,11 @@ def test_enqueue_options(client: tickq.Client) -> None:
     assert abs((tomorrow.due_at - at).total_seconds()) < 0.01
     also = client.job(client.enqueue("q", "k", delay=timedelta(seconds=90)), "q")
     assert also.state == "scheduled"
+    # The CLI's units work too: DUR strings and RFC 3339 times.
+    in_five = client.job(client.enqueue("q", "k", delay="5m", timeout="1m30s"), "q")
+    assert in_five.state == "scheduled" and in_five.timeout == 90
+    at_text = client.job(client.enqueue("q", "k", at="2030-01-01T08:00:00+08:00"), "q")
+    assert at_text.due_at == datetime(2030, 1, 1, tzinfo=timezone.utc)
     full = client.job(
         client.enqueue("q", "k", None, id="my-id", max_attempts=3, timeout=2.5, priority=7, meta={"team": "a"}),
         "q",
@@ -91,6 +96,8 @@ def test_duplicates_raise_already_exists_naming_the_job(client: tickq.Client) ->
         (lambda c: c.enqueue("q", "k", float("nan")), "not valid JSON"),
         (lambda c: c.enqueue("q", "k", 2**70), "64 bits"),
         (lambda c: c.enqueue("q", "k", delay=-1), "non-negative"),
+        (lambda c: c.enqueue("q", "k", delay="soon"), "delay"),
+        (lambda c: c.enqueue("q", "k", at="tomorrow"), "at"),
         (lambda c: c.enqueue("q", "k", at=datetime(2030, 1, 1)), "naive"),
         (lambda c: c.enqueue("q", "k", max_attempts=0), "max attempts"),
         (lambda c: c.enqueue("q", "k", priority=5000), "priority"),
@@ -109,7 +116,7 @@ def test_bad_input_is_invalid_argument_and_changes_nothing(client: tickq.Client,
     with pytest.raises(tickq.InvalidArgument) as e:
         call(client)
     assert words in str(e.value)
-    assert client.stats() == []
+    assert client.stats() == {"queues": []}
 
 
 def test_enqueue_bulk(client: tickq.Client) -> None:
@@ -129,15 +136,17 @@ def test_enqueue_bulk(client: tickq.Client) -> None:
 
 def test_cancel_retry_kill_delete(client: tickq.Client) -> None:
     id = client.enqueue("q", "k")
-    assert client.cancel(id) == "cancelled"
+    cancelled = client.cancel(id)
+    assert (cancelled["id"], cancelled["queue"], cancelled["outcome"]) == (id, "q", "cancelled")
     assert client.job(id).state == "cancelled"
     with pytest.raises(tickq.Conflict):
         client.kill(id)  # a finished job cannot be killed
-    assert client.retry(id, "q") == "cancelled"
+    assert client.retry(id)["previous_state"] == "cancelled"
     assert client.job(id).state == "pending"
-    assert client.kill(id) == "pending"
+    assert client.kill(id)["previous_state"] == "pending"
     assert client.job(id).state == "dead"
-    assert client.delete(id) == "dead"
+    deleted = client.delete(id)
+    assert deleted["previous_state"] == "dead" and deleted["deleted"] is True
     with pytest.raises(tickq.NotFound):
         client.job(id)
     for call in (client.cancel, client.retry, client.kill, client.delete):
@@ -148,7 +157,7 @@ def test_cancel_retry_kill_delete(client: tickq.Client) -> None:
 def test_stats(client: tickq.Client) -> None:
     client.enqueue("a", "k")
     client.enqueue("a", "k", delay=60)
-    stats = {s["queue"]: s for s in client.stats()}
+    stats = {s["queue"]: s for s in client.stats()["queues"]}
     assert stats["a"]["states"]["pending"] == 1
     assert stats["a"]["states"]["scheduled"] == 1
     assert stats["a"]["paused"] is False
@@ -222,13 +231,13 @@ def test_every_call_has_an_awaitable_form(redis: Redis) -> None:
             await c.enqueue_async("q", "k", id=id)
         bulk = await c.enqueue_bulk_async([{"queue": "q", "kind": "k"} for _ in range(3)])
         assert len(bulk) == 3
-        assert await c.cancel_async(id, "q") == "cancelled"
-        assert await c.retry_async(id) == "cancelled"
-        assert await c.kill_async(id) == "pending"
-        assert await c.delete_async(id) == "dead"
+        assert (await c.cancel_async(id))["outcome"] == "cancelled"
+        assert (await c.retry_async(id))["previous_state"] == "cancelled"
+        assert (await c.kill_async(id))["previous_state"] == "pending"
+        assert (await c.delete_async(id))["previous_state"] == "dead"
         with pytest.raises(tickq.NotFound):
             await c.job_async(id)
-        assert (await c.stats_async())[0]["states"]["pending"] == 3
+        assert (await c.stats_async())["queues"][0]["states"]["pending"] == 3
         assert await c.upsert_schedule_async(NIGHTLY) == "created"
         assert [s.name for s in await c.schedules_async()] == ["nightly"]
         assert (await c.schedule_async("nightly")).spec == NIGHTLY

@@ -252,7 +252,7 @@ def test_a_running_job_can_be_cancelled(client: tickq.Client) -> None:
     id = client.enqueue("q", "long")
     with running(worker):
         wait_for("the job to start", started.is_set)
-        assert client.cancel(id) == "cancelling"
+        assert client.cancel(id)["outcome"] == "cancelling"
         wait_for("the job to be cancelled", lambda: state_of(client, id) == "cancelled")
 
 

@@ -10,8 +10,8 @@ from typing import Any, Awaitable, Dict, Iterable, List, Mapping, Optional, Tupl
 from . import _tickq
 from ._tickq import Enqueued, FencedWrite, JobInfo, LockBusy, ScheduleInfo
 
-Seconds = Union[int, float, timedelta]
-When = Union[int, float, datetime]
+Seconds = Union[int, float, timedelta, str]
+When = Union[int, float, datetime, str]
 
 DEFAULT_URL = "redis://127.0.0.1:6379"
 """Where Redis is when neither an URL nor ``TICKQ_REDIS_URL`` says otherwise."""
@@ -108,45 +108,48 @@ class Client:
         """:meth:`job`, awaitable."""
         return self._n.job(True, id, queue)
 
-    def cancel(self, id: str, queue: Optional[str] = None) -> str:
-        """Cancel a job: ``"cancelled"`` when it was waiting, ``"cancelling"`` when it runs (its
-        worker stops it at the next lease renewal)."""
-        return self._n.cancel(False, id, queue)
+    def cancel(self, id: str) -> Dict[str, Any]:
+        """Cancel a job found by id: a waiting one at once (``outcome`` ``"cancelled"``), a
+        running one by its worker at its next lease renewal (``"cancelling"``). Answers the
+        action's document: ``id``, ``queue``, ``action``, ``previous_state``, ``state``,
+        ``outcome``."""
+        return self._n.act(False, "cancel", id)
 
-    def cancel_async(self, id: str, queue: Optional[str] = None) -> Awaitable[str]:
+    def cancel_async(self, id: str) -> Awaitable[Dict[str, Any]]:
         """:meth:`cancel`, awaitable."""
-        return self._n.cancel(True, id, queue)
+        return self._n.act(True, "cancel", id)
 
-    def retry(self, id: str, queue: Optional[str] = None) -> str:
-        """Run a dead, cancelled, retry or scheduled job now; answers the state it had."""
-        return self._n.retry(False, id, queue)
+    def retry(self, id: str) -> Dict[str, Any]:
+        """Run a dead, cancelled, retry or scheduled job now (``Conflict`` for a running
+        one). Answers the action's document, with ``previous_state``."""
+        return self._n.act(False, "retry", id)
 
-    def retry_async(self, id: str, queue: Optional[str] = None) -> Awaitable[str]:
+    def retry_async(self, id: str) -> Awaitable[Dict[str, Any]]:
         """:meth:`retry`, awaitable."""
-        return self._n.retry(True, id, queue)
+        return self._n.act(True, "retry", id)
 
-    def kill(self, id: str, queue: Optional[str] = None) -> str:
-        """Send a waiting job to dead; answers the state it had."""
-        return self._n.kill(False, id, queue)
+    def kill(self, id: str) -> Dict[str, Any]:
+        """Send a waiting job to dead (``Conflict`` for a running or finished one)."""
+        return self._n.act(False, "kill", id)
 
-    def kill_async(self, id: str, queue: Optional[str] = None) -> Awaitable[str]:
+    def kill_async(self, id: str) -> Awaitable[Dict[str, Any]]:
         """:meth:`kill`, awaitable."""
-        return self._n.kill(True, id, queue)
+        return self._n.act(True, "kill", id)
 
-    def delete(self, id: str, queue: Optional[str] = None) -> str:
-        """Delete a job that is not running; answers the state it had."""
-        return self._n.delete(False, id, queue)
+    def delete(self, id: str) -> Dict[str, Any]:
+        """Delete a job that is not running (``Conflict`` for a running one)."""
+        return self._n.act(False, "delete", id)
 
-    def delete_async(self, id: str, queue: Optional[str] = None) -> Awaitable[str]:
+    def delete_async(self, id: str) -> Awaitable[Dict[str, Any]]:
         """:meth:`delete`, awaitable."""
-        return self._n.delete(True, id, queue)
+        return self._n.act(True, "delete", id)
 
-    def stats(self) -> List[Dict[str, Any]]:
-        """Per queue: counts by state, processed, failed, paused, limits (the document of
-        ``tickq stats --json``)."""
+    def stats(self) -> Dict[str, Any]:
+        """``{"queues": [...]}``: per queue, counts by state, processed, failed, paused, limits
+        (the document of ``tickq stats --json`` and ``GET /api/stats``)."""
         return self._n.stats(False)
 
-    def stats_async(self) -> Awaitable[List[Dict[str, Any]]]:
+    def stats_async(self) -> Awaitable[Dict[str, Any]]:
         """:meth:`stats`, awaitable."""
         return self._n.stats(True)
 

@@ -22,7 +22,7 @@ from ._client import Client
 
 log = logging.getLogger("tickq")
 
-Seconds = Union[int, float, timedelta]
+Seconds = Union[int, float, timedelta, str]
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: How often the supervisor looks at the worker (housekeeping, signals, the end).
