@@ -601,6 +601,17 @@ impl Client {
         )
     }
 
+    /// The live nodes (workers with their queues and running jobs), as `tickq nodes --json`.
+    fn nodes(&self, py: Python<'_>, aio: bool) -> PyResult<Py<PyAny>> {
+        let inspector = self.inspector.clone();
+        bridge::run(
+            py,
+            aio,
+            async move { inspector.nodes().await },
+            boxed(document),
+        )
+    }
+
     fn upsert_schedule(
         &self,
         py: Python<'_>,

@@ -238,6 +238,7 @@ def test_every_call_has_an_awaitable_form(redis: Redis) -> None:
         with pytest.raises(tickq.NotFound):
             await c.job_async(id)
         assert (await c.stats_async())["queues"][0]["states"]["pending"] == 3
+        assert await c.nodes_async() == {"nodes": []}
         assert await c.upsert_schedule_async(NIGHTLY) == "created"
         assert [s.name for s in await c.schedules_async()] == ["nightly"]
         assert (await c.schedule_async("nightly")).spec == NIGHTLY

@@ -42,6 +42,24 @@ def test_sync_handlers_see_the_job_and_their_results_are_kept(client: tickq.Clie
         assert info.worker and info.worker.startswith(worker.id.split(":")[0])
 
 
+def test_weighted_queues_are_all_served_and_the_node_is_listed(client: tickq.Client) -> None:
+    ran = []
+    worker = tickq.Worker(client, queues={"high": 3, "low": 1}, concurrency=4, node="py-node")
+
+    @worker.handler("k")
+    def k(job: tickq.Job) -> None:
+        ran.append(job.queue)
+
+    for q in ("high", "low"):
+        client.enqueue_bulk([{"queue": q, "kind": "k"} for _ in range(20)])
+    with running(worker):
+        wait_for("both queues to drain", lambda: len(ran) == 40)
+        [node] = client.nodes()["nodes"]
+        assert node["name"] == "py-node" and node["id"] == worker.id
+        assert sorted((q["queue"], q["weight"]) for q in node["queues"]) == [("high", 3), ("low", 1)]
+    assert sorted(ran) == ["high"] * 20 + ["low"] * 20
+
+
 def test_async_handlers_run_on_the_event_loop(client: tickq.Client) -> None:
     loops = set()
     worker = tickq.Worker(client, queues=["q"], concurrency=32)

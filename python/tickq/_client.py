@@ -153,6 +153,15 @@ class Client:
         """:meth:`stats`, awaitable."""
         return self._n.stats(True)
 
+    def nodes(self) -> Dict[str, Any]:
+        """``{"nodes": [...]}``: the live workers (Python, Rust or ``tickq server``), each with
+        its name, queues and weights, concurrency and running jobs (``tickq nodes --json``)."""
+        return self._n.nodes(False)
+
+    def nodes_async(self) -> Awaitable[Dict[str, Any]]:
+        """:meth:`nodes`, awaitable."""
+        return self._n.nodes(True)
+
     # ---- schedules ----
 
     def upsert_schedule(self, spec: Mapping[str, Any]) -> str:
