@@ -206,6 +206,8 @@ pub struct JobInfo {
     pub last_error: Option<String>,
     pub result: Option<String>,
     pub cancel_requested: bool,
+    /// `{"value": 0.0..1.0, "message": str}` as the handler last reported it, or None.
+    pub progress: Py<PyAny>,
     pub meta: Py<PyAny>,
     pub corrupt: Option<String>,
 }
@@ -242,6 +244,10 @@ fn job_info(py: Python<'_>, j: tickq::JobInfo) -> PyResult<Py<PyAny>> {
         last_error: j.last_error,
         result: j.result,
         cancel_requested: j.cancel_requested,
+        progress: match &j.progress {
+            Some(p) => document(py, p)?,
+            None => py.None(),
+        },
         meta: meta.into_any().unbind(),
         corrupt: j.corrupt,
         id: j.id,
@@ -570,6 +576,30 @@ impl Client {
                 Some(q) => inspector.job_in(&q, &id).await,
                 None => inspector.job(&id).await,
             }
+        };
+        bridge::run(py, aio, fut, boxed(job_info))
+    }
+
+    /// Wait until a job ends (completed, dead or cancelled) and answer it as it ended;
+    /// `Timeout` when it has not ended within `timeout`.
+    #[pyo3(signature = (aio, id, queue, timeout))]
+    fn wait(
+        &self,
+        py: Python<'_>,
+        aio: bool,
+        id: String,
+        queue: Option<String>,
+        timeout: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        let timeout = convert::duration("timeout", timeout)?;
+        let client = self.inner.clone();
+        let inspector = self.inspector.clone();
+        let fut = async move {
+            let queue = match queue {
+                Some(q) => q,
+                None => inspector.job(&id).await?.queue,
+            };
+            client.wait(&queue, &id, timeout).await
         };
         bridge::run(py, aio, fut, boxed(job_info))
     }

@@ -216,6 +216,27 @@ pub struct Job {
 }
 
 impl Job {
+    fn report(
+        &self,
+        py: Python<'_>,
+        aio: bool,
+        value: f64,
+        message: String,
+    ) -> PyResult<Py<PyAny>> {
+        let job = self.inner.clone();
+        crate::bridge::run(
+            py,
+            aio,
+            async move { job.progress(value, message).await },
+            Box::new(|py, held: bool| {
+                Ok(pyo3::types::PyBool::new(py, held)
+                    .to_owned()
+                    .into_any()
+                    .unbind())
+            }),
+        )
+    }
+
     fn new(py: Python<'_>, inner: tickq::Job) -> PyResult<Job> {
         let payload = from_json(py, inner.payload())?.unbind();
         Ok(Job { inner, payload })
@@ -276,6 +297,17 @@ impl Job {
     }
     fn meta(&self, key: &str) -> Option<&str> {
         self.inner.meta(key)
+    }
+    /// Report how far the job has got (0.0 to 1.0) and a short message; kept with the job and
+    /// sent to watchers (the dashboard). False when this worker no longer holds the job.
+    #[pyo3(signature = (value, message=String::new()))]
+    fn progress(&self, py: Python<'_>, value: f64, message: String) -> PyResult<Py<PyAny>> {
+        self.report(py, false, value, message)
+    }
+    /// [`Job::progress`], awaitable (for async handlers).
+    #[pyo3(signature = (value, message=String::new()))]
+    fn progress_async(&self, py: Python<'_>, value: f64, message: String) -> PyResult<Py<PyAny>> {
+        self.report(py, true, value, message)
     }
     fn __repr__(&self) -> String {
         format!(

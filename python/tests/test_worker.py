@@ -257,6 +257,38 @@ def test_leases_renew_while_python_holds_the_gil(client: tickq.Client) -> None:
     assert min(held_for) > lease, f"each GIL hold must outlast the lease: {held_for}"
 
 
+def test_progress_is_kept_and_wait_answers_the_ended_job(client: tickq.Client) -> None:
+    worker = tickq.Worker(client, queues=["q"])
+    reported = threading.Event()
+    go_on = threading.Event()
+
+    @worker.handler("copy")
+    def copy(job: tickq.Job) -> str:
+        assert job.progress(0.4, "copied 4 of 10 files") is True
+        reported.set()
+        go_on.wait(LIMIT)
+        return "copied"
+
+    @worker.handler("copy-async")
+    async def copy_async(job: tickq.Job) -> str:
+        assert await job.progress_async(2.0) is True  # clamped to 1.0
+        return "copied too"
+
+    id = client.enqueue("q", "copy")
+    other = client.enqueue("q", "copy-async")
+    with running(worker):
+        wait_for("the progress report", reported.is_set)
+        assert client.job(id).progress == {"value": 0.4, "message": "copied 4 of 10 files"}
+        with pytest.raises(tickq.Timeout):
+            client.wait(id, "q", timeout=0.1)
+        go_on.set()
+        ended = client.wait(id, timeout=LIMIT)
+        assert (ended.state, ended.result) == ("completed", "copied")
+        assert asyncio.run(client.wait_async(other, "q", timeout=LIMIT)).result == "copied too"
+        assert asyncio.run(client.job_async(other)).state == "completed"  # a coroutine: asyncio.run takes it
+    assert client.job(other).progress["value"] == 1.0
+
+
 def test_a_running_job_can_be_cancelled(client: tickq.Client) -> None:
     worker = tickq.Worker(client, queues=["q"], lease=0.6)
     started = threading.Event()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta
-from typing import Any, Awaitable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from . import _tickq
 from ._tickq import Enqueued, FencedWrite, JobInfo, LockBusy, ScheduleInfo
@@ -71,7 +71,7 @@ class Client:
         ``AlreadyExists`` with ``existing_id``."""
         return self._n.enqueue(False, queue, kind, payload, delay, at, id, unique_for, unique_key, max_attempts, timeout, priority, meta)
 
-    def enqueue_async(
+    async def enqueue_async(
         self,
         queue: str,
         kind: str,
@@ -86,9 +86,9 @@ class Client:
         timeout: Optional[Seconds] = None,
         priority: Optional[int] = None,
         meta: Optional[Mapping[str, str]] = None,
-    ) -> Awaitable[str]:
+    ) -> str:
         """:meth:`enqueue`, awaitable."""
-        return self._n.enqueue(True, queue, kind, payload, delay, at, id, unique_for, unique_key, max_attempts, timeout, priority, meta)
+        return await self._n.enqueue(True, queue, kind, payload, delay, at, id, unique_for, unique_key, max_attempts, timeout, priority, meta)
 
     def enqueue_bulk(self, jobs: Iterable[Mapping[str, Any]]) -> List[Enqueued]:
         """Enqueue many jobs in few round trips. Each job is a dict with ``queue``, ``kind`` and
@@ -96,17 +96,27 @@ class Client:
         jobs whose unique key another job holds answer that job with ``duplicate=True``."""
         return self._n.enqueue_bulk(False, jobs)
 
-    def enqueue_bulk_async(self, jobs: Iterable[Mapping[str, Any]]) -> Awaitable[List[Enqueued]]:
+    async def enqueue_bulk_async(self, jobs: Iterable[Mapping[str, Any]]) -> List[Enqueued]:
         """:meth:`enqueue_bulk`, awaitable."""
-        return self._n.enqueue_bulk(True, jobs)
+        return await self._n.enqueue_bulk(True, jobs)
 
     def job(self, id: str, queue: Optional[str] = None) -> JobInfo:
         """Read a job (from ``queue``, or found in any queue). Raises ``NotFound``."""
         return self._n.job(False, id, queue)
 
-    def job_async(self, id: str, queue: Optional[str] = None) -> Awaitable[JobInfo]:
+    async def job_async(self, id: str, queue: Optional[str] = None) -> JobInfo:
         """:meth:`job`, awaitable."""
-        return self._n.job(True, id, queue)
+        return await self._n.job(True, id, queue)
+
+    def wait(self, id: str, queue: Optional[str] = None, timeout: Seconds = 30) -> JobInfo:
+        """Wait until the job ends (completed, dead or cancelled; no polling: tickq's job events)
+        and answer it as it ended. Raises ``Timeout`` when it has not ended in time, ``NotFound``
+        when it is deleted meanwhile."""
+        return self._n.wait(False, id, queue, timeout)
+
+    async def wait_async(self, id: str, queue: Optional[str] = None, timeout: Seconds = 30) -> JobInfo:
+        """:meth:`wait`, awaitable."""
+        return await self._n.wait(True, id, queue, timeout)
 
     def cancel(self, id: str) -> Dict[str, Any]:
         """Cancel a job found by id: a waiting one at once (``outcome`` ``"cancelled"``), a
@@ -115,52 +125,52 @@ class Client:
         ``outcome``."""
         return self._n.act(False, "cancel", id)
 
-    def cancel_async(self, id: str) -> Awaitable[Dict[str, Any]]:
+    async def cancel_async(self, id: str) -> Dict[str, Any]:
         """:meth:`cancel`, awaitable."""
-        return self._n.act(True, "cancel", id)
+        return await self._n.act(True, "cancel", id)
 
     def retry(self, id: str) -> Dict[str, Any]:
         """Run a dead, cancelled, retry or scheduled job now (``Conflict`` for a running
         one). Answers the action's document, with ``previous_state``."""
         return self._n.act(False, "retry", id)
 
-    def retry_async(self, id: str) -> Awaitable[Dict[str, Any]]:
+    async def retry_async(self, id: str) -> Dict[str, Any]:
         """:meth:`retry`, awaitable."""
-        return self._n.act(True, "retry", id)
+        return await self._n.act(True, "retry", id)
 
     def kill(self, id: str) -> Dict[str, Any]:
         """Send a waiting job to dead (``Conflict`` for a running or finished one)."""
         return self._n.act(False, "kill", id)
 
-    def kill_async(self, id: str) -> Awaitable[Dict[str, Any]]:
+    async def kill_async(self, id: str) -> Dict[str, Any]:
         """:meth:`kill`, awaitable."""
-        return self._n.act(True, "kill", id)
+        return await self._n.act(True, "kill", id)
 
     def delete(self, id: str) -> Dict[str, Any]:
         """Delete a job that is not running (``Conflict`` for a running one)."""
         return self._n.act(False, "delete", id)
 
-    def delete_async(self, id: str) -> Awaitable[Dict[str, Any]]:
+    async def delete_async(self, id: str) -> Dict[str, Any]:
         """:meth:`delete`, awaitable."""
-        return self._n.act(True, "delete", id)
+        return await self._n.act(True, "delete", id)
 
     def stats(self) -> Dict[str, Any]:
         """``{"queues": [...]}``: per queue, counts by state, processed, failed, paused, limits
         (the document of ``tickq stats --json`` and ``GET /api/stats``)."""
         return self._n.stats(False)
 
-    def stats_async(self) -> Awaitable[Dict[str, Any]]:
+    async def stats_async(self) -> Dict[str, Any]:
         """:meth:`stats`, awaitable."""
-        return self._n.stats(True)
+        return await self._n.stats(True)
 
     def nodes(self) -> Dict[str, Any]:
         """``{"nodes": [...]}``: the live workers (Python, Rust or ``tickq server``), each with
         its name, queues and weights, concurrency and running jobs (``tickq nodes --json``)."""
         return self._n.nodes(False)
 
-    def nodes_async(self) -> Awaitable[Dict[str, Any]]:
+    async def nodes_async(self) -> Dict[str, Any]:
         """:meth:`nodes`, awaitable."""
-        return self._n.nodes(True)
+        return await self._n.nodes(True)
 
     # ---- schedules ----
 
@@ -171,57 +181,57 @@ class Client:
         ``"updated"`` or ``"unchanged"`` (the same spec again is a no-op)."""
         return self._n.upsert_schedule(False, spec)
 
-    def upsert_schedule_async(self, spec: Mapping[str, Any]) -> Awaitable[str]:
+    async def upsert_schedule_async(self, spec: Mapping[str, Any]) -> str:
         """:meth:`upsert_schedule`, awaitable."""
-        return self._n.upsert_schedule(True, spec)
+        return await self._n.upsert_schedule(True, spec)
 
     def schedules(self) -> List[ScheduleInfo]:
         """Every schedule, sorted by name."""
         return self._n.schedules(False)
 
-    def schedules_async(self) -> Awaitable[List[ScheduleInfo]]:
+    async def schedules_async(self) -> List[ScheduleInfo]:
         """:meth:`schedules`, awaitable."""
-        return self._n.schedules(True)
+        return await self._n.schedules(True)
 
     def schedule(self, name: str) -> ScheduleInfo:
         """One schedule. Raises ``NotFound``."""
         return self._n.schedule(False, name)
 
-    def schedule_async(self, name: str) -> Awaitable[ScheduleInfo]:
+    async def schedule_async(self, name: str) -> ScheduleInfo:
         """:meth:`schedule`, awaitable."""
-        return self._n.schedule(True, name)
+        return await self._n.schedule(True, name)
 
     def remove_schedule(self, name: str) -> None:
         """Remove a schedule; jobs it made are left alone."""
         return self._n.remove_schedule(False, name)
 
-    def remove_schedule_async(self, name: str) -> Awaitable[None]:
+    async def remove_schedule_async(self, name: str) -> None:
         """:meth:`remove_schedule`, awaitable."""
-        return self._n.remove_schedule(True, name)
+        return await self._n.remove_schedule(True, name)
 
     def pause_schedule(self, name: str) -> None:
         """Stop a schedule from firing until it is resumed."""
         return self._n.pause_schedule(False, name)
 
-    def pause_schedule_async(self, name: str) -> Awaitable[None]:
+    async def pause_schedule_async(self, name: str) -> None:
         """:meth:`pause_schedule`, awaitable."""
-        return self._n.pause_schedule(True, name)
+        return await self._n.pause_schedule(True, name)
 
     def resume_schedule(self, name: str) -> None:
         """Let a paused schedule fire again."""
         return self._n.resume_schedule(False, name)
 
-    def resume_schedule_async(self, name: str) -> Awaitable[None]:
+    async def resume_schedule_async(self, name: str) -> None:
         """:meth:`resume_schedule`, awaitable."""
-        return self._n.resume_schedule(True, name)
+        return await self._n.resume_schedule(True, name)
 
     def trigger_schedule(self, name: str) -> List[Enqueued]:
         """Create the schedule's jobs now, outside its timetable."""
         return self._n.trigger_schedule(False, name)
 
-    def trigger_schedule_async(self, name: str) -> Awaitable[List[Enqueued]]:
+    async def trigger_schedule_async(self, name: str) -> List[Enqueued]:
         """:meth:`trigger_schedule`, awaitable."""
-        return self._n.trigger_schedule(True, name)
+        return await self._n.trigger_schedule(True, name)
 
     # ---- locks ----
 
@@ -276,42 +286,42 @@ class Lock:
         """Take the lock, waiting up to the lock's ``wait``: True when held."""
         return self._n.acquire(False)
 
-    def acquire_async(self) -> Awaitable[bool]:
+    async def acquire_async(self) -> bool:
         """:meth:`acquire`, awaitable."""
-        return self._n.acquire(True)
+        return await self._n.acquire(True)
 
     def release(self) -> bool:
         """Give the lock back: True when it was still ours."""
         return self._n.release(False)
 
-    def release_async(self) -> Awaitable[bool]:
+    async def release_async(self) -> bool:
         """:meth:`release`, awaitable."""
-        return self._n.release(True)
+        return await self._n.release(True)
 
     def wait_lost(self, timeout: Optional[Seconds] = None) -> Optional[str]:
         """Block until the lock is lost (answers the reason) or ``timeout`` passes (None)."""
         return self._n.wait_lost(False, timeout)
 
-    def wait_lost_async(self, timeout: Optional[Seconds] = None) -> Awaitable[Optional[str]]:
+    async def wait_lost_async(self, timeout: Optional[Seconds] = None) -> Optional[str]:
         """:meth:`wait_lost`, awaitable."""
-        return self._n.wait_lost(True, timeout)
+        return await self._n.wait_lost(True, timeout)
 
     def fenced_set(self, key: str, value: Union[bytes, str]) -> FencedWrite:
         """Store ``value`` under ``key`` with this acquisition's fence. Refused (falsy answer,
         with ``latest`` and ``stored``) once a later holder has written."""
         return self._n.fenced_set(False, key, value)
 
-    def fenced_set_async(self, key: str, value: Union[bytes, str]) -> Awaitable[FencedWrite]:
+    async def fenced_set_async(self, key: str, value: Union[bytes, str]) -> FencedWrite:
         """:meth:`fenced_set`, awaitable."""
-        return self._n.fenced_set(True, key, value)
+        return await self._n.fenced_set(True, key, value)
 
     def fenced_get(self, key: str) -> Optional[Tuple[bytes, int]]:
         """The value under ``key`` and the fence it was written with, or None."""
         return self._n.fenced_get(False, key)
 
-    def fenced_get_async(self, key: str) -> Awaitable[Optional[Tuple[bytes, int]]]:
+    async def fenced_get_async(self, key: str) -> Optional[Tuple[bytes, int]]:
         """:meth:`fenced_get`, awaitable."""
-        return self._n.fenced_get(True, key)
+        return await self._n.fenced_get(True, key)
 
     def __enter__(self) -> "Lock":
         if not self._n.acquire(False):
