@@ -106,17 +106,15 @@ class Worker:
             pairs = [(str(q), 1) for q in queues]
         self._client = client
         self._queues = pairs
-        self._options = dict(
-            concurrency=concurrency,
-            lease=lease,
-            job_timeout=job_timeout,
-            shutdown_timeout=shutdown_timeout,
-            stop_grace=stop_grace,
-            node=node,
-            retry=retry,
-            scheduler=scheduler,
-            claim_batch=claim_batch,
-        )
+        self._concurrency = concurrency
+        self._lease = lease
+        self._job_timeout = job_timeout
+        self._shutdown_timeout = shutdown_timeout
+        self._stop_grace = stop_grace
+        self._node = node
+        self._retry = retry
+        self._scheduler = scheduler
+        self._claim_batch = claim_batch
         self._handlers: Dict[str, Callable[..., Any]] = {}
         self._native: Optional[_tickq.NativeWorker] = None
         self._threads: List[threading.Thread] = []
@@ -168,21 +166,20 @@ class Worker:
         if not self._handlers:
             raise _tickq.InvalidArgument("register at least one handler with @worker.handler(kind)")
         handlers = [(kind, fn, inspect.iscoroutinefunction(fn)) for kind, fn in self._handlers.items()]
-        o = self._options
         self._native = _tickq.NativeWorker(
             self._client._n,
             self._queues,
             handlers,
             self._spawn_thread,
-            o["concurrency"],
-            o["lease"],
-            o["job_timeout"],
-            o["shutdown_timeout"],
-            o["stop_grace"],
-            o["node"],
-            o["retry"],
-            o["scheduler"],
-            o["claim_batch"],
+            self._concurrency,
+            self._lease,
+            self._job_timeout,
+            self._shutdown_timeout,
+            self._stop_grace,
+            self._node,
+            self._retry,
+            self._scheduler,
+            self._claim_batch,
         )
         return self._native
 
@@ -198,7 +195,7 @@ class Worker:
 
     def _start_threads(self) -> None:
         if self._has_sync():
-            for _ in range(self._options["concurrency"]):
+            for _ in range(self._concurrency):
                 self._spawn_thread()
 
     def _on_signal(self, *_: object) -> None:
@@ -309,11 +306,17 @@ class _Dispatcher:
         for slot in slots:
             task = self.loop.create_task(self._run(slot))
             self.tasks[slot.id] = task
-            task.add_done_callback(lambda _t, i=slot.id: self.tasks.pop(i, None))
+            task.add_done_callback(self._forget(slot.id))
         for i in cancels:
-            task = self.tasks.get(i)
-            if task is not None:
-                task.cancel()
+            running = self.tasks.get(i)
+            if running is not None:
+                running.cancel()
+
+    def _forget(self, id: int) -> Callable[["asyncio.Task[None]"], None]:
+        def forget(_task: "asyncio.Task[None]") -> None:
+            self.tasks.pop(id, None)
+
+        return forget
 
     @staticmethod
     async def _run(slot: _tickq.Slot) -> None:
