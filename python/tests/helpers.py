@@ -13,7 +13,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Optional, TypeVar
+from typing import Callable, Iterator, List, Optional, TypeVar
 
 import pytest
 
@@ -123,3 +123,90 @@ def tickq_bin() -> str:
 def python_process(script: str, *args: str, **kw) -> subprocess.Popen:
     """Run `script` (Python source) in a fresh interpreter of this environment."""
     return subprocess.Popen([sys.executable, "-c", script, *args], **kw)
+
+
+def command(port: int, *words: str) -> bytes:
+    """One Redis command over a plain socket (cluster setup needs no Redis client)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(f"*{len(words)}\r\n".encode() + b"".join(f"${len(w)}\r\n{w}\r\n".encode() for w in words))
+        data = s.recv(1 << 16)
+        if data.startswith(b"$"):
+            size = int(data[1 : data.index(b"\r\n")])
+            while len(data) < data.index(b"\r\n") + 2 + size:
+                data += s.recv(1 << 16)
+        return data
+
+
+class Cluster:
+    """A Redis Cluster of `n` primaries on 127.0.0.1, formed by hand as the Rust testkit does:
+    slots split evenly, distinct config epochs, every pair met directly."""
+
+    SLOTS = 16384
+
+    def __init__(self, n: int = 3) -> None:
+        self.dir = tempfile.mkdtemp(prefix="tqc-", dir="/tmp")
+        self.ports: List[int] = []
+        self.procs: List[subprocess.Popen] = []
+        while len(self.ports) < n:
+            port = free_port()
+            if port + 10000 > 65535 or not _free(port + 10000) or port in self.ports:
+                continue
+            self.ports.append(port)
+        for i, port in enumerate(self.ports):
+            self.procs.append(
+                subprocess.Popen(
+                    [
+                        os.environ.get("TICKQ_REDIS_SERVER", "redis-server"),
+                        "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                        "--dir", self.dir, "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{i}.conf",
+                        "--cluster-node-timeout", "5000", "--cluster-announce-ip", "127.0.0.1",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        for port in self.ports:
+            wait_for(f"cluster node {port} to start", lambda: _pong(port), 10)
+        for i, port in enumerate(self.ports):
+            first, last = i * self.SLOTS // n, (i + 1) * self.SLOTS // n - 1
+            assert command(port, "CLUSTER", "ADDSLOTSRANGE", str(first), str(last)).startswith(b"+OK")
+            assert command(port, "CLUSTER", "SET-CONFIG-EPOCH", str(i + 1)).startswith(b"+OK")
+        for i, port in enumerate(self.ports):
+            for peer in self.ports[i + 1 :]:
+                command(port, "CLUSTER", "MEET", "127.0.0.1", str(peer))
+        wait_for("the cluster to form", self._formed, 20)
+
+    def _formed(self) -> bool:
+        for port in self.ports:
+            if b"cluster_state:ok" not in command(port, "CLUSTER", "INFO"):
+                return False
+            nodes = command(port, "CLUSTER", "NODES").decode()
+            if sum(" connected " in line and "master" in line for line in nodes.splitlines()) != len(self.ports):
+                return False
+        return True
+
+    @property
+    def url(self) -> str:
+        return "redis-cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.kill()
+            p.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _pong(port: int) -> bool:
+    try:
+        return command(port, "PING").startswith(b"+PONG")
+    except OSError:
+        return False

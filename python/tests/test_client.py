@@ -9,7 +9,7 @@ import pytest
 
 import tickq
 
-from helpers import Redis
+from helpers import Redis, running, wait_for
 
 
 def test_connects_with_every_single_server_url_form(redis: Redis) -> None:
@@ -19,6 +19,29 @@ def test_connects_with_every_single_server_url_form(redis: Redis) -> None:
         assert c.job(job, "q").state == "pending", url
     # Different databases are different tickq installations.
     assert tickq.Client(redis.tcp_url + "/3").stats() != tickq.Client(redis.tcp_url + "/4").stats()
+
+
+def test_a_redis_cluster_url_runs_jobs_and_locks() -> None:
+    from helpers import Cluster
+
+    cluster = Cluster(3)
+    try:
+        client = tickq.Client(cluster.url)
+        worker = tickq.Worker(client, queues={f"q{i}": 1 for i in range(6)}, concurrency=8)
+        done = []
+
+        @worker.handler("k")
+        def k(job: tickq.Job) -> None:
+            done.append(job.queue)
+
+        ids = [client.enqueue(f"q{i % 6}", "k", {"i": i}) for i in range(60)]
+        with running(worker):
+            wait_for("the jobs on every queue", lambda: len(done) == 60)
+        assert all(client.job(i).state == "completed" for i in ids)
+        with client.lock("nightly", ttl=5) as lock:
+            assert lock.fenced_set("cursor", "x")
+    finally:
+        cluster.stop()
 
 
 def test_a_bad_url_names_the_problem() -> None:
