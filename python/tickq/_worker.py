@@ -13,6 +13,7 @@ import logging
 import signal
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional, TypeVar, Union
@@ -166,11 +167,20 @@ class Worker:
         if not self._handlers:
             raise _tickq.InvalidArgument("register at least one handler with @worker.handler(kind)")
         handlers = [(kind, fn, inspect.iscoroutinefunction(fn)) for kind, fn in self._handlers.items()]
+        # The native worker keeps the spawner for as long as it lives: a weak reference keeps
+        # it from holding this object in a cycle the garbage collector cannot see.
+        me = weakref.ref(self)
+
+        def spawn() -> None:
+            worker = me()
+            if worker is not None:
+                worker._spawn_thread()
+
         self._native = _tickq.NativeWorker(
             self._client._n,
             self._queues,
             handlers,
-            self._spawn_thread,
+            spawn,
             self._concurrency,
             self._lease,
             self._job_timeout,
