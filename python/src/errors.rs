@@ -53,6 +53,12 @@ create_exception!(
     Error,
     "The object is in the wrong state for that (retry a running job, kill a finished one)."
 );
+create_exception!(
+    tickq,
+    RedisFull,
+    Error,
+    "Redis is above its memory high-water mark (or at maxmemory): the enqueue was refused."
+);
 create_exception!(tickq, Shutdown, Error, "The worker is shutting down.");
 create_exception!(tickq, LockBusy, Error, "Someone else holds the lock.");
 
@@ -66,6 +72,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Unavailable", py.get_type::<Unavailable>())?;
     m.add("Timeout", py.get_type::<Timeout>())?;
     m.add("Corrupt", py.get_type::<Corrupt>())?;
+    m.add("RedisFull", py.get_type::<RedisFull>())?;
     m.add("Shutdown", py.get_type::<Shutdown>())?;
     m.add("LockBusy", py.get_type::<LockBusy>())?;
     Ok(())
@@ -82,6 +89,7 @@ pub(crate) fn to_py(py: Python<'_>, e: tickq::Error) -> PyErr {
         ErrorKind::Unavailable => Unavailable::new_err(message),
         ErrorKind::Timeout => Timeout::new_err(message),
         ErrorKind::Corrupt => Corrupt::new_err(message),
+        ErrorKind::RedisFull => RedisFull::new_err(message),
         ErrorKind::Shutdown => Shutdown::new_err(message),
         _ => Error::new_err(message),
     };

@@ -1,8 +1,10 @@
 //! Integration tests of the `tickq` binary: real processes against real redis-servers.
 
+mod admin;
 mod bad_input;
 mod cron;
 mod exec_sig;
+mod faults;
 mod http_kind;
 mod lock;
 mod metrics;

@@ -11,19 +11,20 @@ use tickq::{History, HistoryQuery, LockList, NodeList};
 
 /// The live nodes and the jobs each runs now (`tickq nodes --json`).
 #[utoipa::path(get, path = "/api/nodes", tag = "system",
-    responses((status = 200, body = NodeList), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = NodeList), (status = 401, description = "Missing or wrong credentials", body = ErrorBody)))]
 pub(crate) async fn nodes(state: State, _: Reader) -> Result<Json<NodeList>, ApiError> {
     Ok(Json(state.inspector.nodes().await?))
 }
 
 /// Locks held now, and those taken in the last week (`tickq lock ls --json`).
 #[utoipa::path(get, path = "/api/locks", tag = "system",
-    responses((status = 200, body = LockList), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = LockList), (status = 401, description = "Missing or wrong credentials", body = ErrorBody)))]
 pub(crate) async fn locks(state: State, _: Reader) -> Result<Json<LockList>, ApiError> {
     Ok(Json(state.inspector.locks().await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HistoryParams {
     /// One queue; default: every queue, summed.
@@ -38,8 +39,8 @@ pub(crate) struct HistoryParams {
 
 /// Per-minute counts kept in Redis for 8 days (`tickq history --json`).
 #[utoipa::path(get, path = "/api/history", tag = "system", params(HistoryParams),
-    responses((status = 200, body = History), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = History), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
+              (status = 401, description = "Missing or wrong credentials", body = ErrorBody)))]
 pub(crate) async fn history(
     state: State,
     _: Reader,
@@ -59,7 +60,7 @@ pub(crate) async fn history(
 /// `gap` (changes were missed: re-read).
 #[utoipa::path(get, path = "/api/events", tag = "system",
     responses((status = 200, description = "An event stream", content_type = "text/event-stream"),
-              (status = 401, body = ErrorBody)))]
+              (status = 401, description = "Missing or wrong credentials", body = ErrorBody)))]
 pub(crate) async fn events(state: State, _: Reader) -> impl IntoResponse {
     state.hub.stream().await
 }

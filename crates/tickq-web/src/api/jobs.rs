@@ -13,6 +13,7 @@ use tickq::{
 
 /// Which jobs of a queue to list.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     /// `scheduled pending active retry dead completed cancelled`; default `pending`.
@@ -54,9 +55,9 @@ fn filter(
 /// A page of a queue's jobs in one state (`tickq jobs QUEUE --state S --json`).
 #[utoipa::path(get, path = "/api/queues/{queue}/jobs", tag = "jobs",
     params(("queue" = String, Path, description = "The queue"), ListQuery),
-    responses((status = 200, body = JobPage), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub(crate) async fn list(
+    responses((status = 200, description = "OK", body = JobPage), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
+              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 503, description = "Redis cannot be reached", body = ErrorBody)))]
+pub(crate) async fn jobs(
     state: State,
     _: Reader,
     PathArgs(queue): PathArgs<String>,
@@ -108,9 +109,9 @@ pub(crate) struct NewJobBody {
 /// Enqueue a job. A taken id or unique key is 409 `already_exists`, naming the job there.
 #[utoipa::path(post, path = "/api/queues/{queue}/jobs", tag = "jobs", request_body = NewJobBody,
     params(("queue" = String, Path, description = "The queue")),
-    responses((status = 201, body = Enqueued), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 201, description = "Created", body = Enqueued), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
+              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody),
+              (status = 409, description = "The wrong state for that, or the id or unique key is taken", body = ErrorBody), (status = 503, description = "Redis cannot be reached", body = ErrorBody)))]
 pub(crate) async fn enqueue(
     state: State,
     _: Operator,
@@ -172,8 +173,8 @@ pub(crate) struct BulkBody {
 /// Act on every job of a queue in one state that matches the filters, in bounded batches.
 #[utoipa::path(post, path = "/api/queues/{queue}/bulk", tag = "jobs", request_body = BulkBody,
     params(("queue" = String, Path, description = "The queue")),
-    responses((status = 200, body = BulkOutcome), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = BulkOutcome), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
+              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
 pub(crate) async fn bulk(
     state: State,
     _: Operator,
@@ -191,8 +192,8 @@ pub(crate) async fn bulk(
 /// One job, found in any queue (`tickq job ID --json`).
 #[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "The job id")),
-    responses((status = 200, body = JobInfo), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = JobInfo), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
+              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 404, description = "No such job, queue or schedule", body = ErrorBody)))]
 pub(crate) async fn job(
     state: State,
     _: Reader,
@@ -208,10 +209,10 @@ async fn act(state: State, action: JobAction, id: &str) -> Result<Json<JobActed>
 /// Delete a job that is not running.
 #[utoipa::path(delete, path = "/api/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "The job id")),
-    responses((status = 200, body = JobActed), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody)))]
-pub(crate) async fn delete(
+    responses((status = 200, description = "OK", body = JobActed), (status = 404, description = "No such job, queue or schedule", body = ErrorBody),
+              (status = 409, description = "The wrong state for that, or the id or unique key is taken", body = ErrorBody), (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
+              (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+pub(crate) async fn delete_job(
     state: State,
     _: Operator,
     PathArgs(id): PathArgs<String>,
@@ -222,10 +223,10 @@ pub(crate) async fn delete(
 /// Run a dead, cancelled, retry or scheduled job now.
 #[utoipa::path(post, path = "/api/jobs/{id}/retry", tag = "jobs",
     params(("id" = String, Path, description = "The job id")),
-    responses((status = 200, body = JobActed), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody)))]
-pub(crate) async fn retry(
+    responses((status = 200, description = "OK", body = JobActed), (status = 404, description = "No such job, queue or schedule", body = ErrorBody),
+              (status = 409, description = "The wrong state for that, or the id or unique key is taken", body = ErrorBody), (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
+              (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+pub(crate) async fn retry_job(
     state: State,
     _: Operator,
     PathArgs(id): PathArgs<String>,
@@ -236,10 +237,10 @@ pub(crate) async fn retry(
 /// Send a waiting job to dead.
 #[utoipa::path(post, path = "/api/jobs/{id}/kill", tag = "jobs",
     params(("id" = String, Path, description = "The job id")),
-    responses((status = 200, body = JobActed), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody)))]
-pub(crate) async fn kill(
+    responses((status = 200, description = "OK", body = JobActed), (status = 404, description = "No such job, queue or schedule", body = ErrorBody),
+              (status = 409, description = "The wrong state for that, or the id or unique key is taken", body = ErrorBody), (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
+              (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+pub(crate) async fn kill_job(
     state: State,
     _: Operator,
     PathArgs(id): PathArgs<String>,
@@ -250,10 +251,10 @@ pub(crate) async fn kill(
 /// Cancel a job; a running one is stopped by its worker.
 #[utoipa::path(post, path = "/api/jobs/{id}/cancel", tag = "jobs",
     params(("id" = String, Path, description = "The job id")),
-    responses((status = 200, body = JobActed), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody)))]
-pub(crate) async fn cancel(
+    responses((status = 200, description = "OK", body = JobActed), (status = 404, description = "No such job, queue or schedule", body = ErrorBody),
+              (status = 409, description = "The wrong state for that, or the id or unique key is taken", body = ErrorBody), (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
+              (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+pub(crate) async fn cancel_job(
     state: State,
     _: Operator,
     PathArgs(id): PathArgs<String>,

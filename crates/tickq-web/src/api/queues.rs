@@ -10,14 +10,14 @@ use tickq::{JobState, Purged, QueueLimitsView, QueuePaused, Stats};
 
 /// Every queue with its counts by state, totals, pause and limits (`tickq stats --json`).
 #[utoipa::path(get, path = "/api/stats", tag = "queues",
-    responses((status = 200, body = Stats), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Stats), (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 503, description = "Redis cannot be reached", body = ErrorBody)))]
 pub(crate) async fn stats(state: State, _: Reader) -> Result<Json<Stats>, ApiError> {
     Ok(Json(state.inspector.stats().await?))
 }
 
 /// The queues with their counts, limits and pause (the same document as `/api/stats`).
 #[utoipa::path(get, path = "/api/queues", tag = "queues",
-    responses((status = 200, body = Stats), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Stats), (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 503, description = "Redis cannot be reached", body = ErrorBody)))]
 pub(crate) async fn queues(state: State, _: Reader) -> Result<Json<Stats>, ApiError> {
     Ok(Json(state.inspector.stats().await?))
 }
@@ -25,9 +25,9 @@ pub(crate) async fn queues(state: State, _: Reader) -> Result<Json<Stats>, ApiEr
 /// Pause a queue: no worker starts another of its jobs.
 #[utoipa::path(post, path = "/api/queues/{queue}/pause", tag = "queues",
     params(("queue" = String, Path, description = "The queue")),
-    responses((status = 200, body = QueuePaused), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub(crate) async fn pause(
+    responses((status = 200, description = "OK", body = QueuePaused), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
+              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+pub(crate) async fn pause_queue(
     state: State,
     _: Operator,
     PathArgs(queue): PathArgs<String>,
@@ -38,9 +38,9 @@ pub(crate) async fn pause(
 /// Resume a paused queue.
 #[utoipa::path(post, path = "/api/queues/{queue}/resume", tag = "queues",
     params(("queue" = String, Path, description = "The queue")),
-    responses((status = 200, body = QueuePaused), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub(crate) async fn resume(
+    responses((status = 200, description = "OK", body = QueuePaused), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
+              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+pub(crate) async fn resume_queue(
     state: State,
     _: Operator,
     PathArgs(queue): PathArgs<String>,
@@ -51,9 +51,9 @@ pub(crate) async fn resume(
 /// A queue's concurrency and rate limits.
 #[utoipa::path(get, path = "/api/queues/{queue}/limits", tag = "queues",
     params(("queue" = String, Path, description = "The queue")),
-    responses((status = 200, body = QueueLimitsView), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody)))]
-pub(crate) async fn limits(
+    responses((status = 200, description = "OK", body = QueueLimitsView), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
+              (status = 401, description = "Missing or wrong credentials", body = ErrorBody)))]
+pub(crate) async fn queue_limits(
     state: State,
     _: Reader,
     PathArgs(queue): PathArgs<String>,
@@ -86,9 +86,9 @@ fn present<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
 /// Change a queue's limits, for every node at once.
 #[utoipa::path(put, path = "/api/queues/{queue}/limits", tag = "queues", request_body = LimitsChange,
     params(("queue" = String, Path, description = "The queue")),
-    responses((status = 200, body = QueueLimitsView), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub(crate) async fn set_limits(
+    responses((status = 200, description = "OK", body = QueueLimitsView), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
+              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+pub(crate) async fn set_queue_limits(
     state: State,
     _: Operator,
     PathArgs(queue): PathArgs<String>,
@@ -108,6 +108,7 @@ pub(crate) async fn set_limits(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PurgeQuery {
     /// The state whose jobs to delete (not `active`).
@@ -117,9 +118,9 @@ pub(crate) struct PurgeQuery {
 /// Delete every job of a queue in one state (active jobs are refused: cancel them).
 #[utoipa::path(post, path = "/api/queues/{queue}/purge", tag = "queues",
     params(("queue" = String, Path, description = "The queue"), PurgeQuery),
-    responses((status = 200, body = Purged), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub(crate) async fn purge(
+    responses((status = 200, description = "OK", body = Purged), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
+              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+pub(crate) async fn purge_queue(
     state: State,
     _: Operator,
     PathArgs(queue): PathArgs<String>,

@@ -9,17 +9,17 @@ use tickq::{ScheduleList, SchedulePaused, ScheduleTriggered};
 
 /// Every schedule with its next fire time (`tickq cron ls --json`).
 #[utoipa::path(get, path = "/api/schedules", tag = "schedules",
-    responses((status = 200, body = ScheduleList), (status = 401, body = ErrorBody)))]
-pub(crate) async fn list(state: State, _: Reader) -> Result<Json<ScheduleList>, ApiError> {
+    responses((status = 200, description = "OK", body = ScheduleList), (status = 401, description = "Missing or wrong credentials", body = ErrorBody)))]
+pub(crate) async fn schedules(state: State, _: Reader) -> Result<Json<ScheduleList>, ApiError> {
     Ok(Json(state.inspector.schedules().await?))
 }
 
 /// Create the schedule's jobs now, outside its timetable.
 #[utoipa::path(post, path = "/api/schedules/{name}/trigger", tag = "schedules",
     params(("name" = String, Path, description = "The schedule")),
-    responses((status = 200, body = ScheduleTriggered), (status = 404, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub(crate) async fn trigger(
+    responses((status = 200, description = "OK", body = ScheduleTriggered), (status = 404, description = "No such job, queue or schedule", body = ErrorBody),
+              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+pub(crate) async fn trigger_schedule(
     state: State,
     _: Operator,
     PathArgs(name): PathArgs<String>,
@@ -30,9 +30,9 @@ pub(crate) async fn trigger(
 /// Stop a schedule from firing until resumed.
 #[utoipa::path(post, path = "/api/schedules/{name}/pause", tag = "schedules",
     params(("name" = String, Path, description = "The schedule")),
-    responses((status = 200, body = SchedulePaused), (status = 404, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub(crate) async fn pause(
+    responses((status = 200, description = "OK", body = SchedulePaused), (status = 404, description = "No such job, queue or schedule", body = ErrorBody),
+              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+pub(crate) async fn pause_schedule(
     state: State,
     _: Operator,
     PathArgs(name): PathArgs<String>,
@@ -43,9 +43,9 @@ pub(crate) async fn pause(
 /// Let a paused schedule fire again.
 #[utoipa::path(post, path = "/api/schedules/{name}/resume", tag = "schedules",
     params(("name" = String, Path, description = "The schedule")),
-    responses((status = 200, body = SchedulePaused), (status = 404, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub(crate) async fn resume(
+    responses((status = 200, description = "OK", body = SchedulePaused), (status = 404, description = "No such job, queue or schedule", body = ErrorBody),
+              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+pub(crate) async fn resume_schedule(
     state: State,
     _: Operator,
     PathArgs(name): PathArgs<String>,

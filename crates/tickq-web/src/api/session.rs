@@ -32,7 +32,7 @@ pub(crate) async fn openapi_json() -> Response {
 
 /// The caller's role, and whether auth is on.
 #[utoipa::path(get, path = "/api/whoami", tag = "session",
-    responses((status = 200, body = WhoAmI)))]
+    responses((status = 200, description = "OK", body = WhoAmI)))]
 pub(crate) async fn whoami(
     state: State,
     axum::Extension(caller): axum::Extension<Caller>,
@@ -45,8 +45,8 @@ pub(crate) async fn whoami(
 
 /// Log in with a token: sets an HttpOnly, SameSite=Strict cookie that later requests carry.
 #[utoipa::path(post, path = "/api/login", tag = "session", request_body = Login,
-    responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody),
-              (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = WhoAmI), (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
+              (status = 400, description = "A malformed path, query or body", body = ErrorBody)))]
 pub(crate) async fn login(state: State, Body(login): Body<Login>) -> Result<Response, ApiError> {
     if !state.auth.enabled() {
         return Err(ApiError::invalid(
