@@ -12,9 +12,13 @@ pub async fn connect(redis: &Redis) -> anyhow::Result<Client> {
             tickq::redact_url(&redis.url)
         );
     }
-    Client::connect_with(&redis.url, &redis.connect_options())
+    let client = Client::connect_with(&redis.url, &redis.connect_options())
         .await
-        .map_err(connect_error)
+        .map_err(connect_error)?;
+    Ok(match redis.high_water {
+        Some(mark) => client.with_memory_high_water(mark)?,
+        None => client,
+    })
 }
 
 /// One quick connection attempt to the URL's address.

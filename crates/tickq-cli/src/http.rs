@@ -1,9 +1,10 @@
-//! The node's HTTP surface: `GET /healthz` and `GET /metrics`; the JSON API and dashboard
-//! join it here.
+//! The node's HTTP surface: `GET /healthz`, `GET /metrics`, and the JSON API and dashboard of
+//! `tickq-web` (`/api/...`, `/`).
 //!
 //! Access: the listener is on loopback unless `[http] token` is set (config validation
-//! enforces that). `/healthz` is always open, so load balancers can probe it; everything else
-//! needs `Authorization: Bearer <token>` when a token is configured.
+//! enforces that). `/healthz` is always open, so load balancers can probe it; `/metrics` needs
+//! `Authorization: Bearer <token>` (either token) when one is configured; the API and the
+//! dashboard check their own (see docs/api.md).
 
 use crate::metrics::Metrics;
 use anyhow::Context as _;
@@ -24,17 +25,37 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     })
 }
 
-fn router(metrics: Metrics, token: Option<String>) -> Router {
+/// Who may use the node's HTTP surface.
+pub struct Access {
+    pub token: Option<String>,
+    pub read_token: Option<String>,
+}
+
+fn router(metrics: Metrics, client: tickq::Client, access: Access) -> Router {
+    let tokens: Vec<Arc<str>> = access
+        .token
+        .iter()
+        .chain(&access.read_token)
+        .map(|t| Arc::from(t.as_str()))
+        .collect();
     let guarded = Router::new()
         .route("/metrics", get(render_metrics))
         .with_state(metrics)
         .layer(middleware::from_fn_with_state(
-            token.map(Arc::<str>::from),
+            Arc::new(tokens),
             require_token,
         ));
+    let web = tickq_web::router(
+        client,
+        tickq_web::WebOptions {
+            token: access.token,
+            read_token: access.read_token,
+        },
+    );
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(guarded)
+        .merge(web)
 }
 
 async fn render_metrics(State(metrics): State<Metrics>) -> Response {
@@ -49,20 +70,22 @@ async fn render_metrics(State(metrics): State<Metrics>) -> Response {
 }
 
 async fn require_token(
-    State(token): State<Option<Arc<str>>>,
+    State(tokens): State<Arc<Vec<Arc<str>>>>,
     req: Request,
     next: Next,
 ) -> Response {
-    let Some(token) = token else {
+    if tokens.is_empty() {
         return next.run(req).await;
-    };
+    }
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(given) if same(given.as_bytes(), token.as_bytes()) => next.run(req).await,
+        Some(given) if tokens.iter().any(|t| same(given.as_bytes(), t.as_bytes())) => {
+            next.run(req).await
+        }
         _ => (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer")],
@@ -81,10 +104,11 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 pub async fn serve(
     listener: TcpListener,
     metrics: Metrics,
-    token: Option<String>,
+    client: tickq::Client,
+    access: Access,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(metrics, token))
+    axum::serve(listener, router(metrics, client, access))
         .with_graceful_shutdown(shutdown)
         .await
 }

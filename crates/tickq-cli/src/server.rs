@@ -136,15 +136,21 @@ async fn serve(
     }
 
     let http = listener.zip(metrics).map(|(listener, metrics)| {
+        let address = config.listen.expect("listening");
         tracing::info!(
-            address = %config.listen.expect("listening"),
-            "HTTP: GET /healthz, GET /metrics"
+            %address,
+            "HTTP: the dashboard at http://{address}/, the API under /api (docs/api.md), \
+             GET /healthz, GET /metrics"
         );
         let mut stopped = stopped_rx.clone();
         tokio::spawn(http::serve(
             listener,
             metrics,
-            config.token.clone(),
+            client.clone(),
+            http::Access {
+                token: config.token.clone(),
+                read_token: config.read_token.clone(),
+            },
             async move {
                 let _ = stopped.wait_for(|s| *s).await;
             },

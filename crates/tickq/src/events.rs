@@ -21,6 +21,7 @@ const RESUBSCRIBE_FIRST: Duration = Duration::from_millis(50);
 
 /// One job's change of state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobChange {
     /// The job's queue.
     pub queue: String,

@@ -16,6 +16,7 @@ use std::time::Duration;
 /// when it gives up; `cancelled` is final unless retried by hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum JobState {
     /// Due at a later time.
     Scheduled,
@@ -371,6 +372,7 @@ pub fn validate_job_id(id: &str) -> Result<()> {
 
 /// The answer to an enqueue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Enqueued {
     /// The job id.
     pub id: String,
@@ -387,6 +389,7 @@ pub struct Enqueued {
 
 /// Everything known about one job, as the inspector, CLI and HTTP API show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobInfo {
     /// The job id.
     pub id: String,
@@ -436,6 +439,7 @@ pub struct JobInfo {
 
 /// How far a running job has got, as its handler reported it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Progress {
     /// From 0.0 (nothing done) to 1.0 (all done).
     pub value: f64,

@@ -49,6 +49,26 @@ impl Serialize for Rate {
     }
 }
 
+/// `{"jobs": N, "per_ms": MS}`, as [`Rate`] serialises.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Rate {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .property("jobs", ObjectBuilder::new().schema_type(Type::Integer))
+            .required("jobs")
+            .property("per_ms", ObjectBuilder::new().schema_type(Type::Integer))
+            .required("per_ms")
+            .description(Some(
+                "At most `jobs` starts in any window of `per_ms` milliseconds",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Rate {}
+
 /// The limits of one queue, across every worker on every node. Jobs over a limit wait in
 /// `pending`; none fails because of a limit.
 ///
@@ -65,6 +85,7 @@ impl Serialize for Rate {
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueLimits {
     /// At most this many jobs of the queue active at once. `None`: no limit.
     pub concurrency: Option<u32>,

@@ -295,6 +295,19 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
             .map(|f| &f.redis_tls)
             .zip(global.config.as_deref()),
     );
+    if let Some(mark) = file.as_ref().and_then(|f| f.memory_high_water) {
+        tickq::validate_memory_high_water(mark).map_err(|e| {
+            usage(format!(
+                "memory_high_water in config file {}: {}",
+                global
+                    .config
+                    .as_deref()
+                    .map_or_else(String::new, |p| p.display().to_string()),
+                e.message()
+            ))
+        })?;
+        redis.high_water = Some(mark);
+    }
     let exec_secret = LazySecret::new(exec_secret(
         secret_env.as_deref(),
         file.as_ref(),

@@ -34,6 +34,9 @@ pub(super) const DEFAULT_PORT: u16 = 6379;
 pub struct Redis {
     pub url: String,
     pub origin: RedisOrigin,
+    /// `memory_high_water` in the config file: enqueues are refused above this fraction of
+    /// Redis' maxmemory. None: the library's default.
+    pub high_water: Option<f64>,
     /// Certificates for `rediss://`: `TICKQ_REDIS_CA|CERT|KEY` > `[redis_tls]`.
     pub tls: tickq::TlsFiles,
 }
@@ -152,6 +155,7 @@ pub(super) fn resolve_redis(
     Ok(Redis {
         url,
         origin,
+        high_water: None,
         tls: tickq::TlsFiles::new(),
     })
 }

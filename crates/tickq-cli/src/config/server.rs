@@ -30,6 +30,8 @@ pub struct ServerConfig {
     pub lease: Option<Duration>,
     pub listen: Option<SocketAddr>,
     pub token: Option<String>,
+    /// `[http] read_token`: reads the API and dashboard, cannot act.
+    pub read_token: Option<String>,
     /// Programs `exec` jobs may run, matched exactly as written; empty = exec off.
     pub exec_allow: Vec<String>,
     /// `TICKQ_EXEC_SECRET` or `[exec] secret`: exec jobs must be signed with it.
@@ -89,6 +91,18 @@ pub(super) fn server_config(
     let token = match file.http.token {
         Some(t) if t.trim().is_empty() => {
             return Err(in_file("[http] token", "must not be empty".into()));
+        }
+        t => t,
+    };
+    let read_token = match file.http.read_token {
+        Some(t) if t.trim().is_empty() => {
+            return Err(in_file("[http] read_token", "must not be empty".into()));
+        }
+        Some(t) if token.as_deref() == Some(t.as_str()) => {
+            return Err(in_file(
+                "[http] read_token",
+                "must differ from [http] token (the operator's)".into(),
+            ));
         }
         t => t,
     };
@@ -188,6 +202,7 @@ pub(super) fn server_config(
         lease,
         listen,
         token,
+        read_token,
         exec_allow: file.exec.allow,
         exec_secret,
         cron,

@@ -396,7 +396,7 @@ fn cancel_retry_delete() {
     let cancelled = run(u, &["cancel", "j1", "--json"]).json();
     assert_eq!(
         cancelled,
-        serde_json::json!({"id": "j1", "queue": "q", "outcome": "cancelled"})
+        serde_json::json!({"id": "j1", "queue": "q", "action": "cancel", "previous_state": "scheduled", "state": "cancelled", "outcome": "cancelled"})
     );
     assert_eq!(job(&url, "j1")["state"], "cancelled");
     assert_eq!(run(u, &["cancel", "j2"]).ok().stdout, "job j2 cancelled\n");
@@ -404,7 +404,7 @@ fn cancel_retry_delete() {
     let retried = run(u, &["retry", "j1", "--json"]).json();
     assert_eq!(
         retried,
-        serde_json::json!({"id": "j1", "queue": "q", "previous_state": "cancelled", "state": "pending"})
+        serde_json::json!({"id": "j1", "queue": "q", "action": "retry", "previous_state": "cancelled", "state": "pending"})
     );
     assert_eq!(job(&url, "j1")["state"], "pending");
     assert_eq!(
@@ -415,7 +415,7 @@ fn cancel_retry_delete() {
     let deleted = run(u, &["delete", "j1", "--json"]).json();
     assert_eq!(
         deleted,
-        serde_json::json!({"id": "j1", "queue": "q", "previous_state": "pending", "deleted": true})
+        serde_json::json!({"id": "j1", "queue": "q", "action": "delete", "previous_state": "pending", "state": null, "deleted": true})
     );
     assert_eq!(
         run(u, &["delete", "j2"]).ok().stdout,
@@ -437,7 +437,7 @@ fn kill_sends_a_waiting_job_to_dead() {
     let killed = run(u, &["kill", "j1", "--json"]).json();
     assert_eq!(
         killed,
-        serde_json::json!({"id": "j1", "queue": "q", "previous_state": "scheduled", "state": "dead"})
+        serde_json::json!({"id": "j1", "queue": "q", "action": "kill", "previous_state": "scheduled", "state": "dead"})
     );
     assert_eq!(job(&url, "j1")["state"], "dead");
     assert_eq!(job(&url, "j1")["last_error"], "killed by hand");

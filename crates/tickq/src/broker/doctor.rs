@@ -48,9 +48,9 @@ pub(crate) const PROBES: &[(&str, &[&str])] = &[
     ("zpopmin", &["ZPOPMIN", "{z}"]),
     ("xadd", &["XADD", "{x}", "MAXLEN", "~", "10", "*", "f", "1"]),
     ("xread", &["XREAD", "COUNT", "1", "STREAMS", "{x}", "0"]),
-    // A channel of its own: subscribers of tickq:events must not see the probe.
+    // A channel of its own: watchers of the queues' events channels must not see the probe.
     ("publish", &["PUBLISH", "{c}", "probe"]),
-    ("subscribe", &["SUBSCRIBE", "tickq:events"]),
+    ("psubscribe", &["PSUBSCRIBE", "tickq:*"]),
     ("multi", &["MULTI"]),
     ("exec", &["EXEC"]),
     ("script|load", &["SCRIPT", "LOAD", "return 1"]),
@@ -199,11 +199,11 @@ impl Broker {
             if *name == "exec" {
                 continue;
             }
-            let answer: Result<Value, RedisError> = if *name == "subscribe" {
+            let answer: Result<Value, RedisError> = if *name == "psubscribe" {
                 // On a connection of its own: a subscribed connection takes no other command.
                 match self.target.pubsub().await {
                     Ok(mut pubsub) => pubsub
-                        .subscribe(super::keys::EVENTS)
+                        .psubscribe(super::keys::EVENTS_PATTERN)
                         .await
                         .map(|()| Value::Okay),
                     Err(e) => Err(e),

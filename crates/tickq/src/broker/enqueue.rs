@@ -43,6 +43,7 @@ impl Broker {
         for job in &jobs {
             job.validate()?;
         }
+        self.check_room().await?;
         let mut by_queue: BTreeMap<&str, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
         for (i, job) in jobs.iter().enumerate() {
             let (plain, checked) = by_queue.entry(&job.queue).or_default();
@@ -248,11 +249,8 @@ fn plain_transaction(
     let events = answers
         .iter()
         .map(|(_, e)| (e.state.as_str(), e.id.as_str()));
-    pipe.publish(
-        super::keys::EVENTS,
-        super::events::message(&keys.name, events),
-    )
-    .ignore();
+    pipe.publish(&keys.events, super::events::message(&keys.name, events))
+        .ignore();
     (pipe, answers)
 }
 

@@ -1,5 +1,5 @@
-//! Job state changes as the scripts publish them on [`keys::EVENTS`](super::keys::EVENTS): one
-//! message per script call, the queue's name, then one `state id` line per change (at most
+//! Job state changes as the scripts publish them on each queue's channel
+//! ([`QueueKeys::events`](super::keys::QueueKeys::events)): one message per script call, the queue's name, then one `state id` line per change (at most
 //! [`EVENTS_MAX`]), then `+ N` for the changes left out. Pub/sub only lets watchers see changes
 //! early; nothing depends on a message arriving (a watcher that needs certainty reads Redis).
 
@@ -19,7 +19,8 @@ impl Subscription {
     pub(crate) async fn next(&mut self) -> Option<Message> {
         loop {
             let msg = self.stream.next().await?;
-            if let Ok(text) = msg.get_payload::<String>()
+            if msg.get_channel_name().ends_with("}:events")
+                && let Ok(text) = msg.get_payload::<String>()
                 && let Some(message) = parse(&text)
             {
                 return Some(message);
@@ -29,10 +30,10 @@ impl Subscription {
 }
 
 impl Broker {
-    /// Subscribe to the events channel.
+    /// Subscribe to every queue's events channel.
     pub(crate) async fn subscribe_events(&self) -> Result<Subscription> {
         let mut pubsub = self.target.pubsub().await?;
-        pubsub.subscribe(super::keys::EVENTS).await?;
+        pubsub.psubscribe(super::keys::EVENTS_PATTERN).await?;
         Ok(Subscription {
             stream: pubsub.into_on_message(),
         })

@@ -26,9 +26,11 @@ pub(crate) const NODES_SEEN: &str = "tickq:{#nodes}:seen";
 /// acquire, never inside a lock's script.
 pub(crate) const LOCKS: &str = "tickq:locks";
 
-/// The channel scripts publish job state changes on (one message per script call; see
-/// `events.rs` and `lua/prelude.lua`).
-pub(crate) const EVENTS: &str = "tickq:events";
+/// What watchers `PSUBSCRIBE` to: every tickq channel (the queues' events channels, see
+/// [`QueueKeys::events`]; other channels are skipped by name). Exactly the ACL's channel rule
+/// `&tickq:*`, since Redis allows a pattern subscription only when the pattern is literally
+/// one of the user's channel patterns.
+pub(crate) const EVENTS_PATTERN: &str = "tickq:*";
 
 /// How long a minute of a queue's history is kept (`HISTORY_KEEP_MS` in `lua/prelude.lua`).
 pub(crate) const HISTORY_KEEP: std::time::Duration = std::time::Duration::from_secs(8 * 24 * 3600);
@@ -76,6 +78,10 @@ pub(crate) struct QueueKeys {
     /// Prefix of the per-minute history hashes: the key is this followed by the minute
     /// (whole minutes since the Unix epoch). Built from the job prefix in the scripts too.
     pub(crate) history_prefix: String,
+    /// The pub/sub channel the queue's scripts publish job state changes on (one message per
+    /// script call; see `events.rs` and `lua/prelude.lua`). Hash-tagged like the keys, so a
+    /// `PUBLISH` inside a transaction stays in the queue's slot.
+    pub(crate) events: String,
 }
 
 impl QueueKeys {
@@ -104,6 +110,7 @@ impl QueueKeys {
             limits: key("limits"),
             rate_log: key("rate-log"),
             history_prefix: key("history:"),
+            events: key("events"),
         }
     }
 

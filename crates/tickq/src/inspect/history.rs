@@ -31,6 +31,7 @@ pub struct HistoryQuery {
 
 /// Counts of one step.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryPoint {
     /// The step's start.
     pub at: Timestamp,
@@ -59,6 +60,7 @@ pub struct HistoryPoint {
 
 /// History of one queue or all: `tickq history --json`, `GET /api/history`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct History {
     /// The queue; `None`: every queue, summed.
     pub queue: Option<String>,
@@ -194,5 +196,156 @@ impl Inspector {
                 .map(|(i, s)| s.point(at(i as u64)))
                 .collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tickq_testkit::TestRedis;
+
+    /// The most a queue's history takes in Redis, as docs/operations.md states it.
+    const CEILING_PER_QUEUE: u64 = 3 * 1024 * 1024;
+
+    /// Write one minute the way the scripts do, at any time: every field set, the expiry the
+    /// minute's first write sets (8 days after it).
+    fn write_minute(pipe: &mut redis::Pipeline, key: &str, minute_ms: i64, n: u64) {
+        pipe.cmd("HSET").arg(key);
+        for (field, value) in [
+            ("e", n),
+            ("p", n),
+            ("f", n / 10),
+            ("r", n / 20),
+            ("d", n / 100),
+            ("rc", n),
+            ("rs", n * 25),
+            ("rm", 900),
+            ("b1", n / 2),
+            ("b2", n / 4),
+            ("b3", n / 8),
+            ("b4", n / 16),
+            ("b5", n / 32),
+            ("b6", 1),
+        ] {
+            pipe.arg(field).arg(value);
+        }
+        pipe.ignore();
+        pipe.cmd("PEXPIREAT")
+            .arg(key)
+            .arg(minute_ms + KEPT.as_millis() as i64)
+            .ignore();
+    }
+
+    #[tokio::test]
+    async fn a_week_of_busy_minutes_stays_under_the_ceiling_and_older_ones_expire() {
+        let redis = TestRedis::start();
+        let client = crate::Client::connect(&redis.url()).await.unwrap();
+        client
+            .enqueue(crate::NewJob::new("busy", "k"))
+            .await
+            .unwrap(); // registers the queue
+        let inspector = client.inspector();
+        let keys = inspector.broker.keys("busy");
+        let now = inspector.broker.now_ms().await.unwrap();
+        let this_minute = now.div_euclid(60_000) * 60_000;
+        let mut conn = redis.conn().await;
+        // Ten days of minutes, every one of them busy: the oldest two days must not stay.
+        for day in 0..10i64 {
+            let mut pipe = redis::pipe();
+            for m in 0..1440i64 {
+                let minute_ms = this_minute - (day * 1440 + m) * 60_000;
+                write_minute(&mut pipe, &keys.history(minute_ms), minute_ms, 1000);
+            }
+            let () = pipe.query_async(&mut conn).await.unwrap();
+        }
+        let names: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", keys.history_prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let kept_minutes = KEPT.as_secs() / 60;
+        assert!(
+            names.len() as u64 <= kept_minutes + 1,
+            "{} minutes kept",
+            names.len()
+        );
+        assert!(
+            names.len() as u64 >= kept_minutes - 1,
+            "{} minutes kept",
+            names.len()
+        );
+        let mut bytes = 0u64;
+        for name in &names {
+            let used: Option<u64> = redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(name)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            bytes += used.unwrap_or(0);
+        }
+        println!(
+            "{} minutes of history take {bytes} bytes ({} per minute); ceiling {CEILING_PER_QUEUE}",
+            names.len(),
+            bytes / names.len() as u64
+        );
+        assert!(bytes <= CEILING_PER_QUEUE, "{bytes} bytes");
+
+        // The last hour reads back exactly, summed per 10 minutes.
+        let history = inspector
+            .history(&HistoryQuery {
+                queue: Some("busy".into()),
+                from: Timestamp::from_millisecond(this_minute - 59 * 60_000).ok(),
+                to: Timestamp::from_millisecond(this_minute + 60_000).ok(),
+                step: Some(Duration::from_secs(600)),
+            })
+            .await
+            .unwrap();
+        assert_eq!(history.points.len(), 6);
+        let total: u64 = history.points.iter().map(|p| p.processed).sum();
+        // 60 minutes of 1000, plus the job enqueued above (not processed).
+        assert_eq!(total, 60_000);
+        assert_eq!(history.points[0].run_ms_max, 900);
+        assert_eq!(history.points[0].run_ms_p50, Some(10));
+        assert!(history.points.iter().all(|p| p.dead == 100));
+    }
+
+    #[tokio::test]
+    async fn the_scripts_count_what_they_do() {
+        let redis = TestRedis::start();
+        let client = crate::Client::connect(&redis.url()).await.unwrap();
+        let jobs = (0..7)
+            .map(|i| crate::NewJob::new("q", "k").payload(i.into()))
+            .collect();
+        client.enqueue_bulk(jobs).await.unwrap();
+        client
+            .enqueue(crate::NewJob::new("q", "k").id("one"))
+            .await
+            .unwrap();
+        let history = client
+            .inspector()
+            .history(&HistoryQuery {
+                queue: Some("q".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let enqueued: u64 = history.points.iter().map(|p| p.enqueued).sum();
+        assert_eq!(enqueued, 8);
+        let all = client
+            .inspector()
+            .history(&HistoryQuery::default())
+            .await
+            .unwrap();
+        assert_eq!(all.points.iter().map(|p| p.enqueued).sum::<u64>(), 8);
+        let err = client
+            .inspector()
+            .history(&HistoryQuery {
+                step: Some(Duration::from_secs(90)),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert!(err.message().contains("whole number of minutes"), "{err}");
     }
 }

@@ -21,6 +21,7 @@ const BULK_ROUND: usize = 200;
 
 /// Which jobs of a state to show or act on. Every filter that is set must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobFilter {
     /// The job kind, exactly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -48,6 +49,7 @@ impl JobFilter {
 
 /// A page of one queue's jobs: `tickq jobs --json`, `GET /api/queues/{queue}/jobs`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobPage {
     /// The queue.
     pub queue: String,
@@ -65,6 +67,7 @@ pub struct JobPage {
 /// An action on a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum JobAction {
     /// Run a dead, cancelled, retry or scheduled job now.
     Retry,
@@ -107,6 +110,7 @@ impl std::str::FromStr for JobAction {
 /// What an action on one job did: `tickq retry|kill|delete|cancel ID --json`, and the API's
 /// answer to the same.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobActed {
     /// The job id.
     pub id: String,
@@ -128,6 +132,7 @@ pub struct JobActed {
 
 /// What a bulk action did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BulkOutcome {
     /// Jobs that matched the filter.
     pub matched: u64,

@@ -11,6 +11,7 @@ const FORGET_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// One lock: `tickq lock ls --json`, `GET /api/locks`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LockView {
     /// The lock's name.
     pub name: String,
@@ -26,6 +27,7 @@ pub struct LockView {
 
 /// The locks taken in the last week, held ones first, then by name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LockList {
     /// The locks.
     pub locks: Vec<LockView>,

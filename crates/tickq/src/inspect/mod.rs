@@ -20,16 +20,16 @@ mod schedules;
 pub use history::{History, HistoryPoint, HistoryQuery};
 pub use jobs::{BulkOutcome, JobActed, JobAction, JobFilter, JobPage, MAX_PAGE};
 pub use locks::{LockList, LockView};
-pub use nodes::{NodeList, NodeView, QueueWeight, RunningJob};
+pub use nodes::NodeList;
 pub use schedules::{
     ScheduleEntry, ScheduleList, SchedulePaused, ScheduleRemoved, ScheduleTriggered,
 };
 
 use crate::broker::{Broker, Retention};
 use crate::job::{JobState, validate_queue_name};
+use crate::queue::QueueCounts;
 use crate::{QueueLimits, Result};
 use serde::Serialize;
-use std::collections::BTreeMap;
 
 /// Jobs deleted per script call by [`Inspector::purge`].
 const PURGE_BATCH: usize = 1000;
@@ -47,25 +47,9 @@ impl std::fmt::Debug for Inspector {
     }
 }
 
-/// Counts of one queue's jobs by state, and its totals.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct QueueCounts {
-    /// The queue.
-    pub queue: String,
-    /// Jobs in each state (every state is present, zero or not).
-    pub states: BTreeMap<JobState, u64>,
-    /// Attempts that completed successfully, ever.
-    pub processed: u64,
-    /// Attempts that failed (each retry counts), ever.
-    pub failed: u64,
-    /// Whether the queue is paused (workers start none of its jobs).
-    pub paused: bool,
-    /// The queue's concurrency and rate limits.
-    pub limits: QueueLimits,
-}
-
 /// Every queue with its counts: `tickq stats --json`, `GET /api/stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Stats {
     /// The queues, sorted by name.
     pub queues: Vec<QueueCounts>,
@@ -73,6 +57,7 @@ pub struct Stats {
 
 /// The answer to pausing or resuming a queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueuePaused {
     /// The queue.
     pub queue: String,
@@ -84,6 +69,7 @@ pub struct QueuePaused {
 
 /// A queue's limits, after a change or as they are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueLimitsView {
     /// The queue.
     pub queue: String,
@@ -93,6 +79,7 @@ pub struct QueueLimitsView {
 
 /// The answer to a purge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Purged {
     /// The queue.
     pub queue: String,

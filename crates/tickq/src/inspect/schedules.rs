@@ -11,6 +11,7 @@ use serde::Serialize;
 
 /// One schedule as people read it: `tickq cron ls --json`, `GET /api/schedules`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScheduleEntry {
     /// The schedule's name.
     pub name: String,
@@ -72,6 +73,7 @@ impl ScheduleEntry {
 
 /// Every schedule, sorted by name.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScheduleList {
     /// The schedules.
     pub schedules: Vec<ScheduleEntry>,
@@ -79,6 +81,7 @@ pub struct ScheduleList {
 
 /// The answer to pausing or resuming a schedule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SchedulePaused {
     /// The schedule.
     pub name: String,
@@ -88,6 +91,7 @@ pub struct SchedulePaused {
 
 /// The answer to removing a schedule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScheduleRemoved {
     /// The schedule.
     pub name: String,
@@ -97,6 +101,7 @@ pub struct ScheduleRemoved {
 
 /// The jobs a manual trigger created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScheduleTriggered {
     /// The schedule.
     pub name: String,

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 /// What a tick does while jobs of the previous tick are still waiting or running.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Overlap {
     /// Fire anyway (the default).
     #[default]
@@ -35,6 +36,7 @@ pub enum Overlap {
 /// Which missed ticks fire when a schedule is found late (every node was down, say).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Catchup {
     /// Fire only ticks found within [`MISFIRE_GRACE`] of their time; count the rest skipped.
     Skip,
@@ -54,6 +56,7 @@ pub const MAX_CATCHUP: usize = 100;
 /// One job a tick creates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Task {
     /// The job kind.
     pub kind: String,

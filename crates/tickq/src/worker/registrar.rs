@@ -4,7 +4,7 @@
 //! node that stops cleanly removes itself.
 
 use super::Shared;
-use crate::inspect::{NodeView, QueueWeight, RunningJob};
+use crate::node::{NodeView, QueueWeight, RunningJob};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -15,7 +15,13 @@ const BEATS_KEPT: u32 = 3;
 pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     let every = shared.config.node_heartbeat;
     let ttl = every * BEATS_KEPT;
-    let mut started_at = None;
+    // Redis' clock, like every other time the registry shows.
+    let mut started_at = shared
+        .broker
+        .now_ms()
+        .await
+        .ok()
+        .and_then(crate::job::ms_to_timestamp);
     loop {
         let record = record(&shared, started_at, ttl);
         match serde_json::to_string(&record) {

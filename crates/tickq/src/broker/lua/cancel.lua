@@ -1,5 +1,8 @@
+#!lua flags=allow-oom
 -- cancel: stop a job. Waiting jobs (scheduled, pending, retry) become cancelled at once; an
 -- active job gets a cancel request that its worker sees at its next lease renewal.
+-- Runs when Redis is full (flags=allow-oom): it drains or shrinks what is there, and a full
+-- Redis must never stop the jobs it already accepted (broker/memory.rs).
 -- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] cancelled
 -- ARGV[1] job key prefix  ARGV[2] id  ARGV[3] keep ms
 -- A job cancelled here frees its unique key (an active one frees it when its worker stops).

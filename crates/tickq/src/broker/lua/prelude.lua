@@ -19,9 +19,9 @@ end
 -- Live events (docs/api.md, "Live updates"): a script collects the state changes it makes
 -- with `event` and sends them in ONE message with `publish` at its end, so watching costs one
 -- call per script call, not per job. Pub/sub only lets watchers see changes early; nothing
--- depends on a message arriving. A message is the queue's name, then one `state id` line per
--- change (at most EVENTS_MAX), then `+ N` for the changes left out.
-local EVENTS_CHANNEL = 'tickq:events'
+-- depends on a message arriving. The channel is the queue's own, `tickq:{<queue>}:events` (its
+-- slot on a Cluster); a message is the queue's name, then one `state id` line per change (at
+-- most EVENTS_MAX), then `+ N` for the changes left out.
 local EVENTS_MAX = 100
 local events = {}
 local events_left_out = 0
@@ -34,10 +34,10 @@ local function event(state, id)
 end
 local function publish(prefix)
   if #events == 0 then return end
-  -- The queue's name, from its job key prefix `tickq:{<queue>}:job:`.
+  -- The queue's name and channel, from its job key prefix `tickq:{<queue>}:job:`.
   local msg = string.sub(prefix, 8, -7) .. '\n' .. table.concat(events, '\n')
   if events_left_out > 0 then msg = msg .. '\n+ ' .. events_left_out end
-  redis.call('PUBLISH', EVENTS_CHANNEL, msg)
+  redis.call('PUBLISH', string.sub(prefix, 1, -5) .. 'events', msg)
 end
 
 -- Per-minute history (docs/redis-keys.md): a hash per queue and minute,

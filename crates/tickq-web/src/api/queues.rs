@@ -1,0 +1,131 @@
+//! Queues: counts, pause and resume, limits, purge.
+
+use super::{Body, Params, PathArgs};
+use crate::State;
+use crate::auth::{Operator, Reader};
+use crate::error::{ApiError, ErrorBody};
+use axum::Json;
+use serde::Deserialize;
+use tickq::{JobState, Purged, QueueLimitsView, QueuePaused, Stats};
+
+/// Every queue with its counts by state, totals, pause and limits (`tickq stats --json`).
+#[utoipa::path(get, path = "/api/stats", tag = "queues",
+    responses((status = 200, description = "OK", body = Stats), (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 503, description = "Redis cannot be reached", body = ErrorBody)))]
+pub(crate) async fn stats(state: State, _: Reader) -> Result<Json<Stats>, ApiError> {
+    Ok(Json(state.inspector.stats().await?))
+}
+
+/// The queues with their counts, limits and pause (the same document as `/api/stats`).
+#[utoipa::path(get, path = "/api/queues", tag = "queues",
+    responses((status = 200, description = "OK", body = Stats), (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 503, description = "Redis cannot be reached", body = ErrorBody)))]
+pub(crate) async fn queues(state: State, _: Reader) -> Result<Json<Stats>, ApiError> {
+    Ok(Json(state.inspector.stats().await?))
+}
+
+/// Pause a queue: no worker starts another of its jobs.
+#[utoipa::path(post, path = "/api/queues/{queue}/pause", tag = "queues",
+    params(("queue" = String, Path, description = "The queue")),
+    responses((status = 200, description = "OK", body = QueuePaused), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
+              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+pub(crate) async fn pause_queue(
+    state: State,
+    _: Operator,
+    PathArgs(queue): PathArgs<String>,
+) -> Result<Json<QueuePaused>, ApiError> {
+    Ok(Json(state.inspector.pause_queue(&queue).await?))
+}
+
+/// Resume a paused queue.
+#[utoipa::path(post, path = "/api/queues/{queue}/resume", tag = "queues",
+    params(("queue" = String, Path, description = "The queue")),
+    responses((status = 200, description = "OK", body = QueuePaused), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
+              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+pub(crate) async fn resume_queue(
+    state: State,
+    _: Operator,
+    PathArgs(queue): PathArgs<String>,
+) -> Result<Json<QueuePaused>, ApiError> {
+    Ok(Json(state.inspector.resume_queue(&queue).await?))
+}
+
+/// A queue's concurrency and rate limits.
+#[utoipa::path(get, path = "/api/queues/{queue}/limits", tag = "queues",
+    params(("queue" = String, Path, description = "The queue")),
+    responses((status = 200, description = "OK", body = QueueLimitsView), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
+              (status = 401, description = "Missing or wrong credentials", body = ErrorBody)))]
+pub(crate) async fn queue_limits(
+    state: State,
+    _: Reader,
+    PathArgs(queue): PathArgs<String>,
+) -> Result<Json<QueueLimitsView>, ApiError> {
+    Ok(Json(state.inspector.limits(&queue).await?))
+}
+
+/// A change of limits: a field that is present replaces that limit (`null` removes it); a
+/// field left out keeps it.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitsChange {
+    /// Most jobs of the queue active at once, across every node.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
+    concurrency: Option<Option<u32>>,
+    /// Most starts per interval: `JOBS/DUR`, e.g. `50/1s`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    rate: Option<Option<String>>,
+}
+
+/// `Some(None)` for an explicit null, so that "left out" and "null" differ.
+fn present<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Change a queue's limits, for every node at once.
+#[utoipa::path(put, path = "/api/queues/{queue}/limits", tag = "queues", request_body = LimitsChange,
+    params(("queue" = String, Path, description = "The queue")),
+    responses((status = 200, description = "OK", body = QueueLimitsView), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
+              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+pub(crate) async fn set_queue_limits(
+    state: State,
+    _: Operator,
+    PathArgs(queue): PathArgs<String>,
+    Body(change): Body<LimitsChange>,
+) -> Result<Json<QueueLimitsView>, ApiError> {
+    let mut limits = state.inspector.limits(&queue).await?.limits;
+    if let Some(c) = change.concurrency {
+        limits.concurrency = c;
+    }
+    if let Some(r) = change.rate {
+        limits.rate = r
+            .map(|text| tickq::units::rate(&text))
+            .transpose()
+            .map_err(|e| ApiError::invalid(format!("rate: {e}")))?;
+    }
+    Ok(Json(state.inspector.set_limits(&queue, limits).await?))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PurgeQuery {
+    /// The state whose jobs to delete (not `active`).
+    state: String,
+}
+
+/// Delete every job of a queue in one state (active jobs are refused: cancel them).
+#[utoipa::path(post, path = "/api/queues/{queue}/purge", tag = "queues",
+    params(("queue" = String, Path, description = "The queue"), PurgeQuery),
+    responses((status = 200, description = "OK", body = Purged), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
+              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+pub(crate) async fn purge_queue(
+    state: State,
+    _: Operator,
+    PathArgs(queue): PathArgs<String>,
+    Params(q): Params<PurgeQuery>,
+) -> Result<Json<Purged>, ApiError> {
+    let job_state: JobState = q.state.parse()?;
+    Ok(Json(state.inspector.purge(&queue, job_state).await?))
+}
