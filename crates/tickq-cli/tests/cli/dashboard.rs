@@ -425,7 +425,9 @@ fn pages_live_updates_and_actions() {
     browser.click_on("#filters button[type='submit']", LIMIT);
     let found = browser.wait_until(LIMIT, "the search result", || {
         let rows = browser.find_all("#jobs tr[data-job-id]");
-        (rows.len() == 1).then(|| browser.text(&rows[0]))
+        (rows.len() == 1)
+            .then(|| browser.try_text(&rows[0]))
+            .flatten()
     });
     assert!(found.contains("zebra-4242"), "{found}");
     browser.wait(&format!("#jobs tr[data-job-id='{}']", needle[0]), LIMIT);
