@@ -281,6 +281,11 @@ fn pages_live_updates_and_actions() {
         browser.goto(&format!("http://{}/?load={load}#{route}", node.addr));
         browser.wait(ready, LIMIT);
         browser.wait(".live.on", LIMIT);
+        if route.starts_with("/queues/") {
+            // The queue's own history: the one job it ran so far.
+            let processed = "#queue-charts [data-chart='processed'] .head";
+            browser.wait_text(processed, "total 1", LIMIT);
+        }
         browser.assert_no_console_errors(route);
         if shot != "not-found.png" && shot != "dead-empty.png" {
             browser.screenshot(&img(shot));
