@@ -4,6 +4,7 @@ mod admin;
 mod bad_input;
 mod cron;
 mod dashboard;
+mod deploy;
 mod exec_sig;
 mod faults;
 mod http_kind;
