@@ -388,10 +388,11 @@ fn faults_kill_9_of_nodes_loses_nothing() {
 /// nodes stay active and are never run again.
 #[test]
 fn faults_checker_catches_disabled_lease_recovery() {
-    // Recovery would have run every job within a few leases; 10 s is plenty to show it did not.
+    // Recovery would have run every job within lease + recover interval (4 s); 6 s shows it
+    // did not.
     let report = kill9(
         &[("TICKQ_TEST_DISABLE", "recovery")],
-        Duration::from_secs(10),
+        Duration::from_secs(6),
     );
     print("kill -9, lease recovery disabled", &report);
     assert!(
