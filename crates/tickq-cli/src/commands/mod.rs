@@ -3,6 +3,7 @@
 
 mod config;
 mod cron;
+mod doctor;
 mod enqueue;
 mod jobs;
 pub mod lock;
@@ -18,6 +19,11 @@ pub async fn run(action: Action) -> anyhow::Result<()> {
     match action {
         Action::Server(config) => crate::server::run(*config).await,
         Action::ConfigShow { config, json } => config::show(&config, json),
+        Action::Doctor {
+            redis,
+            exec_allow,
+            json,
+        } => doctor::doctor(&redis, exec_allow.as_deref(), json).await,
         Action::Enqueue { redis, job, json } => enqueue::enqueue(&redis, *job, json).await,
         Action::Job {
             redis,

@@ -3,7 +3,7 @@
 
 use super::file::{CronFile, CronTaskFile, FileConfig, toml_to_json};
 use super::{DEFAULT_QUEUE, kind_name, usage};
-use crate::exec_kind::{ExecPayload, Secret};
+use crate::exec_kind::{Binding, ExecPayload, Secret};
 use anyhow::Context as _;
 use std::path::Path;
 use tickq::schedule::{Catchup, Overlap, ScheduleSpec, Task};
@@ -67,11 +67,20 @@ impl CronSpec {
             .map_err(|e| e.to_string())
     }
 
-    /// Sign every exec task with `secret` (replacing any signature it had).
+    /// Whether any task is an exec task (and so is signed when a secret is configured).
+    pub(super) fn has_exec(&self) -> bool {
+        self.tasks
+            .iter()
+            .any(|task| matches!(task, CronTask::Exec { .. }))
+    }
+
+    /// Sign every exec task with `secret` for this schedule's jobs in its queue (replacing
+    /// any signature it had).
     pub fn sign_exec(&mut self, secret: &Secret) {
+        let binding = Binding::schedule(&self.queue, &self.name);
         for task in &mut self.tasks {
             if let CronTask::Exec { exec, .. } = task {
-                exec.sign(secret);
+                exec.sign(secret, &binding);
             }
         }
     }
@@ -143,12 +152,33 @@ pub(super) fn exec_secret(
     })
 }
 
-/// An exec payload signed with `secret`, as JSON.
+/// The exec secret as configured. A bad one (too short, not UTF-8) is an error only for the
+/// verbs that sign or verify with it: `tickq stats` must work whatever `TICKQ_EXEC_SECRET`
+/// holds.
+pub(super) struct LazySecret(Result<Option<Secret>, String>);
+
+impl LazySecret {
+    pub(super) fn new(secret: anyhow::Result<Option<Secret>>) -> LazySecret {
+        LazySecret(secret.map_err(|e| e.to_string()))
+    }
+
+    /// The secret, or the usage error that says what is wrong with it.
+    pub(super) fn get(&self) -> anyhow::Result<Option<&Secret>> {
+        match &self.0 {
+            Ok(secret) => Ok(secret.as_ref()),
+            Err(e) => Err(usage(e.clone())),
+        }
+    }
+}
+
+/// An exec payload signed with `secret` for job `id` in `queue`, as JSON.
 pub(super) fn signed_value(
     mut exec: ExecPayload,
     secret: &Secret,
+    queue: &str,
+    id: &str,
 ) -> anyhow::Result<serde_json::Value> {
-    exec.sign(secret);
+    exec.sign(secret, &Binding::job(queue, id));
     serde_json::to_value(&exec).context("encoding the exec payload")
 }
 

@@ -3,6 +3,8 @@
 mod admin;
 mod bad_input;
 mod cron;
+mod dashboard;
+mod deploy;
 mod exec_sig;
 mod faults;
 mod http_kind;
@@ -11,3 +13,4 @@ mod metrics;
 mod server;
 mod util;
 mod verbs;
+mod webdriver;
