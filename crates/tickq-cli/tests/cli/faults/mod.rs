@@ -481,10 +481,15 @@ fn partition(mode: &str, env: &[(&str, &str)], jobs: Option<(usize, &'static str
         let start = now_ms();
         match mode {
             "blackhole" => {
-                // Past the lease and the next recovery pass, so that other nodes take the
-                // node's jobs over while its acks are held.
+                // Past the lease, until another node has taken one of the cut-off node's
+                // jobs over (or 15 s): its acks held meanwhile then arrive while the new
+                // holder runs the job, which only the fence check at ack refuses.
                 proxy.hold();
-                thread::sleep(Duration::from_millis(2 * LEASE_MS + 1000));
+                thread::sleep(Duration::from_millis(LEASE_MS));
+                let deadline = Instant::now() + Duration::from_secs(15);
+                while !taken_over(&h.history, "n0") && Instant::now() < deadline {
+                    thread::sleep(Duration::from_millis(20));
+                }
                 proxy.pass();
             }
             "latency" => {
@@ -583,6 +588,25 @@ fn faults_node_clocks_skewed_30s_loses_nothing() {
         "node clocks +30 s / -30 s (with kill -9)",
         &h.finish(Duration::from_secs(60)),
     );
+}
+
+/// Whether a job first started on `node` has started again elsewhere, with a new fence.
+fn taken_over(history: &Path, node: &str) -> bool {
+    let text = std::fs::read_to_string(history).unwrap_or_default();
+    let mut first: BTreeMap<&str, &str> = BTreeMap::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        if let ["S", id, _fence, n, ..] = f.as_slice() {
+            match first.get(id) {
+                None => {
+                    first.insert(id, n);
+                }
+                Some(&started) if started == node && *n != node => return true,
+                _ => {}
+            }
+        }
+    }
+    false
 }
 
 /// A forced Sentinel failover while 1,000 exec jobs run on three nodes (issue 12's case): the
