@@ -642,6 +642,108 @@ impl Client {
         )
     }
 
+    /// One page of a queue's jobs in one state, with optional filters (the HTTP
+    /// API's `GET /api/queues/{queue}/jobs` document).
+    #[pyo3(signature = (aio, queue, state, kind=None, payload=None, error=None, cursor=None, limit=100))]
+    #[allow(clippy::too_many_arguments)]
+    fn jobs(
+        &self,
+        py: Python<'_>,
+        aio: bool,
+        queue: String,
+        state: &str,
+        kind: Option<String>,
+        payload: Option<String>,
+        error: Option<String>,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> PyResult<Py<PyAny>> {
+        let state: tickq::JobState = state
+            .parse()
+            .map_err(|e: tickq::Error| invalid(e.to_string()))?;
+        let filter = tickq::JobFilter {
+            kind,
+            payload,
+            error,
+            ..Default::default()
+        };
+        let inspector = self.inspector.clone();
+        let fut = async move {
+            inspector
+                .jobs(&queue, state, &filter, cursor.as_deref(), limit)
+                .await
+        };
+        bridge::run(py, aio, fut, boxed(document))
+    }
+
+    /// Pause (`pause` true) or resume a queue.
+    fn pause_queue(
+        &self,
+        py: Python<'_>,
+        aio: bool,
+        queue: String,
+        pause: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let inspector = self.inspector.clone();
+        let fut = async move {
+            if pause {
+                inspector.pause_queue(&queue).await
+            } else {
+                inspector.resume_queue(&queue).await
+            }
+        };
+        bridge::run(py, aio, fut, boxed(document))
+    }
+
+    /// Set a queue's limits across every node: `concurrency` (None: no limit) and `rate`
+    /// (`"50/1s"`, or None).
+    #[pyo3(signature = (aio, queue, concurrency=None, rate=None))]
+    fn set_limits(
+        &self,
+        py: Python<'_>,
+        aio: bool,
+        queue: String,
+        concurrency: Option<u32>,
+        rate: Option<String>,
+    ) -> PyResult<Py<PyAny>> {
+        let rate = rate
+            .map(|r| tickq::units::rate(&r))
+            .transpose()
+            .map_err(|e| invalid(e.to_string()))?;
+        let limits = tickq::QueueLimits { concurrency, rate };
+        let inspector = self.inspector.clone();
+        bridge::run(
+            py,
+            aio,
+            async move { inspector.set_limits(&queue, limits).await },
+            boxed(document),
+        )
+    }
+
+    fn limits(&self, py: Python<'_>, aio: bool, queue: String) -> PyResult<Py<PyAny>> {
+        let inspector = self.inspector.clone();
+        bridge::run(
+            py,
+            aio,
+            async move { inspector.limits(&queue).await },
+            boxed(document),
+        )
+    }
+
+    /// Delete every job of a queue in `state` (not active).
+    fn purge(&self, py: Python<'_>, aio: bool, queue: String, state: &str) -> PyResult<Py<PyAny>> {
+        let state: tickq::JobState = state
+            .parse()
+            .map_err(|e: tickq::Error| invalid(e.to_string()))?;
+        let inspector = self.inspector.clone();
+        bridge::run(
+            py,
+            aio,
+            async move { inspector.purge(&queue, state).await },
+            boxed(document),
+        )
+    }
+
     fn upsert_schedule(
         &self,
         py: Python<'_>,

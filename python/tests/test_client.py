@@ -186,6 +186,40 @@ def test_stats(client: tickq.Client) -> None:
     assert stats["a"]["paused"] is False
 
 
+def test_queue_admin(client: tickq.Client) -> None:
+    for i in range(5):
+        client.enqueue("q", "report" if i % 2 else "mail", {"n": i})
+    page = client.jobs("q", "pending", limit=2)
+    assert len(page["jobs"]) == 2 and page["next_cursor"]
+    rest = client.jobs("q", "pending", cursor=page["next_cursor"], limit=10)
+    assert len(rest["jobs"]) == 3
+    assert {j["payload"]["n"] for j in client.jobs("q", "pending", kind="report")["jobs"]} == {1, 3}
+    assert client.pause_queue("q")["paused"] is True
+    assert client.stats()["queues"][0]["paused"] is True
+    assert client.resume_queue("q")["paused"] is False
+    client.set_limits("q", concurrency=3, rate="50/1s")
+    limits = client.limits("q")["limits"]
+    assert limits["concurrency"] == 3 and limits["rate"] is not None
+    client.set_limits("q")
+    assert client.limits("q")["limits"]["concurrency"] is None
+    assert client.purge("q", "pending")["purged"] == 5
+    with pytest.raises(tickq.InvalidArgument):
+        client.purge("q", "finished")
+    with pytest.raises(tickq.InvalidArgument):
+        client.set_limits("q", rate="fast")
+
+    async def main() -> None:
+        assert (await client.pause_queue_async("q"))["paused"] is True
+        assert (await client.resume_queue_async("q"))["paused"] is False
+        await client.set_limits_async("q", concurrency=1)
+        assert (await client.limits_async("q"))["limits"]["concurrency"] == 1
+        await client.enqueue_async("q", "k")
+        assert len((await client.jobs_async("q", "pending"))["jobs"]) == 1
+        assert (await client.purge_async("q", "pending"))["purged"] == 1
+
+    asyncio.run(main())
+
+
 NIGHTLY = {
     "name": "nightly",
     "schedule": "0 2 * * *",

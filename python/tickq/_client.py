@@ -172,6 +172,83 @@ class Client:
         """:meth:`nodes`, awaitable."""
         return await self._n.nodes(True)
 
+    # ---- queues ----
+
+    def jobs(
+        self,
+        queue: str,
+        state: str,
+        *,
+        kind: Optional[str] = None,
+        payload: Optional[str] = None,
+        error: Optional[str] = None,
+        cursor: Optional[str] = None,
+        limit: int = 100,
+    ) -> Dict[str, Any]:
+        """One page of a queue's jobs in ``state`` (scheduled pending active retry dead
+        completed cancelled), optionally only of ``kind``, whose payload or last error contains
+        a text: ``{"queue", "state", "jobs": [...], "next_cursor", "scanned"}``; pass
+        ``next_cursor`` back as ``cursor`` for the next page (``GET /api/queues/{q}/jobs``)."""
+        return self._n.jobs(False, queue, state, kind, payload, error, cursor, limit)
+
+    async def jobs_async(
+        self,
+        queue: str,
+        state: str,
+        *,
+        kind: Optional[str] = None,
+        payload: Optional[str] = None,
+        error: Optional[str] = None,
+        cursor: Optional[str] = None,
+        limit: int = 100,
+    ) -> Dict[str, Any]:
+        """:meth:`jobs`, awaitable."""
+        return await self._n.jobs(True, queue, state, kind, payload, error, cursor, limit)
+
+    def pause_queue(self, queue: str) -> Dict[str, Any]:
+        """Stop every worker from starting jobs of ``queue`` (running ones finish)."""
+        return self._n.pause_queue(False, queue, True)
+
+    async def pause_queue_async(self, queue: str) -> Dict[str, Any]:
+        """:meth:`pause_queue`, awaitable."""
+        return await self._n.pause_queue(True, queue, True)
+
+    def resume_queue(self, queue: str) -> Dict[str, Any]:
+        """Let workers start jobs of a paused queue again."""
+        return self._n.pause_queue(False, queue, False)
+
+    async def resume_queue_async(self, queue: str) -> Dict[str, Any]:
+        """:meth:`resume_queue`, awaitable."""
+        return await self._n.pause_queue(True, queue, False)
+
+    def set_limits(self, queue: str, *, concurrency: Optional[int] = None, rate: Optional[str] = None) -> Dict[str, Any]:
+        """Replace a queue's limits, for every worker on every node: at most ``concurrency``
+        jobs active, at most ``rate`` starts (``"50/1s"``). None: no limit."""
+        return self._n.set_limits(False, queue, concurrency, rate)
+
+    async def set_limits_async(
+        self, queue: str, *, concurrency: Optional[int] = None, rate: Optional[str] = None
+    ) -> Dict[str, Any]:
+        """:meth:`set_limits`, awaitable."""
+        return await self._n.set_limits(True, queue, concurrency, rate)
+
+    def limits(self, queue: str) -> Dict[str, Any]:
+        """A queue's limits: ``{"queue", "limits": {"concurrency", "rate"}}``."""
+        return self._n.limits(False, queue)
+
+    async def limits_async(self, queue: str) -> Dict[str, Any]:
+        """:meth:`limits`, awaitable."""
+        return await self._n.limits(True, queue)
+
+    def purge(self, queue: str, state: str) -> Dict[str, Any]:
+        """Delete every job of ``queue`` in ``state`` (active jobs are refused: cancel them);
+        answers ``{"queue", "state", "purged"}``."""
+        return self._n.purge(False, queue, state)
+
+    async def purge_async(self, queue: str, state: str) -> Dict[str, Any]:
+        """:meth:`purge`, awaitable."""
+        return await self._n.purge(True, queue, state)
+
     # ---- schedules ----
 
     def upsert_schedule(self, spec: Mapping[str, Any]) -> str:
