@@ -807,14 +807,27 @@ class QueuePage extends View {
     this.controls = h('div', { class: 'row', id: 'queue-controls' });
     this.tabs = h('nav', { class: 'tabs', id: 'states', 'aria-label': 'states' });
     this.list = new JobList(this, queue, this.state, params, `/queues/${enc(queue)}`);
-    this.root.append(this.head, this.controls, this.tabs, this.list.root);
+    this.charts = h('div', { class: 'charts', id: 'queue-charts' });
+    this.root.append(this.head, this.controls, this.tabs, this.list.root,
+      h('h2', {}, 'Last hour'), this.charts);
     this.limitsForm = null;
+    // Like the overview's: re-read the history when counts move, at most twice a minute.
+    this.refreshHistory = this.throttled(() => this.loadHistory(), 30000, true);
   }
 
   async load() {
     if (!app.stats) await refreshStats();
     this.draw(this.counts());
-    await this.list.load();
+    await Promise.all([this.list.load(), this.loadHistory().catch((e) => {
+      fill(this.charts, h('p', { class: 'state-dead' }, e.message));
+    })]);
+  }
+
+  async loadHistory() {
+    const doc = await api('GET', `/api/history${query({ queue: this.queue })}`);
+    const points = doc.points || [];
+    fill(this.charts, chart('processed per minute', points, 'processed', doc.step_s),
+      chart('failed per minute', points, 'failed', doc.step_s));
   }
 
   counts() {
@@ -823,6 +836,7 @@ class QueuePage extends View {
 
   onCounts() {
     this.draw(this.counts());
+    this.refreshHistory();
   }
 
   onJobs(events, dropped) {

@@ -276,11 +276,6 @@ impl Browser {
             .and_then(|v| v.as_str().map(str::to_owned))
     }
 
-    #[track_caller]
-    pub fn text(&self, el: &Element) -> String {
-        self.try_text(el).expect("element text")
-    }
-
     /// Text of the first element matching `css`, or "" when there is none.
     pub fn text_of(&self, css: &str) -> String {
         self.find(css)
@@ -288,27 +283,43 @@ impl Browser {
             .unwrap_or_default()
     }
 
-    #[track_caller]
-    pub fn click(&self, el: &Element) {
-        self.must("POST", &format!("/element/{}/click", el.0), Some(json!({})));
-    }
-
-    /// Wait for `css`, then click it.
+    /// Wait for `css`, then click it. Live updates redraw parts of the page, so an element
+    /// found can be replaced before the click lands: then find it again.
     #[track_caller]
     pub fn click_on(&self, css: &str, limit: Duration) {
-        let el = self.wait(css, limit);
-        self.click(&el);
+        self.wait_until(limit, &format!("a click on {css:?}"), || {
+            let el = self.find(css)?;
+            match self.cmd("POST", &format!("/element/{}/click", el.0), Some(json!({}))) {
+                Ok(_) => Some(()),
+                Err(e) if e.error == "stale element reference" => None,
+                Err(e) => panic!("clicking {css:?}: {e}"),
+            }
+        });
     }
 
-    /// Replace the text of an input with `text`.
+    /// Replace the text of an input with `text` (found again if a redraw replaced it).
     #[track_caller]
     pub fn fill(&self, css: &str, text: &str) {
-        let el = self.wait(css, Duration::from_secs(10));
-        self.must("POST", &format!("/element/{}/clear", el.0), Some(json!({})));
-        self.must(
-            "POST",
-            &format!("/element/{}/value", el.0),
-            Some(json!({ "text": text })),
+        self.wait_until(
+            Duration::from_secs(10),
+            &format!("typing into {css:?}"),
+            || {
+                let el = self.find(css)?;
+                let typed = self
+                    .cmd("POST", &format!("/element/{}/clear", el.0), Some(json!({})))
+                    .and_then(|_| {
+                        self.cmd(
+                            "POST",
+                            &format!("/element/{}/value", el.0),
+                            Some(json!({ "text": text })),
+                        )
+                    });
+                match typed {
+                    Ok(_) => Some(()),
+                    Err(e) if e.error == "stale element reference" => None,
+                    Err(e) => panic!("typing into {css:?}: {e}"),
+                }
+            },
         );
     }
 
