@@ -467,14 +467,37 @@ fn document<T: serde::Serialize>(py: Python<'_>, doc: T) -> PyResult<Py<PyAny>> 
 
 #[pymethods]
 impl Client {
-    /// Connect to `url` (every form the Rust client takes).
+    /// Connect to `url` (every form the Rust client takes), with a private CA and a client
+    /// certificate for TLS when given.
     #[staticmethod]
-    fn connect(py: Python<'_>, aio: bool, url: String) -> PyResult<Py<PyAny>> {
+    #[pyo3(signature = (aio, url, ca_file=None, cert_file=None, key_file=None))]
+    fn connect(
+        py: Python<'_>,
+        aio: bool,
+        url: String,
+        ca_file: Option<std::path::PathBuf>,
+        cert_file: Option<std::path::PathBuf>,
+        key_file: Option<std::path::PathBuf>,
+    ) -> PyResult<Py<PyAny>> {
         let shown = tickq::redact_url(&url);
+        let mut tls = tickq::TlsFiles::new();
+        if let Some(ca) = ca_file {
+            tls = tls.ca_file(ca);
+        }
+        match (cert_file, key_file) {
+            (Some(cert), Some(key)) => tls = tls.client_cert(cert, key),
+            (None, None) => {}
+            _ => {
+                return Err(invalid(
+                    "a client certificate needs both cert_file and key_file",
+                ));
+            }
+        }
+        let options = tickq::ConnectOptions::new().tls(tls);
         bridge::run(
             py,
             aio,
-            async move { tickq::Client::connect(&url).await },
+            async move { tickq::Client::connect_with(&url, &options).await },
             boxed(move |py, inner: tickq::Client| {
                 let inspector = inner.inspector();
                 Ok(Py::new(

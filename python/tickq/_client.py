@@ -21,21 +21,47 @@ def _default_url() -> str:
     return os.environ.get("TICKQ_REDIS_URL") or DEFAULT_URL
 
 
+def _tls(ca_file: Optional[str], cert_file: Optional[str], key_file: Optional[str]) -> Tuple[Optional[str], Optional[str], Optional[str]]:
+    """TLS files as given, else from the environment the ``tickq`` verbs read."""
+    env = os.environ.get
+    return (ca_file or env("TICKQ_REDIS_CA"), cert_file or env("TICKQ_REDIS_CERT"), key_file or env("TICKQ_REDIS_KEY"))
+
+
 class Client:
     """A connection to tickq on one Redis: ``redis://[user:pass@]host:port[/db]``,
     ``rediss://`` (TLS), ``redis+unix:///path.sock``, ``redis-cluster://h1:p1,h2:p2`` or
     ``redis-sentinel://h1:p1,h2:p2/MASTER[/db]``. Without an URL: ``TICKQ_REDIS_URL``, else
-    ``redis://127.0.0.1:6379``. Safe to share between threads and tasks."""
+    ``redis://127.0.0.1:6379``. For TLS with a private CA or a client certificate: ``ca_file``,
+    ``cert_file`` and ``key_file`` (PEM), else ``TICKQ_REDIS_CA``, ``TICKQ_REDIS_CERT`` and
+    ``TICKQ_REDIS_KEY``. Safe to share between threads and tasks."""
 
     __slots__ = ("_n",)
 
-    def __init__(self, url: Optional[str] = None, *, _native: Optional[_tickq.Client] = None) -> None:
-        self._n = _native if _native is not None else _tickq.Client.connect(False, url or _default_url())
+    def __init__(
+        self,
+        url: Optional[str] = None,
+        *,
+        ca_file: Optional[str] = None,
+        cert_file: Optional[str] = None,
+        key_file: Optional[str] = None,
+        _native: Optional[_tickq.Client] = None,
+    ) -> None:
+        if _native is not None:
+            self._n = _native
+        else:
+            self._n = _tickq.Client.connect(False, url or _default_url(), *_tls(ca_file, cert_file, key_file))
 
     @classmethod
-    async def connect_async(cls, url: Optional[str] = None) -> "Client":
+    async def connect_async(
+        cls,
+        url: Optional[str] = None,
+        *,
+        ca_file: Optional[str] = None,
+        cert_file: Optional[str] = None,
+        key_file: Optional[str] = None,
+    ) -> "Client":
         """Connect without blocking the event loop."""
-        native = await _tickq.Client.connect(True, url or _default_url())
+        native = await _tickq.Client.connect(True, url or _default_url(), *_tls(ca_file, cert_file, key_file))
         return cls(_native=native)
 
     def __repr__(self) -> str:
