@@ -280,7 +280,7 @@ pub struct FilterArgs {
 pub struct JobsArgs {
     /// The queue.
     pub queue: String,
-    /// Only jobs in this state: scheduled pending active retry dead completed cancelled
+    /// Only jobs in this state: waiting scheduled pending active retry dead completed cancelled
     /// [default: all, in that order; with a filter or --cursor: pending].
     #[arg(long, value_name = "STATE")]
     pub state: Option<String>,
@@ -302,7 +302,7 @@ pub struct BulkArgs {
     pub queue: String,
     /// What to do: retry, kill, delete or cancel.
     pub action: String,
-    /// The jobs' state: scheduled pending active retry dead completed cancelled.
+    /// The jobs' state: waiting scheduled pending active retry dead completed cancelled.
     #[arg(long, value_name = "STATE")]
     pub state: String,
     #[command(flatten)]
@@ -377,7 +377,7 @@ pub struct QueueArgs {
 pub struct QueuePurgeArgs {
     /// The queue.
     pub queue: String,
-    /// The state whose jobs go: scheduled pending retry dead completed cancelled.
+    /// The state whose jobs go: waiting scheduled pending retry dead completed cancelled.
     #[arg(long, value_name = "STATE", required = true)]
     pub state: String,
     #[command(flatten)]

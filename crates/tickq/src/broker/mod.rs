@@ -5,6 +5,7 @@
 pub(crate) mod conn;
 mod enqueue;
 pub(crate) mod events;
+mod flows;
 pub(crate) mod keys;
 mod limits;
 pub(crate) mod locks;
@@ -557,7 +558,13 @@ impl Broker {
             .invoke_async(&mut self.conn.clone())
             .await?;
         use JobState::*;
-        previous_state(&answer, keys, id, &[Scheduled, Pending, Retry], "killed")
+        previous_state(
+            &answer,
+            keys,
+            id,
+            &[Waiting, Scheduled, Pending, Retry],
+            "killed",
+        )
     }
 
     /// Pause (`true`) or resume (`false`) a queue; resuming wakes an idle worker. Answers
@@ -704,3 +711,6 @@ mod enqueue_tests;
 
 #[cfg(test)]
 mod limits_tests;
+
+#[cfg(test)]
+mod flow_tests;

@@ -57,4 +57,7 @@ scripts! {
     lock_renew,
     lock_release,
     lock_fenced_set,
+    flow_submit,
+    flow_retry,
+    flow_cancel,
 }

@@ -9,6 +9,8 @@
 --   over cannot complete the job someone else now holds. An acked job frees its unique key;
 --   on a queue with a concurrency limit, an idle worker is woken for the freed slots.
 -- Returns {acked count, stale id...} (stale = not applied: lease lost, or job gone).
+-- A workflow step that completes settles its waiting children here (`flow_ended` in
+--   prelude.lua), and its result is kept in the workflow hash for them.
 -- Completions are counted in the queue's history (with their run times) and sent as events.
 -- Idempotent: yes; a second ack of the same job and fence finds it completed and reports stale.
 local prefix = ARGV[1]
@@ -24,7 +26,7 @@ local stale = {}
 for i = 4, #ARGV, 3 do
   local id = ARGV[i]
   local jk = prefix .. id
-  local f = redis.call('HMGET', jk, 'state', 'fence', 'unique', 'started')
+  local f = redis.call('HMGET', jk, 'state', 'fence', 'unique', 'started', 'flow', 'step')
   if f[1] == 'active' and f[2] == ARGV[i + 1] then
     done[#done + 1] = id
     runs[#runs + 1] = run_ms(f[4], now)
@@ -41,6 +43,7 @@ for i = 4, #ARGV, 3 do
     else
       redis.call('DEL', jk)
     end
+    flow_ended(prefix, f[5], f[6], 'completed', ARGV[i + 2], now)
   else
     stale[#stale + 1] = id
   end
