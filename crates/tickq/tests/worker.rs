@@ -2,6 +2,7 @@
 //! concurrency, weights, cancellation, corrupt jobs and shutdown.
 
 mod common;
+mod flows;
 
 use common::{count, spawn, wait_until};
 use std::sync::Arc;
