@@ -103,7 +103,8 @@ pub enum Command {
     Stats(OutputArgs),
     /// Run a dead, cancelled, retry or scheduled job now.
     Retry(IdArgs),
-    /// Send a waiting (scheduled, pending or retry) job to dead; it can be retried later.
+    /// Send a job that is not running (waiting, scheduled, pending or retry) to dead; it can be
+    /// retried later.
     Kill(IdArgs),
     /// Delete a job that is not running.
     Delete(IdArgs),
@@ -121,6 +122,10 @@ pub enum Command {
     /// Locks: run a program while holding a lock, and the lock's fenced values.
     #[command(subcommand)]
     Lock(LockCommand),
+    /// Workflows: DAGs of jobs where each step starts when its parents have ended
+    /// (docs/workflows.md).
+    #[command(subcommand)]
+    Flow(FlowCommand),
 }
 
 /// The settings of a node that flags can override; shared by `server` and `config show`.
@@ -232,6 +237,38 @@ pub struct ExecArgs {
     /// [exec] allow list exactly as written here.
     #[arg(last = true, required = true, value_name = "PROGRAM [ARGS]")]
     pub cmd: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FlowCommand {
+    /// Submit the workflow FILE describes (TOML: name, queue, [[step]] tables); prints its id.
+    /// Running a file with a fixed id (`id = "..."` or --id) again creates nothing.
+    Run(FlowRunArgs),
+    /// Show a workflow: its state and each step's state.
+    Show(FlowIdArgs),
+    /// Cancel a workflow: running steps are stopped, the others cancelled.
+    Cancel(FlowIdArgs),
+    /// Start a failed workflow's dead and cancelled steps over.
+    Retry(FlowIdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FlowRunArgs {
+    /// The workflow file (TOML).
+    pub file: String,
+    /// The workflow id (overrides the file's `id`). Default: a fresh UUID.
+    #[arg(long)]
+    pub id: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FlowIdArgs {
+    /// The workflow id.
+    pub id: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]

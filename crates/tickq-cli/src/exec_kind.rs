@@ -36,7 +36,9 @@
 //! `[[cron]]` exec tasks a server stores. A server without a secret ignores `sig`.
 //!
 //! The program sees `TICKQ_JOB_ID`, `TICKQ_QUEUE`, `TICKQ_ATTEMPT`, `TICKQ_FENCE`,
-//! `TICKQ_NODE`, and when the job carries them, `TICKQ_SCHEDULED_AT` and `TICKQ_CRON`. It runs
+//! `TICKQ_NODE`, and when the job carries them, `TICKQ_SCHEDULED_AT` and `TICKQ_CRON`. A workflow
+//! step also sees `TICKQ_FLOW_ID`, `TICKQ_STEP` and `TICKQ_PARENTS_FILE`: a JSON file (removed
+//! when the program ends) mapping each parent step to its result (its stdout), or null. It runs
 //! in its own process group; when the job is stopped (lease lost, cancelled, forced shutdown)
 //! or times out, the whole group gets SIGTERM and, after [`KILL_GRACE`], SIGKILL.
 
@@ -67,7 +69,7 @@ const TAIL_BYTES: usize = 4096;
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
 
 /// The environment variables tickq sets; the job cannot set or inherit them.
-const TICKQ_VARS: [&str; 7] = [
+const TICKQ_VARS: [&str; 10] = [
     "TICKQ_JOB_ID",
     "TICKQ_QUEUE",
     "TICKQ_ATTEMPT",
@@ -75,7 +77,44 @@ const TICKQ_VARS: [&str; 7] = [
     "TICKQ_SCHEDULED_AT",
     "TICKQ_CRON",
     "TICKQ_NODE",
+    "TICKQ_FLOW_ID",
+    "TICKQ_STEP",
+    "TICKQ_PARENTS_FILE",
 ];
+
+/// A workflow step's parents' results, in a file that goes when the step's program ends.
+struct ParentsFile(PathBuf);
+
+impl ParentsFile {
+    /// Write the results of `job`'s parents; `None` for a job with no parents.
+    async fn write(job: &Job) -> Result<Option<ParentsFile>, JobError> {
+        if job.parents().is_empty() {
+            return Ok(None);
+        }
+        let results = job
+            .parent_results()
+            .await
+            .map_err(|e| JobError::retry(format!("could not read the parents' results: {e}")))?;
+        let text = serde_json::to_string(&results).expect("a map of strings serialises");
+        // The job id and fence make the name unique among the attempts on this node.
+        let name = format!(
+            "tickq-parents-{}-{}.json",
+            job.id()
+                .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"),
+            job.fence()
+        );
+        let path = std::env::temp_dir().join(name);
+        std::fs::write(&path, text)
+            .map_err(|e| JobError::retry(format!("could not write {}: {e}", path.display())))?;
+        Ok(Some(ParentsFile(path)))
+    }
+}
+
+impl Drop for ParentsFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
 
 /// An exec job's payload.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -320,6 +359,14 @@ impl Exec {
         }
         if let Some(cron) = job.meta("cron") {
             cmd.env("TICKQ_CRON", cron);
+        }
+        if let (Some(flow), Some(step)) = (job.flow_id(), job.step()) {
+            cmd.env("TICKQ_FLOW_ID", flow).env("TICKQ_STEP", step);
+        }
+        // Held until this call returns, which is after the program ended.
+        let parents_file = ParentsFile::write(&job).await?;
+        if let Some(file) = &parents_file {
+            cmd.env("TICKQ_PARENTS_FILE", &file.0);
         }
         if let Some(cwd) = &payload.cwd {
             cmd.current_dir(cwd);

@@ -13,6 +13,7 @@
 
 mod cron;
 mod file;
+mod flow;
 mod redis;
 mod server;
 mod sources;
@@ -24,7 +25,7 @@ pub use cron::{CronSpec, CronTask};
 pub use redis::{REDIS_URL_ENV, Redis, RedisOrigin};
 pub use server::ServerConfig;
 
-use crate::cli::{Cli, Command, ConfigCommand, CronCommand, LogFormat, QueueCommand};
+use crate::cli::{Cli, Command, ConfigCommand, CronCommand, FlowCommand, LogFormat, QueueCommand};
 use crate::exec_kind::ExecPayload;
 use anyhow::Context as _;
 use cron::{exec_secret, signed_value};
@@ -78,6 +79,17 @@ pub struct LogConfig {
 #[derive(Debug)]
 pub enum Action {
     Server(Box<ServerConfig>),
+    FlowRun {
+        redis: Redis,
+        flow: Box<tickq::Workflow>,
+        json: bool,
+    },
+    Flow {
+        redis: Redis,
+        verb: FlowVerb,
+        id: String,
+        json: bool,
+    },
     ConfigShow {
         config: Box<ServerConfig>,
         json: bool,
@@ -271,6 +283,7 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
         default_port,
         exec_secret: secret_env,
         payload: payload_text,
+        flow: flow_text,
     } = sources;
     let redis = resolve_redis(
         global.redis.as_deref(),
@@ -509,8 +522,44 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
             cron_action(command, redis, exec_secret.as_ref(), payload_text.as_ref())?
         }
         Command::Lock(command) => lock_action(command, redis)?,
+        Command::Flow(FlowCommand::Run(args)) => {
+            let text = flow_text.expect("Sources read the workflow file");
+            Action::FlowRun {
+                redis,
+                flow: Box::new(flow::parse_flow(
+                    &text.text,
+                    &text.source,
+                    exec_secret.as_ref(),
+                    args.id,
+                )?),
+                json: args.output.json,
+            }
+        }
+        Command::Flow(command) => {
+            let (verb, args) = match command {
+                FlowCommand::Show(a) => (FlowVerb::Show, a),
+                FlowCommand::Cancel(a) => (FlowVerb::Cancel, a),
+                FlowCommand::Retry(a) => (FlowVerb::Retry, a),
+                FlowCommand::Run(_) => unreachable!("matched above"),
+            };
+            tickq::validate_flow_id(&args.id).map_err(|e| usage(e.message().to_owned()))?;
+            Action::Flow {
+                redis,
+                verb,
+                id: args.id,
+                json: args.output.json,
+            }
+        }
     };
     Ok(Invocation { log, action })
+}
+
+/// What `tickq flow show|cancel|retry ID` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowVerb {
+    Show,
+    Cancel,
+    Retry,
 }
 
 /// A change to a queue's limits: each `Some` replaces that limit (`Some(None)` removes it);

@@ -448,7 +448,10 @@ fn kill_sends_a_waiting_job_to_dead() {
         run(u, &["kill", "j2"]).ok().stdout,
         "job j2 (pending) is dead\n"
     );
-    run(u, &["kill", "j2"]).fails(1, "only scheduled, pending or retry jobs can be killed");
+    run(u, &["kill", "j2"]).fails(
+        1,
+        "only waiting, scheduled, pending or retry jobs can be killed",
+    );
     assert_eq!(
         run(u, &["retry", "j2", "--json"]).json()["previous_state"],
         "dead"

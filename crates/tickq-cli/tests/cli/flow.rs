@@ -1,0 +1,199 @@
+//! `tickq flow`: workflow files run on real `tickq server` processes, exec steps reading their
+//! parents' results, failure, retry and cancel from the shell.
+
+use crate::util::{Server, run, wait_for};
+use std::time::Duration;
+use tickq_testkit::TestRedis;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn config() -> String {
+    // A short lease: a cancel reaches a running step at its next renewal (a third of it).
+    "[worker]\nqueues = { default = 1 }\nlease = \"3s\"\n\n[exec]\nallow = [\"sh\"]\n".to_owned()
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// Wait until the workflow's state is `state`; its document then.
+fn wait_flow(url: &str, id: &str, state: &str) -> serde_json::Value {
+    wait_for(LIMIT, &format!("workflow {id} {state}"), || {
+        let doc = run(Some(url), &["flow", "show", id, "--json"]).json();
+        (doc["state"] == state).then_some(doc)
+    })
+}
+
+fn step<'a>(doc: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap()
+}
+
+#[test]
+fn a_fan_in_of_exec_steps_reads_its_parents_results() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let _server = Server::start(Some(&config()), &["--redis", &url], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report.txt");
+    let file = write(
+        &dir,
+        "nightly.toml",
+        &format!(
+            r#"
+name = "nightly-report"
+queue = "default"
+id = "nightly-1"
+[[step]]
+id = "part1"
+cmd = ["sh", "-c", "echo one"]
+[[step]]
+id = "part2"
+cmd = ["sh", "-c", "echo two"]
+[[step]]
+id = "report"
+cmd = ["sh", "-c", "echo \"$TICKQ_FLOW_ID $TICKQ_STEP $TICKQ_PARENTS_FILE\" > {out}; cat \"$TICKQ_PARENTS_FILE\" >> {out}"]
+after = ["part1", "part2"]
+"#,
+            out = out.display()
+        ),
+    );
+
+    let id = run(Some(&url), &["flow", "run", &file]).ok().stdout;
+    assert_eq!(id.trim(), "nightly-1");
+    let doc = wait_flow(&url, "nightly-1", "succeeded");
+    assert_eq!(doc["name"], "nightly-report");
+    assert_eq!(doc["counts"]["completed"], 3);
+    assert_eq!(step(&doc, "part1")["result"], "one");
+    assert_eq!(step(&doc, "report")["job_id"], "flow:nightly-1:report");
+    assert_eq!(
+        step(&doc, "report")["after"],
+        serde_json::json!(["part1", "part2"])
+    );
+
+    let text = std::fs::read_to_string(&out).unwrap();
+    let (first, parents) = text.split_once('\n').unwrap();
+    let vars: Vec<&str> = first.split(' ').collect();
+    assert_eq!(vars[..2], ["nightly-1", "report"]);
+    let results: serde_json::Value = serde_json::from_str(parents).unwrap();
+    assert_eq!(results, serde_json::json!({"part1": "one", "part2": "two"}));
+    assert!(
+        !std::path::Path::new(vars[2]).exists(),
+        "the parents file is removed when the step ends"
+    );
+
+    // The same file again creates nothing.
+    let again = run(Some(&url), &["flow", "run", &file]).ok().stdout;
+    assert!(again.contains("exists already"), "{again}");
+    let human = run(Some(&url), &["flow", "show", "nightly-1"]).ok().stdout;
+    assert!(
+        human.contains("succeeded") && human.contains("report"),
+        "{human}"
+    );
+}
+
+#[test]
+fn a_failed_parent_cancels_and_a_retry_resumes() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let _server = Server::start(Some(&config()), &["--redis", &url], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let mark = dir.path().join("mark");
+    let file = write(
+        &dir,
+        "flaky.toml",
+        &format!(
+            r#"
+name = "flaky"
+[[step]]
+id = "flaky"
+cmd = ["sh", "-c", "test -f {mark}"]
+max_attempts = 1
+[[step]]
+id = "child"
+cmd = ["sh", "-c", "echo ran"]
+after = ["flaky"]
+[[step]]
+id = "anyway"
+cmd = ["sh", "-c", "echo anyway"]
+after = ["flaky"]
+on_parent_failure = "run"
+"#,
+            mark = mark.display()
+        ),
+    );
+    let id = run(Some(&url), &["flow", "run", &file])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let doc = wait_flow(&url, &id, "failed");
+    assert_eq!(step(&doc, "flaky")["state"], "dead");
+    assert_eq!(step(&doc, "child")["state"], "cancelled");
+    assert_eq!(step(&doc, "child")["error"], "parent step flaky dead");
+    assert_eq!(step(&doc, "anyway")["state"], "completed");
+    assert!(doc["counts"].get("waiting").is_none());
+
+    std::fs::write(&mark, "").unwrap();
+    let out = run(Some(&url), &["flow", "retry", &id, "--json"]).json();
+    assert_eq!(out["retried"], 2);
+    let doc = wait_flow(&url, &id, "succeeded");
+    assert_eq!(step(&doc, "child")["result"], "ran");
+}
+
+#[test]
+fn cancel_stops_a_running_workflow() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let _server = Server::start(Some(&config()), &["--redis", &url], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "slow.toml",
+        r#"
+name = "slow"
+id = "slow"
+[[step]]
+id = "slow"
+cmd = ["sh", "-c", "sleep 30"]
+[[step]]
+id = "next"
+cmd = ["sh", "-c", "echo no"]
+after = ["slow"]
+on_parent_failure = "run"
+"#,
+    );
+    run(Some(&url), &["flow", "run", &file]).ok();
+    wait_flow(&url, "slow", "running");
+    let out = run(Some(&url), &["flow", "cancel", "slow", "--json"]).json();
+    assert_eq!(out["cancelling"], 1);
+    let doc = wait_flow(&url, "slow", "cancelled");
+    assert_eq!(step(&doc, "slow")["state"], "cancelled");
+    assert_eq!(step(&doc, "next")["state"], "cancelled");
+}
+
+#[test]
+fn bad_workflow_files_and_ids_are_refused() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let dir = tempfile::tempdir().unwrap();
+    run(Some(&url), &["flow", "run", "/no/such/file.toml"]).fails(2, "cannot read it");
+    let cycle = write(
+        &dir,
+        "cycle.toml",
+        "name = \"c\"\n[[step]]\nid = \"a\"\nkind = \"k\"\nafter = [\"b\"]\n\
+         [[step]]\nid = \"b\"\nkind = \"k\"\nafter = [\"a\"]\n",
+    );
+    run(Some(&url), &["flow", "run", &cycle]).fails(2, "cycle through the steps a, b");
+    run(Some(&url), &["flow", "show", "a b"]).fails(2, "invalid workflow id");
+    run(Some(&url), &["flow", "show", "nope"]).fails(1, "no workflow nope");
+    // Nothing was written by the refused file.
+    let queues = run(Some(&url), &["queue", "ls"]).ok().stdout;
+    assert!(queues.contains("no queues yet"), "{queues}");
+}
