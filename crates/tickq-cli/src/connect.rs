@@ -12,7 +12,11 @@ pub async fn connect(redis: &Redis) -> anyhow::Result<Client> {
             tickq::redact_url(&redis.url)
         );
     }
-    Client::connect(&redis.url).await.map_err(connect_error)
+    let client = Client::connect(&redis.url).await.map_err(connect_error)?;
+    Ok(match redis.high_water {
+        Some(mark) => client.with_memory_high_water(mark)?,
+        None => client,
+    })
 }
 
 /// One quick connection attempt to the URL's address.

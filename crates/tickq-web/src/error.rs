@@ -77,6 +77,7 @@ impl From<tickq::Error> for ApiError {
             ErrorKind::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             ErrorKind::Shutdown => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ErrorKind::Corrupt => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt"),
+            ErrorKind::RedisFull => (StatusCode::INSUFFICIENT_STORAGE, "redis_full"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         if status.is_server_error() {

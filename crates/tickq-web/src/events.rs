@@ -146,8 +146,10 @@ async fn pump(hub: Arc<Hub>, tx: broadcast::Sender<Message>) {
             event = events.next() => match event {
                 Some(Event::Changes { changes, left_out }) => {
                     let at = jiff::Timestamp::now();
-                    dropped += left_out;
-                    for JobChange { queue, id, state } in changes {
+                    // Only the newest BATCH_MAX of a period are named: skip the rest unread.
+                    let skip = changes.len().saturating_sub(BATCH_MAX);
+                    dropped += left_out + skip as u64;
+                    for JobChange { queue, id, state } in changes.into_iter().skip(skip) {
                         if batch.len() == BATCH_MAX {
                             batch.pop_front();
                             dropped += 1;

@@ -38,6 +38,21 @@ impl Client {
         self
     }
 
+    /// Refuse enqueues with [`ErrorKind::RedisFull`] once Redis' used memory reaches this
+    /// fraction of its `maxmemory` (checked against a sample read at most every 250 ms, so a
+    /// burst may pass it by a little; Redis itself refuses new jobs at `maxmemory`). The room
+    /// above the mark is for the jobs already accepted: claims, acks, retries and recovery
+    /// keep working up to and past `maxmemory`. Default: [`DEFAULT_HIGH_WATER`] (0.9); 1
+    /// leaves only Redis' own refusal. Nothing is checked when Redis has no `maxmemory`.
+    /// Fails with [`ErrorKind::InvalidArgument`] outside (0, 1].
+    ///
+    /// [`DEFAULT_HIGH_WATER`]: crate::DEFAULT_HIGH_WATER
+    pub fn with_memory_high_water(mut self, fraction: f64) -> Result<Client> {
+        crate::broker::memory::validate_high_water(fraction)?;
+        self.broker.high_water = fraction;
+        Ok(self)
+    }
+
     /// Enqueue one job: one round trip. A job whose id already exists is not created again,
     /// nor one whose unique key another job holds ([`NewJob::unique_for`]): the error is
     /// [`ErrorKind::AlreadyExists`], it names the existing job, and

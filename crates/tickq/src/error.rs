@@ -23,6 +23,11 @@ pub enum ErrorKind {
     Corrupt,
     /// The worker is shutting down.
     Shutdown,
+    /// Redis is (nearly) out of memory: used memory is above the client's high-water mark, or
+    /// Redis itself refused a write (`maxmemory` reached). Nothing was written. Jobs already
+    /// accepted still run: workers keep draining and the janitor drops completed jobs first.
+    /// Retry later, raise `maxmemory`, or keep completed jobs for less time.
+    RedisFull,
 }
 
 /// The error of every fallible tickq operation: a kind, a message, and the cause if any.
@@ -113,6 +118,13 @@ impl std::error::Error for Error {
 /// The one place Redis errors become tickq errors.
 impl From<redis::RedisError> for Error {
     fn from(e: redis::RedisError) -> Error {
+        if is_oom(&e) {
+            return Error::new(
+                ErrorKind::RedisFull,
+                format!("Redis is full: it refused a write at maxmemory; {FULL_ADVICE}"),
+            )
+            .with_source(e);
+        }
         let kind = if e.is_timeout() {
             ErrorKind::Timeout
         } else {
@@ -127,6 +139,20 @@ impl From<redis::RedisError> for Error {
         };
         Error::new(kind, message).with_source(e)
     }
+}
+
+/// What a [`ErrorKind::RedisFull`] message tells the user to do.
+pub(crate) const FULL_ADVICE: &str = "nothing was written. Jobs already accepted keep running \
+    and the janitor drops completed jobs first; enqueue again later, raise Redis' maxmemory, or \
+    keep completed jobs for less time";
+
+/// Redis' refusal of a write at `maxmemory` (`-OOM command not allowed when used memory >
+/// 'maxmemory'`), alone or as the reason a transaction was aborted (EXECABORT).
+fn is_oom(e: &redis::RedisError) -> bool {
+    e.code() == Some("OOM")
+        || e.clone()
+            .into_server_errors()
+            .is_some_and(|errors| errors.iter().any(|(_, e)| e.code() == "OOM"))
 }
 
 impl From<serde_json::Error> for Error {

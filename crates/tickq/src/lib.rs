@@ -137,12 +137,15 @@ mod inspect;
 mod job;
 mod limits;
 mod lock;
+mod node;
+mod queue;
 pub mod retry;
 pub mod schedule;
 mod shutdown;
 pub mod units;
 mod worker;
 
+pub use broker::memory::{DEFAULT_HIGH_WATER, validate_high_water as validate_memory_high_water};
 pub use broker::{CancelOutcome, Retention, redact_url, validate_redis_url};
 pub use client::Client;
 pub use error::{Error, ErrorKind, Result};
@@ -154,9 +157,8 @@ pub use handler::{FailAction, Handler, IntoJobResult, Job, JobError};
 pub use inspect::{
     BulkOutcome, FlowCancelled, FlowInfo, FlowRetried, FlowState, FlowStepView, History,
     HistoryPoint, HistoryQuery, Inspector, JobActed, JobAction, JobFilter, JobPage, LockList,
-    LockView, MAX_PAGE, NodeList, NodeView, Purged, QueueCounts, QueueLimitsView, QueuePaused,
-    QueueWeight, RunningJob, ScheduleEntry, ScheduleList, SchedulePaused, ScheduleRemoved,
-    ScheduleTriggered, Stats,
+    LockView, MAX_PAGE, NodeList, Purged, QueueLimitsView, QueuePaused, ScheduleEntry,
+    ScheduleList, SchedulePaused, ScheduleRemoved, ScheduleTriggered, Stats,
 };
 pub use job::{
     DEFAULT_MAX_ATTEMPTS, Enqueued, JobInfo, JobState, NewJob, PRIORITY_MAX, PRIORITY_MIN,
@@ -167,6 +169,8 @@ pub use lock::{
     DEFAULT_LOCK_TTL, Fenced, FencedStore, FencedWrite, LockBuilder, LockGuard, LostReason,
     LostSignal, MIN_LOCK_TTL, Released, validate_lock_name,
 };
+pub use node::{NodeView, QueueWeight, RunningJob};
+pub use queue::QueueCounts;
 pub use retry::{ExponentialBackoff, FixedBackoff, RetryPolicy};
 pub use schedule::{
     Catchup, CronSchedule, Overlap, ScheduleInfo, ScheduleSpec, Scheduler, SchedulerBuilder, Task,

@@ -1,6 +1,7 @@
 //! The workloads, one module per family, and what they share: the measurement record, a
 //! deadline, a worker running in the background, and a readiness probe.
 
+mod admin;
 mod enqueue;
 mod idle;
 mod latency;
@@ -34,6 +35,13 @@ pub enum Workload {
     /// The same with concurrency 64.
     #[value(name = "process-64")]
     Process64,
+    /// process-64 while one client watches the HTTP API's live events (`/api/events`) of a
+    /// tickq-web router on loopback: what watching costs throughput and Redis.
+    #[value(name = "process-64-watched")]
+    Process64Watched,
+    /// N pending jobs: the first page, a page deep behind a cursor, and a payload search that
+    /// finds the one matching job in the middle (the HTTP API's job list and search).
+    Search,
     /// Enqueue-to-start latency of a steady one-by-one stream into an idle worker.
     Latency,
     /// 200 jobs delayed 2 s, submitted over 1 s: lateness of their start.
@@ -48,12 +56,14 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const ALL: [Workload; 10] = [
+    pub const ALL: [Workload; 12] = [
         Workload::RoundTrip,
         Workload::EnqueueOne,
         Workload::EnqueueBulk,
         Workload::Process8,
         Workload::Process64,
+        Workload::Process64Watched,
+        Workload::Search,
         Workload::Latency,
         Workload::Delayed,
         Workload::Delayed1000,
@@ -68,6 +78,8 @@ impl Workload {
             Workload::EnqueueBulk => "enqueue-bulk",
             Workload::Process8 => "process-8",
             Workload::Process64 => "process-64",
+            Workload::Process64Watched => "process-64-watched",
+            Workload::Search => "search",
             Workload::Latency => "latency",
             Workload::Delayed => "delayed",
             Workload::Delayed1000 => "delayed-1000",
@@ -121,8 +133,10 @@ pub async fn run(workload: Workload, target: &Target, p: &Params) -> Result<Meas
         Workload::RoundTrip => enqueue::round_trip(target, p.n).await,
         Workload::EnqueueOne => enqueue::one_by_one(target, p.n).await,
         Workload::EnqueueBulk => enqueue::bulk(target, p.n).await,
-        Workload::Process8 => process::drain(target, p.n, 8, deadline).await,
-        Workload::Process64 => process::drain(target, p.n, 64, deadline).await,
+        Workload::Process8 => process::drain(target, p.n, 8, false, deadline).await,
+        Workload::Process64 => process::drain(target, p.n, 64, false, deadline).await,
+        Workload::Process64Watched => process::drain(target, p.n, 64, true, deadline).await,
+        Workload::Search => admin::search(target, p.n).await,
         Workload::Latency => {
             let jobs = (p.latency_secs * f64::from(p.latency_rate)).ceil() as u64;
             latency::enqueue_to_start(target, jobs, p.latency_rate, deadline).await

@@ -48,6 +48,7 @@ pub async fn drain(
     target: &Target,
     n: u64,
     concurrency: usize,
+    watched: bool,
     deadline: Deadline,
 ) -> Result<Measured> {
     let client = connect(target).await?;
@@ -70,6 +71,10 @@ pub async fn drain(
         })
         .build()?;
 
+    let watcher = match watched {
+        true => Some(super::admin::Watcher::start(&client).await?),
+        false => None,
+    };
     let spawned = done.base.elapsed().as_secs_f64();
     let worker = BgWorker::spawn(worker);
     deadline
@@ -120,5 +125,15 @@ pub async fn drain(
         "workers",
         format!("1 in-process Worker, concurrency {concurrency}"),
     );
+    if let Some(watcher) = watcher {
+        let (messages, bytes) = watcher.stop();
+        m.metric(
+            "SSE messages to the watcher",
+            "msgs/s",
+            messages as f64 / (all_acked - spawned),
+        );
+        m.fact("sse_messages", messages);
+        m.fact("sse_bytes", bytes);
+    }
     Ok(m)
 }

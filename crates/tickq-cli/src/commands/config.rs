@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 #[derive(Serialize)]
 struct Effective<'a> {
     redis: String,
+    /// None: the library's default (0.9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory_high_water: Option<f64>,
     /// None: not configured; each node names itself hostname-pid.
     #[serde(skip_serializing_if = "Option::is_none")]
     node: Option<&'a str>,
@@ -59,6 +62,7 @@ struct Exec<'a> {
 pub fn show(config: &ServerConfig, json: bool) -> anyhow::Result<()> {
     let effective = Effective {
         redis: tickq::redact_url(&config.redis.url),
+        memory_high_water: config.redis.high_water,
         node: (!config.node_is_default).then_some(config.node.as_str()),
         worker: Worker {
             queues: config

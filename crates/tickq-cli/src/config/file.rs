@@ -12,6 +12,7 @@ use tickq::schedule::{Catchup, Overlap};
 #[serde(deny_unknown_fields)]
 pub(super) struct FileConfig {
     pub(super) redis: Option<String>,
+    pub(super) memory_high_water: Option<f64>,
     pub(super) node: Option<String>,
     #[serde(default)]
     pub(super) worker: WorkerFile,

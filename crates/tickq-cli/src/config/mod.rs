@@ -293,6 +293,20 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
             .zip(global.config.as_deref()),
         default_port.as_deref(),
     )?;
+    let mut redis = redis;
+    if let Some(mark) = file.as_ref().and_then(|f| f.memory_high_water) {
+        tickq::validate_memory_high_water(mark).map_err(|e| {
+            usage(format!(
+                "memory_high_water in config file {}: {}",
+                global
+                    .config
+                    .as_deref()
+                    .map_or_else(String::new, |p| p.display().to_string()),
+                e.message()
+            ))
+        })?;
+        redis.high_water = Some(mark);
+    }
     let exec_secret = exec_secret(
         secret_env.as_deref(),
         file.as_ref(),

@@ -22,6 +22,9 @@ pub(super) const DEFAULT_PORT: u16 = 6379;
 pub struct Redis {
     pub url: String,
     pub origin: RedisOrigin,
+    /// `memory_high_water` in the config file: enqueues are refused above this fraction of
+    /// Redis' maxmemory. None: the library's default.
+    pub high_water: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +75,11 @@ pub(super) fn resolve_redis(
         )
     };
     check_redis_url(&url).map_err(|e| usage(format!("{e} (from {origin})")))?;
-    Ok(Redis { url, origin })
+    Ok(Redis {
+        url,
+        origin,
+        high_water: None,
+    })
 }
 
 /// A first look at the URL, so that a typo is a usage error before any connection attempt.

@@ -71,6 +71,7 @@ fn redis() -> Redis {
     Redis {
         url: "redis://127.0.0.1:6379".into(),
         origin: RedisOrigin::Flag,
+        high_water: None,
     }
 }
 

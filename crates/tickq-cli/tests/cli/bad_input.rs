@@ -198,3 +198,53 @@ fn server_flags_are_checked() {
         );
     }
 }
+
+#[test]
+fn enqueue_into_a_full_redis_exits_1_saying_redis_is_full_and_writes_nothing() {
+    let redis = TestRedis::builder()
+        .appendonly(false)
+        .extra_args(["--maxmemory", "8mb", "--maxmemory-policy", "noeviction"])
+        .start();
+    let mut conn = redis.sync_conn();
+    let big = "x".repeat(256 * 1024);
+    for i in 0.. {
+        let set: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(format!("filler-{i}"))
+            .arg(&big)
+            .query(&mut conn);
+        if set.is_err() {
+            break;
+        }
+        assert!(i < 1000, "8 MiB never filled up");
+    }
+    let before = keys(&redis);
+    let url = redis.url();
+
+    let out = run(Some(&url), &["enqueue", "q", "k"]).fails(1, "Redis is full");
+
+    assert!(out.stderr.contains("nothing was written"), "{}", out.stderr);
+    assert_eq!(keys(&redis), before);
+}
+
+#[test]
+fn memory_high_water_from_the_config_file_refuses_enqueues_above_it_and_must_be_a_fraction() {
+    let redis = TestRedis::builder()
+        .appendonly(false)
+        .extra_args(["--maxmemory", "64mb", "--maxmemory-policy", "noeviction"])
+        .start();
+    let url = redis.url();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tickq.toml");
+    let config_arg = config.to_str().unwrap();
+
+    std::fs::write(&config, "memory_high_water = 1.5\n").unwrap();
+    run(Some(&url), &["--config", config_arg, "enqueue", "q", "k"])
+        .fails(2, "memory_high_water in config file");
+
+    // An empty Redis uses a few MiB of 64: above a mark of 1%, below one of 90%.
+    std::fs::write(&config, "memory_high_water = 0.01\n").unwrap();
+    run(Some(&url), &["--config", config_arg, "enqueue", "q", "k"]).fails(1, "Redis is full");
+    assert!(keys(&redis).is_empty(), "{:?}", keys(&redis));
+    std::fs::write(&config, "memory_high_water = 0.9\n").unwrap();
+    run(Some(&url), &["--config", config_arg, "enqueue", "q", "k"]).ok();
+}

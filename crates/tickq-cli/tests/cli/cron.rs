@@ -774,6 +774,7 @@ fn the_examples_are_valid_configs() {
     let quick = show("quickstart.toml");
     assert_eq!(quick["cron"][0]["schedule"], "@every 10s");
     let three = show("three-nodes.toml");
+    assert_eq!(three["memory_high_water"], 0.9);
     let nightly = &three["cron"][0];
     assert_eq!(nightly["schedule"], "0 2 * * *");
     assert_eq!(nightly["overlap"], "forbid");

@@ -4,6 +4,7 @@ mod admin;
 mod bad_input;
 mod cron;
 mod exec_sig;
+mod faults;
 mod flow;
 mod http_kind;
 mod lock;

@@ -12,6 +12,9 @@ use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
 use redis::{Cmd, ConnectionAddr, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+mod failover;
 
 const URL_HELP: &str = "expected redis://[user:pass@]host:port[/db], rediss://..., \
     redis+unix:///path/to/redis.sock, for a Cluster redis-cluster://[user:pass@]host:port,\
@@ -224,17 +227,24 @@ impl Target {
             }
             Target::Sentinel(target) => {
                 let client = target.resolve().await?;
+                let addr = client.get_connection_info().addr().to_string();
                 let conn = client
                     .get_connection_manager_with_config(config.clone())
                     .await?;
-                Ok(Conn::Sentinel(SentinelConn(Arc::new(SentinelShared {
+                let stop = CancellationToken::new();
+                let shared = Arc::new(SentinelShared {
                     target: (**target).clone(),
                     config,
                     current: tokio::sync::RwLock::new(Current {
                         generation: 0,
                         conn,
+                        addr,
                     }),
-                }))))
+                    hold: tokio::sync::watch::Sender::new(None),
+                    stop: stop.clone(),
+                });
+                failover::spawn(&shared, stop);
+                Ok(Conn::Sentinel(SentinelConn(shared)))
             }
         }
     }
@@ -325,6 +335,17 @@ struct SentinelShared {
     target: SentinelTarget,
     config: ConnectionManagerConfig,
     current: tokio::sync::RwLock<Current>,
+    /// Set while the sentinels promote a replica (see `failover.rs`): new requests wait until
+    /// the new primary is connected, or until this instant at the latest.
+    hold: tokio::sync::watch::Sender<Option<tokio::time::Instant>>,
+    /// Stops the failover listeners with the last clone of the connection.
+    stop: CancellationToken,
+}
+
+impl Drop for SentinelShared {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 struct Current {
@@ -332,6 +353,8 @@ struct Current {
     /// asks the sentinels; the others use the connection it made.
     generation: u64,
     conn: ConnectionManager,
+    /// The primary's address, `host:port`.
+    addr: String,
 }
 
 /// What a failed request says about the master.
@@ -372,8 +395,55 @@ impl Failure {
 
 impl SentinelConn {
     async fn current(&self) -> (u64, ConnectionManager) {
+        // A promotion under way: writes sent to the old primary now may be lost with it.
+        let mut hold = self.0.hold.subscribe();
+        let until = *hold.borrow_and_update();
+        if let Some(until) = until {
+            let _ = tokio::time::timeout_at(until, hold.wait_for(Option::is_none)).await;
+        }
         let current = self.0.current.read().await;
         (current.generation, current.conn.clone())
+    }
+
+    /// Hold new requests until [`release`](Self::release) or `until` (a promotion began).
+    fn hold(&self, until: tokio::time::Instant) {
+        self.0.hold.send_replace(Some(until));
+    }
+
+    fn release(&self) {
+        self.0.hold.send_replace(None);
+    }
+
+    /// Ask the sentinels for the master now and move to it if it is not the one in use
+    /// (`resolve` checks with `ROLE` that it is a master). On failure the connection stays as
+    /// it is: requests that fail on it follow the sentinels by themselves.
+    async fn refresh(&self, why: &str) {
+        let client = match self.0.target.resolve().await {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::warn!(master = %self.0.target.master, error = %e, "{why}, but the sentinels name no usable master yet");
+                return;
+            }
+        };
+        let addr = client.get_connection_info().addr().to_string();
+        let mut current = self.0.current.write().await;
+        if current.addr == addr {
+            return;
+        }
+        match client
+            .get_connection_manager_with_config(self.0.config.clone())
+            .await
+        {
+            Ok(conn) => {
+                tracing::info!(master = %self.0.target.master, addr = %addr, "{why}: moved to the new Redis primary");
+                current.generation += 1;
+                current.conn = conn;
+                current.addr = addr;
+            }
+            Err(e) => {
+                tracing::warn!(master = %self.0.target.master, addr = %addr, error = %e, "{why}, but connecting to the new primary failed");
+            }
+        }
     }
 
     /// Reconnects to the master the sentinels name now, unless another request already did
@@ -420,6 +490,7 @@ impl SentinelConn {
         );
         current.generation += 1;
         current.conn = conn.clone();
+        current.addr = client.get_connection_info().addr().to_string();
         Ok(conn)
     }
 }

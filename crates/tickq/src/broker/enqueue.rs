@@ -43,6 +43,7 @@ impl Broker {
         for job in &jobs {
             job.validate()?;
         }
+        self.check_room().await?;
         let mut by_queue: BTreeMap<&str, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
         for (i, job) in jobs.iter().enumerate() {
             let (plain, checked) = by_queue.entry(&job.queue).or_default();

@@ -20,6 +20,8 @@ impl Broker {
         keep_ms: u64,
     ) -> Result<bool> {
         let order = flow.topological_order()?;
+        // New jobs, like an enqueue: refused above the memory high-water mark (memory.rs).
+        self.check_room().await?;
         self.register_queue(&flow.queue).await?;
         let keys = self.keys(&flow.queue);
         let definition = serde_json::to_string(&flow.definition(id))

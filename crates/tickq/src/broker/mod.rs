@@ -9,6 +9,7 @@ mod flows;
 pub(crate) mod keys;
 mod limits;
 pub(crate) mod locks;
+pub(crate) mod memory;
 pub(crate) mod message;
 mod nodes;
 mod read;
@@ -110,6 +111,8 @@ pub(crate) enum FailOutcome {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AckOutcome {
     pub(crate) acked: u64,
+    /// Already completed with the same fence by an earlier ack (see ack.lua).
+    pub(crate) again: u64,
     pub(crate) stale: Vec<String>,
 }
 
@@ -147,6 +150,10 @@ pub(crate) struct Broker {
     conn: Conn,
     keys: Arc<Mutex<HashMap<String, Arc<QueueKeys>>>>,
     registered: Arc<Mutex<HashSet<String>>>,
+    /// Redis' memory use as last sampled, shared by every clone (see `memory.rs`).
+    memory: Arc<memory::MemoryGauge>,
+    /// Enqueues are refused at or above this fraction of `maxmemory`.
+    pub(crate) high_water: f64,
 }
 
 /// Check a Redis URL without connecting: one server (`redis://`, `rediss://`,
@@ -192,6 +199,8 @@ impl Broker {
             conn,
             keys: Arc::default(),
             registered: Arc::default(),
+            memory: Arc::default(),
+            high_water: memory::DEFAULT_HIGH_WATER,
         };
         broker.load_scripts().await?;
         Ok(broker)
@@ -320,9 +329,65 @@ impl Broker {
             inv.arg(id).arg(fence).arg(result);
         }
         let reply: Vec<Value> = inv.invoke_async(&mut self.conn.clone()).await?;
-        let acked = reply.first().map(int).transpose()?.unwrap_or(0) as u64;
-        let stale = reply.iter().skip(1).map(text).collect::<Result<_>>()?;
-        Ok(AckOutcome { acked, stale })
+        ack_outcome(&reply)
+    }
+
+    /// [`ack`](Self::ack), then `WAIT` for `replicas` replicas, both in one pipeline on `conn`
+    /// (so that the WAIT counts this very ack, even if the connection moves to another primary
+    /// in between). Fewer replicas in time: an `Unavailable` error, and the caller acks again.
+    pub(crate) async fn ack_replicated(
+        &self,
+        conn: &mut Conn,
+        keys: &QueueKeys,
+        retention: &Retention,
+        jobs: &[(String, u64, String)],
+        replicas: u32,
+        timeout: Duration,
+    ) -> Result<AckOutcome> {
+        let mut evalsha = redis::cmd("EVALSHA");
+        evalsha
+            .arg(SCRIPTS.ack.get_hash())
+            .arg(6)
+            .arg(&keys.active)
+            .arg(&keys.completed)
+            .arg(&keys.stats)
+            .arg(&keys.limits)
+            .arg(&keys.pending)
+            .arg(&keys.wake)
+            .arg(&keys.job_prefix)
+            .arg(retention.keep_ms())
+            .arg(retention.completed_max);
+        for (id, fence, result) in jobs {
+            evalsha.arg(id).arg(fence).arg(result);
+        }
+        let mut pipe = redis::pipe();
+        pipe.add_command(evalsha)
+            .cmd("WAIT")
+            .arg(replicas)
+            .arg(timeout.as_millis() as u64);
+        let answer: redis::RedisResult<(Vec<Value>, i64)> = pipe.query_async(conn).await;
+        let (reply, reached) = match answer {
+            Err(e)
+                if e.clone()
+                    .into_server_errors()
+                    .is_some_and(|errors| errors.iter().any(|(_, e)| e.code() == "NOSCRIPT")) =>
+            {
+                // A new primary (after a failover or restart) without the script yet.
+                SCRIPTS.ack.load_async(conn).await?;
+                pipe.query_async(conn).await?
+            }
+            other => other?,
+        };
+        if reached < i64::from(replicas) {
+            return Err(Error::new(
+                crate::ErrorKind::Unavailable,
+                format!(
+                    "an ack reached {reached} of {replicas} replicas within {timeout:?}; the \
+                     primary may be cut off, so it is sent again"
+                ),
+            ));
+        }
+        ack_outcome(&reply)
     }
 
     pub(crate) async fn fail(
@@ -602,11 +667,14 @@ impl Broker {
     }
 
     /// Drop finished jobs past their retention; answers how many index entries went.
+    /// `trim` (memory is tight): drop completed and cancelled jobs whatever their age, oldest
+    /// first; dead jobs still go by their own retention, since they wait for a person.
     pub(crate) async fn janitor(
         &self,
         keys: &QueueKeys,
         retention: &Retention,
         limit: usize,
+        trim: bool,
     ) -> Result<u64> {
         Ok(SCRIPTS
             .janitor
@@ -614,12 +682,23 @@ impl Broker {
             .key(&keys.cancelled)
             .key(&keys.dead)
             .arg(&keys.job_prefix)
-            .arg(retention.keep_ms())
+            .arg(if trim { 0 } else { retention.keep_ms() })
             .arg(retention.dead_for.as_millis() as u64)
             .arg(limit)
             .invoke_async(&mut self.conn.clone())
             .await?)
     }
+}
+
+fn ack_outcome(reply: &[Value]) -> Result<AckOutcome> {
+    if reply.len() < 2 {
+        return Err(Error::corrupt("ack script returned an unexpected reply"));
+    }
+    Ok(AckOutcome {
+        acked: int(&reply[0])? as u64,
+        again: int(&reply[1])? as u64,
+        stale: reply[2..].iter().map(text).collect::<Result<_>>()?,
+    })
 }
 
 fn purge_active(queue: &str) -> Error {
@@ -687,11 +766,11 @@ fn previous_state(
 #[cfg(test)]
 use crate::ErrorKind;
 #[cfg(test)]
-use crate::inspect::QueueCounts;
-#[cfg(test)]
 use crate::job::{Enqueued, NewJob};
 #[cfg(test)]
 use crate::job::{JobInfo, ms_to_timestamp};
+#[cfg(test)]
+use crate::queue::QueueCounts;
 #[cfg(test)]
 use message::Envelope;
 #[cfg(test)]

@@ -855,7 +855,7 @@ async fn ack_without_a_result_stores_none() {
 }
 
 #[tokio::test]
-async fn ack_twice_is_stale_the_second_time() {
+async fn ack_twice_answers_again_the_second_time_and_changes_nothing() {
     let env = start().await;
     let fence = env.put("a", JobState::Active).await;
     let acked = [("a".to_owned(), fence, "r".to_owned())];
@@ -864,8 +864,31 @@ async fn ack_twice_is_stale_the_second_time() {
 
     let out = env.broker.ack(&env.keys, &KEEP, &acked).await.unwrap();
 
-    assert_eq!((out.acked, out.stale), (0, vec!["a".to_owned()]));
+    assert_eq!((out.acked, out.again, out.stale), (0, 1, vec![]));
     assert_eq!(env.snapshot().await, before);
+    assert_eq!(env.stat("processed").await, 1);
+}
+
+#[tokio::test]
+async fn ack_replicated_on_a_primary_without_replicas_fails_and_a_retry_answers_again() {
+    let env = start().await;
+    let fence = env.put("a", JobState::Active).await;
+    let acks = [("a".to_owned(), fence, String::new())];
+    let wait = Duration::from_millis(50);
+    let mut conn = env.broker.blocking_connection(wait).await.unwrap();
+
+    let err = env
+        .broker
+        .ack_replicated(&mut conn, &env.keys, &KEEP, &acks, 1, wait)
+        .await
+        .unwrap_err();
+
+    // Applied on this primary, but not confirmed: the caller must not count it as done.
+    assert_eq!(err.kind(), crate::ErrorKind::Unavailable, "{err}");
+    assert!(err.message().contains("0 of 1 replicas"), "{err}");
+    env.assert_state("a", JobState::Completed).await;
+    let again = env.broker.ack(&env.keys, &KEEP, &acks).await.unwrap();
+    assert_eq!((again.acked, again.again, again.stale), (0, 1, vec![]));
     assert_eq!(env.stat("processed").await, 1);
 }
 
@@ -918,9 +941,10 @@ async fn ack_of_a_batch_applies_the_held_jobs_and_reports_the_stale_ones() {
         .await
         .unwrap();
 
+    // The second ack of "a" in the batch finds it completed with its fence: again, no change.
     assert_eq!(
-        (out.acked, out.stale),
-        (2, vec!["b".to_owned(), "a".to_owned()])
+        (out.acked, out.again, out.stale),
+        (2, 1, vec!["b".to_owned()])
     );
     env.assert_state("a", JobState::Completed).await;
     env.assert_state("b", JobState::Active).await;
@@ -1775,7 +1799,7 @@ async fn janitor_drops_old_finished_jobs_and_keeps_young_ones() {
 
     let dropped = env
         .broker
-        .janitor(&env.keys, &retention, 100)
+        .janitor(&env.keys, &retention, 100, false)
         .await
         .unwrap();
 
@@ -1793,7 +1817,7 @@ async fn janitor_drops_old_finished_jobs_and_keeps_young_ones() {
     let before = env.snapshot().await;
     let again = env
         .broker
-        .janitor(&env.keys, &retention, 100)
+        .janitor(&env.keys, &retention, 100, false)
         .await
         .unwrap();
     assert_eq!(again, 0);
@@ -1813,15 +1837,42 @@ async fn janitor_drops_at_most_limit_entries_per_index_per_call() {
         env.set_score(JobState::Completed, id, old).await;
     }
 
-    let first = env.broker.janitor(&env.keys, &retention, 2).await.unwrap();
+    let first = env
+        .broker
+        .janitor(&env.keys, &retention, 2, false)
+        .await
+        .unwrap();
 
     assert_eq!(first, 2);
     assert_eq!(env.members(JobState::Completed).await, ["c"]);
     assert_eq!(
-        env.broker.janitor(&env.keys, &retention, 2).await.unwrap(),
+        env.broker
+            .janitor(&env.keys, &retention, 2, false)
+            .await
+            .unwrap(),
         1
     );
     env.assert_gone("c").await;
+}
+
+#[tokio::test]
+async fn janitor_trim_drops_young_completed_and_cancelled_jobs_but_not_dead_ones() {
+    let env = start().await;
+    let retention = Retention::default();
+    for state in [JobState::Completed, JobState::Cancelled, JobState::Dead] {
+        env.put(&format!("young-{state}"), state).await;
+    }
+
+    let dropped = env
+        .broker
+        .janitor(&env.keys, &retention, 100, true)
+        .await
+        .unwrap();
+
+    assert_eq!(dropped, 2);
+    env.assert_gone("young-completed").await;
+    env.assert_gone("young-cancelled").await;
+    env.assert_state("young-dead", JobState::Dead).await;
 }
 
 // ---------------------------------------------------------------------------------------------

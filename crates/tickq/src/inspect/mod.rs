@@ -23,16 +23,16 @@ pub use flows::{FlowCancelled, FlowInfo, FlowRetried, FlowState, FlowStepView};
 pub use history::{History, HistoryPoint, HistoryQuery};
 pub use jobs::{BulkOutcome, JobActed, JobAction, JobFilter, JobPage, MAX_PAGE};
 pub use locks::{LockList, LockView};
-pub use nodes::{NodeList, NodeView, QueueWeight, RunningJob};
+pub use nodes::NodeList;
 pub use schedules::{
     ScheduleEntry, ScheduleList, SchedulePaused, ScheduleRemoved, ScheduleTriggered,
 };
 
 use crate::broker::{Broker, Retention};
 use crate::job::{JobState, validate_queue_name};
+use crate::queue::QueueCounts;
 use crate::{QueueLimits, Result};
 use serde::Serialize;
-use std::collections::BTreeMap;
 
 /// Jobs deleted per script call by [`Inspector::purge`].
 const PURGE_BATCH: usize = 1000;
@@ -48,24 +48,6 @@ impl std::fmt::Debug for Inspector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Inspector").finish_non_exhaustive()
     }
-}
-
-/// Counts of one queue's jobs by state, and its totals.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct QueueCounts {
-    /// The queue.
-    pub queue: String,
-    /// Jobs in each state (every state is present, zero or not).
-    pub states: BTreeMap<JobState, u64>,
-    /// Attempts that completed successfully, ever.
-    pub processed: u64,
-    /// Attempts that failed (each retry counts), ever.
-    pub failed: u64,
-    /// Whether the queue is paused (workers start none of its jobs).
-    pub paused: bool,
-    /// The queue's concurrency and rate limits.
-    pub limits: QueueLimits,
 }
 
 /// Every queue with its counts: `tickq stats --json`, `GET /api/stats`.

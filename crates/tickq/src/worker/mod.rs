@@ -58,6 +58,8 @@ pub(crate) struct WorkerConfig {
     pub(crate) block: Duration,
     pub(crate) retention: Retention,
     pub(crate) retry: Arc<dyn RetryPolicy>,
+    /// Acks wait for this many replicas, up to this long (Redis `WAIT`).
+    pub(crate) ack_replicas: Option<(u32, Duration)>,
 }
 
 /// Why the worker stopped a running job.
@@ -271,6 +273,19 @@ impl WorkerBuilder {
         self
     }
 
+    /// After each ack, wait up to `timeout` for `replicas` replicas to have it (Redis `WAIT`);
+    /// if fewer do, the ack counts as failed and is sent again (it is idempotent) until it is
+    /// replicated or the lease runs out, and then the job runs again. Without this, an ack
+    /// written to a primary that is cut off or about to be replaced (a failover) can vanish
+    /// with it, and the job runs a second time; with it, such an ack fails and is retried on
+    /// the new primary. Costs one replication round trip per ack batch, on a connection of the
+    /// acker's own. An ack sent again to a primary that had applied it (the replica was only
+    /// slow) answers it as stale, so `WorkerStats::stale` can count such acks. Default: off.
+    pub fn ack_replicas(mut self, replicas: u32, timeout: Duration) -> WorkerBuilder {
+        self.config.ack_replicas = Some((replicas, timeout));
+        self
+    }
+
     /// The wait before retrying a failed job. Default: [`ExponentialBackoff::default`].
     pub fn retry_policy(mut self, policy: impl RetryPolicy) -> WorkerBuilder {
         self.config.retry = Arc::new(policy);
@@ -318,6 +333,15 @@ impl WorkerBuilder {
         }
         if c.lease < MIN_LEASE {
             return Err(Error::invalid("lease must be at least 300ms"));
+        }
+        if let Some((replicas, timeout)) = c.ack_replicas
+            && (replicas == 0 || timeout.is_zero() || timeout >= c.lease)
+        {
+            return Err(Error::invalid(format!(
+                "ack replicas: need at least 1 replica and a timeout above zero and below the \
+                 lease ({:?}), so that a failed ack can be sent again in time",
+                c.lease
+            )));
         }
         if c.node_heartbeat < Duration::from_millis(100) {
             return Err(Error::invalid("node heartbeat must be at least 100ms"));
@@ -433,6 +457,7 @@ impl Worker {
                 block: Duration::from_secs(10),
                 retention: client.retention,
                 retry: Arc::new(ExponentialBackoff::default()),
+                ack_replicas: None,
             },
         }
     }

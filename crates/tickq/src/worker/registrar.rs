@@ -4,7 +4,7 @@
 //! node that stops cleanly removes itself.
 
 use super::Shared;
-use crate::inspect::{NodeView, QueueWeight, RunningJob};
+use crate::node::{NodeView, QueueWeight, RunningJob};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;

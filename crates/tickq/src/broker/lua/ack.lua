@@ -1,4 +1,7 @@
+#!lua flags=allow-oom
 -- ack: mark leased jobs completed, if the caller still holds them.
+-- Runs when Redis is full (flags=allow-oom): it drains or shrinks what is there, and a full
+-- Redis must never stop the jobs it already accepted (broker/memory.rs).
 -- KEYS[1] active  KEYS[2] completed  KEYS[3] stats  KEYS[4] limits  KEYS[5] pending
 -- KEYS[6] wake stream
 -- ARGV[1] job key prefix  ARGV[2] keep ms  ARGV[3] keep max; then 3 per job: id, fence, result
@@ -8,11 +11,16 @@
 -- A job is acked only while it is active with the same fence: a zombie whose lease was taken
 --   over cannot complete the job someone else now holds. An acked job frees its unique key;
 --   on a queue with a concurrency limit, an idle worker is woken for the freed slots.
--- Returns {acked count, stale id...} (stale = not applied: lease lost, or job gone).
+-- Returns {acked count, again count, stale id...}: again = already completed with this fence (an
+--   earlier ack of this holder was applied, e.g. one whose WAIT for replicas fell short and
+--   that is sent again); stale = not applied: lease lost, or job gone.
 -- A workflow step that completes settles its waiting children here (`flow_ended` in
---   prelude.lua), and its result is kept in the workflow hash for them.
+--   prelude.lua), and its result is kept in the workflow hash for them; an ack answered as
+--   again settles nothing a second time.
 -- Completions are counted in the queue's history (with their run times) and sent as events.
--- Idempotent: yes; a second ack of the same job and fence finds it completed and reports stale.
+-- Idempotent: yes; a second ack of the same job and fence finds it completed with that fence,
+--   changes nothing and answers it as again (when the job was kept; a job deleted at its ack
+--   answers stale).
 local prefix = ARGV[1]
 local keep_ms = tonumber(ARGV[2])
 local keep_max = tonumber(ARGV[3])
@@ -21,6 +29,7 @@ local now = now_ms()
 local now_s = str(now)
 local runs = {}
 local done = {}
+local again = 0
 local index = {}
 local stale = {}
 for i = 4, #ARGV, 3 do
@@ -44,6 +53,8 @@ for i = 4, #ARGV, 3 do
       redis.call('DEL', jk)
     end
     flow_ended(prefix, f[5], f[6], 'completed', ARGV[i + 2], now)
+  elseif f[1] == 'completed' and f[2] == ARGV[i + 1] then
+    again = again + 1
   else
     stale[#stale + 1] = id
   end
@@ -60,6 +71,6 @@ if #index > 0 then
   zadd_many(KEYS[2], index)
   cap_index(prefix, KEYS[2], keep_max)
 end
-local out = {#done}
+local out = {#done, again}
 for _, id in ipairs(stale) do out[#out + 1] = id end
 return out

@@ -1,5 +1,9 @@
--- cancel: stop a job. Jobs not running (waiting, scheduled, pending, retry) become cancelled at once; an
+#!lua flags=allow-oom
+-- cancel: stop a job. Jobs not running (waiting, scheduled, pending, retry) become cancelled at
+-- once; an
 -- active job gets a cancel request that its worker sees at its next lease renewal.
+-- Runs when Redis is full (flags=allow-oom): it drains or shrinks what is there, and a full
+-- Redis must never stop the jobs it already accepted (broker/memory.rs).
 -- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] cancelled
 -- ARGV[1] job key prefix  ARGV[2] id  ARGV[3] keep ms
 -- A workflow step cancelled here settles its waiting children (`flow_ended`).

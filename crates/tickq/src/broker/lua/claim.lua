@@ -1,4 +1,7 @@
+#!lua flags=allow-oom
 -- claim: promote due scheduled/retry jobs, then lease up to N pending jobs to one worker.
+-- Runs when Redis is full (flags=allow-oom): it drains or shrinks what is there, and a full
+-- Redis must never stop the jobs it already accepted (broker/memory.rs).
 -- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] active  KEYS[5] seq  KEYS[6] wake stream
 -- KEYS[7] fence counter  KEYS[8] paused flag  KEYS[9] limits  KEYS[10] rate log
 -- ARGV[1] job key prefix  ARGV[2] owner (worker id)  ARGV[3] lease ms  ARGV[4] max jobs

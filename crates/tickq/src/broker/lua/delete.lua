@@ -1,4 +1,7 @@
+#!lua flags=allow-oom
 -- delete: remove a job that is not running, whatever its state.
+-- Runs when Redis is full (flags=allow-oom): it drains or shrinks what is there, and a full
+-- Redis must never stop the jobs it already accepted (broker/memory.rs).
 -- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] completed  KEYS[5] dead
 -- KEYS[6] cancelled
 -- ARGV[1] job key prefix  ARGV[2] id

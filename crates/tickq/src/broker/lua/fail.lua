@@ -1,4 +1,7 @@
+#!lua flags=allow-oom
 -- fail: end one attempt of a leased job that did not succeed, if the caller still holds it.
+-- Runs when Redis is full (flags=allow-oom): it drains or shrinks what is there, and a full
+-- Redis must never stop the jobs it already accepted (broker/memory.rs).
 -- KEYS[1] active  KEYS[2] retry  KEYS[3] dead  KEYS[4] cancelled  KEYS[5] stats  KEYS[6] wake stream
 -- KEYS[7] limits  KEYS[8] pending
 -- ARGV[1] job key prefix  ARGV[2] id  ARGV[3] fence  ARGV[4] error text

@@ -1,4 +1,7 @@
+#!lua flags=allow-oom
 -- janitor: enforce retention on finished jobs.
+-- Runs when Redis is full (flags=allow-oom): it drains or shrinks what is there, and a full
+-- Redis must never stop the jobs it already accepted (broker/memory.rs).
 -- KEYS[1] completed  KEYS[2] cancelled  KEYS[3] dead
 -- ARGV[1] job key prefix  ARGV[2] keep ms (completed, cancelled)  ARGV[3] dead keep ms
 -- ARGV[4] max entries to drop per index per call

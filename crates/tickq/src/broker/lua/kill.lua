@@ -1,5 +1,8 @@
+#!lua flags=allow-oom
 -- kill: send a waiting job (scheduled, pending, retry) to dead by hand; it is kept there and
 -- can be retried like any dead job.
+-- Runs when Redis is full (flags=allow-oom): it drains or shrinks what is there, and a full
+-- Redis must never stop the jobs it already accepted (broker/memory.rs).
 -- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] dead
 -- ARGV[1] job key prefix  ARGV[2] id  ARGV[3] dead max
 -- A killed job frees its unique key; a killed workflow step settles its waiting children.

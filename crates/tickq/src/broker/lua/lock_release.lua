@@ -1,4 +1,7 @@
+#!lua flags=allow-oom
 -- lock_release: give a lock up (compare-and-delete).
+-- Runs when Redis is full (flags=allow-oom): it drains or shrinks what is there, and a full
+-- Redis must never stop the jobs it already accepted (broker/memory.rs).
 -- KEYS[1] owner
 -- ARGV[1] token
 -- Deletes the owner key only while it holds this token: a holder that lost the lock must not

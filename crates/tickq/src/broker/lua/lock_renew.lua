@@ -1,4 +1,7 @@
+#!lua flags=allow-oom
 -- lock_renew: extend a held lock's TTL (compare-and-pexpire).
+-- Runs when Redis is full (flags=allow-oom): it drains or shrinks what is there, and a full
+-- Redis must never stop the jobs it already accepted (broker/memory.rs).
 -- KEYS[1] owner
 -- ARGV[1] token  ARGV[2] ttl ms
 -- The TTL is set only while the owner key holds this token: a holder whose key expired, or was

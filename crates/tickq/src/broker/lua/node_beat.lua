@@ -1,4 +1,7 @@
+#!lua flags=allow-oom
 -- node_beat: record (or, with ttl 0, remove) one live node in the registry.
+-- Runs when Redis is full (flags=allow-oom): it only updates what a running node or job already
+-- has, and a full Redis must not make live nodes look dead or fail running jobs (broker/memory.rs).
 -- KEYS[1] nodes info (hash: node id -> JSON)  KEYS[2] nodes seen (sorted set: node id ->
 --   expiry, Redis ms)
 -- ARGV[1] node id  ARGV[2] its JSON  ARGV[3] ttl ms (0: the node stopped, remove it)

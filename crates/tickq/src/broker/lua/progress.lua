@@ -1,4 +1,7 @@
+#!lua flags=allow-oom
 -- progress: record how far a running job has got, if the caller still holds it.
+-- Runs when Redis is full (flags=allow-oom): it only updates what a running node or job already
+-- has, and a full Redis must not make live nodes look dead or fail running jobs (broker/memory.rs).
 -- KEYS[1] the job hash
 -- ARGV[1] job key prefix (names the queue in the event)  ARGV[2] id  ARGV[3] fence
 -- ARGV[4] progress JSON {"value", "message"}

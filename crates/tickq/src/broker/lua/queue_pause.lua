@@ -1,4 +1,7 @@
+#!lua flags=allow-oom
 -- queue_pause: pause or resume a queue.
+-- Runs when Redis is full (flags=allow-oom): it drains or shrinks what is there, and a full
+-- Redis must never stop the jobs it already accepted (broker/memory.rs).
 -- KEYS[1] paused flag  KEYS[2] wake stream
 -- ARGV[1] 1 to pause, 0 to resume
 -- Paused: the flag exists, and the claim script leases nothing while it does (jobs already

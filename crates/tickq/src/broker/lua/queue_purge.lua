@@ -1,4 +1,7 @@
+#!lua flags=allow-oom
 -- queue_purge: delete one batch of the jobs in one state (never active: those are running).
+-- Runs when Redis is full (flags=allow-oom): it drains or shrinks what is there, and a full
+-- Redis must never stop the jobs it already accepted (broker/memory.rs).
 -- KEYS[1] the state's index
 -- ARGV[1] job key prefix  ARGV[2] the state  ARGV[3] batch size
 -- Takes the first ARGV[3] ids of the index, removes them from it and deletes each job hash

@@ -1,4 +1,7 @@
+#!lua flags=allow-oom
 -- recover: take back jobs whose lease expired (their worker died, stalled or was cut off).
+-- Runs when Redis is full (flags=allow-oom): it drains or shrinks what is there, and a full
+-- Redis must never stop the jobs it already accepted (broker/memory.rs).
 -- KEYS[1] active  KEYS[2] pending  KEYS[3] dead  KEYS[4] cancelled  KEYS[5] seq  KEYS[6] wake stream
 -- KEYS[7] stats  KEYS[8] limits
 -- ARGV[1] job key prefix  ARGV[2] max jobs  ARGV[3] dead max  ARGV[4] keep ms (cancelled)

@@ -1,4 +1,7 @@
+#!lua flags=allow-oom
 -- renew: extend the leases a worker holds.
+-- Runs when Redis is full (flags=allow-oom): it drains or shrinks what is there, and a full
+-- Redis must never stop the jobs it already accepted (broker/memory.rs).
 -- KEYS[1] active
 -- ARGV[1] job key prefix  ARGV[2] lease ms; then 2 per job: id, fence
 -- A lease is renewed only while the job is active with the same fence AND its deadline has not

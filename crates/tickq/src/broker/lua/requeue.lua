@@ -1,4 +1,7 @@
+#!lua flags=allow-oom
 -- requeue: hand leased jobs back to pending without charging the attempt (graceful shutdown).
+-- Runs when Redis is full (flags=allow-oom): it drains or shrinks what is there, and a full
+-- Redis must never stop the jobs it already accepted (broker/memory.rs).
 -- KEYS[1] active  KEYS[2] pending  KEYS[3] seq  KEYS[4] wake stream
 -- ARGV[1] job key prefix; then 2 per job: id, fence
 -- Only jobs still held with the same fence move; the attempt counter goes back by one so the

@@ -1,9 +1,7 @@
 //! Leaderless cron firing against a real Redis: many schedulers (some in other processes, one
 //! killed mid-way) fire each tick once; catch-up and overlap policies; registration.
 
-mod common;
-
-use common::{CHILD_ENV, count, signal, spawn, spawn_child_worker, wait_until};
+use crate::common::{CHILD_ENV, count, signal, spawn, spawn_child_worker, wait_until};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tickq::{
@@ -85,7 +83,7 @@ async fn five_schedulers_fire_every_tick_exactly_once_even_when_one_is_killed() 
         .unwrap();
 
     let mut children: Vec<_> = (0..3)
-        .map(|_| spawn_child_worker(&redis.url(), &[]))
+        .map(|_| spawn_child_worker("schedule::child_worker_process", &redis.url(), &[]))
         .collect();
     let mut local = Vec::new();
     for _ in 0..2 {
@@ -239,7 +237,11 @@ async fn forbid_skips_while_the_last_run_is_active_and_resumes_after_its_runner_
         .await
         .unwrap();
     // The first runner hangs on its job, then is killed without a word.
-    let mut runner_process = spawn_child_worker(&redis.url(), &[(ROLE, "hanging-worker")]);
+    let mut runner_process = spawn_child_worker(
+        "schedule::child_worker_process",
+        &redis.url(),
+        &[(ROLE, "hanging-worker")],
+    );
     let scheduler = std::sync::Arc::new(Scheduler::builder(&client).build());
     let runner = scheduler.clone();
     let sched_task = tokio::spawn(async move { runner.run().await });
@@ -395,7 +397,7 @@ async fn registration_is_idempotent_versioned_and_controllable() {
 /// Worker id -> (tick, task) runs recorded by the spread test's handlers.
 type Runs = std::sync::Arc<std::sync::Mutex<Vec<(String, i64, u64)>>>;
 
-async fn spread_node(url: &str, name: &str, runs: &Runs) -> common::Running {
+async fn spread_node(url: &str, name: &str, runs: &Runs) -> crate::common::Running {
     let client = Client::connect(url).await.unwrap(); // each node has its own connections
     let runs = runs.clone();
     let node = name.to_owned();
@@ -520,6 +522,7 @@ async fn nodes_with_skewed_clocks_fire_neither_early_nor_late() {
     // reach the scheduler.
     let skewed = |offset: &str| {
         spawn_child_worker(
+            "schedule::child_worker_process",
             &redis.url(),
             &[("LD_PRELOAD", &libfaketime), ("FAKETIME", offset)],
         )

@@ -1,9 +1,7 @@
 //! Unique jobs and queue limits against a real Redis, with several worker nodes (each with its
 //! own connections) sharing one queue.
 
-mod common;
-
-use common::{Running, count, spawn, wait_until};
+use crate::common::{Running, count, spawn, wait_until};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -1,5 +1,4 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
 
 use std::future::Future;
 use std::process::{Child, Command, Stdio};
@@ -61,11 +60,13 @@ pub const CHILD_ENV: &str = "TICKQ_TEST_CHILD_WORKER";
 
 /// Start this test binary again as a worker process on `url` (the `child_worker_process`
 /// entry point of the calling test file), with extra environment.
-pub fn spawn_child_worker(url: &str, env: &[(&str, &str)]) -> Child {
+/// Start this test binary again as a worker process: `test` is the full name of the ignored
+/// test that runs it (`faults::child_worker_process`).
+pub fn spawn_child_worker(test: &str, url: &str, env: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
         "--exact",
-        "child_worker_process",
+        test,
         "--ignored",
         "--nocapture",
         "--test-threads=1",

@@ -1,10 +1,7 @@
 //! The worker runtime against a real Redis: handlers, outcomes, retries, timeouts, panics,
 //! concurrency, weights, cancellation, corrupt jobs and shutdown.
 
-mod common;
-mod flows;
-
-use common::{count, spawn, wait_until};
+use crate::common::{count, spawn, wait_until};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

@@ -1,9 +1,7 @@
 //! tickq on a real local Redis Cluster (3 primaries): every script and pipeline touches one
 //! hash slot, so queues spread over the nodes and everything works as on one server.
 
-mod common;
-
-use common::{count, spawn, wait_until};
+use crate::common::{count, spawn, wait_until};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

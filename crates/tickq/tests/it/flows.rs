@@ -1,5 +1,5 @@
-//! Workflows run by real workers (part of the `worker` test binary): the fan-in race, results
-//! flowing to children, failure policies end to end.
+//! Workflows run by real workers: the fan-in race, results flowing to children, failure
+//! policies end to end.
 
 use crate::common::{spawn, wait_until};
 use std::collections::HashMap;

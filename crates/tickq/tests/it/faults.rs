@@ -1,12 +1,10 @@
 //! Faults: a worker process killed with SIGKILL, Redis restarted mid-run, Redis stalled past
 //! the lease, a worker process frozen (SIGSTOP) until its lease was taken over, and a frozen
-//! idle worker that must not swallow wake-ups.
+//! idle worker that must not swallow wake-ups (Redis at maxmemory: `redis_full.rs`).
 //!
 //! Worker *processes* are this test binary started again into `child_worker_process`.
 
-mod common;
-
-use common::{CHILD_ENV, count, signal, spawn, spawn_child_worker, wait_until};
+use crate::common::{CHILD_ENV, count, signal, spawn, spawn_child_worker, wait_until};
 use std::collections::HashSet;
 use std::io::Read;
 use std::time::Duration;
@@ -99,7 +97,11 @@ async fn kill_9_of_a_worker_process_loses_no_job() {
     let redis = TestRedis::start();
     let client = Client::connect(&redis.url()).await.unwrap();
     let ids = enqueue_work(&client, 200).await;
-    let mut child = spawn_child_worker(&redis.url(), &[(JOB_MS, "200"), (LEASE_MS, "1000")]);
+    let mut child = spawn_child_worker(
+        "faults::child_worker_process",
+        &redis.url(),
+        &[(JOB_MS, "200"), (LEASE_MS, "1000")],
+    );
     wait_until(Duration::from_secs(30), "the child holds jobs", || async {
         count(&client, "q", JobState::Active).await >= 16
     })
@@ -228,7 +230,11 @@ async fn a_frozen_worker_cannot_complete_a_job_it_lost() {
     let redis = TestRedis::start();
     let client = Client::connect(&redis.url()).await.unwrap();
     let id = enqueue_work(&client, 1).await.remove(0);
-    let mut zombie = spawn_child_worker(&redis.url(), &[(JOB_MS, "1500"), (LEASE_MS, "1000")]);
+    let mut zombie = spawn_child_worker(
+        "faults::child_worker_process",
+        &redis.url(),
+        &[(JOB_MS, "1500"), (LEASE_MS, "1000")],
+    );
     wait_until(
         Duration::from_secs(30),
         "the zombie-to-be holds the job",
@@ -318,7 +324,7 @@ async fn a_frozen_idle_worker_does_not_swallow_wake_ups() {
             .unwrap_or(0)
     };
     // The worker to be frozen blocks first: a wake-up for one reader would go to it.
-    let mut frozen = spawn_child_worker(&redis.url(), &[]);
+    let mut frozen = spawn_child_worker("faults::child_worker_process", &redis.url(), &[]);
     wait_until(
         Duration::from_secs(30),
         "the child worker is idle",
