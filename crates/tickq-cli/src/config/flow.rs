@@ -3,10 +3,11 @@
 
 use super::usage;
 use crate::exec_kind::{ExecPayload, Secret};
+use crate::flow_kind::{FlowPayload, StepPayload};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use tickq::units as parse;
-use tickq::{NewJob, ParentFailure, Step, Workflow};
+use tickq::{ParentFailure, Workflow};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,9 +25,10 @@ fn default_queue() -> String {
     "default".to_owned()
 }
 
+/// One `[[step]]` of a workflow file, or `[[cron.step]]` of a schedule.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StepFile {
+pub(super) struct StepFile {
     id: String,
     /// An exec step: the program and its arguments.
     cmd: Option<Vec<String>>,
@@ -45,24 +47,31 @@ struct StepFile {
     priority: Option<i32>,
 }
 
-/// The workflow the file `source` (for messages) describes; exec steps are signed with
-/// `secret` when there is one. `id` (from `--id`) overrides the file's.
-pub(super) fn parse_flow(
-    text: &str,
+/// The steps as a `flow` job payload (exec steps signed with `secret` when there is one),
+/// checked the way a submit checks them. `source` names the file or schedule in messages.
+pub(super) fn flow_payload(
+    name: &str,
+    queue: &str,
+    steps: Vec<StepFile>,
     source: &str,
     secret: Option<&Secret>,
-    id: Option<String>,
-) -> anyhow::Result<Workflow> {
-    let file: FlowFile =
-        toml::from_str(text).map_err(|e| usage(format!("workflow {source}: {e}")))?;
-    let mut flow = Workflow::new(&file.queue, &file.name);
-    if let Some(id) = id.or(file.id) {
-        flow = flow.id(id);
-    }
-    for step in file.step {
-        let at = |what: String| usage(format!("workflow {source}, step {:?}: {what}", step.id));
-        let queue = step.queue.clone().unwrap_or_else(|| file.queue.clone());
-        let mut job = match (&step.cmd, &step.kind) {
+) -> anyhow::Result<FlowPayload> {
+    let mut out = FlowPayload {
+        name: name.to_owned(),
+        queue: queue.to_owned(),
+        steps: Vec::new(),
+    };
+    for step in steps {
+        let at = |what: String| usage(format!("{source}, step {:?}: {what}", step.id));
+        if let Some(q) = &step.queue
+            && q != queue
+        {
+            return Err(at(format!(
+                "queue {q:?}: every step runs in the workflow's queue {queue:?} \
+                 (docs/workflows.md, \"One queue\")"
+            )));
+        }
+        let (kind, payload) = match (&step.cmd, &step.kind) {
             (Some(cmd), None) => {
                 if step.payload.is_some() {
                     return Err(at("an exec step (cmd) takes no payload".into()));
@@ -79,41 +88,69 @@ pub(super) fn parse_flow(
                     exec.sign(secret);
                 }
                 let payload = serde_json::to_value(&exec).expect("an exec payload serialises");
-                NewJob::new(queue, crate::exec_kind::KIND).payload(payload)
+                (crate::exec_kind::KIND.to_owned(), payload)
             }
             (None, Some(kind)) => {
                 if !step.env.is_empty() || step.cwd.is_some() {
                     return Err(at("env and cwd belong to exec steps (cmd)".into()));
                 }
-                NewJob::new(queue, kind)
-                    .payload(step.payload.clone().unwrap_or(serde_json::Value::Null))
+                (
+                    kind.clone(),
+                    step.payload.clone().unwrap_or(serde_json::Value::Null),
+                )
             }
             _ => return Err(at("give either cmd = [PROGRAM, ARGS...] or kind".into())),
         };
-        if let Some(n) = step.max_attempts {
-            job = job.max_attempts(n);
-        }
-        if let Some(p) = step.priority {
-            job = job.priority(p);
-        }
-        if let Some(t) = &step.timeout {
-            job = job.timeout(parse::duration(t).map_err(|e| at(format!("timeout: {e}")))?);
-        }
-        let policy: ParentFailure = match &step.on_parent_failure {
+        let timeout_ms = match &step.timeout {
+            None => None,
+            Some(t) => Some(
+                parse::duration(t)
+                    .map_err(|e| at(format!("timeout: {e}")))?
+                    .as_millis() as u64,
+            ),
+        };
+        let on_parent_failure: ParentFailure = match &step.on_parent_failure {
             None => ParentFailure::Cancel,
             Some(p) => p
                 .parse()
                 .map_err(|e: tickq::Error| at(e.message().to_owned()))?,
         };
-        flow = flow.step(
-            Step::new(&step.id, job)
-                .after(step.after.iter().cloned())
-                .on_parent_failure(policy),
-        );
+        out.steps.push(StepPayload {
+            id: step.id.clone(),
+            kind,
+            payload,
+            after: step.after.clone(),
+            on_parent_failure,
+            max_attempts: step.max_attempts,
+            timeout_ms,
+            priority: step.priority,
+        });
     }
-    flow.validate()
-        .map_err(|e| usage(format!("workflow {source}: {}", e.message())))?;
-    Ok(flow)
+    out.to_workflow(None)
+        .map_err(|e| usage(format!("{source}: {}", e.message())))?;
+    Ok(out)
+}
+
+/// The workflow the file `source` (for messages) describes; exec steps are signed with
+/// `secret` when there is one. `id` (from `--id`) overrides the file's.
+pub(super) fn parse_flow(
+    text: &str,
+    source: &str,
+    secret: Option<&Secret>,
+    id: Option<String>,
+) -> anyhow::Result<Workflow> {
+    let file: FlowFile =
+        toml::from_str(text).map_err(|e| usage(format!("workflow {source}: {e}")))?;
+    let payload = flow_payload(
+        &file.name,
+        &file.queue,
+        file.step,
+        &format!("workflow {source}"),
+        secret,
+    )?;
+    payload
+        .to_workflow(id.or(file.id))
+        .map_err(|e| usage(format!("workflow {source}: {}", e.message())))
 }
 
 #[cfg(test)]

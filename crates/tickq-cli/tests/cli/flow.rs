@@ -197,3 +197,112 @@ fn bad_workflow_files_and_ids_are_refused() {
     let queues = run(Some(&url), &["queue", "ls"]).ok().stdout;
     assert!(queues.contains("no queues yet"), "{queues}");
 }
+
+/// The nightly scenario: 3 servers for 30 s, a `[[cron]]` every 2 s firing a workflow of
+/// four parts and a report. Each tick's parts run once each, the report once and after its
+/// four parts, and the parts run on more than one node.
+#[test]
+fn a_cron_workflow_on_three_servers_runs_each_tick_once() {
+    const RUN_FOR: Duration = Duration::from_secs(30);
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("steps.txt");
+    // Each step appends "<flow id> <step> <node> start|end"; the parts take a moment, so that
+    // the other nodes get some of them.
+    let part = |n: u32| {
+        format!(
+            "[[cron.step]]\nid = \"part{n}\"\ncmd = [\"sh\", \"-c\", \"echo \\\"$TICKQ_FLOW_ID \
+             $TICKQ_STEP $TICKQ_NODE start\\\" >> '{o}'; sleep 0.3; echo \\\"$TICKQ_FLOW_ID \
+             $TICKQ_STEP $TICKQ_NODE end\\\" >> '{o}'\"]\n",
+            o = out.display()
+        )
+    };
+    let cron = format!(
+        "[[cron]]\nname = \"nightly\"\nschedule = \"@every 2s\"\n{}{}{}{}\
+         [[cron.step]]\nid = \"report\"\nafter = [\"part1\", \"part2\", \"part3\", \"part4\"]\n\
+         cmd = [\"sh\", \"-c\", \"echo \\\"$TICKQ_FLOW_ID $TICKQ_STEP $TICKQ_NODE start\\\" >> \
+         '{o}'\"]\n",
+        part(1),
+        part(2),
+        part(3),
+        part(4),
+        o = out.display()
+    );
+    let config = format!(
+        "[worker]\nqueues = {{ default = 1 }}\nconcurrency = 2\nlease = \"2s\"\n\n[exec]\n\
+         allow = [\"sh\"]\n\n{cron}"
+    );
+    let servers: Vec<Server> = ["node-a", "node-b", "node-c"]
+        .iter()
+        .map(|node| Server::start(Some(&config), &["--redis", &url, "--node", node], &[]))
+        .collect();
+    std::thread::sleep(RUN_FOR); // the scenario's length, not a wait for an outcome
+    // Let the workflows in flight finish: every fired tick's report has run.
+    let launched = || {
+        run(
+            Some(&url),
+            &[
+                "jobs",
+                "default",
+                "--state",
+                "completed",
+                "--limit",
+                "500",
+                "--json",
+            ],
+        )
+        .json()["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|j| j["kind"] == "flow")
+            .map(|j| j["result"].as_str().unwrap().to_owned())
+            .collect::<Vec<String>>()
+    };
+    // No new ticks from here on.
+    run(Some(&url), &["cron", "pause", "nightly"]).ok();
+    let flows = wait_for(LIMIT, "every launched workflow to end", || {
+        let flows = launched();
+        flows
+            .iter()
+            .all(|id| {
+                run(Some(&url), &["flow", "show", id, "--json"]).json()["state"] == "succeeded"
+            })
+            .then_some(flows)
+    });
+    assert!(flows.len() >= 10, "ticks in {RUN_FOR:?}: {flows:?}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut nodes = std::collections::BTreeSet::new();
+    for flow in &flows {
+        let lines: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split(' ').collect::<Vec<_>>())
+            .filter(|l| l[0] == flow)
+            .collect();
+        let pos = |step: &str, what: &str| {
+            let found: Vec<usize> = lines
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l[1] == step && l[3] == what)
+                .map(|(i, _)| i)
+                .collect();
+            assert_eq!(found.len(), 1, "{flow} {step} {what} once: {lines:?}");
+            found[0]
+        };
+        let report = pos("report", "start");
+        for n in 1..=4 {
+            let step = format!("part{n}");
+            pos(&step, "start");
+            assert!(
+                pos(&step, "end") < report,
+                "{flow}: report before {step} ended"
+            );
+        }
+        for l in &lines {
+            nodes.insert(l[2].to_owned());
+        }
+    }
+    assert!(nodes.len() >= 2, "the parts ran on {nodes:?} only");
+    drop(servers);
+}
