@@ -306,3 +306,117 @@ fn a_cron_workflow_on_three_servers_runs_each_tick_once() {
     assert!(nodes.len() >= 2, "the parts ran on {nodes:?} only");
     drop(servers);
 }
+
+/// kill -9 of a node in the middle of a 3-level DAG of exec steps on 3 servers: every step
+/// runs, each after all its parents ended, and no step runs twice except a re-run of one that
+/// was running on the killed node (counted and printed).
+#[test]
+fn kill_9_of_a_node_mid_dag_loses_no_step_and_runs_none_early() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("steps.txt");
+    let step = |id: &str, after: &[&str]| {
+        let after: Vec<String> = after.iter().map(|a| format!("{a:?}")).collect();
+        format!(
+            "[[step]]\nid = \"{id}\"\nafter = [{}]\ncmd = [\"sh\", \"-c\", \"echo \\\"$TICKQ_STEP \
+             $TICKQ_NODE start\\\" >> '{o}'; sleep 0.4; echo \\\"$TICKQ_STEP $TICKQ_NODE end\\\" \
+             >> '{o}'\"]\n",
+            after.join(", "),
+            o = out.display()
+        )
+    };
+    let mut text = "name = \"dag\"\nid = \"dag\"\n".to_owned();
+    let level1: Vec<String> = (1..=6).map(|i| format!("a{i}")).collect();
+    for a in &level1 {
+        text.push_str(&step(a, &[]));
+    }
+    let mut level2 = Vec::new();
+    for i in 1..=3 {
+        let b = format!("b{i}");
+        text.push_str(&step(&b, &[&level1[2 * i - 2], &level1[2 * i - 1]]));
+        level2.push(b);
+    }
+    let level2_refs: Vec<&str> = level2.iter().map(String::as_str).collect();
+    text.push_str(&step("c", &level2_refs));
+    let file = write(&dir, "dag.toml", &text);
+    let config = "[worker]\nqueues = { default = 1 }\nconcurrency = 2\nlease = \"1s\"\n\n\
+                  [exec]\nallow = [\"sh\"]\n";
+    let mut servers: Vec<Server> = ["node-a", "node-b", "node-c"]
+        .iter()
+        .map(|node| Server::start(Some(config), &["--redis", &url, "--node", node], &[]))
+        .collect();
+    run(Some(&url), &["flow", "run", &file]).ok();
+
+    // Kill node-b as soon as it is running a step.
+    wait_for(LIMIT, "node-b to start a step", || {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains(" node-b start"))
+            .then_some(())
+    });
+    servers[1].signal(libc::SIGKILL);
+    servers[1].wait(LIMIT);
+    let doc = wait_flow(&url, "dag", "succeeded");
+    assert_eq!(doc["counts"]["completed"], 10);
+
+    let text = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split(' ').collect()).collect();
+    let starts = |s: &str| -> Vec<(usize, &str)> {
+        lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l[0] == s && l[2] == "start")
+            .map(|(i, l)| (i, l[1]))
+            .collect()
+    };
+    let last_end = |s: &str| {
+        lines
+            .iter()
+            .rposition(|l| l[0] == s && l[2] == "end")
+            .unwrap_or_else(|| panic!("{s} never ended: {text}"))
+    };
+    let mut reruns = 0;
+    let all: Vec<&str> = level1
+        .iter()
+        .chain(&level2)
+        .map(String::as_str)
+        .chain(["c"])
+        .collect();
+    for s in &all {
+        let st = starts(s);
+        assert!(!st.is_empty(), "{s} never started: {text}");
+        // Every start but the last must be a run on the killed node that never ended.
+        for (_, node) in &st[..st.len() - 1] {
+            assert_eq!(
+                *node, "node-b",
+                "{s} ran twice, not because of the kill: {text}"
+            );
+            reruns += 1;
+        }
+    }
+    let parents: Vec<(&str, Vec<&str>)> = (1..=3)
+        .map(|i| {
+            (
+                level2_refs[i - 1],
+                vec![level1[2 * i - 2].as_str(), level1[2 * i - 1].as_str()],
+            )
+        })
+        .chain([("c", level2_refs.clone())])
+        .collect();
+    for (child, ps) in parents {
+        let first_start = starts(child)[0].0;
+        for p in ps {
+            assert!(
+                last_end(p) < first_start,
+                "{child} started before {p} ended: {text}"
+            );
+        }
+    }
+    assert!(
+        reruns <= 2,
+        "at most node-b's two running steps re-run: {reruns}\n{text}"
+    );
+    println!("re-runs after the kill: {reruns}");
+}

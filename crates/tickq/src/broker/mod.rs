@@ -793,3 +793,6 @@ mod limits_tests;
 
 #[cfg(test)]
 mod flow_tests;
+
+#[cfg(test)]
+mod flow_prop_tests;
