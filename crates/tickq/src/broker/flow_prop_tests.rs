@@ -13,15 +13,19 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use tickq_testkit::TestRedis;
 
-/// A random DAG: step i has up to two parents among the steps before it, and a policy.
-fn dags() -> impl Strategy<Value = (Vec<(u8, u8, u8, u8)>, Vec<u8>)> {
+/// Per step: two parent picks, how many of them to use (0 to 2), the policy (an index).
+type StepGene = (u8, u8, u8, u8);
+
+/// A random DAG: step i has up to two parents among the steps before it, and a policy; and
+/// the choices that drive the run.
+fn dags() -> impl Strategy<Value = (Vec<StepGene>, Vec<u8>)> {
     (
         prop::collection::vec((any::<u8>(), any::<u8>(), 0..3u8, 0..3u8), 1..50),
         prop::collection::vec(any::<u8>(), 400),
     )
 }
 
-fn build(steps: &[(u8, u8, u8, u8)]) -> (Workflow, Vec<Vec<String>>) {
+fn build(steps: &[StepGene]) -> (Workflow, Vec<Vec<String>>) {
     let mut flow = Workflow::new(Q, "prop").id("p");
     let mut parents_of = Vec::new();
     for (i, &(a, b, n, policy)) in steps.iter().enumerate() {
@@ -73,7 +77,7 @@ fn random_dags_end_every_step_once_and_start_none_early() {
 
 async fn run_case(
     broker: &Broker,
-    steps: Vec<(u8, u8, u8, u8)>,
+    steps: Vec<StepGene>,
     choices: Vec<u8>,
 ) -> Result<(), TestCaseError> {
     let keys = broker.keys(Q);
