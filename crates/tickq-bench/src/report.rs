@@ -105,7 +105,7 @@ impl Report {
     pub fn header(&self) {
         let s = &self.server;
         let origin = if s.private {
-            "private redis-server started by tickq-bench"
+            "private server started by tickq-bench"
         } else {
             "given with --redis"
         };
@@ -120,8 +120,8 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "Redis {} at {} ({origin}); appendonly = {}, save = {:?}",
-            s.version, s.url, s.appendonly, s.save
+            "{} {} at {} ({origin}); appendonly = {}, save = {:?}",
+            s.name, s.version, s.url, s.appendonly, s.save
         );
         let _ = writeln!(out, "Machine: {}\n", crate::sys::machine());
         if self.json {
@@ -132,6 +132,7 @@ impl Report {
                 "n": self.n,
                 "runs": self.runs,
                 "runtime": self.runtime,
+                "server": s.name,
                 "redis_version": s.version,
                 "redis_url": s.url,
                 "redis_private": s.private,

@@ -19,6 +19,9 @@ pub struct Target {
 pub struct ServerInfo {
     pub url: String,
     pub private: bool,
+    /// `Redis` or `Valkey` (the suite and the bench run on either: TICKQ_REDIS_SERVER).
+    pub name: &'static str,
+    /// The server's own version (Valkey's, not the Redis version it claims compatibility with).
     pub version: String,
     pub appendonly: String,
     pub save: String,
@@ -65,7 +68,16 @@ impl Target {
         Ok(ServerInfo {
             url: tickq::redact_url(&self.url),
             private: self.private.is_some(),
-            version: server.get("redis_version").cloned().unwrap_or_default(),
+            name: if server.contains_key("valkey_version") {
+                "Valkey"
+            } else {
+                "Redis"
+            },
+            version: server
+                .get("valkey_version")
+                .or_else(|| server.get("redis_version"))
+                .cloned()
+                .unwrap_or_default(),
             appendonly: config("appendonly").await?,
             save: config("save").await?,
         })

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 /// tickq: a distributed job queue and scheduler on Redis.
 ///
 /// Redis is found from --redis, then the environment variable TICKQ_REDIS_URL, then `redis` in
-/// the config file, then redis://127.0.0.1:6379.
+/// the config file, then redis://127.0.0.1:6379. For TLS (rediss://) with a private CA or a
+/// client certificate, TICKQ_REDIS_CA, TICKQ_REDIS_CERT and TICKQ_REDIS_KEY (PEM files) win
+/// over `[redis_tls] ca_file, cert_file, key_file` in the config file.
 #[derive(Debug, Parser)]
 #[command(
     name = "tickq",
@@ -27,8 +29,8 @@ const GLOBAL: &str = "Global options";
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Redis URL: redis://[user:pass@]host:port[/db], rediss://... (TLS) or
-    /// redis+unix:///path/redis.sock [default: $TICKQ_REDIS_URL, then `redis` in the config
+    /// Redis URL: redis://[user:pass@]host:port[/db], rediss://... (TLS; certificates from
+    /// TICKQ_REDIS_CA/CERT/KEY or [redis_tls]) or redis+unix:///path/redis.sock [default: $TICKQ_REDIS_URL, then `redis` in the config
     /// file, then redis://127.0.0.1:6379]
     #[arg(long, global = true, value_name = "URL", help_heading = GLOBAL)]
     pub redis: Option<String>,
@@ -126,6 +128,11 @@ pub enum Command {
     /// (docs/workflows.md).
     #[command(subcommand)]
     Flow(FlowCommand),
+    /// Check the deployment: Redis version, persistence, eviction policy, memory, this
+    /// machine's clock against Redis', this user's ACL permissions, and (with --config) the
+    /// [exec] allow list. Exits 1 when something is wrong, naming each problem and what to do;
+    /// warnings (persistence off, exec off) do not fail.
+    Doctor(OutputArgs),
 }
 
 /// The settings of a node that flags can override; shared by `server` and `config show`.

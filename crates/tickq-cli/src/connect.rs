@@ -1,6 +1,6 @@
 //! Connecting to Redis from the CLI: the one place that turns an address into a `Client`.
 
-use crate::config::{Redis, usage};
+use crate::config::{Redis, tls_setting_names, usage};
 use std::time::Duration;
 use tickq::{Client, ErrorKind};
 
@@ -12,7 +12,9 @@ pub async fn connect(redis: &Redis) -> anyhow::Result<Client> {
             tickq::redact_url(&redis.url)
         );
     }
-    let client = Client::connect(&redis.url).await.map_err(connect_error)?;
+    let client = Client::connect_with(&redis.url, &redis.connect_options())
+        .await
+        .map_err(connect_error)?;
     Ok(match redis.high_water {
         Some(mark) => client.with_memory_high_water(mark)?,
         None => client,
@@ -67,11 +69,13 @@ fn split_host_port(text: &str) -> (&str, u16) {
     }
 }
 
-/// A URL the library cannot parse is the user's to fix (exit 2); anything else is an
-/// operation that failed (exit 1), with the command line's way out when Redis is not there.
+/// A URL or TLS file the library cannot use is the user's to fix (exit 2); anything else is
+/// an operation that failed (exit 1), with the command line's way out when Redis is not
+/// there. The library names TLS settings by its own fields, which become the CLI's.
 fn connect_error(e: tickq::Error) -> anyhow::Error {
     match e.kind() {
-        ErrorKind::InvalidArgument => usage(e.to_string()),
+        ErrorKind::InvalidArgument => usage(tls_setting_names(&e.to_string())),
+        ErrorKind::Tls => anyhow::anyhow!(tls_setting_names(&e.to_string())),
         ErrorKind::Unavailable if e.message().starts_with("no Redis at") => {
             anyhow::anyhow!("{e}; start one with `redis-server` or pass --redis")
         }

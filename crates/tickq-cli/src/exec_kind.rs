@@ -19,17 +19,22 @@
 //!
 //! A server with a secret (`[exec] secret` or `TICKQ_EXEC_SECRET`, at least 16 bytes) runs only
 //! exec jobs whose payload carries `"sig": HEX`, the lowercase hex HMAC-SHA256 under the secret
-//! of [`signed_bytes`]: the text `tickq-exec-v1` and a newline, then the compact JSON
-//! `{"cmd":[...],"env":{...},"cwd":...,"stdin":...}` (always these four keys in this order, env
-//! keys sorted, `null` for a missing cwd or stdin, serde_json's escaping). An unsigned job is
-//! killed with "exec job is not signed with this server's secret", a wrong one with "signature
-//! does not match"; the program does not run. Signatures are compared in constant time.
+//! of [`signed_bytes`]: the text `tickq-exec-v2` and a newline, then the compact JSON
+//! `{"queue":...,"job":...,"cmd":[...],"env":{...},"cwd":...,"stdin":...}` (always these six
+//! keys in this order, env keys sorted, `null` for a missing cwd or stdin, serde_json's
+//! escaping). `job` is `id:` and the job id, or for the jobs of a schedule, `cron:` and the
+//! schedule's name ([`Binding`]). An unsigned job is killed with "exec job is not signed with
+//! this server's secret", a wrong one with "signature does not match"; the program does not
+//! run. Signatures are compared in constant time.
 //!
-//! The signature binds the command, env, cwd and stdin, and nothing else: not the job id, the
-//! queue, the schedule, the attempt or any time. A signed payload copied into another job (or
-//! enqueued again) runs the same approved command, as many times as it is enqueued; the secret
-//! vouches for *what* runs, not *when* or *how often*. Rotating the secret invalidates every
-//! signature made with the old one, including those of stored `cron add` schedules.
+//! The signature binds the queue and the job as well as the command, env, cwd and stdin, so a
+//! signed job copied into another job id or another queue does not run. A schedule's jobs get
+//! new ids every tick, so theirs binds the schedule instead: a job whose id is
+//! `cron:NAME:...` and whose `cron` meta is NAME. Whoever can write to Redis can therefore
+//! run a schedule's approved command in its queue at another time (as `tickq cron trigger`
+//! does), but not a one-off job's command again, and no command anywhere else. Rotating the
+//! secret invalidates every signature made with the old one, including those of stored `cron
+//! add` schedules.
 //!
 //! tickq signs what it creates when its config has the secret: `tickq exec`, `tickq enqueue
 //! QUEUE exec` (it re-signs, replacing any `sig` given), `tickq cron add --exec` and the
@@ -169,24 +174,78 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// What a signature covers: the payload without `sig`, in a fixed order and form.
+/// What a signature is bound to besides the payload: the queue, and the job id or (for a
+/// schedule's jobs, whose ids change every tick) the schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    queue: String,
+    job: String,
+}
+
+impl Binding {
+    /// A one-off job: its queue and id.
+    pub fn job(queue: &str, id: &str) -> Binding {
+        Binding {
+            queue: queue.to_owned(),
+            job: format!("id:{id}"),
+        }
+    }
+
+    /// Every job of schedule `name` (ids `cron:NAME:...`, meta `cron` = NAME) in `queue`, and
+    /// the steps of the workflows it fires (ids `flow:cron-NAME-...`, meta `cron` = NAME).
+    pub fn schedule(queue: &str, name: &str) -> Binding {
+        Binding {
+            queue: queue.to_owned(),
+            job: format!("cron:{name}"),
+        }
+    }
+
+    /// What a job read from Redis claims to be.
+    pub fn of(job: &Job) -> Binding {
+        Binding::claimed(job.queue(), job.id(), job.meta("cron"))
+    }
+
+    /// A job with this queue, id and `cron` meta: a schedule's only when its id is one the
+    /// scheduler makes for that schedule.
+    fn claimed(queue: &str, id: &str, cron: Option<&str>) -> Binding {
+        match cron {
+            Some(name)
+                if id.starts_with(&format!("cron:{name}:"))
+                    || id.starts_with(&format!(
+                        "flow:{}",
+                        crate::flow_kind::cron_flow_prefix(name)
+                    )) =>
+            {
+                Binding::schedule(queue, name)
+            }
+            _ => Binding::job(queue, id),
+        }
+    }
+}
+
+/// What a signature covers: the binding and the payload without `sig`, in a fixed order and
+/// form.
 #[derive(Serialize)]
 struct Canonical<'a> {
+    queue: &'a str,
+    job: &'a str,
     cmd: &'a [String],
     env: &'a BTreeMap<String, String>,
     cwd: Option<&'a str>,
     stdin: Option<&'a str>,
 }
 
-/// Domain separation and version of the signed bytes.
-const SIGNED_PREFIX: &[u8] = b"tickq-exec-v1\n";
+/// Domain separation and version of the signed bytes (v1 bound no queue or job).
+const SIGNED_PREFIX: &[u8] = b"tickq-exec-v2\n";
 
 /// The bytes an exec payload's signature is the HMAC of (see the module docs).
-pub fn signed_bytes(payload: &ExecPayload) -> Vec<u8> {
+pub fn signed_bytes(payload: &ExecPayload, binding: &Binding) -> Vec<u8> {
     let mut bytes = SIGNED_PREFIX.to_vec();
     serde_json::to_writer(
         &mut bytes,
         &Canonical {
+            queue: &binding.queue,
+            job: &binding.job,
             cmd: &payload.cmd,
             env: &payload.env,
             cwd: payload.cwd.as_deref(),
@@ -198,16 +257,17 @@ pub fn signed_bytes(payload: &ExecPayload) -> Vec<u8> {
 }
 
 impl ExecPayload {
-    /// Set `sig` for `secret`.
-    pub fn sign(&mut self, secret: &Secret) {
+    /// Set `sig` for `secret`, bound to `binding`.
+    pub fn sign(&mut self, secret: &Secret, binding: &Binding) {
         let mut mac = secret.mac();
-        mac.update(&signed_bytes(self));
+        mac.update(&signed_bytes(self, binding));
         let tag = mac.finalize().into_bytes();
         self.sig = Some(tag.iter().map(|b| format!("{b:02x}")).collect());
     }
 
-    /// Whether `sig` is this payload's signature under `secret`; the error is the reason.
-    pub fn verify(&self, secret: &Secret) -> Result<(), String> {
+    /// Whether `sig` is this payload's signature under `secret` for `binding`; the error is
+    /// the reason.
+    pub fn verify(&self, secret: &Secret, binding: &Binding) -> Result<(), String> {
         let Some(sig) = &self.sig else {
             return Err(
                 "exec job is not signed with this server's secret (it has no sig); \
@@ -216,13 +276,14 @@ impl ExecPayload {
             );
         };
         let mismatch = || {
-            "signature does not match: the payload was changed after signing, or signed with \
-             another secret"
+            "signature does not match: the payload was changed after signing, signed with \
+             another secret, or signed for another job id or queue (a signed job cannot be \
+             replayed under another)"
                 .to_owned()
         };
         let tag = decode_hex(sig).ok_or_else(mismatch)?;
         let mut mac = secret.mac();
-        mac.update(&signed_bytes(self));
+        mac.update(&signed_bytes(self, binding));
         // verify_slice compares in constant time.
         mac.verify_slice(&tag).map_err(|_| mismatch())
     }
@@ -309,16 +370,20 @@ impl Exec {
         payload
             .validate()
             .map_err(|e| JobError::kill(format!("invalid exec payload: {e}")))?;
-        if let Some(secret) = &self.secret {
-            payload.verify(secret).map_err(JobError::kill)?;
-        }
         let program = &payload.cmd[0];
+        // Before the signature: on a node that runs no exec job at all, "not signed" would send
+        // the operator after the secret when the allow list is what is missing.
         if self.allow.is_empty() {
             return Err(JobError::kill(format!(
                 "exec is off on node {}: its config has no [exec] allow list; add {program:?} \
                  to allow it",
                 self.node
             )));
+        }
+        if let Some(secret) = &self.secret {
+            payload
+                .verify(secret, &Binding::of(&job))
+                .map_err(JobError::kill)?;
         }
         if !self.allow.contains(program) {
             return Err(JobError::kill(format!(
@@ -563,12 +628,6 @@ impl Tail {
     }
 }
 
-/// Whether `program` exists on this node, as exec would look for it; used to warn about allow
-/// entries that can never run here.
-pub fn exists(program: &str) -> bool {
-    resolve(program).is_some_and(|p| p.exists())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -598,6 +657,10 @@ mod tests {
         Secret::new("0123456789abcdef").unwrap()
     }
 
+    fn bound() -> Binding {
+        Binding::job("q", "j1")
+    }
+
     #[test]
     fn signed_bytes_are_canonical() {
         // Field order of the input, a missing vs empty env, and sig do not matter.
@@ -614,40 +677,59 @@ mod tests {
             "stdin": "é\u{1}",
         }))
         .unwrap();
-        let expected = "tickq-exec-v1\n{\"cmd\":[\"sh\",\"-c\",\"echo \\\"hi\\\"\\n\\\\/\"],\
+        let expected = "tickq-exec-v2\n{\"queue\":\"q\",\"job\":\"id:j1\",\
+                        \"cmd\":[\"sh\",\"-c\",\"echo \\\"hi\\\"\\n\\\\/\"],\
                         \"env\":{\"A\":\"1\",\"B\":\"2\"},\"cwd\":null,\"stdin\":\"é\\u0001\"}";
-        assert_eq!(String::from_utf8(signed_bytes(&a)).unwrap(), expected);
-        assert_eq!(signed_bytes(&a), signed_bytes(&b));
+        assert_eq!(
+            String::from_utf8(signed_bytes(&a, &bound())).unwrap(),
+            expected
+        );
+        assert_eq!(signed_bytes(&a, &bound()), signed_bytes(&b, &bound()));
 
         let bare = payload(serde_json::json!({"cmd": ["true"]})).unwrap();
         let empty_env = payload(serde_json::json!({"cmd": ["true"], "env": {}})).unwrap();
         assert_eq!(
-            signed_bytes(&bare),
-            b"tickq-exec-v1\n{\"cmd\":[\"true\"],\"env\":{},\"cwd\":null,\"stdin\":null}"
+            signed_bytes(&bare, &Binding::schedule("reports", "nightly")),
+            b"tickq-exec-v2\n{\"queue\":\"reports\",\"job\":\"cron:nightly\",\"cmd\":[\"true\"],\
+              \"env\":{},\"cwd\":null,\"stdin\":null}"
         );
-        assert_eq!(signed_bytes(&bare), signed_bytes(&empty_env));
+        assert_eq!(
+            signed_bytes(&bare, &bound()),
+            signed_bytes(&empty_env, &bound())
+        );
         // A missing cwd and an empty-string stdin differ.
         let empty_stdin = payload(serde_json::json!({"cmd": ["true"], "stdin": ""})).unwrap();
-        assert_ne!(signed_bytes(&bare), signed_bytes(&empty_stdin));
+        assert_ne!(
+            signed_bytes(&bare, &bound()),
+            signed_bytes(&empty_stdin, &bound())
+        );
     }
 
     #[test]
     fn sign_and_verify() {
         let mut p = payload(serde_json::json!({"cmd": ["true"]})).unwrap();
-        assert!(p.verify(&secret()).unwrap_err().contains("not signed"));
-        p.sign(&secret());
+        assert!(
+            p.verify(&secret(), &bound())
+                .unwrap_err()
+                .contains("not signed")
+        );
+        p.sign(&secret(), &bound());
         // Known answer: HMAC-SHA256("0123456789abcdef", signed bytes), as Python computes it.
         assert_eq!(
             p.sig.as_deref(),
-            Some("58ad4baeaeb921b9504111968168bd47853b0187fb0ec85b7a9552740ba0eb61")
+            Some("931ec2229d813bc9ad35e8a1ad0a9fb45189078fc334bfbaccd550df46858cf4")
         );
-        p.verify(&secret()).unwrap();
+        p.verify(&secret(), &bound()).unwrap();
         // The sig survives the JSON round trip a job makes.
         let back: ExecPayload = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
-        back.verify(&secret()).unwrap();
+        back.verify(&secret(), &bound()).unwrap();
 
         let other = Secret::new("another secret, 16+").unwrap();
-        assert!(p.verify(&other).unwrap_err().contains("does not match"));
+        assert!(
+            p.verify(&other, &bound())
+                .unwrap_err()
+                .contains("does not match")
+        );
         for change in [
             |p: &mut ExecPayload| p.cmd.push("x".into()),
             |p: &mut ExecPayload| drop(p.env.insert("A".into(), "1".into())),
@@ -658,7 +740,54 @@ mod tests {
         ] {
             let mut q = p.clone();
             change(&mut q);
-            assert!(q.verify(&secret()).unwrap_err().contains("does not match"));
+            assert!(
+                q.verify(&secret(), &bound())
+                    .unwrap_err()
+                    .contains("does not match")
+            );
+        }
+    }
+
+    #[test]
+    fn a_signature_binds_the_queue_and_the_job() {
+        let mut p = payload(serde_json::json!({"cmd": ["true"]})).unwrap();
+        p.sign(&secret(), &Binding::job("q", "j1"));
+        for replay in [
+            Binding::job("q", "j2"),
+            Binding::job("other", "j1"),
+            Binding::schedule("q", "j1"),
+        ] {
+            let err = p.verify(&secret(), &replay).unwrap_err();
+            assert!(err.contains("another job id or queue"), "{replay:?}: {err}");
+        }
+        // A schedule's signature holds for each of its ticks' jobs, and only in its queue.
+        let mut nightly = payload(serde_json::json!({"cmd": ["true"]})).unwrap();
+        nightly.sign(&secret(), &Binding::schedule("reports", "nightly"));
+        for (queue, id, cron, ok) in [
+            (
+                "reports",
+                "cron:nightly:1790000000000:0",
+                Some("nightly"),
+                true,
+            ),
+            ("reports", "cron:nightly:manual-17:1", Some("nightly"), true),
+            (
+                "other",
+                "cron:nightly:1790000000000:0",
+                Some("nightly"),
+                false,
+            ),
+            // The meta alone does not make a job the schedule's, nor the id alone.
+            ("reports", "j1", Some("nightly"), false),
+            ("reports", "cron:nightly:1:0", None, false),
+            ("reports", "cron:nightly-2:1:0", Some("nightly-2"), false),
+        ] {
+            let binding = Binding::claimed(queue, id, cron);
+            assert_eq!(
+                nightly.verify(&secret(), &binding).is_ok(),
+                ok,
+                "{queue} {id} {cron:?}"
+            );
         }
     }
 

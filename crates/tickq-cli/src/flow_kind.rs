@@ -49,13 +49,18 @@ pub struct StepPayload {
 
 impl FlowPayload {
     /// The workflow, with `id` when given; checked ([`Workflow::validate`]).
-    pub fn to_workflow(&self, id: Option<String>) -> tickq::Result<Workflow> {
+    /// A schedule's workflow passes the schedule's name as `cron`: each step carries it (meta
+    /// `cron`), so its exec steps verify against the schedule's signature (exec_kind.rs).
+    pub fn to_workflow(&self, id: Option<String>, cron: Option<&str>) -> tickq::Result<Workflow> {
         let mut flow = Workflow::new(&self.queue, &self.name);
         if let Some(id) = id {
             flow = flow.id(id);
         }
         for s in &self.steps {
             let mut job = NewJob::new(&self.queue, &s.kind).payload(s.payload.clone());
+            if let Some(name) = cron {
+                job = job.meta("cron", name);
+            }
             if let Some(n) = s.max_attempts {
                 job = job.max_attempts(n);
             }
@@ -99,6 +104,28 @@ pub fn flow_id_for(job_id: &str) -> String {
     format!("{head}-{hash}")
 }
 
+/// The start of the workflow ids schedule `name` fires (`flow_id_for` of its job ids
+/// `cron:NAME:<tick>:<n>`, for a name that [`check_cron_name`] accepts).
+pub fn cron_flow_prefix(name: &str) -> String {
+    format!("cron-{name}-")
+}
+
+/// A schedule that fires a workflow needs a name that its workflow ids keep as it is.
+pub fn check_cron_name(name: &str) -> Result<(), String> {
+    let ok = name.len() <= 30
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "a schedule with [[cron.step]] needs a name of at most 30 letters, digits, '-', '_' \
+             or '.' (it names each tick's workflow); {name:?} is not"
+        ))
+    }
+}
+
 pub fn handler(client: Client) -> impl tickq::Handler {
     move |job: Job| {
         let client = client.clone();
@@ -109,7 +136,7 @@ pub fn handler(client: Client) -> impl tickq::Handler {
 async fn run(client: &Client, job: Job) -> Result<Option<String>, JobError> {
     let payload: FlowPayload = job.payload_as()?;
     let flow = payload
-        .to_workflow(Some(flow_id_for(job.id())))
+        .to_workflow(Some(flow_id_for(job.id())), job.meta("cron"))
         .map_err(|e| JobError::kill(format!("the workflow does not validate: {e}")))?;
     let submitted = client
         .submit_flow(flow)
@@ -138,5 +165,12 @@ mod tests {
             assert_eq!(f, flow_id_for(id));
         }
         assert_ne!(flow_id_for("cron:a b:1:0"), flow_id_for("cron:a/b:1:0"));
+        // A name check_cron_name accepts keeps its prefix for every tick.
+        let name = "n".repeat(30);
+        assert!(check_cron_name(&name).is_ok());
+        assert!(check_cron_name(&"n".repeat(31)).is_err());
+        assert!(check_cron_name("a b").is_err());
+        let id = flow_id_for(&format!("cron:{name}:1764460800000:0"));
+        assert!(id.starts_with(&cron_flow_prefix(&name)), "{id}");
     }
 }

@@ -66,6 +66,7 @@ async fn serve(
     signals: &Signals,
 ) -> anyhow::Result<()> {
     let client = crate::connect::connect(&config.redis).await?;
+    startup_checks(&client, config).await;
     register_schedules(&client, config).await?;
     apply_limits(&client, config).await?;
     // Metrics are only readable over HTTP, so without a listener no recorder is installed
@@ -219,14 +220,33 @@ fn announce(config: &ServerConfig) {
         } else {
             tracing::info!("exec jobs are not checked for a signature: no [exec] secret");
         }
-        for program in &config.exec_allow {
-            if !exec_kind::exists(program) {
+    }
+}
+
+/// `tickq doctor`'s checks, once, as warnings: a node runs on an unsound deployment (its
+/// operator may know why), but says what is wrong and what to do.
+async fn startup_checks(client: &Client, config: &ServerConfig) {
+    let mut doctor = client.doctor();
+    // An empty list is announced above already.
+    if !config.exec_allow.is_empty() {
+        doctor = doctor.exec_allow(&config.exec_allow);
+    }
+    match doctor.run().await {
+        Ok(report) => {
+            for finding in report.problems() {
                 tracing::warn!(
-                    program,
-                    "[exec] allow names a program not found on this node"
+                    check = ?finding.check,
+                    severity = ?finding.severity,
+                    fix = finding.fix.as_deref().unwrap_or(""),
+                    "deployment check: {}",
+                    finding.message
                 );
             }
+            if report.sound {
+                tracing::info!("deployment checks passed (`tickq doctor` shows them)");
+            }
         }
+        Err(e) => tracing::warn!(error = %e, "the deployment checks could not run"),
     }
 }
 

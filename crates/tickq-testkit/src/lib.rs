@@ -10,6 +10,8 @@
 //! `SIGSTOP` ([`TestRedis::pause`]) all keep the same address and data directory.
 //! [`TestCluster`] starts a small Redis Cluster of primaries on free ports, and
 //! [`TestSentinel`] a primary, a replica and a Redis Sentinel for failover tests.
+//! [`TestRedisBuilder::tls`] serves TLS with certificates of a private CA ([`TestCerts`],
+//! made with the `openssl` command), with or without client certificates.
 //!
 //! The server binary is `redis-server` from `PATH`, or the path in the environment variable
 //! `TICKQ_REDIS_SERVER`. Panicking is the error handling: a testkit that cannot start Redis
@@ -30,11 +32,13 @@
 //! ```
 #![deny(missing_docs)]
 
+mod certs;
 mod cluster;
 mod process;
 mod sentinel;
 mod server;
 
+pub use certs::TestCerts;
 pub use cluster::TestCluster;
 pub use sentinel::TestSentinel;
 pub use server::{TestRedis, TestRedisBuilder};

@@ -298,7 +298,10 @@ fn answers(port: u16) -> bool {
         return false;
     };
     let info: redis::RedisResult<String> = redis::cmd("INFO").arg("server").query(&mut conn);
-    info.is_ok_and(|info| info.contains("redis_mode:sentinel"))
+    // Valkey says `server_mode`, Redis `redis_mode`.
+    info.is_ok_and(|info| {
+        info.contains("redis_mode:sentinel") || info.contains("server_mode:sentinel")
+    })
 }
 
 /// `INFO replication`'s `role:` line of `node`, or an empty string if it does not answer.

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::REDIS_SERVER_ENV;
+use crate::certs::TestCerts;
 use crate::process::{self, POLL_INTERVAL};
 
 /// Shared CI machines can be slow to fork, exec and replay an append-only file.
@@ -53,9 +54,38 @@ pub struct TestRedisBuilder {
     appendonly: bool,
     extra_args: Vec<OsString>,
     cluster_bus: bool,
+    tls: Option<Tls>,
+}
+
+/// How a TLS server treats clients.
+#[derive(Debug, Clone, Copy)]
+enum Tls {
+    /// Any client that trusts the server's CA.
+    ServerOnly,
+    /// Only clients with a certificate signed by the CA (`--tls-auth-clients yes`).
+    ClientCerts,
 }
 
 impl TestRedisBuilder {
+    /// Serves clients over TLS only, on a free TCP port of 127.0.0.1, with certificates from
+    /// a new private CA ([`TestRedis::certs`]); clients need not present a certificate.
+    ///
+    /// [`TestRedis::url`] is then `rediss://127.0.0.1:PORT`. The server also listens on a
+    /// plain unix socket in its directory, which the testkit uses to check readiness and
+    /// which [`TestRedis::client`], [`TestRedis::conn`] and [`TestRedis::sync_conn`]
+    /// connect to, so tests can set up and inspect state without TLS settings.
+    pub fn tls(mut self) -> Self {
+        self.tls = Some(Tls::ServerOnly);
+        self
+    }
+
+    /// Like [`tls`](Self::tls), and clients must present a certificate signed by the CA
+    /// (`--tls-auth-clients yes`; [`TestCerts::client_cert`] is one).
+    pub fn tls_client_certs(mut self) -> Self {
+        self.tls = Some(Tls::ClientCerts);
+        self
+    }
+
     /// Listens on a free TCP port of 127.0.0.1 instead of a unix socket.
     ///
     /// The port is kept across [`TestRedis::restart`] and [`TestRedis::start_again`], so
@@ -105,10 +135,17 @@ impl TestRedisBuilder {
             .prefix("tickq-redis-")
             .tempdir()
             .expect("creating a temporary directory for redis-server");
-        let listener = if self.tcp {
+        let certs = self.tls.map(|_| TestCerts::generate());
+        let socket = dir.path().join("redis.sock");
+        let listener = if let Some(tls) = self.tls {
+            Listener::Tls {
+                port: process::free_port(self.cluster_bus),
+                socket,
+                client_certs: matches!(tls, Tls::ClientCerts),
+            }
+        } else if self.tcp {
             Listener::Tcp(process::free_port(self.cluster_bus))
         } else {
-            let socket = dir.path().join("redis.sock");
             assert!(
                 socket.as_os_str().len() <= MAX_UNIX_SOCKET_PATH,
                 "unix socket path {} is too long for the OS; set TMPDIR to a shorter directory",
@@ -139,6 +176,16 @@ impl TestRedisBuilder {
             "--logfile".into(),
             dir.path().join(LOG_FILE).into(),
         ]);
+        if let Some(certs) = &certs {
+            config.extend([
+                "--tls-cert-file".into(),
+                certs.server_cert().into(),
+                "--tls-key-file".into(),
+                certs.server_key().into(),
+                "--tls-ca-cert-file".into(),
+                certs.ca().into(),
+            ]);
+        }
 
         let mut redis = TestRedis {
             binary: server_binary(),
@@ -147,15 +194,22 @@ impl TestRedisBuilder {
             listener,
             child: None,
             paused: false,
+            certs,
             dir,
         };
-        let attempts = if self.tcp { TCP_START_ATTEMPTS } else { 1 };
+        let attempts = if self.tcp || self.tls.is_some() {
+            TCP_START_ATTEMPTS
+        } else {
+            1
+        };
         for attempt in 1..=attempts {
             match redis.launch() {
                 Ok(()) => break,
                 // Most likely another process took the port before redis-server bound it.
                 Err(StartError::Exited(_)) if attempt < attempts => {
-                    redis.listener = Listener::Tcp(process::free_port(self.cluster_bus));
+                    redis
+                        .listener
+                        .new_port(process::free_port(self.cluster_bus));
                 }
                 Err(err) => redis.fail(&err.to_string()),
             }
@@ -180,6 +234,8 @@ pub struct TestRedis {
     /// `None` after `kill`.
     child: Option<Child>,
     paused: bool,
+    /// The private CA and certificates of a TLS server.
+    certs: Option<TestCerts>,
     // Last, so that the directory outlives the process in `Drop`.
     dir: TempDir,
 }
@@ -188,6 +244,12 @@ pub struct TestRedis {
 enum Listener {
     Unix(PathBuf),
     Tcp(u16),
+    /// TLS on `port`, plain on the unix `socket` (for the testkit's own connections).
+    Tls {
+        port: u16,
+        socket: PathBuf,
+        client_certs: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -228,24 +290,42 @@ impl TestRedis {
             appendonly: true,
             extra_args: Vec::new(),
             cluster_bus: false,
+            tls: None,
         }
     }
 
-    /// The URL clients connect to: `redis+unix:///tmp/…/redis.sock` or
-    /// `redis://127.0.0.1:PORT`. It does not change across restarts.
+    /// The URL clients connect to: `redis+unix:///tmp/…/redis.sock`,
+    /// `redis://127.0.0.1:PORT` or (TLS) `rediss://127.0.0.1:PORT`. It does not change across
+    /// restarts.
     pub fn url(&self) -> String {
         match &self.listener {
             Listener::Unix(path) => unix_url(path),
             Listener::Tcp(port) => format!("redis://127.0.0.1:{port}"),
+            Listener::Tls { port, .. } => format!("rediss://127.0.0.1:{port}"),
         }
     }
 
-    /// The TCP port, or `None` for a server on a unix socket.
+    /// The URL of the plain unix socket a TLS server also listens on, or [`url`](Self::url)
+    /// for any other server: what [`client`](Self::client) connects to.
+    pub fn plain_url(&self) -> String {
+        match &self.listener {
+            Listener::Tls { socket, .. } => unix_url(socket),
+            _ => self.url(),
+        }
+    }
+
+    /// The TCP port (also of a TLS server), or `None` for a server on a unix socket.
     pub fn port(&self) -> Option<u16> {
         match self.listener {
             Listener::Unix(_) => None,
-            Listener::Tcp(port) => Some(port),
+            Listener::Tcp(port) | Listener::Tls { port, .. } => Some(port),
         }
+    }
+
+    /// The private CA and certificates of a server started with
+    /// [`TestRedisBuilder::tls`] or [`TestRedisBuilder::tls_client_certs`].
+    pub fn certs(&self) -> Option<&TestCerts> {
+        self.certs.as_ref()
     }
 
     /// The server's working directory: append-only file, `redis.log`, and
@@ -254,9 +334,9 @@ impl TestRedis {
         self.dir.path()
     }
 
-    /// A client for this server.
+    /// A client for this server (over its plain unix socket for a TLS server).
     pub fn client(&self) -> redis::Client {
-        redis::Client::open(self.url()).expect("the testkit's URL is valid for redis-rs")
+        redis::Client::open(self.plain_url()).expect("the testkit's URL is valid for redis-rs")
     }
 
     /// A new multiplexed async connection. Needs a tokio runtime.
@@ -502,6 +582,31 @@ impl Listener {
                 "--bind".into(),
                 "127.0.0.1".into(),
             ],
+            Self::Tls {
+                port,
+                socket,
+                client_certs,
+            } => vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string().into(),
+                "--bind".into(),
+                "127.0.0.1".into(),
+                "--tls-auth-clients".into(),
+                if *client_certs { "yes" } else { "no" }.into(),
+                "--unixsocket".into(),
+                socket.into(),
+                "--unixsocketperm".into(),
+                "700".into(),
+            ],
+        }
+    }
+
+    fn new_port(&mut self, new: u16) {
+        match self {
+            Self::Tcp(port) | Self::Tls { port, .. } => *port = new,
+            Self::Unix(_) => {}
         }
     }
 
@@ -511,11 +616,13 @@ impl Listener {
     /// server is about to exit and whatever answers is someone else's.
     fn answers_as(&self, pid: u32) -> bool {
         let answer = match self {
-            Self::Unix(path) => UnixStream::connect(path).and_then(|stream| {
-                stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
-                stream.set_write_timeout(Some(PROBE_TIMEOUT))?;
-                probe(stream, pid)
-            }),
+            // A TLS server's plain socket answers only once the TLS port is bound too.
+            Self::Unix(path) | Self::Tls { socket: path, .. } => UnixStream::connect(path)
+                .and_then(|stream| {
+                    stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
+                    stream.set_write_timeout(Some(PROBE_TIMEOUT))?;
+                    probe(stream, pid)
+                }),
             Self::Tcp(port) => {
                 let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, *port));
                 TcpStream::connect_timeout(&addr, PROBE_TIMEOUT).and_then(|stream| {

@@ -206,3 +206,55 @@ fn cluster_serves_keys_in_every_slot_range() {
         assert!(!process_exists(pid));
     }
 }
+
+fn tls_client(redis: &TestRedis, client_cert: bool) -> redis::Client {
+    // rustls picks no crypto provider by itself when the build could offer two.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let certs = redis.certs().expect("a TLS server has certificates");
+    let client_tls = client_cert.then(|| redis::ClientTlsConfig {
+        client_cert: std::fs::read(certs.client_cert()).unwrap(),
+        client_key: std::fs::read(certs.client_key()).unwrap(),
+    });
+    redis::Client::build_with_tls(
+        redis.url(),
+        redis::TlsCertificates {
+            client_tls,
+            root_cert: Some(std::fs::read(certs.ca()).unwrap()),
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn tls_server_answers_over_tls_and_on_its_plain_socket() {
+    let mut redis = TestRedis::builder().tls().start();
+    assert!(
+        redis.url().starts_with("rediss://127.0.0.1:"),
+        "{}",
+        redis.url()
+    );
+    assert!(redis.plain_url().starts_with("redis+unix://"));
+    let mut tls = tls_client(&redis, false)
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(ping(&mut tls), "PONG");
+    assert_eq!(ping(&mut redis.sync_conn()), "PONG");
+    redis.restart();
+    let mut tls = tls_client(&redis, false)
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(ping(&mut tls), "PONG");
+}
+
+#[test]
+fn tls_server_with_client_certs_refuses_clients_without_one() {
+    let redis = TestRedis::builder().tls_client_certs().start();
+    let mut with_cert = tls_client(&redis, true)
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(ping(&mut with_cert), "PONG");
+    let without = tls_client(&redis, false)
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .and_then(|mut conn| redis::cmd("PING").query::<String>(&mut conn));
+    assert!(without.is_err(), "{without:?}");
+}

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tickq::{Client, Event, JobChange};
 use tokio::sync::broadcast;
 
-/// How often batched changes go out.
+/// The least time between two batches of changes.
 const TICK: Duration = Duration::from_millis(250);
 /// How often counts go out, at most (only when something changed).
 const COUNTS_EVERY: Duration = Duration::from_secs(1);
@@ -139,9 +139,26 @@ async fn pump(hub: Arc<Hub>, tx: broadcast::Sender<Message>) {
     let mut dropped = 0u64;
     let mut changed_since_counts = false;
     let mut last_counts = tokio::time::Instant::now();
+    // A batch goes out at once when none went out for TICK (an idle system shows a change
+    // within milliseconds), otherwise TICK after the last one (a busy one sends four a second).
+    let mut last_batch = tokio::time::Instant::now() - TICK;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let send_batch = |batch: &mut VecDeque<SeenChange>, dropped: &mut u64| {
+        let data = JobsBatch {
+            events: batch.drain(..).collect(),
+            dropped: std::mem::take(dropped),
+        };
+        if let Ok(data) = serde_json::to_string(&data) {
+            let _ = tx.send(Message {
+                name: "jobs",
+                data: data.into(),
+            });
+        }
+    };
     loop {
+        let pending = !batch.is_empty() || dropped > 0;
+        let flush_at = last_batch + TICK;
         tokio::select! {
             event = events.next() => match event {
                 Some(Event::Changes { changes, left_out }) => {
@@ -157,6 +174,10 @@ async fn pump(hub: Arc<Hub>, tx: broadcast::Sender<Message>) {
                         batch.push_back(SeenChange { queue, id, state, at });
                     }
                     changed_since_counts = true;
+                    if last_batch.elapsed() >= TICK {
+                        send_batch(&mut batch, &mut dropped);
+                        last_batch = tokio::time::Instant::now();
+                    }
                 }
                 Some(Event::Gap) => {
                     let _ = tx.send(Message { name: "gap", data: "{}".into() });
@@ -164,16 +185,13 @@ async fn pump(hub: Arc<Hub>, tx: broadcast::Sender<Message>) {
                 }
                 None => return,
             },
+            _ = tokio::time::sleep_until(flush_at), if pending => {
+                send_batch(&mut batch, &mut dropped);
+                last_batch = tokio::time::Instant::now();
+            }
             _ = tick.tick() => {
                 if !still_listened(&hub, &tx) {
                     return;
-                }
-                if !batch.is_empty() || dropped > 0 {
-                    let data = JobsBatch { events: batch.drain(..).collect(), dropped };
-                    dropped = 0;
-                    if let Ok(data) = serde_json::to_string(&data) {
-                        let _ = tx.send(Message { name: "jobs", data: data.into() });
-                    }
                 }
                 if changed_since_counts && last_counts.elapsed() >= COUNTS_EVERY {
                     changed_since_counts = false;

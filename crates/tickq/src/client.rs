@@ -1,6 +1,7 @@
 //! The producer side: enqueue jobs, read one back, cancel it.
 
 use crate::broker::{Broker, CancelOutcome, Retention, job_not_found};
+use crate::connect::ConnectOptions;
 use crate::flow::{FlowSubmitted, Workflow};
 use crate::inspect::Inspector;
 use crate::job::{Due, Enqueued, JobInfo, JobState, NewJob};
@@ -25,9 +26,20 @@ impl Client {
     /// Connect to Redis at `url`: one server (`redis://`, `rediss://` or `redis+unix://`), a
     /// Cluster (`redis-cluster://host:port,host:port`) or the master Redis Sentinel names
     /// (`redis-sentinel://host:port,host:port/MASTER_NAME[/db]`, followed across failovers).
+    ///
+    /// `rediss://` (also `rediss-cluster://`, `rediss-sentinel://`) speaks TLS and trusts the
+    /// Mozilla root certificates; for a private CA or a client certificate use
+    /// [`Client::connect_with`].
     pub async fn connect(url: &str) -> Result<Client> {
+        Client::connect_with(url, &ConnectOptions::new()).await
+    }
+
+    /// [`Client::connect`] with options: TLS certificates ([`ConnectOptions::tls`]). A
+    /// failed TLS handshake is [`ErrorKind::Tls`], with a message that names the
+    /// [`TlsFiles`](crate::TlsFiles) setting to fix.
+    pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Client> {
         Ok(Client {
-            broker: Broker::connect(url).await?,
+            broker: Broker::connect(url, options).await?,
             retention: Retention::default(),
         })
     }
@@ -157,6 +169,12 @@ impl Client {
         self.broker
             .reschedule(&self.broker.keys(queue), id, &due)
             .await
+    }
+
+    /// Checks of the deployment this client talks to: Redis version, persistence, eviction,
+    /// memory, this node's clock, this user's ACL (see [`crate::doctor`]).
+    pub fn doctor(&self) -> crate::doctor::Doctor {
+        crate::doctor::Doctor::new(self.broker.clone())
     }
 
     /// The read and admin API over the same connection.

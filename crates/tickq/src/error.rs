@@ -17,6 +17,9 @@ pub enum ErrorKind {
     Conflict,
     /// Redis could not be reached or answered with an error.
     Unavailable,
+    /// The TLS handshake with Redis failed: its certificate is not trusted, or it wants a
+    /// client certificate. The message names the [`TlsFiles`](crate::TlsFiles) setting to fix.
+    Tls,
     /// An operation did not finish in time.
     Timeout,
     /// Data read from Redis could not be decoded.

@@ -129,6 +129,10 @@
 
 mod broker;
 mod client;
+mod connect;
+#[cfg(test)]
+mod decode_tests;
+pub mod doctor;
 mod error;
 mod events;
 mod flow;
@@ -148,6 +152,7 @@ mod worker;
 pub use broker::memory::{DEFAULT_HIGH_WATER, validate_high_water as validate_memory_high_water};
 pub use broker::{CancelOutcome, Retention, redact_url, validate_redis_url};
 pub use client::Client;
+pub use connect::{ConnectOptions, TlsFiles};
 pub use error::{Error, ErrorKind, Result};
 pub use events::{Event, Events, JobChange};
 pub use flow::{

@@ -75,7 +75,7 @@ pub async fn search(target: &Target, n: u64) -> Result<Measured> {
     // In chunks: one call of a million jobs is its own problem (see the performance issue).
     let mut i = 0;
     while i < n {
-        let end = (i + 100_000).min(n);
+        let end = (i + 20_000).min(n);
         let jobs = (i..end)
             .map(|k| {
                 let mut payload = serde_json::json!({ "i": k, "tenant": "acme" });

@@ -23,6 +23,26 @@ struct Effective<'a> {
     cron: &'a [CronSpec],
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     limits: BTreeMap<&'a str, Limits>,
+    /// Paths of the TLS files (not secrets: the key's contents are never read here).
+    #[serde(skip_serializing_if = "RedisTls::is_empty")]
+    redis_tls: RedisTls,
+}
+
+/// `[redis_tls]`, as absolute or relative-to-cwd paths.
+#[derive(Serialize)]
+struct RedisTls {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ca_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cert_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_file: Option<String>,
+}
+
+impl RedisTls {
+    fn is_empty(&self) -> bool {
+        self.ca_file.is_none() && self.cert_file.is_none() && self.key_file.is_none()
+    }
 }
 
 /// `[limits.QUEUE]` as written in the file.
@@ -94,6 +114,16 @@ pub fn show(config: &ServerConfig, json: bool) -> anyhow::Result<()> {
                 (q.as_str(), limits)
             })
             .collect(),
+        redis_tls: {
+            let tls = &config.redis.tls;
+            let shown =
+                |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
+            RedisTls {
+                ca_file: shown(&tls.ca_file),
+                cert_file: shown(&tls.cert_file),
+                key_file: shown(&tls.key_file),
+            }
+        },
     };
     let file = config.file.as_ref().map(|p| p.display().to_string());
     let data = config.data_dir.display().to_string();

@@ -101,6 +101,7 @@ pub async fn run(redis: &Redis, spec: LockRun) -> anyhow::Result<()> {
         .env("TICKQ_FENCE", guard.fence().to_string())
         // So that `tickq lock set` in the program writes to the Redis that issued the fence.
         .env(crate::config::REDIS_URL_ENV, &redis.url)
+        .envs(redis.tls_env())
         .stdin(Stdio::inherit())
         .process_group(0);
     // A `tickq lock run` killed with -9 takes the program with it: its lock expires after the

@@ -3,6 +3,7 @@
 
 mod config;
 mod cron;
+mod doctor;
 mod enqueue;
 mod flow;
 mod jobs;
@@ -26,6 +27,11 @@ pub async fn run(action: Action) -> anyhow::Result<()> {
             json,
         } => flow::act(&redis, verb, &id, json).await,
         Action::ConfigShow { config, json } => config::show(&config, json),
+        Action::Doctor {
+            redis,
+            exec_allow,
+            json,
+        } => doctor::doctor(&redis, exec_allow.as_deref(), json).await,
         Action::Enqueue { redis, job, json } => enqueue::enqueue(&redis, *job, json).await,
         Action::Job {
             redis,

@@ -3,7 +3,7 @@
 
 use super::file::{CronFile, CronTaskFile, FileConfig, toml_to_json};
 use super::{DEFAULT_QUEUE, kind_name, usage};
-use crate::exec_kind::{ExecPayload, Secret};
+use crate::exec_kind::{Binding, ExecPayload, Secret};
 use anyhow::Context as _;
 use std::path::Path;
 use tickq::schedule::{Catchup, Overlap, ScheduleSpec, Task};
@@ -56,6 +56,7 @@ pub(super) fn cron_spec(c: CronFile) -> Result<CronSpec, String> {
         if !c.tasks.is_empty() {
             return Err("give either tasks or [[cron.step]] (a workflow), not both".into());
         }
+        crate::flow_kind::check_cron_name(&c.name)?;
         // Exec steps are signed later with the others (`sign_exec`).
         let flow = super::flow::flow_payload(&c.name, &queue, c.step, "the workflow", None)
             .map_err(|e| e.to_string())?;
@@ -86,11 +87,24 @@ impl CronSpec {
             .map_err(|e| e.to_string())
     }
 
-    /// Sign every exec task with `secret` (replacing any signature it had).
+    /// Whether any task is an exec task (and so is signed when a secret is configured).
+    pub(super) fn has_exec(&self) -> bool {
+        self.tasks.iter().any(|task| match task {
+            CronTask::Exec { .. } => true,
+            CronTask::Flow { flow, .. } => {
+                flow.steps.iter().any(|s| s.kind == crate::exec_kind::KIND)
+            }
+            CronTask::Other { .. } => false,
+        })
+    }
+
+    /// Sign every exec task with `secret` for this schedule's jobs in its queue (replacing
+    /// any signature it had).
     pub fn sign_exec(&mut self, secret: &Secret) {
+        let binding = Binding::schedule(&self.queue, &self.name);
         for task in &mut self.tasks {
             match task {
-                CronTask::Exec { exec, .. } => exec.sign(secret),
+                CronTask::Exec { exec, .. } => exec.sign(secret, &binding),
                 CronTask::Flow { flow, .. } => {
                     for step in &mut flow.steps {
                         if step.kind != crate::exec_kind::KIND {
@@ -100,7 +114,7 @@ impl CronSpec {
                         if let Ok(mut exec) =
                             serde_json::from_value::<ExecPayload>(step.payload.clone())
                         {
-                            exec.sign(secret);
+                            exec.sign(secret, &binding);
                             step.payload =
                                 serde_json::to_value(&exec).expect("an exec payload serialises");
                         }
@@ -182,12 +196,33 @@ pub(super) fn exec_secret(
     })
 }
 
-/// An exec payload signed with `secret`, as JSON.
+/// The exec secret as configured. A bad one (too short, not UTF-8) is an error only for the
+/// verbs that sign or verify with it: `tickq stats` must work whatever `TICKQ_EXEC_SECRET`
+/// holds.
+pub(super) struct LazySecret(Result<Option<Secret>, String>);
+
+impl LazySecret {
+    pub(super) fn new(secret: anyhow::Result<Option<Secret>>) -> LazySecret {
+        LazySecret(secret.map_err(|e| e.to_string()))
+    }
+
+    /// The secret, or the usage error that says what is wrong with it.
+    pub(super) fn get(&self) -> anyhow::Result<Option<&Secret>> {
+        match &self.0 {
+            Ok(secret) => Ok(secret.as_ref()),
+            Err(e) => Err(usage(e.clone())),
+        }
+    }
+}
+
+/// An exec payload signed with `secret` for job `id` in `queue`, as JSON.
 pub(super) fn signed_value(
     mut exec: ExecPayload,
     secret: &Secret,
+    queue: &str,
+    id: &str,
 ) -> anyhow::Result<serde_json::Value> {
-    exec.sign(secret);
+    exec.sign(secret, &Binding::job(queue, id));
     serde_json::to_value(&exec).context("encoding the exec payload")
 }
 

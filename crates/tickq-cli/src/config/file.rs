@@ -3,7 +3,7 @@
 use super::usage;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tickq::schedule::{Catchup, Overlap};
 
 // ---- the config file as written ----
@@ -24,6 +24,17 @@ pub(super) struct FileConfig {
     pub(super) cron: Vec<CronFile>,
     #[serde(default)]
     pub(super) limits: BTreeMap<String, LimitsFile>,
+    #[serde(default)]
+    pub(super) redis_tls: RedisTlsFile,
+}
+
+/// `[redis_tls]`: PEM files for `rediss://`; relative paths are relative to the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RedisTlsFile {
+    pub(super) ca_file: Option<PathBuf>,
+    pub(super) cert_file: Option<PathBuf>,
+    pub(super) key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

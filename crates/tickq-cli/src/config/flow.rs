@@ -2,7 +2,7 @@
 //! docs/workflows.md), checked into a [`tickq::Workflow`] without I/O.
 
 use super::usage;
-use crate::exec_kind::{ExecPayload, Secret};
+use crate::exec_kind::{Binding, ExecPayload, Secret};
 use crate::flow_kind::{FlowPayload, StepPayload};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -47,14 +47,15 @@ pub(super) struct StepFile {
     priority: Option<i32>,
 }
 
-/// The steps as a `flow` job payload (exec steps signed with `secret` when there is one),
-/// checked the way a submit checks them. `source` names the file or schedule in messages.
+/// The steps as a `flow` job payload, checked the way a submit checks them. With `sign`
+/// (a secret and the workflow id), exec steps are signed for their step jobs
+/// (`flow:<id>:<step>` in `queue`). `source` names the file or schedule in messages.
 pub(super) fn flow_payload(
     name: &str,
     queue: &str,
     steps: Vec<StepFile>,
     source: &str,
-    secret: Option<&Secret>,
+    sign: Option<(&Secret, &str)>,
 ) -> anyhow::Result<FlowPayload> {
     let mut out = FlowPayload {
         name: name.to_owned(),
@@ -84,8 +85,9 @@ pub(super) fn flow_payload(
                     sig: None,
                 };
                 exec.validate().map_err(at)?;
-                if let Some(secret) = secret {
-                    exec.sign(secret);
+                if let Some((secret, id)) = sign {
+                    let job = tickq::step_job_id(id, &step.id);
+                    exec.sign(secret, &Binding::job(queue, &job));
                 }
                 let payload = serde_json::to_value(&exec).expect("an exec payload serialises");
                 (crate::exec_kind::KIND.to_owned(), payload)
@@ -126,7 +128,7 @@ pub(super) fn flow_payload(
             priority: step.priority,
         });
     }
-    out.to_workflow(None)
+    out.to_workflow(None, None)
         .map_err(|e| usage(format!("{source}: {}", e.message())))?;
     Ok(out)
 }
@@ -141,15 +143,20 @@ pub(super) fn parse_flow(
 ) -> anyhow::Result<Workflow> {
     let file: FlowFile =
         toml::from_str(text).map_err(|e| usage(format!("workflow {source}: {e}")))?;
+    // The id is fixed here, not at submit: exec steps are signed for their job ids.
+    let id = id
+        .or(file.id)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    tickq::validate_flow_id(&id).map_err(|e| usage(format!("workflow {source}: {e}")))?;
     let payload = flow_payload(
         &file.name,
         &file.queue,
         file.step,
         &format!("workflow {source}"),
-        secret,
+        secret.map(|s| (s, id.as_str())),
     )?;
     payload
-        .to_workflow(id.or(file.id))
+        .to_workflow(Some(id), None)
         .map_err(|e| usage(format!("workflow {source}: {}", e.message())))
 }
 

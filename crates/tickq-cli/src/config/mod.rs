@@ -12,6 +12,8 @@
 //! | `verbs` | checking every other verb's arguments |
 
 mod cron;
+#[cfg(test)]
+mod decode_tests;
 mod file;
 mod flow;
 mod redis;
@@ -22,14 +24,14 @@ mod tests;
 mod verbs;
 
 pub use cron::{CronSpec, CronTask};
-pub use redis::{REDIS_URL_ENV, Redis, RedisOrigin};
+pub use redis::{REDIS_URL_ENV, Redis, RedisOrigin, tls_setting_names};
 pub use server::ServerConfig;
 
 use crate::cli::{Cli, Command, ConfigCommand, CronCommand, FlowCommand, LogFormat, QueueCommand};
 use crate::exec_kind::ExecPayload;
 use anyhow::Context as _;
-use cron::{exec_secret, signed_value};
-use redis::resolve_redis;
+use cron::{LazySecret, exec_secret, signed_value};
+use redis::{resolve_redis, resolve_tls};
 use server::server_config;
 use sources::Sources;
 use std::fmt;
@@ -227,6 +229,12 @@ pub enum Action {
         key: String,
         json: bool,
     },
+    Doctor {
+        redis: Redis,
+        /// `[exec] allow` of the config file, when one is given.
+        exec_allow: Option<Vec<String>>,
+        json: bool,
+    },
 }
 
 /// `tickq lock run`, checked.
@@ -281,11 +289,12 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
         file,
         redis_url,
         default_port,
+        tls: tls_env,
         exec_secret: secret_env,
         payload: payload_text,
         flow: flow_text,
     } = sources;
-    let redis = resolve_redis(
+    let mut redis = resolve_redis(
         global.redis.as_deref(),
         redis_url.as_deref(),
         file.as_ref()
@@ -293,7 +302,12 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
             .zip(global.config.as_deref()),
         default_port.as_deref(),
     )?;
-    let mut redis = redis;
+    redis.tls = resolve_tls(
+        &tls_env,
+        file.as_ref()
+            .map(|f| &f.redis_tls)
+            .zip(global.config.as_deref()),
+    );
     if let Some(mark) = file.as_ref().and_then(|f| f.memory_high_water) {
         tickq::validate_memory_high_water(mark).map_err(|e| {
             usage(format!(
@@ -307,11 +321,11 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
         })?;
         redis.high_water = Some(mark);
     }
-    let exec_secret = exec_secret(
+    let exec_secret = LazySecret::new(exec_secret(
         secret_env.as_deref(),
         file.as_ref(),
         global.config.as_deref(),
-    )?;
+    ));
     let action = match command {
         Command::Server(args) => {
             log.default_level = "info";
@@ -321,7 +335,7 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
                 global.config,
                 file,
                 args.opts,
-                exec_secret,
+                exec_secret.get()?.cloned(),
             )?))
         }
         Command::Config(ConfigCommand::Show(args)) => Action::ConfigShow {
@@ -330,11 +344,11 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
                 global.config,
                 file.unwrap_or_default(),
                 args.opts,
-                exec_secret,
+                exec_secret.get()?.cloned(),
             )?),
             json: args.output.json,
         },
-        Command::Enqueue(args) => {
+        Command::Enqueue(mut args) => {
             let mut payload = match args.payload.as_deref() {
                 None => serde_json::Value::Null,
                 Some(text) => payload(text, payload_text.as_ref())?,
@@ -347,8 +361,10 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
                     ))
                 })?;
                 exec.validate().map_err(usage)?;
-                if let Some(secret) = &exec_secret {
-                    payload = signed_value(exec, secret)?;
+                if let Some(secret) = exec_secret.get()? {
+                    // The signature binds the job id, so the id is chosen here.
+                    let id = signing_id(&mut args.job.id)?;
+                    payload = signed_value(exec, secret, &args.queue, &id)?;
                 }
             }
             let json = args.job.output.json;
@@ -358,7 +374,7 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
                 json,
             }
         }
-        Command::Exec(args) => {
+        Command::Exec(mut args) => {
             let exec = ExecPayload {
                 cmd: args.cmd,
                 env: env_pairs(&args.env)?,
@@ -367,8 +383,11 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
                 sig: None,
             };
             exec.validate().map_err(usage)?;
-            let payload = match &exec_secret {
-                Some(secret) => signed_value(exec, secret)?,
+            let payload = match exec_secret.get()? {
+                Some(secret) => {
+                    let id = signing_id(&mut args.job.id)?;
+                    signed_value(exec, secret, &args.queue, &id)?
+                }
                 None => serde_json::to_value(&exec).context("encoding the exec payload")?,
             };
             let json = args.job.output.json;
@@ -532,9 +551,7 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
                 json: args.output.json,
             }
         }
-        Command::Cron(command) => {
-            cron_action(command, redis, exec_secret.as_ref(), payload_text.as_ref())?
-        }
+        Command::Cron(command) => cron_action(command, redis, &exec_secret, payload_text.as_ref())?,
         Command::Lock(command) => lock_action(command, redis)?,
         Command::Flow(FlowCommand::Run(args)) => {
             let text = flow_text.expect("Sources read the workflow file");
@@ -543,7 +560,7 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
                 flow: Box::new(flow::parse_flow(
                     &text.text,
                     &text.source,
-                    exec_secret.as_ref(),
+                    exec_secret.get()?,
                     args.id,
                 )?),
                 json: args.output.json,
@@ -564,6 +581,11 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
                 json: args.output.json,
             }
         }
+        Command::Doctor(output) => Action::Doctor {
+            redis,
+            exec_allow: file.map(|f| f.exec.allow),
+            json: output.json,
+        },
     };
     Ok(Invocation { log, action })
 }
@@ -607,6 +629,13 @@ fn kind_name(kind: &str) -> Result<(), String> {
 
 fn queue_name(queue: &str) -> anyhow::Result<()> {
     tickq::validate_queue_name(queue).map_err(|e| usage(e.to_string()))
+}
+
+/// The id of a job about to be signed: `--id`, checked, or a new one like the library's
+/// (UUID v7), written back so that the job is enqueued under the id it was signed for.
+fn signing_id(id: &mut Option<String>) -> anyhow::Result<String> {
+    let id = id.get_or_insert_with(|| uuid::Uuid::now_v7().to_string());
+    job_id(id)
 }
 
 fn job_id(id: &str) -> anyhow::Result<String> {

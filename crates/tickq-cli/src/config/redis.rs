@@ -1,12 +1,24 @@
 //! Which Redis a run uses, and where that address came from.
 
+use super::file::RedisTlsFile;
 use super::usage;
+use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The environment variable holding the Redis URL (see INTERFACE.md, "Finding Redis").
-/// The environment variable holding the Redis URL (see INTERFACE.md, "Finding Redis").
 pub const REDIS_URL_ENV: &str = "TICKQ_REDIS_URL";
+
+/// The environment variables naming the TLS files: CA, client certificate, client key (see
+/// INTERFACE.md, "Redis over TLS"). Each wins over its `[redis_tls]` key.
+pub const TLS_ENV: [&str; 3] = ["TICKQ_REDIS_CA", "TICKQ_REDIS_CERT", "TICKQ_REDIS_KEY"];
+
+/// How the TLS settings are named to the user, for each of [`TLS_ENV`].
+const TLS_SETTINGS: [&str; 3] = [
+    "TICKQ_REDIS_CA / [redis_tls] ca_file",
+    "TICKQ_REDIS_CERT / [redis_tls] cert_file",
+    "TICKQ_REDIS_KEY / [redis_tls] key_file",
+];
 
 /// TEST ONLY, not part of the interface: the port of the default Redis address.
 ///
@@ -25,6 +37,71 @@ pub struct Redis {
     /// `memory_high_water` in the config file: enqueues are refused above this fraction of
     /// Redis' maxmemory. None: the library's default.
     pub high_water: Option<f64>,
+    /// Certificates for `rediss://`: `TICKQ_REDIS_CA|CERT|KEY` > `[redis_tls]`.
+    pub tls: tickq::TlsFiles,
+}
+
+impl Redis {
+    /// The options the library connects with.
+    pub fn connect_options(&self) -> tickq::ConnectOptions {
+        tickq::ConnectOptions::new().tls(self.tls.clone())
+    }
+
+    /// The TLS settings as environment variables, for a program that runs `tickq` itself.
+    pub fn tls_env(&self) -> impl Iterator<Item = (&'static str, &Path)> {
+        let files = [
+            self.tls.ca_file.as_deref(),
+            self.tls.cert_file.as_deref(),
+            self.tls.key_file.as_deref(),
+        ];
+        TLS_ENV
+            .into_iter()
+            .zip(files)
+            .filter_map(|(name, path)| Some((name, path?)))
+    }
+}
+
+/// The library names TLS settings by their `TlsFiles` field; the CLI user knows them as an
+/// environment variable or a `[redis_tls]` key, so a message gets both names.
+pub fn tls_setting_names(message: &str) -> String {
+    let mut out = message.to_owned();
+    for (field, names) in ["ca_file", "cert_file", "key_file"]
+        .into_iter()
+        .zip(TLS_SETTINGS)
+    {
+        out = out.replace(&format!("({field})"), &format!("({names})"));
+        out = out.replace(&format!("set {field}"), &format!("set {names}"));
+        out = out.replace(&format!("and {field}"), &format!("and {names}"));
+    }
+    out
+}
+
+/// The TLS files: each environment variable (when set and not empty) wins over its key in
+/// `[redis_tls]`, whose relative paths are relative to the config file's directory.
+pub(super) fn resolve_tls(
+    env: &[Option<OsString>; 3],
+    file: Option<(&RedisTlsFile, &Path)>,
+) -> tickq::TlsFiles {
+    let from_file = |pick: fn(&RedisTlsFile) -> Option<&PathBuf>| {
+        let (tls, path) = file?;
+        let value = pick(tls)?;
+        Some(match path.parent() {
+            Some(dir) if value.is_relative() => dir.join(value),
+            _ => value.clone(),
+        })
+    };
+    let pick = |i: usize, from: fn(&RedisTlsFile) -> Option<&PathBuf>| {
+        env[i]
+            .as_ref()
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| from_file(from))
+    };
+    let mut tls = tickq::TlsFiles::new();
+    tls.ca_file = pick(0, |t| t.ca_file.as_ref());
+    tls.cert_file = pick(1, |t| t.cert_file.as_ref());
+    tls.key_file = pick(2, |t| t.key_file.as_ref());
+    tls
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,20 +156,22 @@ pub(super) fn resolve_redis(
         url,
         origin,
         high_water: None,
+        tls: tickq::TlsFiles::new(),
     })
 }
 
 /// A first look at the URL, so that a typo is a usage error before any connection attempt.
 /// The library parses it fully when connecting.
 pub(super) fn check_redis_url(url: &str) -> Result<(), String> {
-    const SCHEMES: [&str; 5] = ["redis", "rediss", "redis+unix", "unix", "valkey"];
+    const SCHEMES: [&str; 6] = ["redis", "rediss", "redis+unix", "unix", "valkey", "valkeys"];
     let help = "expected redis://[user:pass@]host:port[/db], rediss://..., \
                 redis+unix:///path/redis.sock, for a Cluster \
-                redis-cluster://host:port,host:port,..., or for Sentinel \
-                redis-sentinel://host:port[,host:port...]/MASTER_NAME[/db]";
+                redis-cluster://host:port,host:port,... (rediss-cluster:// for TLS), or for \
+                Sentinel redis-sentinel://host:port[,host:port...]/MASTER_NAME[/db] \
+                (rediss-sentinel:// for TLS)";
     let shown = tickq::redact_url(url);
     // The library's own reading decides Cluster and Sentinel URLs.
-    if url.starts_with("redis-cluster://") || url.contains("-sentinel://") || url.contains(',') {
+    if url.contains("-cluster://") || url.contains("-sentinel://") || url.contains(',') {
         return tickq::validate_redis_url(url).map_err(|e| e.message().to_owned());
     }
     let Some((scheme, rest)) = url.split_once("://") else {

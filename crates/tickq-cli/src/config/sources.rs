@@ -3,7 +3,7 @@
 //! do no I/O and a test can hand them any input.
 
 use super::file::{FileConfig, load_file};
-use super::redis::{DEFAULT_PORT_ENV, REDIS_URL_ENV};
+use super::redis::{DEFAULT_PORT_ENV, REDIS_URL_ENV, TLS_ENV};
 use super::usage;
 use crate::cli::{Cli, Command, CronCommand, FlowCommand};
 
@@ -16,6 +16,8 @@ pub(super) struct Sources {
     pub(super) redis_url: Option<String>,
     /// `TICKQ_DEFAULT_REDIS_PORT` (tests only).
     pub(super) default_port: Option<String>,
+    /// `TICKQ_REDIS_CA`, `TICKQ_REDIS_CERT`, `TICKQ_REDIS_KEY`, in that order.
+    pub(super) tls: [Option<std::ffi::OsString>; 3],
     /// `TICKQ_EXEC_SECRET`, if set (it may not be UTF-8: the check says so).
     pub(super) exec_secret: Option<std::ffi::OsString>,
     /// The text a `--payload @FILE` or `@-` names, and where it came from.
@@ -80,6 +82,7 @@ impl Sources {
             file,
             redis_url: std::env::var(REDIS_URL_ENV).ok(),
             default_port: std::env::var(DEFAULT_PORT_ENV).ok(),
+            tls: TLS_ENV.map(std::env::var_os),
             exec_secret: std::env::var_os(crate::exec_kind::SECRET_ENV),
             payload,
         })

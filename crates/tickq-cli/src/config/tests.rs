@@ -72,6 +72,7 @@ fn redis() -> Redis {
         url: "redis://127.0.0.1:6379".into(),
         origin: RedisOrigin::Flag,
         high_water: None,
+        tls: tickq::TlsFiles::new(),
     }
 }
 
@@ -263,4 +264,39 @@ after = ["part1"]
         };
         assert!(err.contains(needle), "{text}: {err}");
     }
+}
+
+#[test]
+fn tls_files_come_from_the_environment_over_the_file_relative_to_it() {
+    use super::redis::resolve_tls;
+    use std::path::PathBuf;
+    let config = file(
+        "[redis_tls]\nca_file = \"ca.pem\"\ncert_file = \"/abs/client.pem\"\nkey_file = \"k.pem\"\n",
+    )
+    .unwrap();
+    let path = Path::new("/etc/tickq/tickq.toml");
+    let env = [Some("/env/ca.pem".into()), Some("".into()), None];
+    let tls = resolve_tls(&env, Some((&config.redis_tls, path)));
+    assert_eq!(tls.ca_file, Some(PathBuf::from("/env/ca.pem")));
+    // An empty variable is unset: the file's value stands.
+    assert_eq!(tls.cert_file, Some(PathBuf::from("/abs/client.pem")));
+    assert_eq!(tls.key_file, Some(PathBuf::from("/etc/tickq/k.pem")));
+    assert!(resolve_tls(&[None, None, None], None).is_empty());
+    let err = file("[redis_tls]\nca = \"x\"\n").unwrap_err();
+    assert!(err.contains("unknown field `ca`"), "{err}");
+}
+
+#[test]
+fn library_tls_setting_names_become_the_clis() {
+    assert_eq!(
+        super::tls_setting_names(
+            "not trusted (UnknownIssuer): set ca_file to the CA; the CA file (ca_file) x"
+        ),
+        "not trusted (UnknownIssuer): set TICKQ_REDIS_CA / [redis_tls] ca_file to the CA; the \
+         CA file (TICKQ_REDIS_CA / [redis_tls] ca_file) x"
+    );
+    assert_eq!(
+        super::tls_setting_names("set cert_file and key_file"),
+        "set TICKQ_REDIS_CERT / [redis_tls] cert_file and TICKQ_REDIS_KEY / [redis_tls] key_file"
+    );
 }

@@ -1,6 +1,6 @@
 //! Checking the arguments of every verb but `server` and `config show`.
 
-use super::cron::{CronSpec, exec_task, kind_task};
+use super::cron::{CronSpec, LazySecret, exec_task, kind_task};
 use super::redis::Redis;
 use super::sources::PayloadText;
 use super::{Action, CronVerb, LimitChange, LockRun, job_id, kind_name, queue_name, usage};
@@ -8,7 +8,7 @@ use crate::cli::{
     CatchupArg, CronAddArgs, CronCommand, CronNextArgs, FilterArgs, JobOpts, LockCommand,
     OverlapArg, QueueArgs,
 };
-use crate::exec_kind::{ExecPayload, Secret};
+use crate::exec_kind::ExecPayload;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tickq::schedule::{Catchup, CronSchedule, Overlap};
@@ -73,7 +73,7 @@ pub(super) fn queue_pause(redis: Redis, args: QueueArgs, paused: bool) -> anyhow
 pub(super) fn cron_action(
     command: CronCommand,
     redis: Redis,
-    exec_secret: Option<&Secret>,
+    exec_secret: &LazySecret,
     read: Option<&PayloadText>,
 ) -> anyhow::Result<Action> {
     let (verb, args) = match command {
@@ -86,7 +86,9 @@ pub(super) fn cron_action(
         CronCommand::Add(args) => {
             let json = args.output.json;
             let mut spec = cron_add(args, read)?;
-            if let Some(secret) = exec_secret {
+            if spec.has_exec()
+                && let Some(secret) = exec_secret.get()?
+            {
                 spec.sign_exec(secret);
             }
             return Ok(Action::CronAdd {

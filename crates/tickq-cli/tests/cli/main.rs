@@ -3,6 +3,8 @@
 mod admin;
 mod bad_input;
 mod cron;
+mod dashboard;
+mod deploy;
 mod exec_sig;
 mod faults;
 mod flow;
@@ -12,3 +14,4 @@ mod metrics;
 mod server;
 mod util;
 mod verbs;
+mod webdriver;

@@ -16,6 +16,9 @@ pub fn tickq() -> Command {
         "TICKQ_DEFAULT_REDIS_PORT",
         "RUST_LOG",
         "TICKQ_EXEC_SECRET",
+        "TICKQ_REDIS_CA",
+        "TICKQ_REDIS_CERT",
+        "TICKQ_REDIS_KEY",
     ] {
         cmd.env_remove(var);
     }
@@ -62,11 +65,16 @@ impl Run {
 
 /// Run `tickq ARGS` against `url` (none: no --redis flag).
 pub fn run(url: Option<&str>, args: &[&str]) -> Run {
+    run_env(url, args, &[])
+}
+
+/// [`run`] with more environment variables.
+pub fn run_env(url: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = tickq();
     if let Some(url) = url {
         cmd.args(["--redis", url]);
     }
-    run_cmd(cmd.args(args))
+    run_cmd(cmd.args(args).envs(env.iter().copied()))
 }
 
 pub fn run_cmd(cmd: &mut Command) -> Run {

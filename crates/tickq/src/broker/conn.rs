@@ -3,13 +3,17 @@
 //! sends a command or a pipeline to the right place; every script and pipeline of tickq touches
 //! one hash slot, so in a Cluster each goes to one node whole.
 
-use super::redact_url;
+use super::{redact_url, tls};
+use crate::connect::TlsFiles;
 use crate::{Error, ErrorKind, Result};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
-use redis::{Cmd, ConnectionAddr, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
+use redis::{
+    Cmd, ConnectionAddr, Pipeline, RedisError, RedisFuture, ServerErrorKind, TlsCertificates,
+    TlsMode, Value,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -18,13 +22,14 @@ mod failover;
 
 const URL_HELP: &str = "expected redis://[user:pass@]host:port[/db], rediss://..., \
     redis+unix:///path/to/redis.sock, for a Cluster redis-cluster://[user:pass@]host:port,\
-    host:port,... (or a comma-separated list of redis:// URLs), or for Sentinel \
-    redis-sentinel://[user:pass@]host:port[,host:port...]/MASTER_NAME[/db]";
+    host:port,... (rediss-cluster:// for TLS, or a comma-separated list of redis:// URLs), or \
+    for Sentinel redis-sentinel://[user:pass@]host:port[,host:port...]/MASTER_NAME[/db] \
+    (rediss-sentinel:// for TLS)";
 
 const SENTINEL_URL_HELP: &str = "expected \
     redis-sentinel://[user:pass@]host:port[,host:port...]/MASTER_NAME[/db] (the sentinels' \
     addresses, then the name of the monitored master; user:pass are for the Redis servers, \
-    sentinels are reached without a password)";
+    sentinels are reached without a password; rediss-sentinel:// speaks TLS to both)";
 
 /// The port sentinels listen on unless the URL says otherwise.
 const DEFAULT_SENTINEL_PORT: u16 = 26_379;
@@ -37,7 +42,8 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub(crate) enum Target {
     Single(Box<redis::Client>),
-    Cluster(Vec<String>),
+    /// The seed nodes, and the certificates when they speak TLS.
+    Cluster(Vec<String>, Option<Box<TlsCertificates>>),
     /// Boxed so that the enum stays small.
     Sentinel(Box<SentinelTarget>),
 }
@@ -50,11 +56,38 @@ pub(crate) struct SentinelTarget {
     db: i64,
     /// Username and password for the Redis servers (not the sentinels).
     auth: Option<(Option<String>, String)>,
+    /// TLS to the sentinels and the Redis servers (`rediss-sentinel://`).
+    tls: Option<Certs>,
+}
+
+/// TLS with these certificates (none: the public roots and no client certificate). Equal when
+/// the same bytes are.
+#[derive(Clone, Debug)]
+struct Certs(Option<TlsCertificates>);
+
+impl PartialEq for Certs {
+    fn eq(&self, other: &Certs) -> bool {
+        let bytes = |c: &Certs| {
+            c.0.as_ref().map(|c| {
+                (
+                    c.root_cert.clone(),
+                    c.client_tls
+                        .as_ref()
+                        .map(|t| (t.client_cert.clone(), t.client_key.clone())),
+                )
+            })
+        };
+        bytes(self) == bytes(other)
+    }
 }
 
 impl SentinelTarget {
-    /// `rest` is the URL after `redis-sentinel://`.
-    fn parse(url: &str, rest: &str) -> Result<SentinelTarget> {
+    /// `rest` is the URL after `redis-sentinel://` (or `rediss-sentinel://`, with `tls`).
+    fn parse(
+        url: &str,
+        rest: &str,
+        tls: Option<Option<TlsCertificates>>,
+    ) -> Result<SentinelTarget> {
         let invalid = |why: &str| {
             Error::invalid(format!(
                 "invalid Redis Sentinel URL {:?}: {why}; {SENTINEL_URL_HELP}",
@@ -122,16 +155,22 @@ impl SentinelTarget {
             master: master.to_owned(),
             db,
             auth,
+            tls: tls.map(Certs),
         })
     }
 
     /// Asks the sentinels, in the URL's order, for the current master, and checks that the
     /// server they name does consider itself a master.
     async fn resolve(&self) -> redis::RedisResult<redis::Client> {
-        let sentinels = self
-            .sentinels
-            .iter()
-            .map(|(host, port)| ConnectionAddr::Tcp(host.clone(), *port));
+        let sentinels = self.sentinels.iter().map(|(host, port)| match self.tls {
+            None => ConnectionAddr::Tcp(host.clone(), *port),
+            Some(_) => ConnectionAddr::TcpTls {
+                host: host.clone(),
+                port: *port,
+                insecure: false,
+                tls_params: None,
+            },
+        });
         let mut builder =
             SentinelClientBuilder::new(sentinels, &self.master, SentinelServerType::Master)?
                 .set_client_to_redis_db(self.db);
@@ -140,6 +179,16 @@ impl SentinelTarget {
                 builder = builder.set_client_to_redis_username(username);
             }
             builder = builder.set_client_to_redis_password(password);
+        }
+        if let Some(Certs(certs)) = &self.tls {
+            builder = builder
+                .set_client_to_sentinel_tls_mode(TlsMode::Secure)
+                .set_client_to_redis_tls_mode(TlsMode::Secure);
+            if let Some(certs) = certs {
+                builder = builder
+                    .set_client_to_sentinel_certificates(certs.clone())
+                    .set_client_to_redis_certificates(certs.clone());
+            }
         }
         let mut client = builder.build()?;
         tokio::time::timeout(RESOLVE_TIMEOUT, client.async_get_client())
@@ -156,8 +205,34 @@ impl SentinelTarget {
 impl Target {
     /// `redis-cluster://[user:pass@]h1:p1,h2:p2` or `redis://a,redis://b` select a Cluster
     /// (seeded with those nodes); `redis-sentinel://h1:p1,h2:p2/MASTER_NAME[/db]` the master
-    /// the sentinels name; anything else is one server.
-    pub(crate) fn parse(url: &str) -> Result<Target> {
+    /// the sentinels name; anything else is one server. `rediss` in the scheme means TLS,
+    /// with the certificates of `tls`; `tls` with a plain URL is an error.
+    pub(crate) fn parse(url: &str, tls: &TlsFiles) -> Result<Target> {
+        let target = Target::parse_url(url, tls::certificates(tls)?)?;
+        if !tls.is_empty() && !target.is_tls() {
+            return Err(Error::invalid(format!(
+                "TLS certificate files are set but {} is not a TLS URL; use rediss://                  (rediss-cluster://, rediss-sentinel://), or unset the TLS files",
+                redact_url(url)
+            )));
+        }
+        if target.is_tls() {
+            tls::install_crypto_provider();
+        }
+        Ok(target)
+    }
+
+    fn is_tls(&self) -> bool {
+        match self {
+            Target::Single(client) => matches!(
+                client.get_connection_info().addr(),
+                ConnectionAddr::TcpTls { .. }
+            ),
+            Target::Cluster(nodes, _) => nodes.iter().any(|n| n.starts_with("rediss://")),
+            Target::Sentinel(target) => target.tls.is_some(),
+        }
+    }
+
+    fn parse_url(url: &str, certs: Option<TlsCertificates>) -> Result<Target> {
         let invalid = |e: Option<redis::RedisError>| {
             let err = Error::invalid(format!(
                 "invalid Redis URL {:?}: {URL_HELP}",
@@ -170,29 +245,41 @@ impl Target {
         };
         if let Some(rest) = url.strip_prefix("redis-sentinel://") {
             return Ok(Target::Sentinel(Box::new(SentinelTarget::parse(
-                url, rest,
+                url, rest, None,
             )?)));
         }
-        if url.starts_with("rediss-sentinel://") {
-            return Err(Error::invalid(format!(
-                "TLS to Redis Sentinel ({}) is not supported by this version of tickq yet; use \
-                 redis-sentinel://",
-                redact_url(url)
-            )));
+        if let Some(rest) = url.strip_prefix("rediss-sentinel://") {
+            return Ok(Target::Sentinel(Box::new(SentinelTarget::parse(
+                url,
+                rest,
+                Some(certs),
+            )?)));
         }
-        let nodes: Vec<String> = if let Some(rest) = url.strip_prefix("redis-cluster://") {
+        let cluster = [
+            ("redis-cluster://", "redis"),
+            ("rediss-cluster://", "rediss"),
+        ]
+        .into_iter()
+        .find_map(|(prefix, scheme)| url.strip_prefix(prefix).map(|rest| (rest, scheme)));
+        let nodes: Vec<String> = if let Some((rest, scheme)) = cluster {
             let (userinfo, hosts) = match rest.rsplit_once('@') {
                 Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
                 None => (String::new(), rest),
             };
             hosts
                 .split(',')
-                .map(|h| format!("redis://{userinfo}{}", h.trim()))
+                .map(|h| format!("{scheme}://{userinfo}{}", h.trim()))
                 .collect()
         } else if url.contains(',') {
             url.split(',').map(|u| u.trim().to_owned()).collect()
         } else {
-            let client = redis::Client::open(url).map_err(|e| invalid(Some(e)))?;
+            let client = match certs {
+                Some(certs) if url.starts_with("rediss://") || url.starts_with("valkeys://") => {
+                    redis::Client::build_with_tls(url, certs)
+                }
+                _ => redis::Client::open(url),
+            }
+            .map_err(|e| invalid(Some(e)))?;
             return Ok(Target::Single(Box::new(client)));
         };
         for node in &nodes {
@@ -204,7 +291,16 @@ impl Target {
         {
             return Err(invalid(None));
         }
-        Ok(Target::Cluster(nodes))
+        let tls = nodes.iter().filter(|n| n.starts_with("rediss://")).count();
+        if tls != 0 && tls != nodes.len() {
+            return Err(Error::invalid(format!(
+                "invalid Redis Cluster URL {:?}: some nodes are rediss:// and some are not; a \
+                 Cluster speaks TLS on every node or on none",
+                redact_url(url)
+            )));
+        }
+        let certs = certs.filter(|_| tls != 0).map(Box::new);
+        Ok(Target::Cluster(nodes, certs))
     }
 
     /// A connection whose requests time out after `response_timeout`; it reconnects on its
@@ -221,8 +317,8 @@ impl Target {
             Target::Single(client) => Ok(Conn::Single(
                 client.get_connection_manager_with_config(config).await?,
             )),
-            Target::Cluster(nodes) => {
-                let client = self.cluster_client(nodes, response_timeout)?;
+            Target::Cluster(nodes, certs) => {
+                let client = self.cluster_client(nodes, certs, response_timeout)?;
                 Ok(Conn::Cluster(client.get_async_connection().await?))
             }
             Target::Sentinel(target) => {
@@ -262,8 +358,8 @@ impl Target {
                     .get_multiplexed_async_connection_with_config(&probe)
                     .await?;
             }
-            Target::Cluster(nodes) => {
-                let client = self.cluster_client(nodes, Duration::from_secs(5))?;
+            Target::Cluster(nodes, certs) => {
+                let client = self.cluster_client(nodes, certs, Duration::from_secs(5))?;
                 let mut conn = client.get_async_connection().await?;
                 let _: String = redis::cmd("PING").query_async(&mut conn).await?;
             }
@@ -280,10 +376,16 @@ impl Target {
     pub(crate) async fn pubsub(&self) -> redis::RedisResult<redis::aio::PubSub> {
         match self {
             Target::Single(client) => client.get_async_pubsub().await,
-            Target::Cluster(nodes) => {
+            Target::Cluster(nodes, certs) => {
                 let mut last = None;
                 for node in nodes {
-                    match redis::Client::open(node.as_str()) {
+                    let client = match certs {
+                        Some(certs) => {
+                            redis::Client::build_with_tls(node.as_str(), (**certs).clone())
+                        }
+                        None => redis::Client::open(node.as_str()),
+                    };
+                    match client {
                         Ok(client) => match client.get_async_pubsub().await {
                             Ok(pubsub) => return Ok(pubsub),
                             Err(e) => last = Some(e),
@@ -305,14 +407,18 @@ impl Target {
     fn cluster_client(
         &self,
         nodes: &[String],
+        certs: &Option<Box<TlsCertificates>>,
         response_timeout: Duration,
     ) -> redis::RedisResult<ClusterClient> {
-        ClusterClientBuilder::new(nodes.to_vec())
+        let mut builder = ClusterClientBuilder::new(nodes.to_vec())
             .connection_timeout(Duration::from_secs(2))
             .response_timeout(response_timeout)
             .retries(6)
-            .max_retry_wait(2000)
-            .build()
+            .max_retry_wait(2000);
+        if let Some(certs) = certs {
+            builder = builder.certs((**certs).clone());
+        }
+        builder.build()
     }
 }
 
@@ -584,8 +690,12 @@ impl ConnectionLike for Conn {
     }
 }
 
-/// The error for a Redis that cannot be reached at `url`.
+/// The error for a Redis that cannot be reached at `url`: a TLS handshake that failed says
+/// which certificate setting to fix, anything else that Redis is not there.
 pub(crate) fn unreachable(url: &str, e: redis::RedisError) -> Error {
+    if let Some(tls) = tls::failure(url, &e) {
+        return tls.with_source(e);
+    }
     if url.starts_with("redis-sentinel://") {
         let message = if e.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel {
             format!(
@@ -614,14 +724,14 @@ mod tests {
     use super::*;
 
     fn nodes(url: &str) -> Vec<String> {
-        match Target::parse(url).unwrap() {
-            Target::Cluster(nodes) => nodes,
+        match Target::parse(url, &TlsFiles::new()).unwrap() {
+            Target::Cluster(nodes, _) => nodes,
             _ => panic!("{url} did not parse as a Cluster"),
         }
     }
 
     fn sentinel(url: &str) -> SentinelTarget {
-        match Target::parse(url).unwrap() {
+        match Target::parse(url, &TlsFiles::new()).unwrap() {
             Target::Sentinel(target) => *target,
             _ => panic!("{url} did not parse as Sentinel"),
         }
@@ -636,6 +746,7 @@ mod tests {
                 master: "mymaster".into(),
                 db: 0,
                 auth: None,
+                tls: None,
             }
         );
         assert_eq!(
@@ -645,6 +756,7 @@ mod tests {
                 master: "jobs".into(),
                 db: 3,
                 auth: Some((Some("u".into()), "p@ss".into())),
+                tls: None,
             }
         );
         let target = sentinel("redis-sentinel://:secret@[::1]:5000/m/");
@@ -665,9 +777,8 @@ mod tests {
                 "redis-sentinel://h:1/m?sentinel_password=x",
                 "query parameters",
             ),
-            ("rediss-sentinel://h:1/m", "TLS"),
         ] {
-            let err = Target::parse(url)
+            let err = Target::parse(url, &TlsFiles::new())
                 .err()
                 .unwrap_or_else(|| panic!("{url} parsed"));
             assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{url}");
@@ -693,19 +804,25 @@ mod tests {
             ["redis://u:p@h1:1", "redis://u:p@h2:2"]
         );
         assert_eq!(
-            nodes("redis://h1:1,rediss://h2:2"),
-            ["redis://h1:1", "rediss://h2:2"]
+            nodes("rediss-cluster://h1:1,h2:2"),
+            ["rediss://h1:1", "rediss://h2:2"]
         );
+        assert!(sentinel("rediss-sentinel://h/m").tls.is_some());
         assert!(matches!(
-            Target::parse("redis://127.0.0.1:6379/2").unwrap(),
+            Target::parse("redis://127.0.0.1:6379/2", &TlsFiles::new()).unwrap(),
             Target::Single(_)
         ));
     }
 
     #[test]
     fn bad_urls_say_what_is_expected() {
-        for url in ["http://h:1", "redis-cluster://", "redis://h1:1,http://h2:2"] {
-            let err = Target::parse(url)
+        for url in [
+            "http://h:1",
+            "redis-cluster://",
+            "redis://h1:1,http://h2:2",
+            "redis://h1:1,rediss://h2:2",
+        ] {
+            let err = Target::parse(url, &TlsFiles::new())
                 .err()
                 .unwrap_or_else(|| panic!("{url} parsed"));
             assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{url}");

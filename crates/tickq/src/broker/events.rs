@@ -19,7 +19,8 @@ impl Subscription {
     pub(crate) async fn next(&mut self) -> Option<Message> {
         loop {
             let msg = self.stream.next().await?;
-            if let Ok(text) = msg.get_payload::<String>()
+            if msg.get_channel_name().ends_with("}:events")
+                && let Ok(text) = msg.get_payload::<String>()
                 && let Some(message) = parse(&text)
             {
                 return Some(message);

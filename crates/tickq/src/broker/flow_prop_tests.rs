@@ -60,7 +60,9 @@ fn random_dags_end_every_step_once_and_start_none_early() {
         .build()
         .unwrap();
     let redis = TestRedis::builder().appendonly(false).start();
-    let broker = rt.block_on(Broker::connect(&redis.url())).unwrap();
+    let broker = rt
+        .block_on(Broker::connect(&redis.url(), &Default::default()))
+        .unwrap();
     let config = Config {
         cases: 16,
         failure_persistence: None,

@@ -26,11 +26,19 @@ pub(crate) const NODES_SEEN: &str = "tickq:{#nodes}:seen";
 /// acquire, never inside a lock's script.
 pub(crate) const LOCKS: &str = "tickq:locks";
 
-/// The pattern of every queue's events channel (see [`QueueKeys::events`]).
-pub(crate) const EVENTS_PATTERN: &str = "tickq:{*}:events";
+/// What watchers `PSUBSCRIBE` to: every tickq channel (the queues' events channels, see
+/// [`QueueKeys::events`]; other channels are skipped by name). Exactly the ACL's channel rule
+/// `&tickq:*`, since Redis allows a pattern subscription only when the pattern is literally
+/// one of the user's channel patterns.
+pub(crate) const EVENTS_PATTERN: &str = "tickq:*";
 
 /// How long a minute of a queue's history is kept (`HISTORY_KEEP_MS` in `lua/prelude.lua`).
 pub(crate) const HISTORY_KEEP: std::time::Duration = std::time::Duration::from_secs(8 * 24 * 3600);
+
+/// Prefix of the throwaway keys `tickq doctor` writes to find out which commands this user
+/// may run (each expires within a minute and is deleted at once). `#` cannot be in a queue
+/// name, so no queue shares the hash tag.
+pub(crate) const DOCTOR_PREFIX: &str = "tickq:{#doctor}";
 
 /// Every key of one queue, built once and reused for each call.
 #[derive(Debug, Clone)]

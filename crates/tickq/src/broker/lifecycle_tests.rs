@@ -277,7 +277,9 @@ fn every_job_is_in_exactly_one_state_and_none_is_lost() {
         .build()
         .unwrap();
     let redis = TestRedis::builder().appendonly(false).start();
-    let broker = rt.block_on(Broker::connect(&redis.url())).unwrap();
+    let broker = rt
+        .block_on(Broker::connect(&redis.url(), &Default::default()))
+        .unwrap();
     let config = Config {
         cases: 32,
         failure_persistence: None,

@@ -3,6 +3,7 @@
 //! It owns no timers and spawns nothing: the worker runtime decides when to call it.
 
 pub(crate) mod conn;
+pub(crate) mod doctor;
 mod enqueue;
 pub(crate) mod events;
 mod flows;
@@ -15,6 +16,7 @@ mod nodes;
 mod read;
 pub(crate) mod schedules;
 pub(crate) mod scripts;
+mod tls;
 mod value;
 
 pub(crate) use read::PageQuery;
@@ -161,7 +163,7 @@ pub(crate) struct Broker {
 /// list of `redis://` URLs), or the master Redis Sentinel names
 /// (`redis-sentinel://host:port,host:port/MASTER_NAME[/db]`). The error says what is expected.
 pub fn validate_redis_url(url: &str) -> Result<()> {
-    conn::Target::parse(url).map(|_| ())
+    conn::Target::parse(url, &crate::TlsFiles::new()).map(|_| ())
 }
 
 /// The URL with any password replaced, safe for logs and error messages.
@@ -182,10 +184,10 @@ pub fn redact_url(url: &str) -> String {
 
 impl Broker {
     /// Connect to Redis (one server, Sentinel, or a Cluster: see [`conn::Target::parse`]) and
-    /// load the scripts. Fails with `Unavailable` when Redis cannot be reached and
-    /// `InvalidArgument` when the URL is malformed.
-    pub(crate) async fn connect(url: &str) -> Result<Broker> {
-        let target = conn::Target::parse(url)?;
+    /// load the scripts. Fails with `Unavailable` when Redis cannot be reached, `Tls` when
+    /// the TLS handshake fails, and `InvalidArgument` when the URL or the options are wrong.
+    pub(crate) async fn connect(url: &str, options: &crate::ConnectOptions) -> Result<Broker> {
+        let target = conn::Target::parse(url, &options.tls)?;
         target
             .probe()
             .await

@@ -41,7 +41,9 @@ pub(super) const KEEP: Retention = Retention {
 pub(super) async fn start() -> Env {
     // Nothing here restarts Redis, so the append-only file would only cost fsyncs.
     let redis = TestRedis::builder().appendonly(false).start();
-    let broker = Broker::connect(&redis.url()).await.unwrap();
+    let broker = Broker::connect(&redis.url(), &Default::default())
+        .await
+        .unwrap();
     Env {
         keys: broker.keys(Q),
         conn: broker.conn(),

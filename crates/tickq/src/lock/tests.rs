@@ -22,7 +22,9 @@ struct Env {
 
 async fn start() -> Env {
     let redis = TestRedis::builder().appendonly(false).start();
-    let broker = Broker::connect(&redis.url()).await.unwrap();
+    let broker = Broker::connect(&redis.url(), &Default::default())
+        .await
+        .unwrap();
     Env {
         conn: broker.conn(),
         keys: LockKeys::new("L"),

@@ -40,3 +40,11 @@ async fn enqueue_run_complete() {
     handle.shutdown();
     run.await.unwrap().unwrap();
 }
+
+/// TLS to a real redis-server with a private CA and client certificates.
+#[path = "smoke/tls.rs"]
+mod tls;
+
+/// `Client::doctor` against real servers set up soundly and unsoundly.
+#[path = "smoke/doctor.rs"]
+mod doctor;

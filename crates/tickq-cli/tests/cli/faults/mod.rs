@@ -388,10 +388,11 @@ fn faults_kill_9_of_nodes_loses_nothing() {
 /// nodes stay active and are never run again.
 #[test]
 fn faults_checker_catches_disabled_lease_recovery() {
-    // Recovery would have run every job within a few leases; 10 s is plenty to show it did not.
+    // Recovery would have run every job within lease + recover interval (4 s); 6 s shows it
+    // did not.
     let report = kill9(
         &[("TICKQ_TEST_DISABLE", "recovery")],
-        Duration::from_secs(10),
+        Duration::from_secs(6),
     );
     print("kill -9, lease recovery disabled", &report);
     assert!(
@@ -480,10 +481,15 @@ fn partition(mode: &str, env: &[(&str, &str)], jobs: Option<(usize, &'static str
         let start = now_ms();
         match mode {
             "blackhole" => {
-                // Past the lease and the next recovery pass, so that other nodes take the
-                // node's jobs over while its acks are held.
+                // Past the lease, until another node has taken one of the cut-off node's
+                // jobs over (or 15 s): its acks held meanwhile then arrive while the new
+                // holder runs the job, which only the fence check at ack refuses.
                 proxy.hold();
-                thread::sleep(Duration::from_millis(2 * LEASE_MS + 1000));
+                thread::sleep(Duration::from_millis(LEASE_MS));
+                let deadline = Instant::now() + Duration::from_secs(15);
+                while !taken_over(&h.history, "n0") && Instant::now() < deadline {
+                    thread::sleep(Duration::from_millis(20));
+                }
                 proxy.pass();
             }
             "latency" => {
@@ -582,6 +588,25 @@ fn faults_node_clocks_skewed_30s_loses_nothing() {
         "node clocks +30 s / -30 s (with kill -9)",
         &h.finish(Duration::from_secs(60)),
     );
+}
+
+/// Whether a job first started on `node` has started again elsewhere, with a new fence.
+fn taken_over(history: &Path, node: &str) -> bool {
+    let text = std::fs::read_to_string(history).unwrap_or_default();
+    let mut first: BTreeMap<&str, &str> = BTreeMap::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        if let ["S", id, _fence, n, ..] = f.as_slice() {
+            match first.get(id) {
+                None => {
+                    first.insert(id, n);
+                }
+                Some(&started) if started == node && *n != node => return true,
+                _ => {}
+            }
+        }
+    }
+    false
 }
 
 /// A forced Sentinel failover while 1,000 exec jobs run on three nodes (issue 12's case): the

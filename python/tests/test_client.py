@@ -1,0 +1,284 @@
+"""Every client call, blocking and awaitable, against a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+import tickq
+
+from helpers import Redis, running, wait_for
+
+
+def test_connects_with_every_single_server_url_form(redis: Redis) -> None:
+    for url in (redis.url, redis.tcp_url, redis.tcp_url + "/3", redis.url + "?db=2"):
+        c = tickq.Client(url)
+        job = c.enqueue("q", "k")
+        assert c.job(job, "q").state == "pending", url
+    # Different databases are different tickq installations.
+    assert tickq.Client(redis.tcp_url + "/3").stats() != tickq.Client(redis.tcp_url + "/4").stats()
+
+
+def test_a_redis_cluster_url_runs_jobs_and_locks() -> None:
+    from helpers import Cluster
+
+    cluster = Cluster(3)
+    try:
+        client = tickq.Client(cluster.url)
+        worker = tickq.Worker(client, queues={f"q{i}": 1 for i in range(6)}, concurrency=8)
+        done = []
+
+        @worker.handler("k")
+        def k(job: tickq.Job) -> None:
+            done.append(job.queue)
+
+        ids = [client.enqueue(f"q{i % 6}", "k", {"i": i}) for i in range(60)]
+        with running(worker):
+            wait_for("the jobs on every queue", lambda: len(done) == 60)
+        assert all(client.job(i).state == "completed" for i in ids)
+        with client.lock("nightly", ttl=5) as lock:
+            assert lock.fenced_set("cursor", "x")
+    finally:
+        cluster.stop()
+
+
+def test_a_bad_url_names_the_problem() -> None:
+    with pytest.raises(tickq.Error) as e:
+        tickq.Client("http://127.0.0.1:6379")
+    assert "redis://" in str(e.value)
+
+
+def test_no_redis_is_unavailable() -> None:
+    from helpers import free_port
+
+    with pytest.raises((tickq.Unavailable, tickq.Timeout)):
+        c = tickq.Client(f"redis://127.0.0.1:{free_port()}")
+        c.enqueue("q", "k")
+
+
+def test_enqueue_and_read_back(client: tickq.Client) -> None:
+    id = client.enqueue("emails", "welcome", {"user": 7, "tags": ["a", None, 1.5, True]})
+    job = client.job(id, "emails")
+    assert (job.id, job.queue, job.kind, job.state) == (id, "emails", "welcome", "pending")
+    assert job.payload == {"user": 7, "tags": ["a", None, 1.5, True]}
+    assert job.attempt == 0 and job.max_attempts == 25 and job.priority == 0
+    assert job.created_at.tzinfo is not None
+    # Without a queue the job is found in any queue.
+    assert client.job(id).id == id
+
+
+def test_enqueue_options(client: tickq.Client) -> None:
+    in_an_hour = client.job(client.enqueue("q", "k", delay=3600), "q")
+    assert in_an_hour.state == "scheduled"
+    assert in_an_hour.due_at > datetime.now(timezone.utc) + timedelta(minutes=59)
+    at = datetime.now(timezone.utc) + timedelta(days=1)
+    tomorrow = client.job(client.enqueue("q", "k", at=at), "q")
+    assert tomorrow.state == "scheduled"
+    assert abs((tomorrow.due_at - at).total_seconds()) < 0.01
+    also = client.job(client.enqueue("q", "k", delay=timedelta(seconds=90)), "q")
+    assert also.state == "scheduled"
+    # The CLI's units work too: DUR strings and RFC 3339 times.
+    in_five = client.job(client.enqueue("q", "k", delay="5m", timeout="1m30s"), "q")
+    assert in_five.state == "scheduled" and in_five.timeout == 90
+    at_text = client.job(client.enqueue("q", "k", at="2030-01-01T08:00:00+08:00"), "q")
+    assert at_text.due_at == datetime(2030, 1, 1, tzinfo=timezone.utc)
+    full = client.job(
+        client.enqueue("q", "k", None, id="my-id", max_attempts=3, timeout=2.5, priority=7, meta={"team": "a"}),
+        "q",
+    )
+    assert (full.id, full.max_attempts, full.timeout, full.priority) == ("my-id", 3, 2.5, 7)
+    assert full.meta["team"] == "a"
+
+
+def test_duplicates_raise_already_exists_naming_the_job(client: tickq.Client) -> None:
+    client.enqueue("q", "k", id="once")
+    with pytest.raises(tickq.AlreadyExists) as e:
+        client.enqueue("q", "k", id="once")
+    assert e.value.existing_id == "once"
+    first = client.enqueue("q", "report", {"day": 1}, unique_for=60)
+    with pytest.raises(tickq.AlreadyExists) as e:
+        client.enqueue("q", "report", {"day": 1}, unique_for=60)
+    assert e.value.existing_id == first
+    client.enqueue("q", "report", {"day": 2}, unique_for=60)  # another payload is another job
+    keyed = client.enqueue("q", "report", {"x": 1}, unique_for=60, unique_key="daily")
+    with pytest.raises(tickq.AlreadyExists) as e:
+        client.enqueue("q", "report", {"x": 2}, unique_for=60, unique_key="daily")
+    assert e.value.existing_id == keyed
+    assert isinstance(e.value, tickq.Error)
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda c: c.enqueue("bad queue", "k"), "queue name"),
+        (lambda c: c.enqueue("q", "k", delay=1, at=2), "not both"),
+        (lambda c: c.enqueue("q", "k", object()), "payload must be JSON"),
+        (lambda c: c.enqueue("q", "k", {1: 2}), "keys must be str"),
+        (lambda c: c.enqueue("q", "k", float("nan")), "not valid JSON"),
+        (lambda c: c.enqueue("q", "k", 2**70), "64 bits"),
+        (lambda c: c.enqueue("q", "k", delay=-1), "non-negative"),
+        (lambda c: c.enqueue("q", "k", delay="soon"), "delay"),
+        (lambda c: c.enqueue("q", "k", at="tomorrow"), "at"),
+        (lambda c: c.enqueue("q", "k", at=datetime(2030, 1, 1)), "naive"),
+        (lambda c: c.enqueue("q", "k", max_attempts=0), "max attempts"),
+        (lambda c: c.enqueue("q", "k", priority=5000), "priority"),
+        (lambda c: c.enqueue("q", "k", unique_key="x"), "unique_for"),
+        (lambda c: c.enqueue_bulk([{"queue": "q", "kind": "k", "colour": 1}]), "colour"),
+        (lambda c: c.upsert_schedule({"name": "n", "schedule": "* * * * *", "tasks": [{"kind": "k"}], "when": 1}), "when"),
+        (lambda c: c.upsert_schedule({"name": "n", "schedule": "61 * * * *", "tasks": [{"kind": "k"}]}), "schedule n"),
+        (lambda c: c.upsert_schedule({"name": "n", "schedule": "* * * * *", "tasks": []}), "at least one task"),
+        (lambda c: c.upsert_schedule({"name": "n", "schedule": "* * * * *", "overlap": "sometimes", "tasks": [{"kind": "k"}]}), "overlap"),
+        (lambda c: c.upsert_schedule({"name": "n", "schedule": "* * * * *", "tasks": [{"kind": "exec"}]}), "cmd"),
+        (lambda c: c.lock("a b"), "lock name"),
+        (lambda c: c.lock("a", ttl=0.01).acquire(), "too short"),
+    ],
+)
+def test_bad_input_is_invalid_argument_and_changes_nothing(client: tickq.Client, call, words) -> None:
+    with pytest.raises(tickq.InvalidArgument) as e:
+        call(client)
+    assert words in str(e.value)
+    assert client.stats() == {"queues": []}
+
+
+def test_enqueue_bulk(client: tickq.Client) -> None:
+    client.enqueue("q", "k", id="there")
+    answers = client.enqueue_bulk(
+        [
+            {"queue": "q", "kind": "k", "payload": {"i": 1}},
+            {"queue": "q", "kind": "k", "id": "there"},
+            {"queue": "other", "kind": "k", "delay": 60, "priority": 3},
+        ]
+    )
+    assert [(a.queue, a.created, a.duplicate) for a in answers] == [("q", True, False), ("q", False, False), ("other", True, False)]
+    assert answers[1].id == "there"
+    assert answers[2].state == "scheduled"
+    assert client.job(answers[0].id, "q").payload == {"i": 1}
+
+
+def test_cancel_retry_kill_delete(client: tickq.Client) -> None:
+    id = client.enqueue("q", "k")
+    cancelled = client.cancel(id)
+    assert (cancelled["id"], cancelled["queue"], cancelled["outcome"]) == (id, "q", "cancelled")
+    assert client.job(id).state == "cancelled"
+    with pytest.raises(tickq.Conflict):
+        client.kill(id)  # a finished job cannot be killed
+    assert client.retry(id)["previous_state"] == "cancelled"
+    assert client.job(id).state == "pending"
+    assert client.kill(id)["previous_state"] == "pending"
+    assert client.job(id).state == "dead"
+    deleted = client.delete(id)
+    assert deleted["previous_state"] == "dead" and deleted["deleted"] is True
+    with pytest.raises(tickq.NotFound):
+        client.job(id)
+    for call in (client.cancel, client.retry, client.kill, client.delete):
+        with pytest.raises(tickq.NotFound):
+            call("nope")
+
+
+def test_stats(client: tickq.Client) -> None:
+    client.enqueue("a", "k")
+    client.enqueue("a", "k", delay=60)
+    stats = {s["queue"]: s for s in client.stats()["queues"]}
+    assert stats["a"]["states"]["pending"] == 1
+    assert stats["a"]["states"]["scheduled"] == 1
+    assert stats["a"]["paused"] is False
+
+
+NIGHTLY = {
+    "name": "nightly",
+    "schedule": "0 2 * * *",
+    "timezone": "Asia/Shanghai",
+    "queue": "reports",
+    "overlap": "forbid",
+    "catchup": "latest",
+    "tasks": [
+        {"kind": "exec", "cmd": ["/usr/local/bin/report.sh", "--part", "1"]},
+        {"kind": "report", "payload": {"part": 2}},
+    ],
+}
+
+
+def test_schedules(client: tickq.Client) -> None:
+    assert client.upsert_schedule(NIGHTLY) == "created"
+    assert client.upsert_schedule(NIGHTLY) == "unchanged"
+    changed = dict(NIGHTLY, schedule="0 3 * * *")
+    assert client.upsert_schedule(changed) == "updated"
+    [info] = client.schedules()
+    assert info.name == "nightly" and info.version == 2 and not info.paused
+    assert info.spec == changed
+    assert info.next_at.hour == 19  # 03:00 in Shanghai
+    assert client.schedule("nightly").spec == changed
+    client.pause_schedule("nightly")
+    assert client.schedule("nightly").paused
+    client.resume_schedule("nightly")
+    jobs = client.trigger_schedule("nightly")
+    assert [j.queue for j in jobs] == ["reports", "reports"]
+    assert client.job(jobs[1].id).payload == {"part": 2}
+    assert client.job(jobs[0].id).payload == {"cmd": ["/usr/local/bin/report.sh", "--part", "1"]}
+    client.remove_schedule("nightly")
+    assert client.schedules() == []
+    with pytest.raises(tickq.NotFound):
+        client.schedule("nightly")
+
+
+def test_locks(client: tickq.Client) -> None:
+    with client.lock("nightly", ttl=30) as lock:
+        assert lock.held and not lock.lost and lock.lost_reason is None
+        first = lock.fence
+        assert lock.fenced_set("cursor", "2026-11-22")
+        assert lock.fenced_get("cursor") == (b"2026-11-22", first)
+        with pytest.raises(tickq.LockBusy):
+            with client.lock("nightly"):
+                pass
+        assert client.lock("nightly", wait=0.05).acquire() is False
+    assert not lock.held
+    other = client.lock("nightly")
+    assert other.acquire()
+    assert other.fence > first
+    assert other.fenced_set("cursor", b"later")
+    # The earlier holder's fence is refused now.
+    stale = lock.fenced_set("cursor", "old")
+    assert not stale and stale.latest == other.fence and stale.stored == other.fence
+    assert other.release() is True
+    assert other.release() is False
+
+
+def test_every_call_has_an_awaitable_form(redis: Redis) -> None:
+    async def main() -> None:
+        c = await tickq.Client.connect_async(redis.url)
+        id = await c.enqueue_async("q", "k", {"a": 1}, delay=60, priority=2)
+        assert (await c.job_async(id)).state == "scheduled"
+        with pytest.raises(tickq.AlreadyExists):
+            await c.enqueue_async("q", "k", id=id)
+        bulk = await c.enqueue_bulk_async([{"queue": "q", "kind": "k"} for _ in range(3)])
+        assert len(bulk) == 3
+        assert (await c.cancel_async(id))["outcome"] == "cancelled"
+        assert (await c.retry_async(id))["previous_state"] == "cancelled"
+        assert (await c.kill_async(id))["previous_state"] == "pending"
+        assert (await c.delete_async(id))["previous_state"] == "dead"
+        with pytest.raises(tickq.NotFound):
+            await c.job_async(id)
+        assert (await c.stats_async())["queues"][0]["states"]["pending"] == 3
+        assert await c.nodes_async() == {"nodes": []}
+        assert await c.upsert_schedule_async(NIGHTLY) == "created"
+        assert [s.name for s in await c.schedules_async()] == ["nightly"]
+        assert (await c.schedule_async("nightly")).spec == NIGHTLY
+        await c.pause_schedule_async("nightly")
+        await c.resume_schedule_async("nightly")
+        assert len(await c.trigger_schedule_async("nightly")) == 2
+        await c.remove_schedule_async("nightly")
+        async with c.lock("l", ttl=5) as lock:
+            assert (await lock.fenced_set_async("k", "v")).written
+            assert await lock.fenced_get_async("k") == (b"v", lock.fence)
+            assert await lock.wait_lost_async(timeout=0.05) is None
+            other = c.lock("l")
+            assert await other.acquire_async() is False
+        assert await other.acquire_async() is True
+        assert await other.release_async() is True
+        # Many calls in flight together.
+        ids = await asyncio.gather(*(c.enqueue_async("many", "k", i) for i in range(200)))
+        assert len(set(ids)) == 200
+
+    asyncio.run(main())

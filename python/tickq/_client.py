@@ -1,0 +1,343 @@
+"""The client: enqueue, read and act on jobs, schedules and locks. Every call has a blocking
+form (the GIL is released while it waits for Redis) and an awaitable ``*_async`` form."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+
+from . import _tickq
+from ._tickq import Enqueued, FencedWrite, JobInfo, LockBusy, ScheduleInfo
+
+Seconds = Union[int, float, timedelta, str]
+When = Union[int, float, datetime, str]
+
+DEFAULT_URL = "redis://127.0.0.1:6379"
+"""Where Redis is when neither an URL nor ``TICKQ_REDIS_URL`` says otherwise."""
+
+
+def _default_url() -> str:
+    return os.environ.get("TICKQ_REDIS_URL") or DEFAULT_URL
+
+
+class Client:
+    """A connection to tickq on one Redis: ``redis://[user:pass@]host:port[/db]``,
+    ``rediss://`` (TLS), ``redis+unix:///path.sock``, ``redis-cluster://h1:p1,h2:p2`` or
+    ``redis-sentinel://h1:p1,h2:p2/MASTER[/db]``. Without an URL: ``TICKQ_REDIS_URL``, else
+    ``redis://127.0.0.1:6379``. Safe to share between threads and tasks."""
+
+    __slots__ = ("_n",)
+
+    def __init__(self, url: Optional[str] = None, *, _native: Optional[_tickq.Client] = None) -> None:
+        self._n = _native if _native is not None else _tickq.Client.connect(False, url or _default_url())
+
+    @classmethod
+    async def connect_async(cls, url: Optional[str] = None) -> "Client":
+        """Connect without blocking the event loop."""
+        native = await _tickq.Client.connect(True, url or _default_url())
+        return cls(_native=native)
+
+    def __repr__(self) -> str:
+        return f"tickq.Client({self._n.url!r})"
+
+    @property
+    def url(self) -> str:
+        """The URL, with any password redacted."""
+        return self._n.url
+
+    # ---- jobs ----
+
+    def enqueue(
+        self,
+        queue: str,
+        kind: str,
+        payload: Any = None,
+        *,
+        delay: Optional[Seconds] = None,
+        at: Optional[When] = None,
+        id: Optional[str] = None,
+        unique_for: Optional[Seconds] = None,
+        unique_key: Optional[str] = None,
+        max_attempts: Optional[int] = None,
+        timeout: Optional[Seconds] = None,
+        priority: Optional[int] = None,
+        meta: Optional[Mapping[str, str]] = None,
+    ) -> str:
+        """Enqueue one job; answers its id. ``payload`` is JSON (dict, list, str, int, float,
+        bool, None). ``delay`` (seconds or timedelta) or ``at`` (aware datetime or Unix
+        seconds) make it wait; ``unique_for`` (with an optional ``unique_key``) makes an equal
+        job a no-op while one waits or runs. A job whose id or unique key exists raises
+        ``AlreadyExists`` with ``existing_id``."""
+        return self._n.enqueue(False, queue, kind, payload, delay, at, id, unique_for, unique_key, max_attempts, timeout, priority, meta)
+
+    async def enqueue_async(
+        self,
+        queue: str,
+        kind: str,
+        payload: Any = None,
+        *,
+        delay: Optional[Seconds] = None,
+        at: Optional[When] = None,
+        id: Optional[str] = None,
+        unique_for: Optional[Seconds] = None,
+        unique_key: Optional[str] = None,
+        max_attempts: Optional[int] = None,
+        timeout: Optional[Seconds] = None,
+        priority: Optional[int] = None,
+        meta: Optional[Mapping[str, str]] = None,
+    ) -> str:
+        """:meth:`enqueue`, awaitable."""
+        return await self._n.enqueue(True, queue, kind, payload, delay, at, id, unique_for, unique_key, max_attempts, timeout, priority, meta)
+
+    def enqueue_bulk(self, jobs: Iterable[Mapping[str, Any]]) -> List[Enqueued]:
+        """Enqueue many jobs in few round trips. Each job is a dict with ``queue``, ``kind`` and
+        any keyword argument of :meth:`enqueue`. Jobs whose id exists answer ``created=False``;
+        jobs whose unique key another job holds answer that job with ``duplicate=True``."""
+        return self._n.enqueue_bulk(False, jobs)
+
+    async def enqueue_bulk_async(self, jobs: Iterable[Mapping[str, Any]]) -> List[Enqueued]:
+        """:meth:`enqueue_bulk`, awaitable."""
+        return await self._n.enqueue_bulk(True, jobs)
+
+    def job(self, id: str, queue: Optional[str] = None) -> JobInfo:
+        """Read a job (from ``queue``, or found in any queue). Raises ``NotFound``."""
+        return self._n.job(False, id, queue)
+
+    async def job_async(self, id: str, queue: Optional[str] = None) -> JobInfo:
+        """:meth:`job`, awaitable."""
+        return await self._n.job(True, id, queue)
+
+    def wait(self, id: str, queue: Optional[str] = None, timeout: Seconds = 30) -> JobInfo:
+        """Wait until the job ends (completed, dead or cancelled; no polling: tickq's job events)
+        and answer it as it ended. Raises ``Timeout`` when it has not ended in time, ``NotFound``
+        when it is deleted meanwhile."""
+        return self._n.wait(False, id, queue, timeout)
+
+    async def wait_async(self, id: str, queue: Optional[str] = None, timeout: Seconds = 30) -> JobInfo:
+        """:meth:`wait`, awaitable."""
+        return await self._n.wait(True, id, queue, timeout)
+
+    def cancel(self, id: str) -> Dict[str, Any]:
+        """Cancel a job found by id: a waiting one at once (``outcome`` ``"cancelled"``), a
+        running one by its worker at its next lease renewal (``"cancelling"``). Answers the
+        action's document: ``id``, ``queue``, ``action``, ``previous_state``, ``state``,
+        ``outcome``."""
+        return self._n.act(False, "cancel", id)
+
+    async def cancel_async(self, id: str) -> Dict[str, Any]:
+        """:meth:`cancel`, awaitable."""
+        return await self._n.act(True, "cancel", id)
+
+    def retry(self, id: str) -> Dict[str, Any]:
+        """Run a dead, cancelled, retry or scheduled job now (``Conflict`` for a running
+        one). Answers the action's document, with ``previous_state``."""
+        return self._n.act(False, "retry", id)
+
+    async def retry_async(self, id: str) -> Dict[str, Any]:
+        """:meth:`retry`, awaitable."""
+        return await self._n.act(True, "retry", id)
+
+    def kill(self, id: str) -> Dict[str, Any]:
+        """Send a waiting job to dead (``Conflict`` for a running or finished one)."""
+        return self._n.act(False, "kill", id)
+
+    async def kill_async(self, id: str) -> Dict[str, Any]:
+        """:meth:`kill`, awaitable."""
+        return await self._n.act(True, "kill", id)
+
+    def delete(self, id: str) -> Dict[str, Any]:
+        """Delete a job that is not running (``Conflict`` for a running one)."""
+        return self._n.act(False, "delete", id)
+
+    async def delete_async(self, id: str) -> Dict[str, Any]:
+        """:meth:`delete`, awaitable."""
+        return await self._n.act(True, "delete", id)
+
+    def stats(self) -> Dict[str, Any]:
+        """``{"queues": [...]}``: per queue, counts by state, processed, failed, paused, limits
+        (the document of ``tickq stats --json`` and ``GET /api/stats``)."""
+        return self._n.stats(False)
+
+    async def stats_async(self) -> Dict[str, Any]:
+        """:meth:`stats`, awaitable."""
+        return await self._n.stats(True)
+
+    def nodes(self) -> Dict[str, Any]:
+        """``{"nodes": [...]}``: the live workers (Python, Rust or ``tickq server``), each with
+        its name, queues and weights, concurrency and running jobs (``tickq nodes --json``)."""
+        return self._n.nodes(False)
+
+    async def nodes_async(self) -> Dict[str, Any]:
+        """:meth:`nodes`, awaitable."""
+        return await self._n.nodes(True)
+
+    # ---- schedules ----
+
+    def upsert_schedule(self, spec: Mapping[str, Any]) -> str:
+        """Create or change a schedule, written like a config file's ``[[cron]]`` table:
+        ``{"name", "schedule", "queue", "timezone", "overlap", "catchup", "tasks": [{"kind",
+        "payload"} | {"kind": "exec", "cmd": [...]}]}``. Answers ``"created"``,
+        ``"updated"`` or ``"unchanged"`` (the same spec again is a no-op)."""
+        return self._n.upsert_schedule(False, spec)
+
+    async def upsert_schedule_async(self, spec: Mapping[str, Any]) -> str:
+        """:meth:`upsert_schedule`, awaitable."""
+        return await self._n.upsert_schedule(True, spec)
+
+    def schedules(self) -> List[ScheduleInfo]:
+        """Every schedule, sorted by name."""
+        return self._n.schedules(False)
+
+    async def schedules_async(self) -> List[ScheduleInfo]:
+        """:meth:`schedules`, awaitable."""
+        return await self._n.schedules(True)
+
+    def schedule(self, name: str) -> ScheduleInfo:
+        """One schedule. Raises ``NotFound``."""
+        return self._n.schedule(False, name)
+
+    async def schedule_async(self, name: str) -> ScheduleInfo:
+        """:meth:`schedule`, awaitable."""
+        return await self._n.schedule(True, name)
+
+    def remove_schedule(self, name: str) -> None:
+        """Remove a schedule; jobs it made are left alone."""
+        return self._n.remove_schedule(False, name)
+
+    async def remove_schedule_async(self, name: str) -> None:
+        """:meth:`remove_schedule`, awaitable."""
+        return await self._n.remove_schedule(True, name)
+
+    def pause_schedule(self, name: str) -> None:
+        """Stop a schedule from firing until it is resumed."""
+        return self._n.pause_schedule(False, name)
+
+    async def pause_schedule_async(self, name: str) -> None:
+        """:meth:`pause_schedule`, awaitable."""
+        return await self._n.pause_schedule(True, name)
+
+    def resume_schedule(self, name: str) -> None:
+        """Let a paused schedule fire again."""
+        return self._n.resume_schedule(False, name)
+
+    async def resume_schedule_async(self, name: str) -> None:
+        """:meth:`resume_schedule`, awaitable."""
+        return await self._n.resume_schedule(True, name)
+
+    def trigger_schedule(self, name: str) -> List[Enqueued]:
+        """Create the schedule's jobs now, outside its timetable."""
+        return self._n.trigger_schedule(False, name)
+
+    async def trigger_schedule_async(self, name: str) -> List[Enqueued]:
+        """:meth:`trigger_schedule`, awaitable."""
+        return await self._n.trigger_schedule(True, name)
+
+    # ---- locks ----
+
+    def lock(self, name: str, ttl: Seconds = 30, wait: Seconds = 0) -> "Lock":
+        """A lock named ``name``, acquired by ``with`` / ``async with`` (``LockBusy`` when
+        another holder keeps it past ``wait``) or by :meth:`Lock.acquire`. It is renewed in the
+        background every third of ``ttl``."""
+        return Lock(self._n.lock(name, ttl, wait))
+
+
+class Lock:
+    """One acquisition of a lock: its fencing token, its lost signal and its fenced store.
+
+    ``lock.lost`` turns true when Redis gave the lock to someone else, or when the lease ran out
+    before a renewal succeeded (Redis stalled, this process was stopped); a holder must then
+    stop. ``lock.fenced_set`` writes only while no later holder has written."""
+
+    __slots__ = ("_n",)
+
+    def __init__(self, native: _tickq.Lock) -> None:
+        self._n = native
+
+    def __repr__(self) -> str:
+        return f"tickq.Lock({self._n.name!r}, held={self._n.held})"
+
+    @property
+    def name(self) -> str:
+        return self._n.name
+
+    @property
+    def held(self) -> bool:
+        """Acquired and not released (it may still have been lost: see :attr:`lost`)."""
+        return self._n.held
+
+    @property
+    def fence(self) -> int:
+        """The fencing token of the latest acquisition: larger than any earlier holder's."""
+        return self._n.fence
+
+    @property
+    def lost(self) -> bool:
+        """Whether the latest acquisition was lost."""
+        return self._n.lost
+
+    @property
+    def lost_reason(self) -> Optional[str]:
+        """``"taken"`` (Redis says another holder has it or it expired), ``"expired"`` (the
+        lease ran out before a renewal succeeded), or None."""
+        return self._n.lost_reason
+
+    def acquire(self) -> bool:
+        """Take the lock, waiting up to the lock's ``wait``: True when held."""
+        return self._n.acquire(False)
+
+    async def acquire_async(self) -> bool:
+        """:meth:`acquire`, awaitable."""
+        return await self._n.acquire(True)
+
+    def release(self) -> bool:
+        """Give the lock back: True when it was still ours."""
+        return self._n.release(False)
+
+    async def release_async(self) -> bool:
+        """:meth:`release`, awaitable."""
+        return await self._n.release(True)
+
+    def wait_lost(self, timeout: Optional[Seconds] = None) -> Optional[str]:
+        """Block until the lock is lost (answers the reason) or ``timeout`` passes (None)."""
+        return self._n.wait_lost(False, timeout)
+
+    async def wait_lost_async(self, timeout: Optional[Seconds] = None) -> Optional[str]:
+        """:meth:`wait_lost`, awaitable."""
+        return await self._n.wait_lost(True, timeout)
+
+    def fenced_set(self, key: str, value: Union[bytes, str]) -> FencedWrite:
+        """Store ``value`` under ``key`` with this acquisition's fence. Refused (falsy answer,
+        with ``latest`` and ``stored``) once a later holder has written."""
+        return self._n.fenced_set(False, key, value)
+
+    async def fenced_set_async(self, key: str, value: Union[bytes, str]) -> FencedWrite:
+        """:meth:`fenced_set`, awaitable."""
+        return await self._n.fenced_set(True, key, value)
+
+    def fenced_get(self, key: str) -> Optional[Tuple[bytes, int]]:
+        """The value under ``key`` and the fence it was written with, or None."""
+        return self._n.fenced_get(False, key)
+
+    async def fenced_get_async(self, key: str) -> Optional[Tuple[bytes, int]]:
+        """:meth:`fenced_get`, awaitable."""
+        return await self._n.fenced_get(True, key)
+
+    def __enter__(self) -> "Lock":
+        if not self._n.acquire(False):
+            raise self._n.busy()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._n.release(False)
+
+    async def __aenter__(self) -> "Lock":
+        if not await self._n.acquire(True):
+            raise self._n.busy()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._n.release(True)
+
+
+__all__ = ["DEFAULT_URL", "Client", "Lock", "LockBusy"]
