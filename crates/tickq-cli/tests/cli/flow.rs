@@ -420,3 +420,72 @@ fn kill_9_of_a_node_mid_dag_loses_no_step_and_runs_none_early() {
     );
     println!("re-runs after the kill: {reruns}");
 }
+
+/// With an exec secret, `flow run` signs each exec step for its own step job, and a schedule's
+/// workflow steps verify against the schedule: both run; an unsigned workflow's exec steps do
+/// not.
+#[test]
+fn signed_workflows_run_and_unsigned_ones_do_not() {
+    const SECRET: &str = "s3cret-s3cret-s3cret";
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ran.txt");
+    let steps = format!(
+        "[[step]]\nid = \"a\"\ncmd = [\"sh\", \"-c\", \"echo a >> '{o}'\"]\n\
+         [[step]]\nid = \"b\"\nafter = [\"a\"]\ncmd = [\"sh\", \"-c\", \"echo b >> '{o}'\"]\n",
+        o = out.display()
+    );
+    let cron = steps.replace("[[step]]", "[[cron.step]]");
+    let config = format!(
+        "[worker]\nqueues = {{ default = 1 }}\n\n[exec]\nallow = [\"sh\"]\n\
+         secret = \"{SECRET}\"\n\n[[cron]]\nname = \"signed\"\nschedule = \"@every 1s\"\n{cron}"
+    );
+    let _server = Server::start(Some(&config), &["--redis", &url], &[]);
+    let file = write(&dir, "signed.toml", &format!("name = \"s\"\n{steps}"));
+    let env = [("TICKQ_EXEC_SECRET", SECRET)];
+    let mut cmd = crate::util::tickq();
+    cmd.args(["--redis", &url, "flow", "run", &file]).envs(env);
+    let id = crate::util::run_cmd(&mut cmd).ok().stdout.trim().to_owned();
+    wait_flow(&url, &id, "succeeded");
+
+    // Without the secret the steps are not signed: the first dies, the second is cancelled.
+    let id = run(Some(&url), &["flow", "run", &file])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let doc = wait_flow(&url, &id, "failed");
+    assert!(
+        step(&doc, "a")["error"]
+            .as_str()
+            .unwrap()
+            .contains("not signed"),
+        "{doc}"
+    );
+    assert_eq!(step(&doc, "b")["state"], "cancelled");
+
+    // The schedule's workflows run, signed by the server that stored the schedule.
+    let launched = wait_for(LIMIT, "a tick's workflow", || {
+        run(
+            Some(&url),
+            &[
+                "jobs",
+                "default",
+                "--state",
+                "completed",
+                "--limit",
+                "500",
+                "--json",
+            ],
+        )
+        .json()["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["kind"] == "flow")
+            .map(|j| j["result"].as_str().unwrap().to_owned())
+    });
+    assert!(launched.starts_with("cron-signed-"), "{launched}");
+    wait_flow(&url, &launched, "succeeded");
+}
