@@ -131,15 +131,14 @@ impl Inspector {
     /// The queue that holds workflow `id`.
     async fn flow_queue(&self, id: &str) -> Result<String> {
         validate_flow_id(id)?;
-        let queues = self.queues().await?;
-        if !queues.is_empty() {
-            let mut pipe = redis::pipe();
-            for q in &queues {
-                pipe.exists(self.broker.keys(q).flow(id));
-            }
-            let found: Vec<bool> = pipe.query_async(&mut self.broker.conn()).await?;
-            if let Some((q, _)) = queues.iter().zip(found).find(|(_, f)| *f) {
-                return Ok(q.clone());
+        // One call per queue, not a pipeline: on a Cluster the queues are in different slots.
+        for queue in self.queues().await? {
+            let exists: bool = redis::cmd("EXISTS")
+                .arg(self.broker.keys(&queue).flow(id))
+                .query_async(&mut self.broker.conn())
+                .await?;
+            if exists {
+                return Ok(queue);
             }
         }
         Err(Error::not_found(format!(

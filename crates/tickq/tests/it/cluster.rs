@@ -150,16 +150,18 @@ async fn workflows_run_on_a_cluster() {
     let queues = queues_on_every_node(&cluster);
     let runs = Arc::new(Mutex::new(Vec::<String>::new()));
     let r = runs.clone();
-    let mut builder = Worker::builder(&client).concurrency(8).handler("step", move |job: Job| {
-        let runs = r.clone();
-        async move {
-            let parents = job.parent_results().await.map_err(JobError::retry)?;
-            runs.lock()
-                .unwrap()
-                .push(format!("{} {}", job.id(), parents.len()));
-            Ok::<_, JobError>(job.step().unwrap_or_default().to_owned())
-        }
-    });
+    let mut builder = Worker::builder(&client)
+        .concurrency(8)
+        .handler("step", move |job: Job| {
+            let runs = r.clone();
+            async move {
+                let parents = job.parent_results().await.map_err(JobError::retry)?;
+                runs.lock()
+                    .unwrap()
+                    .push(format!("{} {}", job.id(), parents.len()));
+                Ok::<_, JobError>(job.step().unwrap_or_default().to_owned())
+            }
+        });
     for q in &queues {
         builder = builder.queue(q, 1);
         let mut flow = tickq::Workflow::new(q, "fan-in").id(format!("f-{q}"));
