@@ -9,6 +9,7 @@ Workloads (queue `bench`, no-op jobs with payload {"i": index}, N = 20,000 by de
   enqueue-one        client.enqueue(...) awaited one by one (blocking calls)
   enqueue-one-async  await client.enqueue_async(...) one by one
   enqueue-bulk       one client.enqueue_bulk([...]) call with all N jobs
+  enqueue-bulk-async one await client.enqueue_bulk_async([...]) with all N jobs
   process-sync       N jobs enqueued in bulk first, then one Worker in this process drains them
                      with a plain-function no-op handler (thread pool), concurrency 8 and 64
   process-async      the same with an `async def` no-op handler on an asyncio loop
@@ -38,7 +39,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import tickq
 
 QUEUE = "bench"
-WORKLOADS = ["enqueue-one", "enqueue-one-async", "enqueue-bulk", "process-sync", "process-async"]
+WORKLOADS = ["enqueue-one", "enqueue-one-async", "enqueue-bulk", "enqueue-bulk-async", "process-sync", "process-async"]
 
 
 class PrivateRedis:
@@ -137,6 +138,19 @@ def enqueue_bulk(client: tickq.Client, n: int) -> Dict[str, float]:
     return {"rate": n / elapsed}
 
 
+def enqueue_bulk_async(url: str, n: int) -> Dict[str, float]:
+    async def main() -> float:
+        client = await tickq.Client.connect_async(url)
+        jobs = noop_jobs(n)
+        started = time.perf_counter()
+        await client.enqueue_bulk_async(jobs)
+        return time.perf_counter() - started
+
+    elapsed = asyncio.run(main())
+    assert counts(tickq.Client(url))["states"].get("pending") == n, "enqueue incomplete"
+    return {"rate": n / elapsed}
+
+
 def settle(client: tickq.Client, times: List[float], n: int, limit: float) -> None:
     deadline = time.monotonic() + limit
     while len(times) < n or counts(client)["processed"] < n:
@@ -224,6 +238,8 @@ def main() -> int:
             plan.append((w, lambda c: enqueue_one_async(url, args.n)))
         elif w == "enqueue-bulk":
             plan.append((w, lambda c: enqueue_bulk(c, args.n)))
+        elif w == "enqueue-bulk-async":
+            plan.append((w, lambda c: enqueue_bulk_async(url, args.n)))
         else:
             for conc in concurrencies:
                 plan.append(

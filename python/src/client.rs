@@ -467,14 +467,37 @@ fn document<T: serde::Serialize>(py: Python<'_>, doc: T) -> PyResult<Py<PyAny>> 
 
 #[pymethods]
 impl Client {
-    /// Connect to `url` (every form the Rust client takes).
+    /// Connect to `url` (every form the Rust client takes), with a private CA and a client
+    /// certificate for TLS when given.
     #[staticmethod]
-    fn connect(py: Python<'_>, aio: bool, url: String) -> PyResult<Py<PyAny>> {
+    #[pyo3(signature = (aio, url, ca_file=None, cert_file=None, key_file=None))]
+    fn connect(
+        py: Python<'_>,
+        aio: bool,
+        url: String,
+        ca_file: Option<std::path::PathBuf>,
+        cert_file: Option<std::path::PathBuf>,
+        key_file: Option<std::path::PathBuf>,
+    ) -> PyResult<Py<PyAny>> {
         let shown = tickq::redact_url(&url);
+        let mut tls = tickq::TlsFiles::new();
+        if let Some(ca) = ca_file {
+            tls = tls.ca_file(ca);
+        }
+        match (cert_file, key_file) {
+            (Some(cert), Some(key)) => tls = tls.client_cert(cert, key),
+            (None, None) => {}
+            _ => {
+                return Err(invalid(
+                    "a client certificate needs both cert_file and key_file",
+                ));
+            }
+        }
+        let options = tickq::ConnectOptions::new().tls(tls);
         bridge::run(
             py,
             aio,
-            async move { tickq::Client::connect(&url).await },
+            async move { tickq::Client::connect_with(&url, &options).await },
             boxed(move |py, inner: tickq::Client| {
                 let inspector = inner.inspector();
                 Ok(Py::new(
@@ -638,6 +661,108 @@ impl Client {
             py,
             aio,
             async move { inspector.nodes().await },
+            boxed(document),
+        )
+    }
+
+    /// One page of a queue's jobs in one state, with optional filters (the HTTP
+    /// API's `GET /api/queues/{queue}/jobs` document).
+    #[pyo3(signature = (aio, queue, state, kind=None, payload=None, error=None, cursor=None, limit=100))]
+    #[allow(clippy::too_many_arguments)]
+    fn jobs(
+        &self,
+        py: Python<'_>,
+        aio: bool,
+        queue: String,
+        state: &str,
+        kind: Option<String>,
+        payload: Option<String>,
+        error: Option<String>,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> PyResult<Py<PyAny>> {
+        let state: tickq::JobState = state
+            .parse()
+            .map_err(|e: tickq::Error| invalid(e.to_string()))?;
+        let filter = tickq::JobFilter {
+            kind,
+            payload,
+            error,
+            ..Default::default()
+        };
+        let inspector = self.inspector.clone();
+        let fut = async move {
+            inspector
+                .jobs(&queue, state, &filter, cursor.as_deref(), limit)
+                .await
+        };
+        bridge::run(py, aio, fut, boxed(document))
+    }
+
+    /// Pause (`pause` true) or resume a queue.
+    fn pause_queue(
+        &self,
+        py: Python<'_>,
+        aio: bool,
+        queue: String,
+        pause: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let inspector = self.inspector.clone();
+        let fut = async move {
+            if pause {
+                inspector.pause_queue(&queue).await
+            } else {
+                inspector.resume_queue(&queue).await
+            }
+        };
+        bridge::run(py, aio, fut, boxed(document))
+    }
+
+    /// Set a queue's limits across every node: `concurrency` (None: no limit) and `rate`
+    /// (`"50/1s"`, or None).
+    #[pyo3(signature = (aio, queue, concurrency=None, rate=None))]
+    fn set_limits(
+        &self,
+        py: Python<'_>,
+        aio: bool,
+        queue: String,
+        concurrency: Option<u32>,
+        rate: Option<String>,
+    ) -> PyResult<Py<PyAny>> {
+        let rate = rate
+            .map(|r| tickq::units::rate(&r))
+            .transpose()
+            .map_err(|e| invalid(e.to_string()))?;
+        let limits = tickq::QueueLimits { concurrency, rate };
+        let inspector = self.inspector.clone();
+        bridge::run(
+            py,
+            aio,
+            async move { inspector.set_limits(&queue, limits).await },
+            boxed(document),
+        )
+    }
+
+    fn limits(&self, py: Python<'_>, aio: bool, queue: String) -> PyResult<Py<PyAny>> {
+        let inspector = self.inspector.clone();
+        bridge::run(
+            py,
+            aio,
+            async move { inspector.limits(&queue).await },
+            boxed(document),
+        )
+    }
+
+    /// Delete every job of a queue in `state` (not active).
+    fn purge(&self, py: Python<'_>, aio: bool, queue: String, state: &str) -> PyResult<Py<PyAny>> {
+        let state: tickq::JobState = state
+            .parse()
+            .map_err(|e: tickq::Error| invalid(e.to_string()))?;
+        let inspector = self.inspector.clone();
+        bridge::run(
+            py,
+            aio,
+            async move { inspector.purge(&queue, state).await },
             boxed(document),
         )
     }

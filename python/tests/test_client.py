@@ -44,6 +44,51 @@ def test_a_redis_cluster_url_runs_jobs_and_locks() -> None:
         cluster.stop()
 
 
+def test_rediss_with_a_private_ca_and_a_client_certificate(tmp_path) -> None:
+    import subprocess
+
+    from helpers import free_port
+
+    def sh(*args: str) -> None:
+        subprocess.run(args, cwd=tmp_path, check=True, capture_output=True)
+
+    sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=tickq test CA")
+    for name, cn in (("server", "127.0.0.1"), ("client", "tickq client")):
+        sh("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}")
+        (tmp_path / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1\n" if name == "server" else "extendedKeyUsage=clientAuth\n")
+        sh("openssl", "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", f"{name}.crt", "-days", "1", "-extfile", f"{name}.ext")
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path), "--tls-cert-file", "server.crt", "--tls-key-file", "server.key",
+         "--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "yes"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"rediss://127.0.0.1:{port}"
+        certs = dict(ca_file=str(tmp_path / "ca.crt"), cert_file=str(tmp_path / "client.crt"), key_file=str(tmp_path / "client.key"))
+
+        def connected() -> bool:
+            try:
+                tickq.Client(url, **certs).stats()
+                return True
+            except tickq.Error:
+                return False
+
+        wait_for("redis-server to serve TLS", connected)
+        client = tickq.Client(url, **certs)
+        id = client.enqueue("q", "k", {"over": "tls"})
+        assert client.job(id).payload == {"over": "tls"}
+        # Without the client certificate Redis refuses the connection.
+        with pytest.raises(tickq.Error):
+            tickq.Client(url, ca_file=certs["ca_file"]).stats()
+        with pytest.raises(tickq.InvalidArgument, match="both"):
+            tickq.Client(url, ca_file=certs["ca_file"], cert_file=certs["cert_file"])
+    finally:
+        server.kill()
+        server.wait()
+
+
 def test_a_bad_url_names_the_problem() -> None:
     with pytest.raises(tickq.Error) as e:
         tickq.Client("http://127.0.0.1:6379")
@@ -184,6 +229,40 @@ def test_stats(client: tickq.Client) -> None:
     assert stats["a"]["states"]["pending"] == 1
     assert stats["a"]["states"]["scheduled"] == 1
     assert stats["a"]["paused"] is False
+
+
+def test_queue_admin(client: tickq.Client) -> None:
+    for i in range(5):
+        client.enqueue("q", "report" if i % 2 else "mail", {"n": i})
+    page = client.jobs("q", "pending", limit=2)
+    assert len(page["jobs"]) == 2 and page["next_cursor"]
+    rest = client.jobs("q", "pending", cursor=page["next_cursor"], limit=10)
+    assert len(rest["jobs"]) == 3
+    assert {j["payload"]["n"] for j in client.jobs("q", "pending", kind="report")["jobs"]} == {1, 3}
+    assert client.pause_queue("q")["paused"] is True
+    assert client.stats()["queues"][0]["paused"] is True
+    assert client.resume_queue("q")["paused"] is False
+    client.set_limits("q", concurrency=3, rate="50/1s")
+    limits = client.limits("q")["limits"]
+    assert limits["concurrency"] == 3 and limits["rate"] is not None
+    client.set_limits("q")
+    assert client.limits("q")["limits"]["concurrency"] is None
+    assert client.purge("q", "pending")["purged"] == 5
+    with pytest.raises(tickq.InvalidArgument):
+        client.purge("q", "finished")
+    with pytest.raises(tickq.InvalidArgument):
+        client.set_limits("q", rate="fast")
+
+    async def main() -> None:
+        assert (await client.pause_queue_async("q"))["paused"] is True
+        assert (await client.resume_queue_async("q"))["paused"] is False
+        await client.set_limits_async("q", concurrency=1)
+        assert (await client.limits_async("q"))["limits"]["concurrency"] == 1
+        await client.enqueue_async("q", "k")
+        assert len((await client.jobs_async("q", "pending"))["jobs"]) == 1
+        assert (await client.purge_async("q", "pending"))["purged"] == 1
+
+    asyncio.run(main())
 
 
 NIGHTLY = {

@@ -21,21 +21,47 @@ def _default_url() -> str:
     return os.environ.get("TICKQ_REDIS_URL") or DEFAULT_URL
 
 
+def _tls(ca_file: Optional[str], cert_file: Optional[str], key_file: Optional[str]) -> Tuple[Optional[str], Optional[str], Optional[str]]:
+    """TLS files as given, else from the environment the ``tickq`` verbs read."""
+    env = os.environ.get
+    return (ca_file or env("TICKQ_REDIS_CA"), cert_file or env("TICKQ_REDIS_CERT"), key_file or env("TICKQ_REDIS_KEY"))
+
+
 class Client:
     """A connection to tickq on one Redis: ``redis://[user:pass@]host:port[/db]``,
     ``rediss://`` (TLS), ``redis+unix:///path.sock``, ``redis-cluster://h1:p1,h2:p2`` or
     ``redis-sentinel://h1:p1,h2:p2/MASTER[/db]``. Without an URL: ``TICKQ_REDIS_URL``, else
-    ``redis://127.0.0.1:6379``. Safe to share between threads and tasks."""
+    ``redis://127.0.0.1:6379``. For TLS with a private CA or a client certificate: ``ca_file``,
+    ``cert_file`` and ``key_file`` (PEM), else ``TICKQ_REDIS_CA``, ``TICKQ_REDIS_CERT`` and
+    ``TICKQ_REDIS_KEY``. Safe to share between threads and tasks."""
 
     __slots__ = ("_n",)
 
-    def __init__(self, url: Optional[str] = None, *, _native: Optional[_tickq.Client] = None) -> None:
-        self._n = _native if _native is not None else _tickq.Client.connect(False, url or _default_url())
+    def __init__(
+        self,
+        url: Optional[str] = None,
+        *,
+        ca_file: Optional[str] = None,
+        cert_file: Optional[str] = None,
+        key_file: Optional[str] = None,
+        _native: Optional[_tickq.Client] = None,
+    ) -> None:
+        if _native is not None:
+            self._n = _native
+        else:
+            self._n = _tickq.Client.connect(False, url or _default_url(), *_tls(ca_file, cert_file, key_file))
 
     @classmethod
-    async def connect_async(cls, url: Optional[str] = None) -> "Client":
+    async def connect_async(
+        cls,
+        url: Optional[str] = None,
+        *,
+        ca_file: Optional[str] = None,
+        cert_file: Optional[str] = None,
+        key_file: Optional[str] = None,
+    ) -> "Client":
         """Connect without blocking the event loop."""
-        native = await _tickq.Client.connect(True, url or _default_url())
+        native = await _tickq.Client.connect(True, url or _default_url(), *_tls(ca_file, cert_file, key_file))
         return cls(_native=native)
 
     def __repr__(self) -> str:
@@ -171,6 +197,83 @@ class Client:
     async def nodes_async(self) -> Dict[str, Any]:
         """:meth:`nodes`, awaitable."""
         return await self._n.nodes(True)
+
+    # ---- queues ----
+
+    def jobs(
+        self,
+        queue: str,
+        state: str,
+        *,
+        kind: Optional[str] = None,
+        payload: Optional[str] = None,
+        error: Optional[str] = None,
+        cursor: Optional[str] = None,
+        limit: int = 100,
+    ) -> Dict[str, Any]:
+        """One page of a queue's jobs in ``state`` (scheduled pending active retry dead
+        completed cancelled), optionally only of ``kind``, whose payload or last error contains
+        a text: ``{"queue", "state", "jobs": [...], "next_cursor", "scanned"}``; pass
+        ``next_cursor`` back as ``cursor`` for the next page (``GET /api/queues/{q}/jobs``)."""
+        return self._n.jobs(False, queue, state, kind, payload, error, cursor, limit)
+
+    async def jobs_async(
+        self,
+        queue: str,
+        state: str,
+        *,
+        kind: Optional[str] = None,
+        payload: Optional[str] = None,
+        error: Optional[str] = None,
+        cursor: Optional[str] = None,
+        limit: int = 100,
+    ) -> Dict[str, Any]:
+        """:meth:`jobs`, awaitable."""
+        return await self._n.jobs(True, queue, state, kind, payload, error, cursor, limit)
+
+    def pause_queue(self, queue: str) -> Dict[str, Any]:
+        """Stop every worker from starting jobs of ``queue`` (running ones finish)."""
+        return self._n.pause_queue(False, queue, True)
+
+    async def pause_queue_async(self, queue: str) -> Dict[str, Any]:
+        """:meth:`pause_queue`, awaitable."""
+        return await self._n.pause_queue(True, queue, True)
+
+    def resume_queue(self, queue: str) -> Dict[str, Any]:
+        """Let workers start jobs of a paused queue again."""
+        return self._n.pause_queue(False, queue, False)
+
+    async def resume_queue_async(self, queue: str) -> Dict[str, Any]:
+        """:meth:`resume_queue`, awaitable."""
+        return await self._n.pause_queue(True, queue, False)
+
+    def set_limits(self, queue: str, *, concurrency: Optional[int] = None, rate: Optional[str] = None) -> Dict[str, Any]:
+        """Replace a queue's limits, for every worker on every node: at most ``concurrency``
+        jobs active, at most ``rate`` starts (``"50/1s"``). None: no limit."""
+        return self._n.set_limits(False, queue, concurrency, rate)
+
+    async def set_limits_async(
+        self, queue: str, *, concurrency: Optional[int] = None, rate: Optional[str] = None
+    ) -> Dict[str, Any]:
+        """:meth:`set_limits`, awaitable."""
+        return await self._n.set_limits(True, queue, concurrency, rate)
+
+    def limits(self, queue: str) -> Dict[str, Any]:
+        """A queue's limits: ``{"queue", "limits": {"concurrency", "rate"}}``."""
+        return self._n.limits(False, queue)
+
+    async def limits_async(self, queue: str) -> Dict[str, Any]:
+        """:meth:`limits`, awaitable."""
+        return await self._n.limits(True, queue)
+
+    def purge(self, queue: str, state: str) -> Dict[str, Any]:
+        """Delete every job of ``queue`` in ``state`` (active jobs are refused: cancel them);
+        answers ``{"queue", "state", "purged"}``."""
+        return self._n.purge(False, queue, state)
+
+    async def purge_async(self, queue: str, state: str) -> Dict[str, Any]:
+        """:meth:`purge`, awaitable."""
+        return await self._n.purge(True, queue, state)
 
     # ---- schedules ----
 

@@ -83,11 +83,31 @@ impl Target {
         })
     }
 
+    /// Empty Redis. `FLUSHALL ASYNC`, then wait until the background free is done: a
+    /// synchronous FLUSHALL of millions of keys takes longer than a reply may (it timed out
+    /// after a 1,000,000-job run), and the next run's memory figures must start from empty.
     pub async fn flushall(&self) -> Result<()> {
         redis::cmd("FLUSHALL")
+            .arg("ASYNC")
             .exec_async(&mut self.admin.clone())
             .await
-            .context("FLUSHALL")
+            .context("FLUSHALL")?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let memory = self.info("memory").await?;
+            let pending: u64 = memory
+                .get("lazyfree_pending_objects")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if pending == 0 {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "FLUSHALL ASYNC: {pending} objects still to free after 120 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// One `INFO` section as field → value.

@@ -36,7 +36,7 @@ impl TestCerts {
         certs.make_leaf(
             "server",
             "localhost",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
         );
         certs.make_leaf("client", "tickq", "extendedKeyUsage=clientAuth\n");
         certs

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::certs::TestCerts;
 use crate::server::TestRedis;
+use std::sync::Arc;
 
 /// Fixed by the Redis Cluster specification.
 const SLOTS: usize = 16_384;
@@ -32,6 +34,7 @@ const NODE_TIMEOUT_MS: &str = "5000";
 #[derive(Debug)]
 pub struct TestCluster {
     nodes: Vec<TestRedis>,
+    certs: Option<Arc<TestCerts>>,
 }
 
 impl TestCluster {
@@ -47,50 +50,83 @@ impl TestCluster {
     /// If `primaries` is 0 or more than 16384, if a node fails to start, or if the cluster
     /// is not formed within 10 seconds.
     pub fn start(primaries: usize) -> Self {
+        Self::start_with(primaries, None)
+    }
+
+    /// Like [`start`](Self::start), with every node serving TLS only (certificates of one
+    /// private CA: [`certs`](Self::certs)), also on the cluster bus. [`urls`](Self::urls)
+    /// are then `rediss://` and [`cluster_url`](Self::cluster_url) is `rediss-cluster://`;
+    /// [`client`](Self::client) and [`conn`](Self::conn) do not work (they carry no CA), but
+    /// each node's [`TestRedis::client`] does, over its plain unix socket.
+    pub fn start_tls(primaries: usize) -> Self {
+        Self::start_with(primaries, Some(Arc::new(TestCerts::generate())))
+    }
+
+    fn start_with(primaries: usize, certs: Option<Arc<TestCerts>>) -> Self {
         assert!(
             (1..=SLOTS).contains(&primaries),
             "a cluster needs between 1 and {SLOTS} primaries, not {primaries}"
         );
-        let nodes = (0..primaries)
-            .map(|i| {
-                TestRedis::builder()
-                    .tcp()
-                    .cluster_bus()
-                    .extra_args(["--cluster-enabled", "yes"])
-                    // Relative to the node's directory, which redis-server runs in.
-                    .extra_args([
-                        "--cluster-config-file".to_owned(),
-                        format!("nodes-{i}.conf"),
-                    ])
-                    .extra_args(["--cluster-node-timeout", NODE_TIMEOUT_MS])
-                    // Otherwise a node learns its own address from its peers, and until it
-                    // does, CLUSTER SLOTS reports it with an empty IP.
-                    .extra_args(["--cluster-announce-ip", "127.0.0.1"])
-                    .start()
-            })
-            .collect();
-        let cluster = Self { nodes };
+        let nodes =
+            (0..primaries)
+                .map(|i| {
+                    let builder =
+                        match &certs {
+                            Some(certs) => TestRedis::builder()
+                                .tls_with(certs.clone())
+                                .extra_args(["--tls-cluster", "yes", "--tls-replication", "yes"]),
+                            None => TestRedis::builder().tcp(),
+                        };
+                    builder
+                        .cluster_bus()
+                        .extra_args(["--cluster-enabled", "yes"])
+                        // Relative to the node's directory, which redis-server runs in.
+                        .extra_args([
+                            "--cluster-config-file".to_owned(),
+                            format!("nodes-{i}.conf"),
+                        ])
+                        .extra_args(["--cluster-node-timeout", NODE_TIMEOUT_MS])
+                        // Otherwise a node learns its own address from its peers, and until it
+                        // does, CLUSTER SLOTS reports it with an empty IP.
+                        .extra_args(["--cluster-announce-ip", "127.0.0.1"])
+                        .start()
+                })
+                .collect();
+        let cluster = Self { nodes, certs };
         cluster.form();
         cluster
     }
 
-    /// The nodes' URLs (`redis://127.0.0.1:PORT`), in node order.
+    /// The private CA and certificates of a cluster started with
+    /// [`start_tls`](Self::start_tls).
+    pub fn certs(&self) -> Option<&TestCerts> {
+        self.certs.as_deref()
+    }
+
+    /// The nodes' URLs (`redis://127.0.0.1:PORT`, or `rediss://` over TLS), in node order.
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(TestRedis::url).collect()
     }
 
-    /// The cluster as tickq names it: `redis-cluster://127.0.0.1:P1,127.0.0.1:P2,...`.
+    /// The cluster as tickq names it: `redis-cluster://127.0.0.1:P1,127.0.0.1:P2,...`
+    /// (`rediss-cluster://` over TLS).
     pub fn cluster_url(&self) -> String {
         let hosts: Vec<String> = self
             .urls()
             .iter()
             .map(|u| {
                 u.trim_start_matches("redis://")
+                    .trim_start_matches("rediss://")
                     .trim_end_matches('/')
                     .to_owned()
             })
             .collect();
-        format!("redis-cluster://{}", hosts.join(","))
+        let scheme = if self.certs.is_some() {
+            "rediss-cluster"
+        } else {
+            "redis-cluster"
+        };
+        format!("{scheme}://{}", hosts.join(","))
     }
 
     /// Node `i`, for its URL, port or a direct connection.

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::certs::TestCerts;
 use crate::process::{self, POLL_INTERVAL};
 use crate::server::{TestRedis, server_binary};
+use std::sync::Arc;
 
 /// The sentinel starts in milliseconds; the rest is headroom for slow CI machines.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,6 +47,9 @@ pub struct TestSentinel {
     master: usize,
     sentinel: Child,
     sentinel_port: u16,
+    /// A TLS set's certificates and the sentinel's TLS port (its plain port stays open for
+    /// the testkit's own connections).
+    tls: Option<(Arc<TestCerts>, u16)>,
     // Last, so that the directory outlives the process in `Drop`.
     dir: TempDir,
 }
@@ -61,10 +66,32 @@ impl TestSentinel {
     /// If `redis-server` cannot be found or cannot run as a sentinel, or the set is not
     /// ready within 10 seconds.
     pub fn start() -> Self {
-        let primary = TestRedis::builder().tcp().start();
+        Self::start_with(None)
+    }
+
+    /// Like [`start`](Self::start), with the primary, the replica and the sentinel serving
+    /// TLS with certificates of one private CA ([`certs`](Self::certs)), replication and the
+    /// sentinel's links over TLS too; [`url`](Self::url) is then `rediss-sentinel://` on the
+    /// sentinel's TLS port. The testkit's own connections use plain ports and sockets.
+    pub fn start_tls() -> Self {
+        Self::start_with(Some(Arc::new(TestCerts::generate())))
+    }
+
+    /// The private CA and certificates of a set started with [`start_tls`](Self::start_tls).
+    pub fn certs(&self) -> Option<&TestCerts> {
+        self.tls.as_ref().map(|(certs, _)| &**certs)
+    }
+
+    fn start_with(certs: Option<Arc<TestCerts>>) -> Self {
+        let node = || match &certs {
+            Some(certs) => TestRedis::builder()
+                .tls_with(certs.clone())
+                .extra_args(["--tls-replication", "yes"]),
+            None => TestRedis::builder().tcp(),
+        };
+        let primary = node().start();
         let primary_port = primary.port().expect("a tcp server has a port");
-        let replica = TestRedis::builder()
-            .tcp()
+        let replica = node()
             .extra_args(["--replicaof".to_owned(), "127.0.0.1".to_owned()])
             .extra_args([primary_port.to_string()])
             .start();
@@ -75,13 +102,17 @@ impl TestSentinel {
         let mut last_error = String::new();
         for _ in 0..START_ATTEMPTS {
             let port = process::free_port(false);
-            match launch(&dir, port, primary_port) {
+            let tls = certs
+                .as_ref()
+                .map(|certs| (certs.clone(), process::free_port(false)));
+            match launch(&dir, port, primary_port, tls.as_ref()) {
                 Ok(sentinel) => {
                     let set = Self {
                         nodes: [primary, replica],
                         master: 0,
                         sentinel,
                         sentinel_port: port,
+                        tls,
                         dir,
                     };
                     set.wait_ready();
@@ -98,13 +129,20 @@ impl TestSentinel {
         );
     }
 
-    /// `redis-sentinel://127.0.0.1:PORT/mymaster`, the URL tickq connects with.
+    /// `redis-sentinel://127.0.0.1:PORT/mymaster` (`rediss-sentinel://` on the TLS port of
+    /// a TLS set), the URL tickq connects with.
     pub fn url(&self) -> String {
-        format!(
-            "redis-sentinel://127.0.0.1:{}/{}",
-            self.sentinel_port,
-            Self::MASTER_NAME
-        )
+        match &self.tls {
+            None => format!(
+                "redis-sentinel://127.0.0.1:{}/{}",
+                self.sentinel_port,
+                Self::MASTER_NAME
+            ),
+            Some((_, tls_port)) => format!(
+                "rediss-sentinel://127.0.0.1:{tls_port}/{}",
+                Self::MASTER_NAME
+            ),
+        }
     }
 
     /// The sentinel's TCP port.
@@ -232,18 +270,35 @@ impl Drop for TestSentinel {
 
 /// Writes the sentinel's configuration (Sentinel rewrites it as it learns, so it must be a
 /// file of its own) and starts it; returns once it answers.
-fn launch(dir: &TempDir, port: u16, primary_port: u16) -> Result<Child, String> {
+fn launch(
+    dir: &TempDir,
+    port: u16,
+    primary_port: u16,
+    tls: Option<&(Arc<TestCerts>, u16)>,
+) -> Result<Child, String> {
     let path = dir.path();
-    let config = format!(
-        "port {port}\nbind 127.0.0.1\ndaemonize no\ndir {dir}\nlogfile {log}\n\
+    let tls = match tls {
+        None => String::new(),
+        // Clients need no certificate; the sentinel's own links to the servers speak TLS.
+        Some((certs, tls_port)) => format!(
+            "tls-port {tls_port}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n\
+             tls-auth-clients no\ntls-replication yes\n",
+            certs.server_cert().display(),
+            certs.server_key().display(),
+            certs.ca().display()
+        ),
+    };
+    let config = tls
+        + &format!(
+            "port {port}\nbind 127.0.0.1\ndaemonize no\ndir {dir}\nlogfile {log}\n\
          sentinel resolve-hostnames no\n\
          sentinel monitor {name} 127.0.0.1 {primary_port} 1\n\
          sentinel down-after-milliseconds {name} 1000\n\
          sentinel failover-timeout {name} 5000\n",
-        dir = path.display(),
-        log = path.join(LOG_FILE).display(),
-        name = TestSentinel::MASTER_NAME,
-    );
+            dir = path.display(),
+            log = path.join(LOG_FILE).display(),
+            name = TestSentinel::MASTER_NAME,
+        );
     let config_path: PathBuf = path.join(CONFIG_FILE);
     fs::write(&config_path, config).expect("writing the sentinel's configuration");
     let stdio = File::create(path.join(STDIO_FILE)).expect("creating the sentinel's stdio log");

@@ -9,6 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -55,6 +56,8 @@ pub struct TestRedisBuilder {
     extra_args: Vec<OsString>,
     cluster_bus: bool,
     tls: Option<Tls>,
+    /// Certificates shared with other servers (a TLS Cluster's nodes); new ones otherwise.
+    shared_certs: Option<Arc<TestCerts>>,
 }
 
 /// How a TLS server treats clients.
@@ -83,6 +86,14 @@ impl TestRedisBuilder {
     /// (`--tls-auth-clients yes`; [`TestCerts::client_cert`] is one).
     pub fn tls_client_certs(mut self) -> Self {
         self.tls = Some(Tls::ClientCerts);
+        self
+    }
+
+    /// Like [`tls`](Self::tls) with these certificates, so that several servers (a Cluster's
+    /// nodes) share one CA.
+    pub(crate) fn tls_with(mut self, certs: Arc<TestCerts>) -> Self {
+        self.tls = Some(Tls::ServerOnly);
+        self.shared_certs = Some(certs);
         self
     }
 
@@ -135,7 +146,11 @@ impl TestRedisBuilder {
             .prefix("tickq-redis-")
             .tempdir()
             .expect("creating a temporary directory for redis-server");
-        let certs = self.tls.map(|_| TestCerts::generate());
+        let certs = match (self.tls, self.shared_certs) {
+            (None, _) => None,
+            (Some(_), Some(shared)) => Some(shared),
+            (Some(_), None) => Some(Arc::new(TestCerts::generate())),
+        };
         let socket = dir.path().join("redis.sock");
         let listener = if let Some(tls) = self.tls {
             Listener::Tls {
@@ -235,7 +250,7 @@ pub struct TestRedis {
     child: Option<Child>,
     paused: bool,
     /// The private CA and certificates of a TLS server.
-    certs: Option<TestCerts>,
+    certs: Option<Arc<TestCerts>>,
     // Last, so that the directory outlives the process in `Drop`.
     dir: TempDir,
 }
@@ -291,6 +306,7 @@ impl TestRedis {
             extra_args: Vec::new(),
             cluster_bus: false,
             tls: None,
+            shared_certs: None,
         }
     }
 
@@ -325,7 +341,7 @@ impl TestRedis {
     /// The private CA and certificates of a server started with
     /// [`TestRedisBuilder::tls`] or [`TestRedisBuilder::tls_client_certs`].
     pub fn certs(&self) -> Option<&TestCerts> {
-        self.certs.as_ref()
+        self.certs.as_deref()
     }
 
     /// The server's working directory: append-only file, `redis.log`, and

@@ -75,6 +75,14 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Deploying safely
+//!
+//! [`Client::connect_with`] takes [`ConnectOptions`]: for `rediss://` with a private CA or a
+//! client certificate, [`TlsFiles`]; a failed handshake is [`ErrorKind::Tls`] and names the
+//! setting to fix. [`Client::doctor`] checks a deployment (Redis version, persistence, an
+//! evicting `maxmemory-policy`, memory, this node's clock against Redis', this user's ACL) and
+//! answers a serialisable [`doctor::Report`]. `docs/operations.md` has a least-privilege ACL.
+//!
 //! # Metrics
 //!
 //! Workers emit through the [`metrics`](https://docs.rs/metrics) facade: nothing is recorded

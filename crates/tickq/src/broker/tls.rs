@@ -98,41 +98,90 @@ fn certificates_in(pem: &[u8], path: &Path, what: &str) -> Result<usize> {
 /// The error for a connection that failed in the TLS handshake, or `None` when `e` is not
 /// about TLS. Each message names the setting that fixes it, in the words of [`TlsFiles`].
 pub(crate) fn failure(url: &str, e: &RedisError) -> Option<Error> {
-    let tls = rustls_error(e)?;
+    let problem = match rustls_error(e) {
+        Some(tls) => Problem::of(tls),
+        // The Cluster client keeps only the text of the error of its first connections.
+        None => Problem::from_text(&e.to_string())?,
+    };
     let at = redact_url(url);
-    let message = match tls {
-        rustls::Error::InvalidCertificate(cert) => {
-            use rustls::CertificateError as C;
-            match cert {
-                C::UnknownIssuer | C::BadSignature | C::UnhandledCriticalExtension => format!(
-                    "Redis' TLS certificate at {at} is not trusted ({cert:?}): set ca_file to \
-                     the CA that signed Redis' certificate"
-                ),
-                C::NotValidForName | C::NotValidForNameContext { .. } => format!(
-                    "Redis' TLS certificate is not valid for the host in {at} ({cert:?}): \
-                     connect with a host name the certificate names"
-                ),
-                C::Expired | C::ExpiredContext { .. } | C::NotValidYet => format!(
-                    "Redis' TLS certificate at {at} is expired or not valid yet ({cert:?}); \
-                     renew it, or check this machine's clock"
-                ),
-                other => format!(
-                    "Redis' TLS certificate at {at} was refused ({other:?}): check the CA file \
-                     (ca_file) and the certificate Redis serves"
-                ),
-            }
-        }
-        rustls::Error::AlertReceived(alert) => format!(
-            "Redis at {at} refused the TLS handshake ({alert:?}): if it requires client \
+    let message = match problem {
+        Problem::Untrusted(why) => format!(
+            "Redis' TLS certificate at {at} is not trusted ({why}): set ca_file to the CA that \
+             signed Redis' certificate"
+        ),
+        Problem::WrongName(why) => format!(
+            "Redis' TLS certificate is not valid for the host in {at} ({why}): connect with a \
+             host name the certificate names"
+        ),
+        Problem::Expired(why) => format!(
+            "Redis' TLS certificate at {at} is expired or not valid yet ({why}); renew it, or \
+             check this machine's clock"
+        ),
+        Problem::OtherCertificate(why) => format!(
+            "Redis' TLS certificate at {at} was refused ({why}): check the CA file (ca_file) \
+             and the certificate Redis serves"
+        ),
+        Problem::Refused(why) => format!(
+            "Redis at {at} refused the TLS handshake ({why}): if it requires client \
              certificates (tls-auth-clients), set cert_file and key_file to a certificate \
              signed by the CA Redis trusts"
         ),
-        rustls::Error::NoCertificatesPresented => {
-            format!("Redis at {at} presented no TLS certificate; check its tls-cert-file")
-        }
-        other => format!("TLS to Redis at {at} failed: {other}"),
+        Problem::Other(why) => format!("TLS to Redis at {at} failed: {why}"),
     };
     Some(Error::new(ErrorKind::Tls, message))
+}
+
+/// What went wrong in a handshake, with rustls' words for it.
+enum Problem {
+    Untrusted(String),
+    WrongName(String),
+    Expired(String),
+    OtherCertificate(String),
+    Refused(String),
+    Other(String),
+}
+
+impl Problem {
+    fn of(tls: &rustls::Error) -> Problem {
+        use rustls::CertificateError as C;
+        match tls {
+            rustls::Error::InvalidCertificate(cert) => {
+                let why = format!("{cert:?}");
+                match cert {
+                    C::UnknownIssuer | C::BadSignature | C::UnhandledCriticalExtension => {
+                        Problem::Untrusted(why)
+                    }
+                    C::NotValidForName | C::NotValidForNameContext { .. } => {
+                        Problem::WrongName(why)
+                    }
+                    C::Expired | C::ExpiredContext { .. } | C::NotValidYet => Problem::Expired(why),
+                    _ => Problem::OtherCertificate(why),
+                }
+            }
+            rustls::Error::AlertReceived(alert) => Problem::Refused(format!("{alert:?}")),
+            other => Problem::Other(other.to_string()),
+        }
+    }
+
+    /// The same from rustls' `Display` text, when only that is left.
+    fn from_text(text: &str) -> Option<Problem> {
+        if let Some((_, rest)) = text.split_once("invalid peer certificate: ") {
+            let why = rest.split([')', ' ']).next().unwrap_or(rest).to_owned();
+            return Some(match why.as_str() {
+                "UnknownIssuer" | "BadSignature" | "UnhandledCriticalExtension" => {
+                    Problem::Untrusted(why)
+                }
+                w if w.starts_with("NotValidForName") => Problem::WrongName(why),
+                w if w.starts_with("Expired") || w == "NotValidYet" => Problem::Expired(why),
+                _ => Problem::OtherCertificate(why),
+            });
+        }
+        if let Some((_, rest)) = text.split_once("received fatal alert: ") {
+            let why = rest.split([')', ' ']).next().unwrap_or(rest).to_owned();
+            return Some(Problem::Refused(why));
+        }
+        None
+    }
 }
 
 /// The rustls error somewhere in `e`'s chain of causes.

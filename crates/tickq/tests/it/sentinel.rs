@@ -52,6 +52,47 @@ async fn sentinel_url_finds_the_master_and_a_worker_runs_its_jobs() {
     assert_eq!(count(&direct, "q", JobState::Completed).await, 20);
 }
 
+/// TLS to the sentinels and the servers they name (`rediss-sentinel://`), with a private CA:
+/// jobs run, a failover is followed, and a wrong CA is refused with a certificate message.
+#[tokio::test(flavor = "multi_thread")]
+async fn sentinel_over_tls_with_a_private_ca_runs_jobs_and_follows_a_failover() {
+    use tickq::{ConnectOptions, ErrorKind, TlsFiles};
+    let mut set = TestSentinel::start_tls();
+    let url = set.url();
+    assert!(url.starts_with("rediss-sentinel://"), "{url}");
+    let ca = set.certs().unwrap().ca();
+    let options = ConnectOptions::new().tls(TlsFiles::new().ca_file(&ca));
+    let client = Client::connect_with(&url, &options).await.unwrap();
+    let bulk = (0..10).map(|i| NewJob::new("q", "work").payload(i.into()));
+    client.enqueue_bulk(bulk.collect()).await.unwrap();
+    let worker = spawn(worker(&client, "q", Duration::ZERO));
+    wait_until(LIMIT, "every job completed", || async {
+        count(&client, "q", JobState::Completed).await == 10
+    })
+    .await;
+    set.failover();
+    wait_until(LIMIT, "an enqueue after the failover completes", || async {
+        let Ok(job) = client.enqueue(NewJob::new("q", "work")).await else {
+            return false;
+        };
+        wait_until(LIMIT, "the job after the failover completed", || async {
+            client
+                .job("q", &job.id)
+                .await
+                .is_ok_and(|j| j.state == JobState::Completed)
+        })
+        .await;
+        true
+    })
+    .await;
+    worker.stop().await;
+
+    let other = set.certs().unwrap().other_ca();
+    let untrusted = ConnectOptions::new().tls(TlsFiles::new().ca_file(&other));
+    let err = Client::connect_with(&url, &untrusted).await.err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
+}
+
 /// A failover in the middle of a run. Jobs enqueued (or finished) on the old primary in the
 /// seconds between the replica's promotion and the old primary's demotion are lost with it:
 /// replication is asynchronous and Sentinel demotes the old primary only about 8 s after the

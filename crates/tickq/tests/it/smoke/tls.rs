@@ -131,3 +131,33 @@ async fn tls_settings_that_cannot_work_are_named_before_connecting() {
         assert!(err.message().contains(why), "{why}: {err}");
     }
 }
+
+/// A Cluster whose nodes speak TLS only, also between themselves: `rediss-cluster://` with the
+/// private CA reaches every node (the seed, and those the slot map names).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_cluster_with_a_private_ca_runs_jobs_on_every_node() {
+    let cluster = tickq_testkit::TestCluster::start_tls(3);
+    let url = cluster.cluster_url();
+    assert!(url.starts_with("rediss-cluster://"), "{url}");
+    let ca = cluster.certs().unwrap().ca();
+    let options = ConnectOptions::new().tls(TlsFiles::new().ca_file(&ca));
+    let client = Client::connect_with(&url, &options).await.unwrap();
+    // Queues whose hash tags fall on different nodes.
+    for queue in ["tls", "a", "b", "c", "d"] {
+        let id = client
+            .enqueue(NewJob::new(queue, "echo").payload(1.into()))
+            .await
+            .unwrap()
+            .id;
+        assert_eq!(
+            client.job(queue, &id).await.unwrap().state,
+            JobState::Pending
+        );
+    }
+    run_one_job(&client).await;
+
+    let untrusted =
+        ConnectOptions::new().tls(TlsFiles::new().ca_file(cluster.certs().unwrap().other_ca()));
+    let err = Client::connect_with(&url, &untrusted).await.err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
+}
