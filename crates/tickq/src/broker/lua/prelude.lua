@@ -211,7 +211,10 @@ local function flow_ended(prefix, flow_key, step, outcome, result, now)
   while i <= #work do
     local s, out, res = work[i][1], work[i][2], work[i][3]
     i = i + 1
-    if redis.call('HSETNX', flow_key, 'e:' .. s, out) == 1 then
+    -- HEXISTS then HSET, not HSETNX: one script, so just as atomic, and no command beyond
+    -- the documented ACL (docs/operations.md).
+    if redis.call('HEXISTS', flow_key, 'e:' .. s) == 0 then
+      redis.call('HSET', flow_key, 'e:' .. s, out)
       redis.call('HINCRBY', flow_key, out, 1)
       if res and res ~= '' then redis.call('HSET', flow_key, 'r:' .. s, res) end
       local ok = out == 'completed' or out == 'skipped'
