@@ -105,7 +105,8 @@ pub enum Command {
     Stats(OutputArgs),
     /// Run a dead, cancelled, retry or scheduled job now.
     Retry(IdArgs),
-    /// Send a waiting (scheduled, pending or retry) job to dead; it can be retried later.
+    /// Send a job that is not running (waiting, scheduled, pending or retry) to dead; it can be
+    /// retried later.
     Kill(IdArgs),
     /// Delete a job that is not running.
     Delete(IdArgs),
@@ -123,6 +124,10 @@ pub enum Command {
     /// Locks: run a program while holding a lock, and the lock's fenced values.
     #[command(subcommand)]
     Lock(LockCommand),
+    /// Workflows: DAGs of jobs where each step starts when its parents have ended
+    /// (docs/workflows.md).
+    #[command(subcommand)]
+    Flow(FlowCommand),
     /// Check the deployment: Redis version, persistence, eviction policy, memory, this
     /// machine's clock against Redis', this user's ACL permissions, and (with --config) the
     /// [exec] allow list. Exits 1 when something is wrong, naming each problem and what to do;
@@ -241,6 +246,38 @@ pub struct ExecArgs {
     pub cmd: Vec<String>,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum FlowCommand {
+    /// Submit the workflow FILE describes (TOML: name, queue, [[step]] tables); prints its id.
+    /// Running a file with a fixed id (`id = "..."` or --id) again creates nothing.
+    Run(FlowRunArgs),
+    /// Show a workflow: its state and each step's state.
+    Show(FlowIdArgs),
+    /// Cancel a workflow: running steps are stopped, the others cancelled.
+    Cancel(FlowIdArgs),
+    /// Start a failed workflow's dead and cancelled steps over.
+    Retry(FlowIdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FlowRunArgs {
+    /// The workflow file (TOML).
+    pub file: String,
+    /// The workflow id (overrides the file's `id`). Default: a fresh UUID.
+    #[arg(long)]
+    pub id: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FlowIdArgs {
+    /// The workflow id.
+    pub id: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
 #[derive(Debug, Args)]
 pub struct IdArgs {
     /// The job id.
@@ -287,7 +324,7 @@ pub struct FilterArgs {
 pub struct JobsArgs {
     /// The queue.
     pub queue: String,
-    /// Only jobs in this state: scheduled pending active retry dead completed cancelled
+    /// Only jobs in this state: waiting scheduled pending active retry dead completed cancelled
     /// [default: all, in that order; with a filter or --cursor: pending].
     #[arg(long, value_name = "STATE")]
     pub state: Option<String>,
@@ -309,7 +346,7 @@ pub struct BulkArgs {
     pub queue: String,
     /// What to do: retry, kill, delete or cancel.
     pub action: String,
-    /// The jobs' state: scheduled pending active retry dead completed cancelled.
+    /// The jobs' state: waiting scheduled pending active retry dead completed cancelled.
     #[arg(long, value_name = "STATE")]
     pub state: String,
     #[command(flatten)]
@@ -384,7 +421,7 @@ pub struct QueueArgs {
 pub struct QueuePurgeArgs {
     /// The queue.
     pub queue: String,
-    /// The state whose jobs go: scheduled pending retry dead completed cancelled.
+    /// The state whose jobs go: waiting scheduled pending retry dead completed cancelled.
     #[arg(long, value_name = "STATE", required = true)]
     pub state: String,
     #[command(flatten)]

@@ -41,7 +41,9 @@
 //! `[[cron]]` exec tasks a server stores. A server without a secret ignores `sig`.
 //!
 //! The program sees `TICKQ_JOB_ID`, `TICKQ_QUEUE`, `TICKQ_ATTEMPT`, `TICKQ_FENCE`,
-//! `TICKQ_NODE`, and when the job carries them, `TICKQ_SCHEDULED_AT` and `TICKQ_CRON`. It runs
+//! `TICKQ_NODE`, and when the job carries them, `TICKQ_SCHEDULED_AT` and `TICKQ_CRON`. A workflow
+//! step also sees `TICKQ_FLOW_ID`, `TICKQ_STEP` and `TICKQ_PARENTS_FILE`: a JSON file (removed
+//! when the program ends) mapping each parent step to its result (its stdout), or null. It runs
 //! in its own process group; when the job is stopped (lease lost, cancelled, forced shutdown)
 //! or times out, the whole group gets SIGTERM and, after [`KILL_GRACE`], SIGKILL.
 
@@ -72,7 +74,7 @@ const TAIL_BYTES: usize = 4096;
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
 
 /// The environment variables tickq sets; the job cannot set or inherit them.
-const TICKQ_VARS: [&str; 7] = [
+const TICKQ_VARS: [&str; 10] = [
     "TICKQ_JOB_ID",
     "TICKQ_QUEUE",
     "TICKQ_ATTEMPT",
@@ -80,7 +82,44 @@ const TICKQ_VARS: [&str; 7] = [
     "TICKQ_SCHEDULED_AT",
     "TICKQ_CRON",
     "TICKQ_NODE",
+    "TICKQ_FLOW_ID",
+    "TICKQ_STEP",
+    "TICKQ_PARENTS_FILE",
 ];
+
+/// A workflow step's parents' results, in a file that goes when the step's program ends.
+struct ParentsFile(PathBuf);
+
+impl ParentsFile {
+    /// Write the results of `job`'s parents; `None` for a job with no parents.
+    async fn write(job: &Job) -> Result<Option<ParentsFile>, JobError> {
+        if job.parents().is_empty() {
+            return Ok(None);
+        }
+        let results = job
+            .parent_results()
+            .await
+            .map_err(|e| JobError::retry(format!("could not read the parents' results: {e}")))?;
+        let text = serde_json::to_string(&results).expect("a map of strings serialises");
+        // The job id and fence make the name unique among the attempts on this node.
+        let name = format!(
+            "tickq-parents-{}-{}.json",
+            job.id()
+                .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"),
+            job.fence()
+        );
+        let path = std::env::temp_dir().join(name);
+        std::fs::write(&path, text)
+            .map_err(|e| JobError::retry(format!("could not write {}: {e}", path.display())))?;
+        Ok(Some(ParentsFile(path)))
+    }
+}
+
+impl Drop for ParentsFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
 
 /// An exec job's payload.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,7 +191,8 @@ impl Binding {
         }
     }
 
-    /// Every job of schedule `name` (ids `cron:NAME:...`, meta `cron` = NAME) in `queue`.
+    /// Every job of schedule `name` (ids `cron:NAME:...`, meta `cron` = NAME) in `queue`, and
+    /// the steps of the workflows it fires (ids `flow:cron-NAME-...`, meta `cron` = NAME).
     pub fn schedule(queue: &str, name: &str) -> Binding {
         Binding {
             queue: queue.to_owned(),
@@ -169,7 +209,13 @@ impl Binding {
     /// scheduler makes for that schedule.
     fn claimed(queue: &str, id: &str, cron: Option<&str>) -> Binding {
         match cron {
-            Some(name) if id.starts_with(&format!("cron:{name}:")) => {
+            Some(name)
+                if id.starts_with(&format!("cron:{name}:"))
+                    || id.starts_with(&format!(
+                        "flow:{}",
+                        crate::flow_kind::cron_flow_prefix(name)
+                    )) =>
+            {
                 Binding::schedule(queue, name)
             }
             _ => Binding::job(queue, id),
@@ -378,6 +424,14 @@ impl Exec {
         }
         if let Some(cron) = job.meta("cron") {
             cmd.env("TICKQ_CRON", cron);
+        }
+        if let (Some(flow), Some(step)) = (job.flow_id(), job.step()) {
+            cmd.env("TICKQ_FLOW_ID", flow).env("TICKQ_STEP", step);
+        }
+        // Held until this call returns, which is after the program ended.
+        let parents_file = ParentsFile::write(&job).await?;
+        if let Some(file) = &parents_file {
+            cmd.env("TICKQ_PARENTS_FILE", &file.0);
         }
         if let Some(cwd) = &payload.cwd {
             cmd.current_dir(cwd);

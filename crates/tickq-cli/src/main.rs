@@ -23,6 +23,7 @@ mod config;
 mod connect;
 mod embedded;
 mod exec_kind;
+mod flow_kind;
 mod http;
 mod http_kind;
 mod logging;

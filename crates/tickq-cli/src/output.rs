@@ -28,6 +28,11 @@ pub struct Table {
 }
 
 impl Table {
+    /// A table whose header is built at run time (e.g. one column per job state).
+    pub fn with_header(header: Vec<String>) -> Table {
+        Table { rows: vec![header] }
+    }
+
     pub fn new<const N: usize>(header: [&str; N]) -> Table {
         Table {
             rows: vec![header.iter().map(|h| (*h).to_owned()).collect()],

@@ -93,7 +93,11 @@ async fn serve(
                 config.exec_secret.clone(),
             ),
         )
-        .handler(http_kind::KIND, http_kind::handler()?);
+        .handler(http_kind::KIND, http_kind::handler()?)
+        .handler(
+            crate::flow_kind::KIND,
+            crate::flow_kind::handler(client.clone()),
+        );
     if let Some(lease) = config.lease {
         // A dead node's jobs come back once their lease expired *and* a recoverer looked: with
         // a short lease, the default 5 s between looks would be most of the wait.

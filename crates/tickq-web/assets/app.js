@@ -6,8 +6,9 @@
 // re-reads what it shows when an event says that something it shows changed, and once after
 // the stream reconnects (events sent while it was down are lost).
 
-const STATES = ['scheduled', 'pending', 'active', 'retry', 'dead', 'completed', 'cancelled'];
-const WAITING = ['scheduled', 'pending', 'retry'];
+// `waiting`: a workflow step whose parents have not all ended.
+const STATES = ['waiting', 'scheduled', 'pending', 'active', 'retry', 'dead', 'completed', 'cancelled'];
+const WAITING = ['waiting', 'scheduled', 'pending', 'retry'];
 // Which one-job actions the API accepts in which state (the Lua scripts' rules).
 const ACTIONS = {
   retry: ['dead', 'cancelled', 'retry', 'scheduled'],

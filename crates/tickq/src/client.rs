@@ -2,6 +2,7 @@
 
 use crate::broker::{Broker, CancelOutcome, Retention, job_not_found};
 use crate::connect::ConnectOptions;
+use crate::flow::{FlowSubmitted, Workflow};
 use crate::inspect::Inspector;
 use crate::job::{Due, Enqueued, JobInfo, JobState, NewJob};
 use crate::{Error, ErrorKind, Result};
@@ -98,6 +99,26 @@ impl Client {
     /// answered with that job and `duplicate: true`.
     pub async fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
         self.broker.enqueue(jobs).await
+    }
+
+    /// Submit a workflow, all or nothing, in one script call: steps without parents are
+    /// pending at once, the others wait for their parents (docs/workflows.md). A workflow
+    /// whose id exists is not created again (`created: false`). Finished workflows are kept
+    /// for this client's [`Retention::completed_for`].
+    pub async fn submit_flow(&self, flow: Workflow) -> Result<FlowSubmitted> {
+        let id = flow
+            .id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let created = self
+            .broker
+            .submit_flow(&flow, &id, self.retention.keep_ms())
+            .await?;
+        Ok(FlowSubmitted {
+            id,
+            queue: flow.queue,
+            created,
+        })
     }
 
     /// Read one job.

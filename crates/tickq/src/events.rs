@@ -27,7 +27,7 @@ pub struct JobChange {
     pub queue: String,
     /// The job id.
     pub id: String,
-    /// Its new state (`scheduled pending active retry dead completed cancelled`), or
+    /// Its new state (`waiting scheduled pending active retry dead completed cancelled`), or
     /// `deleted`, or `progress` (a running job reported progress).
     pub state: String,
 }

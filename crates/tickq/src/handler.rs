@@ -2,6 +2,7 @@
 
 use crate::broker::message::Envelope;
 use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -116,6 +117,47 @@ impl Job {
             .broker
             .progress(&reporter.keys, self.id(), self.fence, &progress)
             .await
+    }
+
+    /// The workflow this job is a step of, if any (docs/workflows.md).
+    pub fn flow_id(&self) -> Option<&str> {
+        self.meta("flow")
+    }
+
+    /// This job's step id in its workflow, if it is a step.
+    pub fn step(&self) -> Option<&str> {
+        self.meta("step")
+    }
+
+    /// The steps this step ran after (empty for a job that is not a step, or a first step).
+    pub fn parents(&self) -> Vec<&str> {
+        self.meta("after")
+            .map(|a| a.split(' ').filter(|p| !p.is_empty()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The results of this step's parents, by step id: the text each parent's handler
+    /// returned, `None` for a parent that ended without one (failed, skipped, or no result).
+    /// Kept with the workflow until its retention after its last step ended. One round trip;
+    /// empty for a job that is not a step, and for a job not run by a worker.
+    pub async fn parent_results(&self) -> crate::Result<BTreeMap<String, Option<String>>> {
+        let parents = self.parents();
+        let (Some(reporter), Some(flow), false) =
+            (&self.reporter, self.flow_id(), parents.is_empty())
+        else {
+            return Ok(BTreeMap::new());
+        };
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(reporter.keys.flow(flow));
+        for p in &parents {
+            cmd.arg(format!("r:{p}"));
+        }
+        let results: Vec<Option<String>> = cmd.query_async(&mut reporter.broker.conn()).await?;
+        Ok(parents
+            .into_iter()
+            .map(str::to_owned)
+            .zip(results)
+            .collect())
     }
 
     /// Whether [`Job::stopped`] has fired.

@@ -11,13 +11,16 @@ use std::time::Duration;
 
 /// Where a job is in its life.
 ///
-/// `scheduled` (due later) → `pending` (ready) → `active` (leased by one worker) → `completed`;
+/// A workflow step with unfinished parents is `waiting` (docs/workflows.md) until its last
+/// parent ends; then `scheduled` (due later) → `pending` (ready) → `active` (leased by one worker) → `completed`;
 /// a failed attempt goes to `retry` (waiting for its backoff) and back to `pending`, or to `dead`
 /// when it gives up; `cancelled` is final unless retried by hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum JobState {
+    /// A workflow step whose parents have not all ended yet; no worker claims it.
+    Waiting,
     /// Due at a later time.
     Scheduled,
     /// Ready to run; waiting for a worker.
@@ -36,7 +39,8 @@ pub enum JobState {
 
 impl JobState {
     /// Every state, in lifecycle order.
-    pub const ALL: [JobState; 7] = [
+    pub const ALL: [JobState; 8] = [
+        JobState::Waiting,
         JobState::Scheduled,
         JobState::Pending,
         JobState::Active,
@@ -49,6 +53,7 @@ impl JobState {
     /// The state's name as used in Redis, the CLI and the HTTP API.
     pub fn as_str(self) -> &'static str {
         match self {
+            JobState::Waiting => "waiting",
             JobState::Scheduled => "scheduled",
             JobState::Pending => "pending",
             JobState::Active => "active",
@@ -83,8 +88,8 @@ impl FromStr for JobState {
             .find(|st| st.as_str() == s)
             .ok_or_else(|| {
                 Error::invalid(format!(
-                    "unknown job state {s:?}; expected one of: scheduled pending active retry dead \
-                 completed cancelled"
+                    "unknown job state {s:?}; expected one of: waiting scheduled pending active retry \
+                 dead completed cancelled"
                 ))
             })
     }

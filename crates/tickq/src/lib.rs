@@ -143,6 +143,7 @@ mod decode_tests;
 pub mod doctor;
 mod error;
 mod events;
+mod flow;
 mod handler;
 mod inspect;
 mod job;
@@ -162,11 +163,15 @@ pub use client::Client;
 pub use connect::{ConnectOptions, TlsFiles};
 pub use error::{Error, ErrorKind, Result};
 pub use events::{Event, Events, JobChange};
+pub use flow::{
+    FlowSubmitted, MAX_FLOW_STEPS, ParentFailure, Step, Workflow, step_job_id, validate_flow_id,
+};
 pub use handler::{FailAction, Handler, IntoJobResult, Job, JobError};
 pub use inspect::{
-    BulkOutcome, History, HistoryPoint, HistoryQuery, Inspector, JobActed, JobAction, JobFilter,
-    JobPage, LockList, LockView, MAX_PAGE, NodeList, Purged, QueueLimitsView, QueuePaused,
-    ScheduleEntry, ScheduleList, SchedulePaused, ScheduleRemoved, ScheduleTriggered, Stats,
+    BulkOutcome, FlowCancelled, FlowInfo, FlowRetried, FlowState, FlowStepView, History,
+    HistoryPoint, HistoryQuery, Inspector, JobActed, JobAction, JobFilter, JobPage, LockList,
+    LockView, MAX_PAGE, NodeList, Purged, QueueLimitsView, QueuePaused, ScheduleEntry,
+    ScheduleList, SchedulePaused, ScheduleRemoved, ScheduleTriggered, Stats,
 };
 pub use job::{
     DEFAULT_MAX_ATTEMPTS, Enqueued, JobInfo, JobState, NewJob, PRIORITY_MAX, PRIORITY_MIN,

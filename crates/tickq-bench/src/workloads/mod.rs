@@ -3,6 +3,7 @@
 
 mod admin;
 mod enqueue;
+mod flow;
 mod idle;
 mod latency;
 mod process;
@@ -53,10 +54,14 @@ pub enum Workload {
     Cron,
     /// Commands per second an idle worker sends.
     Idle,
+    /// A 1,000-step fan-out/fan-in workflow against 1,000 plain jobs: submit time and the
+    /// overhead per step of settling the DAG (docs/workflows.md).
+    #[value(name = "flow-1000")]
+    Flow1000,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 12] = [
+    pub const ALL: [Workload; 13] = [
         Workload::RoundTrip,
         Workload::EnqueueOne,
         Workload::EnqueueBulk,
@@ -69,6 +74,7 @@ impl Workload {
         Workload::Delayed1000,
         Workload::Cron,
         Workload::Idle,
+        Workload::Flow1000,
     ];
 
     pub fn name(self) -> &'static str {
@@ -85,6 +91,7 @@ impl Workload {
             Workload::Delayed1000 => "delayed-1000",
             Workload::Cron => "cron",
             Workload::Idle => "idle",
+            Workload::Flow1000 => "flow-1000",
         }
     }
 }
@@ -147,6 +154,7 @@ pub async fn run(workload: Workload, target: &Target, p: &Params) -> Result<Meas
         }
         Workload::Cron => latency::cron_ticks(target, 20, deadline).await,
         Workload::Idle => idle::commands(target, p.idle_window, deadline).await,
+        Workload::Flow1000 => flow::fan_in(target, deadline).await,
     }
 }
 

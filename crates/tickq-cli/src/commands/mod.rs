@@ -5,6 +5,7 @@ mod config;
 mod cron;
 mod doctor;
 mod enqueue;
+mod flow;
 mod jobs;
 pub mod lock;
 mod nodes;
@@ -18,6 +19,13 @@ use tickq::JobAction;
 pub async fn run(action: Action) -> anyhow::Result<()> {
     match action {
         Action::Server(config) => crate::server::run(*config).await,
+        Action::FlowRun { redis, flow, json } => flow::run(&redis, *flow, json).await,
+        Action::Flow {
+            redis,
+            verb,
+            id,
+            json,
+        } => flow::act(&redis, verb, &id, json).await,
         Action::ConfigShow { config, json } => config::show(&config, json),
         Action::Doctor {
             redis,

@@ -16,19 +16,10 @@ pub async fn stats(redis: &Redis, json: bool) -> anyhow::Result<()> {
         output::text("no queues yet; `tickq enqueue QUEUE KIND` creates one")?;
         return Ok(());
     }
-    let mut table = Table::new([
-        "QUEUE",
-        "SCHEDULED",
-        "PENDING",
-        "ACTIVE",
-        "RETRY",
-        "DEAD",
-        "COMPLETED",
-        "CANCELLED",
-        "PROCESSED",
-        "FAILED",
-        "PAUSED",
-    ]);
+    let mut header = vec!["QUEUE".to_owned()];
+    header.extend(JobState::ALL.iter().map(|s| s.as_str().to_uppercase()));
+    header.extend(["PROCESSED", "FAILED", "PAUSED"].map(str::to_owned));
+    let mut table = Table::with_header(header);
     for q in &stats {
         let mut row = vec![q.queue.clone()];
         row.extend(

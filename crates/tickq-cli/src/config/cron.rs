@@ -36,20 +36,40 @@ pub enum CronTask {
         #[serde(skip_serializing_if = "serde_json::Value::is_null")]
         payload: serde_json::Value,
     },
+    /// A workflow (`[[cron.step]]`), submitted once per tick by the `flow` job kind.
+    Flow {
+        kind: &'static str,
+        #[serde(flatten)]
+        flow: crate::flow_kind::FlowPayload,
+    },
 }
 
 pub(super) fn cron_spec(c: CronFile) -> Result<CronSpec, String> {
-    let tasks = c
-        .tasks
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| cron_task(t).map_err(|e| format!("task {}: {e}", i + 1)))
-        .collect::<Result<_, _>>()?;
+    let queue = c.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
+    let tasks = if c.step.is_empty() {
+        c.tasks
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| cron_task(t).map_err(|e| format!("task {}: {e}", i + 1)))
+            .collect::<Result<_, _>>()?
+    } else {
+        if !c.tasks.is_empty() {
+            return Err("give either tasks or [[cron.step]] (a workflow), not both".into());
+        }
+        crate::flow_kind::check_cron_name(&c.name)?;
+        // Exec steps are signed later with the others (`sign_exec`).
+        let flow = super::flow::flow_payload(&c.name, &queue, c.step, "the workflow", None)
+            .map_err(|e| e.to_string())?;
+        vec![CronTask::Flow {
+            kind: crate::flow_kind::KIND,
+            flow,
+        }]
+    };
     let spec = CronSpec {
         name: c.name,
         schedule: c.schedule.trim().to_owned(),
         timezone: c.timezone.unwrap_or_else(|| "UTC".to_owned()),
-        queue: c.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_owned()),
+        queue,
         overlap: c.overlap.unwrap_or_default(),
         catchup: c.catchup.unwrap_or_default(),
         tasks,
@@ -69,9 +89,13 @@ impl CronSpec {
 
     /// Whether any task is an exec task (and so is signed when a secret is configured).
     pub(super) fn has_exec(&self) -> bool {
-        self.tasks
-            .iter()
-            .any(|task| matches!(task, CronTask::Exec { .. }))
+        self.tasks.iter().any(|task| match task {
+            CronTask::Exec { .. } => true,
+            CronTask::Flow { flow, .. } => {
+                flow.steps.iter().any(|s| s.kind == crate::exec_kind::KIND)
+            }
+            CronTask::Other { .. } => false,
+        })
     }
 
     /// Sign every exec task with `secret` for this schedule's jobs in its queue (replacing
@@ -79,8 +103,24 @@ impl CronSpec {
     pub fn sign_exec(&mut self, secret: &Secret) {
         let binding = Binding::schedule(&self.queue, &self.name);
         for task in &mut self.tasks {
-            if let CronTask::Exec { exec, .. } = task {
-                exec.sign(secret, &binding);
+            match task {
+                CronTask::Exec { exec, .. } => exec.sign(secret, &binding),
+                CronTask::Flow { flow, .. } => {
+                    for step in &mut flow.steps {
+                        if step.kind != crate::exec_kind::KIND {
+                            continue;
+                        }
+                        // Checked when the spec was built, so it decodes.
+                        if let Ok(mut exec) =
+                            serde_json::from_value::<ExecPayload>(step.payload.clone())
+                        {
+                            exec.sign(secret, &binding);
+                            step.payload =
+                                serde_json::to_value(&exec).expect("an exec payload serialises");
+                        }
+                    }
+                }
+                CronTask::Other { .. } => {}
             }
         }
     }
@@ -98,6 +138,10 @@ impl CronSpec {
                     serde_json::to_value(exec).expect("an exec payload serialises"),
                 ),
                 CronTask::Other { kind, payload } => Task::new(kind, payload.clone()),
+                CronTask::Flow { flow, .. } => Task::new(
+                    crate::flow_kind::KIND,
+                    serde_json::to_value(flow).expect("a workflow payload serialises"),
+                ),
             });
         }
         spec

@@ -77,7 +77,11 @@ pub(super) struct CronFile {
     pub(super) queue: Option<String>,
     pub(super) overlap: Option<Overlap>,
     pub(super) catchup: Option<Catchup>,
+    #[serde(default)]
     pub(super) tasks: Vec<CronTaskFile>,
+    /// A workflow fired once per tick instead of independent tasks (`[[cron.step]]`).
+    #[serde(default)]
+    pub(super) step: Vec<super::flow::StepFile>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,6 +15,7 @@ mod cron;
 #[cfg(test)]
 mod decode_tests;
 mod file;
+mod flow;
 mod redis;
 mod server;
 mod sources;
@@ -26,7 +27,7 @@ pub use cron::{CronSpec, CronTask};
 pub use redis::{REDIS_URL_ENV, Redis, RedisOrigin, tls_setting_names};
 pub use server::ServerConfig;
 
-use crate::cli::{Cli, Command, ConfigCommand, CronCommand, LogFormat, QueueCommand};
+use crate::cli::{Cli, Command, ConfigCommand, CronCommand, FlowCommand, LogFormat, QueueCommand};
 use crate::exec_kind::ExecPayload;
 use anyhow::Context as _;
 use cron::{LazySecret, exec_secret, signed_value};
@@ -80,6 +81,17 @@ pub struct LogConfig {
 #[derive(Debug)]
 pub enum Action {
     Server(Box<ServerConfig>),
+    FlowRun {
+        redis: Redis,
+        flow: Box<tickq::Workflow>,
+        json: bool,
+    },
+    Flow {
+        redis: Redis,
+        verb: FlowVerb,
+        id: String,
+        json: bool,
+    },
     ConfigShow {
         config: Box<ServerConfig>,
         json: bool,
@@ -280,6 +292,7 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
         tls: tls_env,
         exec_secret: secret_env,
         payload: payload_text,
+        flow: flow_text,
     } = sources;
     let mut redis = resolve_redis(
         global.redis.as_deref(),
@@ -540,6 +553,34 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
         }
         Command::Cron(command) => cron_action(command, redis, &exec_secret, payload_text.as_ref())?,
         Command::Lock(command) => lock_action(command, redis)?,
+        Command::Flow(FlowCommand::Run(args)) => {
+            let text = flow_text.expect("Sources read the workflow file");
+            Action::FlowRun {
+                redis,
+                flow: Box::new(flow::parse_flow(
+                    &text.text,
+                    &text.source,
+                    exec_secret.get()?,
+                    args.id,
+                )?),
+                json: args.output.json,
+            }
+        }
+        Command::Flow(command) => {
+            let (verb, args) = match command {
+                FlowCommand::Show(a) => (FlowVerb::Show, a),
+                FlowCommand::Cancel(a) => (FlowVerb::Cancel, a),
+                FlowCommand::Retry(a) => (FlowVerb::Retry, a),
+                FlowCommand::Run(_) => unreachable!("matched above"),
+            };
+            tickq::validate_flow_id(&args.id).map_err(|e| usage(e.message().to_owned()))?;
+            Action::Flow {
+                redis,
+                verb,
+                id: args.id,
+                json: args.output.json,
+            }
+        }
         Command::Doctor(output) => Action::Doctor {
             redis,
             exec_allow: file.map(|f| f.exec.allow),
@@ -547,6 +588,14 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
         },
     };
     Ok(Invocation { log, action })
+}
+
+/// What `tickq flow show|cancel|retry ID` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowVerb {
+    Show,
+    Cancel,
+    Retry,
 }
 
 /// A change to a queue's limits: each `Some` replaces that limit (`Some(None)` removes it);

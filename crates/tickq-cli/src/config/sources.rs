@@ -5,7 +5,7 @@
 use super::file::{FileConfig, load_file};
 use super::redis::{DEFAULT_PORT_ENV, REDIS_URL_ENV, TLS_ENV};
 use super::usage;
-use crate::cli::{Cli, Command, CronCommand};
+use crate::cli::{Cli, Command, CronCommand, FlowCommand};
 
 /// What the checks read besides the command line.
 #[derive(Debug, Default)]
@@ -22,6 +22,8 @@ pub(super) struct Sources {
     pub(super) exec_secret: Option<std::ffi::OsString>,
     /// The text a `--payload @FILE` or `@-` names, and where it came from.
     pub(super) payload: Option<PayloadText>,
+    /// The file of `flow run FILE`.
+    pub(super) flow: Option<PayloadText>,
 }
 
 #[derive(Debug)]
@@ -66,7 +68,17 @@ impl Sources {
                 })
             }
         };
+        let flow = match &cli.command {
+            Command::Flow(FlowCommand::Run(args)) => Some(PayloadText {
+                source: format!("file {}", args.file),
+                text: std::fs::read_to_string(&args.file).map_err(|e| {
+                    usage(format!("workflow file {}: cannot read it: {e}", args.file))
+                })?,
+            }),
+            _ => None,
+        };
         Ok(Sources {
+            flow,
             file,
             redis_url: std::env::var(REDIS_URL_ENV).ok(),
             default_port: std::env::var(DEFAULT_PORT_ENV).ok(),

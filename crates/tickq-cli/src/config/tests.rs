@@ -213,6 +213,60 @@ tasks = [ { kind = "exec", cmd = ["report.sh", "--part", "1"] }, { kind = "mail"
 }
 
 #[test]
+fn a_cron_table_with_steps_fires_one_signed_workflow_per_tick() {
+    let text = r#"
+[[cron]]
+name = "nightly"
+schedule = "@daily"
+queue = "nightly"
+[[cron.step]]
+id = "part1"
+cmd = ["sh", "-c", "echo 1"]
+[[cron.step]]
+id = "report"
+kind = "report"
+after = ["part1"]
+"#;
+    let secret = crate::exec_kind::Secret::new("0123456789abcdef0123456789abcdef").unwrap();
+    let c = server_config(redis(), None, file(text).unwrap(), opts(), None).unwrap();
+    // The server signs what it stores (server.rs), exec steps of a workflow included.
+    let mut signed = c.cron[0].clone();
+    signed.sign_exec(&secret);
+    let spec = signed.to_schedule();
+    let json = serde_json::to_value(&signed).unwrap();
+    let task = &json["tasks"][0];
+    assert_eq!(task["kind"], "flow", "{json}");
+    assert_eq!(task["queue"], "nightly");
+    assert_eq!(task["steps"][0]["kind"], "exec");
+    assert!(
+        task["steps"][0]["payload"]["sig"].is_string(),
+        "exec steps are signed like exec tasks: {json}"
+    );
+    assert_eq!(task["steps"][1]["after"], serde_json::json!(["part1"]));
+    assert!(spec.validate().is_ok());
+
+    let cron = |lines: &str| format!("[[cron]]\nname = \"x\"\nschedule = \"@daily\"\n{lines}\n");
+    for (text, needle) in [
+        (
+            cron("tasks = [ { kind = \"mail\" } ]\n[[cron.step]]\nid = \"a\"\nkind = \"k\""),
+            "not both",
+        ),
+        (
+            cron("[[cron.step]]\nid = \"a\"\nkind = \"k\"\nafter = [\"b\"]"),
+            "not a step",
+        ),
+    ] {
+        let err = match file(&text) {
+            Err(e) => e,
+            Ok(f) => server_config(redis(), None, f, opts(), None)
+                .unwrap_err()
+                .to_string(),
+        };
+        assert!(err.contains(needle), "{text}: {err}");
+    }
+}
+
+#[test]
 fn tls_files_come_from_the_environment_over_the_file_relative_to_it() {
     use super::redis::resolve_tls;
     use std::path::PathBuf;

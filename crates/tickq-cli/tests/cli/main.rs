@@ -7,6 +7,7 @@ mod dashboard;
 mod deploy;
 mod exec_sig;
 mod faults;
+mod flow;
 mod http_kind;
 mod lock;
 mod metrics;

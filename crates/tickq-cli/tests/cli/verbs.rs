@@ -283,6 +283,7 @@ fn stats_and_queue_ls() {
         lines[0],
         [
             "QUEUE",
+            "WAITING",
             "SCHEDULED",
             "PENDING",
             "ACTIVE",
@@ -297,9 +298,11 @@ fn stats_and_queue_ls() {
     );
     assert_eq!(
         lines[1],
-        ["a-queue", "1", "1", "0", "0", "0", "0", "0", "0", "0", "no"]
+        [
+            "a-queue", "0", "1", "1", "0", "0", "0", "0", "0", "0", "0", "no"
+        ]
     );
-    assert_eq!(lines[2][..3], ["b-queue", "0", "1"]);
+    assert_eq!(lines[2][..4], ["b-queue", "0", "0", "1"]);
 
     let json = run(Some(&url), &["stats", "--json"]).json();
     let queues = json["queues"].as_array().unwrap();
@@ -445,7 +448,10 @@ fn kill_sends_a_waiting_job_to_dead() {
         run(u, &["kill", "j2"]).ok().stdout,
         "job j2 (pending) is dead\n"
     );
-    run(u, &["kill", "j2"]).fails(1, "only scheduled, pending or retry jobs can be killed");
+    run(u, &["kill", "j2"]).fails(
+        1,
+        "only waiting, scheduled, pending or retry jobs can be killed",
+    );
     assert_eq!(
         run(u, &["retry", "j2", "--json"]).json()["previous_state"],
         "dead"

@@ -16,7 +16,7 @@ use tickq::{
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
-    /// `scheduled pending active retry dead completed cancelled`; default `pending`.
+    /// `waiting scheduled pending active retry dead completed cancelled`; default `pending`.
     state: Option<String>,
     /// Only jobs of this kind.
     kind: Option<String>,

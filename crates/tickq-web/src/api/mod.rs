@@ -2,6 +2,7 @@
 //! and the OpenAPI document is built from that same list, so the two cannot disagree.
 
 mod cluster;
+mod flows;
 mod jobs;
 mod queues;
 mod schedules;
@@ -66,6 +67,9 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<crate::AppState>> {
         .routes(routes!(schedules::trigger_schedule))
         .routes(routes!(schedules::pause_schedule))
         .routes(routes!(schedules::resume_schedule))
+        .routes(routes!(flows::flow))
+        .routes(routes!(flows::cancel_flow))
+        .routes(routes!(flows::retry_flow))
         .routes(routes!(cluster::nodes))
         .routes(routes!(cluster::locks))
         .routes(routes!(cluster::history))

@@ -290,3 +290,46 @@ async fn the_openapi_document_passes_a_validator() {
     assert!(text.contains("OK"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_workflow_document_and_its_actions() {
+    let app = App::open().await;
+    let flow = tickq::Workflow::new("q", "nightly")
+        .id("n1")
+        .step(tickq::Step::new("a", NewJob::new("q", "k")))
+        .step(tickq::Step::new("b", NewJob::new("q", "k")).after(["a"]));
+    app.client.submit_flow(flow).await.unwrap();
+
+    let (status, doc) = app.get("/api/flows/n1").await;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    assert_eq!(doc["id"], "n1");
+    assert_eq!(doc["name"], "nightly");
+    assert_eq!(doc["queue"], "q");
+    assert_eq!(doc["state"], "waiting");
+    assert_eq!(
+        doc["counts"],
+        serde_json::json!({"pending": 1, "waiting": 1})
+    );
+    let b = &doc["steps"][1];
+    assert_eq!(b["id"], "b");
+    assert_eq!(b["job_id"], "flow:n1:b");
+    assert_eq!(b["state"], "waiting");
+    assert_eq!(b["after"], serde_json::json!(["a"]));
+    assert_eq!(b["on_parent_failure"], "cancel");
+
+    let (status, out) = app.post("/api/flows/n1/cancel", "").await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out["cancelled"], 2);
+    let (_, doc) = app.get("/api/flows/n1").await;
+    assert_eq!(doc["state"], "cancelled");
+    let (status, out) = app.post("/api/flows/n1/retry", "").await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out["retried"], 2);
+    let (_, doc) = app.get("/api/flows/n1").await;
+    assert_eq!(doc["state"], "waiting");
+    assert_eq!(doc["cancel_requested"], false);
+
+    let (status, err) = app.get("/api/flows/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{err}");
+    assert_eq!(err["error"]["kind"], "not_found");
+}

@@ -47,6 +47,11 @@ pub(crate) struct QueueKeys {
     /// Prefix of job hashes: the job key is this followed by the job id.
     pub(crate) job_prefix: String,
     pub(crate) pending: String,
+    /// Workflow steps whose parents have not all ended (sorted set by creation ms). Scripts
+    /// also build it from the job prefix (`queue_key` in lua/prelude.lua).
+    pub(crate) waiting: String,
+    /// Prefix of workflow hashes: the key is this followed by the workflow id.
+    pub(crate) flow_prefix: String,
     pub(crate) scheduled: String,
     pub(crate) retry: String,
     pub(crate) active: String,
@@ -92,6 +97,8 @@ impl QueueKeys {
             name: queue.to_owned(),
             job_prefix: key("job:"),
             pending: key("pending"),
+            waiting: key("waiting"),
+            flow_prefix: key("flow:"),
             scheduled: key("scheduled"),
             retry: key("retry"),
             active: key("active"),
@@ -128,6 +135,11 @@ impl QueueKeys {
         format!("{}{}", self.history_prefix, ms.div_euclid(60_000))
     }
 
+    /// The hash of one workflow (its definition, per-step ends and results, counts).
+    pub(crate) fn flow(&self, id: &str) -> String {
+        format!("{}{id}", self.flow_prefix)
+    }
+
     pub(crate) fn schedule(&self, name: &str) -> String {
         format!("{}{name}", self.schedule_prefix)
     }
@@ -136,6 +148,7 @@ impl QueueKeys {
     pub(crate) fn index(&self, state: crate::JobState) -> &str {
         use crate::JobState::*;
         match state {
+            Waiting => &self.waiting,
             Scheduled => &self.scheduled,
             Pending => &self.pending,
             Active => &self.active,
@@ -156,6 +169,9 @@ mod tests {
         let k = QueueKeys::new("emails");
         assert_eq!(k.pending, "tickq:{emails}:pending");
         assert_eq!(k.job("abc"), "tickq:{emails}:job:abc");
+        // lua/prelude.lua builds these two from the job prefix.
+        assert_eq!(k.waiting, "tickq:{emails}:waiting");
+        assert_eq!(k.flow("f1"), "tickq:{emails}:flow:f1");
         for key in [
             &k.scheduled,
             &k.retry,
@@ -167,6 +183,8 @@ mod tests {
             &k.limits,
             &k.rate_log,
             &k.unique("x"),
+            &k.waiting,
+            &k.flow("f1"),
         ] {
             assert!(key.starts_with("tickq:{emails}:"), "{key}");
         }

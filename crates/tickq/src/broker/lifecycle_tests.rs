@@ -682,6 +682,7 @@ async fn apply(
                     }
                     JobState::Cancelled => Ok(CancelOutcome::Cancelled),
                     JobState::Completed | JobState::Dead => Err(ErrorKind::Conflict),
+                    JobState::Waiting => unreachable!("the model makes no workflows"),
                 },
             };
 

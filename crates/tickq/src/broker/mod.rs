@@ -6,6 +6,7 @@ pub(crate) mod conn;
 pub(crate) mod doctor;
 mod enqueue;
 pub(crate) mod events;
+mod flows;
 pub(crate) mod keys;
 mod limits;
 pub(crate) mod locks;
@@ -624,7 +625,13 @@ impl Broker {
             .invoke_async(&mut self.conn.clone())
             .await?;
         use JobState::*;
-        previous_state(&answer, keys, id, &[Scheduled, Pending, Retry], "killed")
+        previous_state(
+            &answer,
+            keys,
+            id,
+            &[Waiting, Scheduled, Pending, Retry],
+            "killed",
+        )
     }
 
     /// Pause (`true`) or resume (`false`) a queue; resuming wakes an idle worker. Answers
@@ -785,3 +792,9 @@ mod enqueue_tests;
 
 #[cfg(test)]
 mod limits_tests;
+
+#[cfg(test)]
+mod flow_tests;
+
+#[cfg(test)]
+mod flow_prop_tests;

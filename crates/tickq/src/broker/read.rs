@@ -108,10 +108,11 @@ impl Broker {
         for (state, v) in JobState::ALL.into_iter().zip(&reply) {
             counts.states.insert(state, int(v).unwrap_or(0) as u64);
         }
-        counts.processed = value::int_or_zero(&reply[7]) as u64;
-        counts.failed = value::int_or_zero(&reply[8]) as u64;
-        counts.paused = value::int_or_zero(&reply[9]) != 0;
-        let fields = redis::from_redis_value(reply[10].clone()).map_err(|e| {
+        let n = JobState::ALL.len();
+        counts.processed = value::int_or_zero(&reply[n]) as u64;
+        counts.failed = value::int_or_zero(&reply[n + 1]) as u64;
+        counts.paused = value::int_or_zero(&reply[n + 2]) != 0;
+        let fields = redis::from_redis_value(reply[n + 3].clone()).map_err(|e| {
             Error::corrupt(format!("queue {} has unreadable limits: {e}", keys.name))
         })?;
         counts.limits = limits::limits_from(fields);

@@ -111,6 +111,9 @@ scripts! {
     lock_renew,
     lock_release,
     lock_fenced_set,
+    flow_submit,
+    flow_retry,
+    flow_cancel,
 }
 
 #[cfg(test)]
@@ -138,6 +141,7 @@ mod tests {
             ("lock_release", include_str!("lua/lock_release.lua")),
             ("node_beat", include_str!("lua/node_beat.lua")),
             ("progress", include_str!("lua/progress.lua")),
+            ("flow_cancel", include_str!("lua/flow_cancel.lua")),
         ];
         for (name, body) in allow_oom {
             assert!(
@@ -154,6 +158,8 @@ mod tests {
             ("lock_fenced_set", include_str!("lua/lock_fenced_set.lua")),
             ("retry", include_str!("lua/retry.lua")),
             ("reschedule", include_str!("lua/reschedule.lua")),
+            ("flow_submit", include_str!("lua/flow_submit.lua")),
+            ("flow_retry", include_str!("lua/flow_retry.lua")),
         ] {
             assert!(
                 !body.starts_with("#!"),
@@ -161,6 +167,6 @@ mod tests {
             );
             assert!(assemble(body).starts_with("-- prelude"));
         }
-        assert_eq!(SCRIPTS.all().len(), 26);
+        assert_eq!(SCRIPTS.all().len(), 29);
     }
 }

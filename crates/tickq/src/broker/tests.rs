@@ -83,6 +83,7 @@ impl Env {
     /// never claimed). Jobs that need a claim must be the next pending job.
     pub(super) async fn put(&self, id: &str, state: JobState) -> u64 {
         match state {
+            JobState::Waiting => panic!("only a workflow makes a waiting job (flow_tests.rs)"),
             JobState::Scheduled => {
                 self.enqueue(job(id).delay(HOUR)).await;
                 0
@@ -1890,12 +1891,18 @@ async fn counts_reports_every_state_and_the_totals() {
     env.put("scheduled", JobState::Scheduled).await;
     env.put("pending-1", JobState::Pending).await;
     env.put("pending-2", JobState::Pending).await;
+    // A waiting step, and its parent, pending.
+    let flow = crate::flow::Workflow::new(Q, "counts")
+        .id("f")
+        .step(crate::flow::Step::new("a", NewJob::new(Q, "work")))
+        .step(crate::flow::Step::new("b", NewJob::new(Q, "work")).after(["a"]));
+    assert!(env.broker.submit_flow(&flow, "f", 1000).await.unwrap());
 
     let counts = env.broker.counts(&env.keys).await.unwrap();
 
     let expected: BTreeMap<JobState, u64> = JobState::ALL
         .into_iter()
-        .map(|s| (s, if s == JobState::Pending { 2 } else { 1 }))
+        .map(|s| (s, if s == JobState::Pending { 3 } else { 1 }))
         .collect();
     assert_eq!(
         counts,
@@ -1909,7 +1916,7 @@ async fn counts_reports_every_state_and_the_totals() {
         }
     );
     let empty = env.broker.counts(&env.broker.keys("empty")).await.unwrap();
-    assert!(empty.states.values().all(|&n| n == 0) && empty.states.len() == 7);
+    assert!(empty.states.values().all(|&n| n == 0) && empty.states.len() == JobState::ALL.len());
     assert_eq!((empty.processed, empty.failed), (0, 0));
 }
 

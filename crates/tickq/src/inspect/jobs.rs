@@ -159,6 +159,7 @@ fn decode_cursor(cursor: &str) -> Result<(&str, &str)> {
 /// The job field that holds a state's time, and whether its page is newest first.
 fn state_order(state: JobState) -> (&'static str, bool) {
     match state {
+        JobState::Waiting => ("created", false),
         JobState::Scheduled | JobState::Pending | JobState::Retry => ("due", false),
         JobState::Active => ("started", false),
         JobState::Dead | JobState::Completed | JobState::Cancelled => ("finished", true),

@@ -9,14 +9,17 @@
 //! | [`schedules`] | schedules: list, trigger, pause, resume, remove |
 //! | [`nodes`] | the live nodes and what they run |
 //! | [`locks`] | the locks held now |
+//! | [`flows`] | workflows: one with its steps, cancel, retry |
 //! | [`history`] | per-minute counts kept in Redis |
 
+mod flows;
 mod history;
 mod jobs;
 mod locks;
 mod nodes;
 mod schedules;
 
+pub use flows::{FlowCancelled, FlowInfo, FlowRetried, FlowState, FlowStepView};
 pub use history::{History, HistoryPoint, HistoryQuery};
 pub use jobs::{BulkOutcome, JobActed, JobAction, JobFilter, JobPage, MAX_PAGE};
 pub use locks::{LockList, LockView};

@@ -140,3 +140,54 @@ async fn a_cluster_url_with_no_cluster_behind_it_is_unavailable() {
         .expect("nothing listens there");
     assert_eq!(err.kind(), tickq::ErrorKind::Unavailable, "{err}");
 }
+
+/// Workflows on a cluster: one per queue, queues on every node; each runs to the end, its
+/// fan-in step once, and the inspector finds each (its lookup asks every queue's slot).
+#[tokio::test(flavor = "multi_thread")]
+async fn workflows_run_on_a_cluster() {
+    let cluster = TestCluster::start(TestCluster::DEFAULT_PRIMARIES);
+    let client = Client::connect(&cluster.cluster_url()).await.unwrap();
+    let queues = queues_on_every_node(&cluster);
+    let runs = Arc::new(Mutex::new(Vec::<String>::new()));
+    let r = runs.clone();
+    let mut builder = Worker::builder(&client)
+        .concurrency(8)
+        .handler("step", move |job: Job| {
+            let runs = r.clone();
+            async move {
+                let parents = job.parent_results().await.map_err(JobError::retry)?;
+                runs.lock()
+                    .unwrap()
+                    .push(format!("{} {}", job.id(), parents.len()));
+                Ok::<_, JobError>(job.step().unwrap_or_default().to_owned())
+            }
+        });
+    for q in &queues {
+        builder = builder.queue(q, 1);
+        let mut flow = tickq::Workflow::new(q, "fan-in").id(format!("f-{q}"));
+        for p in 0..5 {
+            flow = flow.step(tickq::Step::new(format!("p{p}"), NewJob::new(q, "step")));
+        }
+        let parents: Vec<String> = (0..5).map(|p| format!("p{p}")).collect();
+        flow = flow.step(tickq::Step::new("join", NewJob::new(q, "step")).after(parents));
+        assert!(client.submit_flow(flow).await.unwrap().created);
+    }
+    let w = spawn(builder.build().unwrap());
+    let inspector = client.inspector();
+    for q in &queues {
+        let id = format!("f-{q}");
+        wait_until(LIMIT, "the workflow succeeds", || async {
+            inspector.flow(&id).await.unwrap().state == tickq::FlowState::Succeeded
+        })
+        .await;
+        let joins: Vec<String> = runs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.starts_with(&format!("flow:{id}:join ")))
+            .cloned()
+            .collect();
+        assert_eq!(joins, [format!("flow:{id}:join 5")]);
+    }
+    w.stop().await;
+}

@@ -4,6 +4,7 @@
 mod cluster; // a real local Redis Cluster: jobs, schedules, locks, limits
 mod common; // helpers: polling, spawned workers, child worker processes
 mod faults; // kill -9, zombie acks, Redis restarts and stalls, corrupt jobs
+mod flows; // workflows on real workers: the fan-in race, results, failure policies
 mod limits; // concurrency and rate limits across workers
 mod lock; // locks: exclusion, renewal, the lost signal, fencing
 mod redis_full; // Redis at maxmemory: new jobs refused, accepted ones drained

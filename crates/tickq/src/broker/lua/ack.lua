@@ -14,6 +14,9 @@
 -- Returns {acked count, again count, stale id...}: again = already completed with this fence (an
 --   earlier ack of this holder was applied, e.g. one whose WAIT for replicas fell short and
 --   that is sent again); stale = not applied: lease lost, or job gone.
+-- A workflow step that completes settles its waiting children here (`flow_ended` in
+--   prelude.lua), and its result is kept in the workflow hash for them; an ack answered as
+--   again settles nothing a second time.
 -- Completions are counted in the queue's history (with their run times) and sent as events.
 -- Idempotent: yes; a second ack of the same job and fence finds it completed with that fence,
 --   changes nothing and answers it as again (when the job was kept; a job deleted at its ack
@@ -32,7 +35,7 @@ local stale = {}
 for i = 4, #ARGV, 3 do
   local id = ARGV[i]
   local jk = prefix .. id
-  local f = redis.call('HMGET', jk, 'state', 'fence', 'unique', 'started')
+  local f = redis.call('HMGET', jk, 'state', 'fence', 'unique', 'started', 'flow', 'step')
   if f[1] == 'active' and f[2] == ARGV[i + 1] then
     done[#done + 1] = id
     runs[#runs + 1] = run_ms(f[4], now)
@@ -49,6 +52,7 @@ for i = 4, #ARGV, 3 do
     else
       redis.call('DEL', jk)
     end
+    flow_ended(prefix, f[5], f[6], 'completed', ARGV[i + 2], now)
   elseif f[1] == 'completed' and f[2] == ARGV[i + 1] then
     again = again + 1
   else

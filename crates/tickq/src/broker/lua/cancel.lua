@@ -1,20 +1,23 @@
 #!lua flags=allow-oom
--- cancel: stop a job. Waiting jobs (scheduled, pending, retry) become cancelled at once; an
+-- cancel: stop a job. Jobs not running (waiting, scheduled, pending, retry) become cancelled at
+-- once; an
 -- active job gets a cancel request that its worker sees at its next lease renewal.
 -- Runs when Redis is full (flags=allow-oom): it drains or shrinks what is there, and a full
 -- Redis must never stop the jobs it already accepted (broker/memory.rs).
 -- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] cancelled
 -- ARGV[1] job key prefix  ARGV[2] id  ARGV[3] keep ms
+-- A workflow step cancelled here settles its waiting children (`flow_ended`).
 -- A job cancelled here frees its unique key (an active one frees it when its worker stops).
 -- Returns 'cancelled' (done now), 'cancelling' (active: asked), 'notfound', or the job's state
 --   when it is already finished ('completed', 'dead', 'cancelled').
 -- Idempotent: yes; cancelling a cancelled job answers 'cancelled' and changes nothing.
 local jk = ARGV[1] .. ARGV[2]
 local id = ARGV[2]
-local f = redis.call('HMGET', jk, 'state', 'unique')
+local f = redis.call('HMGET', jk, 'state', 'unique', 'flow', 'step')
 local state = f[1]
 if not state then return 'notfound' end
-local from = {pending = KEYS[1], scheduled = KEYS[2], retry = KEYS[3]}
+local from = {pending = KEYS[1], scheduled = KEYS[2], retry = KEYS[3],
+  waiting = queue_key(ARGV[1], 'waiting')}
 if from[state] then
   free_unique(f[2], id)
   local now = now_ms()
@@ -23,6 +26,7 @@ if from[state] then
   redis.call('PEXPIRE', jk, tonumber(ARGV[3]))
   redis.call('ZADD', KEYS[4], now, id)
   event('cancelled', id)
+  flow_ended(ARGV[1], f[3], f[4], 'cancelled', nil, now)
   publish(ARGV[1])
   return 'cancelled'
 end

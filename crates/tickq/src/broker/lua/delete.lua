@@ -5,19 +5,22 @@
 -- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] completed  KEYS[5] dead
 -- KEYS[6] cancelled
 -- ARGV[1] job key prefix  ARGV[2] id
--- A deleted job frees its unique key.
+-- A deleted job frees its unique key. A workflow step deleted before it ended counts as
+--   cancelled for its workflow, so its waiting children are settled, never left waiting.
+-- A waiting workflow step can be deleted too.
 -- Returns the state the job had, 'notfound', or 'active' (refused: cancel it first).
 -- Idempotent: yes; a second call answers 'notfound'.
 local jk = ARGV[1] .. ARGV[2]
-local f = redis.call('HMGET', jk, 'state', 'unique')
+local f = redis.call('HMGET', jk, 'state', 'unique', 'flow', 'step')
 local state = f[1]
 if not state then return 'notfound' end
 if state == 'active' then return 'active' end
 free_unique(f[2], ARGV[2])
 local from = {pending = KEYS[1], scheduled = KEYS[2], retry = KEYS[3], completed = KEYS[4],
-  dead = KEYS[5], cancelled = KEYS[6]}
+  dead = KEYS[5], cancelled = KEYS[6], waiting = queue_key(ARGV[1], 'waiting')}
 if from[state] then redis.call('ZREM', from[state], ARGV[2]) end
 redis.call('DEL', jk)
 event('deleted', ARGV[2])
+flow_ended(ARGV[1], f[3], f[4], 'cancelled', nil, now_ms())
 publish(ARGV[1])
 return state

@@ -11,13 +11,15 @@
 -- A job that ends here (dead, cancelled) frees its unique key; a retry keeps it. Leaving active
 --   wakes an idle worker on a queue with a concurrency limit.
 -- Returns 'retry' | 'dead' | 'cancelled' | 'stale' (not applied: lease lost, or job gone).
+-- A workflow step that ends here (dead, cancelled) settles its waiting children (`flow_ended`).
 -- The attempt is counted in the queue's history (failed, retried or dead, and its run time) and
 --   sent as an event.
 -- Idempotent: yes; a second call finds the job no longer active with that fence: 'stale'.
 local prefix = ARGV[1]
 local id = ARGV[2]
 local jk = prefix .. id
-local f = redis.call('HMGET', jk, 'state', 'fence', 'attempt', 'max', 'unique', 'started')
+local f = redis.call('HMGET', jk, 'state', 'fence', 'attempt', 'max', 'unique', 'started',
+  'flow', 'step')
 if f[1] ~= 'active' or f[2] ~= ARGV[3] then return 'stale' end
 local now = now_ms()
 local mode = ARGV[5]
@@ -32,6 +34,7 @@ if mode == 'cancel' then
   redis.call('ZADD', KEYS[4], now, id)
   free_unique(f[5], id)
   event('cancelled', id)
+  flow_ended(prefix, f[7], f[8], 'cancelled', nil, now)
   publish(prefix)
   return 'cancelled'
 end
@@ -44,6 +47,7 @@ if mode == 'kill' or (tonumber(f[3]) or 0) >= (tonumber(f[4]) or 0) then
   free_unique(f[5], id)
   count(prefix, now, 'd', 1)
   event('dead', id)
+  flow_ended(prefix, f[7], f[8], 'dead', nil, now)
   publish(prefix)
   return 'dead'
 end

@@ -173,3 +173,100 @@ local function wake_if_limited(limits_key, pending_key, wake_key)
   end
 end
 
+
+-- Workflows (docs/workflows.md). A step is an ordinary job whose hash also holds `flow` (the
+-- workflow hash's full key, built by keys.rs), `step` (its step id), `wait` (parents not ended
+-- yet) and `policy` (cancel, run or skip: what a failed parent does to it). Until `wait`
+-- reaches 0 it is `waiting`, in the queue's waiting index, which no claim reads. The workflow
+-- hash holds `jp` (the job id prefix `flow:<id>:`), `c:<step>` (its children, space
+-- separated), `e:<step>` (how the step ended, written once), `r:<step>` (its result), `left`
+-- (steps not ended), a count per ending, `keep` (ms to keep it after its last step ended),
+-- and `cancel` once the whole workflow was cancelled.
+-- Every step of a workflow is in the workflow's queue, so this all runs in the script that
+-- ends the step, in one slot.
+
+-- A key of the queue, built from its job key prefix `tickq:{<queue>}:job:` (same hash tag);
+-- keys.rs builds the same names (QueueKeys::waiting, ::pending, ...).
+local function queue_key(prefix, name)
+  return string.sub(prefix, 1, -5) .. name
+end
+
+-- A step ended: `outcome` is completed, skipped, dead or cancelled. Record it once (a second
+-- report of the same step, e.g. a job retried by hand after it died, changes nothing), then
+-- settle its children that still wait: on success (completed, skipped) or with policy `run`,
+-- count one parent less and move the child to pending at 0; after a failure, policy `cancel`
+-- cancels the child and `skip` ends it as skipped (a success for its own children), each
+-- settling its own children in turn, transitively, in this same call. A cancelled workflow
+-- releases nothing: waiting children are cancelled.
+local function flow_ended(prefix, flow_key, step, outcome, result, now)
+  if not flow_key or not step then return end
+  local jp = redis.call('HGET', flow_key, 'jp')
+  if not jp then return end
+  local cancelled_flow = redis.call('HEXISTS', flow_key, 'cancel') == 1
+  local keep = redis.call('HGET', flow_key, 'keep') or '86400000'
+  local now_s = str(now)
+  local released = {}
+  local work = {{step, outcome, result}}
+  local i = 1
+  while i <= #work do
+    local s, out, res = work[i][1], work[i][2], work[i][3]
+    i = i + 1
+    -- HEXISTS then HSET, not HSETNX: one script, so just as atomic, and no command beyond
+    -- the documented ACL (docs/operations.md).
+    if redis.call('HEXISTS', flow_key, 'e:' .. s) == 0 then
+      redis.call('HSET', flow_key, 'e:' .. s, out)
+      redis.call('HINCRBY', flow_key, out, 1)
+      if res and res ~= '' then redis.call('HSET', flow_key, 'r:' .. s, res) end
+      local ok = out == 'completed' or out == 'skipped'
+      local children = redis.call('HGET', flow_key, 'c:' .. s) or ''
+      for child in string.gmatch(children, '%S+') do
+        local cid = jp .. child
+        local ck = prefix .. cid
+        local f = redis.call('HMGET', ck, 'state', 'policy', 'unique')
+        if f[1] == 'waiting' then
+          local policy = f[2] or 'cancel'
+          if not cancelled_flow and (ok or policy == 'run') then
+            if not ok then redis.call('HSET', ck, 'parent_failed', s) end
+            if redis.call('HINCRBY', ck, 'wait', -1) <= 0 then
+              released[#released + 1] = cid
+            end
+          elseif policy == 'skip' and not cancelled_flow then
+            redis.call('ZREM', queue_key(prefix, 'waiting'), cid)
+            redis.call('HSET', ck, 'state', 'completed', 'finished', now_s, 'skipped', s)
+            redis.call('ZADD', queue_key(prefix, 'completed'), now, cid)
+            event('completed', cid)
+            work[#work + 1] = {child, 'skipped', nil}
+          else
+            local why = 'workflow cancelled'
+            if not cancelled_flow then why = 'parent step ' .. s .. ' ' .. out end
+            redis.call('ZREM', queue_key(prefix, 'waiting'), cid)
+            redis.call('HSET', ck, 'state', 'cancelled', 'finished', now_s, 'error', why)
+            redis.call('PEXPIRE', ck, keep)
+            redis.call('ZADD', queue_key(prefix, 'cancelled'), now, cid)
+            free_unique(f[3], cid)
+            event('cancelled', cid)
+            work[#work + 1] = {child, 'cancelled', nil}
+          end
+        end
+      end
+      if redis.call('HINCRBY', flow_key, 'left', -1) == 0 then
+        redis.call('HSET', flow_key, 'finished', now_s)
+        redis.call('PEXPIRE', flow_key, keep)
+      end
+    end
+  end
+  if #released > 0 then
+    local seq = redis.call('INCRBY', queue_key(prefix, 'seq'), #released) - #released
+    local pairs = {}
+    for n, cid in ipairs(released) do
+      local ck = prefix .. cid
+      redis.call('HSET', ck, 'state', 'pending', 'due', now_s)
+      pairs[#pairs + 1] = pending_score(tonumber(redis.call('HGET', ck, 'priority')) or 0, seq + n)
+      pairs[#pairs + 1] = cid
+      event('pending', cid)
+    end
+    zrem_many(queue_key(prefix, 'waiting'), released)
+    zadd_many(queue_key(prefix, 'pending'), pairs)
+    wake(queue_key(prefix, 'wake'))
+  end
+end

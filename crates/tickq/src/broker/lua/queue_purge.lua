@@ -6,19 +6,22 @@
 -- ARGV[1] job key prefix  ARGV[2] the state  ARGV[3] batch size
 -- Takes the first ARGV[3] ids of the index, removes them from it and deletes each job hash
 --   whose state is ARGV[2] (or that is gone already); the caller loops until the answer is 0,
---   so Redis is never blocked by one long call. Deleted jobs free their unique keys.
+--   so Redis is never blocked by one long call. Deleted jobs free their unique keys; a deleted
+--   workflow step that had not ended counts as cancelled for its workflow (`flow_ended`).
 -- Returns how many index entries were removed (0 when the index is empty).
 -- Idempotent: yes; a call on an empty index answers 0.
 local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
 if #ids == 0 then return 0 end
 for _, id in ipairs(ids) do
   local jk = ARGV[1] .. id
-  local f = redis.call('HMGET', jk, 'state', 'unique')
+  local f = redis.call('HMGET', jk, 'state', 'unique', 'flow', 'step')
   -- A hash in another state is not this index's job (the index entry was stale): keep it.
   if f[1] == ARGV[2] then
     free_unique(f[2], id)
     redis.call('DEL', jk)
+    flow_ended(ARGV[1], f[3], f[4], 'cancelled', nil, now_ms())
   end
 end
 zrem_many(KEYS[1], ids)
+publish(ARGV[1])
 return #ids

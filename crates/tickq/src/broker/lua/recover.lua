@@ -9,6 +9,7 @@
 --   attempt), to dead when that attempt was its last, or to cancelled when a cancel was asked.
 -- Jobs that end here (dead, cancelled) free their unique key. Any recovered job wakes an idle
 --   worker when work waits (to pending: that job; with a concurrency limit: the freed slot).
+-- A workflow step that ends here (dead, cancelled) settles its waiting children (`flow_ended`).
 -- Returns {to pending, to dead, to cancelled}.
 -- Idempotent: yes; a job is recovered once, then it is no longer active.
 local prefix = ARGV[1]
@@ -18,7 +19,8 @@ local to_pending, to_dead, to_cancelled = 0, 0, 0
 for _, id in ipairs(ids) do
   local jk = prefix .. id
   redis.call('ZREM', KEYS[1], id)
-  local f = redis.call('HMGET', jk, 'state', 'attempt', 'max', 'priority', 'cancel', 'unique')
+  local f = redis.call('HMGET', jk, 'state', 'attempt', 'max', 'priority', 'cancel', 'unique',
+    'flow', 'step')
   if f[1] == 'active' then
     local err = 'lease expired: the worker holding attempt ' .. (f[2] or '?') ..
       ' stopped renewing it (crashed, stalled or cut off from Redis)'
@@ -30,6 +32,7 @@ for _, id in ipairs(ids) do
       free_unique(f[6], id)
       to_cancelled = to_cancelled + 1
       event('cancelled', id)
+      flow_ended(prefix, f[7], f[8], 'cancelled', nil, now)
     elseif (tonumber(f[2]) or 0) >= (tonumber(f[3]) or 0) then
       redis.call('HSET', jk, 'state', 'dead', 'finished', now, 'error', err)
       redis.call('HDEL', jk, 'owner', 'lease')
@@ -39,6 +42,7 @@ for _, id in ipairs(ids) do
       free_unique(f[6], id)
       to_dead = to_dead + 1
       event('dead', id)
+      flow_ended(prefix, f[7], f[8], 'dead', nil, now)
     else
       local seq = redis.call('INCR', KEYS[5])
       redis.call('HSET', jk, 'state', 'pending', 'error', err)

@@ -1,0 +1,216 @@
+//! `tickq flow run FILE`: the workflow TOML file (INTERFACE.md, "More commands";
+//! docs/workflows.md), checked into a [`tickq::Workflow`] without I/O.
+
+use super::usage;
+use crate::exec_kind::{Binding, ExecPayload, Secret};
+use crate::flow_kind::{FlowPayload, StepPayload};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use tickq::units as parse;
+use tickq::{ParentFailure, Workflow};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlowFile {
+    name: String,
+    #[serde(default = "default_queue")]
+    queue: String,
+    /// A fixed id: running the file again then creates nothing.
+    id: Option<String>,
+    #[serde(default)]
+    step: Vec<StepFile>,
+}
+
+fn default_queue() -> String {
+    "default".to_owned()
+}
+
+/// One `[[step]]` of a workflow file, or `[[cron.step]]` of a schedule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StepFile {
+    id: String,
+    /// An exec step: the program and its arguments.
+    cmd: Option<Vec<String>>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    cwd: Option<String>,
+    /// Or a job of this kind with this payload.
+    kind: Option<String>,
+    payload: Option<serde_json::Value>,
+    #[serde(default)]
+    after: Vec<String>,
+    on_parent_failure: Option<String>,
+    queue: Option<String>,
+    max_attempts: Option<u32>,
+    timeout: Option<String>,
+    priority: Option<i32>,
+}
+
+/// The steps as a `flow` job payload, checked the way a submit checks them. With `sign`
+/// (a secret and the workflow id), exec steps are signed for their step jobs
+/// (`flow:<id>:<step>` in `queue`). `source` names the file or schedule in messages.
+pub(super) fn flow_payload(
+    name: &str,
+    queue: &str,
+    steps: Vec<StepFile>,
+    source: &str,
+    sign: Option<(&Secret, &str)>,
+) -> anyhow::Result<FlowPayload> {
+    let mut out = FlowPayload {
+        name: name.to_owned(),
+        queue: queue.to_owned(),
+        steps: Vec::new(),
+    };
+    for step in steps {
+        let at = |what: String| usage(format!("{source}, step {:?}: {what}", step.id));
+        if let Some(q) = &step.queue
+            && q != queue
+        {
+            return Err(at(format!(
+                "queue {q:?}: every step runs in the workflow's queue {queue:?} \
+                 (docs/workflows.md, \"One queue\")"
+            )));
+        }
+        let (kind, payload) = match (&step.cmd, &step.kind) {
+            (Some(cmd), None) => {
+                if step.payload.is_some() {
+                    return Err(at("an exec step (cmd) takes no payload".into()));
+                }
+                let mut exec = ExecPayload {
+                    cmd: cmd.clone(),
+                    env: step.env.clone(),
+                    cwd: step.cwd.clone(),
+                    stdin: None,
+                    sig: None,
+                };
+                exec.validate().map_err(at)?;
+                if let Some((secret, id)) = sign {
+                    let job = tickq::step_job_id(id, &step.id);
+                    exec.sign(secret, &Binding::job(queue, &job));
+                }
+                let payload = serde_json::to_value(&exec).expect("an exec payload serialises");
+                (crate::exec_kind::KIND.to_owned(), payload)
+            }
+            (None, Some(kind)) => {
+                if !step.env.is_empty() || step.cwd.is_some() {
+                    return Err(at("env and cwd belong to exec steps (cmd)".into()));
+                }
+                (
+                    kind.clone(),
+                    step.payload.clone().unwrap_or(serde_json::Value::Null),
+                )
+            }
+            _ => return Err(at("give either cmd = [PROGRAM, ARGS...] or kind".into())),
+        };
+        let timeout_ms = match &step.timeout {
+            None => None,
+            Some(t) => Some(
+                parse::duration(t)
+                    .map_err(|e| at(format!("timeout: {e}")))?
+                    .as_millis() as u64,
+            ),
+        };
+        let on_parent_failure: ParentFailure = match &step.on_parent_failure {
+            None => ParentFailure::Cancel,
+            Some(p) => p
+                .parse()
+                .map_err(|e: tickq::Error| at(e.message().to_owned()))?,
+        };
+        out.steps.push(StepPayload {
+            id: step.id.clone(),
+            kind,
+            payload,
+            after: step.after.clone(),
+            on_parent_failure,
+            max_attempts: step.max_attempts,
+            timeout_ms,
+            priority: step.priority,
+        });
+    }
+    out.to_workflow(None, None)
+        .map_err(|e| usage(format!("{source}: {}", e.message())))?;
+    Ok(out)
+}
+
+/// The workflow the file `source` (for messages) describes; exec steps are signed with
+/// `secret` when there is one. `id` (from `--id`) overrides the file's.
+pub(super) fn parse_flow(
+    text: &str,
+    source: &str,
+    secret: Option<&Secret>,
+    id: Option<String>,
+) -> anyhow::Result<Workflow> {
+    let file: FlowFile =
+        toml::from_str(text).map_err(|e| usage(format!("workflow {source}: {e}")))?;
+    // The id is fixed here, not at submit: exec steps are signed for their job ids.
+    let id = id
+        .or(file.id)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    tickq::validate_flow_id(&id).map_err(|e| usage(format!("workflow {source}: {e}")))?;
+    let payload = flow_payload(
+        &file.name,
+        &file.queue,
+        file.step,
+        &format!("workflow {source}"),
+        secret.map(|s| (s, id.as_str())),
+    )?;
+    payload
+        .to_workflow(Some(id), None)
+        .map_err(|e| usage(format!("workflow {source}: {}", e.message())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        parse_flow(text, "f.toml", None, None)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_file_becomes_a_workflow() {
+        let text = r#"
+            name = "nightly-report"
+            queue = "nightly"
+            [[step]]
+            id = "part1"
+            cmd = ["/bin/echo", "1"]
+            [[step]]
+            id = "report"
+            kind = "report"
+            payload = {day = "today"}
+            after = ["part1"]
+            on_parent_failure = "run"
+            max_attempts = 2
+            timeout = "5m"
+        "#;
+        let flow = parse_flow(text, "f.toml", None, Some("n-1".into())).unwrap();
+        assert!(flow.validate().is_ok());
+        let debug = format!("{flow:?}");
+        assert!(debug.contains("n-1") && debug.contains("Run"), "{debug}");
+    }
+
+    #[test]
+    fn bad_files_say_what_is_wrong() {
+        assert!(err("name = 1").contains("f.toml"));
+        assert!(err("name = \"n\"\n[[step]]\nid = \"a\"\n").contains("either cmd"));
+        assert!(
+            err("name = \"n\"\n[[step]]\nid = \"a\"\nkind = \"k\"\non_parent_failure = \"x\"\n")
+                .contains("on_parent_failure")
+        );
+        assert!(
+            err("name = \"n\"\n[[step]]\nid = \"a\"\nkind = \"k\"\nafter = [\"zz\"]\n")
+                .contains("not a step")
+        );
+        assert!(
+            err("name = \"n\"\n[[step]]\nid = \"a\"\nkind = \"k\"\nqueue = \"other\"\n")
+                .contains("workflow's queue")
+        );
+        assert!(
+            err("name = \"n\"\n[[step]]\nid = \"a\"\nkind = \"k\"\nbogus = 1\n").contains("bogus")
+        );
+    }
+}

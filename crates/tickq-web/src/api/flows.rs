@@ -1,0 +1,52 @@
+//! Workflows: one with its steps (the dashboard draws its DAG from this document), cancel,
+//! retry.
+
+use super::PathArgs;
+use crate::State;
+use crate::auth::{Operator, Reader};
+use crate::error::{ApiError, ErrorBody};
+use axum::Json;
+use tickq::{FlowCancelled, FlowInfo, FlowRetried};
+
+/// A workflow and its steps, each with its state and the steps it runs after
+/// (`tickq flow show ID --json`).
+#[utoipa::path(get, path = "/api/flows/{id}", tag = "flows",
+    params(("id" = String, Path, description = "The workflow id")),
+    responses((status = 200, description = "OK", body = FlowInfo), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
+              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 404, description = "No such workflow", body = ErrorBody)))]
+pub(crate) async fn flow(
+    state: State,
+    _: Reader,
+    PathArgs(id): PathArgs<String>,
+) -> Result<Json<FlowInfo>, ApiError> {
+    Ok(Json(state.inspector.flow(&id).await?))
+}
+
+/// Cancel a whole workflow: running steps are stopped, the others cancelled
+/// (`tickq flow cancel ID --json`).
+#[utoipa::path(post, path = "/api/flows/{id}/cancel", tag = "flows",
+    params(("id" = String, Path, description = "The workflow id")),
+    responses((status = 200, description = "OK", body = FlowCancelled), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
+              (status = 404, description = "No such workflow", body = ErrorBody), (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
+              (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+pub(crate) async fn cancel_flow(
+    state: State,
+    _: Operator,
+    PathArgs(id): PathArgs<String>,
+) -> Result<Json<FlowCancelled>, ApiError> {
+    Ok(Json(state.inspector.cancel_flow(&id).await?))
+}
+
+/// Start a failed workflow's dead and cancelled steps over (`tickq flow retry ID --json`).
+#[utoipa::path(post, path = "/api/flows/{id}/retry", tag = "flows",
+    params(("id" = String, Path, description = "The workflow id")),
+    responses((status = 200, description = "OK", body = FlowRetried), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
+              (status = 404, description = "No such workflow", body = ErrorBody), (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
+              (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+pub(crate) async fn retry_flow(
+    state: State,
+    _: Operator,
+    PathArgs(id): PathArgs<String>,
+) -> Result<Json<FlowRetried>, ApiError> {
+    Ok(Json(state.inspector.retry_flow(&id).await?))
+}

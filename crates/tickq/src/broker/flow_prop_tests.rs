@@ -1,0 +1,198 @@
+//! Property test of workflows against a real Redis: random DAGs (up to 50 steps, random
+//! policies) run by random completions, failures and lease expiries. After every case:
+//!
+//! - every step ended exactly once (its `e:` is written, its job's state is the final state
+//!   that end names), and nothing is left waiting, pending or active;
+//! - no step was ever claimed before all its parents had ended;
+//! - the workflow ended (`finished` set) and its hash carries a TTL no longer than its keep.
+
+use super::tests::{KEEP, Q};
+use super::*;
+use crate::flow::{ParentFailure, Step, Workflow, step_job_id};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use tickq_testkit::TestRedis;
+
+/// Per step: two parent picks, how many of them to use (0 to 2), the policy (an index).
+type StepGene = (u8, u8, u8, u8);
+
+/// A random DAG: step i has up to two parents among the steps before it, and a policy; and
+/// the choices that drive the run.
+fn dags() -> impl Strategy<Value = (Vec<StepGene>, Vec<u8>)> {
+    (
+        prop::collection::vec((any::<u8>(), any::<u8>(), 0..3u8, 0..3u8), 1..50),
+        prop::collection::vec(any::<u8>(), 400),
+    )
+}
+
+fn build(steps: &[StepGene]) -> (Workflow, Vec<Vec<String>>) {
+    let mut flow = Workflow::new(Q, "prop").id("p");
+    let mut parents_of = Vec::new();
+    for (i, &(a, b, n, policy)) in steps.iter().enumerate() {
+        let mut parents: Vec<String> = Vec::new();
+        if i > 0 {
+            for pick in [a, b].into_iter().take(n as usize) {
+                let p = format!("s{}", pick as usize % i);
+                if !parents.contains(&p) {
+                    parents.push(p);
+                }
+            }
+        }
+        let policy = [
+            ParentFailure::Cancel,
+            ParentFailure::Run,
+            ParentFailure::Skip,
+        ][policy as usize];
+        flow = flow.step(
+            Step::new(format!("s{i}"), NewJob::new(Q, "work").max_attempts(2))
+                .after(parents.clone())
+                .on_parent_failure(policy),
+        );
+        parents_of.push(parents);
+    }
+    (flow, parents_of)
+}
+
+#[test]
+fn random_dags_end_every_step_once_and_start_none_early() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let redis = TestRedis::builder().appendonly(false).start();
+    let broker = rt
+        .block_on(Broker::connect(&redis.url(), &Default::default()))
+        .unwrap();
+    let config = Config {
+        cases: 16,
+        failure_persistence: None,
+        max_shrink_iters: 500,
+        ..Config::default()
+    };
+    let result = TestRunner::new(config).run(&dags(), |(steps, choices)| {
+        rt.block_on(run_case(&broker, steps, choices))
+    });
+    if let Err(err) = result {
+        panic!("{err}");
+    }
+}
+
+async fn run_case(
+    broker: &Broker,
+    steps: Vec<StepGene>,
+    choices: Vec<u8>,
+) -> Result<(), TestCaseError> {
+    let keys = broker.keys(Q);
+    let mut conn = broker.conn();
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    let (flow, parents_of) = build(&steps);
+    let n = steps.len();
+    prop_assert!(
+        broker
+            .submit_flow(&flow, "p", KEEP.keep_ms())
+            .await
+            .unwrap()
+    );
+    let fk = keys.flow("p");
+    let mut choice = choices.iter().cycle();
+    // Bounded: every round ends or retries at least one job, and attempts are capped at 2.
+    for _round in 0..(n * 8 + 20) {
+        let batch = broker
+            .claim(&keys, "w", Duration::from_secs(600), 4, Duration::ZERO)
+            .await
+            .unwrap();
+        if batch.jobs.is_empty() {
+            break;
+        }
+        for job in batch.jobs {
+            let step: usize = job.id.rsplit_once(":s").unwrap().1.parse().unwrap();
+            for p in &parents_of[step] {
+                let ended: bool = conn.hexists(&fk, format!("e:{p}")).await.unwrap();
+                prop_assert!(ended, "s{step} started before its parent {p} ended");
+            }
+            match choice.next().unwrap() % 4 {
+                0 | 1 => {
+                    let out = broker
+                        .ack(
+                            &keys,
+                            &KEEP,
+                            &[(job.id.clone(), job.fence, format!("r{step}"))],
+                        )
+                        .await
+                        .unwrap();
+                    prop_assert_eq!(out.acked, 1);
+                }
+                2 => {
+                    let mode = FailMode::Retry(Duration::ZERO);
+                    broker
+                        .fail(&keys, &KEEP, &job.id, job.fence, "boom", mode)
+                        .await
+                        .unwrap();
+                }
+                _ => {
+                    // The lease runs out; the recoverer takes the job back (pending, or dead
+                    // on its last attempt), and the old holder's late ack is refused.
+                    let past = now(broker).await - 1000;
+                    let _: () = redis::cmd("ZADD")
+                        .arg(&keys.active)
+                        .arg("XX")
+                        .arg(past)
+                        .arg(&job.id)
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap();
+                    broker.recover(&keys, &KEEP, 100).await.unwrap();
+                    let late = broker
+                        .ack(&keys, &KEEP, &[(job.id.clone(), job.fence, "late".into())])
+                        .await
+                        .unwrap();
+                    prop_assert_eq!(late.acked, 0);
+                }
+            }
+        }
+        // Retries are due at once; claim promotes them.
+    }
+
+    let hash: std::collections::HashMap<String, String> = conn.hgetall(&fk).await.unwrap();
+    prop_assert!(
+        hash.contains_key("finished"),
+        "the workflow did not end: {:?}",
+        hash
+    );
+    prop_assert_eq!(hash.get("left").map(String::as_str), Some("0"));
+    let ttl: i64 = conn.pttl(&fk).await.unwrap();
+    prop_assert!(ttl > 0 && ttl <= KEEP.keep_ms() as i64, "ttl {}", ttl);
+    for i in 0..n {
+        let end = hash.get(&format!("e:s{i}")).cloned();
+        prop_assert!(end.is_some(), "s{i} has no end");
+        let end = end.unwrap();
+        let state: Option<String> = conn
+            .hget(keys.job(&step_job_id("p", &format!("s{i}"))), "state")
+            .await
+            .unwrap();
+        let expected = if end == "skipped" {
+            "completed"
+        } else {
+            end.as_str()
+        };
+        prop_assert_eq!(state.as_deref(), Some(expected), "s{}", i);
+    }
+    let counts = broker.counts(&keys).await.unwrap();
+    for s in [
+        JobState::Waiting,
+        JobState::Pending,
+        JobState::Active,
+        JobState::Retry,
+    ] {
+        prop_assert_eq!(counts.states[&s], 0, "{}", s);
+    }
+    Ok(())
+}
+
+async fn now(broker: &Broker) -> i64 {
+    let (s, us): (i64, i64) = redis::cmd("TIME")
+        .query_async(&mut broker.conn())
+        .await
+        .unwrap();
+    s * 1000 + us / 1000
+}

@@ -1,0 +1,405 @@
+//! Table tests of the workflow scripts and of `flow_ended` in the scripts that end jobs:
+//! submit all or nothing, release exactly once under the fence, failure policies, cancel and
+//! retry of a whole workflow, retention.
+
+use super::tests::{KEEP, Q, start};
+use super::*;
+use crate::flow::{ParentFailure, Step, Workflow, step_job_id};
+use crate::inspect::{FlowState, Inspector};
+
+fn step(id: &str) -> Step {
+    Step::new(id, NewJob::new(Q, "work"))
+}
+
+fn jid(step: &str) -> String {
+    step_job_id("f", step)
+}
+
+/// a -> b -> c, and a -> d (d runs anyway), a -> e (e is skipped) -> g; h has no parent.
+fn shapes() -> Workflow {
+    Workflow::new(Q, "shapes")
+        .id("f")
+        .step(step("c").after(["b"]))
+        .step(step("b").after(["a"]))
+        .step(step("a"))
+        .step(
+            step("d")
+                .after(["a", "h"])
+                .on_parent_failure(ParentFailure::Run),
+        )
+        .step(
+            step("e")
+                .after(["a"])
+                .on_parent_failure(ParentFailure::Skip),
+        )
+        .step(step("g").after(["e"]))
+        .step(step("h"))
+}
+
+fn inspector(env: &tests::Env) -> Inspector {
+    Inspector {
+        broker: env.broker.clone(),
+        retention: KEEP,
+    }
+}
+
+async fn submit(env: &tests::Env, flow: &Workflow) -> bool {
+    env.broker
+        .submit_flow(flow, flow.id.as_deref().unwrap(), KEEP.keep_ms())
+        .await
+        .unwrap()
+}
+
+/// Claim the pending step `s` (the next pending job) and ack it.
+async fn run(env: &tests::Env, s: &str) {
+    let fence = env.claim_next(&jid(s)).await;
+    let out = env
+        .broker
+        .ack(
+            &env.keys,
+            &KEEP,
+            &[(jid(s), fence, format!("result of {s}"))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.acked, 1, "{s}");
+}
+
+#[tokio::test]
+async fn submit_creates_roots_pending_and_the_rest_waiting_once() {
+    let env = start().await;
+    assert!(submit(&env, &shapes()).await);
+
+    let mut pending = env.members(JobState::Pending).await;
+    pending.sort();
+    assert_eq!(pending, [jid("a"), jid("h")]);
+    let mut waiting = env.members(JobState::Waiting).await;
+    waiting.sort();
+    assert_eq!(waiting, ["b", "c", "d", "e", "g"].map(jid));
+    for s in ["b", "c", "d", "e", "g"] {
+        env.assert_state(&jid(s), JobState::Waiting).await;
+    }
+    assert_eq!(env.num(&jid("d"), "wait").await, 2);
+    assert_eq!(env.field(&jid("d"), "policy").await.as_deref(), Some("run"));
+    // The envelope carries the flow, the step and its parents for the handler.
+    let data = env.field(&jid("d"), "data").await.unwrap();
+    let envelope = message::Envelope::decode(data.as_bytes()).unwrap();
+    assert_eq!(envelope.id, jid("d"));
+    assert_eq!(envelope.meta["flow"], "f");
+    assert_eq!(envelope.meta["step"], "d");
+    assert_eq!(envelope.meta["after"], "a h");
+
+    // Again: nothing changes.
+    let before = env.snapshot().await;
+    assert!(!submit(&env, &shapes()).await);
+    assert_eq!(env.snapshot().await, before);
+
+    // A claim never takes a waiting step.
+    let batch = env.claim("w1", 100).await;
+    let mut claimed: Vec<String> = batch.jobs.into_iter().map(|j| j.id).collect();
+    claimed.sort();
+    assert_eq!(claimed, [jid("a"), jid("h")]);
+}
+
+#[tokio::test]
+async fn submit_over_an_existing_step_job_creates_nothing() {
+    let env = start().await;
+    env.enqueue(NewJob::new(Q, "work").id(jid("b"))).await;
+    let before = env.snapshot().await;
+
+    let err = env
+        .broker
+        .submit_flow(&shapes(), "f", KEEP.keep_ms())
+        .await
+        .unwrap_err();
+
+    assert_eq!(err.kind(), crate::ErrorKind::AlreadyExists, "{err}");
+    assert!(err.to_string().contains("nothing was"), "{err}");
+    assert_eq!(env.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn a_chain_releases_each_child_once_with_the_parents_results() {
+    let env = start().await;
+    let flow = Workflow::new(Q, "chain")
+        .id("f")
+        .step(step("a"))
+        .step(step("b").after(["a"]))
+        .step(step("c").after(["b"]));
+    submit(&env, &flow).await;
+
+    run(&env, "a").await;
+    env.assert_state(&jid("b"), JobState::Pending).await;
+    env.assert_state(&jid("c"), JobState::Waiting).await;
+    run(&env, "b").await;
+    run(&env, "c").await;
+
+    let fk = env.keys.flow("f");
+    let result: Option<String> = env.conn.clone().hget(&fk, "r:b").await.unwrap();
+    assert_eq!(result.as_deref(), Some("result of b"));
+    let info = inspector(&env).flow("f").await.unwrap();
+    assert_eq!(info.state, FlowState::Succeeded);
+    assert_eq!(info.counts["completed"], 3);
+    assert!(info.finished_at.is_some());
+    // The finished workflow's hash now lives for the retention.
+    let ttl: i64 = env.conn.clone().pttl(&fk).await.unwrap();
+    assert!(ttl > 0 && ttl <= KEEP.keep_ms() as i64, "{ttl}");
+}
+
+#[tokio::test]
+async fn a_zombies_late_ack_releases_nothing_twice() {
+    let env = start().await;
+    let flow = Workflow::new(Q, "zombie")
+        .id("f")
+        .step(step("a"))
+        .step(step("x"))
+        .step(step("c").after(["a", "x"]));
+    submit(&env, &flow).await;
+
+    // a's first holder stalls; its lease runs out and a second holder takes a over.
+    let zombie = env.claim_next(&jid("a")).await;
+    env.expire_lease(&jid("a")).await;
+    let rec = env.broker.recover(&env.keys, &KEEP, 100).await.unwrap();
+    assert_eq!(rec.to_pending, 1);
+    // x is ahead of a in pending now; run it first.
+    run(&env, "x").await;
+    let current = env.claim_next(&jid("a")).await;
+    assert!(current > zombie);
+
+    // The zombie acks late: refused, c keeps waiting for a.
+    let before = env.snapshot().await;
+    let out = env
+        .broker
+        .ack(&env.keys, &KEEP, &[(jid("a"), zombie, "late".into())])
+        .await
+        .unwrap();
+    assert_eq!(out.stale, [jid("a")]);
+    assert_eq!(env.snapshot().await, before);
+    assert_eq!(env.num(&jid("c"), "wait").await, 1);
+
+    let acked = [(jid("a"), current, "r".to_owned())];
+    env.broker.ack(&env.keys, &KEEP, &acked).await.unwrap();
+    env.assert_state(&jid("c"), JobState::Pending).await;
+    assert_eq!(env.num(&jid("c"), "wait").await, 0);
+    // A repeated ack (the acker's retry after a lost reply) changes nothing.
+    let before = env.snapshot().await;
+    env.broker.ack(&env.keys, &KEEP, &acked).await.unwrap();
+    assert_eq!(env.snapshot().await, before);
+    assert_eq!(env.members(JobState::Pending).await, [jid("c")]);
+}
+
+#[tokio::test]
+async fn a_dead_parent_cancels_skips_and_runs_its_children_at_once() {
+    let env = start().await;
+    submit(&env, &shapes()).await;
+
+    let fence = env.claim_next(&jid("a")).await;
+    let out = env
+        .broker
+        .fail(&env.keys, &KEEP, &jid("a"), fence, "boom", FailMode::Kill)
+        .await
+        .unwrap();
+    assert_eq!(out, FailOutcome::Dead);
+
+    // cancel: b, and c after it, at once, with the reason.
+    env.assert_state(&jid("b"), JobState::Cancelled).await;
+    assert_eq!(
+        env.field(&jid("b"), "error").await.as_deref(),
+        Some("parent step a dead")
+    );
+    env.assert_state(&jid("c"), JobState::Cancelled).await;
+    assert_eq!(
+        env.field(&jid("c"), "error").await.as_deref(),
+        Some("parent step b cancelled")
+    );
+    // skip: e ends as skipped, a success for g, which is released.
+    env.assert_state(&jid("e"), JobState::Completed).await;
+    assert_eq!(env.field(&jid("e"), "skipped").await.as_deref(), Some("a"));
+    env.assert_state(&jid("g"), JobState::Pending).await;
+    // run: d still waits for h, then runs.
+    env.assert_state(&jid("d"), JobState::Waiting).await;
+    run(&env, "h").await;
+    env.assert_state(&jid("d"), JobState::Pending).await;
+    assert_eq!(
+        env.field(&jid("d"), "parent_failed").await.as_deref(),
+        Some("a")
+    );
+    assert!(env.members(JobState::Waiting).await.is_empty());
+
+    // g was released ahead of d; both run, and the workflow ends failed.
+    run(&env, "g").await;
+    run(&env, "d").await;
+    let info = inspector(&env).flow("f").await.unwrap();
+    assert_eq!(info.state, FlowState::Failed);
+    let states: BTreeMap<&str, &str> = info
+        .steps
+        .iter()
+        .map(|s| (s.id.as_str(), s.state.as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        BTreeMap::from([
+            ("a", "dead"),
+            ("b", "cancelled"),
+            ("c", "cancelled"),
+            ("d", "completed"),
+            ("e", "skipped"),
+            ("g", "completed"),
+            ("h", "completed"),
+        ])
+    );
+    assert_eq!(info.counts["cancelled"], 2);
+}
+
+#[tokio::test]
+async fn a_retried_workflow_resumes_its_cancelled_steps() {
+    let env = start().await;
+    let flow = Workflow::new(Q, "retry")
+        .id("f")
+        .step(step("a"))
+        .step(step("ok"))
+        .step(step("b").after(["a", "ok"]))
+        .step(step("c").after(["b"]));
+    submit(&env, &flow).await;
+    let fence = env.claim_next(&jid("a")).await;
+    env.broker
+        .fail(&env.keys, &KEEP, &jid("a"), fence, "boom", FailMode::Kill)
+        .await
+        .unwrap();
+    run(&env, "ok").await;
+    let insp = inspector(&env);
+    assert_eq!(insp.flow("f").await.unwrap().state, FlowState::Failed);
+
+    let retried = insp.retry_flow("f").await.unwrap();
+
+    assert_eq!(retried.retried, 3);
+    env.assert_state(&jid("a"), JobState::Pending).await;
+    env.assert_state(&jid("b"), JobState::Waiting).await;
+    assert_eq!(env.num(&jid("b"), "wait").await, 1, "ok succeeded already");
+    assert_eq!(env.num(&jid("c"), "wait").await, 1);
+    assert_eq!(env.num(&jid("a"), "attempt").await, 0);
+    assert_eq!(insp.flow("f").await.unwrap().state, FlowState::Running);
+    run(&env, "a").await;
+    run(&env, "b").await;
+    run(&env, "c").await;
+    assert_eq!(insp.flow("f").await.unwrap().state, FlowState::Succeeded);
+    // Nothing failed any more: a second retry does nothing.
+    assert_eq!(insp.retry_flow("f").await.unwrap().retried, 0);
+}
+
+#[tokio::test]
+async fn cancelling_a_workflow_stops_everything_and_releases_nothing() {
+    let env = start().await;
+    let flow = Workflow::new(Q, "cancel")
+        .id("f")
+        .step(step("a"))
+        .step(step("p"))
+        .step(step("b").after(["a"]).on_parent_failure(ParentFailure::Run))
+        .step(step("c").after(["p"]));
+    submit(&env, &flow).await;
+    let fence = env.claim_next(&jid("a")).await;
+    let running = env.claim_next(&jid("p")).await;
+    let insp = inspector(&env);
+
+    // The mark comes first: a step ending after it releases nothing.
+    assert!(
+        env.broker
+            .mark_flow_cancelled(&env.keys, "f")
+            .await
+            .unwrap()
+    );
+    env.broker
+        .ack(&env.keys, &KEEP, &[(jid("a"), fence, String::new())])
+        .await
+        .unwrap();
+    env.assert_state(&jid("b"), JobState::Cancelled).await;
+    assert_eq!(
+        env.field(&jid("b"), "error").await.as_deref(),
+        Some("workflow cancelled")
+    );
+    // Then every step not ended is cancelled.
+    let out = insp.cancel_flow("f").await.unwrap();
+    assert_eq!((out.cancelled, out.cancelling), (1, 1));
+    env.assert_state(&jid("c"), JobState::Cancelled).await;
+    assert_eq!(insp.flow("f").await.unwrap().state, FlowState::Running);
+    // p's worker sees the request and stops it.
+    let out = env
+        .broker
+        .fail(
+            &env.keys,
+            &KEEP,
+            &jid("p"),
+            running,
+            "cancelled",
+            FailMode::Cancel,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, FailOutcome::Cancelled);
+    let info = insp.flow("f").await.unwrap();
+    assert_eq!(info.state, FlowState::Cancelled);
+    assert!(env.members(JobState::Pending).await.is_empty());
+    assert!(env.members(JobState::Waiting).await.is_empty());
+}
+
+#[tokio::test]
+async fn cancelling_deleting_or_killing_a_step_by_hand_settles_its_children() {
+    let env = start().await;
+    let flow = Workflow::new(Q, "by-hand")
+        .id("f")
+        .step(step("a"))
+        .step(step("b").after(["a"]))
+        .step(step("c").after(["b"]).on_parent_failure(ParentFailure::Run))
+        .step(
+            step("d")
+                .after(["c"])
+                .on_parent_failure(ParentFailure::Skip),
+        )
+        .step(step("e").after(["d"]));
+    submit(&env, &flow).await;
+
+    // Retry and reschedule refuse a waiting step: they would run it before its parents.
+    let err = env.broker.retry(&env.keys, &jid("b")).await.unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::Conflict, "{err}");
+    // Killing a waiting step is allowed and cancels what follows by policy.
+    assert_eq!(
+        env.broker.kill(&env.keys, &KEEP, &jid("b")).await.unwrap(),
+        JobState::Waiting
+    );
+    env.assert_state(&jid("b"), JobState::Dead).await;
+    // c runs anyway, but still waits... for nothing else: b was its only parent.
+    env.assert_state(&jid("c"), JobState::Pending).await;
+    // Deleting the pending c counts as cancelled: d is skipped, e released.
+    env.broker.delete(&env.keys, &jid("c")).await.unwrap();
+    env.assert_state(&jid("d"), JobState::Completed).await;
+    env.assert_state(&jid("e"), JobState::Pending).await;
+    // Cancelling a by hand (it is pending) ends the last root.
+    env.broker
+        .cancel(&env.keys, &KEEP, &jid("a"))
+        .await
+        .unwrap();
+    env.broker
+        .cancel(&env.keys, &KEEP, &jid("e"))
+        .await
+        .unwrap();
+    let info = inspector(&env).flow("f").await.unwrap();
+    assert_eq!(info.state, FlowState::Failed);
+    assert_eq!(info.counts.values().sum::<u64>(), 5);
+    assert!(env.members(JobState::Waiting).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_workflow_is_not_found() {
+    let env = start().await;
+    env.enqueue(NewJob::new(Q, "work")).await;
+    let insp = inspector(&env);
+    for err in [
+        insp.flow("nope").await.unwrap_err(),
+        insp.cancel_flow("nope").await.map(|_| ()).unwrap_err(),
+        insp.retry_flow("nope").await.map(|_| ()).unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), crate::ErrorKind::NotFound, "{err}");
+    }
+    let err = insp.flow("a b").await.unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument, "{err}");
+}
