@@ -1,6 +1,6 @@
 //! The producer side: enqueue jobs, read one back, cancel it.
 
-use crate::broker::{Broker, CancelOutcome, Retention, job_not_found};
+use crate::broker::{Broker, CancelOutcome, Retention};
 use crate::connect::ConnectOptions;
 use crate::flow::{FlowSubmitted, Workflow};
 use crate::inspect::Inspector;
@@ -123,12 +123,7 @@ impl Client {
 
     /// Read one job.
     pub async fn job(&self, queue: &str, id: &str) -> Result<JobInfo> {
-        crate::job::validate_queue_name(queue)?;
-        let keys = self.broker.keys(queue);
-        self.broker
-            .job(&keys, id)
-            .await?
-            .ok_or_else(|| job_not_found(queue, id))
+        self.inspector().job_in(queue, id).await
     }
 
     /// Cancel a job: a waiting job is cancelled at once; a running one is stopped by its
