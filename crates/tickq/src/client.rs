@@ -93,10 +93,31 @@ impl Client {
         Ok(answer)
     }
 
-    /// Enqueue many jobs in as few round trips as possible (one script call per queue and
-    /// 1,000 jobs, all in flight together). Jobs whose id already exists are answered with
-    /// `created: false` and left as they are; jobs whose unique key another job holds are
-    /// answered with that job and `duplicate: true`.
+    /// Enqueue many jobs in as few round trips as possible (one call per queue and 1,000
+    /// jobs, up to 16 of them in flight at once, so a call of any size never waits on one
+    /// reply for long). Jobs whose id already exists are answered with `created: false` and
+    /// left as they are; jobs whose unique key another job holds are answered with that job
+    /// and `duplicate: true`.
+    ///
+    /// If Redis fails part way (connection lost, timeout, Redis full), nothing more is sent
+    /// and the error's [`Error::partial_enqueue`] lists the jobs Redis confirmed and hands
+    /// back every other one with its id fixed (tickq generates ids before sending). Enqueueing
+    /// those again creates each at most once: one that went in although its answer was lost
+    /// is answered `created: false`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: tickq::Client, jobs: Vec<tickq::NewJob>) -> tickq::Result<()> {
+    /// if let Err(e) = client.enqueue_bulk(jobs).await {
+    ///     eprintln!("enqueue failed: {e}");
+    ///     if let Some(partial) = e.into_partial_enqueue() {
+    ///         // Once more, for the jobs without an answer; none is created twice.
+    ///         let again = partial.unconfirmed.into_iter().map(|(_, job)| job).collect();
+    ///         client.enqueue_bulk(again).await?;
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
         self.broker.enqueue(jobs).await
     }

@@ -235,6 +235,13 @@ impl NewJob {
         self
     }
 
+    /// The job's id: the one given with [`id`](NewJob::id), or the one an enqueue generated
+    /// for it (a job handed back in [`PartialEnqueue::unconfirmed`] keeps it, so enqueueing
+    /// it again cannot create it twice). `None` for a new job without one.
+    pub fn assigned_id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
     /// Run after this delay (measured by Redis' clock). Default: now.
     pub fn delay(mut self, delay: Duration) -> NewJob {
         self.due = if delay.is_zero() {
@@ -390,6 +397,24 @@ pub struct Enqueued {
     pub created: bool,
     /// True when another job holds the unique key: `id` and `state` are that job's.
     pub duplicate: bool,
+}
+
+/// What an enqueue that failed part way did: carried by its [`Error`](crate::Error), see
+/// [`Error::partial_enqueue`](crate::Error::partial_enqueue).
+///
+/// Every job had its id fixed before anything was sent (ids tickq generates included), and
+/// each chunk of jobs is written atomically, so every job is either confirmed here or in
+/// `unconfirmed`. Enqueueing `unconfirmed` again is safe: a job that went in although its
+/// answer was lost (its chunk was in flight when the connection broke) is answered
+/// `created: false`, and is not created twice.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct PartialEnqueue {
+    /// The jobs Redis confirmed, by their index in the call, in order.
+    pub enqueued: Vec<(usize, Enqueued)>,
+    /// Every other job, by its index in the call, in order, each with its id set
+    /// ([`NewJob::assigned_id`]): not sent, or sent with no answer.
+    pub unconfirmed: Vec<(usize, NewJob)>,
 }
 
 /// Everything known about one job, as the inspector, CLI and HTTP API show it.
