@@ -239,7 +239,7 @@ impl Broker {
             let job = &jobs[i];
             let (at_ms, delay_ms) = due_args(&job.due);
             let id = job_id(job);
-            inv.arg(id).arg(Envelope::encode_new(id, job));
+            inv.arg(id).arg(Envelope::encode_new(job));
             inv.arg(job.priority)
                 .arg(job.max_attempts)
                 .arg(at_ms)
@@ -299,7 +299,7 @@ fn plain_transaction(
         pipe.cmd("HSET")
             .arg(keys.job(id))
             .arg("data")
-            .arg(Envelope::encode_new(id, job))
+            .arg(Envelope::encode_new(job))
             .arg("state")
             .arg(state.as_str())
             .arg("attempt")
