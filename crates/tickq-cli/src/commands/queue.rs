@@ -1,6 +1,6 @@
 //! `queue ls | pause | resume | purge`.
 
-use crate::config::{LimitChange, Redis};
+use crate::config::Redis;
 use crate::output;
 use tickq::{JobState, QueueCounts};
 
@@ -55,17 +55,15 @@ fn describe(q: &QueueCounts) -> String {
 pub async fn limit(
     redis: &Redis,
     queue: &str,
-    change: Option<LimitChange>,
+    change: Option<tickq::LimitsChange>,
     json: bool,
 ) -> anyhow::Result<()> {
     let client = crate::connect::connect(redis).await?;
     let inspector = client.inspector();
-    let mut view = inspector.limits(queue).await?;
-    if let Some(change) = change {
-        view = inspector
-            .set_limits(queue, change.apply(view.limits))
-            .await?;
-    }
+    let view = match change {
+        Some(change) => inspector.change_limits(queue, change).await?,
+        None => inspector.limits(queue).await?,
+    };
     let limits = view.limits;
     if json {
         output::json(&view)?;
