@@ -6,26 +6,13 @@ use tickq::{JobState, QueueCounts};
 
 pub async fn list(redis: &Redis, json: bool) -> anyhow::Result<()> {
     let client = crate::connect::connect(redis).await?;
-    let stats = client.inspector().stats().await?.queues;
+    let stats = client.inspector().stats().await?;
     if json {
-        // `queues` stays a list of names, as it was before queues could be paused.
-        let names: Vec<&str> = stats.iter().map(|q| q.queue.as_str()).collect();
-        let paused: Vec<&str> = stats
-            .iter()
-            .filter(|q| q.paused)
-            .map(|q| q.queue.as_str())
-            .collect();
-        let limits: serde_json::Map<String, serde_json::Value> = stats
-            .iter()
-            .filter(|q| !q.limits.is_unlimited())
-            .map(|q| Ok((q.queue.clone(), serde_json::to_value(q.limits)?)))
-            .collect::<serde_json::Result<_>>()?;
-        output::json(&serde_json::json!({
-            "queues": names,
-            "paused": paused,
-            "limits": limits,
-        }))?;
-    } else if stats.is_empty() {
+        // The document of `GET /api/queues` (and `tickq stats --json`).
+        return Ok(output::json(&stats)?);
+    }
+    let stats = stats.queues;
+    if stats.is_empty() {
         output::text("no queues yet; `tickq enqueue QUEUE KIND` creates one")?;
     } else {
         let lines: Vec<String> = stats.iter().map(describe).collect();
