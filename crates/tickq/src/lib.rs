@@ -164,7 +164,8 @@ pub use connect::{ConnectOptions, TlsFiles};
 pub use error::{Error, ErrorKind, Result};
 pub use events::{Event, Events, JobChange};
 pub use flow::{
-    FlowSubmitted, MAX_FLOW_STEPS, ParentFailure, Step, Workflow, step_job_id, validate_flow_id,
+    Batch, FlowSubmitted, MAX_FLOW_STEPS, ParentFailure, Step, Workflow, step_job_id,
+    validate_flow_id,
 };
 pub use handler::{FailAction, Handler, IntoJobResult, Job, JobError};
 pub use inspect::{

@@ -3,7 +3,8 @@
 //!
 //! - every step ended exactly once (its `e:` is written, its job's state is the final state
 //!   that end names), and nothing is left waiting, pending or active;
-//! - no step was ever claimed before all its parents had ended;
+//! - no step was ever claimed before all its parents had ended, and an `only_if_failed` step
+//!   (a batch's on_failure) only when one of them had failed;
 //! - the workflow ended (`finished` set) and its hash carries a TTL no longer than its keep.
 
 use super::tests::{KEEP, Q};
@@ -20,12 +21,12 @@ type StepGene = (u8, u8, u8, u8);
 /// the choices that drive the run.
 fn dags() -> impl Strategy<Value = (Vec<StepGene>, Vec<u8>)> {
     (
-        prop::collection::vec((any::<u8>(), any::<u8>(), 0..3u8, 0..3u8), 1..50),
+        prop::collection::vec((any::<u8>(), any::<u8>(), 0..3u8, 0..4u8), 1..50),
         prop::collection::vec(any::<u8>(), 400),
     )
 }
 
-fn build(steps: &[StepGene]) -> (Workflow, Vec<Vec<String>>) {
+fn build(steps: &[StepGene]) -> (Workflow, Vec<(Vec<String>, ParentFailure)>) {
     let mut flow = Workflow::new(Q, "prop").id("p");
     let mut parents_of = Vec::new();
     for (i, &(a, b, n, policy)) in steps.iter().enumerate() {
@@ -38,17 +39,21 @@ fn build(steps: &[StepGene]) -> (Workflow, Vec<Vec<String>>) {
                 }
             }
         }
-        let policy = [
+        let mut policy = [
             ParentFailure::Cancel,
             ParentFailure::Run,
             ParentFailure::Skip,
+            ParentFailure::OnlyIfFailed,
         ][policy as usize];
+        if parents.is_empty() && policy == ParentFailure::OnlyIfFailed {
+            policy = ParentFailure::Cancel;
+        }
         flow = flow.step(
             Step::new(format!("s{i}"), NewJob::new(Q, "work").max_attempts(2))
                 .after(parents.clone())
                 .on_parent_failure(policy),
         );
-        parents_of.push(parents);
+        parents_of.push((parents, policy));
     }
     (flow, parents_of)
 }
@@ -106,9 +111,15 @@ async fn run_case(
         }
         for job in batch.jobs {
             let step: usize = job.id.rsplit_once(":s").unwrap().1.parse().unwrap();
-            for p in &parents_of[step] {
-                let ended: bool = conn.hexists(&fk, format!("e:{p}")).await.unwrap();
-                prop_assert!(ended, "s{step} started before its parent {p} ended");
+            let (parents, policy) = &parents_of[step];
+            let mut some_failed = false;
+            for p in parents {
+                let end: Option<String> = conn.hget(&fk, format!("e:{p}")).await.unwrap();
+                prop_assert!(end.is_some(), "s{step} started before its parent {p} ended");
+                some_failed |= matches!(end.as_deref(), Some("dead" | "cancelled"));
+            }
+            if *policy == ParentFailure::OnlyIfFailed {
+                prop_assert!(some_failed, "s{step} ran though none of its parents failed");
             }
             match choice.next().unwrap() % 4 {
                 0 | 1 => {

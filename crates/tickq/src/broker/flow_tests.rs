@@ -4,7 +4,7 @@
 
 use super::tests::{KEEP, Q, start};
 use super::*;
-use crate::flow::{ParentFailure, Step, Workflow, step_job_id};
+use crate::flow::{Batch, ParentFailure, Step, Workflow, step_job_id};
 use crate::inspect::{FlowState, Inspector};
 
 fn step(id: &str) -> Step {
@@ -402,4 +402,175 @@ async fn a_missing_workflow_is_not_found() {
     }
     let err = insp.flow("a b").await.unwrap_err();
     assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument, "{err}");
+}
+
+/// p1, p2 with all three callbacks, and a step after on_failure (its own children follow
+/// it like any step's).
+fn batch() -> Workflow {
+    Workflow::new(Q, "batch")
+        .id("f")
+        .step(step("p1"))
+        .step(step("p2"))
+        .step(step("done"))
+        .step(step("ok"))
+        .step(step("alert"))
+        .step(step("page").after(["alert"]))
+        .batch(
+            Batch::new(["p1", "p2"])
+                .on_complete("done")
+                .on_success("ok")
+                .on_failure("alert"),
+        )
+}
+
+fn callback_states(info: &crate::inspect::FlowInfo) -> BTreeMap<&str, &str> {
+    info.steps
+        .iter()
+        .filter(|s| !s.id.starts_with('p') || s.id == "page")
+        .map(|s| (s.id.as_str(), s.state.as_str()))
+        .collect()
+}
+
+#[tokio::test]
+async fn batch_callbacks_when_every_step_succeeds() {
+    let env = start().await;
+    submit(&env, &batch()).await;
+    assert_eq!(
+        env.field(&jid("alert"), "policy").await.as_deref(),
+        Some("only_if_failed")
+    );
+    assert_eq!(
+        env.field(&jid("done"), "policy").await.as_deref(),
+        Some("run")
+    );
+
+    // Never early: one step of the batch ended, every callback still waits.
+    run(&env, "p1").await;
+    for s in ["done", "ok", "alert", "page"] {
+        env.assert_state(&jid(s), JobState::Waiting).await;
+    }
+    run(&env, "p2").await;
+
+    // on_complete and on_success are released, once each; on_failure ends as skipped with
+    // the reason, and its child runs (skipped counts as a success).
+    let mut pending = env.members(JobState::Pending).await;
+    pending.sort();
+    assert_eq!(pending, ["done", "ok", "page"].map(jid));
+    env.assert_state(&jid("alert"), JobState::Completed).await;
+    assert_eq!(
+        env.field(&jid("alert"), "skipped").await.as_deref(),
+        Some("no parent failed")
+    );
+    // A repeated ack of p2 settles nothing again.
+    let before = env.snapshot().await;
+    let p2 = [(
+        jid("p2"),
+        env.num(&jid("p2"), "fence").await as u64,
+        String::new(),
+    )];
+    env.broker.ack(&env.keys, &KEEP, &p2).await.unwrap();
+    assert_eq!(env.snapshot().await, before);
+
+    for s in ["done", "ok", "page"] {
+        run(&env, s).await;
+    }
+    let info = inspector(&env).flow("f").await.unwrap();
+    assert_eq!(info.state, FlowState::Succeeded);
+    assert_eq!(
+        callback_states(&info),
+        BTreeMap::from([
+            ("alert", "skipped"),
+            ("done", "completed"),
+            ("ok", "completed"),
+            ("page", "completed"),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn batch_callbacks_when_a_step_dies() {
+    let env = start().await;
+    submit(&env, &batch()).await;
+    let fence = env.claim_next(&jid("p1")).await;
+    env.broker
+        .fail(&env.keys, &KEEP, &jid("p1"), fence, "boom", FailMode::Kill)
+        .await
+        .unwrap();
+
+    // on_success can no longer run: cancelled at once, with the reason. on_failure and
+    // on_complete wait for p2: never before the whole batch ended.
+    env.assert_state(&jid("ok"), JobState::Cancelled).await;
+    assert_eq!(
+        env.field(&jid("ok"), "error").await.as_deref(),
+        Some("parent step p1 dead")
+    );
+    env.assert_state(&jid("alert"), JobState::Waiting).await;
+    env.assert_state(&jid("done"), JobState::Waiting).await;
+    run(&env, "p2").await;
+    let mut pending = env.members(JobState::Pending).await;
+    pending.sort();
+    assert_eq!(pending, ["alert", "done"].map(jid));
+    assert_eq!(
+        env.field(&jid("alert"), "parent_failed").await.as_deref(),
+        Some("p1")
+    );
+    run(&env, "done").await;
+    run(&env, "alert").await;
+    run(&env, "page").await;
+    let insp = inspector(&env);
+    let info = insp.flow("f").await.unwrap();
+    assert_eq!(info.state, FlowState::Failed);
+    assert_eq!(
+        callback_states(&info),
+        BTreeMap::from([
+            ("alert", "completed"),
+            ("done", "completed"),
+            ("ok", "cancelled"),
+            ("page", "completed"),
+        ])
+    );
+
+    // Retried, p1 succeeds: on_success runs now; on_failure ran already and stays.
+    assert_eq!(insp.retry_flow("f").await.unwrap().retried, 2);
+    run(&env, "p1").await;
+    run(&env, "ok").await;
+    let info = insp.flow("f").await.unwrap();
+    assert_eq!(info.state, FlowState::Succeeded);
+    assert!(env.members(JobState::Pending).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_retried_on_failure_step_whose_batch_succeeded_is_skipped() {
+    let env = start().await;
+    submit(&env, &batch()).await;
+    let insp = inspector(&env);
+    // The workflow is cancelled while p1 runs: every callback is cancelled with it.
+    let fence = env.claim_next(&jid("p1")).await;
+    insp.cancel_flow("f").await.unwrap();
+    env.broker
+        .fail(
+            &env.keys,
+            &KEEP,
+            &jid("p1"),
+            fence,
+            "cancelled",
+            FailMode::Cancel,
+        )
+        .await
+        .unwrap();
+    assert_eq!(insp.flow("f").await.unwrap().state, FlowState::Cancelled);
+
+    insp.retry_flow("f").await.unwrap();
+    run(&env, "p1").await;
+    run(&env, "p2").await;
+    // Nothing in the batch failed this time: on_failure is skipped, not run.
+    env.assert_state(&jid("alert"), JobState::Completed).await;
+    assert_eq!(
+        env.field(&jid("alert"), "skipped").await.as_deref(),
+        Some("no parent failed")
+    );
+    for s in ["done", "ok", "page"] {
+        run(&env, s).await;
+    }
+    assert_eq!(insp.flow("f").await.unwrap().state, FlowState::Succeeded);
 }

@@ -193,10 +193,11 @@ end
 
 -- A step ended: `outcome` is completed, skipped, dead or cancelled. Record it once (a second
 -- report of the same step, e.g. a job retried by hand after it died, changes nothing), then
--- settle its children that still wait: on success (completed, skipped) or with policy `run`,
--- count one parent less and move the child to pending at 0; after a failure, policy `cancel`
--- cancels the child and `skip` ends it as skipped (a success for its own children), each
--- settling its own children in turn, transitively, in this same call. A cancelled workflow
+-- settle its children that still wait: on success (completed, skipped) or with policy `run`
+-- or `only_if_failed`, count one parent less and move the child to pending at 0 (an
+-- `only_if_failed` child none of whose parents failed ends as skipped instead); after a
+-- failure, policy `cancel` cancels the child and `skip` ends it as skipped (a success for its
+-- own children), each settling its own children in turn, transitively, in this same call. A cancelled workflow
 -- releases nothing: waiting children are cancelled.
 local function flow_ended(prefix, flow_key, step, outcome, result, now)
   if not flow_key or not step then return end
@@ -206,6 +207,14 @@ local function flow_ended(prefix, flow_key, step, outcome, result, now)
   local keep = redis.call('HGET', flow_key, 'keep') or '86400000'
   local now_s = str(now)
   local released = {}
+  -- End a waiting step as skipped (a completed job with `skipped` = why: the failed parent,
+  -- or 'no parent failed' for only_if_failed).
+  local function skip(ck, cid, why)
+    redis.call('ZREM', queue_key(prefix, 'waiting'), cid)
+    redis.call('HSET', ck, 'state', 'completed', 'finished', now_s, 'skipped', why)
+    redis.call('ZADD', queue_key(prefix, 'completed'), now, cid)
+    event('completed', cid)
+  end
   local work = {{step, outcome, result}}
   local i = 1
   while i <= #work do
@@ -225,16 +234,21 @@ local function flow_ended(prefix, flow_key, step, outcome, result, now)
         local f = redis.call('HMGET', ck, 'state', 'policy', 'unique')
         if f[1] == 'waiting' then
           local policy = f[2] or 'cancel'
-          if not cancelled_flow and (ok or policy == 'run') then
+          local only = policy == 'only_if_failed'
+          if not cancelled_flow and (ok or policy == 'run' or only) then
             if not ok then redis.call('HSET', ck, 'parent_failed', s) end
             if redis.call('HINCRBY', ck, 'wait', -1) <= 0 then
-              released[#released + 1] = cid
+              -- only_if_failed (a batch's on_failure): every parent ended; no failure among
+              -- them ends it as skipped, never released.
+              if only and redis.call('HEXISTS', ck, 'parent_failed') == 0 then
+                skip(ck, cid, 'no parent failed')
+                work[#work + 1] = {child, 'skipped', nil}
+              else
+                released[#released + 1] = cid
+              end
             end
           elseif policy == 'skip' and not cancelled_flow then
-            redis.call('ZREM', queue_key(prefix, 'waiting'), cid)
-            redis.call('HSET', ck, 'state', 'completed', 'finished', now_s, 'skipped', s)
-            redis.call('ZADD', queue_key(prefix, 'completed'), now, cid)
-            event('completed', cid)
+            skip(ck, cid, s)
             work[#work + 1] = {child, 'skipped', nil}
           else
             local why = 'workflow cancelled'
