@@ -91,6 +91,15 @@ after = ["part1", "part2"]
     // The same file again creates nothing.
     let again = run(Some(&url), &["flow", "run", &file]).ok().stdout;
     assert!(again.contains("exists already"), "{again}");
+    let list = run(Some(&url), &["flow", "ls", "--json"]).json();
+    assert_eq!(list["flows"][0]["id"], "nightly-1", "{list}");
+    assert_eq!(list["flows"][0]["state"], "succeeded");
+    let table = run(Some(&url), &["flow", "ls", "default"]).ok().stdout;
+    assert!(
+        table.contains("nightly-1") && table.contains("succeeded"),
+        "{table}"
+    );
+    run(Some(&url), &["flow", "ls", "--limit", "0"]).fails(2, "--limit 0");
     let human = run(Some(&url), &["flow", "show", "nightly-1"]).ok().stdout;
     assert!(
         human.contains("succeeded") && human.contains("report"),

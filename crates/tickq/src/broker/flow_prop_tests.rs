@@ -5,7 +5,9 @@
 //!   that end names), and nothing is left waiting, pending or active;
 //! - no step was ever claimed before all its parents had ended, and an `only_if_failed` step
 //!   (a batch's on_failure) only when one of them had failed;
-//! - the workflow ended (`finished` set) and its hash carries a TTL no longer than its keep.
+//! - the workflow ended (`finished` set) and its hash carries a TTL no longer than its keep;
+//! - it is in the queue's workflow index until its retention runs out, and once it has (and
+//!   the janitor ran) no key of it is left and no index names it.
 
 use super::tests::{KEEP, Q};
 use super::*;
@@ -196,6 +198,62 @@ async fn run_case(
         JobState::Retry,
     ] {
         prop_assert_eq!(counts.states[&s], 0, "{}", s);
+    }
+
+    // Its retention: the workflow index holds it until exactly when its hash expires.
+    let finished: i64 = hash["finished"].parse().unwrap();
+    let listed: Option<f64> = conn.zscore(&keys.flows, "p").await.unwrap();
+    prop_assert!(
+        listed.is_some(),
+        "a finished workflow is listed within its retention"
+    );
+    let deadline: Option<f64> = conn.zscore(&keys.flow_ends, "p").await.unwrap();
+    prop_assert_eq!(deadline, Some((finished + KEEP.keep_ms() as i64) as f64));
+    // The retention runs out. Redis' clock cannot be moved, so the hash's TTL and the index's
+    // deadline are brought to now (what time would do), then the janitor runs with a
+    // retention of zero for the step jobs.
+    let _: () = conn.pexpire(&fk, 1).await.unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg(&keys.flow_ends)
+        .arg("XX")
+        .arg(now(broker).await - 1)
+        .arg("p")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let gone = std::time::Instant::now() + Duration::from_secs(5);
+    while conn.exists::<_, bool>(&fk).await.unwrap() {
+        prop_assert!(std::time::Instant::now() < gone, "the hash did not expire");
+        tokio::task::yield_now().await;
+    }
+    let none = Retention {
+        completed_for: Duration::ZERO,
+        dead_for: Duration::ZERO,
+        ..KEEP
+    };
+    broker.janitor(&keys, &none, 1000, false).await.unwrap();
+    // No key of the workflow is left, and no index names it.
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for key in &left {
+        prop_assert!(!key.contains("flow:p"), "{} outlived the workflow", key);
+        let kind: String = redis::cmd("TYPE")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if kind == "zset" {
+            let members: Vec<String> = conn.zrange(key, 0, -1).await.unwrap();
+            prop_assert!(
+                members.iter().all(|m| !m.contains("flow:p") && m != "p"),
+                "{} still names the workflow: {:?}",
+                key,
+                members
+            );
+        }
     }
     Ok(())
 }

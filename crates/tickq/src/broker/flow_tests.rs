@@ -574,3 +574,135 @@ async fn a_retried_on_failure_step_whose_batch_succeeded_is_skipped() {
     }
     assert_eq!(insp.flow("f").await.unwrap().state, FlowState::Succeeded);
 }
+
+#[tokio::test]
+async fn the_workflow_list_shows_each_workflow_until_its_retention_runs_out() {
+    let env = start().await;
+    let insp = inspector(&env);
+    let chain = |id: &str| {
+        Workflow::new(Q, "chain")
+            .id(id)
+            .step(step("a"))
+            .step(step("b").after(["a"]))
+    };
+    // f is kept 1 s after it ends, g (newer) for the test's retention.
+    assert!(
+        env.broker
+            .submit_flow(&chain("f"), "f", 1000)
+            .await
+            .unwrap()
+    );
+    assert!(submit(&env, &chain("g")).await);
+    let list = insp.flows(Some(Q), 10).await.unwrap().flows;
+    let ids: Vec<(&str, FlowState)> = list.iter().map(|f| (f.id.as_str(), f.state)).collect();
+    assert_eq!(ids, [("g", FlowState::Waiting), ("f", FlowState::Waiting)]);
+    assert_eq!(list[0].steps, 2);
+    assert_eq!(insp.flows(Some(Q), 1).await.unwrap().flows.len(), 1);
+
+    // f's first step starts: running (nothing ended yet); then f succeeds.
+    let fence = env.claim_next("flow:f:a").await;
+    assert_eq!(
+        insp.flows(Some(Q), 10).await.unwrap().flows[1].state,
+        FlowState::Running
+    );
+    env.broker
+        .ack(
+            &env.keys,
+            &KEEP,
+            &[("flow:f:a".into(), fence, String::new())],
+        )
+        .await
+        .unwrap();
+    let fence = env.claim_next("flow:g:a").await;
+    env.broker
+        .fail(&env.keys, &KEEP, "flow:g:a", fence, "boom", FailMode::Kill)
+        .await
+        .unwrap();
+    let fence = env.claim_next("flow:f:b").await;
+    env.broker
+        .ack(
+            &env.keys,
+            &KEEP,
+            &[("flow:f:b".into(), fence, String::new())],
+        )
+        .await
+        .unwrap();
+    let list = insp.flows(Some(Q), 10).await.unwrap().flows;
+    assert_eq!(list[0].state, FlowState::Failed);
+    assert_eq!(
+        list[0].ended,
+        BTreeMap::from([("cancelled".into(), 1), ("dead".into(), 1)])
+    );
+    assert_eq!(list[1].state, FlowState::Succeeded);
+    assert!(list[1].finished_at.is_some());
+
+    // f's retention runs out: its hash expires, and the janitor takes it out of the index.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while env
+        .conn
+        .clone()
+        .exists::<_, bool>(env.keys.flow("f"))
+        .await
+        .unwrap()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "f's hash did not expire"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Gone from the list at once (the hash is what counts), from the index with the janitor.
+    let ids: Vec<String> = insp
+        .flows(Some(Q), 10)
+        .await
+        .unwrap()
+        .flows
+        .into_iter()
+        .map(|f| f.id)
+        .collect();
+    assert_eq!(ids, ["g"]);
+    // (Its step jobs go too: completed jobs kept for no time here.)
+    let no_completed = Retention {
+        completed_for: Duration::ZERO,
+        ..KEEP
+    };
+    env.broker
+        .janitor(&env.keys, &no_completed, 100, false)
+        .await
+        .unwrap();
+    let indexed: Vec<String> = env
+        .conn
+        .clone()
+        .zrange(&env.keys.flows, 0, -1)
+        .await
+        .unwrap();
+    assert_eq!(indexed, ["g"]);
+    let ends: Vec<String> = env
+        .conn
+        .clone()
+        .zrange(&env.keys.flow_ends, 0, -1)
+        .await
+        .unwrap();
+    assert_eq!(ends, ["g"]);
+
+    // Submitted again after it is gone, f is a new workflow, listed until it ends.
+    assert!(
+        env.broker
+            .submit_flow(&chain("f"), "f", 1000)
+            .await
+            .unwrap()
+    );
+    assert_eq!(insp.flows(Some(Q), 10).await.unwrap().flows[0].id, "f");
+    let ends: Vec<String> = env
+        .conn
+        .clone()
+        .zrange(&env.keys.flow_ends, 0, -1)
+        .await
+        .unwrap();
+    assert_eq!(ends, ["g"]);
+
+    // Every queue's: the same here, one queue.
+    assert_eq!(insp.flows(None, 10).await.unwrap().flows.len(), 2);
+    let err = insp.flows(None, 0).await.unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument, "{err}");
+}

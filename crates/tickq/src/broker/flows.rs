@@ -33,7 +33,9 @@ impl Broker {
             .key(&keys.waiting)
             .key(&keys.seq)
             .key(&keys.wake)
-            .key(keys.flow(id));
+            .key(keys.flow(id))
+            .key(&keys.flows)
+            .key(&keys.flow_ends);
         inv.arg(&keys.job_prefix)
             .arg(step_job_id(id, ""))
             .arg(&flow.name)

@@ -71,6 +71,7 @@ end
 if again > 0 then
   redis.call('HDEL', fk, 'cancel', 'finished')
   redis.call('PERSIST', fk)
+  redis.call('ZREM', queue_key(prefix, 'flow-ends'), flow_id_of(jp))
 end
 if #ready > 0 then
   local seq = redis.call('INCRBY', KEYS[3], #ready) - #ready

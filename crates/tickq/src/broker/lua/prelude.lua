@@ -191,6 +191,26 @@ local function queue_key(prefix, name)
   return string.sub(prefix, 1, -5) .. name
 end
 
+-- The queue's workflow index: `flows` (member workflow id, score = creation, for lists) and
+-- `flow-ends` (the finished ones, score = when their hash expires: `finished` + `keep`). A
+-- finished workflow leaves both once its retention ran out, so nothing of it outlives its
+-- hash. Trimmed here, at most `limit` per call, by every submit, every step end and the
+-- janitor. Answers how many left.
+local function flow_trim(prefix, now, limit)
+  local ends = queue_key(prefix, 'flow-ends')
+  local ids = redis.call('ZRANGE', ends, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
+  if #ids > 0 then
+    zrem_many(queue_key(prefix, 'flows'), ids)
+    zrem_many(ends, ids)
+  end
+  return #ids
+end
+
+-- The workflow id in a step job id prefix `flow:<id>:`.
+local function flow_id_of(jp)
+  return string.sub(jp, 6, -2)
+end
+
 -- A step ended: `outcome` is completed, skipped, dead or cancelled. Record it once (a second
 -- report of the same step, e.g. a job retried by hand after it died, changes nothing), then
 -- settle its children that still wait: on success (completed, skipped) or with policy `run`
@@ -266,6 +286,7 @@ local function flow_ended(prefix, flow_key, step, outcome, result, now)
       if redis.call('HINCRBY', flow_key, 'left', -1) == 0 then
         redis.call('HSET', flow_key, 'finished', now_s)
         redis.call('PEXPIRE', flow_key, keep)
+        redis.call('ZADD', queue_key(prefix, 'flow-ends'), now + tonumber(keep), flow_id_of(jp))
       end
     end
   end
@@ -283,4 +304,5 @@ local function flow_ended(prefix, flow_key, step, outcome, result, now)
     zadd_many(queue_key(prefix, 'pending'), pairs)
     wake(queue_key(prefix, 'wake'))
   end
+  flow_trim(prefix, now, 10)
 end
