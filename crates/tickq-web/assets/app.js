@@ -250,6 +250,7 @@ const VIEWS = {
   schedules: () => new Schedules(),
   nodes: () => new Nodes(),
   locks: () => new Locks(),
+  flows: () => new Flows(),
 };
 
 function viewFor(r) {
@@ -257,6 +258,7 @@ function viewFor(r) {
   if (!first) return ['overview', VIEWS.overview(r)];
   if (first === 'queues' && second) return ['overview', VIEWS.queue(r)];
   if (first === 'jobs' && second) return ['', VIEWS.job(r)];
+  if (first === 'flows' && second && r.parts.length === 2) return ['flows', new FlowPage(second)];
   if (VIEWS[first] && !second && first !== 'queue' && first !== 'job') return [first, VIEWS[first](r)];
   return ['', new NotFound(r.path)];
 }
@@ -1195,6 +1197,221 @@ class Locks extends View {
     fill(this.table, h('table', {},
       h('thead', {}, h('tr', {}, h('th', {}, 'name'), h('th', { class: 'num' }, 'fence'), h('th', {}, 'expires'))),
       h('tbody', {}, rows)));
+  }
+}
+
+// --- Workflows ---------------------------------------------------------------------------------
+
+/** The workflow a job event is about: its ids are `flow:<workflow id>:<step id>`. */
+function flowOf(jobId) {
+  if (!jobId || !jobId.startsWith('flow:')) return null;
+  const rest = jobId.slice(5);
+  const cut = rest.lastIndexOf(':');
+  return cut > 0 ? rest.slice(0, cut) : null;
+}
+
+class Flows extends View {
+  constructor() {
+    super('Workflows');
+    this.table = h('div', { class: 'scroll', id: 'flows' });
+    this.root.append(h('h1', {}, 'Workflows'), this.table);
+    this.refresh = this.throttled(() => this.load(), 1000, true);
+  }
+
+  async load() {
+    const doc = await api('GET', '/api/flows?limit=200');
+    if (this.gone) return;
+    const rows = (doc.flows || []).map((f) => h('tr', { dataset: { flow: f.id } },
+      h('td', { class: 'mono' }, h('a', { href: `#/flows/${enc(f.id)}` }, f.id)),
+      h('td', {}, f.name),
+      h('td', { class: 'hide-narrow' }, h('a', { href: `#/queues/${enc(f.queue)}` }, f.queue)),
+      h('td', {}, stateTag(f.state)),
+      h('td', { class: 'num' }, num(f.steps)),
+      h('td', { class: 'hide-narrow muted' }, Object.entries(f.ended || {}).map(([s, n]) => `${n} ${s}`).join(', ')),
+      h('td', { class: 'hide-narrow' }, when(f.created_at))));
+    if (!rows.length) {
+      rows.push(h('tr', {}, h('td', { class: 'empty', colspan: 7, id: 'no-flows' },
+        'No workflow is running or kept. Submit one with tickq flow run FILE.')));
+    }
+    fill(this.table, h('table', {},
+      h('thead', {}, h('tr', {}, h('th', {}, 'id'), h('th', {}, 'name'), h('th', { class: 'hide-narrow' }, 'queue'),
+        h('th', {}, 'state'), h('th', { class: 'num' }, 'steps'), h('th', { class: 'hide-narrow' }, 'ended'),
+        h('th', { class: 'hide-narrow' }, 'created'))),
+      h('tbody', {}, rows)));
+  }
+
+  onJobs(events, dropped) {
+    if (dropped || events.some((e) => flowOf(e.id))) this.refresh();
+  }
+}
+
+/**
+ * Layered layout of a DAG: a step's layer is the length of the longest path to it from a
+ * step without parents, so every edge goes to a later layer; within a layer, steps are
+ * ordered by the mean position of their parents (one barycenter sweep), which keeps most
+ * edges short and uncrossed. Answers {layers: [[step]], pos: Map(id -> {x, y})}.
+ */
+function layoutDag(steps, geometry) {
+  const byId = new Map(steps.map((s) => [s.id, s]));
+  const layer = new Map();
+  const depth = (s, seen = new Set()) => {
+    if (layer.has(s.id)) return layer.get(s.id);
+    if (seen.has(s.id)) return 0; // a cycle cannot be submitted; never loop on bad data
+    seen.add(s.id);
+    let d = 0;
+    for (const p of s.after || []) {
+      const parent = byId.get(p);
+      if (parent) d = Math.max(d, depth(parent, seen) + 1);
+    }
+    layer.set(s.id, d);
+    return d;
+  };
+  steps.forEach((s) => depth(s));
+  const layers = [];
+  for (const s of steps) (layers[layer.get(s.id)] ||= []).push(s);
+  const index = new Map();
+  layers.forEach((l, i) => {
+    if (i > 0) {
+      const mean = (s) => {
+        const ps = (s.after || []).filter((p) => index.has(p)).map((p) => index.get(p));
+        return ps.length ? ps.reduce((a, b) => a + b, 0) / ps.length : 0;
+      };
+      l.sort((a, b) => mean(a) - mean(b));
+    }
+    l.forEach((s, j) => index.set(s.id, j));
+  });
+  const { w, h: nh, gapX, gapY } = geometry;
+  const tallest = Math.max(...layers.map((l) => l.length));
+  const pos = new Map();
+  layers.forEach((l, i) => {
+    // Each layer centred on the tallest one.
+    const top = ((tallest - l.length) * (nh + gapY)) / 2;
+    l.forEach((s, j) => pos.set(s.id, { x: i * (w + gapX), y: top + j * (nh + gapY) }));
+  });
+  return { layers, pos, width: layers.length * (w + gapX) - gapX, height: tallest * (nh + gapY) - gapY };
+}
+
+/** The DAG of a workflow as SVG: a box per step (its id and state), an edge per `after`. */
+function dagSvg(steps) {
+  const g = { w: 180, h: 44, gapX: 64, gapY: 18 };
+  const pad = 8;
+  const { pos, width, height } = layoutDag(steps, g);
+  const root = svg('svg', {
+    class: 'dag', id: 'dag', role: 'img', 'aria-label': 'the workflow as a graph',
+    width: width + 2 * pad, height: height + 2 * pad,
+    viewBox: `${-pad} ${-pad} ${width + 2 * pad} ${height + 2 * pad}`,
+  });
+  // An arrowhead at each edge's child end, so an edge passing behind a box is not read as
+  // ending there.
+  const defs = svg('defs', {});
+  const marker = svg('marker', { id: 'dag-arrow', viewBox: '0 0 8 8', refX: 8, refY: 4,
+    markerWidth: 7, markerHeight: 7, orient: 'auto' });
+  marker.append(svg('path', { d: 'M0,0 L8,4 L0,8 z', class: 'arrow' }));
+  defs.append(marker);
+  root.append(defs);
+  for (const s of steps) {
+    const to = pos.get(s.id);
+    for (const p of s.after || []) {
+      const from = pos.get(p);
+      if (!from) continue;
+      const x1 = from.x + g.w;
+      const y1 = from.y + g.h / 2;
+      const x2 = to.x;
+      const y2 = to.y + g.h / 2;
+      const mid = (x1 + x2) / 2;
+      const edge = svg('path', {
+        class: 'edge', d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`,
+        'data-from': p, 'data-to': s.id, 'marker-end': 'url(#dag-arrow)',
+      });
+      root.append(edge);
+    }
+  }
+  for (const s of steps) {
+    const { x, y } = pos.get(s.id);
+    const link = svg('a', { href: `#/jobs/${enc(s.job_id)}` });
+    const node = svg('g', { class: `node state-${s.state}`, 'data-step': s.id, 'data-state': s.state,
+      transform: `translate(${x},${y})` });
+    const title = svg('title', {});
+    title.textContent = `${s.id}: ${s.state}${s.error ? ` (${s.error})` : ''}`;
+    const box = svg('rect', { width: g.w, height: g.h, rx: 6 });
+    const name = svg('text', { x: 10, y: 18, class: 'name' });
+    name.textContent = excerpt(s.id, 22);
+    const state = svg('text', { x: 10, y: 35, class: 'state' });
+    state.textContent = s.on_parent_failure && s.on_parent_failure !== 'cancel' && (s.after || []).length
+      ? `${s.state} · ${s.on_parent_failure}` : s.state;
+    node.append(title, box, name, state);
+    link.append(node);
+    root.append(link);
+  }
+  return root;
+}
+
+class FlowPage extends View {
+  constructor(id) {
+    super(`Workflow ${id}`);
+    this.id = id;
+    this.refresh = this.throttled(() => this.load(), 500, true);
+  }
+
+  async load() {
+    let doc;
+    try {
+      doc = await api('GET', `/api/flows/${enc(this.id)}`);
+    } catch (e) {
+      if (this.gone) return;
+      if (e.status === 404) {
+        fill(this.root, h('h1', {}, 'Workflow ', h('span', { class: 'mono' }, this.id)),
+          h('p', { id: 'flow-gone' }, 'No such workflow: it never existed, or it ended longer ago than its retention.'));
+        return;
+      }
+      throw e;
+    }
+    if (this.gone) return;
+    const counts = Object.entries(doc.counts || {}).map(([s, n]) => `${n} ${s}`).join(', ');
+    const rows = doc.steps.map((s) => h('tr', { dataset: { step: s.id } },
+      h('td', { class: 'mono' }, h('a', { href: `#/jobs/${enc(s.job_id)}` }, s.id)),
+      h('td', {}, stateTag(s.state)),
+      h('td', { class: 'mono hide-narrow' }, (s.after || []).join(', ')),
+      h('td', { class: 'hide-narrow' }, s.on_parent_failure),
+      h('td', { class: 'clip' }, s.error || (s.result ? excerpt(s.result) : ''))));
+    fill(this.root,
+      h('h1', {}, 'Workflow ', h('span', { class: 'mono' }, this.id), ' ', this.buttons(doc)),
+      h('p', { id: 'flow-summary' }, `${doc.name} · queue `, h('a', { href: `#/queues/${enc(doc.queue)}` }, doc.queue),
+        ' · ', h('span', { id: 'flow-state' }, stateTag(doc.state)), ` · ${counts}`,
+        doc.created_at ? [' · created ', when(doc.created_at)] : null,
+        doc.finished_at ? [' · finished ', when(doc.finished_at)] : null),
+      h('div', { class: 'scroll dag-box' }, dagSvg(doc.steps)),
+      h('div', { class: 'scroll' }, h('table', { id: 'flow-steps' },
+        h('thead', {}, h('tr', {}, h('th', {}, 'step'), h('th', {}, 'state'), h('th', { class: 'hide-narrow' }, 'after'),
+          h('th', { class: 'hide-narrow' }, 'if a parent fails'), h('th', {}, 'error / result'))),
+        h('tbody', {}, rows))));
+  }
+
+  buttons(doc) {
+    if (!canAct()) return null;
+    const done = ['succeeded', 'failed', 'cancelled'].includes(doc.state);
+    const mk = (action, label, question) => {
+      const b = h('button', {
+        type: 'button', dataset: { action },
+        onclick: () => act(b, async () => {
+          if (!(await ask(question, label))) return;
+          const res = await api('POST', `/api/flows/${enc(this.id)}/${action}`);
+          say(action === 'cancel'
+            ? `Workflow ${this.id}: ${res.cancelled} step(s) cancelled, ${res.cancelling} running step(s) asked to stop.`
+            : `Workflow ${this.id}: ${res.retried} failed step(s) started over.`);
+          await this.load();
+        }),
+      }, label);
+      return b;
+    };
+    return h('span', { class: 'actions' },
+      done ? null : mk('cancel', 'Cancel', `Cancel workflow ${this.id}? Running steps are stopped, the others cancelled.`),
+      doc.state === 'failed' || doc.state === 'cancelled'
+        ? mk('retry', 'Retry', `Start the dead and cancelled steps of workflow ${this.id} over?`) : null);
+  }
+
+  onJobs(events, dropped) {
+    if (dropped || events.some((e) => flowOf(e.id) === this.id)) this.refresh();
   }
 }
 
