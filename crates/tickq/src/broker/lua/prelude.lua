@@ -176,8 +176,9 @@ end
 
 -- Workflows (docs/workflows.md). A step is an ordinary job whose hash also holds `flow` (the
 -- workflow hash's full key, built by keys.rs), `step` (its step id), `wait` (parents not ended
--- yet) and `policy` (cancel, run, skip or only_if_failed: what a failed parent does to it). Until `wait`
--- reaches 0 it is `waiting`, in the queue's waiting index, which no claim reads. The workflow
+-- yet) and `policy` (cancel, run, skip or only_if_failed: what a failed parent does to it).
+-- Until `wait` reaches 0 it is `waiting`, in the queue's waiting index, which no claim reads.
+-- The workflow
 -- hash holds `jp` (the job id prefix `flow:<id>:`), `c:<step>` (its children, space
 -- separated), `e:<step>` (how the step ended, written once), `r:<step>` (its result), `left`
 -- (steps not ended), a count per ending, `keep` (ms to keep it after its last step ended),
