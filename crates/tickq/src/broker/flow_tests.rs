@@ -585,7 +585,8 @@ async fn the_workflow_list_shows_each_workflow_until_its_retention_runs_out() {
             .step(step("a"))
             .step(step("b").after(["a"]))
     };
-    // f is kept 1 s after it ends, g (newer) for the test's retention.
+    // f is kept 1 s after it ends, g (newer, or in the same millisecond and after f by id)
+    // for the test's retention.
     assert!(
         env.broker
             .submit_flow(&chain("f"), "f", 1000)

@@ -284,7 +284,9 @@ impl Inspector {
         for q in &queues {
             flows.extend(self.queue_flows(q, limit).await?);
         }
-        flows.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        // Newest first; within one millisecond by id, descending, as each index orders them
+        // (ZRANGE ... REV).
+        flows.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
         flows.truncate(limit);
         Ok(FlowList { flows })
     }
