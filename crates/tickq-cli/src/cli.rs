@@ -248,7 +248,8 @@ pub struct ExecArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum FlowCommand {
-    /// Submit the workflow FILE describes (TOML: name, queue, [[step]] tables); prints its id.
+    /// Submit the workflow FILE describes (TOML: name, queue, [[step]] tables, [[batch]] tables
+    /// with on_complete/on_success/on_failure callbacks); prints its id.
     /// Running a file with a fixed id (`id = "..."` or --id) again creates nothing.
     Run(FlowRunArgs),
     /// List workflows, newest first: those running and the finished ones within their

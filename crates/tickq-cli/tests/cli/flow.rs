@@ -133,6 +133,23 @@ id = "anyway"
 cmd = ["sh", "-c", "echo anyway"]
 after = ["flaky"]
 on_parent_failure = "run"
+[[step]]
+id = "ok"
+cmd = ["sh", "-c", "echo ok"]
+[[step]]
+id = "report"
+cmd = ["sh", "-c", "echo report"]
+[[step]]
+id = "alert"
+cmd = ["sh", "-c", "echo alert"]
+[[step]]
+id = "cleanup"
+cmd = ["sh", "-c", "echo cleanup"]
+[[batch]]
+steps = ["flaky", "ok"]
+on_success = "report"
+on_failure = "alert"
+on_complete = "cleanup"
 "#,
             mark = mark.display()
         ),
@@ -148,12 +165,24 @@ on_parent_failure = "run"
     assert_eq!(step(&doc, "child")["error"], "parent step flaky dead");
     assert_eq!(step(&doc, "anyway")["state"], "completed");
     assert!(doc["counts"].get("waiting").is_none());
+    // The batch's callbacks: on_success cancelled, on_failure and on_complete ran.
+    assert_eq!(step(&doc, "report")["state"], "cancelled");
+    assert_eq!(step(&doc, "report")["on_parent_failure"], "cancel");
+    assert_eq!(step(&doc, "alert")["result"], "alert");
+    assert_eq!(step(&doc, "alert")["on_parent_failure"], "only_if_failed");
+    assert_eq!(step(&doc, "cleanup")["result"], "cleanup");
 
     std::fs::write(&mark, "").unwrap();
     let out = run(Some(&url), &["flow", "retry", &id, "--json"]).json();
-    assert_eq!(out["retried"], 2);
+    assert_eq!(out["retried"], 3, "flaky, child and report");
     let doc = wait_flow(&url, &id, "succeeded");
     assert_eq!(step(&doc, "child")["result"], "ran");
+    assert_eq!(step(&doc, "report")["result"], "report");
+    assert_eq!(
+        step(&doc, "alert")["state"],
+        "completed",
+        "ran once, not again"
+    );
 }
 
 #[test]
