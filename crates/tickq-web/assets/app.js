@@ -1246,10 +1246,12 @@ class Flows extends View {
 }
 
 /**
- * Layered layout of a DAG: a step's layer is the length of the longest path to it from a
- * step without parents, so every edge goes to a later layer; within a layer, steps are
- * ordered by the mean position of their parents (one barycenter sweep), which keeps most
- * edges short and uncrossed. Answers {layers: [[step]], pos: Map(id -> {x, y})}.
+ * Layered layout of a DAG (after Sugiyama): a step's layer is the length of the longest path
+ * to it from a step without parents, so every edge goes to a later layer. An edge that spans
+ * several layers gets a virtual point in each layer it crosses, which takes a slot like a
+ * step, so it never runs behind a box. Within a layer, items are ordered by the mean position
+ * of their predecessors (one barycenter sweep), which keeps most edges short and uncrossed.
+ * Answers {pos: Map(id -> {x, y}), routes: [{from, to, via: [virtual ids]}], width, height}.
  */
 function layoutDag(steps, geometry) {
   const byId = new Map(steps.map((s) => [s.id, s]));
@@ -1267,18 +1269,36 @@ function layoutDag(steps, geometry) {
     return d;
   };
   steps.forEach((s) => depth(s));
+  // Items: the steps, then the virtual points of long edges (ids no step id can take).
+  const items = new Map(steps.map((s) => [s.id, { id: s.id, layer: layer.get(s.id), preds: [] }]));
+  const routes = [];
+  for (const s of steps) {
+    for (const p of s.after || []) {
+      if (!byId.has(p)) continue;
+      const via = [];
+      let prev = p;
+      for (let l = layer.get(p) + 1; l < layer.get(s.id); l++) {
+        const v = `${p} > ${s.id} @${l}`;
+        items.set(v, { id: v, layer: l, preds: [prev] });
+        via.push(v);
+        prev = v;
+      }
+      items.get(s.id).preds.push(prev);
+      routes.push({ from: p, to: s.id, via });
+    }
+  }
   const layers = [];
-  for (const s of steps) (layers[layer.get(s.id)] ||= []).push(s);
+  for (const it of items.values()) (layers[it.layer] ||= []).push(it);
   const index = new Map();
   layers.forEach((l, i) => {
     if (i > 0) {
-      const mean = (s) => {
-        const ps = (s.after || []).filter((p) => index.has(p)).map((p) => index.get(p));
+      const mean = (it) => {
+        const ps = it.preds.filter((p) => index.has(p)).map((p) => index.get(p));
         return ps.length ? ps.reduce((a, b) => a + b, 0) / ps.length : 0;
       };
       l.sort((a, b) => mean(a) - mean(b));
     }
-    l.forEach((s, j) => index.set(s.id, j));
+    l.forEach((it, j) => index.set(it.id, j));
   });
   const { w, h: nh, gapX, gapY } = geometry;
   const tallest = Math.max(...layers.map((l) => l.length));
@@ -1286,45 +1306,50 @@ function layoutDag(steps, geometry) {
   layers.forEach((l, i) => {
     // Each layer centred on the tallest one.
     const top = ((tallest - l.length) * (nh + gapY)) / 2;
-    l.forEach((s, j) => pos.set(s.id, { x: i * (w + gapX), y: top + j * (nh + gapY) }));
+    l.forEach((it, j) => pos.set(it.id, { x: i * (w + gapX), y: top + j * (nh + gapY) }));
   });
-  return { layers, pos, width: layers.length * (w + gapX) - gapX, height: tallest * (nh + gapY) - gapY };
+  return { pos, routes, width: layers.length * (w + gapX) - gapX, height: tallest * (nh + gapY) - gapY };
 }
 
 /** The DAG of a workflow as SVG: a box per step (its id and state), an edge per `after`. */
 function dagSvg(steps) {
   const g = { w: 180, h: 44, gapX: 64, gapY: 18 };
   const pad = 8;
-  const { pos, width, height } = layoutDag(steps, g);
+  const { pos, routes, width, height } = layoutDag(steps, g);
   const root = svg('svg', {
     class: 'dag', id: 'dag', role: 'img', 'aria-label': 'the workflow as a graph',
     width: width + 2 * pad, height: height + 2 * pad,
     viewBox: `${-pad} ${-pad} ${width + 2 * pad} ${height + 2 * pad}`,
   });
-  // An arrowhead at each edge's child end, so an edge passing behind a box is not read as
-  // ending there.
   const defs = svg('defs', {});
   const marker = svg('marker', { id: 'dag-arrow', viewBox: '0 0 8 8', refX: 8, refY: 4,
     markerWidth: 7, markerHeight: 7, orient: 'auto' });
   marker.append(svg('path', { d: 'M0,0 L8,4 L0,8 z', class: 'arrow' }));
   defs.append(marker);
   root.append(defs);
-  for (const s of steps) {
-    const to = pos.get(s.id);
-    for (const p of s.after || []) {
-      const from = pos.get(p);
-      if (!from) continue;
-      const x1 = from.x + g.w;
-      const y1 = from.y + g.h / 2;
-      const x2 = to.x;
-      const y2 = to.y + g.h / 2;
-      const mid = (x1 + x2) / 2;
-      const edge = svg('path', {
-        class: 'edge', d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`,
-        'data-from': p, 'data-to': s.id, 'marker-end': 'url(#dag-arrow)',
-      });
-      root.append(edge);
+  // A curve from each point's right side to the next one's left side; straight through the
+  // slot of each virtual point.
+  const curve = (x1, y1, x2, y2) => {
+    const mid = (x1 + x2) / 2;
+    return ` C${mid},${y1} ${mid},${y2} ${x2},${y2}`;
+  };
+  for (const r of routes) {
+    const from = pos.get(r.from);
+    let x = from.x + g.w;
+    let y = from.y + g.h / 2;
+    let d = `M${x},${y}`;
+    for (const v of r.via) {
+      const p = pos.get(v);
+      d += curve(x, y, p.x, p.y + g.h / 2);
+      x = p.x + g.w;
+      y = p.y + g.h / 2;
+      d += ` L${x},${y}`;
     }
+    const to = pos.get(r.to);
+    d += curve(x, y, to.x, to.y + g.h / 2);
+    root.append(svg('path', {
+      class: 'edge', d, 'data-from': r.from, 'data-to': r.to, 'marker-end': 'url(#dag-arrow)',
+    }));
   }
   for (const s of steps) {
     const { x, y } = pos.get(s.id);
