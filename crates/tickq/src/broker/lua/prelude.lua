@@ -178,11 +178,10 @@ end
 -- workflow hash's full key, built by keys.rs), `step` (its step id), `wait` (parents not ended
 -- yet) and `policy` (cancel, run, skip or only_if_failed: what a failed parent does to it).
 -- Until `wait` reaches 0 it is `waiting`, in the queue's waiting index, which no claim reads.
--- The workflow
--- hash holds `jp` (the job id prefix `flow:<id>:`), `c:<step>` (its children, space
--- separated), `e:<step>` (how the step ended, written once), `r:<step>` (its result), `left`
--- (steps not ended), a count per ending, `keep` (ms to keep it after its last step ended),
--- and `cancel` once the whole workflow was cancelled.
+-- The workflow hash holds `jp` (the job id prefix `flow:<id>:`), `c:<step>` (its children,
+-- space separated), `e:<step>` (how the step ended, written once), `r:<step>` (its result),
+-- `left` (steps not ended), a count per ending, `keep` (ms to keep it after its last step
+-- ended), and `cancel` once the whole workflow was cancelled.
 -- Every step of a workflow is in the workflow's queue, so this all runs in the script that
 -- ends the step, in one slot.
 
@@ -218,8 +217,8 @@ end
 -- or `only_if_failed`, count one parent less and move the child to pending at 0 (an
 -- `only_if_failed` child none of whose parents failed ends as skipped instead); after a
 -- failure, policy `cancel` cancels the child and `skip` ends it as skipped (a success for its
--- own children), each settling its own children in turn, transitively, in this same call. A cancelled workflow
--- releases nothing: waiting children are cancelled.
+-- own children), each settling its own children in turn, transitively, in this same call.
+-- A cancelled workflow releases nothing: waiting children are cancelled.
 local function flow_ended(prefix, flow_key, step, outcome, result, now)
   if not flow_key or not step then return end
   local jp = redis.call('HGET', flow_key, 'jp')
