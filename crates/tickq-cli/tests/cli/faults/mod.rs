@@ -6,7 +6,9 @@
 //! fault goes on, plus a cron schedule firing every second on every node. Each job is a shell
 //! program that appends `S` (start) and `E` (end) lines with its id, fence, node and time to
 //! the history file, and prints `fence=N` as its result; the harness appends `Q` for every
-//! enqueue Redis answered and `F` for every fault (from its start to its repair).
+//! enqueue Redis answered and `F` for every fault (from its start to its repair). In the
+//! kill -9 scenarios, two Rust worker processes (this test binary started again, see
+//! `faults_rust_worker_process`) run every third job with a Rust handler that does the same.
 //!
 //! Every scenario runs short here (CI); `TICKQ_FAULTS=long` runs the long version:
 //!
@@ -20,11 +22,12 @@ mod check;
 mod proxy;
 
 use crate::util::Server;
-use check::{Final, Report};
+use check::Report;
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -33,6 +36,12 @@ use tickq::NewJob;
 use tickq_testkit::{TestRedis, TestSentinel};
 
 const QUEUE: &str = "f";
+/// The queue of the Rust-handler jobs (kind `rust`), which only the Rust worker processes
+/// take: a `tickq server` has no handler for them.
+const RUST_QUEUE: &str = "fr";
+/// Set (to the Redis URL) in the environment of this test binary started again as a Rust
+/// worker process: see [`faults_rust_worker_process`].
+const RUST_WORKER_ENV: &str = "TICKQ_FAULTS_RUST_WORKER";
 const LEASE: &str = "2s";
 const LEASE_MS: u64 = 2000;
 
@@ -104,6 +113,9 @@ struct Harness {
     _dir: tempfile::TempDir,
     history: PathBuf,
     nodes: Vec<Option<Server>>,
+    /// Rust worker processes (this test binary started again), after the servers in the
+    /// numbering of [`restart`](Self::restart); none unless [`with_rust`](Self::with_rust).
+    rust: Vec<Option<Child>>,
     /// Per node: the Redis URL it uses (direct, or through a proxy).
     urls: Vec<String>,
     env: Vec<(String, String)>,
@@ -134,6 +146,7 @@ impl Harness {
             _dir: dir,
             history,
             nodes: Vec::new(),
+            rust: Vec::new(),
             urls: vec![url; nodes],
             env: env
                 .iter()
@@ -197,8 +210,40 @@ impl Harness {
         }
     }
 
+    /// Adds `n` Rust worker processes (nodes `r0`, `r1`, ...), which run the `rust` jobs the
+    /// producer then mixes in.
+    fn with_rust(mut self, n: usize) -> Harness {
+        self.rust = (0..n).map(|i| Some(self.launch_rust(i))).collect();
+        self
+    }
+
+    /// This test binary again, running [`faults_rust_worker_process`] only.
+    fn launch_rust(&self, i: usize) -> Child {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "--exact",
+            "faults::faults_rust_worker_process",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env(RUST_WORKER_ENV, &self.url)
+        .env("TICKQ_FAULTS_NODE", format!("r{i}"))
+        .env("TICKQ_FAULTS_HISTORY", &self.history)
+        .env("TICKQ_FAULTS_JOB_SECS", self.job_secs)
+        .envs(self.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+        cmd.spawn().unwrap()
+    }
+
+    /// Node `i` with `kill -9`: the servers first, then the Rust workers.
     fn kill(&mut self, i: usize) {
-        if let Some(node) = self.nodes[i].take() {
+        if i >= self.nodes.len() {
+            if let Some(mut child) = self.rust[i - self.nodes.len()].take() {
+                child.kill().ok();
+                child.wait().ok();
+            }
+        } else if let Some(node) = self.nodes[i].take() {
             node.signal(libc::SIGKILL);
             drop(node);
         }
@@ -206,7 +251,17 @@ impl Harness {
 
     fn restart(&mut self, i: usize) {
         self.kill(i);
-        self.nodes[i] = Some(self.launch(i));
+        if i >= self.nodes.len() {
+            let r = i - self.nodes.len();
+            self.rust[r] = Some(self.launch_rust(r));
+        } else {
+            self.nodes[i] = Some(self.launch(i));
+        }
+    }
+
+    /// Servers and Rust workers.
+    fn node_count(&self) -> usize {
+        self.nodes.len() + self.rust.len()
     }
 
     fn fault(&self, name: &str, start: u64) {
@@ -219,6 +274,7 @@ impl Harness {
         let url = self.url.clone();
         let history = self.history.clone();
         let secs = self.job_secs;
+        let rust = !self.rust.is_empty();
         thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -238,8 +294,17 @@ impl Harness {
                     }
                     let hist = history.display().to_string();
                     let payload = serde_json::json!({"cmd": ["sh", "-c", JOB, "sh", hist, secs]});
-                    let id = format!("j{i}");
-                    let mut job = NewJob::new(QUEUE, "exec").id(&id).payload(payload);
+                    // With Rust workers, every third job is theirs.
+                    let (id, mut job) = if rust && i % 3 == 2 {
+                        let id = format!("r{i}");
+                        (id.clone(), NewJob::new(RUST_QUEUE, "rust").id(id))
+                    } else {
+                        let id = format!("j{i}");
+                        (
+                            id.clone(),
+                            NewJob::new(QUEUE, "exec").id(id).payload(payload),
+                        )
+                    };
                     job = match i % 4 {
                         0 => job.delay(Duration::from_millis((i % 7) as u64 * 100)),
                         1 => job.priority((i % 5) as i32),
@@ -265,55 +330,28 @@ impl Harness {
         // No new cron ticks from here on, so that "nothing left running" can be checked.
         crate::util::run(Some(&self.url), &["cron", "pause", "tick"]).ok();
         let mut conn = self.direct_conn();
-        let key = |s: &str| format!("tickq:{{{QUEUE}}}:{s}");
-        let indexes = ["pending", "scheduled", "retry", "active"];
+        let raw = check::RawKeys {
+            queues: &[QUEUE, RUST_QUEUE],
+            schedule: (QUEUE, "tick"),
+            queue_of: &|id| {
+                if id.starts_with('r') {
+                    RUST_QUEUE
+                } else {
+                    QUEUE
+                }
+            },
+        };
         let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            let busy: u64 = indexes
-                .iter()
-                .map(|i| {
-                    redis::cmd("ZCARD")
-                        .arg(key(i))
-                        .query::<u64>(&mut conn)
-                        .unwrap_or(1)
-                })
-                .sum();
-            if busy == 0 {
-                break;
-            }
+        while Instant::now() < deadline && raw.busy(&mut conn) > 0 {
             thread::sleep(Duration::from_millis(100));
         }
-        for i in 0..self.nodes.len() {
+        for i in 0..self.node_count() {
             self.kill(i);
         }
-        let mut leftovers = BTreeMap::new();
-        for i in indexes {
-            let n: u64 = redis::cmd("ZCARD").arg(key(i)).query(&mut conn).unwrap();
-            leftovers.insert(i.to_owned(), n);
-        }
-        let processed: u64 = redis::cmd("HGET")
-            .arg(key("stats"))
-            .arg("processed")
-            .query::<Option<u64>>(&mut conn)
-            .unwrap()
-            .unwrap_or(0);
+        let counters = raw.counters(&mut conn);
         let events = check::read(&self.history);
-        let mut job = |id: &str| {
-            let (state, fence, result): (Option<String>, Option<u64>, Option<String>) =
-                redis::cmd("HMGET")
-                    .arg(key(&format!("job:{id}")))
-                    .arg("state")
-                    .arg("fence")
-                    .arg("result")
-                    .query(&mut conn)
-                    .unwrap();
-            Final {
-                state,
-                fence,
-                result,
-            }
-        };
-        let mut report = check::check(&events, &mut job, leftovers, processed);
+        let mut job = |id: &str| raw.job(&mut conn, id);
+        let mut report = check::check(&events, &mut job, counters);
         report.lines = check::read_lines(&self.history);
         report
     }
@@ -362,16 +400,17 @@ fn redis(fsync: &str) -> TestRedis {
 
 // ---- scenarios ----
 
-/// Worker processes killed with SIGKILL at random and started again.
+/// Worker processes killed with SIGKILL at random and started again: the `tickq server`
+/// nodes and two Rust worker processes, which run every third job.
 fn kill9(env: &[(&str, &str)], limit: Duration) -> Report {
     let s = scale();
-    let mut h = Harness::start(redis("always"), s.nodes, env);
+    let mut h = Harness::start(redis("always"), s.nodes, env).with_rust(2);
     let stop = Arc::new(AtomicBool::new(false));
     let producer = h.producer(s.jobs, stop.clone());
     for k in 0..s.faults {
         thread::sleep(Duration::from_millis(150));
         let start = now_ms();
-        let i = (k * 7 + 3) % s.nodes;
+        let i = (k * 7 + 3) % h.node_count();
         h.restart(i);
         h.fault("kill-9", start);
     }
@@ -379,9 +418,67 @@ fn kill9(env: &[(&str, &str)], limit: Duration) -> Report {
     h.finish(limit)
 }
 
+/// Not a test: the Rust worker process of [`Harness::with_rust`], this test binary started
+/// again with [`RUST_WORKER_ENV`] set (without it, it returns at once). A `tickq::Worker`
+/// whose `rust` handler writes the same `S` and `E` lines as the exec jobs' shell program and
+/// answers `fence=N`; it runs until it is killed.
+#[test]
+#[ignore = "started by the fault harness as a worker process"]
+fn faults_rust_worker_process() {
+    let Ok(url) = std::env::var(RUST_WORKER_ENV) else {
+        return;
+    };
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
+    let node = var("TICKQ_FAULTS_NODE");
+    let history = PathBuf::from(var("TICKQ_FAULTS_HISTORY"));
+    let secs: f64 = var("TICKQ_FAULTS_JOB_SECS").parse().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let client = loop {
+            match tickq::Client::connect(&url).await {
+                Ok(client) => break client,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        let worker = tickq::Worker::builder(&client)
+            .node(node.clone())
+            .concurrency(4)
+            .queue(RUST_QUEUE, 1)
+            .lease(Duration::from_millis(LEASE_MS))
+            .handler("rust", move |job: tickq::Job| {
+                let (node, history) = (node.clone(), history.clone());
+                async move {
+                    let line = |se: &str| {
+                        // The shell jobs' format, with no cron tick.
+                        let (id, fence) = (job.id(), job.fence());
+                        append(
+                            &history,
+                            &format!("{se} {id} {fence} {node} {}  ", now_ms()),
+                        );
+                    };
+                    line("S");
+                    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+                    line("E");
+                    Ok::<_, tickq::JobError>(format!("fence={}", job.fence()))
+                }
+            })
+            .build()
+            .unwrap();
+        worker.run().await.unwrap();
+    });
+}
+
 #[test]
 fn faults_kill_9_of_nodes_loses_nothing() {
-    assert_clean("kill -9 of a node", &kill9(&[], Duration::from_secs(60)));
+    let report = kill9(&[], Duration::from_secs(60));
+    assert_clean("kill -9 of a node", &report);
+    let rust = report.lines.iter().filter(|l| l.starts_with("E r")).count();
+    eprintln!("  {rust} runs of Rust-handler jobs ended");
+    assert!(rust > 0, "no Rust-handler job ran");
 }
 
 /// The checker catches a broken guarantee: with lease recovery off, the jobs of the killed
@@ -542,6 +639,38 @@ fn faults_checker_catches_disabled_fence_check_at_ack() {
     print("blackhole, fence check at ack disabled", &report);
     assert!(
         !report.violations.is_empty(),
+        "the checker did not notice: {report:?}"
+    );
+}
+
+/// The checker catches a broken guarantee: with the tick watermark's compare-and-set off,
+/// the nodes that wake for the same tick all fire it. No fault: three nodes, the `@every 1s`
+/// schedule, and a few jobs.
+#[test]
+fn faults_checker_catches_a_tick_fired_twice_with_the_watermark_off() {
+    let ticks = if std::env::var("TICKQ_FAULTS").as_deref() == Ok("long") {
+        30
+    } else {
+        6
+    };
+    let h = Harness::start(
+        redis("always"),
+        3,
+        &[("TICKQ_TEST_DISABLE", "tick-watermark")],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = h.producer(ticks * 10, stop.clone());
+    thread::sleep(Duration::from_secs(ticks as u64));
+    stop.store(true, Ordering::Relaxed);
+    producer.join().unwrap();
+    let report = h.finish(Duration::from_secs(30));
+    print("3 nodes, tick watermark disabled", &report);
+    assert!(report.lost.is_empty(), "lost {:?}", report.lost);
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.contains("a tick fired more than once")),
         "the checker did not notice: {report:?}"
     );
 }
