@@ -801,10 +801,20 @@ fn faults_sentinel_failover_under_load_loses_nothing_and_reruns_at_most_the_jobs
     );
 }
 
-/// Lock-guarded jobs (`tickq lock run` inside exec jobs, three locks) while nodes are killed:
+/// A fault of the lock scenarios.
+#[derive(Clone, Copy)]
+enum LockFault {
+    /// `kill -9` of a node, started again.
+    NodeKill,
+    /// `kill -9` of Redis, started again from its AOF (`always`).
+    RedisCrash,
+    /// Redis stopped (`SIGSTOP`) for 3 s: past the locks' 2 s TTL and the jobs' lease.
+    RedisStall,
+}
+
+/// Lock-guarded jobs (`tickq lock run` inside exec jobs, three locks, TTL 2 s) under `fault`:
 /// no two critical sections of one lock overlap, and their fences grow in the order they ran.
-#[test]
-fn faults_lock_guarded_jobs_with_kill_9_never_have_two_holders() {
+fn locked(fault: LockFault) -> Report {
     let s = scale();
     let jobs = s.jobs / 3;
     let mut h = Harness::start(redis("always"), s.nodes, &[]);
@@ -836,14 +846,41 @@ fn faults_lock_guarded_jobs_with_kill_9_never_have_two_holders() {
             append(&h.history, &format!("Q {} {}", e.id, now_ms()));
         }
     });
-    for k in 0..(s.faults / 2).max(5) {
-        thread::sleep(Duration::from_millis(300));
-        let start = now_ms();
-        h.restart(k % s.nodes);
-        h.fault("kill-9 (locks)", start);
+    match fault {
+        LockFault::NodeKill => {
+            for k in 0..(s.faults / 2).max(5) {
+                thread::sleep(Duration::from_millis(300));
+                let start = now_ms();
+                h.restart(k % s.nodes);
+                h.fault("kill-9 (locks)", start);
+            }
+        }
+        LockFault::RedisCrash => {
+            for _ in 0..(s.faults / 5).max(3) {
+                thread::sleep(Duration::from_millis(700));
+                let start = now_ms();
+                h.single().kill();
+                h.single().start_again();
+                h.fault("redis-kill-9 (locks)", start);
+            }
+        }
+        LockFault::RedisStall => {
+            for _ in 0..(s.faults / 10).max(2) {
+                thread::sleep(Duration::from_millis(800));
+                let start = now_ms();
+                h.single().pause();
+                thread::sleep(Duration::from_millis(LEASE_MS + 1000));
+                h.single().resume();
+                h.fault("redis-sigstop (locks)", start);
+            }
+        }
     }
-    let report = h.finish(Duration::from_secs(120));
-    assert_clean("lock-guarded jobs, kill -9 of nodes", &report);
+    h.finish(Duration::from_secs(120))
+}
+
+#[track_caller]
+fn assert_locks_clean(name: &str, report: &Report) {
+    assert_clean(name, report);
     let sections = check::lock_sections(&report.lines);
     assert!(!sections.is_empty(), "no critical section ran");
     let overlaps = check::lock_overlaps(&sections);
@@ -852,4 +889,28 @@ fn faults_lock_guarded_jobs_with_kill_9_never_have_two_holders() {
         "two holders inside a lock: {overlaps:?}"
     );
     eprintln!("  {} critical sections, none overlapping", sections.len());
+}
+
+#[test]
+fn faults_lock_guarded_jobs_with_kill_9_never_have_two_holders() {
+    assert_locks_clean(
+        "lock-guarded jobs, kill -9 of nodes",
+        &locked(LockFault::NodeKill),
+    );
+}
+
+#[test]
+fn faults_lock_guarded_jobs_with_redis_crashes_never_have_two_holders() {
+    assert_locks_clean(
+        "lock-guarded jobs, Redis kill -9 (AOF always)",
+        &locked(LockFault::RedisCrash),
+    );
+}
+
+#[test]
+fn faults_lock_guarded_jobs_with_redis_stalled_past_the_ttl_never_have_two_holders() {
+    assert_locks_clean(
+        "lock-guarded jobs, Redis SIGSTOP past the lock TTL",
+        &locked(LockFault::RedisStall),
+    );
 }
