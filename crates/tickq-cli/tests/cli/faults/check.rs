@@ -112,7 +112,7 @@ impl RawKeys<'_> {
     }
 
     /// Jobs waiting or running in every queue (an unreadable index counts as busy).
-    pub fn busy(&self, conn: &mut redis::Connection) -> u64 {
+    pub fn busy(&self, conn: &mut dyn redis::ConnectionLike) -> u64 {
         let mut n = 0;
         for q in self.queues {
             for index in UNFINISHED {
@@ -125,7 +125,7 @@ impl RawKeys<'_> {
         n
     }
 
-    pub fn counters(&self, conn: &mut redis::Connection) -> Counters {
+    pub fn counters(&self, conn: &mut dyn redis::ConnectionLike) -> Counters {
         let mut counter = |key: String, field: &str| -> u64 {
             redis::cmd("HGET")
                 .arg(key)
@@ -159,7 +159,7 @@ impl RawKeys<'_> {
     }
 
     /// A job's hash: `state`, `fence` and `result`.
-    pub fn job(&self, conn: &mut redis::Connection, id: &str) -> Final {
+    pub fn job(&self, conn: &mut dyn redis::ConnectionLike, id: &str) -> Final {
         let (state, fence, result) = redis::cmd("HMGET")
             .arg(Self::key((self.queue_of)(id), &format!("job:{id}")))
             .arg("state")
