@@ -363,6 +363,9 @@ impl Inspector {
         dry_run: bool,
     ) -> Result<BulkOutcome> {
         validate_queue_name(queue)?;
+        if action == JobAction::Kill && !dry_run {
+            self.check_room_in_dead(queue, state, filter).await?;
+        }
         let mut outcome = BulkOutcome::default();
         let mut cursor: Option<String> = None;
         loop {
@@ -386,6 +389,37 @@ impl Inspector {
             match next {
                 Some(next) => cursor = Some(next),
                 None => return Ok(outcome),
+            }
+        }
+    }
+
+    /// Refuse a bulk kill of more jobs than the dead set keeps: the kills would push their own
+    /// first victims out (a kill trims the dead set to `dead_max`, oldest first), so the
+    /// answer would count jobs that no longer exist anywhere.
+    async fn check_room_in_dead(
+        &self,
+        queue: &str,
+        state: JobState,
+        filter: &JobFilter,
+    ) -> Result<()> {
+        let cap = self.retention.dead_max;
+        let mut matched = 0u64;
+        let mut cursor: Option<String> = None;
+        loop {
+            let (ids, next, _) = self
+                .page_ids(queue, state, filter, cursor.as_deref(), BULK_ROUND)
+                .await?;
+            matched += ids.len() as u64;
+            if matched > cap {
+                return Err(Error::conflict(format!(
+                    "refused: killing more than {cap} jobs of queue {queue} would delete the \
+                     first ones again (the dead set keeps at most {cap}, oldest first); narrow \
+                     the filter, or delete them instead"
+                )));
+            }
+            match next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(()),
             }
         }
     }
