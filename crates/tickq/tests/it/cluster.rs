@@ -208,8 +208,8 @@ enum Replace {
 
 /// What a primary replacement under load did.
 struct FailoverRun {
-    /// Runs per job id.
-    runs: HashMap<String, u32>,
+    /// The fence of each run, per job id.
+    runs: HashMap<String, Vec<u64>>,
     /// When each run started (a claim went through).
     starts: Vec<Instant>,
     /// When the fault began, and when the replica was a primary to every node.
@@ -219,7 +219,7 @@ struct FailoverRun {
 }
 
 /// Runs per job id, and when each run started, as the handler saw them.
-type Seen = (HashMap<String, u32>, Vec<Instant>);
+type Seen = (HashMap<String, Vec<u64>>, Vec<Instant>);
 
 const FAILOVER_JOBS: usize = 1000;
 const FAILOVER_CONCURRENCY: usize = 8;
@@ -263,7 +263,10 @@ async fn failover_under_load(replace: Replace, ack_replicas: bool) -> FailoverRu
             async move {
                 {
                     let mut seen = seen.lock().unwrap();
-                    *seen.0.entry(job.id().to_owned()).or_default() += 1;
+                    seen.0
+                        .entry(job.id().to_owned())
+                        .or_default()
+                        .push(job.fence());
                     seen.1.push(Instant::now());
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -312,12 +315,17 @@ async fn failover_under_load(replace: Replace, ack_replicas: bool) -> FailoverRu
 
 fn check_failover_run(replace: Replace, ack_replicas: bool, run: &FailoverRun) {
     let mut twice = Vec::new();
+    // Runs that got the fence of an earlier run of the job: its claim vanished with the old
+    // primary, and the new primary handed out the same number again.
+    let mut fence_again = 0;
     for i in 0..FAILOVER_JOBS {
         let id = format!("job-{i}");
-        let n = run.runs.get(&id).copied().unwrap_or(0);
-        assert!(n >= 1, "{id} never ran");
-        if n > 1 {
-            twice.push((id, n));
+        let fences = run.runs.get(&id).cloned().unwrap_or_default();
+        assert!(!fences.is_empty(), "{id} never ran");
+        if fences.len() > 1 {
+            let distinct: std::collections::BTreeSet<_> = fences.iter().collect();
+            fence_again += fences.len() - distinct.len();
+            twice.push((id, fences));
         }
     }
     let ms = |d: Duration| d.as_millis();
@@ -330,7 +338,8 @@ fn check_failover_run(replace: Replace, ack_replicas: bool, run: &FailoverRun) {
         .unwrap_or_default();
     eprintln!(
         "cluster {replace:?}, ack_replicas {ack_replicas}: {} of {FAILOVER_JOBS} jobs ran more \
-         than once (first: {:?}); promotion took {} ms; first claim {:?} ms after the fault and \
+         than once (first, with their fences: {:?}), {fence_again} runs under a fence an \
+         earlier run had; promotion took {} ms; first claim {:?} ms after the fault and \
          {:?} ms after the promotion; longest time without a claim {} ms; {:?}",
         twice.len(),
         &twice[..twice.len().min(10)],
@@ -351,11 +360,17 @@ fn check_failover_run(replace: Replace, ack_replicas: bool, run: &FailoverRun) {
             assert!(ack_replicas);
             assert_eq!(run.stats.recovered, 0, "acks vanished: {:?}", run.stats);
         }
-        Replace::Failover | Replace::Kill => assert!(
-            twice.len() <= FAILOVER_CONCURRENCY,
-            "only the jobs in flight at the switch may run twice: {} did",
-            twice.len()
-        ),
+        Replace::Failover | Replace::Kill => {
+            assert!(
+                twice.len() <= FAILOVER_CONCURRENCY,
+                "only the jobs in flight at the switch may run twice: {} did",
+                twice.len()
+            );
+            if let Replace::Failover = replace {
+                // Nothing the old primary answered is lost in a coordinated failover.
+                assert_eq!(fence_again, 0, "a fence was handed out twice");
+            }
+        }
     }
     let after = first_after(run.promoted_at).expect("jobs ran after the promotion");
     assert!(
