@@ -7,8 +7,9 @@
 //! program that appends `S` (start) and `E` (end) lines with its id, fence, node and time to
 //! the history file, and prints `fence=N` as its result; the harness appends `Q` for every
 //! enqueue Redis answered and `F` for every fault (from its start to its repair). In the
-//! kill -9 scenarios, two Rust worker processes (this test binary started again, see
-//! `faults_rust_worker_process`) run every third job with a Rust handler that does the same.
+//! kill -9, Redis crash and Redis stall scenarios, two Rust worker processes (this test
+//! binary started again, see `faults_rust_worker_process`) run every third job with a Rust
+//! handler that does the same.
 //!
 //! Every scenario runs short here (CI); `TICKQ_FAULTS=long` runs the long version:
 //!
@@ -516,7 +517,7 @@ fn faults_checker_catches_disabled_lease_recovery() {
 /// Redis killed with SIGKILL and started again from its AOF, `appendfsync` as given.
 fn redis_crash(fsync: &str) -> Report {
     let s = scale();
-    let mut h = Harness::start(redis(fsync), s.nodes, &[]);
+    let mut h = Harness::start(redis(fsync), s.nodes, &[]).with_rust(2);
     let stop = Arc::new(AtomicBool::new(false));
     let producer = h.producer(s.jobs, stop.clone());
     for _ in 0..(s.faults / 5).max(3) {
@@ -549,7 +550,7 @@ fn faults_redis_crash_with_aof_everysec_loses_at_most_the_last_second() {
 #[test]
 fn faults_redis_stalled_past_the_lease_loses_nothing() {
     let s = scale();
-    let mut h = Harness::start(redis("always"), s.nodes, &[]);
+    let mut h = Harness::start(redis("always"), s.nodes, &[]).with_rust(2);
     let stop = Arc::new(AtomicBool::new(false));
     let producer = h.producer(s.jobs, stop.clone());
     for _ in 0..(s.faults / 10).max(2) {
