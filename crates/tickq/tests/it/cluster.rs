@@ -372,9 +372,12 @@ fn check_failover_run(replace: Replace, ack_replicas: bool, run: &FailoverRun) {
             }
         }
     }
+    // Measured 1-52 ms; 0.6-1.2 s after a kill -9 before `ClusterConn` held requests for the
+    // dead node's slots. Half a second leaves room for a loaded machine and still tells them
+    // apart.
     let after = first_after(run.promoted_at).expect("jobs ran after the promotion");
     assert!(
-        after - run.promoted_at < Duration::from_secs(1),
+        after - run.promoted_at < Duration::from_millis(500),
         "the worker claimed again only {} ms after the promotion",
         ms(after - run.promoted_at)
     );
