@@ -76,7 +76,9 @@ impl TestCluster {
 
     /// Like [`start`](Self::start), and then one replica per primary: node `primaries + i`
     /// replicates node `i`. The node timeout is 2 s, so that a dead primary is replaced
-    /// within a few seconds. Returns once every replica's link to its primary is up.
+    /// within a few seconds. Returns once every replica's link to its primary is up. A dead
+    /// primary's replica is elected only by a majority of the primaries: with 3 primaries,
+    /// one may die; with 2, none.
     ///
     /// # Panics
     ///
