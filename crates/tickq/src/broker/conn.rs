@@ -487,17 +487,26 @@ impl ClusterConn {
     /// last [`CLUSTER_FOLLOW_INTERVAL`]. Connecting fails while no seed node answers; the
     /// caller keeps the connection it has and tries again later.
     async fn follow(&self, generation: u64) -> (u64, ClusterConnection) {
-        let mut current = self.0.current.write().await;
-        if current.generation == generation && current.made.elapsed() >= CLUSTER_FOLLOW_INTERVAL {
-            current.made = tokio::time::Instant::now();
-            match tokio::time::timeout(self.0.hold, self.0.client.get_async_connection()).await {
-                Ok(Ok(conn)) => {
-                    current.generation += 1;
-                    current.conn = conn;
-                }
-                Ok(Err(e)) => tracing::debug!(error = %e, "reading the Redis Cluster's slots"),
-                Err(_) => tracing::debug!("reading the Redis Cluster's slots timed out"),
+        {
+            let mut current = self.0.current.write().await;
+            if current.generation != generation || current.made.elapsed() < CLUSTER_FOLLOW_INTERVAL
+            {
+                return (current.generation, current.conn.clone());
             }
+            // This request connects; the others keep using the current connection meanwhile
+            // (requests for the live nodes' slots must not wait for it).
+            current.made = tokio::time::Instant::now();
+        }
+        let made = tokio::time::timeout(self.0.hold, self.0.client.get_async_connection()).await;
+        let mut current = self.0.current.write().await;
+        match made {
+            Ok(Ok(conn)) if current.generation == generation => {
+                current.generation += 1;
+                current.conn = conn;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "reading the Redis Cluster's slots"),
+            Err(_) => tracing::debug!("reading the Redis Cluster's slots timed out"),
         }
         (current.generation, current.conn.clone())
     }
