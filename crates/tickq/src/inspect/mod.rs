@@ -19,7 +19,10 @@ mod locks;
 mod nodes;
 mod schedules;
 
-pub use flows::{FlowCancelled, FlowInfo, FlowRetried, FlowState, FlowStepView};
+pub use flows::{
+    FlowCancelled, FlowInfo, FlowList, FlowRetried, FlowState, FlowStepView, FlowSummary,
+    MAX_FLOW_LIST,
+};
 pub use history::{History, HistoryPoint, HistoryQuery};
 pub use jobs::{BulkOutcome, JobActed, JobAction, JobFilter, JobPage, MAX_PAGE};
 pub use locks::{LockList, LockView};
