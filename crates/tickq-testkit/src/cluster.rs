@@ -18,7 +18,8 @@ const FORM_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// quickly, yet long enough that a busy CI machine does not cause false failure reports.
 const NODE_TIMEOUT_MS: &str = "5000";
 
-/// A Redis Cluster of primaries (no replicas) on free TCP ports of 127.0.0.1.
+/// A Redis Cluster of primaries (and, if asked, one replica each) on free TCP ports of
+/// 127.0.0.1.
 ///
 /// Slots are split evenly between the nodes. [`start`](Self::start) returns once every
 /// node reports `cluster_state:ok` and all nodes agree on who owns which slots. Dropping
@@ -34,6 +35,7 @@ const NODE_TIMEOUT_MS: &str = "5000";
 #[derive(Debug)]
 pub struct TestCluster {
     nodes: Vec<TestRedis>,
+    primaries: usize,
     certs: Option<Arc<TestCerts>>,
 }
 
@@ -50,7 +52,19 @@ impl TestCluster {
     /// If `primaries` is 0 or more than 16384, if a node fails to start, or if the cluster
     /// is not formed within 10 seconds.
     pub fn start(primaries: usize) -> Self {
-        Self::start_with(primaries, None)
+        Self::start_with(primaries, 0, None)
+    }
+
+    /// Like [`start`](Self::start), with one replica per primary, so that killing a primary
+    /// ([`kill_node`](Self::kill_node)) makes the cluster fail over to its replica. Nodes
+    /// `0..primaries` are the primaries; node `primaries + i` replicates primary `i`.
+    /// Returns once every replica has synchronised with its primary.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start), or if a replica does not synchronise within 10 seconds.
+    pub fn start_with_replicas(primaries: usize) -> Self {
+        Self::start_with(primaries, 1, None)
     }
 
     /// Like [`start`](Self::start), with every node serving TLS only (certificates of one
@@ -59,16 +73,16 @@ impl TestCluster {
     /// [`client`](Self::client) and [`conn`](Self::conn) do not work (they carry no CA), but
     /// each node's [`TestRedis::client`] does, over its plain unix socket.
     pub fn start_tls(primaries: usize) -> Self {
-        Self::start_with(primaries, Some(Arc::new(TestCerts::generate())))
+        Self::start_with(primaries, 0, Some(Arc::new(TestCerts::generate())))
     }
 
-    fn start_with(primaries: usize, certs: Option<Arc<TestCerts>>) -> Self {
+    fn start_with(primaries: usize, replicas: usize, certs: Option<Arc<TestCerts>>) -> Self {
         assert!(
             (1..=SLOTS).contains(&primaries),
             "a cluster needs between 1 and {SLOTS} primaries, not {primaries}"
         );
         let nodes =
-            (0..primaries)
+            (0..primaries * (1 + replicas))
                 .map(|i| {
                     let builder =
                         match &certs {
@@ -92,9 +106,85 @@ impl TestCluster {
                         .start()
                 })
                 .collect();
-        let cluster = Self { nodes, certs };
+        let cluster = Self {
+            nodes,
+            primaries,
+            certs,
+        };
         cluster.form();
+        if replicas > 0 {
+            cluster.attach_replicas();
+        }
         cluster
+    }
+
+    /// Makes node `primaries + i` a replica of primary `i`, and waits until each is in sync.
+    fn attach_replicas(&self) {
+        for i in 0..self.primaries {
+            let primary_id: String = query(&mut self.nodes[i].sync_conn(), &["MYID"])
+                .unwrap_or_else(|err| panic!("CLUSTER MYID: {err}"));
+            let replica = &self.nodes[self.primaries + i];
+            cluster_cmd(&mut replica.sync_conn(), &["REPLICATE", &primary_id]);
+        }
+        let deadline = Instant::now() + FORM_TIMEOUT;
+        for replica in &self.nodes[self.primaries..] {
+            let mut conn = replica.sync_conn();
+            loop {
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query(&mut conn)
+                    .unwrap_or_default();
+                if info
+                    .lines()
+                    .any(|l| l.trim_end() == "master_link_status:up")
+                {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "replica {} did not sync with its primary within {} s: {info}",
+                    replica.url(),
+                    FORM_TIMEOUT.as_secs()
+                );
+                thread::sleep(FORM_POLL_INTERVAL);
+            }
+        }
+    }
+
+    /// Waits until every replica has applied everything its primary has written, so a
+    /// failover loses nothing written before this call.
+    ///
+    /// # Panics
+    ///
+    /// If a replica is not caught up within 10 seconds.
+    pub fn wait_replicated(&self) {
+        let deadline = Instant::now() + FORM_TIMEOUT;
+        for i in 0..self.nodes.len() - self.primaries {
+            let offset = |node: &TestRedis, field: &str| -> Option<i64> {
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query(&mut node.sync_conn())
+                    .ok()?;
+                info.lines()
+                    .find_map(|l| l.trim_end().strip_prefix(field))
+                    .and_then(|v| v.parse().ok())
+            };
+            let primary = &self.nodes[i % self.primaries];
+            let replica = &self.nodes[self.primaries + i];
+            loop {
+                let want = offset(primary, "master_repl_offset:");
+                let have = offset(replica, "slave_repl_offset:");
+                if want.is_some() && want <= have {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "replica {} not caught up: primary at {want:?}, replica at {have:?}",
+                    replica.url()
+                );
+                thread::sleep(FORM_POLL_INTERVAL);
+            }
+        }
     }
 
     /// The private CA and certificates of a cluster started with
@@ -149,7 +239,8 @@ impl TestCluster {
 
     /// Kills node `i` with `SIGKILL`. With no replicas, its slots stay unserved: after the
     /// node timeout (5 s) the other nodes mark it failed and the cluster reports
-    /// `cluster_state:fail`. [`TestRedis::start_again`] on [`node_mut`](Self::node_mut)
+    /// `cluster_state:fail`. With replicas ([`start_with_replicas`](Self::start_with_replicas))
+    /// its replica is promoted a few seconds after the node timeout and serves its slots. [`TestRedis::start_again`] on [`node_mut`](Self::node_mut)
     /// brings it back with its slots.
     ///
     /// # Panics
@@ -157,6 +248,16 @@ impl TestCluster {
     /// If there is no node `i` or it is not running.
     pub fn kill_node(&mut self, i: usize) {
         self.nodes[i].kill();
+    }
+
+    /// The primary (by node index) that was given `slot` when the cluster formed: primary `i`
+    /// of `n` holds slots `i * 16384 / n ..= (i + 1) * 16384 / n - 1`. After a failover the
+    /// promoted replica serves the same range under the same index.
+    pub fn slot_owner(&self, slot: u16) -> usize {
+        let n = self.primaries;
+        (0..n)
+            .find(|i| usize::from(slot) < (i + 1) * SLOTS / n)
+            .expect("every slot has an owner")
     }
 
     /// A cluster client seeded with every node's URL.
@@ -178,19 +279,22 @@ impl TestCluster {
     }
 
     fn form(&self) {
-        let n = self.nodes.len();
+        let n = self.primaries;
         let mut conns: Vec<redis::Connection> =
             self.nodes.iter().map(TestRedis::sync_conn).collect();
         for (i, conn) in conns.iter_mut().enumerate() {
+            // Distinct epochs before meeting, as `redis-cli --cluster create` does, so the
+            // nodes need not resolve an epoch collision before they agree.
+            cluster_cmd(conn, &["SET-CONFIG-EPOCH", &(i + 1).to_string()]);
+            if i >= self.primaries {
+                continue; // a replica-to-be holds no slots
+            }
             let first = i * SLOTS / n;
             let last = (i + 1) * SLOTS / n - 1;
             cluster_cmd(
                 conn,
                 &["ADDSLOTSRANGE", &first.to_string(), &last.to_string()],
             );
-            // Distinct epochs before meeting, as `redis-cli --cluster create` does, so the
-            // nodes need not resolve an epoch collision before they agree.
-            cluster_cmd(conn, &["SET-CONFIG-EPOCH", &(i + 1).to_string()]);
         }
         // Every pair meets directly rather than through gossip, which takes longer.
         for (i, conn) in conns.iter_mut().enumerate() {

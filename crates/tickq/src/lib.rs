@@ -153,6 +153,7 @@ mod node;
 mod queue;
 pub mod retry;
 pub mod schedule;
+mod shard;
 mod shutdown;
 pub mod units;
 mod worker;
@@ -171,7 +172,7 @@ pub use inspect::{
     BulkOutcome, FlowCancelled, FlowInfo, FlowRetried, FlowState, FlowStepView, History,
     HistoryPoint, HistoryQuery, Inspector, JobActed, JobAction, JobFilter, JobPage, LockList,
     LockView, MAX_PAGE, NodeList, Purged, QueueLimitsView, QueuePaused, ScheduleEntry,
-    ScheduleList, SchedulePaused, ScheduleRemoved, ScheduleTriggered, Stats,
+    ScheduleList, SchedulePaused, ScheduleRemoved, ScheduleTriggered, ShardCounts, Stats,
 };
 pub use job::{
     DEFAULT_MAX_ATTEMPTS, Enqueued, JobInfo, JobState, NewJob, PRIORITY_MAX, PRIORITY_MIN,
@@ -189,5 +190,6 @@ pub use schedule::{
     Catchup, CronSchedule, Overlap, ScheduleInfo, ScheduleSpec, Scheduler, SchedulerBuilder, Task,
     Upserted,
 };
+pub use shard::MAX_SHARDS;
 pub use shutdown::ShutdownHandle;
 pub use worker::{MIN_LEASE, Worker, WorkerBuilder, WorkerStats, default_node_name};

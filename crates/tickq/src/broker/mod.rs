@@ -156,6 +156,8 @@ pub(crate) struct Broker {
     memory: Arc<memory::MemoryGauge>,
     /// Enqueues are refused at or above this fraction of `maxmemory`.
     pub(crate) high_water: f64,
+    /// Shard counts read so far, shared by every clone (see `shard.rs`).
+    pub(crate) shards: Arc<crate::shard::ShardCounts>,
 }
 
 /// Check a Redis URL without connecting: one server (`redis://`, `rediss://`,
@@ -203,6 +205,7 @@ impl Broker {
             registered: Arc::default(),
             memory: Arc::default(),
             high_water: memory::DEFAULT_HIGH_WATER,
+            shards: Arc::default(),
         };
         broker.load_scripts().await?;
         Ok(broker)

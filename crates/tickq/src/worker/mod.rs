@@ -43,7 +43,12 @@ pub const MIN_LEASE: Duration = Duration::from_millis(300);
 /// Tunables of a worker; every field's default is given on [`WorkerBuilder`]'s setters.
 #[derive(Clone)]
 pub(crate) struct WorkerConfig {
+    /// The physical queues claimed from: a sharded queue's base queue and shards, each with
+    /// the queue's weight.
     pub(crate) queues: Vec<(Arc<QueueKeys>, u32)>,
+    /// The queues as configured: (queue, weight, shard count; 1: not sharded). The counts are
+    /// checked against Redis when the worker starts.
+    pub(crate) declared: Vec<(String, u32, u32)>,
     pub(crate) concurrency: usize,
     pub(crate) claim_batch: usize,
     pub(crate) lease: Duration,
@@ -189,7 +194,8 @@ pub struct WorkerBuilder {
     shutdown: Option<ShutdownHandle>,
     recover_interval: Option<Duration>,
     node: Option<String>,
-    queues: Vec<(String, u32)>,
+    /// (queue, weight, shards).
+    queues: Vec<(String, u32, u32)>,
     handlers: HashMap<String, Arc<dyn Handler>>,
     config: WorkerConfig,
 }
@@ -197,8 +203,27 @@ pub struct WorkerBuilder {
 impl WorkerBuilder {
     /// Claim from `queue`, weighted against the other queues (a queue of weight 3 is tried
     /// first three times as often as one of weight 1). Default: none; at least one is needed.
+    ///
+    /// The queue must not be sharded in Redis: [`Worker::run`] fails with
+    /// [`crate::ErrorKind::Conflict`] if it is (use [`sharded_queue`](Self::sharded_queue)).
     pub fn queue(mut self, queue: impl Into<String>, weight: u32) -> WorkerBuilder {
-        self.queues.push((queue.into(), weight));
+        self.queues.push((queue.into(), weight, 1));
+        self
+    }
+
+    /// Claim from the sharded queue `queue` of `shards` shards (docs/queues.md): each shard
+    /// (and the base queue, which holds jobs from before the queue was sharded) is claimed from
+    /// as a queue of `weight` in its own right, drawn in a random weighted order every round,
+    /// so no shard starves. [`Worker::run`] declares the queue's shard count in Redis
+    /// ([`Client::shard_queue`]) and fails with [`crate::ErrorKind::Conflict`] if Redis holds
+    /// another count. `shards` 1 is [`queue`](Self::queue).
+    pub fn sharded_queue(
+        mut self,
+        queue: impl Into<String>,
+        weight: u32,
+        shards: u32,
+    ) -> WorkerBuilder {
+        self.queues.push((queue.into(), weight, shards));
         self
     }
 
@@ -318,8 +343,9 @@ impl WorkerBuilder {
         if self.queues.is_empty() {
             return Err(Error::invalid("a worker needs at least one queue"));
         }
-        for (queue, weight) in &self.queues {
+        for (queue, weight, shards) in &self.queues {
             crate::job::validate_queue_name(queue)?;
+            crate::shard::validate_count(queue, *shards)?;
             if *weight == 0 {
                 return Err(Error::invalid(format!(
                     "queue {queue}: weight must be at least 1"
@@ -355,8 +381,13 @@ impl WorkerBuilder {
         config.queues = self
             .queues
             .iter()
-            .map(|(q, w)| (self.broker.keys(q), *w))
+            .flat_map(|(q, w, n)| {
+                let layout = crate::shard::Layout::new(q, *n);
+                let physical: Vec<String> = layout.physical().map(str::to_owned).collect();
+                physical.into_iter().map(|p| (self.broker.keys(&p), *w))
+            })
             .collect();
+        config.declared = self.queues.clone();
         let shared = Arc::new(Shared {
             broker: self.broker,
             slots: Arc::new(Semaphore::new(config.concurrency)),
@@ -443,6 +474,7 @@ impl Worker {
             handlers: HashMap::new(),
             config: WorkerConfig {
                 queues: Vec::new(),
+                declared: Vec::new(),
                 concurrency: 16,
                 claim_batch: 256,
                 lease: Duration::from_secs(30),
@@ -486,9 +518,13 @@ impl Worker {
         }
     }
 
-    /// Run until the shutdown handle is used, then drain and return.
+    /// Run until the shutdown handle is used, then drain and return. Fails at once, running
+    /// nothing, if a queue's shard count differs from Redis' ([`WorkerBuilder::sharded_queue`]).
     pub async fn run(&self) -> Result<()> {
         let shared = &self.shared;
+        for (queue, _, shards) in &shared.config.declared {
+            shared.broker.declare_shards(queue, *shards).await?;
+        }
         // Stops the background parts once the jobs are drained; separate from the graceful
         // token so leases keep being renewed while running jobs finish.
         let background = CancellationToken::new();
