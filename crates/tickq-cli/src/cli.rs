@@ -142,8 +142,10 @@ pub struct ServerOpts {
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
 
-    /// Queues to work and their weights, e.g. `critical=3,default=1` [default: default=1].
-    #[arg(long, value_name = "Q=W,...")]
+    /// Queues to work and their weights, e.g. `critical=3,default=1` [default: default=1];
+    /// `hot=1:4` works `hot` as a sharded queue of 4 shards (spread over a Redis Cluster's
+    /// masters; the count is fixed once set).
+    #[arg(long, value_name = "Q=W[:SHARDS],...")]
     pub queues: Option<String>,
 
     /// Most jobs running at once [default: 16].
