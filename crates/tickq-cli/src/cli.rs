@@ -380,7 +380,8 @@ pub struct HistoryArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
-    /// Every queue that has received a job; paused and limited ones are marked.
+    /// Every queue that has received a job; paused and limited ones are marked (`--json`:
+    /// the document of `tickq stats --json`).
     Ls(OutputArgs),
     /// Stop workers from starting jobs of a queue; running jobs finish, enqueues go on.
     Pause(QueueArgs),

@@ -2,20 +2,18 @@
 //! `tickq-web` (`/api/...`, `/`).
 //!
 //! Access: the listener is on loopback unless `[http] token` is set (config validation
-//! enforces that). `/healthz` is always open, so load balancers can probe it; `/metrics` needs
-//! `Authorization: Bearer <token>` (either token) when one is configured; the API and the
-//! dashboard check their own (see docs/api.md).
+//! enforces that). `/healthz` is always open, so load balancers can probe it; `/metrics` takes either
+//! token (bearer or the dashboard's login cookie) when one is configured, checked by
+//! `tickq-web` like the API's read routes (see docs/api.md).
 
 use crate::metrics::Metrics;
 use anyhow::Context as _;
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::State;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use tokio::net::TcpListener;
 
 /// Bind before anything else starts, so a taken port fails the node at once.
@@ -32,30 +30,17 @@ pub struct Access {
 }
 
 fn router(metrics: Metrics, client: tickq::Client, access: Access) -> Router {
-    let tokens: Vec<Arc<str>> = access
-        .token
-        .iter()
-        .chain(&access.read_token)
-        .map(|t| Arc::from(t.as_str()))
-        .collect();
-    let guarded = Router::new()
+    let options = tickq_web::WebOptions {
+        token: access.token,
+        read_token: access.read_token,
+    };
+    let metrics = Router::new()
         .route("/metrics", get(render_metrics))
-        .with_state(metrics)
-        .layer(middleware::from_fn_with_state(
-            Arc::new(tokens),
-            require_token,
-        ));
-    let web = tickq_web::router(
-        client,
-        tickq_web::WebOptions {
-            token: access.token,
-            read_token: access.read_token,
-        },
-    );
+        .with_state(metrics);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .merge(guarded)
-        .merge(web)
+        .merge(tickq_web::readers_only(metrics, &options))
+        .merge(tickq_web::router(client, options))
 }
 
 async fn render_metrics(State(metrics): State<Metrics>) -> Response {
@@ -69,37 +54,6 @@ async fn render_metrics(State(metrics): State<Metrics>) -> Response {
         .into_response()
 }
 
-async fn require_token(
-    State(tokens): State<Arc<Vec<Arc<str>>>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if tokens.is_empty() {
-        return next.run(req).await;
-    }
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(given) if tokens.iter().any(|t| same(given.as_bytes(), t.as_bytes())) => {
-            next.run(req).await
-        }
-        _ => (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "missing or wrong token: send `Authorization: Bearer <[http] token>`\n",
-        )
-            .into_response(),
-    }
-}
-
-/// Compare without stopping at the first difference, so timing does not reveal the token.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Serve until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
@@ -111,16 +65,4 @@ pub async fn serve(
     axum::serve(listener, router(metrics, client, access))
         .with_graceful_shutdown(shutdown)
         .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::same;
-
-    #[test]
-    fn compares_tokens() {
-        assert!(same(b"s3cret", b"s3cret"));
-        assert!(!same(b"s3cret", b"s3creT"));
-        assert!(!same(b"s3cret", b"s3cre"));
-    }
 }

@@ -143,6 +143,19 @@ pub(crate) async fn guard(
     next.run(req).await
 }
 
+/// Middleware for routes outside `/api` that only read (see [`crate::readers_only`]).
+pub(crate) async fn require_reader(
+    auth: axum::extract::State<Auth>,
+    req: Request,
+    next: Next,
+) -> Response {
+    use axum::response::IntoResponse;
+    match auth.role(req.headers()) {
+        Some(_) => next.run(req).await,
+        None => ApiError::unauthenticated().into_response(),
+    }
+}
+
 /// Unsafe requests must come from this origin: `Sec-Fetch-Site` (sent by every current
 /// browser) must be `same-origin` or `none`, and an `Origin`, when present, must name the host
 /// the request was sent to. Clients that are not browsers send neither and pass.

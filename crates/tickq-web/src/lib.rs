@@ -80,6 +80,17 @@ pub fn router(client: Client, options: WebOptions) -> Router {
     Router::new().merge(api).merge(assets::router())
 }
 
+/// `routes` guarded like the API's read routes: any valid credential (either token, as a
+/// bearer token or through the login cookie) reaches them, or everyone when no token is set.
+/// `tickq server` serves its `/metrics` this way, so there is one place that checks tokens.
+pub fn readers_only(routes: Router, options: &WebOptions) -> Router {
+    let auth = auth::Auth::new(options.token.as_deref(), options.read_token.as_deref());
+    routes.layer(axum::middleware::from_fn_with_state(
+        auth,
+        auth::require_reader,
+    ))
+}
+
 /// The OpenAPI 3.1 document of every `/api` route (what `GET /api/openapi.json` serves).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     api::routes().split_for_parts().1

@@ -178,7 +178,7 @@ pub use job::{
     DEFAULT_MAX_ATTEMPTS, Enqueued, JobInfo, JobState, NewJob, PRIORITY_MAX, PRIORITY_MIN,
     Progress, validate_job_id, validate_queue_name,
 };
-pub use limits::{QueueLimits, Rate};
+pub use limits::{LimitsChange, QueueLimits, Rate};
 pub use lock::{
     DEFAULT_LOCK_TTL, Fenced, FencedStore, FencedWrite, LockBuilder, LockGuard, LostReason,
     LostSignal, MIN_LOCK_TTL, Released, validate_lock_name,

@@ -124,6 +124,38 @@ impl QueueLimits {
     }
 }
 
+/// A change to a queue's limits: each `Some` replaces that limit (`Some(None)` removes it);
+/// `None` keeps it. What `tickq queue limit` and `PUT /api/queues/{q}/limits` send
+/// ([`crate::Inspector::change_limits`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitsChange {
+    /// The new concurrency limit, if it changes.
+    pub concurrency: Option<Option<u32>>,
+    /// The new rate limit, if it changes.
+    pub rate: Option<Option<Rate>>,
+}
+
+impl LimitsChange {
+    /// Every limit removed.
+    pub fn clear() -> LimitsChange {
+        LimitsChange {
+            concurrency: Some(None),
+            rate: Some(None),
+        }
+    }
+
+    /// `limits` with this change made.
+    pub fn apply(&self, mut limits: QueueLimits) -> QueueLimits {
+        if let Some(c) = self.concurrency {
+            limits.concurrency = c;
+        }
+        if let Some(r) = self.rate {
+            limits.rate = r;
+        }
+        limits
+    }
+}
+
 impl fmt::Display for QueueLimits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts = Vec::new();

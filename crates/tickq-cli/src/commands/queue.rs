@@ -1,31 +1,18 @@
 //! `queue ls | pause | resume | purge`.
 
-use crate::config::{LimitChange, Redis};
+use crate::config::Redis;
 use crate::output;
 use tickq::{JobState, QueueCounts};
 
 pub async fn list(redis: &Redis, json: bool) -> anyhow::Result<()> {
     let client = crate::connect::connect(redis).await?;
-    let stats = client.inspector().stats().await?.queues;
+    let stats = client.inspector().stats().await?;
     if json {
-        // `queues` stays a list of names, as it was before queues could be paused.
-        let names: Vec<&str> = stats.iter().map(|q| q.queue.as_str()).collect();
-        let paused: Vec<&str> = stats
-            .iter()
-            .filter(|q| q.paused)
-            .map(|q| q.queue.as_str())
-            .collect();
-        let limits: serde_json::Map<String, serde_json::Value> = stats
-            .iter()
-            .filter(|q| !q.limits.is_unlimited())
-            .map(|q| Ok((q.queue.clone(), serde_json::to_value(q.limits)?)))
-            .collect::<serde_json::Result<_>>()?;
-        output::json(&serde_json::json!({
-            "queues": names,
-            "paused": paused,
-            "limits": limits,
-        }))?;
-    } else if stats.is_empty() {
+        // The document of `GET /api/queues` (and `tickq stats --json`).
+        return Ok(output::json(&stats)?);
+    }
+    let stats = stats.queues;
+    if stats.is_empty() {
         output::text("no queues yet; `tickq enqueue QUEUE KIND` creates one")?;
     } else {
         let lines: Vec<String> = stats.iter().map(describe).collect();
@@ -55,17 +42,15 @@ fn describe(q: &QueueCounts) -> String {
 pub async fn limit(
     redis: &Redis,
     queue: &str,
-    change: Option<LimitChange>,
+    change: Option<tickq::LimitsChange>,
     json: bool,
 ) -> anyhow::Result<()> {
     let client = crate::connect::connect(redis).await?;
     let inspector = client.inspector();
-    let mut view = inspector.limits(queue).await?;
-    if let Some(change) = change {
-        view = inspector
-            .set_limits(queue, change.apply(view.limits))
-            .await?;
-    }
+    let view = match change {
+        Some(change) => inspector.change_limits(queue, change).await?,
+        None => inspector.limits(queue).await?,
+    };
     let limits = view.limits;
     if json {
         output::json(&view)?;

@@ -179,7 +179,7 @@ pub enum Action {
     QueueLimit {
         redis: Redis,
         queue: String,
-        change: Option<LimitChange>,
+        change: Option<tickq::LimitsChange>,
         json: bool,
     },
     /// Never `JobState::Active`: refused here as a usage error.
@@ -596,26 +596,6 @@ pub enum FlowVerb {
     Show,
     Cancel,
     Retry,
-}
-
-/// A change to a queue's limits: each `Some` replaces that limit (`Some(None)` removes it);
-/// `None` leaves it as it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LimitChange {
-    pub concurrency: Option<Option<u32>>,
-    pub rate: Option<Option<tickq::Rate>>,
-}
-
-impl LimitChange {
-    pub fn apply(&self, mut limits: tickq::QueueLimits) -> tickq::QueueLimits {
-        if let Some(c) = self.concurrency {
-            limits.concurrency = c;
-        }
-        if let Some(r) = self.rate {
-            limits.rate = r;
-        }
-        limits
-    }
 }
 
 fn kind_name(kind: &str) -> Result<(), String> {

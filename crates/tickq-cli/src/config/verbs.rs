@@ -3,7 +3,7 @@
 use super::cron::{CronSpec, LazySecret, exec_task, kind_task};
 use super::redis::Redis;
 use super::sources::PayloadText;
-use super::{Action, CronVerb, LimitChange, LockRun, job_id, kind_name, queue_name, usage};
+use super::{Action, CronVerb, LockRun, job_id, kind_name, queue_name, usage};
 use crate::cli::{
     CatchupArg, CronAddArgs, CronCommand, CronNextArgs, FilterArgs, JobOpts, LockCommand,
     OverlapArg, QueueArgs,
@@ -23,12 +23,9 @@ pub(super) fn limit_change(
     clear: bool,
     concurrency: Option<String>,
     rate: Option<String>,
-) -> anyhow::Result<Option<LimitChange>> {
+) -> anyhow::Result<Option<tickq::LimitsChange>> {
     if clear {
-        return Ok(Some(LimitChange {
-            concurrency: Some(None),
-            rate: Some(None),
-        }));
+        return Ok(Some(tickq::LimitsChange::clear()));
     }
     if concurrency.is_none() && rate.is_none() {
         return Ok(None);
@@ -51,7 +48,7 @@ pub(super) fn limit_change(
                 .map_err(|e| usage(format!("--rate: {e}"))),
         })
         .transpose()?;
-    let change = LimitChange { concurrency, rate };
+    let change = tickq::LimitsChange { concurrency, rate };
     // The limits' own check, on what this change sets (the others are already valid).
     change
         .apply(tickq::QueueLimits::default())

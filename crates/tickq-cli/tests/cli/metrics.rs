@@ -208,7 +208,7 @@ fn a_configured_token_guards_metrics_but_not_healthz() {
     let redis = TestRedis::start();
     let url = redis.url();
     let addr = format!("127.0.0.1:{}", free_port());
-    let config = format!("{CONFIG}\n[http]\ntoken = \"s3cret\"\n");
+    let config = format!("{CONFIG}\n[http]\ntoken = \"s3cret\"\nread_token = \"peek\"\n");
     let _server = Server::start(Some(&config), &["--redis", &url, "--listen", &addr], &[]);
 
     assert_eq!(get(&addr, "/healthz", None), (200, "ok".to_owned()));
@@ -217,6 +217,11 @@ fn a_configured_token_guards_metrics_but_not_healthz() {
     let (status, body) = get(&addr, "/metrics", Some("s3cret"));
     assert_eq!(status, 200, "{body}");
     assert!(parse(&body).iter().any(|s| s.name == "tickq_up"), "{body}");
+    assert_eq!(
+        get(&addr, "/metrics", Some("peek")).0,
+        200,
+        "the read token reads metrics"
+    );
 }
 
 #[test]

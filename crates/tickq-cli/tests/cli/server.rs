@@ -339,7 +339,7 @@ fn a_server_on_a_cluster_runs_exec_jobs_and_schedules() {
 }
 
 #[test]
-fn a_sharded_queue_from_the_config_is_one_queue_to_the_cli() {
+fn a_sharded_queue_on_a_cluster_from_the_config_is_one_queue_to_the_cli() {
     let cluster = tickq_testkit::TestCluster::start(tickq_testkit::TestCluster::DEFAULT_PRIMARIES);
     let url = cluster.cluster_url();
     let config = "[worker]\nqueues = { hot = { weight = 1, shards = 3 } }\n\n[exec]\nallow = [\"sh\"]\n\n[limits.hot]\nconcurrency = 7\n";

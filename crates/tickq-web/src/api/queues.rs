@@ -94,17 +94,16 @@ pub(crate) async fn set_queue_limits(
     PathArgs(queue): PathArgs<String>,
     Body(change): Body<LimitsChange>,
 ) -> Result<Json<QueueLimitsView>, ApiError> {
-    let mut limits = state.inspector.limits(&queue).await?.limits;
-    if let Some(c) = change.concurrency {
-        limits.concurrency = c;
-    }
-    if let Some(r) = change.rate {
-        limits.rate = r
-            .map(|text| tickq::units::rate(&text))
-            .transpose()
-            .map_err(|e| ApiError::invalid(format!("rate: {e}")))?;
-    }
-    Ok(Json(state.inspector.set_limits(&queue, limits).await?))
+    let rate = change
+        .rate
+        .map(|r| r.map(|text| tickq::units::rate(&text)).transpose())
+        .transpose()
+        .map_err(|e| ApiError::invalid(format!("rate: {e}")))?;
+    let change = tickq::LimitsChange {
+        concurrency: change.concurrency,
+        rate,
+    };
+    Ok(Json(state.inspector.change_limits(&queue, change).await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -333,3 +333,39 @@ async fn a_workflow_document_and_its_actions() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{err}");
     assert_eq!(err["error"]["kind"], "not_found");
 }
+
+#[tokio::test]
+async fn a_limits_change_keeps_the_limits_it_leaves_out() {
+    let app = App::open().await;
+    let put = |body: &'static str| {
+        let app = &app;
+        async move {
+            let (status, view) = app
+                .call(Method::PUT, "/api/queues/q/limits", Some(body), &[])
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}: {view}");
+            view["limits"].clone()
+        }
+    };
+    assert_eq!(put(r#"{"concurrency": 3}"#).await["concurrency"], 3);
+    let both = put(r#"{"rate": "5/1s"}"#).await;
+    assert_eq!(both["concurrency"], 3, "{both}");
+    assert!(
+        both["rate"].is_object() || both["rate"].is_string(),
+        "{both}"
+    );
+    let rate_only = put(r#"{"concurrency": null}"#).await;
+    assert!(rate_only["concurrency"].is_null(), "{rate_only}");
+    assert_eq!(rate_only["rate"], both["rate"], "{rate_only}");
+    let (status, err) = app
+        .call(
+            Method::PUT,
+            "/api/queues/q/limits",
+            Some(r#"{"rate": "fast"}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    let (_, now) = app.get("/api/queues/q/limits").await;
+    assert_eq!(now["limits"], rate_only, "a refused change changes nothing");
+}

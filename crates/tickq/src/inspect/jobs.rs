@@ -438,6 +438,13 @@ impl Inspector {
     ) -> Result<BulkOutcome> {
         validate_queue_name(queue)?;
         let layout = self.broker.layout(queue).await?;
+        if action == JobAction::Kill && !dry_run {
+            // Each shard has its own dead set, capped on its own: check them all before
+            // killing anything.
+            for physical in layout.physical() {
+                self.check_room_in_dead(physical, state, filter).await?;
+            }
+        }
         let mut outcome = BulkOutcome::default();
         for physical in layout.physical() {
             self.bulk_in(physical, state, filter, action, dry_run, &mut outcome)
@@ -474,6 +481,38 @@ impl Inspector {
                         Err(e) => return Err(e),
                     }
                 }
+            }
+            match next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Refuse a bulk kill of more jobs than the dead set keeps: the kills would push their own
+    /// first victims out (a kill trims the dead set to `dead_max`, oldest first), so the
+    /// answer would count jobs that no longer exist anywhere.
+    async fn check_room_in_dead(
+        &self,
+        queue: &str,
+        state: JobState,
+        filter: &JobFilter,
+    ) -> Result<()> {
+        let cap = self.retention.dead_max;
+        let mut matched = 0u64;
+        let mut cursor: Option<String> = None;
+        loop {
+            let (ids, next, _) = self
+                .page_ids(queue, state, filter, cursor.as_deref(), BULK_ROUND)
+                .await?;
+            matched += ids.len() as u64;
+            if matched > cap {
+                return Err(Error::conflict(format!(
+                    "refused: killing more than {cap} jobs of queue {} would delete the \
+                     first ones again (the dead set keeps at most {cap}, oldest first); narrow \
+                     the filter, or delete them instead",
+                    crate::shard::logical(queue)
+                )));
             }
             match next {
                 Some(next) => cursor = Some(next),

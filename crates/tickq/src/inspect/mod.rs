@@ -34,7 +34,7 @@ pub use shards::ShardCounts;
 use crate::broker::{Broker, Retention};
 use crate::job::{JobState, validate_queue_name};
 use crate::queue::QueueCounts;
-use crate::{QueueLimits, Result};
+use crate::{LimitsChange, QueueLimits, Result};
 use serde::Serialize;
 
 /// Jobs deleted per script call by [`Inspector::purge`].
@@ -208,6 +208,17 @@ impl Inspector {
             queue: queue.to_owned(),
             limits,
         })
+    }
+
+    /// Change some of a queue's limits and keep the others ([`LimitsChange`]); answers the
+    /// limits now in force.
+    pub async fn change_limits(
+        &self,
+        queue: &str,
+        change: LimitsChange,
+    ) -> Result<QueueLimitsView> {
+        let now = self.limits(queue).await?.limits;
+        self.set_limits(queue, change.apply(now)).await
     }
 
     /// A queue's limits.

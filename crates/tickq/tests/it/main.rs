@@ -1,6 +1,7 @@
 //! The library's integration tests: real redis-servers (and, for faults, real worker
 //! processes). One test binary with a module per concern (ripgrep's layout), so the suite
 //! links once:
+mod admin; // the admin core: bulk actions
 mod cluster; // a real local Redis Cluster: jobs, schedules, locks, limits
 mod common; // helpers: polling, spawned workers, child worker processes
 mod faults; // kill -9, zombie acks, Redis restarts and stalls, corrupt jobs

@@ -292,7 +292,7 @@ async fn jobs_from_before_sharding_still_run() {
 const CLUSTER_JOBS: usize = 50_000;
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_sharded_queue_spreads_over_every_master() {
+async fn a_sharded_queue_spreads_over_every_master_of_a_cluster() {
     let cluster = TestCluster::start(TestCluster::DEFAULT_PRIMARIES);
     let client = Client::connect(&cluster.cluster_url()).await.unwrap();
     client.shard_queue("hot", 3).await.unwrap();
@@ -335,7 +335,7 @@ async fn per_master_processed(client: &Client, cluster: &TestCluster) -> BTreeMa
 
 /// A master dies mid-run and its replica takes over: every job Redis had replicated runs.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_failover_mid_run_loses_no_replicated_job() {
+async fn a_cluster_failover_mid_run_loses_no_replicated_job() {
     let mut cluster = TestCluster::start_with_replicas(TestCluster::DEFAULT_PRIMARIES);
     let client = Client::connect(&cluster.cluster_url()).await.unwrap();
     client.shard_queue("hot", 3).await.unwrap();
