@@ -200,6 +200,12 @@ pub struct JobOpts {
     #[arg(long, value_name = "KEY", requires = "unique_for")]
     pub unique_key: Option<String>,
 
+    /// On a sharded queue, the shard is chosen by this key: jobs with the same key share a
+    /// shard and keep their order among themselves. Not with --unique-for (a unique job goes
+    /// to the shard of its unique key).
+    #[arg(long, value_name = "KEY", conflicts_with = "unique_for")]
+    pub shard_key: Option<String>,
+
     /// Attempts before the job goes to dead [default: 25].
     #[arg(long, value_name = "N")]
     pub max_attempts: Option<u32>,

@@ -213,7 +213,12 @@ impl Broker {
                 ),
             ));
         }
-        self.register_queue(queue).await
+        // A declared sharded queue is listed before its first job; checking that a queue is
+        // not sharded lists nothing (a worker's queue appears with its first job, as before).
+        if count > 1 {
+            self.register_queue(queue).await?;
+        }
+        Ok(())
     }
 
     /// The shard a new job goes to (of `count` > 1): by its shard key, else its unique key,

@@ -355,6 +355,38 @@ fn a_sharded_queue_on_a_cluster_from_the_config_is_one_queue_to_the_cli() {
         assert_eq!(job["queue"], "hot");
         assert_eq!(job["result"], i.to_string());
     }
+    // --shard-key routes; with --unique-for it is refused.
+    let keyed: Vec<String> = (0..3)
+        .map(|i| {
+            let args = [
+                "exec",
+                "hot",
+                "--shard-key",
+                "k",
+                "--",
+                "sh",
+                "-c",
+                &format!("echo k{i}"),
+            ];
+            run(Some(&url), &args).ok().stdout.trim().to_owned()
+        })
+        .collect();
+    for id in &keyed {
+        wait_state(&url, id, "completed", LIMIT);
+    }
+    run(
+        Some(&url),
+        &[
+            "enqueue",
+            "hot",
+            "k",
+            "--unique-for",
+            "1m",
+            "--shard-key",
+            "x",
+        ],
+    )
+    .fails(2, "--shard-key");
     // One queue, with the limit as configured (split 3/2/2 over the shards, added back up).
     assert_eq!(
         run(Some(&url), &["queue", "ls"]).ok().stdout,
@@ -362,7 +394,7 @@ fn a_sharded_queue_on_a_cluster_from_the_config_is_one_queue_to_the_cli() {
     );
     let stats = run(Some(&url), &["stats", "--json"]).json();
     assert_eq!(stats["queues"][0]["queue"], "hot");
-    assert_eq!(stats["queues"][0]["processed"], 6);
+    assert_eq!(stats["queues"][0]["processed"], 9);
     // A node with another shard count refuses to start.
     let mut wrong = Server::spawn(None, &["--redis", &url, "--queues", "hot=1:2"], &[]);
     assert_eq!(wrong.wait(LIMIT).code(), Some(1), "{}", wrong.log());
