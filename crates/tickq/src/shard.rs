@@ -35,17 +35,17 @@ const SLOTS: u32 = 16_384;
 
 /// The shard count of each queue this process has looked up, and the round-robin counter.
 #[derive(Debug)]
-pub(crate) struct ShardCounts {
+pub(crate) struct ShardCache {
     counts: Mutex<HashMap<String, u32>>,
     next: AtomicU64,
 }
 
-impl Default for ShardCounts {
-    fn default() -> ShardCounts {
+impl Default for ShardCache {
+    fn default() -> ShardCache {
         // Producers start at different shards, so that many short-lived producers do not all
         // send their first job to shard 0.
         let start = uuid::Uuid::new_v4().as_u128() as u64;
-        ShardCounts {
+        ShardCache {
             counts: Mutex::default(),
             next: AtomicU64::new(start),
         }

@@ -157,7 +157,7 @@ pub(crate) struct Broker {
     /// Enqueues are refused at or above this fraction of `maxmemory`.
     pub(crate) high_water: f64,
     /// Shard counts read so far, shared by every clone (see `shard.rs`).
-    pub(crate) shards: Arc<crate::shard::ShardCounts>,
+    pub(crate) shards: Arc<crate::shard::ShardCache>,
 }
 
 /// Check a Redis URL without connecting: one server (`redis://`, `rediss://`,
