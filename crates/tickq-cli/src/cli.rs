@@ -398,6 +398,9 @@ pub enum QueueCommand {
     /// Show or change a queue's limits, which hold on every node at once: how many of its
     /// jobs run at once, and how many start per interval. Jobs over a limit wait.
     Limit(QueueLimitArgs),
+    /// A sharded queue's parts: its base queue (jobs from before it was sharded) and each
+    /// shard, with its Redis Cluster hash slot, waiting and running jobs, and jobs processed.
+    Shards(QueueArgs),
 }
 
 #[derive(Debug, Args)]

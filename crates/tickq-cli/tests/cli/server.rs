@@ -395,6 +395,20 @@ fn a_sharded_queue_on_a_cluster_from_the_config_is_one_queue_to_the_cli() {
     let stats = run(Some(&url), &["stats", "--json"]).json();
     assert_eq!(stats["queues"][0]["queue"], "hot");
     assert_eq!(stats["queues"][0]["processed"], 9);
+    let parts = run(Some(&url), &["queue", "shards", "hot", "--json"]).json();
+    let parts = parts.as_array().unwrap();
+    assert_eq!(parts.len(), 4, "the base queue and three shards: {parts:?}");
+    assert!(parts[0]["shard"].is_null());
+    let processed: u64 = parts
+        .iter()
+        .map(|p| p["counts"]["processed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(processed, 9);
+    let text = run(Some(&url), &["queue", "shards", "hot"]).ok().stdout;
+    assert!(
+        text.starts_with("SHARD") && text.contains("hot#2"),
+        "{text}"
+    );
     // A node with another shard count refuses to start.
     let mut wrong = Server::spawn(None, &["--redis", &url, "--queues", "hot=1:2"], &[]);
     assert_eq!(wrong.wait(LIMIT).code(), Some(1), "{}", wrong.log());
