@@ -310,6 +310,7 @@ async fn a_sharded_queue_spreads_over_every_master_of_a_cluster() {
     wait_all_done(&client, "hot", &ids, &ran).await;
     worker.stop().await;
 
+    assert_eq!(ran.lock().unwrap().len(), CLUSTER_JOBS, "each job ran once");
     let per_master = per_master_processed(&client, &cluster).await;
     println!("processed per master: {per_master:?}");
     let even = CLUSTER_JOBS as f64 / 3.0;
@@ -359,9 +360,17 @@ async fn a_cluster_failover_mid_run_loses_no_replicated_job() {
         ran.lock().unwrap().len() >= JOBS / 6
     })
     .await;
+    let ran_before_kill = ran.lock().unwrap().len();
+    assert!(ran_before_kill < JOBS / 2, "the kill comes mid-run");
     cluster.kill_node(0);
     wait_all_done(&client, "hot", &ids, &ran).await;
     worker.stop().await;
+    // Master 0's shard finished on its promoted replica (node 3).
+    let role: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut cluster.node(3).sync_conn())
+        .unwrap();
+    assert!(role.contains("role:master"), "{role}");
     let runs = ran.lock().unwrap().len();
     println!("{JOBS} jobs, {runs} runs (a run whose ack the dead master did not pass on repeats)");
 }
