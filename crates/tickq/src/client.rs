@@ -126,7 +126,7 @@ impl Client {
         Ok(answers)
     }
 
-    /// Make `queue` a sharded queue of `shards` sub-queues (docs/queues.md), or check that it
+    /// Make `queue` a sharded queue of `shards` sub-queues (docs/queue-control.md), or check that it
     /// is one: on Redis Cluster each shard lives in its own hash slot, spread evenly over the
     /// slot range, so a hot queue uses every master. Workers declare their queues the same way
     /// when they start ([`WorkerBuilder::sharded_queue`](crate::WorkerBuilder::sharded_queue)).

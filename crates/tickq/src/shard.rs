@@ -1,5 +1,5 @@
 //! Sharded queues: one logical queue stored as K slot-local sub-queues, so that on Redis
-//! Cluster a single hot queue spreads over every master (docs/queues.md has the user's view).
+//! Cluster a single hot queue spreads over every master (docs/queue-control.md has the user's view).
 //!
 //! Why shards are whole queues: every script of a queue touches keys of one hash tag, so a
 //! shard that is an ordinary queue under its own tag needs no script change at all. Shard `i`

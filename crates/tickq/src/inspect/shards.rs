@@ -90,7 +90,7 @@ impl Inspector {
     }
 
     /// Job `id` in any physical queue of `layout`; its `queue` is the physical queue. Looks in
-    /// every shard at once (a job's shard cannot be told from its id: see docs/queues.md).
+    /// every shard at once (a job's shard cannot be told from its id: see docs/queue-control.md).
     pub(crate) async fn find_in(&self, layout: &Layout, id: &str) -> Result<Option<JobInfo>> {
         let found = try_join_all(
             layout

@@ -211,10 +211,11 @@ impl WorkerBuilder {
         self
     }
 
-    /// Claim from the sharded queue `queue` of `shards` shards (docs/queues.md): each shard
+    /// Claim from the sharded queue `queue` of `shards` shards (docs/queue-control.md): each shard
     /// (and the base queue, which holds jobs from before the queue was sharded) is claimed from
-    /// as a queue of `weight` in its own right, drawn in a random weighted order every round,
-    /// so no shard starves. [`Worker::run`] declares the queue's shard count in Redis
+    /// as a queue of its own with an equal part of `weight`, drawn in a random weighted order
+    /// every round, so no shard starves and the queue as a whole is drawn first as often as a
+    /// plain queue of that weight. [`Worker::run`] declares the queue's shard count in Redis
     /// ([`Client::shard_queue`]) and fails with [`crate::ErrorKind::Conflict`] if Redis holds
     /// another count. `shards` 1 is [`queue`](Self::queue).
     pub fn sharded_queue(
@@ -378,14 +379,9 @@ impl WorkerBuilder {
         config.recover_interval = self
             .recover_interval
             .unwrap_or(config.lease.min(config.recover_interval));
-        config.queues = self
-            .queues
-            .iter()
-            .flat_map(|(q, w, n)| {
-                let layout = crate::shard::Layout::new(q, *n);
-                let physical: Vec<String> = layout.physical().map(str::to_owned).collect();
-                physical.into_iter().map(|p| (self.broker.keys(&p), *w))
-            })
+        config.queues = physical_queues(&self.queues)
+            .into_iter()
+            .map(|(p, weight)| (self.broker.keys(&p), weight))
             .collect();
         config.declared = self.queues.clone();
         let shared = Arc::new(Shared {
@@ -436,6 +432,36 @@ pub(crate) fn host_name() -> String {
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "node".to_owned())
+}
+
+/// The physical queues of `(queue, weight, shards)` with their weights. A sharded queue's
+/// weight is shared by its physical queues (base + shards): every weight is scaled by the least
+/// common multiple of the physical counts, and each physical queue gets its equal part, so a
+/// sharded queue is drawn first exactly as often as a plain queue of the same weight.
+fn physical_queues(queues: &[(String, u32, u32)]) -> Vec<(String, u32)> {
+    let scale = queues
+        .iter()
+        .fold(1u64, |m, (_, _, n)| lcm(m, physical_count(*n)));
+    let mut out = Vec::new();
+    for (queue, weight, shards) in queues {
+        let share = u64::from(*weight) * scale / physical_count(*shards);
+        let share = u32::try_from(share).unwrap_or(u32::MAX);
+        let layout = crate::shard::Layout::new(queue, *shards);
+        out.extend(layout.physical().map(|p| (p.to_owned(), share)));
+    }
+    out
+}
+
+/// How many physical queues a queue of `shards` shards has: its base queue and the shards.
+fn physical_count(shards: u32) -> u64 {
+    if shards > 1 { u64::from(shards) + 1 } else { 1 }
+}
+
+fn lcm(a: u64, b: u64) -> u64 {
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    a / gcd(a, b) * b
 }
 
 /// A pool of job slots that claims from its queues and runs handlers.
@@ -570,5 +596,30 @@ impl Worker {
         }
         tracing::info!(worker = %shared.id, "worker stopped");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod weight_tests {
+    #[test]
+    fn a_sharded_queue_shares_its_weight_among_its_physical_queues() {
+        let q = |name: &str, w, n| (name.to_owned(), w, n);
+        let got = super::physical_queues(&[q("plain", 2, 1), q("hot", 2, 3), q("warm", 1, 2)]);
+        // lcm(1, 4, 3) = 12: plain 2 * 12; hot's 4 parts 2 * 12 / 4 each; warm's 3 parts 12 / 3.
+        let weight = |prefix: &str| -> u32 {
+            got.iter()
+                .filter(|(p, _)| crate::shard::logical(p) == prefix)
+                .map(|(_, w)| w)
+                .sum()
+        };
+        assert_eq!(got.len(), 1 + 4 + 3);
+        assert_eq!(weight("plain"), 24);
+        assert_eq!(weight("hot"), 24);
+        assert_eq!(weight("warm"), 12);
+        assert!(
+            got.iter()
+                .filter(|(p, _)| p.starts_with("hot"))
+                .all(|(_, w)| *w == 6)
+        );
     }
 }
