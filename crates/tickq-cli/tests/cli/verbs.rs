@@ -666,8 +666,8 @@ fn queue_limit_shows_and_changes_limits() {
         "a (concurrency 3, rate 50/1s)\n"
     );
     assert_eq!(
-        run(u, &["queue", "ls", "--json"]).json()["limits"],
-        serde_json::json!({"a": {"concurrency": 3, "rate": {"jobs": 50, "per_ms": 1000}}})
+        run(u, &["queue", "ls", "--json"]).json()["queues"][0]["limits"],
+        serde_json::json!({"concurrency": 3, "rate": {"jobs": 50, "per_ms": 1000}})
     );
     assert_eq!(
         run(u, &["stats", "--json"]).json()["queues"][0]["limits"]["concurrency"],
