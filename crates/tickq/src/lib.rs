@@ -75,6 +75,14 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Sharded queues
+//!
+//! On Redis Cluster one queue lives on one master. [`Client::shard_queue`] (or
+//! [`WorkerBuilder::sharded_queue`]) stores a queue as K shards spread over the slot range, so
+//! it uses every master; producers spread jobs (round robin, or [`NewJob::shard_key`]), workers
+//! claim from every shard, and the inspector shows one queue ([`Inspector::shards`] shows each
+//! part). See `docs/queue-control.md`.
+//!
 //! # Deploying safely
 //!
 //! [`Client::connect_with`] takes [`ConnectOptions`]: for `rediss://` with a private CA or a
