@@ -49,6 +49,9 @@ struct Args {
     /// Length of the `idle` workload's sampling window, in seconds.
     #[arg(long, default_value_t = 10)]
     idle_secs: u64,
+    /// Queue depths of the `scale` workload (waiting jobs, comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [20_000u64, 100_000, 300_000, 1_000_000])]
+    scale_sizes: Vec<u64>,
     /// The tokio runtime the bench (producer and in-process worker) runs on: `multi-thread`
     /// is what `#[tokio::main]` gives; `current-thread` runs everything on one thread.
     #[arg(long, value_enum, default_value_t = Runtime::MultiThread)]
@@ -61,7 +64,7 @@ struct Args {
     /// Shards of the `sharded` workload's queue. Default: one per master (--cluster N).
     #[arg(long, value_name = "K", requires = "cluster")]
     shards: Option<u32>,
-    /// Workloads to run, in this order. Default: all of them.
+    /// Workloads to run, in this order. Default: all of them but `scale`.
     #[arg(value_enum)]
     workloads: Vec<Workload>,
 }
@@ -117,6 +120,7 @@ async fn bench(args: Args) -> Result<()> {
         latency_secs: args.latency_secs,
         latency_rate: args.latency_rate,
         idle_window: Duration::from_secs(args.idle_secs),
+        scale_sizes: args.scale_sizes.clone(),
     };
 
     let target = Target::open(args.redis.as_deref()).await?;

@@ -44,8 +44,13 @@ impl Target {
         let client = redis::Client::open(url.as_str())
             .with_context(|| format!("invalid Redis URL {}", tickq::redact_url(&url)))?;
         ensure_loopback(client.get_connection_info().addr())?;
+        // Admin replies (INFO, FLUSHALL, SLOWLOG GET) can take longer than redis-rs' default
+        // 500 ms on a Redis that holds millions of keys or is still busy with a run's tail.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(std::time::Duration::from_secs(5)))
+            .set_response_timeout(Some(ADMIN_TIMEOUT));
         let admin = client
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .with_context(|| format!("connecting to {}", tickq::redact_url(&url)))?;
         Ok(Target {
@@ -170,6 +175,144 @@ impl Target {
                 Some((cmd, stat))
             })
             .collect())
+    }
+}
+
+/// The longest an admin reply may take.
+const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Target {
+    /// Log every command in the slow log from now until [`SlowLog::finish`], which answers
+    /// the entries and puts the settings back.
+    pub async fn record_every_command(&self) -> Result<SlowLog> {
+        let get = |name: &'static str| async move {
+            let pair: Vec<String> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg(name)
+                .query_async(&mut self.admin.clone())
+                .await
+                .with_context(|| format!("CONFIG GET {name}"))?;
+            pair.get(1)
+                .cloned()
+                .with_context(|| format!("CONFIG GET {name} answered nothing"))
+        };
+        let restore = vec![
+            (
+                "slowlog-log-slower-than",
+                get("slowlog-log-slower-than").await?,
+            ),
+            ("slowlog-max-len", get("slowlog-max-len").await?),
+        ];
+        let () = redis::pipe()
+            .cmd("CONFIG")
+            .arg("SET")
+            .arg("slowlog-max-len")
+            .arg(SLOWLOG_LEN)
+            .ignore()
+            .cmd("SLOWLOG")
+            .arg("RESET")
+            .ignore()
+            .cmd("CONFIG")
+            .arg("SET")
+            .arg("slowlog-log-slower-than")
+            .arg(0)
+            .ignore()
+            .query_async(&mut self.admin.clone())
+            .await
+            .context("turning the slow log on for every command")?;
+        Ok(SlowLog {
+            admin: self.admin.clone(),
+            restore,
+        })
+    }
+}
+
+/// Most slow-log entries kept while recording (about 200 bytes each in Redis).
+const SLOWLOG_LEN: u64 = 200_000;
+
+/// The slow log recording every command; see [`Target::record_every_command`].
+pub struct SlowLog {
+    admin: redis::aio::MultiplexedConnection,
+    restore: Vec<(&'static str, String)>,
+}
+
+/// One slow-log entry: how long the command ran in Redis, and its arguments (Redis keeps at
+/// most 32, each cut to 128 bytes).
+pub struct SlowEntry {
+    pub micros: u64,
+    pub args: Vec<String>,
+}
+
+impl SlowEntry {
+    /// An EVALSHA/EVAL call whose first key ends with `suffix`.
+    pub fn is_script_on_key_ending(&self, suffix: &str) -> bool {
+        let script = self
+            .args
+            .first()
+            .is_some_and(|c| c.eq_ignore_ascii_case("evalsha") || c.eq_ignore_ascii_case("eval"));
+        let has_keys = self
+            .args
+            .get(2)
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(0)
+            > 0;
+        script && has_keys && self.args.get(3).is_some_and(|k| k.ends_with(suffix))
+    }
+}
+
+impl SlowLog {
+    /// Stop recording: the entries (oldest first), and the settings as they were.
+    pub async fn finish(self) -> Result<Vec<SlowEntry>> {
+        let mut conn = self.admin.clone();
+        let mut restore = redis::pipe();
+        for (name, value) in &self.restore {
+            restore
+                .cmd("CONFIG")
+                .arg("SET")
+                .arg(*name)
+                .arg(value)
+                .ignore();
+        }
+        // Read first, then restore, then empty the log, so its memory is given back.
+        // Each entry: [id, unix time, µs, [args...], client address, client name].
+        let entries: Vec<redis::Value> = redis::cmd("SLOWLOG")
+            .arg("GET")
+            .arg(SLOWLOG_LEN)
+            .query_async(&mut conn)
+            .await
+            .context("SLOWLOG GET")?;
+        let () = restore
+            .cmd("SLOWLOG")
+            .arg("RESET")
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .context("putting the slow-log settings back")?;
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let redis::Value::Array(fields) = entry else {
+                anyhow::bail!("SLOWLOG GET: an entry is not an array: {entry:?}");
+            };
+            let (Some(redis::Value::Int(micros)), Some(redis::Value::Array(args))) =
+                (fields.get(2), fields.get(3))
+            else {
+                anyhow::bail!("SLOWLOG GET: an entry has no duration and arguments: {fields:?}");
+            };
+            let args = args
+                .iter()
+                .map(|a| match a {
+                    redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                    redis::Value::SimpleString(t) => t.clone(),
+                    other => format!("{other:?}"),
+                })
+                .collect();
+            out.push(SlowEntry {
+                micros: *micros as u64,
+                args,
+            });
+        }
+        out.reverse();
+        Ok(out)
     }
 }
 

@@ -41,7 +41,7 @@
 //! `[[cron]]` exec tasks a server stores. A server without a secret ignores `sig`.
 //!
 //! The program sees `TICKQ_JOB_ID`, `TICKQ_QUEUE`, `TICKQ_ATTEMPT`, `TICKQ_FENCE`,
-//! `TICKQ_NODE`, and when the job carries them, `TICKQ_SCHEDULED_AT` and `TICKQ_CRON`. A workflow
+//! `TICKQ_NODE`, `TICKQ_SCHEDULED_AT` (see [`scheduled_at`]), and for a cron job `TICKQ_CRON`. A workflow
 //! step also sees `TICKQ_FLOW_ID`, `TICKQ_STEP` and `TICKQ_PARENTS_FILE`: a JSON file (removed
 //! when the program ends) mapping each parent step to its result (its stdout), or null. It runs
 //! in its own process group; when the job is stopped (lease lost, cancelled, forced shutdown)
@@ -419,7 +419,7 @@ impl Exec {
             .env("TICKQ_ATTEMPT", job.attempt().to_string())
             .env("TICKQ_FENCE", job.fence().to_string())
             .env("TICKQ_NODE", &self.node);
-        if let Some(at) = job.meta("scheduled_at") {
+        if let Some(at) = scheduled_at(&job) {
             cmd.env("TICKQ_SCHEDULED_AT", at);
         }
         if let Some(cron) = job.meta("cron") {
@@ -484,6 +484,16 @@ impl Exec {
         };
         Err(JobError::retry(format!("{}; {stderr}", describe(status))))
     }
+}
+
+/// `TICKQ_SCHEDULED_AT` (Unix ms): when this attempt was due. A cron job's is its tick's
+/// nominal instant (so every attempt of a tick sees the same value); any other job's is its
+/// due time: the end of its delay (`--in`, `--at`), the end of its backoff for a retry, or its
+/// enqueue time for a job that was due at once.
+fn scheduled_at(job: &tickq::Job) -> Option<String> {
+    job.meta("scheduled_at")
+        .map(str::to_owned)
+        .or_else(|| job.due_at().map(|t| t.as_millisecond().to_string()))
 }
 
 fn describe(status: ExitStatus) -> String {

@@ -1,4 +1,5 @@
-//! A small Redis Cluster of primaries, one `redis-server` per node.
+//! A small Redis Cluster, one `redis-server` per node: primaries only, or primaries with a
+//! replica each for failover tests.
 
 use std::collections::BTreeMap;
 use std::thread;
@@ -17,9 +18,16 @@ const FORM_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Shorter than the default 15 s so that tests of a dead node see the cluster react
 /// quickly, yet long enough that a busy CI machine does not cause false failure reports.
 const NODE_TIMEOUT_MS: &str = "5000";
+/// With replicas, failover tests want a dead primary replaced quickly: a replica starts its
+/// election about one node timeout after the primary stops answering.
+const REPLICATED_NODE_TIMEOUT_MS: &str = "2000";
+/// A promotion (forced with `CLUSTER FAILOVER`, or after a primary died) takes a node timeout
+/// or so, plus an election; the rest is headroom for slow CI machines.
+const FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A Redis Cluster of primaries (and, if asked, one replica each) on free TCP ports of
-/// 127.0.0.1.
+/// A Redis Cluster on free TCP ports of 127.0.0.1: primaries only
+/// ([`start`](Self::start)), or with a replica each
+/// ([`start_with_replicas`](Self::start_with_replicas)).
 ///
 /// Slots are split evenly between the nodes. [`start`](Self::start) returns once every
 /// node reports `cluster_state:ok` and all nodes agree on who owns which slots. Dropping
@@ -35,8 +43,10 @@ const NODE_TIMEOUT_MS: &str = "5000";
 #[derive(Debug)]
 pub struct TestCluster {
     nodes: Vec<TestRedis>,
-    primaries: usize,
     certs: Option<Arc<TestCerts>>,
+    /// How many of `nodes` were started as primaries (the first ones); the others were
+    /// started as replicas, replica `primaries + i` of primary `i`.
+    primaries: usize,
 }
 
 impl TestCluster {
@@ -52,19 +62,7 @@ impl TestCluster {
     /// If `primaries` is 0 or more than 16384, if a node fails to start, or if the cluster
     /// is not formed within 10 seconds.
     pub fn start(primaries: usize) -> Self {
-        Self::start_with(primaries, 0, None)
-    }
-
-    /// Like [`start`](Self::start), with one replica per primary, so that killing a primary
-    /// ([`kill_node`](Self::kill_node)) makes the cluster fail over to its replica. Nodes
-    /// `0..primaries` are the primaries; node `primaries + i` replicates primary `i`.
-    /// Returns once every replica has synchronised with its primary.
-    ///
-    /// # Panics
-    ///
-    /// As [`start`](Self::start), or if a replica does not synchronise within 10 seconds.
-    pub fn start_with_replicas(primaries: usize) -> Self {
-        Self::start_with(primaries, 1, None)
+        Self::start_with(primaries, None)
     }
 
     /// Like [`start`](Self::start), with every node serving TLS only (certificates of one
@@ -73,16 +71,40 @@ impl TestCluster {
     /// [`client`](Self::client) and [`conn`](Self::conn) do not work (they carry no CA), but
     /// each node's [`TestRedis::client`] does, over its plain unix socket.
     pub fn start_tls(primaries: usize) -> Self {
-        Self::start_with(primaries, 0, Some(Arc::new(TestCerts::generate())))
+        Self::start_with(primaries, Some(Arc::new(TestCerts::generate())))
     }
 
-    fn start_with(primaries: usize, replicas: usize, certs: Option<Arc<TestCerts>>) -> Self {
+    /// Like [`start`](Self::start), and then one replica per primary: node `primaries + i`
+    /// replicates node `i`. The node timeout is 2 s, so that a dead primary is replaced
+    /// within a few seconds. Returns once every replica's link to its primary is up. A dead
+    /// primary's replica is elected only by a majority of the primaries: with 3 primaries,
+    /// one may die; with 2, none.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start), or if a replica does not catch up within 10 seconds.
+    pub fn start_with_replicas(primaries: usize) -> Self {
+        let mut cluster = Self::start_nodes(primaries * 2, None, REPLICATED_NODE_TIMEOUT_MS);
+        cluster.primaries = primaries;
+        cluster.form();
+        cluster.attach_replicas();
+        cluster
+    }
+
+    fn start_with(primaries: usize, certs: Option<Arc<TestCerts>>) -> Self {
+        let cluster = Self::start_nodes(primaries, certs, NODE_TIMEOUT_MS);
+        cluster.form();
+        cluster
+    }
+
+    fn start_nodes(n: usize, certs: Option<Arc<TestCerts>>, node_timeout_ms: &str) -> Self {
+        let primaries = n;
         assert!(
             (1..=SLOTS).contains(&primaries),
             "a cluster needs between 1 and {SLOTS} primaries, not {primaries}"
         );
         let nodes =
-            (0..primaries * (1 + replicas))
+            (0..n)
                 .map(|i| {
                     let builder =
                         match &certs {
@@ -99,91 +121,17 @@ impl TestCluster {
                             "--cluster-config-file".to_owned(),
                             format!("nodes-{i}.conf"),
                         ])
-                        .extra_args(["--cluster-node-timeout", NODE_TIMEOUT_MS])
+                        .extra_args(["--cluster-node-timeout", node_timeout_ms])
                         // Otherwise a node learns its own address from its peers, and until it
                         // does, CLUSTER SLOTS reports it with an empty IP.
                         .extra_args(["--cluster-announce-ip", "127.0.0.1"])
                         .start()
                 })
                 .collect();
-        let cluster = Self {
+        Self {
             nodes,
-            primaries,
             certs,
-        };
-        cluster.form();
-        if replicas > 0 {
-            cluster.attach_replicas();
-        }
-        cluster
-    }
-
-    /// Makes node `primaries + i` a replica of primary `i`, and waits until each is in sync.
-    fn attach_replicas(&self) {
-        for i in 0..self.primaries {
-            let primary_id: String = query(&mut self.nodes[i].sync_conn(), &["MYID"])
-                .unwrap_or_else(|err| panic!("CLUSTER MYID: {err}"));
-            let replica = &self.nodes[self.primaries + i];
-            cluster_cmd(&mut replica.sync_conn(), &["REPLICATE", &primary_id]);
-        }
-        let deadline = Instant::now() + FORM_TIMEOUT;
-        for replica in &self.nodes[self.primaries..] {
-            let mut conn = replica.sync_conn();
-            loop {
-                let info: String = redis::cmd("INFO")
-                    .arg("replication")
-                    .query(&mut conn)
-                    .unwrap_or_default();
-                if info
-                    .lines()
-                    .any(|l| l.trim_end() == "master_link_status:up")
-                {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "replica {} did not sync with its primary within {} s: {info}",
-                    replica.url(),
-                    FORM_TIMEOUT.as_secs()
-                );
-                thread::sleep(FORM_POLL_INTERVAL);
-            }
-        }
-    }
-
-    /// Waits until every replica has applied everything its primary has written, so a
-    /// failover loses nothing written before this call.
-    ///
-    /// # Panics
-    ///
-    /// If a replica is not caught up within 10 seconds.
-    pub fn wait_replicated(&self) {
-        let deadline = Instant::now() + FORM_TIMEOUT;
-        for i in 0..self.nodes.len() - self.primaries {
-            let offset = |node: &TestRedis, field: &str| -> Option<i64> {
-                let info: String = redis::cmd("INFO")
-                    .arg("replication")
-                    .query(&mut node.sync_conn())
-                    .ok()?;
-                info.lines()
-                    .find_map(|l| l.trim_end().strip_prefix(field))
-                    .and_then(|v| v.parse().ok())
-            };
-            let primary = &self.nodes[i % self.primaries];
-            let replica = &self.nodes[self.primaries + i];
-            loop {
-                let want = offset(primary, "master_repl_offset:");
-                let have = offset(replica, "slave_repl_offset:");
-                if want.is_some() && want <= have {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "replica {} not caught up: primary at {want:?}, replica at {have:?}",
-                    replica.url()
-                );
-                thread::sleep(FORM_POLL_INTERVAL);
-            }
+            primaries,
         }
     }
 
@@ -239,8 +187,8 @@ impl TestCluster {
 
     /// Kills node `i` with `SIGKILL`. With no replicas, its slots stay unserved: after the
     /// node timeout (5 s) the other nodes mark it failed and the cluster reports
-    /// `cluster_state:fail`. With replicas ([`start_with_replicas`](Self::start_with_replicas))
-    /// its replica is promoted a few seconds after the node timeout and serves its slots. [`TestRedis::start_again`] on [`node_mut`](Self::node_mut)
+    /// `cluster_state:fail`. A primary with a replica is replaced by it a few seconds later
+    /// ([`wait_for_primary`](Self::wait_for_primary) on the replica waits for that). [`TestRedis::start_again`] on [`node_mut`](Self::node_mut)
     /// brings it back with its slots.
     ///
     /// # Panics
@@ -258,6 +206,203 @@ impl TestCluster {
         (0..n)
             .find(|i| usize::from(slot) < (i + 1) * SLOTS / n)
             .expect("every slot has an owner")
+    }
+
+    /// Waits until every replica has applied everything its primary has written, so a
+    /// failover loses nothing written before this call.
+    ///
+    /// # Panics
+    ///
+    /// If a replica is not caught up within 10 seconds.
+    pub fn wait_replicated(&self) {
+        let deadline = Instant::now() + FORM_TIMEOUT;
+        for i in 0..self.nodes.len() - self.primaries {
+            let offset = |node: &TestRedis, field: &str| -> Option<i64> {
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query(&mut node.sync_conn())
+                    .ok()?;
+                info.lines()
+                    .find_map(|l| l.trim_end().strip_prefix(field))
+                    .and_then(|v| v.parse().ok())
+            };
+            let primary = &self.nodes[i % self.primaries];
+            let replica = &self.nodes[self.primaries + i];
+            loop {
+                let want = offset(primary, "master_repl_offset:");
+                let have = offset(replica, "slave_repl_offset:");
+                if want.is_some() && want <= have {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "replica {} not caught up: primary at {want:?}, replica at {have:?}",
+                    replica.url()
+                );
+                thread::sleep(FORM_POLL_INTERVAL);
+            }
+        }
+    }
+
+    /// Node `i`'s replication role as it reports it: `"master"` or `"slave"`.
+    ///
+    /// # Panics
+    ///
+    /// If there is no node `i` or it does not answer.
+    pub fn role(&self, i: usize) -> String {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut self.nodes[i].sync_conn())
+            .unwrap_or_else(|err| panic!("INFO replication on node {i}: {err}"));
+        info_field(&info, "role").unwrap_or_default()
+    }
+
+    /// The node that replicates node `primary` (started with
+    /// [`start_with_replicas`](Self::start_with_replicas)); after a failover, the old primary.
+    ///
+    /// # Panics
+    ///
+    /// If no running node replicates it.
+    pub fn replica_of(&self, primary: usize) -> usize {
+        let id = self.node_id(primary);
+        (0..self.nodes.len())
+            .filter(|&i| i != primary && self.nodes[i].is_running())
+            .find(|&i| {
+                let nodes: String = query(&mut self.nodes[i].sync_conn(), &["NODES"])
+                    .unwrap_or_else(|err| panic!("CLUSTER NODES on node {i}: {err}"));
+                nodes.lines().any(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    fields.len() > 3 && fields[2].contains("myself") && fields[3] == id
+                })
+            })
+            .unwrap_or_else(|| panic!("no running node replicates node {primary}"))
+    }
+
+    /// Promotes replica `replica` with `CLUSTER FAILOVER` (the coordinated kind: its primary
+    /// stops taking writes, the replica catches up, then takes over) and waits until the
+    /// promotion is done: see [`wait_for_primary`](Self::wait_for_primary).
+    ///
+    /// # Panics
+    ///
+    /// If the node refuses, or the promotion is not done within 30 seconds.
+    pub fn failover(&self, replica: usize) {
+        self.failover_with(replica, None);
+    }
+
+    /// Like [`failover`](Self::failover) with `CLUSTER FAILOVER FORCE`: the replica takes
+    /// over without its primary's agreement (which needs no answer from it), as after a
+    /// partition; writes the old primary took after the replica's last sync are lost.
+    pub fn force_failover(&self, replica: usize) {
+        self.failover_with(replica, Some("FORCE"));
+    }
+
+    fn failover_with(&self, replica: usize, option: Option<&str>) {
+        let mut args = vec!["FAILOVER"];
+        args.extend(option);
+        cluster_cmd(&mut self.nodes[replica].sync_conn(), &args);
+        self.wait_for_primary(replica);
+    }
+
+    /// Waits until node `i` is a primary with slots and every running node reports
+    /// `cluster_state:ok` and names `i` the owner of those slots: after a forced failover, or
+    /// after its primary was killed and the replica elected itself.
+    ///
+    /// # Panics
+    ///
+    /// If that does not happen within 30 seconds.
+    pub fn wait_for_primary(&self, i: usize) {
+        let id = self.node_id(i);
+        let deadline = Instant::now() + FAILOVER_TIMEOUT;
+        loop {
+            let problem = match self.owns_slots_everywhere(&id) {
+                Ok(()) => return,
+                Err(problem) => problem,
+            };
+            if Instant::now() >= deadline {
+                panic!(
+                    "node {i} ({}) did not become a primary within {} s: {problem}",
+                    self.nodes[i].url(),
+                    FAILOVER_TIMEOUT.as_secs()
+                );
+            }
+            thread::sleep(FORM_POLL_INTERVAL);
+        }
+    }
+
+    fn owns_slots_everywhere(&self, id: &str) -> Result<(), String> {
+        for (i, node) in self.nodes.iter().enumerate() {
+            if !node.is_running() {
+                continue;
+            }
+            let mut conn = node.sync_conn();
+            let info: String = query(&mut conn, &["INFO"]).map_err(|e| format!("node {i}: {e}"))?;
+            if !info
+                .lines()
+                .any(|line| line.trim_end() == "cluster_state:ok")
+            {
+                return Err(format!("node {i} does not report cluster_state:ok"));
+            }
+            let nodes: String =
+                query(&mut conn, &["NODES"]).map_err(|e| format!("node {i}: {e}"))?;
+            let owns = nodes.lines().any(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                fields.first() == Some(&id)
+                    && fields.get(2).is_some_and(|f| f.contains("master"))
+                    && fields.len() > 8
+            });
+            if !owns {
+                return Err(format!(
+                    "node {i} does not yet see it as a primary with slots"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn node_id(&self, i: usize) -> String {
+        query(&mut self.nodes[i].sync_conn(), &["MYID"])
+            .unwrap_or_else(|err| panic!("CLUSTER MYID on node {i}: {err}"))
+    }
+
+    /// Makes node `primaries + i` a replica of node `i`, and waits until each has synced.
+    fn attach_replicas(&self) {
+        for i in 0..self.primaries {
+            let id = self.node_id(i);
+            cluster_cmd(
+                &mut self.nodes[self.primaries + i].sync_conn(),
+                &["REPLICATE", &id],
+            );
+        }
+        let deadline = Instant::now() + FORM_TIMEOUT;
+        for replica in self.primaries..self.nodes.len() {
+            loop {
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query(&mut self.nodes[replica].sync_conn())
+                    .unwrap_or_default();
+                if info_field(&info, "master_link_status").as_deref() == Some("up") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {replica} did not sync with its primary within {} s",
+                    FORM_TIMEOUT.as_secs()
+                );
+                thread::sleep(FORM_POLL_INTERVAL);
+            }
+        }
+        let mut conns: Vec<redis::Connection> =
+            self.nodes.iter().map(TestRedis::sync_conn).collect();
+        let deadline = Instant::now() + FORM_TIMEOUT;
+        while let Err(problem) = self.agreed_view(&mut conns) {
+            assert!(
+                Instant::now() < deadline,
+                "Redis Cluster {:?} with replicas not agreed within {} s: {problem}",
+                self.urls(),
+                FORM_TIMEOUT.as_secs()
+            );
+            thread::sleep(FORM_POLL_INTERVAL);
+        }
     }
 
     /// A cluster client seeded with every node's URL.
@@ -282,19 +427,16 @@ impl TestCluster {
         let n = self.primaries;
         let mut conns: Vec<redis::Connection> =
             self.nodes.iter().map(TestRedis::sync_conn).collect();
-        for (i, conn) in conns.iter_mut().enumerate() {
-            // Distinct epochs before meeting, as `redis-cli --cluster create` does, so the
-            // nodes need not resolve an epoch collision before they agree.
-            cluster_cmd(conn, &["SET-CONFIG-EPOCH", &(i + 1).to_string()]);
-            if i >= self.primaries {
-                continue; // a replica-to-be holds no slots
-            }
+        for (i, conn) in conns.iter_mut().take(n).enumerate() {
             let first = i * SLOTS / n;
             let last = (i + 1) * SLOTS / n - 1;
             cluster_cmd(
                 conn,
                 &["ADDSLOTSRANGE", &first.to_string(), &last.to_string()],
             );
+            // Distinct epochs before meeting, as `redis-cli --cluster create` does, so the
+            // nodes need not resolve an epoch collision before they agree.
+            cluster_cmd(conn, &["SET-CONFIG-EPOCH", &(i + 1).to_string()]);
         }
         // Every pair meets directly rather than through gossip, which takes longer.
         for (i, conn) in conns.iter_mut().enumerate() {
@@ -384,6 +526,12 @@ fn parse_cluster_nodes(text: &str) -> Result<ClusterView, String> {
         view.insert((*id).to_owned(), (addr.to_owned(), slots));
     }
     Ok(view)
+}
+
+fn info_field(info: &str, name: &str) -> Option<String> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(|v| v.trim().to_owned())
 }
 
 fn query(conn: &mut redis::Connection, args: &[&str]) -> redis::RedisResult<String> {

@@ -207,6 +207,32 @@ fn cluster_serves_keys_in_every_slot_range() {
     }
 }
 
+#[test]
+fn cluster_with_replicas_fails_over_and_elects_a_replica_of_a_dead_primary() {
+    // Three primaries: electing a dead primary's replica needs a majority of the primaries.
+    let mut cluster = TestCluster::start_with_replicas(3);
+    assert_eq!(cluster.urls().len(), 6);
+    assert_eq!(cluster.replica_of(0), 3);
+    assert_eq!(cluster.replica_of(1), 4);
+    assert_eq!(cluster.role(3), "slave");
+
+    // "{a}" hashes to slot 15495, which node 2 serves.
+    let mut conn = cluster.client().get_connection().unwrap();
+    let _: () = conn.set("{a}key", "before").unwrap();
+    let replica = cluster.replica_of(2);
+    cluster.failover(replica);
+    assert_eq!(cluster.role(replica), "master");
+    assert_eq!(cluster.role(2), "slave");
+    assert_eq!(cluster.replica_of(replica), 2);
+
+    // The new primary dies: its replica (the first primary) is elected back, with the data.
+    cluster.kill_node(replica);
+    cluster.wait_for_primary(2);
+    let mut conn = cluster.client().get_connection().unwrap();
+    let value: String = conn.get("{a}key").unwrap();
+    assert_eq!(value, "before");
+}
+
 fn tls_client(redis: &TestRedis, client_cert: bool) -> redis::Client {
     // rustls picks no crypto provider by itself when the build could offer two.
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -1,6 +1,8 @@
-//! How to connect beyond the URL: TLS certificates for `rediss://`.
+//! How to connect beyond the URL: TLS certificates for `rediss://`, and how long a reply may
+//! take.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Settings for [`Client::connect_with`](crate::Client::connect_with) beyond the URL.
 ///
@@ -18,17 +20,43 @@ use std::path::{Path, PathBuf};
 /// .await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConnectOptions {
     /// Certificates for TLS. Default: none ([`TlsFiles::new`]).
     pub tls: TlsFiles,
+    /// How long one reply may take before the call fails. Default: 5 s.
+    pub response_timeout: Duration,
+}
+
+/// The default [`ConnectOptions::response_timeout`] (redis-rs' own default, 500 ms, is shorter
+/// than a loaded Redis sometimes takes).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Default for ConnectOptions {
+    fn default() -> ConnectOptions {
+        ConnectOptions {
+            tls: TlsFiles::new(),
+            response_timeout: RESPONSE_TIMEOUT,
+        }
+    }
 }
 
 impl ConnectOptions {
     /// The defaults: the URL alone decides.
     pub fn new() -> ConnectOptions {
         ConnectOptions::default()
+    }
+
+    /// How long one reply may take before the call fails (`Unavailable`, "timed out"). Default:
+    /// 5 s. No call tickq makes, admin ones included, grows with the size of the database:
+    /// purges, bulk actions and job pages work in bounded rounds. So this bounds how long a
+    /// stalled or unreachable Redis holds each call up, not how big a queue may be. Blocking
+    /// reads (the worker's wake stream) get their block time on top.
+    #[must_use]
+    pub fn response_timeout(mut self, timeout: Duration) -> ConnectOptions {
+        self.response_timeout = timeout;
+        self
     }
 
     /// Use these certificates for TLS (`rediss://`, `rediss-cluster://`,

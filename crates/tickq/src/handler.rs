@@ -148,12 +148,10 @@ impl Job {
         else {
             return Ok(BTreeMap::new());
         };
-        let mut cmd = redis::cmd("HMGET");
-        cmd.arg(reporter.keys.flow(flow));
-        for p in &parents {
-            cmd.arg(format!("r:{p}"));
-        }
-        let results: Vec<Option<String>> = cmd.query_async(&mut reporter.broker.conn()).await?;
+        let results = reporter
+            .broker
+            .step_results(&reporter.keys, flow, &parents)
+            .await?;
         Ok(parents
             .into_iter()
             .map(str::to_owned)

@@ -7,6 +7,7 @@ mod flow;
 mod idle;
 mod latency;
 mod process;
+mod scale;
 
 use crate::target::{CommandStat, Target};
 use anyhow::{Context, Result, bail};
@@ -58,6 +59,11 @@ pub enum Workload {
     /// overhead per step of settling the DAG (docs/workflows.md).
     #[value(name = "flow-1000")]
     Flow1000,
+    /// Deep queues (--scale-sizes, default 20k, 100k, 300k, 1M waiting jobs): bulk enqueue
+    /// rate, memory per job, and a concurrency-64 drain of 10,000 jobs at each depth (rate,
+    /// Redis CPU, the claim script's p50/p99 time in Redis). Not in the default set: it needs
+    /// about 2 GB of Redis memory and a minute.
+    Scale,
 }
 
 impl Workload {
@@ -92,6 +98,7 @@ impl Workload {
             Workload::Cron => "cron",
             Workload::Idle => "idle",
             Workload::Flow1000 => "flow-1000",
+            Workload::Scale => "scale",
         }
     }
 }
@@ -103,6 +110,7 @@ pub struct Params {
     pub latency_secs: f64,
     pub latency_rate: u32,
     pub idle_window: Duration,
+    pub scale_sizes: Vec<u64>,
 }
 
 /// One number of one run.
@@ -155,6 +163,7 @@ pub async fn run(workload: Workload, target: &Target, p: &Params) -> Result<Meas
         Workload::Cron => latency::cron_ticks(target, 20, deadline).await,
         Workload::Idle => idle::commands(target, p.idle_window, deadline).await,
         Workload::Flow1000 => flow::fan_in(target, deadline).await,
+        Workload::Scale => scale::deep_queues(target, &p.scale_sizes, deadline).await,
     }
 }
 
@@ -198,6 +207,16 @@ impl Sample {
             );
         }
         m.fact("redis_commands", commands);
+    }
+
+    /// Growth of `used_memory` (bytes) from `earlier` to this sample.
+    pub fn used_memory_growth(&self, earlier: &Sample) -> u64 {
+        self.used_memory.saturating_sub(earlier.used_memory)
+    }
+
+    /// Redis main-thread CPU seconds from this sample to `later`.
+    pub fn cpu_secs_between(&self, later: &Sample) -> f64 {
+        later.cpu_secs - self.cpu_secs
     }
 
     /// "redis memory": growth of `used_memory` per job between the two samples.

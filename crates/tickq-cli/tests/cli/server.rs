@@ -20,6 +20,85 @@ fn exec(url: &str, opts: &[&str], cmd: &[&str]) -> String {
     run(Some(url), &args).ok().stdout.trim().to_owned()
 }
 
+/// A job document's due time, Unix ms.
+fn due_ms(job: &serde_json::Value) -> i64 {
+    job["due_at"]
+        .as_str()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .unwrap_or_else(|| panic!("job has no due_at: {job}"))
+        .as_millisecond()
+}
+
+#[test]
+fn delayed_and_retried_exec_jobs_see_when_they_were_due() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let _server = Server::start(Some(&config(&["sh"])), &["--redis", &url], &[]);
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("due.txt");
+    let out_env = format!("OUT={}", file.display());
+
+    // Delayed: the end of its delay, at full precision (never before the asked instant).
+    let before = jiff::Timestamp::now().as_millisecond();
+    let id = exec(
+        &url,
+        &["--in", "300ms", "--env", &out_env],
+        &["sh", "-c", "echo \"$TICKQ_SCHEDULED_AT\" > \"$OUT\""],
+    );
+    let job = wait_state(&url, &id, "completed", LIMIT);
+    let seen: i64 = std::fs::read_to_string(&file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(seen, due_ms(&job));
+    assert!(
+        seen >= before + 300,
+        "due {seen} is before {before} + 300 ms"
+    );
+
+    // Scheduled with --at: exactly that instant.
+    let at = jiff::Timestamp::now().as_millisecond() + 200;
+    let id = exec(
+        &url,
+        &["--at", &at.to_string(), "--env", &out_env],
+        &["sh", "-c", "echo \"$TICKQ_SCHEDULED_AT\" > \"$OUT\""],
+    );
+    wait_state(&url, &id, "completed", LIMIT);
+    let seen: i64 = std::fs::read_to_string(&file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(seen, at);
+
+    // A retry: the second attempt was due at the end of its backoff, after the first ran.
+    let id = exec(
+        &url,
+        &["--max-attempts", "2", "--env", &out_env],
+        &[
+            "sh",
+            "-c",
+            "echo \"$TICKQ_ATTEMPT $TICKQ_SCHEDULED_AT $(date +%s%3N)\" >> \"$OUT\"; \
+             [ \"$TICKQ_ATTEMPT\" = 2 ]",
+        ],
+    );
+    let job = wait_state(&url, &id, "completed", LIMIT);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let runs: Vec<Vec<i64>> = text
+        .lines()
+        .filter(|l| l.split(' ').count() == 3)
+        .map(|l| l.split(' ').map(|n| n.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(runs.len(), 2, "{text}");
+    assert_eq!(runs[1][0], 2, "{text}");
+    assert_eq!(runs[1][1], due_ms(&job), "{text}");
+    assert!(
+        runs[1][1] > runs[0][1],
+        "the retry's due time is its backoff's end: {text}"
+    );
+}
+
 #[test]
 fn runs_an_exec_job_end_to_end() {
     let redis = TestRedis::start();
@@ -53,7 +132,12 @@ fn runs_an_exec_job_end_to_end() {
     assert_eq!(vars["TICKQ_FENCE"], job["fence"].to_string());
     assert_eq!(vars["TICKQ_NODE"], "node-a");
     assert!(!vars.contains_key("TICKQ_CRON"), "{text}");
-    assert!(!vars.contains_key("TICKQ_SCHEDULED_AT"), "{text}");
+    // A job due at once was due when it was enqueued.
+    assert_eq!(
+        vars["TICKQ_SCHEDULED_AT"],
+        due_ms(&job).to_string(),
+        "{text}"
+    );
 
     // env, cwd and stdin from the payload.
     let payload = serde_json::json!({

@@ -319,7 +319,16 @@ impl Target {
             )),
             Target::Cluster(nodes, certs) => {
                 let client = self.cluster_client(nodes, certs, response_timeout)?;
-                Ok(Conn::Cluster(client.get_async_connection().await?))
+                let conn = client.get_async_connection().await?;
+                Ok(Conn::Cluster(ClusterConn(Arc::new(ClusterShared {
+                    client,
+                    hold: response_timeout,
+                    current: tokio::sync::RwLock::new(ClusterCurrent {
+                        generation: 0,
+                        conn,
+                        made: tokio::time::Instant::now(),
+                    }),
+                }))))
             }
             Target::Sentinel(target) => {
                 let client = target.resolve().await?;
@@ -414,7 +423,12 @@ impl Target {
             .connection_timeout(Duration::from_secs(2))
             .response_timeout(response_timeout)
             .retries(6)
-            .max_retry_wait(2000);
+            // redis-rs waits 1.28-2 s between its own tries of a request the cluster answers
+            // with CLUSTERDOWN or TRYAGAIN (a primary failed, its replica not yet elected);
+            // that wait was most of the time work took to resume after a promotion. Short
+            // waits here, and `ClusterConn` holds a request whose node is gone for longer.
+            .min_retry_wait(20)
+            .max_retry_wait(100);
         if let Some(certs) = certs {
             builder = builder.certs((**certs).clone());
         }
@@ -427,8 +441,148 @@ impl Target {
 #[derive(Clone)]
 pub(crate) enum Conn {
     Single(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(ClusterConn),
     Sentinel(SentinelConn),
+}
+
+/// How often a request whose Cluster node is gone gets a fresh view of the slots.
+const CLUSTER_FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A Cluster connection that follows a primary's replacement promptly.
+///
+/// redis-rs' cluster client learns a new slot owner from a `MOVED` or `READONLY` answer,
+/// which a demoted primary gives (`CLUSTER FAILOVER`: the move takes milliseconds). A primary
+/// that died answers nothing: requests for its slots fail with a refused connection until the
+/// client happens to read the slots again, and the worker backs off between tries, so work
+/// resumed only about a second after a replica had taken over (measured: 1.2 s). Here a
+/// request that finds its node gone is held, and tried again on a connection that reads the
+/// slots afresh every 100 ms, until it succeeds or the connection's response timeout has
+/// passed: the request that was waiting goes through within about 100 ms of the promotion.
+/// Sending it again is safe for the same reason as with Sentinel (see [`Failure`]).
+#[derive(Clone)]
+pub(crate) struct ClusterConn(Arc<ClusterShared>);
+
+struct ClusterShared {
+    client: ClusterClient,
+    /// How long a request whose node is gone is held: the connection's response timeout.
+    hold: Duration,
+    current: tokio::sync::RwLock<ClusterCurrent>,
+}
+
+struct ClusterCurrent {
+    /// Bumped on every new connection, so that of many requests failing at once only one
+    /// connects again; the others use the connection it made.
+    generation: u64,
+    conn: ClusterConnection,
+    made: tokio::time::Instant,
+}
+
+impl ClusterConn {
+    async fn current(&self) -> (u64, ClusterConnection) {
+        let current = self.0.current.read().await;
+        (current.generation, current.conn.clone())
+    }
+
+    /// A connection with a fresh slot map, unless one was made since `generation` or in the
+    /// last [`CLUSTER_FOLLOW_INTERVAL`]. Connecting fails while no seed node answers; the
+    /// caller keeps the connection it has and tries again later.
+    async fn follow(&self, generation: u64) -> (u64, ClusterConnection) {
+        {
+            let mut current = self.0.current.write().await;
+            if current.generation != generation || current.made.elapsed() < CLUSTER_FOLLOW_INTERVAL
+            {
+                return (current.generation, current.conn.clone());
+            }
+            // This request connects; the others keep using the current connection meanwhile
+            // (requests for the live nodes' slots must not wait for it).
+            current.made = tokio::time::Instant::now();
+        }
+        let made = tokio::time::timeout(self.0.hold, self.0.client.get_async_connection()).await;
+        let mut current = self.0.current.write().await;
+        match made {
+            Ok(Ok(conn)) if current.generation == generation => {
+                current.generation += 1;
+                current.conn = conn;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "reading the Redis Cluster's slots"),
+            Err(_) => tracing::debug!("reading the Redis Cluster's slots timed out"),
+        }
+        (current.generation, current.conn.clone())
+    }
+
+    /// Runs `request` until it succeeds, fails for a reason other than a node gone, or the
+    /// hold is over; between tries, waits a moment and follows the slots.
+    async fn hold<'a, T, F>(&self, mut request: F) -> redis::RedisResult<T>
+    where
+        F: FnMut(ClusterConnection) -> RedisFuture<'a, T>,
+    {
+        let deadline = tokio::time::Instant::now() + self.0.hold;
+        let (mut generation, mut conn) = self.current().await;
+        let mut followed = false;
+        loop {
+            let e = match request(conn.clone()).await {
+                Err(e) => e,
+                ok => {
+                    if followed {
+                        tracing::info!(
+                            "a Redis Cluster node came back or was replaced; requests go through again"
+                        );
+                    }
+                    return ok;
+                }
+            };
+            // MOVED or ASK here: redis-rs followed redirects as often as it tries, e.g. a
+            // replica's MOVED to its dead primary; CLUSTERDOWN: the slot has no live primary
+            // yet. All end when a replica takes over.
+            let gone = Failure::of(&e) == Failure::Moved
+                || matches!(
+                    e.kind(),
+                    redis::ErrorKind::Server(
+                        ServerErrorKind::ClusterDown
+                            | ServerErrorKind::TryAgain
+                            | ServerErrorKind::Moved
+                            | ServerErrorKind::Ask
+                    )
+                );
+            if !gone || tokio::time::Instant::now() + CLUSTER_FOLLOW_INTERVAL > deadline {
+                return Err(e);
+            }
+            if !followed {
+                tracing::warn!(error = %e, "a Redis Cluster node is gone; holding requests for its slots until a replica takes over");
+                followed = true;
+            }
+            tokio::time::sleep(CLUSTER_FOLLOW_INTERVAL).await;
+            (generation, conn) = self.follow(generation).await;
+        }
+    }
+}
+
+impl ConnectionLike for ClusterConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            self.hold(|mut conn| Box::pin(async move { conn.req_packed_command(cmd).await }))
+                .await
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            self.hold(|mut conn| {
+                Box::pin(async move { conn.req_packed_commands(pipeline, offset, count).await })
+            })
+            .await
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
 }
 
 /// A connection to the current master of a Sentinel-monitored set, which follows failovers:

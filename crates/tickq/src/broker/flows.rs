@@ -90,6 +90,50 @@ impl Broker {
         })
     }
 
+    /// Whether workflow `id` exists in this queue.
+    pub(crate) async fn flow_exists(&self, keys: &QueueKeys, id: &str) -> Result<bool> {
+        Ok(redis::cmd("EXISTS")
+            .arg(keys.flow(id))
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// State and last error of each of these jobs (`None` for a job that is gone), in order,
+    /// in one round trip.
+    pub(crate) async fn job_states(
+        &self,
+        keys: &QueueKeys,
+        ids: &[&str],
+    ) -> Result<Vec<(Option<String>, Option<String>)>> {
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HMGET")
+                .arg(keys.job(id))
+                .arg("state")
+                .arg("error");
+        }
+        Ok(pipe.query_async(&mut self.conn.clone()).await?)
+    }
+
+    /// The results the workflow holds for these steps (`None`: the step ended without one),
+    /// in order, in one round trip.
+    pub(crate) async fn step_results(
+        &self,
+        keys: &QueueKeys,
+        flow: &str,
+        steps: &[&str],
+    ) -> Result<Vec<Option<String>>> {
+        if steps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(keys.flow(flow));
+        for step in steps {
+            cmd.arg(format!("r:{step}"));
+        }
+        Ok(cmd.query_async(&mut self.conn.clone()).await?)
+    }
+
     /// Mark a workflow cancelled, so that no step ending from now on releases a child (each
     /// waiting child is cancelled instead). Answers `false` when the workflow is gone.
     pub(crate) async fn mark_flow_cancelled(&self, keys: &QueueKeys, id: &str) -> Result<bool> {

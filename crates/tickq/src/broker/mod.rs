@@ -18,6 +18,7 @@ pub(crate) mod schedules;
 pub(crate) mod scripts;
 mod tls;
 mod value;
+mod wake;
 
 pub(crate) use read::PageQuery;
 
@@ -195,7 +196,7 @@ impl Broker {
             .await
             .map_err(|e| conn::unreachable(url, e))?;
         let conn = target
-            .connect(Duration::from_secs(5))
+            .connect(options.response_timeout)
             .await
             .map_err(|e| conn::unreachable(url, e))?;
         let broker = Broker {
@@ -732,11 +733,32 @@ pub(crate) fn job_not_found(queue: &str, id: &str) -> Error {
 
 /// The script arguments (at_ms, delay_ms) of a due time: at most one is non-zero, and both are
 /// zero for "now".
+///
+/// A job must never start before it is due, and due times are whole milliseconds, so both are
+/// rounded up, never truncated: `At` to the next whole millisecond; `In` to whole milliseconds
+/// plus one, because the script adds it to Redis' clock read in whole milliseconds, which is
+/// up to a millisecond behind the true instant. A claim leases a job once Redis' clock (again
+/// in whole milliseconds, rounded down) reaches its due time, so it starts at or after it.
 pub(crate) fn due_args(due: &Due) -> (i64, u64) {
     match due {
         Due::Now => (0, 0),
-        Due::In(d) => (0, (d.as_millis() as u64).max(1)),
-        Due::At(t) => (t.as_millisecond().max(1), 0),
+        Due::In(d) => (0, ceil_ms(*d) + 1),
+        Due::At(t) => (ceil_ms_at(*t).max(1), 0),
+    }
+}
+
+/// `d` in whole milliseconds, rounded up.
+pub(crate) fn ceil_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
+}
+
+/// `t` in Unix milliseconds, rounded up (towards the future).
+pub(crate) fn ceil_ms_at(t: jiff::Timestamp) -> i64 {
+    let ms = t.as_millisecond();
+    if i128::from(ms) * 1_000_000 < t.as_nanosecond() {
+        ms + 1
+    } else {
+        ms
     }
 }
 

@@ -10,7 +10,10 @@ use std::sync::LazyLock;
 /// ignores it): a comma-separated list of protections to switch off, so that the fault
 /// harness can show its checker catching the broken guarantee. `ack-fence`: ack completes an
 /// active job whatever the fence (a zombie's late ack is applied). `recovery`: expired leases
-/// are never taken back (a dead worker's jobs stay active).
+/// are never taken back (a dead worker's jobs stay active). `tick-watermark`: fire skips its
+/// compare-and-set on the schedule's version and next time, so every node that found a tick
+/// due fires it (the deterministic job ids still keep a repeated tick from creating a job
+/// that exists).
 pub(crate) const DISABLE_ENV: &str = "TICKQ_TEST_DISABLE";
 
 fn disable_for_test(name: &str, source: String) -> String {
@@ -40,6 +43,11 @@ fn disable_for_test(name: &str, source: String) -> String {
                 source,
                 "local prefix = ARGV[1]\n",
                 "if true then return {0, 0, 0} end\nlocal prefix = ARGV[1]\n",
+            ),
+            ("tick-watermark", "fire") => patch(
+                source,
+                "if f[1] ~= ARGV[3] or f[2] ~= ARGV[4] then return {'raced', 0} end\n",
+                "",
             ),
             _ => source,
         };

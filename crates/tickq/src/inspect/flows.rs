@@ -133,11 +133,11 @@ impl Inspector {
         validate_flow_id(id)?;
         // One call per queue, not a pipeline: on a Cluster the queues are in different slots.
         for queue in self.queues().await? {
-            let exists: bool = redis::cmd("EXISTS")
-                .arg(self.broker.keys(&queue).flow(id))
-                .query_async(&mut self.broker.conn())
-                .await?;
-            if exists {
+            if self
+                .broker
+                .flow_exists(&self.broker.keys(&queue), id)
+                .await?
+            {
                 return Ok(queue);
             }
         }
@@ -169,15 +169,8 @@ impl Inspector {
         let queue = self.flow_queue(id).await?;
         let (hash, def) = self.flow_definition(&queue, id).await?;
         let keys = self.broker.keys(&queue);
-        let mut pipe = redis::pipe();
-        for step in &def {
-            pipe.cmd("HMGET")
-                .arg(keys.job(&step.job_id))
-                .arg("state")
-                .arg("error");
-        }
-        let jobs: Vec<(Option<String>, Option<String>)> =
-            pipe.query_async(&mut self.broker.conn()).await?;
+        let ids: Vec<&str> = def.iter().map(|step| step.job_id.as_str()).collect();
+        let jobs = self.broker.job_states(&keys, &ids).await?;
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         let mut started = false;
         let steps: Vec<FlowStepView> = def

@@ -7,7 +7,7 @@
 
 use super::{Catchup, CronSchedule, MAX_CATCHUP, MISFIRE_GRACE};
 use crate::broker::message::Envelope;
-use crate::broker::schedules::{FireOutcome, TickJob};
+use crate::broker::schedules::{FireOutcome, StoredSchedule, TickJob};
 use crate::broker::{Broker, Retention, keys::QueueKeys};
 use crate::shutdown::ShutdownHandle;
 use crate::{Client, DEFAULT_MAX_ATTEMPTS, Result};
@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// Longest walk over missed ticks before giving up on finding the latest one.
 const MAX_TICK_SCAN: usize = 1_000_000;
@@ -106,40 +107,85 @@ impl Scheduler {
     pub async fn run(&self) -> Result<()> {
         let stop = self.shutdown.graceful_token();
         loop {
-            let wait = match self.fire_due().await {
-                Ok(wait) => wait,
+            let pass = match self.fire_due().await {
+                Ok(pass) => pass,
                 Err(e) => {
                     tracing::warn!(error = %e, "scheduler pass failed; trying again shortly");
-                    Duration::from_secs(1)
+                    Pass {
+                        wake_at: Instant::now() + Duration::from_secs(1),
+                        armed: None,
+                    }
                 }
             };
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep_until(pass.wake_at) => {}
                 _ = stop.cancelled() => return Ok(()),
+            }
+            if let Some(armed) = pass.armed {
+                // The tick is due now: fire it with what was read before the sleep, in one
+                // round trip, instead of reading the index and the schedule again first. The
+                // script's compare-and-set on (version, next) turns a stale read into 'raced'
+                // and a clock reading ahead of Redis' into 'early'; the next pass then looks
+                // again, so nothing fires wrongly, at worst a pass later.
+                let now = armed.redis_now();
+                if let Err(e) = self.fire_stored(&armed.keys, &armed.stored, now).await {
+                    let name = &armed.stored.info.spec.name;
+                    tracing::warn!(schedule = %name, error = %e, "could not fire schedule");
+                }
             }
         }
     }
 
-    /// Fire every due schedule once; answers how long to sleep until the next one.
-    async fn fire_due(&self) -> Result<Duration> {
+    /// Fire every due schedule once; answers when to look again (the next fire time, as a
+    /// local instant reached no sooner than Redis' clock reaches it), and that next schedule
+    /// read ahead (armed), so that it fires in one round trip when its time comes.
+    async fn fire_due(&self) -> Result<Pass> {
         let queues: BTreeSet<String> = self.broker.schedule_index().await?.into_values().collect();
-        let mut wait = self.max_sleep;
+        let mut wake_at = Instant::now() + self.max_sleep;
+        let mut earliest: Option<(Arc<QueueKeys>, String, i64, i64, Instant)> = None;
+        let mut fired = false;
         for queue in queues {
             let keys = self.broker.keys(&queue);
             let (now, due) = self.broker.schedules_due(&keys).await?;
+            // The reply left Redis after its clock read `now`: a local instant measured from
+            // here is reached no sooner than the Redis-clock one, so no tick fires early.
+            let read_at = Instant::now();
             for (name, next) in due {
                 if next > now {
-                    wait = wait.min(Duration::from_millis((next - now) as u64));
+                    let at = read_at + Duration::from_millis((next - now) as u64);
+                    if at < wake_at {
+                        wake_at = at;
+                        earliest = Some((keys.clone(), name, next, now, read_at));
+                    }
                     break;
                 }
                 if let Err(e) = self.fire(&keys, &name, now).await {
                     tracing::warn!(schedule = %name, error = %e, "could not fire schedule");
                 }
                 // Look again at once: the fire moved this schedule's next time.
-                wait = Duration::ZERO;
+                fired = true;
             }
         }
-        Ok(wait)
+        if fired {
+            return Ok(Pass {
+                wake_at: Instant::now(),
+                armed: None,
+            });
+        }
+        let mut armed = None;
+        if let Some((keys, name, next, now, read_at)) = earliest
+            && let Some(stored) = self.broker.schedule(&keys, &name).await?
+            && stored.next_ms == next
+            && !stored.info.paused
+        {
+            armed = Some(Armed {
+                keys,
+                stored,
+                now,
+                read_at,
+            });
+        }
+        Ok(Pass { wake_at, armed })
     }
 
     fn cron(&self, expr: &str, zone: &str) -> Result<Arc<CronSchedule>> {
@@ -161,7 +207,14 @@ impl Scheduler {
         let Some(stored) = self.broker.schedule(keys, name).await? else {
             return Ok(());
         };
+        self.fire_stored(keys, &stored, now).await
+    }
+
+    /// Fire `stored` (as read a moment ago) if its next time is at or before `now` (Redis ms,
+    /// never ahead of Redis' clock).
+    async fn fire_stored(&self, keys: &QueueKeys, stored: &StoredSchedule, now: i64) -> Result<()> {
         let spec = &stored.info.spec;
+        let name = spec.name.as_str();
         if stored.info.paused || stored.next_ms < 0 {
             return Ok(());
         }
@@ -241,6 +294,30 @@ impl Scheduler {
             other => tracing::debug!(schedule = %name, ?other, "not fired here"),
         }
         Ok(())
+    }
+}
+
+/// What one pass found: when to look again, and the schedule due then.
+struct Pass {
+    wake_at: Instant,
+    armed: Option<Armed>,
+}
+
+/// The schedule due next, read before the scheduler sleeps until its time.
+struct Armed {
+    keys: Arc<QueueKeys>,
+    stored: StoredSchedule,
+    /// Redis' clock (ms) when the schedules were read, and the local instant the reply came.
+    now: i64,
+    read_at: Instant,
+}
+
+impl Armed {
+    /// Redis' clock now, never ahead of it: the clock read plus the local time since the reply
+    /// came (the reply left Redis after the reading, so this is a lower bound). After sleeping
+    /// until the pass's `wake_at`, it is at or past the tick.
+    fn redis_now(&self) -> i64 {
+        self.now + self.read_at.elapsed().as_millis() as i64
     }
 }
 

@@ -208,32 +208,14 @@ async fn wait_for_wake(
             }
         }
         let c = conn.as_mut().expect("connected above");
-        let mut xread = redis::cmd("XREAD");
-        xread
-            .arg("COUNT")
-            .arg(1)
-            .arg("BLOCK")
-            .arg(block.as_millis() as u64)
-            .arg("STREAMS")
-            .arg(&keys.wake)
-            .arg(&last_seen);
-        // Reply: [[stream, [[id, [field, value]], ...]]], or nil when the block timed out.
-        type Entries = Vec<(String, Vec<String>)>;
-        let read: redis::RedisResult<Option<Vec<(String, Entries)>>> = tokio::select! {
-            r = xread.query_async(c) => r,
+        let read = tokio::select! {
+            r = shared.broker.wait_for_wake(c, &keys, &last_seen, block) => r,
             _ = shutdown.cancelled() => return,
         };
         match read {
-            Ok(Some(reply)) => {
-                let newest = reply
-                    .into_iter()
-                    .flat_map(|(_, entries)| entries)
-                    .map(|(id, _)| id)
-                    .next_back();
-                if let Some(id) = newest
-                    && *idle.borrow()
-                {
-                    last_seen = id;
+            Ok(Some(newest)) => {
+                if *idle.borrow() {
+                    last_seen = newest;
                     wake.notify_one();
                 }
             }

@@ -2,6 +2,7 @@
 //! processes). One test binary with a module per concern (ripgrep's layout), so the suite
 //! links once:
 mod admin; // the admin core: bulk actions
+mod big_db; // admin calls on a database of 300,000 jobs, each reply within 500 ms
 mod cluster; // a real local Redis Cluster: jobs, schedules, locks, limits
 mod common; // helpers: polling, spawned workers, child worker processes
 mod faults; // kill -9, zombie acks, Redis restarts and stalls, corrupt jobs

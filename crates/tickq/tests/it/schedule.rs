@@ -605,3 +605,72 @@ async fn a_queue_fed_only_by_a_schedule_is_listed() {
     let found = inspector.job(&fired[0].id).await.unwrap();
     assert_eq!(found.queue, "cron-only");
 }
+
+/// The scheduler reads the next schedule before it sleeps and fires it in one round trip at the
+/// tick: a change made during that sleep must still win (the fire script's compare-and-set).
+#[tokio::test]
+async fn a_schedule_changed_or_paused_while_the_scheduler_sleeps_fires_as_changed() {
+    let redis = TestRedis::start();
+    let client = Client::connect(&redis.url()).await.unwrap();
+    client
+        .upsert_schedule(&every_second("held", 1))
+        .await
+        .unwrap();
+    let scheduler = std::sync::Arc::new(Scheduler::builder(&client).build());
+    let runner = scheduler.clone();
+    let task = tokio::spawn(async move { runner.run().await });
+    wait_until(Duration::from_secs(10), "a first tick", || async {
+        client.inspector().schedule("held").await.unwrap().fired >= 1
+    })
+    .await;
+
+    // Mid-second, the scheduler sleeps with the next tick read; change its task's kind.
+    at_offset_in_second(&client, 400).await;
+    let changed = ScheduleSpec::new("held", "q", "@every 1s")
+        .task(Task::new("changed", serde_json::Value::Null));
+    assert_eq!(
+        client.upsert_schedule(&changed).await.unwrap(),
+        Upserted::Updated
+    );
+    let after = redis_now_ms(&client).await;
+    let inspector = client.inspector();
+    let later_ticks_kinds = || async {
+        let mut kinds = Vec::new();
+        for state in [JobState::Pending, JobState::Active, JobState::Completed] {
+            for job in inspector
+                .jobs("q", state, &Default::default(), None, 1000)
+                .await
+                .unwrap()
+                .jobs
+            {
+                let tick: i64 = job.id.split(':').nth(2).unwrap().parse().unwrap();
+                if tick > after {
+                    kinds.push(job.kind);
+                }
+            }
+        }
+        kinds
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "a tick after the change",
+        || async { !later_ticks_kinds().await.is_empty() },
+    )
+    .await;
+    let kinds = later_ticks_kinds().await;
+    assert!(kinds.iter().all(|k| k == "changed"), "{kinds:?}");
+
+    // Paused mid-second: the tick read before the pause does not fire.
+    at_offset_in_second(&client, 400).await;
+    inspector.pause_schedule("held").await.unwrap();
+    let fired = inspector.schedule("held").await.unwrap().fired;
+    let paused_at = redis_now_ms(&client).await;
+    // Two tick instants pass (polling Redis' clock), then nothing more may have fired.
+    wait_until(Duration::from_secs(10), "two ticks' time", || async {
+        redis_now_ms(&client).await > paused_at + 2000
+    })
+    .await;
+    assert_eq!(inspector.schedule("held").await.unwrap().fired, fired);
+    scheduler.shutdown_handle().shutdown();
+    task.await.unwrap().unwrap();
+}

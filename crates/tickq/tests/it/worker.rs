@@ -324,6 +324,69 @@ async fn priorities_run_higher_first_then_fifo() {
     assert_eq!(*order.lock().unwrap(), ["j1", "j3", "j0", "j2", "j5", "j4"]);
 }
 
+/// Redis' clock in microseconds: the one clock that decides when a job is due.
+async fn redis_time_us(conn: &mut redis::aio::MultiplexedConnection) -> i64 {
+    let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(conn).await.unwrap();
+    secs * 1_000_000 + micros
+}
+
+#[tokio::test]
+async fn delayed_jobs_never_start_before_they_are_due() {
+    let (redis, client) = setup().await;
+    let starts = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = starts.clone();
+    let handler_redis = redis.conn().await;
+    let w = Worker::builder(&client)
+        .queue("q", 1)
+        .concurrency(8)
+        .handler("k", move |job: Job| {
+            let (s, mut conn) = (s.clone(), handler_redis.clone());
+            async move {
+                let at = redis_time_us(&mut conn).await;
+                s.lock().unwrap().push((job.id().to_owned(), at));
+                Ok::<_, JobError>(())
+            }
+        })
+        .build()
+        .unwrap();
+    let w = spawn(w);
+    // Delays with sub-millisecond parts (x.9 ms and so on): a due time truncated to whole
+    // milliseconds, or added to Redis' clock read in whole milliseconds, lands up to ~2 ms
+    // before the instant the job was asked for.
+    let mut conn = redis.conn().await;
+    let mut asked = Vec::new();
+    for i in 0..40u64 {
+        let delay = Duration::from_micros(15_000 + i * 2_937);
+        let before = redis_time_us(&mut conn).await;
+        let id = format!("j{i}");
+        client
+            .enqueue(NewJob::new("q", "k").id(&id).delay(delay))
+            .await
+            .unwrap();
+        asked.push((id, before + delay.as_micros() as i64));
+    }
+    wait_until(LIMIT, "every job ran", || async {
+        count(&client, "q", JobState::Completed).await == 40
+    })
+    .await;
+    w.stop().await;
+    let starts = starts.lock().unwrap().clone();
+    for (id, due_us) in &asked {
+        let info = client.job("q", id).await.unwrap();
+        let stored_us = info.due_at.unwrap().as_microsecond();
+        assert!(
+            stored_us >= *due_us,
+            "{id}: stored due time {stored_us} µs is before the asked-for {due_us} µs"
+        );
+        let started = starts.iter().find(|(i, _)| i == id).unwrap().1;
+        assert!(
+            started >= *due_us,
+            "{id} started {} µs early",
+            due_us - started
+        );
+    }
+}
+
 #[tokio::test]
 async fn delayed_jobs_wait_for_their_time_and_idle_workers_wake_for_new_jobs() {
     let (_redis, client) = setup().await;

@@ -6,7 +6,10 @@
 //! fault goes on, plus a cron schedule firing every second on every node. Each job is a shell
 //! program that appends `S` (start) and `E` (end) lines with its id, fence, node and time to
 //! the history file, and prints `fence=N` as its result; the harness appends `Q` for every
-//! enqueue Redis answered and `F` for every fault (from its start to its repair).
+//! enqueue Redis answered and `F` for every fault (from its start to its repair). In the
+//! kill -9, Redis crash and Redis stall scenarios, two Rust worker processes (this test
+//! binary started again, see `faults_rust_worker_process`) run every third job with a Rust
+//! handler that does the same.
 //!
 //! Every scenario runs short here (CI); `TICKQ_FAULTS=long` runs the long version:
 //!
@@ -20,19 +23,26 @@ mod check;
 mod proxy;
 
 use crate::util::Server;
-use check::{Final, Report};
+use check::Report;
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tickq::NewJob;
-use tickq_testkit::{TestRedis, TestSentinel};
+use tickq_testkit::{TestCluster, TestRedis, TestSentinel};
 
 const QUEUE: &str = "f";
+/// The queue of the Rust-handler jobs (kind `rust`), which only the Rust worker processes
+/// take: a `tickq server` has no handler for them.
+const RUST_QUEUE: &str = "fr";
+/// Set (to the Redis URL) in the environment of this test binary started again as a Rust
+/// worker process: see [`faults_rust_worker_process`].
+const RUST_WORKER_ENV: &str = "TICKQ_FAULTS_RUST_WORKER";
 const LEASE: &str = "2s";
 const LEASE_MS: u64 = 2000;
 
@@ -89,21 +99,26 @@ fn append(path: &Path, line: &str) {
     f.write_all(format!("{line}\n").as_bytes()).unwrap();
 }
 
-/// Where Redis is: one server, or a primary + replica + sentinel.
+/// Where Redis is: one server, a primary + replica + sentinel, or a Cluster with replicas.
 enum Backend {
     Single(TestRedis),
     Sentinel(Box<TestSentinel>),
+    Cluster(Box<TestCluster>),
 }
 
 /// One run: Redis, the nodes, the history.
 struct Harness {
     redis: Option<TestRedis>,
     sentinel: Option<TestSentinel>,
+    cluster: Option<TestCluster>,
     /// The address the nodes and the producer use.
     url: String,
     _dir: tempfile::TempDir,
     history: PathBuf,
     nodes: Vec<Option<Server>>,
+    /// Rust worker processes (this test binary started again), after the servers in the
+    /// numbering of [`restart`](Self::restart); none unless [`with_rust`](Self::with_rust).
+    rust: Vec<Option<Child>>,
     /// Per node: the Redis URL it uses (direct, or through a proxy).
     urls: Vec<String>,
     env: Vec<(String, String)>,
@@ -117,23 +132,29 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let history = dir.path().join("history");
         std::fs::write(&history, "").unwrap();
-        let (redis, sentinel, url) = match backend.into() {
+        let (redis, sentinel, cluster, url) = match backend.into() {
             Backend::Single(r) => {
                 let url = r.url();
-                (Some(r), None, url)
+                (Some(r), None, None, url)
             }
             Backend::Sentinel(s) => {
                 let url = s.url();
-                (None, Some(*s), url)
+                (None, Some(*s), None, url)
+            }
+            Backend::Cluster(c) => {
+                let url = c.cluster_url();
+                (None, None, Some(*c), url)
             }
         };
         let mut h = Harness {
             redis,
             sentinel,
+            cluster,
             url: url.clone(),
             _dir: dir,
             history,
             nodes: Vec::new(),
+            rust: Vec::new(),
             urls: vec![url; nodes],
             env: env
                 .iter()
@@ -189,16 +210,49 @@ impl Harness {
     }
 
     /// A connection to the current primary, for the checker.
-    fn direct_conn(&self) -> redis::Connection {
-        match (&self.redis, &self.sentinel) {
-            (Some(r), _) => r.sync_conn(),
-            (_, Some(s)) => s.master().sync_conn(),
+    fn direct_conn(&self) -> Box<dyn redis::ConnectionLike> {
+        match (&self.redis, &self.sentinel, &self.cluster) {
+            (Some(r), _, _) => Box::new(r.sync_conn()),
+            (_, Some(s), _) => Box::new(s.master().sync_conn()),
+            (_, _, Some(c)) => Box::new(c.client().get_connection().unwrap()),
             _ => unreachable!(),
         }
     }
 
+    /// Adds `n` Rust worker processes (nodes `r0`, `r1`, ...), which run the `rust` jobs the
+    /// producer then mixes in.
+    fn with_rust(mut self, n: usize) -> Harness {
+        self.rust = (0..n).map(|i| Some(self.launch_rust(i))).collect();
+        self
+    }
+
+    /// This test binary again, running [`faults_rust_worker_process`] only.
+    fn launch_rust(&self, i: usize) -> Child {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "--exact",
+            "faults::faults_rust_worker_process",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env(RUST_WORKER_ENV, &self.url)
+        .env("TICKQ_FAULTS_NODE", format!("r{i}"))
+        .env("TICKQ_FAULTS_HISTORY", &self.history)
+        .env("TICKQ_FAULTS_JOB_SECS", self.job_secs)
+        .envs(self.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+        cmd.spawn().unwrap()
+    }
+
+    /// Node `i` with `kill -9`: the servers first, then the Rust workers.
     fn kill(&mut self, i: usize) {
-        if let Some(node) = self.nodes[i].take() {
+        if i >= self.nodes.len() {
+            if let Some(mut child) = self.rust[i - self.nodes.len()].take() {
+                child.kill().ok();
+                child.wait().ok();
+            }
+        } else if let Some(node) = self.nodes[i].take() {
             node.signal(libc::SIGKILL);
             drop(node);
         }
@@ -206,7 +260,17 @@ impl Harness {
 
     fn restart(&mut self, i: usize) {
         self.kill(i);
-        self.nodes[i] = Some(self.launch(i));
+        if i >= self.nodes.len() {
+            let r = i - self.nodes.len();
+            self.rust[r] = Some(self.launch_rust(r));
+        } else {
+            self.nodes[i] = Some(self.launch(i));
+        }
+    }
+
+    /// Servers and Rust workers.
+    fn node_count(&self) -> usize {
+        self.nodes.len() + self.rust.len()
     }
 
     fn fault(&self, name: &str, start: u64) {
@@ -219,6 +283,7 @@ impl Harness {
         let url = self.url.clone();
         let history = self.history.clone();
         let secs = self.job_secs;
+        let rust = !self.rust.is_empty();
         thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -238,8 +303,17 @@ impl Harness {
                     }
                     let hist = history.display().to_string();
                     let payload = serde_json::json!({"cmd": ["sh", "-c", JOB, "sh", hist, secs]});
-                    let id = format!("j{i}");
-                    let mut job = NewJob::new(QUEUE, "exec").id(&id).payload(payload);
+                    // With Rust workers, every third job is theirs.
+                    let (id, mut job) = if rust && i % 3 == 2 {
+                        let id = format!("r{i}");
+                        (id.clone(), NewJob::new(RUST_QUEUE, "rust").id(id))
+                    } else {
+                        let id = format!("j{i}");
+                        (
+                            id.clone(),
+                            NewJob::new(QUEUE, "exec").id(id).payload(payload),
+                        )
+                    };
                     job = match i % 4 {
                         0 => job.delay(Duration::from_millis((i % 7) as u64 * 100)),
                         1 => job.priority((i % 5) as i32),
@@ -265,55 +339,29 @@ impl Harness {
         // No new cron ticks from here on, so that "nothing left running" can be checked.
         crate::util::run(Some(&self.url), &["cron", "pause", "tick"]).ok();
         let mut conn = self.direct_conn();
-        let key = |s: &str| format!("tickq:{{{QUEUE}}}:{s}");
-        let indexes = ["pending", "scheduled", "retry", "active"];
+        let conn = conn.as_mut();
+        let raw = check::RawKeys {
+            queues: &[QUEUE, RUST_QUEUE],
+            schedule: (QUEUE, "tick"),
+            queue_of: &|id| {
+                if id.starts_with('r') {
+                    RUST_QUEUE
+                } else {
+                    QUEUE
+                }
+            },
+        };
         let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            let busy: u64 = indexes
-                .iter()
-                .map(|i| {
-                    redis::cmd("ZCARD")
-                        .arg(key(i))
-                        .query::<u64>(&mut conn)
-                        .unwrap_or(1)
-                })
-                .sum();
-            if busy == 0 {
-                break;
-            }
+        while Instant::now() < deadline && raw.busy(conn) > 0 {
             thread::sleep(Duration::from_millis(100));
         }
-        for i in 0..self.nodes.len() {
+        for i in 0..self.node_count() {
             self.kill(i);
         }
-        let mut leftovers = BTreeMap::new();
-        for i in indexes {
-            let n: u64 = redis::cmd("ZCARD").arg(key(i)).query(&mut conn).unwrap();
-            leftovers.insert(i.to_owned(), n);
-        }
-        let processed: u64 = redis::cmd("HGET")
-            .arg(key("stats"))
-            .arg("processed")
-            .query::<Option<u64>>(&mut conn)
-            .unwrap()
-            .unwrap_or(0);
+        let counters = raw.counters(conn);
         let events = check::read(&self.history);
-        let mut job = |id: &str| {
-            let (state, fence, result): (Option<String>, Option<u64>, Option<String>) =
-                redis::cmd("HMGET")
-                    .arg(key(&format!("job:{id}")))
-                    .arg("state")
-                    .arg("fence")
-                    .arg("result")
-                    .query(&mut conn)
-                    .unwrap();
-            Final {
-                state,
-                fence,
-                result,
-            }
-        };
-        let mut report = check::check(&events, &mut job, leftovers, processed);
+        let mut job = |id: &str| raw.job(conn, id);
+        let mut report = check::check(&events, &mut job, counters);
         report.lines = check::read_lines(&self.history);
         report
     }
@@ -347,6 +395,12 @@ impl From<TestRedis> for Backend {
     }
 }
 
+impl From<TestCluster> for Backend {
+    fn from(c: TestCluster) -> Backend {
+        Backend::Cluster(Box::new(c))
+    }
+}
+
 impl From<TestSentinel> for Backend {
     fn from(s: TestSentinel) -> Backend {
         Backend::Sentinel(Box::new(s))
@@ -362,16 +416,17 @@ fn redis(fsync: &str) -> TestRedis {
 
 // ---- scenarios ----
 
-/// Worker processes killed with SIGKILL at random and started again.
+/// Worker processes killed with SIGKILL at random and started again: the `tickq server`
+/// nodes and two Rust worker processes, which run every third job.
 fn kill9(env: &[(&str, &str)], limit: Duration) -> Report {
     let s = scale();
-    let mut h = Harness::start(redis("always"), s.nodes, env);
+    let mut h = Harness::start(redis("always"), s.nodes, env).with_rust(2);
     let stop = Arc::new(AtomicBool::new(false));
     let producer = h.producer(s.jobs, stop.clone());
     for k in 0..s.faults {
         thread::sleep(Duration::from_millis(150));
         let start = now_ms();
-        let i = (k * 7 + 3) % s.nodes;
+        let i = (k * 7 + 3) % h.node_count();
         h.restart(i);
         h.fault("kill-9", start);
     }
@@ -379,9 +434,67 @@ fn kill9(env: &[(&str, &str)], limit: Duration) -> Report {
     h.finish(limit)
 }
 
+/// Not a test: the Rust worker process of [`Harness::with_rust`], this test binary started
+/// again with [`RUST_WORKER_ENV`] set (without it, it returns at once). A `tickq::Worker`
+/// whose `rust` handler writes the same `S` and `E` lines as the exec jobs' shell program and
+/// answers `fence=N`; it runs until it is killed.
+#[test]
+#[ignore = "started by the fault harness as a worker process"]
+fn faults_rust_worker_process() {
+    let Ok(url) = std::env::var(RUST_WORKER_ENV) else {
+        return;
+    };
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
+    let node = var("TICKQ_FAULTS_NODE");
+    let history = PathBuf::from(var("TICKQ_FAULTS_HISTORY"));
+    let secs: f64 = var("TICKQ_FAULTS_JOB_SECS").parse().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let client = loop {
+            match tickq::Client::connect(&url).await {
+                Ok(client) => break client,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        let worker = tickq::Worker::builder(&client)
+            .node(node.clone())
+            .concurrency(4)
+            .queue(RUST_QUEUE, 1)
+            .lease(Duration::from_millis(LEASE_MS))
+            .handler("rust", move |job: tickq::Job| {
+                let (node, history) = (node.clone(), history.clone());
+                async move {
+                    let line = |se: &str| {
+                        // The shell jobs' format, with no cron tick.
+                        let (id, fence) = (job.id(), job.fence());
+                        append(
+                            &history,
+                            &format!("{se} {id} {fence} {node} {}  ", now_ms()),
+                        );
+                    };
+                    line("S");
+                    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+                    line("E");
+                    Ok::<_, tickq::JobError>(format!("fence={}", job.fence()))
+                }
+            })
+            .build()
+            .unwrap();
+        worker.run().await.unwrap();
+    });
+}
+
 #[test]
 fn faults_kill_9_of_nodes_loses_nothing() {
-    assert_clean("kill -9 of a node", &kill9(&[], Duration::from_secs(60)));
+    let report = kill9(&[], Duration::from_secs(60));
+    assert_clean("kill -9 of a node", &report);
+    let rust = report.lines.iter().filter(|l| l.starts_with("E r")).count();
+    eprintln!("  {rust} runs of Rust-handler jobs ended");
+    assert!(rust > 0, "no Rust-handler job ran");
 }
 
 /// The checker catches a broken guarantee: with lease recovery off, the jobs of the killed
@@ -404,7 +517,7 @@ fn faults_checker_catches_disabled_lease_recovery() {
 /// Redis killed with SIGKILL and started again from its AOF, `appendfsync` as given.
 fn redis_crash(fsync: &str) -> Report {
     let s = scale();
-    let mut h = Harness::start(redis(fsync), s.nodes, &[]);
+    let mut h = Harness::start(redis(fsync), s.nodes, &[]).with_rust(2);
     let stop = Arc::new(AtomicBool::new(false));
     let producer = h.producer(s.jobs, stop.clone());
     for _ in 0..(s.faults / 5).max(3) {
@@ -437,7 +550,7 @@ fn faults_redis_crash_with_aof_everysec_loses_at_most_the_last_second() {
 #[test]
 fn faults_redis_stalled_past_the_lease_loses_nothing() {
     let s = scale();
-    let mut h = Harness::start(redis("always"), s.nodes, &[]);
+    let mut h = Harness::start(redis("always"), s.nodes, &[]).with_rust(2);
     let stop = Arc::new(AtomicBool::new(false));
     let producer = h.producer(s.jobs, stop.clone());
     for _ in 0..(s.faults / 10).max(2) {
@@ -546,6 +659,38 @@ fn faults_checker_catches_disabled_fence_check_at_ack() {
     );
 }
 
+/// The checker catches a broken guarantee: with the tick watermark's compare-and-set off,
+/// the nodes that wake for the same tick all fire it. No fault: three nodes, the `@every 1s`
+/// schedule, and a few jobs.
+#[test]
+fn faults_checker_catches_a_tick_fired_twice_with_the_watermark_off() {
+    let ticks = if std::env::var("TICKQ_FAULTS").as_deref() == Ok("long") {
+        30
+    } else {
+        6
+    };
+    let h = Harness::start(
+        redis("always"),
+        3,
+        &[("TICKQ_TEST_DISABLE", "tick-watermark")],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = h.producer(ticks * 10, stop.clone());
+    thread::sleep(Duration::from_secs(ticks as u64));
+    stop.store(true, Ordering::Relaxed);
+    producer.join().unwrap();
+    let report = h.finish(Duration::from_secs(30));
+    print("3 nodes, tick watermark disabled", &report);
+    assert!(report.lost.is_empty(), "lost {:?}", report.lost);
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.contains("a tick fired more than once")),
+        "the checker did not notice: {report:?}"
+    );
+}
+
 /// libfaketime itself (the `faketime` wrapper forks, so signals would reach the wrapper).
 fn find_libfaketime() -> String {
     let candidates = std::fs::read_dir("/usr/lib")
@@ -639,12 +784,12 @@ fn faults_sentinel_failover_under_load_loses_nothing_and_reruns_at_most_the_jobs
     let _: () = redis::cmd("SET")
         .arg("sync")
         .arg(1)
-        .query(&mut direct)
+        .query(direct.as_mut())
         .unwrap();
     let replicas: i64 = redis::cmd("WAIT")
         .arg(1)
         .arg(5000)
-        .query(&mut direct)
+        .query(direct.as_mut())
         .unwrap();
     assert_eq!(replicas, 1);
     // Let the run get going, then fail over (the call returns once the old primary has been
@@ -672,10 +817,104 @@ fn faults_sentinel_failover_under_load_loses_nothing_and_reruns_at_most_the_jobs
     );
 }
 
-/// Lock-guarded jobs (`tickq lock run` inside exec jobs, three locks) while nodes are killed:
-/// no two critical sections of one lock overlap, and their fences grow in the order they ran.
+/// A Redis Cluster (3 primaries, a replica each) under load from exec jobs on three
+/// `tickq server` nodes: the queue's primary is replaced by its replica with `CLUSTER
+/// FAILOVER`, and later the new primary is killed with `kill -9`, so that the first one is
+/// elected back. All jobs are enqueued, and replicated, before the faults (a failover may lose
+/// writes that were not, docs/operations.md): at most the jobs in flight at each switch may
+/// run twice.
 #[test]
-fn faults_lock_guarded_jobs_with_kill_9_never_have_two_holders() {
+fn faults_cluster_failover_and_primary_kill_under_load_lose_nothing() {
+    let s = scale();
+    let cluster = TestCluster::start_with_replicas(TestCluster::DEFAULT_PRIMARIES);
+    let slot: u16 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(format!("tickq:{{{QUEUE}}}:pending"))
+        .query(&mut cluster.node(0).sync_conn())
+        .unwrap();
+    // start_with_replicas splits the slots evenly over nodes 0..3, in order.
+    let primary = usize::from(slot) * TestCluster::DEFAULT_PRIMARIES / 16_384;
+    let replica = cluster.replica_of(primary);
+    let mut direct = cluster.node(primary).sync_conn();
+    let mut h = Harness::start(cluster, s.nodes, &[]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = tickq::Client::connect(&h.url).await.unwrap();
+        let hist = h.history.display().to_string();
+        let jobs = (0..s.jobs).map(|i| {
+            let payload = serde_json::json!({"cmd": ["sh", "-c", JOB, "sh", hist, s.job_secs]});
+            NewJob::new(QUEUE, "exec")
+                .id(format!("j{i}"))
+                .payload(payload)
+        });
+        for e in client.enqueue_bulk(jobs.collect()).await.unwrap() {
+            append(&h.history, &format!("Q {} {}", e.id, now_ms()));
+        }
+    });
+    redis::cmd("SET")
+        .arg(format!("{{{QUEUE}}}sync"))
+        .arg(1)
+        .exec(&mut direct)
+        .unwrap();
+    let replicas: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .query(&mut direct)
+        .unwrap();
+    assert_eq!(replicas, 1);
+    let ended = |h: &Harness| {
+        std::fs::read_to_string(&h.history)
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("E "))
+            .count()
+    };
+    crate::util::wait_for(Duration::from_secs(30), "a fifth of the jobs ran", || {
+        (ended(&h) >= s.jobs / 5).then_some(())
+    });
+    let start = now_ms();
+    h.cluster.as_ref().unwrap().failover(replica);
+    h.fault("cluster-failover", start);
+    crate::util::wait_for(
+        Duration::from_secs(30),
+        "two fifths of the jobs ran",
+        || (ended(&h) >= s.jobs * 2 / 5).then_some(()),
+    );
+    let start = now_ms();
+    let cluster = h.cluster.as_mut().unwrap();
+    cluster.kill_node(replica);
+    cluster.wait_for_primary(primary);
+    h.fault("cluster-primary-kill-9", start);
+    let report = h.finish(Duration::from_secs(120));
+    assert_clean(
+        "Cluster failover, then kill -9 of the new primary, exec jobs",
+        &report,
+    );
+    // Three nodes of concurrency 4: at most 12 jobs were in flight at each of the switches.
+    assert!(
+        report.ran_twice <= 24,
+        "{} jobs ran twice",
+        report.ran_twice
+    );
+}
+
+/// A fault of the lock scenarios.
+#[derive(Clone, Copy)]
+enum LockFault {
+    /// `kill -9` of a node, started again.
+    NodeKill,
+    /// `kill -9` of Redis, started again from its AOF (`always`).
+    RedisCrash,
+    /// Redis stopped (`SIGSTOP`) for 3 s: past the locks' 2 s TTL and the jobs' lease.
+    RedisStall,
+}
+
+/// Lock-guarded jobs (`tickq lock run` inside exec jobs, three locks, TTL 2 s) under `fault`:
+/// no two critical sections of one lock overlap, and their fences grow in the order they ran.
+fn locked(fault: LockFault) -> Report {
     let s = scale();
     let jobs = s.jobs / 3;
     let mut h = Harness::start(redis("always"), s.nodes, &[]);
@@ -707,14 +946,41 @@ fn faults_lock_guarded_jobs_with_kill_9_never_have_two_holders() {
             append(&h.history, &format!("Q {} {}", e.id, now_ms()));
         }
     });
-    for k in 0..(s.faults / 2).max(5) {
-        thread::sleep(Duration::from_millis(300));
-        let start = now_ms();
-        h.restart(k % s.nodes);
-        h.fault("kill-9 (locks)", start);
+    match fault {
+        LockFault::NodeKill => {
+            for k in 0..(s.faults / 2).max(5) {
+                thread::sleep(Duration::from_millis(300));
+                let start = now_ms();
+                h.restart(k % s.nodes);
+                h.fault("kill-9 (locks)", start);
+            }
+        }
+        LockFault::RedisCrash => {
+            for _ in 0..(s.faults / 5).max(3) {
+                thread::sleep(Duration::from_millis(700));
+                let start = now_ms();
+                h.single().kill();
+                h.single().start_again();
+                h.fault("redis-kill-9 (locks)", start);
+            }
+        }
+        LockFault::RedisStall => {
+            for _ in 0..(s.faults / 10).max(2) {
+                thread::sleep(Duration::from_millis(800));
+                let start = now_ms();
+                h.single().pause();
+                thread::sleep(Duration::from_millis(LEASE_MS + 1000));
+                h.single().resume();
+                h.fault("redis-sigstop (locks)", start);
+            }
+        }
     }
-    let report = h.finish(Duration::from_secs(120));
-    assert_clean("lock-guarded jobs, kill -9 of nodes", &report);
+    h.finish(Duration::from_secs(120))
+}
+
+#[track_caller]
+fn assert_locks_clean(name: &str, report: &Report) {
+    assert_clean(name, report);
     let sections = check::lock_sections(&report.lines);
     assert!(!sections.is_empty(), "no critical section ran");
     let overlaps = check::lock_overlaps(&sections);
@@ -723,4 +989,28 @@ fn faults_lock_guarded_jobs_with_kill_9_never_have_two_holders() {
         "two holders inside a lock: {overlaps:?}"
     );
     eprintln!("  {} critical sections, none overlapping", sections.len());
+}
+
+#[test]
+fn faults_lock_guarded_jobs_with_kill_9_never_have_two_holders() {
+    assert_locks_clean(
+        "lock-guarded jobs, kill -9 of nodes",
+        &locked(LockFault::NodeKill),
+    );
+}
+
+#[test]
+fn faults_lock_guarded_jobs_with_redis_crashes_never_have_two_holders() {
+    assert_locks_clean(
+        "lock-guarded jobs, Redis kill -9 (AOF always)",
+        &locked(LockFault::RedisCrash),
+    );
+}
+
+#[test]
+fn faults_lock_guarded_jobs_with_redis_stalled_past_the_ttl_never_have_two_holders() {
+    assert_locks_clean(
+        "lock-guarded jobs, Redis SIGSTOP past the lock TTL",
+        &locked(LockFault::RedisStall),
+    );
 }
