@@ -256,9 +256,13 @@ pub struct ExecArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum FlowCommand {
-    /// Submit the workflow FILE describes (TOML: name, queue, [[step]] tables); prints its id.
+    /// Submit the workflow FILE describes (TOML: name, queue, [[step]] tables, [[batch]] tables
+    /// with on_complete/on_success/on_failure callbacks); prints its id.
     /// Running a file with a fixed id (`id = "..."` or --id) again creates nothing.
     Run(FlowRunArgs),
+    /// List workflows, newest first: those running and the finished ones within their
+    /// retention.
+    Ls(FlowLsArgs),
     /// Show a workflow: its state and each step's state.
     Show(FlowIdArgs),
     /// Cancel a workflow: running steps are stopped, the others cancelled.
@@ -274,6 +278,17 @@ pub struct FlowRunArgs {
     /// The workflow id (overrides the file's `id`). Default: a fresh UUID.
     #[arg(long)]
     pub id: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FlowLsArgs {
+    /// Only this queue's workflows [default: every queue's].
+    pub queue: Option<String>,
+    /// At most this many workflows (1 to 1000).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: usize,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -2,7 +2,8 @@
 //! `[[cron.step]]` tables fires one such job per tick instead of independent tasks.
 //!
 //! Payload: `{"name", "queue", "steps": [{"id", "kind", "payload", "after", "on_parent_failure",
-//! "max_attempts", "timeout_ms", "priority"}]}`; exec steps carry their signed exec payload
+//! "max_attempts", "timeout_ms", "priority"}], "batches": [{"steps", "on_complete",
+//! "on_success", "on_failure"}]}` (`batches` only when there are some); exec steps carry their signed exec payload
 //! (signed when the config was read, never by the node that submits: a `flow` job cannot get
 //! a program approved that the secret's holder did not sign).
 //!
@@ -13,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tickq::{Client, Job, JobError, NewJob, ParentFailure, Step, Workflow};
+use tickq::{Batch, Client, Job, JobError, NewJob, ParentFailure, Step, Workflow};
 
 /// The job kind's name.
 pub const KIND: &str = "flow";
@@ -25,6 +26,9 @@ pub struct FlowPayload {
     pub name: String,
     pub queue: String,
     pub steps: Vec<StepPayload>,
+    /// Batches with named callbacks (`[[batch]]`), resolved by [`Workflow::batch`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batches: Vec<Batch>,
 }
 
 /// One step of a [`FlowPayload`].
@@ -75,6 +79,9 @@ impl FlowPayload {
                     .after(s.after.iter().cloned())
                     .on_parent_failure(s.on_parent_failure),
             );
+        }
+        for b in &self.batches {
+            flow = flow.batch(b.clone());
         }
         flow.validate()?;
         Ok(flow)

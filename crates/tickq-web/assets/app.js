@@ -250,6 +250,7 @@ const VIEWS = {
   schedules: () => new Schedules(),
   nodes: () => new Nodes(),
   locks: () => new Locks(),
+  flows: () => new Flows(),
 };
 
 function viewFor(r) {
@@ -257,6 +258,7 @@ function viewFor(r) {
   if (!first) return ['overview', VIEWS.overview(r)];
   if (first === 'queues' && second) return ['overview', VIEWS.queue(r)];
   if (first === 'jobs' && second) return ['', VIEWS.job(r)];
+  if (first === 'flows' && second && r.parts.length === 2) return ['flows', new FlowPage(second)];
   if (VIEWS[first] && !second && first !== 'queue' && first !== 'job') return [first, VIEWS[first](r)];
   return ['', new NotFound(r.path)];
 }
@@ -1195,6 +1197,246 @@ class Locks extends View {
     fill(this.table, h('table', {},
       h('thead', {}, h('tr', {}, h('th', {}, 'name'), h('th', { class: 'num' }, 'fence'), h('th', {}, 'expires'))),
       h('tbody', {}, rows)));
+  }
+}
+
+// --- Workflows ---------------------------------------------------------------------------------
+
+/** The workflow a job event is about: its ids are `flow:<workflow id>:<step id>`. */
+function flowOf(jobId) {
+  if (!jobId || !jobId.startsWith('flow:')) return null;
+  const rest = jobId.slice(5);
+  const cut = rest.lastIndexOf(':');
+  return cut > 0 ? rest.slice(0, cut) : null;
+}
+
+class Flows extends View {
+  constructor() {
+    super('Workflows');
+    this.table = h('div', { class: 'scroll', id: 'flows' });
+    this.root.append(h('h1', {}, 'Workflows'), this.table);
+    this.refresh = this.throttled(() => this.load(), 1000, true);
+  }
+
+  async load() {
+    const doc = await api('GET', '/api/flows?limit=200');
+    if (this.gone) return;
+    const rows = (doc.flows || []).map((f) => h('tr', { dataset: { flow: f.id } },
+      h('td', { class: 'mono' }, h('a', { href: `#/flows/${enc(f.id)}` }, f.id)),
+      h('td', {}, f.name),
+      h('td', { class: 'hide-narrow' }, h('a', { href: `#/queues/${enc(f.queue)}` }, f.queue)),
+      h('td', {}, stateTag(f.state)),
+      h('td', { class: 'num' }, num(f.steps)),
+      h('td', { class: 'hide-narrow muted' }, Object.entries(f.ended || {}).map(([s, n]) => `${n} ${s}`).join(', ')),
+      h('td', { class: 'hide-narrow' }, when(f.created_at))));
+    if (!rows.length) {
+      rows.push(h('tr', {}, h('td', { class: 'empty', colspan: 7, id: 'no-flows' },
+        'No workflow is running or kept. Submit one with tickq flow run FILE.')));
+    }
+    fill(this.table, h('table', {},
+      h('thead', {}, h('tr', {}, h('th', {}, 'id'), h('th', {}, 'name'), h('th', { class: 'hide-narrow' }, 'queue'),
+        h('th', {}, 'state'), h('th', { class: 'num' }, 'steps'), h('th', { class: 'hide-narrow' }, 'ended'),
+        h('th', { class: 'hide-narrow' }, 'created'))),
+      h('tbody', {}, rows)));
+  }
+
+  onJobs(events, dropped) {
+    if (dropped || events.some((e) => flowOf(e.id))) this.refresh();
+  }
+}
+
+/**
+ * Layered layout of a DAG (after Sugiyama): a step's layer is the length of the longest path
+ * to it from a step without parents, so every edge goes to a later layer. An edge that spans
+ * several layers gets a virtual point in each layer it crosses, which takes a slot like a
+ * step, so it never runs behind a box. Within a layer, items are ordered by the mean position
+ * of their predecessors (one barycenter sweep), which keeps most edges short and uncrossed.
+ * Answers {pos: Map(id -> {x, y}), routes: [{from, to, via: [virtual ids]}], width, height}.
+ */
+function layoutDag(steps, geometry) {
+  const byId = new Map(steps.map((s) => [s.id, s]));
+  const layer = new Map();
+  const depth = (s, seen = new Set()) => {
+    if (layer.has(s.id)) return layer.get(s.id);
+    if (seen.has(s.id)) return 0; // a cycle cannot be submitted; never loop on bad data
+    seen.add(s.id);
+    let d = 0;
+    for (const p of s.after || []) {
+      const parent = byId.get(p);
+      if (parent) d = Math.max(d, depth(parent, seen) + 1);
+    }
+    layer.set(s.id, d);
+    return d;
+  };
+  steps.forEach((s) => depth(s));
+  // Items: the steps, then the virtual points of long edges (ids no step id can take).
+  const items = new Map(steps.map((s) => [s.id, { id: s.id, layer: layer.get(s.id), preds: [] }]));
+  const routes = [];
+  for (const s of steps) {
+    for (const p of s.after || []) {
+      if (!byId.has(p)) continue;
+      const via = [];
+      let prev = p;
+      for (let l = layer.get(p) + 1; l < layer.get(s.id); l++) {
+        const v = `${p} > ${s.id} @${l}`;
+        items.set(v, { id: v, layer: l, preds: [prev] });
+        via.push(v);
+        prev = v;
+      }
+      items.get(s.id).preds.push(prev);
+      routes.push({ from: p, to: s.id, via });
+    }
+  }
+  const layers = [];
+  for (const it of items.values()) (layers[it.layer] ||= []).push(it);
+  const index = new Map();
+  layers.forEach((l, i) => {
+    if (i > 0) {
+      const mean = (it) => {
+        const ps = it.preds.filter((p) => index.has(p)).map((p) => index.get(p));
+        return ps.length ? ps.reduce((a, b) => a + b, 0) / ps.length : 0;
+      };
+      l.sort((a, b) => mean(a) - mean(b));
+    }
+    l.forEach((it, j) => index.set(it.id, j));
+  });
+  const { w, h: nh, gapX, gapY } = geometry;
+  const tallest = Math.max(...layers.map((l) => l.length));
+  const pos = new Map();
+  layers.forEach((l, i) => {
+    // Each layer centred on the tallest one.
+    const top = ((tallest - l.length) * (nh + gapY)) / 2;
+    l.forEach((it, j) => pos.set(it.id, { x: i * (w + gapX), y: top + j * (nh + gapY) }));
+  });
+  return { pos, routes, width: layers.length * (w + gapX) - gapX, height: tallest * (nh + gapY) - gapY };
+}
+
+/** The DAG of a workflow as SVG: a box per step (its id and state), an edge per `after`. */
+function dagSvg(steps) {
+  const g = { w: 180, h: 44, gapX: 64, gapY: 18 };
+  const pad = 8;
+  const { pos, routes, width, height } = layoutDag(steps, g);
+  const root = svg('svg', {
+    class: 'dag', id: 'dag', role: 'img', 'aria-label': 'the workflow as a graph',
+    width: width + 2 * pad, height: height + 2 * pad,
+    viewBox: `${-pad} ${-pad} ${width + 2 * pad} ${height + 2 * pad}`,
+  });
+  const defs = svg('defs', {});
+  const marker = svg('marker', { id: 'dag-arrow', viewBox: '0 0 8 8', refX: 8, refY: 4,
+    markerWidth: 7, markerHeight: 7, orient: 'auto' });
+  marker.append(svg('path', { d: 'M0,0 L8,4 L0,8 z', class: 'arrow' }));
+  defs.append(marker);
+  root.append(defs);
+  // A curve from each point's right side to the next one's left side; straight through the
+  // slot of each virtual point.
+  const curve = (x1, y1, x2, y2) => {
+    const mid = (x1 + x2) / 2;
+    return ` C${mid},${y1} ${mid},${y2} ${x2},${y2}`;
+  };
+  for (const r of routes) {
+    const from = pos.get(r.from);
+    let x = from.x + g.w;
+    let y = from.y + g.h / 2;
+    let d = `M${x},${y}`;
+    for (const v of r.via) {
+      const p = pos.get(v);
+      d += curve(x, y, p.x, p.y + g.h / 2);
+      x = p.x + g.w;
+      y = p.y + g.h / 2;
+      d += ` L${x},${y}`;
+    }
+    const to = pos.get(r.to);
+    d += curve(x, y, to.x, to.y + g.h / 2);
+    root.append(svg('path', {
+      class: 'edge', d, 'data-from': r.from, 'data-to': r.to, 'marker-end': 'url(#dag-arrow)',
+    }));
+  }
+  for (const s of steps) {
+    const { x, y } = pos.get(s.id);
+    const link = svg('a', { href: `#/jobs/${enc(s.job_id)}` });
+    const node = svg('g', { class: `node state-${s.state}`, 'data-step': s.id, 'data-state': s.state,
+      transform: `translate(${x},${y})` });
+    const title = svg('title', {});
+    title.textContent = `${s.id}: ${s.state}${s.error ? ` (${s.error})` : ''}`;
+    const box = svg('rect', { width: g.w, height: g.h, rx: 6 });
+    const name = svg('text', { x: 10, y: 18, class: 'name' });
+    name.textContent = excerpt(s.id, 22);
+    const state = svg('text', { x: 10, y: 35, class: 'state' });
+    state.textContent = s.on_parent_failure && s.on_parent_failure !== 'cancel' && (s.after || []).length
+      ? `${s.state} · ${s.on_parent_failure}` : s.state;
+    node.append(title, box, name, state);
+    link.append(node);
+    root.append(link);
+  }
+  return root;
+}
+
+class FlowPage extends View {
+  constructor(id) {
+    super(`Workflow ${id}`);
+    this.id = id;
+    this.refresh = this.throttled(() => this.load(), 500, true);
+  }
+
+  async load() {
+    let doc;
+    try {
+      doc = await api('GET', `/api/flows/${enc(this.id)}`);
+    } catch (e) {
+      if (this.gone) return;
+      if (e.status === 404) {
+        fill(this.root, h('h1', {}, 'Workflow ', h('span', { class: 'mono' }, this.id)),
+          h('p', { id: 'flow-gone' }, 'No such workflow: it never existed, or it ended longer ago than its retention.'));
+        return;
+      }
+      throw e;
+    }
+    if (this.gone) return;
+    const counts = Object.entries(doc.counts || {}).map(([s, n]) => `${n} ${s}`).join(', ');
+    const rows = doc.steps.map((s) => h('tr', { dataset: { step: s.id } },
+      h('td', { class: 'mono' }, h('a', { href: `#/jobs/${enc(s.job_id)}` }, s.id)),
+      h('td', {}, stateTag(s.state)),
+      h('td', { class: 'mono hide-narrow' }, (s.after || []).join(', ')),
+      h('td', { class: 'hide-narrow' }, s.on_parent_failure),
+      h('td', { class: 'clip' }, s.error || (s.result ? excerpt(s.result) : ''))));
+    fill(this.root,
+      h('h1', {}, 'Workflow ', h('span', { class: 'mono' }, this.id), ' ', this.buttons(doc)),
+      h('p', { id: 'flow-summary' }, `${doc.name} · queue `, h('a', { href: `#/queues/${enc(doc.queue)}` }, doc.queue),
+        ' · ', h('span', { id: 'flow-state' }, stateTag(doc.state)), ` · ${counts}`,
+        doc.created_at ? [' · created ', when(doc.created_at)] : null,
+        doc.finished_at ? [' · finished ', when(doc.finished_at)] : null),
+      h('div', { class: 'scroll dag-box' }, dagSvg(doc.steps)),
+      h('div', { class: 'scroll' }, h('table', { id: 'flow-steps' },
+        h('thead', {}, h('tr', {}, h('th', {}, 'step'), h('th', {}, 'state'), h('th', { class: 'hide-narrow' }, 'after'),
+          h('th', { class: 'hide-narrow' }, 'if a parent fails'), h('th', {}, 'error / result'))),
+        h('tbody', {}, rows))));
+  }
+
+  buttons(doc) {
+    if (!canAct()) return null;
+    const done = ['succeeded', 'failed', 'cancelled'].includes(doc.state);
+    const mk = (action, label, question) => {
+      const b = h('button', {
+        type: 'button', dataset: { action },
+        onclick: () => act(b, async () => {
+          if (!(await ask(question, label))) return;
+          const res = await api('POST', `/api/flows/${enc(this.id)}/${action}`);
+          say(action === 'cancel'
+            ? `Workflow ${this.id}: ${res.cancelled} step(s) cancelled, ${res.cancelling} running step(s) asked to stop.`
+            : `Workflow ${this.id}: ${res.retried} failed step(s) started over.`);
+          await this.load();
+        }),
+      }, label);
+      return b;
+    };
+    return h('span', { class: 'actions' },
+      done ? null : mk('cancel', 'Cancel', `Cancel workflow ${this.id}? Running steps are stopped, the others cancelled.`),
+      doc.state === 'failed' || doc.state === 'cancelled'
+        ? mk('retry', 'Retry', `Start the dead and cancelled steps of workflow ${this.id} over?`) : null);
+  }
+
+  onJobs(events, dropped) {
+    if (dropped || events.some((e) => flowOf(e.id) === this.id)) this.refresh();
   }
 }
 

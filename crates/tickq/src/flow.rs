@@ -37,6 +37,11 @@ pub enum ParentFailure {
     Run,
     /// End the step at once as skipped, which counts as a success for its own children.
     Skip,
+    /// Run the step only when some parent failed: it waits until all its parents have ended
+    /// (like [`ParentFailure::Run`]), then runs if at least one of them died or was
+    /// cancelled, and otherwise ends as skipped. What a [`Batch`]'s `on_failure` step gets.
+    #[serde(rename = "only_if_failed")]
+    OnlyIfFailed,
 }
 
 impl ParentFailure {
@@ -46,6 +51,7 @@ impl ParentFailure {
             ParentFailure::Cancel => "cancel",
             ParentFailure::Run => "run",
             ParentFailure::Skip => "skip",
+            ParentFailure::OnlyIfFailed => "only_if_failed",
         }
     }
 }
@@ -58,8 +64,9 @@ impl std::str::FromStr for ParentFailure {
             "cancel" => Ok(ParentFailure::Cancel),
             "run" => Ok(ParentFailure::Run),
             "skip" => Ok(ParentFailure::Skip),
+            "only_if_failed" => Ok(ParentFailure::OnlyIfFailed),
             _ => Err(Error::invalid(format!(
-                "unknown on_parent_failure {s:?}; expected cancel, run or skip"
+                "unknown on_parent_failure {s:?}; expected cancel, run, skip or only_if_failed"
             ))),
         }
     }
@@ -104,6 +111,92 @@ impl Step {
     }
 }
 
+/// A batch of steps with named callbacks, each an ordinary step of the workflow that runs
+/// after every step of the batch has ended:
+///
+/// | callback | runs when | otherwise |
+/// | --- | --- | --- |
+/// | `on_complete` | all ended, however | (always runs; policy [`ParentFailure::Run`]) |
+/// | `on_success` | all completed or were skipped | cancelled with the failed step as reason ([`ParentFailure::Cancel`]) |
+/// | `on_failure` | all ended and at least one died or was cancelled | skipped ([`ParentFailure::OnlyIfFailed`]) |
+///
+/// A callback step is named by its step id, has no `after` and no policy of its own (the
+/// batch sets both), and is the callback of one batch only. Like every step it starts at most
+/// once, never before the whole batch has ended.
+///
+/// ```
+/// use tickq::{Batch, NewJob, Step, Workflow};
+///
+/// let job = |kind: &str| NewJob::new("default", kind);
+/// let flow = Workflow::new("default", "parts")
+///     .step(Step::new("part1", job("export")))
+///     .step(Step::new("part2", job("export")))
+///     .step(Step::new("report", job("report")))
+///     .step(Step::new("alert", job("alert")))
+///     .batch(Batch::new(["part1", "part2"]).on_success("report").on_failure("alert"));
+/// assert!(flow.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    /// The batch's steps (step ids).
+    pub steps: Vec<String>,
+    /// The step that runs once every step of the batch ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_complete: Option<String>,
+    /// The step that runs once every step of the batch succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_success: Option<String>,
+    /// The step that runs once every step of the batch ended and some failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<String>,
+}
+
+impl Batch {
+    /// A batch of these steps (step ids), with no callback yet.
+    pub fn new<I, S>(steps: I) -> Batch
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Batch {
+            steps: steps.into_iter().map(Into::into).collect(),
+            ..Batch::default()
+        }
+    }
+
+    /// Run step `step` once every step of the batch has ended. Default: none.
+    pub fn on_complete(mut self, step: impl Into<String>) -> Batch {
+        self.on_complete = Some(step.into());
+        self
+    }
+
+    /// Run step `step` once every step of the batch has succeeded (completed or skipped);
+    /// when one fails it is cancelled instead, with that step as the reason. Default: none.
+    pub fn on_success(mut self, step: impl Into<String>) -> Batch {
+        self.on_success = Some(step.into());
+        self
+    }
+
+    /// Run step `step` once every step of the batch has ended and at least one died or was
+    /// cancelled; when all succeeded it ends as skipped. Default: none.
+    pub fn on_failure(mut self, step: impl Into<String>) -> Batch {
+        self.on_failure = Some(step.into());
+        self
+    }
+
+    /// The callbacks that are set, with the policy each gets.
+    fn callbacks(&self) -> impl Iterator<Item = (&'static str, &str, ParentFailure)> {
+        [
+            ("on_complete", &self.on_complete, ParentFailure::Run),
+            ("on_success", &self.on_success, ParentFailure::Cancel),
+            ("on_failure", &self.on_failure, ParentFailure::OnlyIfFailed),
+        ]
+        .into_iter()
+        .filter_map(|(name, step, policy)| step.as_deref().map(|s| (name, s, policy)))
+    }
+}
+
 /// A DAG of [`Step`]s in one queue, submitted all or nothing with [`crate::Client::submit_flow`].
 #[derive(Debug, Clone)]
 pub struct Workflow {
@@ -111,6 +204,7 @@ pub struct Workflow {
     pub(crate) queue: String,
     pub(crate) name: String,
     pub(crate) steps: Vec<Step>,
+    pub(crate) batches: Vec<Batch>,
 }
 
 /// The answer to submitting a workflow.
@@ -144,6 +238,7 @@ impl Workflow {
             queue: queue.into(),
             name: name.into(),
             steps: Vec::new(),
+            batches: Vec::new(),
         }
     }
 
@@ -160,11 +255,67 @@ impl Workflow {
         self
     }
 
+    /// Add a batch with its callbacks ([`Batch`]). Its steps and callback steps are added
+    /// with [`Workflow::step`], before or after this call.
+    pub fn batch(mut self, batch: Batch) -> Workflow {
+        self.batches.push(batch);
+        self
+    }
+
     /// Check everything that can be checked without Redis: names, the one-queue rule, that
-    /// every `after` names a step, no cycle, the size limit, and each step's job. Answers the
-    /// steps in an order where parents come before children.
+    /// every `after` and every batch names a step, no cycle, the size limit, and each step's
+    /// job.
     pub fn validate(&self) -> Result<()> {
-        self.topological_order().map(|_| ())
+        self.resolved()?.topological_order().map(|_| ())
+    }
+
+    /// The workflow with each batch's callbacks turned into edges and policies (a callback
+    /// runs after the batch's steps with the callback's policy), and no batches left.
+    pub(crate) fn resolved(&self) -> Result<std::borrow::Cow<'_, Workflow>> {
+        if self.batches.is_empty() {
+            return Ok(std::borrow::Cow::Borrowed(self));
+        }
+        let mut flow = self.clone();
+        let index: HashMap<String, usize> = flow
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.clone(), i))
+            .collect();
+        for (n, batch) in std::mem::take(&mut flow.batches).iter().enumerate() {
+            let at = |what: String| Error::invalid(format!("batch {}: {what}", n + 1));
+            if batch.steps.is_empty() {
+                return Err(at("it has no steps".into()));
+            }
+            for s in &batch.steps {
+                if !index.contains_key(s) {
+                    return Err(at(format!("{s:?} is not a step of this workflow")));
+                }
+            }
+            for (name, callback, policy) in batch.callbacks() {
+                let &i = index.get(callback).ok_or_else(|| {
+                    at(format!(
+                        "{name} names {callback:?}, which is not a step of this workflow"
+                    ))
+                })?;
+                if batch.steps.iter().any(|s| s == callback) {
+                    return Err(at(format!(
+                        "{name} names {callback:?}, a step of the batch itself"
+                    )));
+                }
+                let step = &mut flow.steps[i];
+                if !step.after.is_empty() || step.on_parent_failure != ParentFailure::Cancel {
+                    return Err(at(format!(
+                        "{name} names {callback:?}, which already has after or \
+                         on_parent_failure (or is another callback); a callback step takes \
+                         both from its batch"
+                    )));
+                }
+                step.after = batch.steps.clone();
+                step.on_parent_failure = policy;
+            }
+        }
+        Ok(std::borrow::Cow::Owned(flow))
     }
 
     pub(crate) fn topological_order(&self) -> Result<Vec<usize>> {
@@ -244,6 +395,14 @@ impl Workflow {
                 }
                 children[p].push(i);
                 parents_left[i] += 1;
+            }
+        }
+        for step in &self.steps {
+            if step.after.is_empty() && step.on_parent_failure == ParentFailure::OnlyIfFailed {
+                return Err(Error::invalid(format!(
+                    "step {:?} runs only if a parent failed, but it has no parents",
+                    step.id
+                )));
             }
         }
         // Kahn's algorithm: what is left when no step is free any more is on a cycle.
@@ -376,6 +535,50 @@ mod tests {
                 job().delay(std::time::Duration::from_secs(1))
             )))
             .contains("delay")
+        );
+    }
+
+    #[test]
+    fn batches_become_edges_and_policies() {
+        let flow = Workflow::new("q", "n")
+            .batch(Batch::new(["a", "b"]).on_complete("c").on_failure("f"))
+            .step(Step::new("a", job()))
+            .step(Step::new("b", job()))
+            .step(Step::new("c", job()))
+            .step(Step::new("f", job()));
+        let resolved = flow.resolved().unwrap();
+        let policies: Vec<(&str, &[String], ParentFailure)> = resolved
+            .steps
+            .iter()
+            .map(|s| (s.id.as_str(), s.after.as_slice(), s.on_parent_failure))
+            .collect();
+        let ab = ["a".to_owned(), "b".to_owned()];
+        assert_eq!(policies[2], ("c", &ab[..], ParentFailure::Run));
+        assert_eq!(policies[3], ("f", &ab[..], ParentFailure::OnlyIfFailed));
+        assert!(resolved.batches.is_empty());
+
+        let f = || {
+            Workflow::new("q", "n")
+                .step(Step::new("a", job()))
+                .step(Step::new("c", job()))
+        };
+        let bad = |b: Batch| err(f().batch(b));
+        assert!(bad(Batch::new(Vec::<String>::new())).contains("no steps"));
+        assert!(bad(Batch::new(["zz"]).on_success("c")).contains("\"zz\" is not a step"));
+        assert!(bad(Batch::new(["a"]).on_success("zz")).contains("on_success names \"zz\""));
+        assert!(bad(Batch::new(["a"]).on_failure("a")).contains("of the batch itself"));
+        assert!(
+            bad(Batch::new(["a"]).on_success("c").on_failure("c")).contains("another callback")
+        );
+        assert!(
+            err(f()
+                .step(Step::new("x", job()).after(["a"]))
+                .batch(Batch::new(["a"]).on_complete("x")))
+            .contains("already has after")
+        );
+        assert!(
+            err(f().step(Step::new("x", job()).on_parent_failure(ParentFailure::OnlyIfFailed)))
+                .contains("no parents")
         );
     }
 

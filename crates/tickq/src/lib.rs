@@ -173,14 +173,16 @@ pub use connect::{ConnectOptions, TlsFiles};
 pub use error::{Error, ErrorKind, Result};
 pub use events::{Event, Events, JobChange};
 pub use flow::{
-    FlowSubmitted, MAX_FLOW_STEPS, ParentFailure, Step, Workflow, step_job_id, validate_flow_id,
+    Batch, FlowSubmitted, MAX_FLOW_STEPS, ParentFailure, Step, Workflow, step_job_id,
+    validate_flow_id,
 };
 pub use handler::{FailAction, Handler, IntoJobResult, Job, JobError};
 pub use inspect::{
-    BulkOutcome, FlowCancelled, FlowInfo, FlowRetried, FlowState, FlowStepView, History,
-    HistoryPoint, HistoryQuery, Inspector, JobActed, JobAction, JobFilter, JobPage, LockList,
-    LockView, MAX_PAGE, NodeList, Purged, QueueLimitsView, QueuePaused, ScheduleEntry,
-    ScheduleList, SchedulePaused, ScheduleRemoved, ScheduleTriggered, ShardCounts, Stats,
+    BulkOutcome, FlowCancelled, FlowInfo, FlowList, FlowRetried, FlowState, FlowStepView,
+    FlowSummary, History, HistoryPoint, HistoryQuery, Inspector, JobActed, JobAction, JobFilter,
+    JobPage, LockList, LockView, MAX_FLOW_LIST, MAX_PAGE, NodeList, Purged, QueueLimitsView,
+    QueuePaused, ScheduleEntry, ScheduleList, SchedulePaused, ScheduleRemoved, ScheduleTriggered,
+    ShardCounts, Stats,
 };
 pub use job::{
     DEFAULT_MAX_ATTEMPTS, Enqueued, JobInfo, JobState, NewJob, PRIORITY_MAX, PRIORITY_MIN,

@@ -22,6 +22,45 @@ pub async fn run(redis: &Redis, flow: tickq::Workflow, json: bool) -> anyhow::Re
     Ok(())
 }
 
+/// `tickq flow ls [QUEUE]`: newest first, across every queue without one.
+pub async fn ls(
+    redis: &Redis,
+    queue: Option<&str>,
+    limit: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    let list = crate::connect::connect(redis)
+        .await?
+        .inspector()
+        .flows(queue, limit)
+        .await?;
+    if json {
+        return Ok(output::json(&list)?);
+    }
+    let flows = list.flows;
+    if flows.is_empty() {
+        return Ok(output::text("no workflows")?);
+    }
+    let mut table = Table::new(["ID", "NAME", "QUEUE", "STATE", "STEPS", "ENDED", "CREATED"]);
+    for f in &flows {
+        let ended: Vec<String> = f.ended.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        table.row(vec![
+            f.id.clone(),
+            output::clip(&f.name, 30),
+            f.queue.clone(),
+            serde_json::to_value(f.state)?
+                .as_str()
+                .unwrap_or("?")
+                .to_owned(),
+            f.steps.to_string(),
+            ended.join(", "),
+            f.created_at.map(|t| t.to_string()).unwrap_or_default(),
+        ]);
+    }
+    output::text(&table.render())?;
+    Ok(())
+}
+
 /// `tickq flow show|cancel|retry ID`.
 pub async fn act(redis: &Redis, verb: FlowVerb, id: &str, json: bool) -> anyhow::Result<()> {
     let inspector = crate::connect::connect(redis).await?.inspector();

@@ -26,6 +26,12 @@ pub async fn run(action: Action) -> anyhow::Result<()> {
             id,
             json,
         } => flow::act(&redis, verb, &id, json).await,
+        Action::FlowLs {
+            redis,
+            queue,
+            limit,
+            json,
+        } => flow::ls(&redis, queue.as_deref(), limit, json).await,
         Action::ConfigShow { config, json } => config::show(&config, json),
         Action::Doctor {
             redis,

@@ -44,8 +44,38 @@ pub enum CronTask {
     },
 }
 
-pub(super) fn cron_spec(c: CronFile) -> Result<CronSpec, String> {
+/// The schedule a `[[cron]]` table describes; `dir` is the config file's directory, which a
+/// relative `flow = "FILE"` is relative to.
+pub(super) fn cron_spec(c: CronFile, dir: Option<&Path>) -> Result<CronSpec, String> {
+    if let Some(file) = &c.flow {
+        if !c.tasks.is_empty() || !c.step.is_empty() || !c.batch.is_empty() {
+            return Err(
+                "give one of tasks, [[cron.step]] or flow = \"FILE\" (a workflow file)".into(),
+            );
+        }
+        crate::flow_kind::check_cron_name(&c.name)?;
+        let path = match dir {
+            Some(dir) if file.is_relative() => dir.join(file),
+            _ => file.clone(),
+        };
+        let flow = super::flow::cron_flow_file(&path, c.queue.as_deref())?;
+        return finish_spec(
+            c.name,
+            c.schedule,
+            c.timezone,
+            flow.queue.clone(),
+            c.overlap,
+            c.catchup,
+            vec![CronTask::Flow {
+                kind: crate::flow_kind::KIND,
+                flow,
+            }],
+        );
+    }
     let queue = c.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
+    if c.step.is_empty() && !c.batch.is_empty() {
+        return Err("[[cron.batch]] needs the workflow's [[cron.step]] tables".into());
+    }
     let tasks = if c.step.is_empty() {
         c.tasks
             .into_iter()
@@ -58,20 +88,35 @@ pub(super) fn cron_spec(c: CronFile) -> Result<CronSpec, String> {
         }
         crate::flow_kind::check_cron_name(&c.name)?;
         // Exec steps are signed later with the others (`sign_exec`).
-        let flow = super::flow::flow_payload(&c.name, &queue, c.step, "the workflow", None)
-            .map_err(|e| e.to_string())?;
+        let flow =
+            super::flow::flow_payload(&c.name, &queue, c.step, c.batch, "the workflow", None)
+                .map_err(|e| e.to_string())?;
         vec![CronTask::Flow {
             kind: crate::flow_kind::KIND,
             flow,
         }]
     };
+    finish_spec(
+        c.name, c.schedule, c.timezone, queue, c.overlap, c.catchup, tasks,
+    )
+}
+
+fn finish_spec(
+    name: String,
+    schedule: String,
+    timezone: Option<String>,
+    queue: String,
+    overlap: Option<Overlap>,
+    catchup: Option<Catchup>,
+    tasks: Vec<CronTask>,
+) -> Result<CronSpec, String> {
     let spec = CronSpec {
-        name: c.name,
-        schedule: c.schedule.trim().to_owned(),
-        timezone: c.timezone.unwrap_or_else(|| "UTC".to_owned()),
+        name,
+        schedule: schedule.trim().to_owned(),
+        timezone: timezone.unwrap_or_else(|| "UTC".to_owned()),
         queue,
-        overlap: c.overlap.unwrap_or_default(),
-        catchup: c.catchup.unwrap_or_default(),
+        overlap: overlap.unwrap_or_default(),
+        catchup: catchup.unwrap_or_default(),
         tasks,
     };
     spec.check()?;

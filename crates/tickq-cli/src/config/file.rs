@@ -98,6 +98,12 @@ pub(super) struct CronFile {
     /// A workflow fired once per tick instead of independent tasks (`[[cron.step]]`).
     #[serde(default)]
     pub(super) step: Vec<super::flow::StepFile>,
+    /// Its batches with named callbacks (`[[cron.batch]]`).
+    #[serde(default)]
+    pub(super) batch: Vec<tickq::Batch>,
+    /// Or a workflow file (as `tickq flow run FILE` takes), read once when the config is
+    /// loaded; relative to the config file's directory.
+    pub(super) flow: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

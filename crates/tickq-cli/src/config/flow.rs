@@ -6,8 +6,9 @@ use crate::exec_kind::{Binding, ExecPayload, Secret};
 use crate::flow_kind::{FlowPayload, StepPayload};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::path::Path;
 use tickq::units as parse;
-use tickq::{ParentFailure, Workflow};
+use tickq::{Batch, ParentFailure, Workflow};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,6 +20,8 @@ struct FlowFile {
     id: Option<String>,
     #[serde(default)]
     step: Vec<StepFile>,
+    #[serde(default)]
+    batch: Vec<Batch>,
 }
 
 fn default_queue() -> String {
@@ -54,6 +57,7 @@ pub(super) fn flow_payload(
     name: &str,
     queue: &str,
     steps: Vec<StepFile>,
+    batches: Vec<Batch>,
     source: &str,
     sign: Option<(&Secret, &str)>,
 ) -> anyhow::Result<FlowPayload> {
@@ -61,6 +65,7 @@ pub(super) fn flow_payload(
         name: name.to_owned(),
         queue: queue.to_owned(),
         steps: Vec::new(),
+        batches,
     };
     for step in steps {
         let at = |what: String| usage(format!("{source}, step {:?}: {what}", step.id));
@@ -152,12 +157,45 @@ pub(super) fn parse_flow(
         &file.name,
         &file.queue,
         file.step,
+        file.batch,
         &format!("workflow {source}"),
         secret.map(|s| (s, id.as_str())),
     )?;
     payload
         .to_workflow(Some(id), None)
         .map_err(|e| usage(format!("workflow {source}: {}", e.message())))
+}
+
+/// A `[[cron]]` table's `flow = "FILE"`: the file's workflow as the `flow` job payload each
+/// tick submits, checked like `tickq flow run FILE`. `cron_queue` is the table's `queue`, which
+/// must then be the file's. Exec steps are signed later, with the schedule's other tasks.
+pub(super) fn cron_flow_file(path: &Path, cron_queue: Option<&str>) -> Result<FlowPayload, String> {
+    let source = format!("workflow file {}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {source}: {e}"))?;
+    let file: FlowFile = toml::from_str(&text).map_err(|e| format!("{source}: {e}"))?;
+    if let Some(id) = &file.id {
+        return Err(format!(
+            "{source}: id = {id:?}: a schedule's workflow takes its id from each tick; remove it"
+        ));
+    }
+    if let Some(q) = cron_queue
+        && q != file.queue
+    {
+        return Err(format!(
+            "queue {q:?}, but {source} runs in queue {:?}; leave queue out of the [[cron]] \
+             table or make them the same",
+            file.queue
+        ));
+    }
+    flow_payload(
+        &file.name,
+        &file.queue,
+        file.step,
+        file.batch,
+        &source,
+        None,
+    )
+    .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -212,5 +250,122 @@ mod tests {
         assert!(
             err("name = \"n\"\n[[step]]\nid = \"a\"\nkind = \"k\"\nbogus = 1\n").contains("bogus")
         );
+    }
+
+    #[test]
+    fn a_file_with_a_batch_gets_its_callbacks() {
+        let text = r#"
+            name = "parts"
+            [[step]]
+            id = "part1"
+            kind = "export"
+            [[step]]
+            id = "part2"
+            kind = "export"
+            [[step]]
+            id = "report"
+            kind = "report"
+            [[step]]
+            id = "alert"
+            kind = "alert"
+            [[batch]]
+            steps = ["part1", "part2"]
+            on_success = "report"
+            on_failure = "alert"
+        "#;
+        let flow = parse_flow(text, "f.toml", None, None).unwrap();
+        assert!(flow.validate().is_ok());
+        let bad = text.replace("on_failure = \"alert\"", "on_failure = \"nope\"");
+        let e = err(&bad);
+        assert!(e.contains("f.toml") && e.contains("\"nope\""), "{e}");
+        let bad = text.replace("on_failure", "on_fail");
+        assert!(err(&bad).contains("on_fail"));
+    }
+
+    /// A `[[cron]]` table with `flow = FILE`, the file `FILE` next to the config holding
+    /// `workflow`, as the server's config load reads it.
+    fn cron_with_file(
+        table: &str,
+        workflow: &str,
+    ) -> Result<crate::config::cron::CronSpec, String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("nightly.toml"), workflow).unwrap();
+        let text = format!("name = \"nightly\"\nschedule = \"*/2 * * * * *\"\n{table}");
+        let c: super::super::file::CronFile = toml::from_str(&text).map_err(|e| e.to_string())?;
+        crate::config::cron::cron_spec(c, Some(dir.path()))
+    }
+
+    const NIGHTLY: &str = r#"
+        name = "nightly-report"
+        queue = "nightly"
+        [[step]]
+        id = "part1"
+        cmd = ["/bin/echo", "1"]
+        [[step]]
+        id = "part2"
+        cmd = ["/bin/echo", "2"]
+        [[step]]
+        id = "report"
+        kind = "report"
+        [[batch]]
+        steps = ["part1", "part2"]
+        on_complete = "report"
+    "#;
+
+    #[test]
+    fn a_cron_table_reads_its_workflow_file_once_at_load() {
+        let spec = cron_with_file("flow = \"nightly.toml\"", NIGHTLY).unwrap();
+        assert_eq!(spec.queue, "nightly", "the file's queue");
+        let json = serde_json::to_value(&spec).unwrap();
+        let task = &json["tasks"][0];
+        assert_eq!(task["kind"], "flow", "{json}");
+        assert_eq!(task["name"], "nightly-report");
+        assert_eq!(task["steps"].as_array().unwrap().len(), 3);
+        assert_eq!(task["steps"][0]["kind"], "exec");
+        assert_eq!(task["batches"][0]["on_complete"], "report");
+        // The same queue given in the table is fine.
+        assert!(cron_with_file("flow = \"nightly.toml\"\nqueue = \"nightly\"", NIGHTLY).is_ok());
+    }
+
+    #[test]
+    fn a_bad_workflow_file_is_a_config_error_naming_it() {
+        let flow = "flow = \"nightly.toml\"";
+        for (table, workflow, needles) in [
+            (
+                "flow = \"missing.toml\"",
+                NIGHTLY,
+                &["cannot read workflow file", "missing.toml"][..],
+            ),
+            (
+                flow,
+                &NIGHTLY.replace("steps = [\"part1\", \"part2\"]", "steps = [\"part9\"]"),
+                &["nightly.toml", "\"part9\" is not a step"],
+            ),
+            (
+                flow,
+                &NIGHTLY.replace("cmd = [\"/bin/echo\", \"1\"]", "kind = 1"),
+                &["nightly.toml", "invalid type"],
+            ),
+            (
+                flow,
+                &format!("id = \"fixed\"\n{NIGHTLY}"),
+                &["nightly.toml", "takes its id from each tick"],
+            ),
+            (
+                "flow = \"nightly.toml\"\nqueue = \"other\"",
+                NIGHTLY,
+                &["queue \"other\"", "nightly.toml runs in queue \"nightly\""],
+            ),
+            (
+                "flow = \"nightly.toml\"\ntasks = [ { kind = \"mail\" } ]",
+                NIGHTLY,
+                &["give one of"],
+            ),
+        ] {
+            let e = cron_with_file(table, workflow).unwrap_err();
+            for needle in needles {
+                assert!(e.contains(needle), "{table}: {e}");
+            }
+        }
     }
 }

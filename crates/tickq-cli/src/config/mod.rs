@@ -92,6 +92,12 @@ pub enum Action {
         id: String,
         json: bool,
     },
+    FlowLs {
+        redis: Redis,
+        queue: Option<String>,
+        limit: usize,
+        json: bool,
+    },
     ConfigShow {
         config: Box<ServerConfig>,
         json: bool,
@@ -579,12 +585,31 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
                 json: args.output.json,
             }
         }
+        Command::Flow(FlowCommand::Ls(args)) => {
+            if let Some(q) = &args.queue {
+                tickq::validate_queue_name(q).map_err(|e| usage(e.message().to_owned()))?;
+            }
+            // Checked here too, so that a bad value is a usage error (exit 2) before Redis.
+            if args.limit == 0 || args.limit > tickq::MAX_FLOW_LIST {
+                return Err(usage(format!(
+                    "--limit {}: list 1 to {} workflows at a time",
+                    args.limit,
+                    tickq::MAX_FLOW_LIST
+                )));
+            }
+            Action::FlowLs {
+                redis,
+                queue: args.queue,
+                limit: args.limit,
+                json: args.output.json,
+            }
+        }
         Command::Flow(command) => {
             let (verb, args) = match command {
                 FlowCommand::Show(a) => (FlowVerb::Show, a),
                 FlowCommand::Cancel(a) => (FlowVerb::Cancel, a),
                 FlowCommand::Retry(a) => (FlowVerb::Retry, a),
-                FlowCommand::Run(_) => unreachable!("matched above"),
+                FlowCommand::Run(_) | FlowCommand::Ls(_) => unreachable!("matched above"),
             };
             tickq::validate_flow_id(&args.id).map_err(|e| usage(e.message().to_owned()))?;
             Action::Flow {

@@ -173,7 +173,8 @@ pub(super) fn server_config(
     let mut names = BTreeSet::new();
     for c in file.cron {
         let what = format!("[[cron]] {:?}", c.name);
-        let spec = cron_spec(c).map_err(|e| in_file(&what, e))?;
+        let dir = path.as_deref().and_then(|p| p.parent());
+        let spec = cron_spec(c, dir).map_err(|e| in_file(&what, e))?;
         if !names.insert(spec.name.clone()) {
             return Err(in_file(&what, "the name is used twice".into()));
         }

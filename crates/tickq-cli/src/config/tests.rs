@@ -249,6 +249,17 @@ after = ["part1"]
     );
     assert_eq!(task["steps"][1]["after"], serde_json::json!(["part1"]));
     assert!(spec.validate().is_ok());
+    // [[cron.batch]] tables travel with the steps to the node that submits.
+    let with_batch = format!(
+        "{text}[[cron.step]]\nid = \"alert\"\nkind = \"alert\"\n\
+         [[cron.batch]]\nsteps = [\"part1\"]\non_failure = \"alert\"\n"
+    );
+    let c = server_config(redis(), None, file(&with_batch).unwrap(), opts(), None).unwrap();
+    let json = serde_json::to_value(&c.cron[0]).unwrap();
+    assert_eq!(
+        json["tasks"][0]["batches"],
+        serde_json::json!([{"steps": ["part1"], "on_failure": "alert"}])
+    );
 
     let cron = |lines: &str| format!("[[cron]]\nname = \"x\"\nschedule = \"@daily\"\n{lines}\n");
     for (text, needle) in [
@@ -259,6 +270,17 @@ after = ["part1"]
         (
             cron("[[cron.step]]\nid = \"a\"\nkind = \"k\"\nafter = [\"b\"]"),
             "not a step",
+        ),
+        (
+            cron("tasks = [ { kind = \"mail\" } ]\n[[cron.batch]]\nsteps = [\"a\"]"),
+            "[[cron.batch]] needs the workflow's [[cron.step]]",
+        ),
+        (
+            cron(
+                "[[cron.step]]\nid = \"a\"\nkind = \"k\"\n[[cron.batch]]\nsteps = [\"a\"]\n\
+                 on_failure = \"zz\"",
+            ),
+            "on_failure names \"zz\"",
         ),
     ] {
         let err = match file(&text) {

@@ -636,3 +636,114 @@ fn overview_of_a_big_redis_prints_its_load_time() {
     assert_eq!(total, dead.to_string());
     browser.assert_no_console_errors("the overview");
 }
+
+/// The workflow pages: the list, and one workflow's DAG drawn in layers with each step's
+/// state, kept live while steps end, and cancelled from its page. Writes docs/img/flows.png
+/// and docs/img/flow.png.
+#[test]
+fn the_workflow_list_and_a_workflows_dag() {
+    let node = node("", None);
+    let api = &node.api;
+    let exec = |cmd: &[&str]| {
+        tickq::NewJob::new("work", "exec")
+            .payload(json!({ "cmd": cmd }))
+            .max_attempts(1)
+    };
+    let id = "nightly-2026-11-30";
+    // extract -> four parts (part3 fails) -> report (the batch's on_success: cancelled) and
+    // alert (on_failure: runs); a slow step keeps the workflow running, archive waits for it.
+    let flow = tickq::Workflow::new("work", "nightly-report")
+        .id(id)
+        .step(tickq::Step::new("extract", exec(&["true"])))
+        .step(tickq::Step::new("part1", exec(&["true"])).after(["extract"]))
+        .step(tickq::Step::new("part2", exec(&["true"])).after(["extract"]))
+        .step(tickq::Step::new("part3", exec(&["false"])).after(["extract"]))
+        .step(tickq::Step::new("part4", exec(&["true"])).after(["extract"]))
+        .step(tickq::Step::new("report", exec(&["true"])))
+        .step(tickq::Step::new("alert", exec(&["true"])))
+        .step(tickq::Step::new("slow", exec(&["sh", "-c", "sleep 60"])).after(["extract"]))
+        .step(
+            tickq::Step::new("archive", exec(&["true"]))
+                .after(["slow", "report"])
+                .on_parent_failure(tickq::ParentFailure::Run),
+        )
+        .batch(
+            tickq::Batch::new(["part1", "part2", "part3", "part4"])
+                .on_success("report")
+                .on_failure("alert"),
+        );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = tickq::Client::connect(&node.redis.url()).await.unwrap();
+        client.submit_flow(flow).await.unwrap();
+    });
+    let step_state = |doc: &Value, step: &str| {
+        doc["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == step)
+            .map(|s| s["state"].as_str().unwrap_or("").to_owned())
+            .unwrap()
+    };
+    wait_for(LIMIT, "alert done and slow running", || {
+        let doc = api.ok("GET", &format!("/api/flows/{id}"), None);
+        (step_state(&doc, "alert") == "completed" && step_state(&doc, "slow") == "active")
+            .then_some(())
+    });
+
+    let browser = Browser::start();
+    browser.goto(&node.page("/flows"));
+    let row = format!("tr[data-flow='{id}']");
+    browser.wait(&row, LIMIT);
+    browser.wait(".live.on", LIMIT);
+    assert!(
+        browser.text_of(&row).contains("running"),
+        "{}",
+        browser.text_of(&row)
+    );
+    browser.assert_no_console_errors("/flows");
+    browser.screenshot(&img("flows.png"));
+
+    // Its page, from the list.
+    browser.click_on(&format!("{row} a[href='#/flows/{id}']"), LIMIT);
+    browser.wait("#dag g[data-step='report'][data-state='cancelled']", LIMIT);
+    browser.assert_no_console_errors("/flows/ID");
+    let nodes = browser.find_all("#dag g[data-step]").len();
+    let edges = browser.find_all("#dag path.edge").len();
+    assert_eq!((nodes, edges), (9, 15), "a box per step, an edge per after");
+    // Layers left to right: every edge goes from a box to one further right.
+    let backwards = browser.script(
+        "const x = (s) => document.querySelector(`#dag g[data-step='${s}']`).getBoundingClientRect().x;
+         return [...document.querySelectorAll('#dag path.edge')]
+           .filter((e) => x(e.dataset.from) >= x(e.dataset.to))
+           .map((e) => `${e.dataset.from}->${e.dataset.to}`);",
+        json!([]),
+    );
+    assert_eq!(backwards, json!([]), "edges that do not go right");
+    for (step, state) in [
+        ("part3", "dead"),
+        ("alert", "completed"),
+        ("slow", "active"),
+        ("archive", "waiting"),
+    ] {
+        browser.wait(
+            &format!("#dag g[data-step='{step}'][data-state='{state}']"),
+            LIMIT,
+        );
+    }
+    browser.screenshot(&img("flow.png"));
+
+    // Cancelled from its page: the running step is stopped, the waiting one cancelled, and
+    // the page follows live.
+    browser.click_on("button[data-action='cancel']", LIMIT);
+    browser.click_on("#confirm-ok", LIMIT);
+    browser.wait("#dag g[data-step='archive'][data-state='cancelled']", LIMIT);
+    // The running step stops at its worker's next lease renewal (a third of the 30 s lease).
+    browser.wait_text("#flow-state", "cancelled", Duration::from_secs(45));
+    browser.wait("button[data-action='retry']", LIMIT);
+    browser.assert_no_console_errors("/flows/ID after cancel");
+}

@@ -1,12 +1,44 @@
-//! Workflows: one with its steps (the dashboard draws its DAG from this document), cancel,
+//! Workflows: the list, one with its steps (the dashboard draws its DAG from this document), cancel,
 //! retry.
 
-use super::PathArgs;
+use super::{Params, PathArgs};
 use crate::State;
 use crate::auth::{Operator, Reader};
 use crate::error::{ApiError, ErrorBody};
 use axum::Json;
-use tickq::{FlowCancelled, FlowInfo, FlowRetried};
+use serde::Deserialize;
+use tickq::{FlowCancelled, FlowInfo, FlowList, FlowRetried};
+
+/// Which workflows to list.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FlowsQuery {
+    /// Only this queue's workflows; default: every queue's.
+    queue: Option<String>,
+    /// At most this many, 1 to 1000; default 50.
+    limit: Option<usize>,
+}
+
+/// Workflows, newest first: those running and the finished ones within their retention
+/// (`tickq flow ls --json`).
+#[utoipa::path(get, path = "/api/flows", tag = "flows",
+    params(FlowsQuery),
+    responses((status = 200, description = "OK", body = FlowList), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
+              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 503, description = "Redis cannot be reached", body = ErrorBody)))]
+pub(crate) async fn flows(
+    state: State,
+    _: Reader,
+    Params(q): Params<FlowsQuery>,
+) -> Result<Json<FlowList>, ApiError> {
+    let queue = q.queue.filter(|s| !s.is_empty());
+    Ok(Json(
+        state
+            .inspector
+            .flows(queue.as_deref(), q.limit.unwrap_or(50))
+            .await?,
+    ))
+}
 
 /// A workflow and its steps, each with its state and the steps it runs after
 /// (`tickq flow show ID --json`).

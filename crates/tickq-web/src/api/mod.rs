@@ -67,6 +67,7 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<crate::AppState>> {
         .routes(routes!(schedules::trigger_schedule))
         .routes(routes!(schedules::pause_schedule))
         .routes(routes!(schedules::resume_schedule))
+        .routes(routes!(flows::flows))
         .routes(routes!(flows::flow))
         .routes(routes!(flows::cancel_flow))
         .routes(routes!(flows::retry_flow))

@@ -332,6 +332,30 @@ async fn a_workflow_document_and_its_actions() {
     let (status, err) = app.get("/api/flows/nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{err}");
     assert_eq!(err["error"]["kind"], "not_found");
+
+    // The list: every queue's by default, or one queue's.
+    let other = tickq::Workflow::new("r", "other")
+        .id("n2")
+        .step(tickq::Step::new("a", NewJob::new("r", "k")));
+    app.client.submit_flow(other).await.unwrap();
+    let (status, list) = app.get("/api/flows").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let ids: Vec<&str> = list["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["n2", "n1"], "newest first: {list}");
+    assert_eq!(list["flows"][1]["state"], "waiting");
+    assert_eq!(list["flows"][1]["steps"], 2);
+    assert_eq!(list["flows"][1]["queue"], "q");
+    let (_, list) = app.get("/api/flows?queue=q&limit=5").await;
+    assert_eq!(list["flows"].as_array().unwrap().len(), 1, "{list}");
+    let (status, err) = app.get("/api/flows?limit=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    let (status, err) = app.get("/api/flows?bogus=1").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
 }
 
 #[tokio::test]

@@ -3,8 +3,11 @@
 //!
 //! - every step ended exactly once (its `e:` is written, its job's state is the final state
 //!   that end names), and nothing is left waiting, pending or active;
-//! - no step was ever claimed before all its parents had ended;
-//! - the workflow ended (`finished` set) and its hash carries a TTL no longer than its keep.
+//! - no step was ever claimed before all its parents had ended, and an `only_if_failed` step
+//!   (a batch's on_failure) only when one of them had failed;
+//! - the workflow ended (`finished` set) and its hash carries a TTL no longer than its keep;
+//! - it is in the queue's workflow index until its retention runs out, and once it has (and
+//!   the janitor ran) no key of it is left and no index names it.
 
 use super::tests::{KEEP, Q};
 use super::*;
@@ -20,12 +23,12 @@ type StepGene = (u8, u8, u8, u8);
 /// the choices that drive the run.
 fn dags() -> impl Strategy<Value = (Vec<StepGene>, Vec<u8>)> {
     (
-        prop::collection::vec((any::<u8>(), any::<u8>(), 0..3u8, 0..3u8), 1..50),
+        prop::collection::vec((any::<u8>(), any::<u8>(), 0..3u8, 0..4u8), 1..50),
         prop::collection::vec(any::<u8>(), 400),
     )
 }
 
-fn build(steps: &[StepGene]) -> (Workflow, Vec<Vec<String>>) {
+fn build(steps: &[StepGene]) -> (Workflow, Vec<(Vec<String>, ParentFailure)>) {
     let mut flow = Workflow::new(Q, "prop").id("p");
     let mut parents_of = Vec::new();
     for (i, &(a, b, n, policy)) in steps.iter().enumerate() {
@@ -38,17 +41,21 @@ fn build(steps: &[StepGene]) -> (Workflow, Vec<Vec<String>>) {
                 }
             }
         }
-        let policy = [
+        let mut policy = [
             ParentFailure::Cancel,
             ParentFailure::Run,
             ParentFailure::Skip,
+            ParentFailure::OnlyIfFailed,
         ][policy as usize];
+        if parents.is_empty() && policy == ParentFailure::OnlyIfFailed {
+            policy = ParentFailure::Cancel;
+        }
         flow = flow.step(
             Step::new(format!("s{i}"), NewJob::new(Q, "work").max_attempts(2))
                 .after(parents.clone())
                 .on_parent_failure(policy),
         );
-        parents_of.push(parents);
+        parents_of.push((parents, policy));
     }
     (flow, parents_of)
 }
@@ -106,9 +113,15 @@ async fn run_case(
         }
         for job in batch.jobs {
             let step: usize = job.id.rsplit_once(":s").unwrap().1.parse().unwrap();
-            for p in &parents_of[step] {
-                let ended: bool = conn.hexists(&fk, format!("e:{p}")).await.unwrap();
-                prop_assert!(ended, "s{step} started before its parent {p} ended");
+            let (parents, policy) = &parents_of[step];
+            let mut some_failed = false;
+            for p in parents {
+                let end: Option<String> = conn.hget(&fk, format!("e:{p}")).await.unwrap();
+                prop_assert!(end.is_some(), "s{step} started before its parent {p} ended");
+                some_failed |= matches!(end.as_deref(), Some("dead" | "cancelled"));
+            }
+            if *policy == ParentFailure::OnlyIfFailed {
+                prop_assert!(some_failed, "s{step} ran though none of its parents failed");
             }
             match choice.next().unwrap() % 4 {
                 0 | 1 => {
@@ -185,6 +198,62 @@ async fn run_case(
         JobState::Retry,
     ] {
         prop_assert_eq!(counts.states[&s], 0, "{}", s);
+    }
+
+    // Its retention: the workflow index holds it until exactly when its hash expires.
+    let finished: i64 = hash["finished"].parse().unwrap();
+    let listed: Option<f64> = conn.zscore(&keys.flows, "p").await.unwrap();
+    prop_assert!(
+        listed.is_some(),
+        "a finished workflow is listed within its retention"
+    );
+    let deadline: Option<f64> = conn.zscore(&keys.flow_ends, "p").await.unwrap();
+    prop_assert_eq!(deadline, Some((finished + KEEP.keep_ms() as i64) as f64));
+    // The retention runs out. Redis' clock cannot be moved, so the hash's TTL and the index's
+    // deadline are brought to now (what time would do), then the janitor runs with a
+    // retention of zero for the step jobs.
+    let _: () = conn.pexpire(&fk, 1).await.unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg(&keys.flow_ends)
+        .arg("XX")
+        .arg(now(broker).await - 1)
+        .arg("p")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let gone = std::time::Instant::now() + Duration::from_secs(5);
+    while conn.exists::<_, bool>(&fk).await.unwrap() {
+        prop_assert!(std::time::Instant::now() < gone, "the hash did not expire");
+        tokio::task::yield_now().await;
+    }
+    let none = Retention {
+        completed_for: Duration::ZERO,
+        dead_for: Duration::ZERO,
+        ..KEEP
+    };
+    broker.janitor(&keys, &none, 1000, false).await.unwrap();
+    // No key of the workflow is left, and no index names it.
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for key in &left {
+        prop_assert!(!key.contains("flow:p"), "{} outlived the workflow", key);
+        let kind: String = redis::cmd("TYPE")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if kind == "zset" {
+            let members: Vec<String> = conn.zrange(key, 0, -1).await.unwrap();
+            prop_assert!(
+                members.iter().all(|m| !m.contains("flow:p") && m != "p"),
+                "{} still names the workflow: {:?}",
+                key,
+                members
+            );
+        }
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use super::tests::{KEEP, Q, start};
 use super::*;
-use crate::flow::{ParentFailure, Step, Workflow, step_job_id};
+use crate::flow::{Batch, ParentFailure, Step, Workflow, step_job_id};
 use crate::inspect::{FlowState, Inspector};
 
 fn step(id: &str) -> Step {
@@ -401,5 +401,309 @@ async fn a_missing_workflow_is_not_found() {
         assert_eq!(err.kind(), crate::ErrorKind::NotFound, "{err}");
     }
     let err = insp.flow("a b").await.unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument, "{err}");
+}
+
+/// p1, p2 with all three callbacks, and a step after on_failure (its own children follow
+/// it like any step's).
+fn batch() -> Workflow {
+    Workflow::new(Q, "batch")
+        .id("f")
+        .step(step("p1"))
+        .step(step("p2"))
+        .step(step("done"))
+        .step(step("ok"))
+        .step(step("alert"))
+        .step(step("page").after(["alert"]))
+        .batch(
+            Batch::new(["p1", "p2"])
+                .on_complete("done")
+                .on_success("ok")
+                .on_failure("alert"),
+        )
+}
+
+fn callback_states(info: &crate::inspect::FlowInfo) -> BTreeMap<&str, &str> {
+    info.steps
+        .iter()
+        .filter(|s| !s.id.starts_with('p') || s.id == "page")
+        .map(|s| (s.id.as_str(), s.state.as_str()))
+        .collect()
+}
+
+#[tokio::test]
+async fn batch_callbacks_when_every_step_succeeds() {
+    let env = start().await;
+    submit(&env, &batch()).await;
+    assert_eq!(
+        env.field(&jid("alert"), "policy").await.as_deref(),
+        Some("only_if_failed")
+    );
+    assert_eq!(
+        env.field(&jid("done"), "policy").await.as_deref(),
+        Some("run")
+    );
+
+    // Never early: one step of the batch ended, every callback still waits.
+    run(&env, "p1").await;
+    for s in ["done", "ok", "alert", "page"] {
+        env.assert_state(&jid(s), JobState::Waiting).await;
+    }
+    run(&env, "p2").await;
+
+    // on_complete and on_success are released, once each; on_failure ends as skipped with
+    // the reason, and its child runs (skipped counts as a success).
+    let mut pending = env.members(JobState::Pending).await;
+    pending.sort();
+    assert_eq!(pending, ["done", "ok", "page"].map(jid));
+    env.assert_state(&jid("alert"), JobState::Completed).await;
+    assert_eq!(
+        env.field(&jid("alert"), "skipped").await.as_deref(),
+        Some("no parent failed")
+    );
+    // A repeated ack of p2 settles nothing again.
+    let before = env.snapshot().await;
+    let p2 = [(
+        jid("p2"),
+        env.num(&jid("p2"), "fence").await as u64,
+        String::new(),
+    )];
+    env.broker.ack(&env.keys, &KEEP, &p2).await.unwrap();
+    assert_eq!(env.snapshot().await, before);
+
+    for s in ["done", "ok", "page"] {
+        run(&env, s).await;
+    }
+    let info = inspector(&env).flow("f").await.unwrap();
+    assert_eq!(info.state, FlowState::Succeeded);
+    assert_eq!(
+        callback_states(&info),
+        BTreeMap::from([
+            ("alert", "skipped"),
+            ("done", "completed"),
+            ("ok", "completed"),
+            ("page", "completed"),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn batch_callbacks_when_a_step_dies() {
+    let env = start().await;
+    submit(&env, &batch()).await;
+    let fence = env.claim_next(&jid("p1")).await;
+    env.broker
+        .fail(&env.keys, &KEEP, &jid("p1"), fence, "boom", FailMode::Kill)
+        .await
+        .unwrap();
+
+    // on_success can no longer run: cancelled at once, with the reason. on_failure and
+    // on_complete wait for p2: never before the whole batch ended.
+    env.assert_state(&jid("ok"), JobState::Cancelled).await;
+    assert_eq!(
+        env.field(&jid("ok"), "error").await.as_deref(),
+        Some("parent step p1 dead")
+    );
+    env.assert_state(&jid("alert"), JobState::Waiting).await;
+    env.assert_state(&jid("done"), JobState::Waiting).await;
+    run(&env, "p2").await;
+    let mut pending = env.members(JobState::Pending).await;
+    pending.sort();
+    assert_eq!(pending, ["alert", "done"].map(jid));
+    assert_eq!(
+        env.field(&jid("alert"), "parent_failed").await.as_deref(),
+        Some("p1")
+    );
+    run(&env, "done").await;
+    run(&env, "alert").await;
+    run(&env, "page").await;
+    let insp = inspector(&env);
+    let info = insp.flow("f").await.unwrap();
+    assert_eq!(info.state, FlowState::Failed);
+    assert_eq!(
+        callback_states(&info),
+        BTreeMap::from([
+            ("alert", "completed"),
+            ("done", "completed"),
+            ("ok", "cancelled"),
+            ("page", "completed"),
+        ])
+    );
+
+    // Retried, p1 succeeds: on_success runs now; on_failure ran already and stays.
+    assert_eq!(insp.retry_flow("f").await.unwrap().retried, 2);
+    run(&env, "p1").await;
+    run(&env, "ok").await;
+    let info = insp.flow("f").await.unwrap();
+    assert_eq!(info.state, FlowState::Succeeded);
+    assert!(env.members(JobState::Pending).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_retried_on_failure_step_whose_batch_succeeded_is_skipped() {
+    let env = start().await;
+    submit(&env, &batch()).await;
+    let insp = inspector(&env);
+    // The workflow is cancelled while p1 runs: every callback is cancelled with it.
+    let fence = env.claim_next(&jid("p1")).await;
+    insp.cancel_flow("f").await.unwrap();
+    env.broker
+        .fail(
+            &env.keys,
+            &KEEP,
+            &jid("p1"),
+            fence,
+            "cancelled",
+            FailMode::Cancel,
+        )
+        .await
+        .unwrap();
+    assert_eq!(insp.flow("f").await.unwrap().state, FlowState::Cancelled);
+
+    insp.retry_flow("f").await.unwrap();
+    run(&env, "p1").await;
+    run(&env, "p2").await;
+    // Nothing in the batch failed this time: on_failure is skipped, not run.
+    env.assert_state(&jid("alert"), JobState::Completed).await;
+    assert_eq!(
+        env.field(&jid("alert"), "skipped").await.as_deref(),
+        Some("no parent failed")
+    );
+    for s in ["done", "ok", "page"] {
+        run(&env, s).await;
+    }
+    assert_eq!(insp.flow("f").await.unwrap().state, FlowState::Succeeded);
+}
+
+#[tokio::test]
+async fn the_workflow_list_shows_each_workflow_until_its_retention_runs_out() {
+    let env = start().await;
+    let insp = inspector(&env);
+    let chain = |id: &str| {
+        Workflow::new(Q, "chain")
+            .id(id)
+            .step(step("a"))
+            .step(step("b").after(["a"]))
+    };
+    // f is kept 1 s after it ends, g (newer, or in the same millisecond and after f by id)
+    // for the test's retention.
+    assert!(
+        env.broker
+            .submit_flow(&chain("f"), "f", 1000)
+            .await
+            .unwrap()
+    );
+    assert!(submit(&env, &chain("g")).await);
+    let list = insp.flows(Some(Q), 10).await.unwrap().flows;
+    let ids: Vec<(&str, FlowState)> = list.iter().map(|f| (f.id.as_str(), f.state)).collect();
+    assert_eq!(ids, [("g", FlowState::Waiting), ("f", FlowState::Waiting)]);
+    assert_eq!(list[0].steps, 2);
+    assert_eq!(insp.flows(Some(Q), 1).await.unwrap().flows.len(), 1);
+
+    // f's first step starts: running (nothing ended yet); then f succeeds.
+    let fence = env.claim_next("flow:f:a").await;
+    assert_eq!(
+        insp.flows(Some(Q), 10).await.unwrap().flows[1].state,
+        FlowState::Running
+    );
+    env.broker
+        .ack(
+            &env.keys,
+            &KEEP,
+            &[("flow:f:a".into(), fence, String::new())],
+        )
+        .await
+        .unwrap();
+    let fence = env.claim_next("flow:g:a").await;
+    env.broker
+        .fail(&env.keys, &KEEP, "flow:g:a", fence, "boom", FailMode::Kill)
+        .await
+        .unwrap();
+    let fence = env.claim_next("flow:f:b").await;
+    env.broker
+        .ack(
+            &env.keys,
+            &KEEP,
+            &[("flow:f:b".into(), fence, String::new())],
+        )
+        .await
+        .unwrap();
+    let list = insp.flows(Some(Q), 10).await.unwrap().flows;
+    assert_eq!(list[0].state, FlowState::Failed);
+    assert_eq!(
+        list[0].ended,
+        BTreeMap::from([("cancelled".into(), 1), ("dead".into(), 1)])
+    );
+    assert_eq!(list[1].state, FlowState::Succeeded);
+    assert!(list[1].finished_at.is_some());
+
+    // f's retention runs out: its hash expires, and the janitor takes it out of the index.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while env
+        .conn
+        .clone()
+        .exists::<_, bool>(env.keys.flow("f"))
+        .await
+        .unwrap()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "f's hash did not expire"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Gone from the list at once (the hash is what counts), from the index with the janitor.
+    let ids: Vec<String> = insp
+        .flows(Some(Q), 10)
+        .await
+        .unwrap()
+        .flows
+        .into_iter()
+        .map(|f| f.id)
+        .collect();
+    assert_eq!(ids, ["g"]);
+    // (Its step jobs go too: completed jobs kept for no time here.)
+    let no_completed = Retention {
+        completed_for: Duration::ZERO,
+        ..KEEP
+    };
+    env.broker
+        .janitor(&env.keys, &no_completed, 100, false)
+        .await
+        .unwrap();
+    let indexed: Vec<String> = env
+        .conn
+        .clone()
+        .zrange(&env.keys.flows, 0, -1)
+        .await
+        .unwrap();
+    assert_eq!(indexed, ["g"]);
+    let ends: Vec<String> = env
+        .conn
+        .clone()
+        .zrange(&env.keys.flow_ends, 0, -1)
+        .await
+        .unwrap();
+    assert_eq!(ends, ["g"]);
+
+    // Submitted again after it is gone, f is a new workflow, listed until it ends.
+    assert!(
+        env.broker
+            .submit_flow(&chain("f"), "f", 1000)
+            .await
+            .unwrap()
+    );
+    assert_eq!(insp.flows(Some(Q), 10).await.unwrap().flows[0].id, "f");
+    let ends: Vec<String> = env
+        .conn
+        .clone()
+        .zrange(&env.keys.flow_ends, 0, -1)
+        .await
+        .unwrap();
+    assert_eq!(ends, ["g"]);
+
+    // Every queue's: the same here, one queue.
+    assert_eq!(insp.flows(None, 10).await.unwrap().flows.len(), 2);
+    let err = insp.flows(None, 0).await.unwrap_err();
     assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument, "{err}");
 }

@@ -19,6 +19,7 @@ impl Broker {
         id: &str,
         keep_ms: u64,
     ) -> Result<bool> {
+        let flow = &*flow.resolved()?;
         let order = flow.topological_order()?;
         // New jobs, like an enqueue: refused above the memory high-water mark (memory.rs).
         self.check_room().await?;
@@ -32,7 +33,9 @@ impl Broker {
             .key(&keys.waiting)
             .key(&keys.seq)
             .key(&keys.wake)
-            .key(keys.flow(id));
+            .key(keys.flow(id))
+            .key(&keys.flows)
+            .key(&keys.flow_ends);
         inv.arg(&keys.job_prefix)
             .arg(step_job_id(id, ""))
             .arg(&flow.name)
@@ -160,7 +163,8 @@ impl Broker {
             .key(&keys.wake)
             .key(keys.flow(id))
             .key(&keys.dead)
-            .key(&keys.cancelled);
+            .key(&keys.cancelled)
+            .key(&keys.completed);
         inv.arg(&keys.job_prefix);
         for (step, parents) in steps {
             inv.arg(step).arg(parents.join(" "));

@@ -57,6 +57,10 @@ pub(crate) struct QueueKeys {
     pub(crate) waiting: String,
     /// Prefix of workflow hashes: the key is this followed by the workflow id.
     pub(crate) flow_prefix: String,
+    /// The queue's workflows by creation time; `flow_ends`: the finished ones by the time
+    /// their retention runs out (lua/prelude.lua, `flow_trim`).
+    pub(crate) flows: String,
+    pub(crate) flow_ends: String,
     pub(crate) scheduled: String,
     pub(crate) retry: String,
     pub(crate) active: String,
@@ -104,6 +108,8 @@ impl QueueKeys {
             pending: key("pending"),
             waiting: key("waiting"),
             flow_prefix: key("flow:"),
+            flows: key("flows"),
+            flow_ends: key("flow-ends"),
             scheduled: key("scheduled"),
             retry: key("retry"),
             active: key("active"),

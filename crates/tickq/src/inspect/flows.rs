@@ -74,6 +74,40 @@ pub struct FlowStepView {
     pub result: Option<String>,
 }
 
+/// One workflow in a list ([`Inspector::flows`]): `tickq flow ls`, `GET /api/flows`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FlowSummary {
+    /// The workflow id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its queue.
+    pub queue: String,
+    /// `waiting running succeeded failed cancelled`, as [`FlowInfo::state`].
+    pub state: FlowState,
+    /// How many steps it has.
+    pub steps: u64,
+    /// How many steps ended each way (`completed skipped dead cancelled`; only those that
+    /// occur).
+    pub ended: BTreeMap<String, u64>,
+    /// When it was submitted.
+    pub created_at: Option<Timestamp>,
+    /// When its last step ended.
+    pub finished_at: Option<Timestamp>,
+}
+
+/// A list of workflows, newest first: `tickq flow ls --json`, `GET /api/flows`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FlowList {
+    /// The workflows.
+    pub flows: Vec<FlowSummary>,
+}
+
+/// Most workflows [`Inspector::flows`] answers at once.
+pub const MAX_FLOW_LIST: usize = 1000;
+
 /// The answer to cancelling a workflow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -219,6 +253,129 @@ impl Inspector {
             steps,
             counts,
         })
+    }
+
+    /// The workflows of `queue` (every queue's when `None`), newest first, at most `limit`
+    /// (1 to [`MAX_FLOW_LIST`]): those running and the finished ones within their retention
+    /// (each queue's workflow index, docs/redis-keys.md). Per queue two round trips, plus one
+    /// for each workflow none of whose steps has ended yet (to tell `waiting` from `running`
+    /// by its first steps' jobs).
+    pub async fn flows(&self, queue: Option<&str>, limit: usize) -> Result<FlowList> {
+        if limit == 0 || limit > MAX_FLOW_LIST {
+            return Err(Error::invalid(format!(
+                "limit {limit}: list 1 to {MAX_FLOW_LIST} workflows at a time"
+            )));
+        }
+        let queues = match queue {
+            Some(q) => {
+                crate::validate_queue_name(q)?;
+                vec![q.to_owned()]
+            }
+            None => self.queues().await?,
+        };
+        let mut flows = Vec::new();
+        for q in &queues {
+            flows.extend(self.queue_flows(q, limit).await?);
+        }
+        // Newest first; within one millisecond by id, descending, as each index orders them
+        // (ZRANGE ... REV).
+        flows.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        flows.truncate(limit);
+        Ok(FlowList { flows })
+    }
+
+    async fn queue_flows(&self, queue: &str, limit: usize) -> Result<Vec<FlowSummary>> {
+        let keys = self.broker.keys(queue);
+        let mut conn = self.broker.conn();
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&keys.flows)
+            .arg("+inf")
+            .arg("-inf")
+            .arg("BYSCORE")
+            .arg("REV")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        const FIELDS: [&str; 10] = [
+            "jp",
+            "name",
+            "created",
+            "finished",
+            "steps",
+            "cancel",
+            "completed",
+            "skipped",
+            "dead",
+            "cancelled",
+        ];
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HMGET").arg(keys.flow(id)).arg(&FIELDS[..]);
+        }
+        let rows: Vec<Vec<Option<String>>> = pipe.query_async(&mut conn).await?;
+        let mut out = Vec::new();
+        let mut unstarted = Vec::new();
+        for (id, row) in ids.into_iter().zip(rows) {
+            // Its hash expired and the index was not trimmed yet: it is gone.
+            if row[0].is_none() {
+                continue;
+            }
+            let num = |i: usize| row[i].as_deref().and_then(|v| v.parse::<u64>().ok());
+            let ended: BTreeMap<String, u64> = (6..10)
+                .filter_map(|i| num(i).filter(|&n| n > 0).map(|n| (FIELDS[i].to_owned(), n)))
+                .collect();
+            let finished_ms = row[3].as_deref().and_then(|f| f.parse::<i64>().ok());
+            let failed = ended.contains_key("dead") || ended.contains_key("cancelled");
+            let state = match (finished_ms.is_some(), row[5].is_some(), failed) {
+                (true, true, _) => FlowState::Cancelled,
+                (true, false, true) => FlowState::Failed,
+                (true, false, false) => FlowState::Succeeded,
+                (false, _, _) if !ended.is_empty() => FlowState::Running,
+                (false, _, _) => {
+                    unstarted.push(out.len());
+                    FlowState::Waiting
+                }
+            };
+            out.push(FlowSummary {
+                name: row[1].clone().unwrap_or_default(),
+                queue: queue.to_owned(),
+                state,
+                steps: num(4).unwrap_or(0),
+                ended,
+                created_at: row[2]
+                    .as_deref()
+                    .and_then(|c| c.parse().ok())
+                    .and_then(ms_to_timestamp),
+                finished_at: finished_ms.and_then(ms_to_timestamp),
+                id,
+            });
+        }
+        // Nothing ended yet: running when one of its first steps (no parents: the only ones
+        // that can have started) is active or waiting for a retry.
+        for i in unstarted {
+            let (_, def) = match self.flow_definition(queue, &out[i].id).await {
+                Ok(found) => found,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let mut pipe = redis::pipe();
+            for step in def.iter().filter(|s| s.after.is_empty()) {
+                pipe.cmd("HGET").arg(keys.job(&step.job_id)).arg("state");
+            }
+            let states: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+            if states
+                .iter()
+                .any(|s| matches!(s.as_deref(), Some("active" | "retry")))
+            {
+                out[i].state = FlowState::Running;
+            }
+        }
+        Ok(out)
     }
 
     /// Cancel a whole workflow: no step is released any more, steps not running are

@@ -21,7 +21,10 @@ mod nodes;
 mod schedules;
 mod shards;
 
-pub use flows::{FlowCancelled, FlowInfo, FlowRetried, FlowState, FlowStepView};
+pub use flows::{
+    FlowCancelled, FlowInfo, FlowList, FlowRetried, FlowState, FlowStepView, FlowSummary,
+    MAX_FLOW_LIST,
+};
 pub use history::{History, HistoryPoint, HistoryQuery};
 pub use jobs::{BulkOutcome, JobActed, JobAction, JobFilter, JobPage, MAX_PAGE};
 pub use locks::{LockList, LockView};

@@ -143,7 +143,8 @@ async fn a_cluster_url_with_no_cluster_behind_it_is_unavailable() {
 }
 
 /// Workflows on a cluster: one per queue, queues on every node; each runs to the end, its
-/// fan-in step once, and the inspector finds each (its lookup asks every queue's slot).
+/// fan-in step once, and the inspector finds and lists each (its lookups ask every queue's
+/// slot).
 #[tokio::test(flavor = "multi_thread")]
 async fn workflows_run_on_a_cluster() {
     let cluster = TestCluster::start(TestCluster::DEFAULT_PRIMARIES);
@@ -190,6 +191,18 @@ async fn workflows_run_on_a_cluster() {
             .collect();
         assert_eq!(joins, [format!("flow:{id}:join 5")]);
     }
+    // The list reads each queue's index in its own slot.
+    let list = inspector.flows(None, 100).await.unwrap();
+    let mut listed: Vec<String> = list.flows.iter().map(|f| f.id.clone()).collect();
+    listed.sort();
+    let mut expected: Vec<String> = queues.iter().map(|q| format!("f-{q}")).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    assert!(
+        list.flows
+            .iter()
+            .all(|f| f.state == tickq::FlowState::Succeeded)
+    );
     w.stop().await;
 }
 

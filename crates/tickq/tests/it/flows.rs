@@ -241,3 +241,117 @@ async fn a_chain_runs_in_order_and_a_repeated_submit_creates_nothing() {
     assert_eq!(*order.lock().unwrap(), ["a", "b", "c"]);
     w.stop().await;
 }
+
+/// A batch of 50 steps with all three callbacks on 3 workers, 20 times; in every other round
+/// one step dies. on_complete runs once every time; on_success once when all succeeded and
+/// never otherwise; on_failure once when one died and never otherwise; and each callback that
+/// runs starts after all 50 steps of its batch ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_callbacks_fire_once_never_early_and_never_when_they_should_not() {
+    const PARTS: usize = 50;
+    const ROUNDS: usize = 20;
+    let redis = TestRedis::builder().appendonly(false).start();
+    // Per workflow: parts ended, and each callback run with the parts ended when it started.
+    type Seen = (
+        HashMap<String, usize>,
+        HashMap<String, Vec<(String, usize)>>,
+    );
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let mut workers = Vec::new();
+    for n in 0..3 {
+        let client = Client::connect(&redis.url()).await.unwrap();
+        let (s1, s2) = (seen.clone(), seen.clone());
+        let w = Worker::builder(&client)
+            .queue(Q, 1)
+            .concurrency(16)
+            .node(format!("node-{n}"))
+            .handler("part", move |job: Job| {
+                let seen = s1.clone();
+                async move {
+                    let flow = job.flow_id().unwrap().to_owned();
+                    let dies = job.payload_as::<bool>().unwrap_or(false);
+                    *seen.lock().unwrap().0.entry(flow).or_default() += 1;
+                    if dies {
+                        return Err(JobError::kill("this part dies"));
+                    }
+                    Ok::<_, JobError>(())
+                }
+            })
+            .handler("callback", move |job: Job| {
+                let seen = s2.clone();
+                async move {
+                    let flow = job.flow_id().unwrap().to_owned();
+                    let step = job.step().unwrap().to_owned();
+                    let mut seen = seen.lock().unwrap();
+                    let ended = seen.0.get(&flow).copied().unwrap_or(0);
+                    seen.1.entry(flow).or_default().push((step, ended));
+                    Ok::<_, JobError>(())
+                }
+            })
+            .build()
+            .unwrap();
+        workers.push((spawn(w), client));
+    }
+    let client = Client::connect(&redis.url()).await.unwrap();
+    let inspector = client.inspector();
+    for round in 0..ROUNDS {
+        let id = format!("batch-{round}");
+        let failing = round % 2 == 1;
+        let mut flow = Workflow::new(Q, "batch").id(&id);
+        let parts: Vec<String> = (0..PARTS).map(|p| format!("p{p}")).collect();
+        for (i, p) in parts.iter().enumerate() {
+            let dies = failing && i == PARTS / 2;
+            flow = flow.step(Step::new(
+                p,
+                job("part").payload(serde_json::json!(dies)).max_attempts(1),
+            ));
+        }
+        for callback in ["done", "ok", "alert"] {
+            flow = flow.step(Step::new(callback, job("callback")));
+        }
+        flow = flow.batch(
+            tickq::Batch::new(parts)
+                .on_complete("done")
+                .on_success("ok")
+                .on_failure("alert"),
+        );
+        assert!(client.submit_flow(flow).await.unwrap().created);
+        let expected = if failing {
+            FlowState::Failed
+        } else {
+            FlowState::Succeeded
+        };
+        wait_until(LIMIT, "the workflow ended", || async {
+            inspector.flow(&id).await.unwrap().state == expected
+        })
+        .await;
+        let info = inspector.flow(&id).await.unwrap();
+        let state = |s: &str| {
+            info.steps
+                .iter()
+                .find(|x| x.id == s)
+                .map(|x| x.state.clone())
+                .unwrap()
+        };
+        let mut runs = seen.lock().unwrap().1.get(&id).cloned().unwrap_or_default();
+        runs.sort();
+        if failing {
+            assert_eq!(
+                runs,
+                [("alert".into(), PARTS), ("done".into(), PARTS)],
+                "{id}"
+            );
+            assert_eq!(state("ok"), "cancelled", "{id}");
+        } else {
+            assert_eq!(runs, [("done".into(), PARTS), ("ok".into(), PARTS)], "{id}");
+            assert_eq!(state("alert"), "skipped", "{id}");
+        }
+    }
+    let counts = inspector.counts(Q).await.unwrap();
+    for state in [JobState::Waiting, JobState::Pending, JobState::Active] {
+        assert_eq!(counts.states[&state], 0, "{state}");
+    }
+    for (w, _client) in workers {
+        w.stop().await;
+    }
+}

@@ -1,12 +1,13 @@
 -- flow_retry: start a failed workflow again from its failed steps.
 -- KEYS[1] pending  KEYS[2] waiting  KEYS[3] seq  KEYS[4] wake stream  KEYS[5] the workflow hash
--- KEYS[6] dead  KEYS[7] cancelled
+-- KEYS[6] dead  KEYS[7] cancelled  KEYS[8] completed
 -- ARGV[1] job key prefix; then 2 per step, parents before children: step id, its parents
 --   (step ids, space separated)
 -- Every step that ended dead or cancelled starts over (fresh attempts, no cancel request):
 --   its end is forgotten, its `wait` is recounted as the parents that have not succeeded
 --   (completed or skipped), and it is pending when that is 0, waiting otherwise. Steps that
---   succeeded keep their results; the workflow's cancel mark is cleared.
+--   succeeded keep their results; the workflow's cancel mark is cleared. An `only_if_failed`
+--   step (a batch's on_failure) whose parents all succeeded ends as skipped instead.
 -- A step whose job is no longer dead or cancelled (retried by hand, or gone with its retention)
 --   is left as it is.
 -- Returns the number of steps started over, or -1 when the workflow is gone.
@@ -46,7 +47,15 @@ for i = 2, #ARGV, 2 do
       redis.call('PERSIST', jk)
       redis.call('HDEL', jk, 'finished', 'cancel', 'error', 'parent_failed', 'owner', 'lease')
       redis.call('HSET', jk, 'attempt', '0', 'wait', str(wait), 'due', now_s)
-      if wait == 0 then
+      if wait == 0 and redis.call('HGET', jk, 'policy') == 'only_if_failed' then
+        -- A batch's on_failure whose parents all succeeded: nothing failed, so it ends as
+        -- skipped (its own waiting children are settled by that end).
+        redis.call('HSET', jk, 'state', 'completed', 'finished', now_s, 'skipped', 'no parent failed')
+        redis.call('ZADD', KEYS[8], now, id)
+        event('completed', id)
+        flow_ended(prefix, fk, step, 'skipped', nil, now)
+        ends[step] = 'skipped'
+      elseif wait == 0 then
         redis.call('HSET', jk, 'state', 'pending')
         ready[#ready + 1] = id
         event('pending', id)
@@ -62,6 +71,7 @@ end
 if again > 0 then
   redis.call('HDEL', fk, 'cancel', 'finished')
   redis.call('PERSIST', fk)
+  redis.call('ZREM', queue_key(prefix, 'flow-ends'), flow_id_of(jp))
 end
 if #ready > 0 then
   local seq = redis.call('INCRBY', KEYS[3], #ready) - #ready

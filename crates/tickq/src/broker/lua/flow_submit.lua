@@ -1,5 +1,6 @@
 -- flow_submit: create a whole workflow, all or nothing: its hash and every step's job.
 -- KEYS[1] pending  KEYS[2] waiting  KEYS[3] seq  KEYS[4] wake stream  KEYS[5] the workflow hash
+-- KEYS[6] the queue's workflow index (flows)  KEYS[7] its retention deadlines (flow-ends)
 -- ARGV[1] job key prefix  ARGV[2] step job id prefix (`flow:<id>:`)  ARGV[3] name
 -- ARGV[4] keep ms (after the last step ended)  ARGV[5] the definition (JSON, for views)
 -- then 6 per step: step id, data (envelope), priority, max attempts, parent count, policy,
@@ -7,6 +8,7 @@
 -- Steps without parents are pending at once; the others are `waiting` (in KEYS[2], which no
 --   claim reads) with `wait` = their parent count, until `flow_ended` (prelude.lua) settles
 --   them. The caller checked the graph (known ids, no cycle, counts that match the edges).
+-- The workflow joins the queue's workflow index (`flows`, by creation; prelude.lua).
 -- Returns 'created', 'exists' (a workflow with this id is there: nothing changed), or
 --   'conflict:<job id>' (a job with a step's id is there: nothing changed).
 -- Idempotent: yes; a repeated call answers 'exists' and creates nothing twice.
@@ -51,6 +53,10 @@ if #ready > 0 then
   zadd_many(KEYS[1], ready)
   wake(KEYS[4])
 end
+flow_trim(prefix, now, 10)
+-- An earlier workflow with this id is gone (no hash): its retention deadline goes with it.
+redis.call('ZREM', KEYS[7], flow_id_of(jp))
+redis.call('ZADD', KEYS[6], now, flow_id_of(jp))
 count(prefix, now, 'e', n)
 publish(prefix)
 return 'created'

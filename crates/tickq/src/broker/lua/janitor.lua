@@ -8,7 +8,8 @@
 -- Completed and cancelled jobs older than keep ms go: index entry and hash (cancelled hashes
 --   also carry a PEXPIRE from their transition; completed ones are deleted only here and by
 --   the cap in ack). Dead jobs have no TTL: the janitor
---   deletes those older than the dead keep time.
+--   deletes those older than the dead keep time. Finished workflows whose hash expired leave
+--   the workflow index (`flow_trim`).
 -- Returns the number of index entries dropped.
 -- Idempotent: yes.
 local prefix = ARGV[1]
@@ -34,4 +35,6 @@ if #dead > 0 then
   for _, id in ipairs(dead) do redis.call('DEL', prefix .. id) end
   dropped = dropped + #dead
 end
+-- Finished workflows whose retention ran out leave the queue's workflow index (prelude.lua).
+dropped = dropped + flow_trim(prefix, now, limit)
 return dropped

@@ -176,12 +176,12 @@ end
 
 -- Workflows (docs/workflows.md). A step is an ordinary job whose hash also holds `flow` (the
 -- workflow hash's full key, built by keys.rs), `step` (its step id), `wait` (parents not ended
--- yet) and `policy` (cancel, run or skip: what a failed parent does to it). Until `wait`
--- reaches 0 it is `waiting`, in the queue's waiting index, which no claim reads. The workflow
--- hash holds `jp` (the job id prefix `flow:<id>:`), `c:<step>` (its children, space
--- separated), `e:<step>` (how the step ended, written once), `r:<step>` (its result), `left`
--- (steps not ended), a count per ending, `keep` (ms to keep it after its last step ended),
--- and `cancel` once the whole workflow was cancelled.
+-- yet) and `policy` (cancel, run, skip or only_if_failed: what a failed parent does to it).
+-- Until `wait` reaches 0 it is `waiting`, in the queue's waiting index, which no claim reads.
+-- The workflow hash holds `jp` (the job id prefix `flow:<id>:`), `c:<step>` (its children,
+-- space separated), `e:<step>` (how the step ended, written once), `r:<step>` (its result),
+-- `left` (steps not ended), a count per ending, `keep` (ms to keep it after its last step
+-- ended), and `cancel` once the whole workflow was cancelled.
 -- Every step of a workflow is in the workflow's queue, so this all runs in the script that
 -- ends the step, in one slot.
 
@@ -191,13 +191,34 @@ local function queue_key(prefix, name)
   return string.sub(prefix, 1, -5) .. name
 end
 
+-- The queue's workflow index: `flows` (member workflow id, score = creation, for lists) and
+-- `flow-ends` (the finished ones, score = when their hash expires: `finished` + `keep`). A
+-- finished workflow leaves both once its retention ran out, so nothing of it outlives its
+-- hash. Trimmed here, at most `limit` per call, by every submit, every step end and the
+-- janitor. Answers how many left.
+local function flow_trim(prefix, now, limit)
+  local ends = queue_key(prefix, 'flow-ends')
+  local ids = redis.call('ZRANGE', ends, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
+  if #ids > 0 then
+    zrem_many(queue_key(prefix, 'flows'), ids)
+    zrem_many(ends, ids)
+  end
+  return #ids
+end
+
+-- The workflow id in a step job id prefix `flow:<id>:`.
+local function flow_id_of(jp)
+  return string.sub(jp, 6, -2)
+end
+
 -- A step ended: `outcome` is completed, skipped, dead or cancelled. Record it once (a second
 -- report of the same step, e.g. a job retried by hand after it died, changes nothing), then
--- settle its children that still wait: on success (completed, skipped) or with policy `run`,
--- count one parent less and move the child to pending at 0; after a failure, policy `cancel`
--- cancels the child and `skip` ends it as skipped (a success for its own children), each
--- settling its own children in turn, transitively, in this same call. A cancelled workflow
--- releases nothing: waiting children are cancelled.
+-- settle its children that still wait: on success (completed, skipped) or with policy `run`
+-- or `only_if_failed`, count one parent less and move the child to pending at 0 (an
+-- `only_if_failed` child none of whose parents failed ends as skipped instead); after a
+-- failure, policy `cancel` cancels the child and `skip` ends it as skipped (a success for its
+-- own children), each settling its own children in turn, transitively, in this same call.
+-- A cancelled workflow releases nothing: waiting children are cancelled.
 local function flow_ended(prefix, flow_key, step, outcome, result, now)
   if not flow_key or not step then return end
   local jp = redis.call('HGET', flow_key, 'jp')
@@ -206,6 +227,14 @@ local function flow_ended(prefix, flow_key, step, outcome, result, now)
   local keep = redis.call('HGET', flow_key, 'keep') or '86400000'
   local now_s = str(now)
   local released = {}
+  -- End a waiting step as skipped (a completed job with `skipped` = why: the failed parent,
+  -- or 'no parent failed' for only_if_failed).
+  local function skip(ck, cid, why)
+    redis.call('ZREM', queue_key(prefix, 'waiting'), cid)
+    redis.call('HSET', ck, 'state', 'completed', 'finished', now_s, 'skipped', why)
+    redis.call('ZADD', queue_key(prefix, 'completed'), now, cid)
+    event('completed', cid)
+  end
   local work = {{step, outcome, result}}
   local i = 1
   while i <= #work do
@@ -225,16 +254,21 @@ local function flow_ended(prefix, flow_key, step, outcome, result, now)
         local f = redis.call('HMGET', ck, 'state', 'policy', 'unique')
         if f[1] == 'waiting' then
           local policy = f[2] or 'cancel'
-          if not cancelled_flow and (ok or policy == 'run') then
+          local only = policy == 'only_if_failed'
+          if not cancelled_flow and (ok or policy == 'run' or only) then
             if not ok then redis.call('HSET', ck, 'parent_failed', s) end
             if redis.call('HINCRBY', ck, 'wait', -1) <= 0 then
-              released[#released + 1] = cid
+              -- only_if_failed (a batch's on_failure): every parent ended; no failure among
+              -- them ends it as skipped, never released.
+              if only and redis.call('HEXISTS', ck, 'parent_failed') == 0 then
+                skip(ck, cid, 'no parent failed')
+                work[#work + 1] = {child, 'skipped', nil}
+              else
+                released[#released + 1] = cid
+              end
             end
           elseif policy == 'skip' and not cancelled_flow then
-            redis.call('ZREM', queue_key(prefix, 'waiting'), cid)
-            redis.call('HSET', ck, 'state', 'completed', 'finished', now_s, 'skipped', s)
-            redis.call('ZADD', queue_key(prefix, 'completed'), now, cid)
-            event('completed', cid)
+            skip(ck, cid, s)
             work[#work + 1] = {child, 'skipped', nil}
           else
             local why = 'workflow cancelled'
@@ -252,6 +286,7 @@ local function flow_ended(prefix, flow_key, step, outcome, result, now)
       if redis.call('HINCRBY', flow_key, 'left', -1) == 0 then
         redis.call('HSET', flow_key, 'finished', now_s)
         redis.call('PEXPIRE', flow_key, keep)
+        redis.call('ZADD', queue_key(prefix, 'flow-ends'), now + tonumber(keep), flow_id_of(jp))
       end
     end
   end
@@ -269,4 +304,5 @@ local function flow_ended(prefix, flow_key, step, outcome, result, now)
     zadd_many(queue_key(prefix, 'pending'), pairs)
     wake(queue_key(prefix, 'wake'))
   end
+  flow_trim(prefix, now, 10)
 end
