@@ -71,8 +71,7 @@ impl Client {
     /// [`Error::existing_job`] answers it.
     pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
         let answer = self
-            .broker
-            .enqueue(vec![job])
+            .enqueue_routed(vec![job])
             .await?
             .pop()
             .expect("one answer per job");
@@ -97,8 +96,48 @@ impl Client {
     /// 1,000 jobs, all in flight together). Jobs whose id already exists are answered with
     /// `created: false` and left as they are; jobs whose unique key another job holds are
     /// answered with that job and `duplicate: true`.
+    ///
+    /// Jobs of a sharded queue ([`Client::shard_queue`]) are spread over its shards (see
+    /// [`NewJob::shard_key`]), each shard's jobs sent as their own pipelined calls.
     pub async fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
-        self.broker.enqueue(jobs).await
+        self.enqueue_routed(jobs).await
+    }
+
+    /// Send each job of a sharded queue to its shard, enqueue, and answer with the queue names
+    /// the caller used.
+    async fn enqueue_routed(&self, mut jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        let mut routed = false;
+        for job in &mut jobs {
+            crate::job::validate_queue_name(&job.queue)?;
+            job.validate()?;
+            let count = self.broker.shard_count(&job.queue).await?;
+            if count > 1 {
+                let shard = self.broker.pick_shard(job, count);
+                job.queue = crate::shard::shard_name(&job.queue, shard, count);
+                routed = true;
+            }
+        }
+        let mut answers = self.broker.enqueue(jobs).await?;
+        if routed {
+            for answer in &mut answers {
+                answer.queue = crate::shard::logical(&answer.queue).to_owned();
+            }
+        }
+        Ok(answers)
+    }
+
+    /// Make `queue` a sharded queue of `shards` sub-queues (docs/queue-control.md), or check that it
+    /// is one: on Redis Cluster each shard lives in its own hash slot, spread evenly over the
+    /// slot range, so a hot queue uses every master. Workers declare their queues the same way
+    /// when they start ([`WorkerBuilder::sharded_queue`](crate::WorkerBuilder::sharded_queue)).
+    ///
+    /// A queue's shard count is fixed once declared: another count fails with
+    /// [`ErrorKind::Conflict`] (a smaller one would strand the jobs of the shards past it).
+    /// Jobs the queue held before it was sharded stay in its base queue, which workers keep
+    /// draining. `shards` 1 only checks that the queue is not sharded. At most
+    /// [`MAX_SHARDS`](crate::MAX_SHARDS).
+    pub async fn shard_queue(&self, queue: &str, shards: u32) -> Result<()> {
+        self.broker.declare_shards(queue, shards).await
     }
 
     /// Submit a workflow, all or nothing, in one script call: steps without parents are
@@ -129,8 +168,8 @@ impl Client {
     /// Cancel a job: a waiting job is cancelled at once; a running one is stopped by its
     /// worker at the next lease renewal.
     pub async fn cancel(&self, queue: &str, id: &str) -> Result<CancelOutcome> {
-        crate::job::validate_queue_name(queue)?;
-        let keys = self.broker.keys(queue);
+        let physical = self.inspector().locate(queue, id).await?;
+        let keys = self.broker.keys(&physical);
         self.broker.cancel(&keys, &self.retention, id).await
     }
 
@@ -142,9 +181,9 @@ impl Client {
         id: &str,
         at: jiff::Timestamp,
     ) -> Result<JobState> {
-        crate::job::validate_queue_name(queue)?;
+        let physical = self.inspector().locate(queue, id).await?;
         self.broker
-            .reschedule(&self.broker.keys(queue), id, &Due::At(at))
+            .reschedule(&self.broker.keys(&physical), id, &Due::At(at))
             .await
     }
 
@@ -155,14 +194,14 @@ impl Client {
         id: &str,
         delay: std::time::Duration,
     ) -> Result<JobState> {
-        crate::job::validate_queue_name(queue)?;
+        let physical = self.inspector().locate(queue, id).await?;
         let due = if delay.is_zero() {
             Due::Now
         } else {
             Due::In(delay)
         };
         self.broker
-            .reschedule(&self.broker.keys(queue), id, &due)
+            .reschedule(&self.broker.keys(&physical), id, &due)
             .await
     }
 
