@@ -2,6 +2,7 @@
 //! `shared/bench-peers` measures BullMQ, Celery, RQ, arq and Dramatiq, so the ratios mean
 //! something. See `docs/benchmarks.md`.
 
+mod cluster;
 mod report;
 mod sys;
 mod target;
@@ -55,6 +56,14 @@ struct Args {
     /// is what `#[tokio::main]` gives; `current-thread` runs everything on one thread.
     #[arg(long, value_enum, default_value_t = Runtime::MultiThread)]
     runtime: Runtime,
+    /// Run the `sharded` workload instead of the others: one queue of --shards shards on a
+    /// local Redis Cluster of N masters (started through the testkit), printing each master's
+    /// Redis CPU per job it served, so scaling reads from one run.
+    #[arg(long, value_name = "N")]
+    cluster: Option<usize>,
+    /// Shards of the `sharded` workload's queue. Default: one per master (--cluster N).
+    #[arg(long, value_name = "K", requires = "cluster")]
+    shards: Option<u32>,
     /// Workloads to run, in this order. Default: all of them but `scale`.
     #[arg(value_enum)]
     workloads: Vec<Workload>,
@@ -91,6 +100,15 @@ async fn bench(args: Args) -> Result<()> {
         args.latency_rate >= 1 && args.latency_secs > 0.0,
         "--latency-rate and --latency-secs must be positive"
     );
+    if let Some(masters) = args.cluster {
+        anyhow::ensure!(
+            args.workloads.is_empty() && args.redis.is_none(),
+            "--cluster runs the sharded workload on its own cluster: give no workloads and no --redis"
+        );
+        let shards = args.shards.unwrap_or(masters as u32);
+        let timeout = Duration::from_secs(args.timeout_secs);
+        return cluster::run(masters, shards, args.n, args.runs, timeout).await;
+    }
     let workloads = if args.workloads.is_empty() {
         Workload::ALL.to_vec()
     } else {

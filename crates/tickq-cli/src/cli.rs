@@ -142,8 +142,10 @@ pub struct ServerOpts {
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
 
-    /// Queues to work and their weights, e.g. `critical=3,default=1` [default: default=1].
-    #[arg(long, value_name = "Q=W,...")]
+    /// Queues to work and their weights, e.g. `critical=3,default=1` [default: default=1];
+    /// `hot=1:4` works `hot` as a sharded queue of 4 shards (spread over a Redis Cluster's
+    /// masters; the count is fixed once set).
+    #[arg(long, value_name = "Q=W[:SHARDS],...")]
     pub queues: Option<String>,
 
     /// Most jobs running at once [default: 16].
@@ -197,6 +199,12 @@ pub struct JobOpts {
     /// The key --unique-for compares instead of the kind and payload.
     #[arg(long, value_name = "KEY", requires = "unique_for")]
     pub unique_key: Option<String>,
+
+    /// On a sharded queue, the shard is chosen by this key: jobs with the same key share a
+    /// shard and keep their order among themselves. Not with --unique-for (a unique job goes
+    /// to the shard of its unique key).
+    #[arg(long, value_name = "KEY", conflicts_with = "unique_for")]
+    pub shard_key: Option<String>,
 
     /// Attempts before the job goes to dead [default: 25].
     #[arg(long, value_name = "N")]
@@ -405,6 +413,9 @@ pub enum QueueCommand {
     /// Show or change a queue's limits, which hold on every node at once: how many of its
     /// jobs run at once, and how many start per interval. Jobs over a limit wait.
     Limit(QueueLimitArgs),
+    /// A sharded queue's parts: its base queue (jobs from before it was sharded) and each
+    /// shard, with its Redis Cluster hash slot, waiting and running jobs, and jobs processed.
+    Shards(QueueArgs),
 }
 
 #[derive(Debug, Args)]

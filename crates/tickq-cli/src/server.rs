@@ -68,6 +68,13 @@ async fn serve(
     let client = crate::connect::connect(&config.redis).await?;
     startup_checks(&client, config).await;
     register_schedules(&client, config).await?;
+    // Before the limits: a sharded queue's limits are split over its shards.
+    for (queue, shards) in &config.shards {
+        client
+            .shard_queue(queue, *shards)
+            .await
+            .with_context(|| format!("declaring queue {queue} with {shards} shards"))?;
+    }
     apply_limits(&client, config).await?;
     // Metrics are only readable over HTTP, so without a listener no recorder is installed
     // and the library's metrics stay no-ops.
@@ -106,7 +113,8 @@ async fn serve(
             .recover_interval(lease.min(Duration::from_secs(5)));
     }
     for (queue, weight) in &config.queues {
-        builder = builder.queue(queue, *weight);
+        let shards = config.shards.get(queue).copied().unwrap_or(1);
+        builder = builder.sharded_queue(queue, *weight, shards);
     }
     // One handle stops the worker and the scheduler together.
     let handle = ShutdownHandle::default();

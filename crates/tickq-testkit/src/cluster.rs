@@ -198,6 +198,52 @@ impl TestCluster {
         self.nodes[i].kill();
     }
 
+    /// The primary (by node index) that was given `slot` when the cluster formed: primary `i`
+    /// of `n` holds slots `i * 16384 / n ..= (i + 1) * 16384 / n - 1`. After a failover the
+    /// promoted replica serves the same range under the same index.
+    pub fn slot_owner(&self, slot: u16) -> usize {
+        let n = self.primaries;
+        (0..n)
+            .find(|i| usize::from(slot) < (i + 1) * SLOTS / n)
+            .expect("every slot has an owner")
+    }
+
+    /// Waits until every replica has applied everything its primary has written, so a
+    /// failover loses nothing written before this call.
+    ///
+    /// # Panics
+    ///
+    /// If a replica is not caught up within 10 seconds.
+    pub fn wait_replicated(&self) {
+        let deadline = Instant::now() + FORM_TIMEOUT;
+        for i in 0..self.nodes.len() - self.primaries {
+            let offset = |node: &TestRedis, field: &str| -> Option<i64> {
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query(&mut node.sync_conn())
+                    .ok()?;
+                info.lines()
+                    .find_map(|l| l.trim_end().strip_prefix(field))
+                    .and_then(|v| v.parse().ok())
+            };
+            let primary = &self.nodes[i % self.primaries];
+            let replica = &self.nodes[self.primaries + i];
+            loop {
+                let want = offset(primary, "master_repl_offset:");
+                let have = offset(replica, "slave_repl_offset:");
+                if want.is_some() && want <= have {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "replica {} not caught up: primary at {want:?}, replica at {have:?}",
+                    replica.url()
+                );
+                thread::sleep(FORM_POLL_INTERVAL);
+            }
+        }
+    }
+
     /// Node `i`'s replication role as it reports it: `"master"` or `"slave"`.
     ///
     /// # Panics

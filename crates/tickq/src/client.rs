@@ -71,8 +71,7 @@ impl Client {
     /// [`Error::existing_job`] answers it.
     pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
         let answer = self
-            .broker
-            .enqueue(vec![job])
+            .enqueue_routed(vec![job])
             .await?
             .pop()
             .expect("one answer per job");
@@ -105,6 +104,11 @@ impl Client {
     /// those again creates each at most once: one that went in although its answer was lost
     /// is answered `created: false`.
     ///
+    /// Jobs of a sharded queue ([`Client::shard_queue`]) are spread over its shards (see
+    /// [`NewJob::shard_key`]), each shard's jobs sent as their own pipelined calls; a job
+    /// handed back after a failure keeps the shard it was sent to, so enqueueing it again
+    /// finds it there if it went in.
+    ///
     /// ```no_run
     /// # async fn demo(client: tickq::Client, jobs: Vec<tickq::NewJob>) -> tickq::Result<()> {
     /// if let Err(e) = client.enqueue_bulk(jobs).await {
@@ -119,7 +123,67 @@ impl Client {
     /// # }
     /// ```
     pub async fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
-        self.broker.enqueue(jobs).await
+        self.enqueue_routed(jobs).await
+    }
+
+    /// Send each job of a sharded queue to its shard, enqueue, and answer with the queue names
+    /// the caller used.
+    async fn enqueue_routed(&self, mut jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        let mut routed = false;
+        // Per job, the logical queue and the shard it was sent to.
+        let mut logical: Vec<Option<(String, u32)>> = Vec::with_capacity(jobs.len());
+        for job in &mut jobs {
+            crate::job::validate_queue_name(&job.queue)?;
+            job.validate()?;
+            let count = self.broker.shard_count(&job.queue).await?;
+            if count > 1 {
+                let shard = self.broker.pick_shard(job, count);
+                let name = crate::shard::shard_name(&job.queue, shard, count);
+                logical.push(Some((std::mem::replace(&mut job.queue, name), shard)));
+                routed = true;
+            } else {
+                logical.push(None);
+            }
+        }
+        let mut answers = match self.broker.enqueue(jobs).await {
+            Ok(answers) => answers,
+            Err(mut e) => {
+                // Hand the jobs back as the caller named them, each pinned to its shard: a
+                // retry must look for a job where it may have gone in, not on another shard.
+                if let Some(partial) = e.partial_enqueue_mut() {
+                    for (_, answer) in &mut partial.enqueued {
+                        answer.queue = crate::shard::logical(&answer.queue).to_owned();
+                    }
+                    for (i, job) in &mut partial.unconfirmed {
+                        if let Some((queue, shard)) = logical[*i].take() {
+                            job.queue = queue;
+                            job.shard = Some(shard);
+                        }
+                    }
+                }
+                return Err(e);
+            }
+        };
+        if routed {
+            for answer in &mut answers {
+                answer.queue = crate::shard::logical(&answer.queue).to_owned();
+            }
+        }
+        Ok(answers)
+    }
+
+    /// Make `queue` a sharded queue of `shards` sub-queues (docs/queue-control.md), or check that it
+    /// is one: on Redis Cluster each shard lives in its own hash slot, spread evenly over the
+    /// slot range, so a hot queue uses every master. Workers declare their queues the same way
+    /// when they start ([`WorkerBuilder::sharded_queue`](crate::WorkerBuilder::sharded_queue)).
+    ///
+    /// A queue's shard count is fixed once declared: another count fails with
+    /// [`ErrorKind::Conflict`] (a smaller one would strand the jobs of the shards past it).
+    /// Jobs the queue held before it was sharded stay in its base queue, which workers keep
+    /// draining. `shards` 1 only checks that the queue is not sharded. At most
+    /// [`MAX_SHARDS`](crate::MAX_SHARDS).
+    pub async fn shard_queue(&self, queue: &str, shards: u32) -> Result<()> {
+        self.broker.declare_shards(queue, shards).await
     }
 
     /// Submit a workflow, all or nothing, in one script call: steps without parents are
@@ -150,8 +214,8 @@ impl Client {
     /// Cancel a job: a waiting job is cancelled at once; a running one is stopped by its
     /// worker at the next lease renewal.
     pub async fn cancel(&self, queue: &str, id: &str) -> Result<CancelOutcome> {
-        crate::job::validate_queue_name(queue)?;
-        let keys = self.broker.keys(queue);
+        let physical = self.inspector().locate(queue, id).await?;
+        let keys = self.broker.keys(&physical);
         self.broker.cancel(&keys, &self.retention, id).await
     }
 
@@ -163,9 +227,9 @@ impl Client {
         id: &str,
         at: jiff::Timestamp,
     ) -> Result<JobState> {
-        crate::job::validate_queue_name(queue)?;
+        let physical = self.inspector().locate(queue, id).await?;
         self.broker
-            .reschedule(&self.broker.keys(queue), id, &Due::At(at))
+            .reschedule(&self.broker.keys(&physical), id, &Due::At(at))
             .await
     }
 
@@ -176,14 +240,14 @@ impl Client {
         id: &str,
         delay: std::time::Duration,
     ) -> Result<JobState> {
-        crate::job::validate_queue_name(queue)?;
+        let physical = self.inspector().locate(queue, id).await?;
         let due = if delay.is_zero() {
             Due::Now
         } else {
             Due::In(delay)
         };
         self.broker
-            .reschedule(&self.broker.keys(queue), id, &due)
+            .reschedule(&self.broker.keys(&physical), id, &due)
             .await
     }
 

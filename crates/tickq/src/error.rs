@@ -98,6 +98,10 @@ impl Error {
         self.partial.map(|p| *p)
     }
 
+    pub(crate) fn partial_enqueue_mut(&mut self) -> Option<&mut crate::PartialEnqueue> {
+        self.partial.as_deref_mut()
+    }
+
     pub(crate) fn with_partial(mut self, partial: crate::PartialEnqueue) -> Error {
         self.partial = Some(Box::new(partial));
         self

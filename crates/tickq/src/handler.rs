@@ -45,7 +45,8 @@ impl Job {
 
     /// The queue it came from.
     pub fn queue(&self) -> &str {
-        &self.envelope.queue
+        // A job of a sharded queue names its shard in its record (`hot#3`): show the queue.
+        crate::shard::logical(&self.envelope.queue)
     }
 
     /// The job kind.

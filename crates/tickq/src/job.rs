@@ -134,6 +134,10 @@ pub struct NewJob {
     pub(crate) priority: i32,
     pub(crate) meta: BTreeMap<String, String>,
     pub(crate) unique: Option<Unique>,
+    pub(crate) shard_key: Option<String>,
+    /// The shard of a sharded queue this job was sent to by an enqueue that failed (see
+    /// [`PartialEnqueue`]): enqueued again, it goes there and nowhere else.
+    pub(crate) shard: Option<u32>,
 }
 
 /// How a job is kept unique (see [`NewJob::unique_for`]).
@@ -214,6 +218,8 @@ impl NewJob {
             priority: 0,
             meta: BTreeMap::new(),
             unique: None,
+            shard_key: None,
+            shard: None,
         }
     }
 
@@ -308,7 +314,31 @@ impl NewJob {
         self
     }
 
+    /// On a sharded queue, send the job to the shard this key maps to, so that jobs with the
+    /// same key stay in one shard and keep their order among themselves (1 to 256 printable
+    /// characters). A job id given with [`id`](NewJob::id) is then checked for existence in
+    /// that shard only. Not allowed with [`unique_for`](NewJob::unique_for): a unique job goes
+    /// to the shard of its unique key, where the uniqueness check happens. Ignored on a queue
+    /// without shards. Default: none (round robin, or by unique key, or by job id).
+    pub fn shard_key(mut self, key: impl Into<String>) -> NewJob {
+        self.shard_key = Some(key.into());
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
+        if let Some(key) = &self.shard_key {
+            if key.is_empty() || key.len() > MAX_ID_LEN || key.chars().any(char::is_control) {
+                return Err(Error::invalid(format!(
+                    "invalid shard key {key:?}: use 1 to {MAX_ID_LEN} printable characters"
+                )));
+            }
+            if self.unique.is_some() {
+                return Err(Error::invalid(
+                    "a unique job is routed to the shard of its unique key: set unique_key (to \
+                     the shard key, if you want both) instead of shard_key",
+                ));
+            }
+        }
         if let Some(unique) = &self.unique {
             if unique.ttl.is_zero() {
                 return Err(Error::invalid(
@@ -323,7 +353,11 @@ impl NewJob {
                 )));
             }
         }
-        validate_queue_name(&self.queue)?;
+        // The client has checked the name the caller gave and may have put a shard's name
+        // (`queue#i`, see shard.rs) in its place.
+        if !crate::shard::is_shard_name(&self.queue) {
+            validate_queue_name(&self.queue)?;
+        }
         validate_name("job kind", &self.kind)?;
         if let Some(id) = &self.id {
             validate_job_id(id)?;
@@ -406,7 +440,8 @@ pub struct Enqueued {
 /// each chunk of jobs is written atomically, so every job is either confirmed here or in
 /// `unconfirmed`. Enqueueing `unconfirmed` again is safe: a job that went in although its
 /// answer was lost (its chunk was in flight when the connection broke) is answered
-/// `created: false`, and is not created twice.
+/// `created: false`, and is not created twice. A job of a sharded queue is handed back under
+/// the queue name the caller gave and goes to the same shard again.
 #[derive(Debug, Default)]
 #[non_exhaustive]
 pub struct PartialEnqueue {

@@ -75,6 +75,14 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Sharded queues
+//!
+//! On Redis Cluster one queue lives on one master. [`Client::shard_queue`] (or
+//! [`WorkerBuilder::sharded_queue`]) stores a queue as K shards spread over the slot range, so
+//! it uses every master; producers spread jobs (round robin, or [`NewJob::shard_key`]), workers
+//! claim from every shard, and the inspector shows one queue ([`Inspector::shards`] shows each
+//! part). See `docs/queue-control.md`.
+//!
 //! # Deploying safely
 //!
 //! [`Client::connect_with`] takes [`ConnectOptions`]: for `rediss://` with a private CA or a
@@ -153,6 +161,7 @@ mod node;
 mod queue;
 pub mod retry;
 pub mod schedule;
+mod shard;
 mod shutdown;
 pub mod units;
 mod worker;
@@ -173,7 +182,7 @@ pub use inspect::{
     FlowSummary, History, HistoryPoint, HistoryQuery, Inspector, JobActed, JobAction, JobFilter,
     JobPage, LockList, LockView, MAX_FLOW_LIST, MAX_PAGE, NodeList, Purged, QueueLimitsView,
     QueuePaused, ScheduleEntry, ScheduleList, SchedulePaused, ScheduleRemoved, ScheduleTriggered,
-    Stats,
+    ShardCounts, Stats,
 };
 pub use job::{
     DEFAULT_MAX_ATTEMPTS, Enqueued, JobInfo, JobState, NewJob, PRIORITY_MAX, PRIORITY_MIN,
@@ -191,5 +200,6 @@ pub use schedule::{
     Catchup, CronSchedule, Overlap, ScheduleInfo, ScheduleSpec, Scheduler, SchedulerBuilder, Task,
     Upserted,
 };
+pub use shard::MAX_SHARDS;
 pub use shutdown::ShutdownHandle;
 pub use worker::{MIN_LEASE, Worker, WorkerBuilder, WorkerStats, default_node_name};

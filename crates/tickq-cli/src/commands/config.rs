@@ -56,10 +56,18 @@ struct Limits {
 
 #[derive(Serialize)]
 struct Worker<'a> {
-    queues: BTreeMap<&'a str, u32>,
+    queues: BTreeMap<&'a str, QueueShow>,
     concurrency: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     lease: Option<String>,
+}
+
+/// A queue as the config file writes it: `q = 2`, or `hot = { weight = 2, shards = 4 }`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum QueueShow {
+    Weight(u32),
+    Sharded { weight: u32, shards: u32 },
 }
 
 #[derive(Serialize)]
@@ -88,7 +96,13 @@ pub fn show(config: &ServerConfig, json: bool) -> anyhow::Result<()> {
             queues: config
                 .queues
                 .iter()
-                .map(|(q, w)| (q.as_str(), *w))
+                .map(|(q, w)| {
+                    let show = match config.shards.get(q) {
+                        Some(&shards) => QueueShow::Sharded { weight: *w, shards },
+                        None => QueueShow::Weight(*w),
+                    };
+                    (q.as_str(), show)
+                })
                 .collect(),
             concurrency: config.concurrency,
             lease: config.lease.map(tickq::units::format_duration),

@@ -95,6 +95,7 @@ pub async fn run(action: Action) -> anyhow::Result<()> {
             change,
             json,
         } => queue::limit(&redis, &queue, change, json).await,
+        Action::QueueShards { redis, queue, json } => queue::shards(&redis, &queue, json).await,
         Action::QueuePurge {
             redis,
             queue,

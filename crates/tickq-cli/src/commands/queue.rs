@@ -1,4 +1,4 @@
-//! `queue ls | pause | resume | purge`.
+//! `queue ls | pause | resume | purge | limit | shards`.
 
 use crate::config::Redis;
 use crate::output;
@@ -91,5 +91,31 @@ pub async fn purge(redis: &Redis, queue: &str, state: JobState, json: bool) -> a
     } else {
         output::text(&purged.purged.to_string())?;
     }
+    Ok(())
+}
+
+/// `queue shards`: one line per physical queue of a (sharded) queue.
+pub async fn shards(redis: &Redis, queue: &str, json: bool) -> anyhow::Result<()> {
+    let client = crate::connect::connect(redis).await?;
+    let parts = client.inspector().shards(queue).await?;
+    if json {
+        return Ok(output::json(&parts)?);
+    }
+    let mut table =
+        output::Table::new(["SHARD", "QUEUE", "SLOT", "WAITING", "ACTIVE", "PROCESSED"]);
+    for p in &parts {
+        let state = |s: JobState| p.counts.states.get(&s).copied().unwrap_or(0);
+        let waiting =
+            state(JobState::Pending) + state(JobState::Scheduled) + state(JobState::Retry);
+        table.row(vec![
+            p.shard.map_or("base".to_owned(), |s| s.to_string()),
+            p.counts.queue.clone(),
+            p.slot.to_string(),
+            waiting.to_string(),
+            state(JobState::Active).to_string(),
+            p.counts.processed.to_string(),
+        ]);
+    }
+    output::text(&table.render())?;
     Ok(())
 }

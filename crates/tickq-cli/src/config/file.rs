@@ -47,9 +47,25 @@ pub(super) struct LimitsFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct WorkerFile {
-    pub(super) queues: Option<BTreeMap<String, u32>>,
+    pub(super) queues: Option<BTreeMap<String, QueueFile>>,
     pub(super) concurrency: Option<usize>,
     pub(super) lease: Option<String>,
+}
+
+/// A `[worker] queues` entry: a weight (`default = 1`), or a table
+/// (`hot = { weight = 2, shards = 3 }`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum QueueFile {
+    Weight(u32),
+    Table(QueueTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct QueueTable {
+    pub(super) weight: Option<u32>,
+    pub(super) shards: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

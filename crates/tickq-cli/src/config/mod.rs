@@ -188,6 +188,11 @@ pub enum Action {
         change: Option<tickq::LimitsChange>,
         json: bool,
     },
+    QueueShards {
+        redis: Redis,
+        queue: String,
+        json: bool,
+    },
     /// Never `JobState::Active`: refused here as a usage error.
     QueuePurge {
         redis: Redis,
@@ -545,6 +550,14 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
                 redis,
                 queue: args.queue,
                 state,
+                json: args.output.json,
+            }
+        }
+        Command::Queue(QueueCommand::Shards(args)) => {
+            queue_name(&args.queue)?;
+            Action::QueueShards {
+                redis,
+                queue: args.queue,
                 json: args.output.json,
             }
         }

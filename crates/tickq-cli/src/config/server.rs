@@ -1,12 +1,12 @@
 //! `tickq server`'s effective settings: flags over the config file over defaults.
 
 use super::cron::{CronSpec, cron_spec};
-use super::file::FileConfig;
+use super::file::{FileConfig, QueueFile};
 use super::redis::Redis;
 use super::{DEFAULT_QUEUE, MAX_NAME_LEN, usage};
 use crate::cli::ServerOpts;
 use crate::exec_kind::Secret;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,6 +25,8 @@ pub struct ServerConfig {
     pub node_is_default: bool,
     /// Queue and weight, sorted by name.
     pub queues: Vec<(String, u32)>,
+    /// Shard counts of the sharded queues among `queues` (`hot = { shards = 3 }`, `hot=1:3`).
+    pub shards: BTreeMap<String, u32>,
     pub concurrency: usize,
     /// `[worker] lease`; None: the library's default (30 s).
     pub lease: Option<Duration>,
@@ -68,14 +70,26 @@ pub(super) fn server_config(
         (None, None) => tickq::default_node_name(),
     };
 
-    let queues = match (flags.queues, file.worker.queues) {
+    let (queues, shards) = match (flags.queues, file.worker.queues) {
         (Some(text), _) => parse_queues(&text).map_err(|e| usage(format!("--queues: {e}")))?,
         (None, Some(map)) => {
-            let queues: Vec<(String, u32)> = map.into_iter().collect();
+            let mut queues = Vec::new();
+            let mut shards = BTreeMap::new();
+            for (name, entry) in map {
+                let (weight, count) = match entry {
+                    QueueFile::Weight(w) => (w, 1),
+                    QueueFile::Table(t) => (t.weight.unwrap_or(1), t.shards.unwrap_or(1)),
+                };
+                check_shards(&name, count).map_err(|e| in_file("[worker] queues", e))?;
+                if count > 1 {
+                    shards.insert(name.clone(), count);
+                }
+                queues.push((name, weight));
+            }
             check_queues(&queues).map_err(|e| in_file("[worker] queues", e))?;
-            queues
+            (queues, shards)
         }
-        (None, None) => vec![(DEFAULT_QUEUE.to_owned(), 1)],
+        (None, None) => (vec![(DEFAULT_QUEUE.to_owned(), 1)], BTreeMap::new()),
     };
 
     let concurrency = match (flags.concurrency, file.worker.concurrency) {
@@ -199,6 +213,7 @@ pub(super) fn server_config(
         node,
         node_is_default,
         queues,
+        shards,
         concurrency,
         lease,
         listen,
@@ -226,15 +241,33 @@ pub(super) fn node_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `critical=3,default=1`; a queue without `=W` has weight 1.
-pub(super) fn parse_queues(text: &str) -> Result<Vec<(String, u32)>, String> {
+/// Queues with their weights, and the shard counts of the sharded ones.
+pub(super) type QueueSpecs = (Vec<(String, u32)>, BTreeMap<String, u32>);
+
+/// `critical=3,default=1,hot=2:4`; a queue without `=W` has weight 1, and `:K` makes it a
+/// sharded queue of K shards.
+pub(super) fn parse_queues(text: &str) -> Result<QueueSpecs, String> {
     let mut queues = Vec::new();
+    let mut shards = BTreeMap::new();
     for part in text.split(',').map(str::trim) {
         let (name, weight) = match part.split_once('=') {
-            Some((name, weight)) => {
+            Some((name, spec)) => {
+                let (weight, count) = match spec.split_once(':') {
+                    Some((w, k)) => {
+                        let k = k.trim().parse::<u32>().map_err(|_| {
+                            format!("shard count {k:?} of queue {name:?} is not a whole number")
+                        })?;
+                        (w, k)
+                    }
+                    None => (spec, 1),
+                };
                 let weight = weight.trim().parse::<u32>().map_err(|_| {
                     format!("weight {weight:?} of queue {name:?} is not a whole number")
                 })?;
+                check_shards(name.trim(), count)?;
+                if count > 1 {
+                    shards.insert(name.trim().to_owned(), count);
+                }
                 (name.trim(), weight)
             }
             None => (part, 1),
@@ -243,7 +276,17 @@ pub(super) fn parse_queues(text: &str) -> Result<Vec<(String, u32)>, String> {
     }
     queues.sort();
     check_queues(&queues)?;
-    Ok(queues)
+    Ok((queues, shards))
+}
+
+fn check_shards(name: &str, count: u32) -> Result<(), String> {
+    if !(1..=tickq::MAX_SHARDS).contains(&count) {
+        return Err(format!(
+            "queue {name}: shards must be between 1 and {}, not {count}",
+            tickq::MAX_SHARDS
+        ));
+    }
+    Ok(())
 }
 
 pub(super) fn check_queues(queues: &[(String, u32)]) -> Result<(), String> {

@@ -47,10 +47,15 @@ fn unknown_keys_are_named() {
 #[test]
 fn queues_flag() {
     assert_eq!(
-        parse_queues("default=1, critical=3").unwrap(),
+        parse_queues("default=1, critical=3").unwrap().0,
         vec![("critical".into(), 3), ("default".into(), 1)]
     );
-    assert_eq!(parse_queues("solo").unwrap(), vec![("solo".into(), 1)]);
+    assert_eq!(parse_queues("solo").unwrap().0, vec![("solo".into(), 1)]);
+    let (queues, shards) = parse_queues("hot=2:4,default").unwrap();
+    assert_eq!(queues, vec![("default".into(), 1), ("hot".into(), 2)]);
+    assert_eq!(shards, [("hot".to_owned(), 4)].into());
+    assert!(parse_queues("hot=1:0").unwrap_err().contains("between 1"));
+    assert!(parse_queues("hot=1:x").unwrap_err().contains("shard count"));
     assert!(parse_queues("a=0").unwrap_err().contains("at least 1"));
     assert!(parse_queues("a=x").unwrap_err().contains("whole number"));
     assert!(parse_queues("a,a").unwrap_err().contains("twice"));
@@ -321,4 +326,32 @@ fn library_tls_setting_names_become_the_clis() {
         super::tls_setting_names("set cert_file and key_file"),
         "set TICKQ_REDIS_CERT / [redis_tls] cert_file and TICKQ_REDIS_KEY / [redis_tls] key_file"
     );
+}
+
+#[test]
+fn sharded_queues_in_the_file() {
+    let text = "[worker]\nqueues = { default = 1, hot = { weight = 2, shards = 4 }, warm = {} }\n";
+    let c = server_config(redis(), None, file(text).unwrap(), opts(), None).unwrap();
+    assert_eq!(
+        c.queues,
+        [
+            ("default".to_owned(), 1),
+            ("hot".to_owned(), 2),
+            ("warm".to_owned(), 1)
+        ]
+    );
+    assert_eq!(c.shards, [("hot".to_owned(), 4)].into());
+    let bad = |text: &str| {
+        let f = file(text).map_err(|e| e.to_string())?;
+        server_config(redis(), None, f, opts(), None)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let err = bad("[worker]\nqueues = { hot = { shards = 0 } }\n").unwrap_err();
+    assert!(
+        err.contains("[worker] queues") && err.contains("between 1"),
+        "{err}"
+    );
+    let err = bad("[worker]\nqueues = { hot = { shard = 2 } }\n").unwrap_err();
+    assert!(err.contains("hot"), "{err}");
 }

@@ -317,6 +317,14 @@ pub(super) fn new_job(
         }
         job = job.unique_key(key);
     }
+    if let Some(key) = opts.shard_key {
+        if key.is_empty() || key.len() > 256 || key.chars().any(char::is_control) {
+            return Err(usage(format!(
+                "--shard-key {key:?}: use 1 to 256 printable characters"
+            )));
+        }
+        job = job.shard_key(key);
+    }
     if let Some(n) = opts.max_attempts {
         if n == 0 {
             return Err(usage("--max-attempts must be at least 1"));

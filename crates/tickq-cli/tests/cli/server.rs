@@ -421,3 +421,82 @@ fn a_server_on_a_cluster_runs_exec_jobs_and_schedules() {
     server.signal(libc::SIGTERM);
     assert_eq!(server.wait(LIMIT).code(), Some(0));
 }
+
+#[test]
+fn a_sharded_queue_on_a_cluster_from_the_config_is_one_queue_to_the_cli() {
+    let cluster = tickq_testkit::TestCluster::start(tickq_testkit::TestCluster::DEFAULT_PRIMARIES);
+    let url = cluster.cluster_url();
+    let config = "[worker]\nqueues = { hot = { weight = 1, shards = 3 } }\n\n[exec]\nallow = [\"sh\"]\n\n[limits.hot]\nconcurrency = 7\n";
+    let mut server = Server::start(Some(config), &["--redis", &url], &[]);
+    let ids: Vec<String> = (0..6)
+        .map(|i| {
+            let args = ["exec", "hot", "--", "sh", "-c", &format!("echo {i}")];
+            run(Some(&url), &args).ok().stdout.trim().to_owned()
+        })
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        let job = wait_state(&url, id, "completed", LIMIT);
+        assert_eq!(job["queue"], "hot");
+        assert_eq!(job["result"], i.to_string());
+    }
+    // --shard-key routes; with --unique-for it is refused.
+    let keyed: Vec<String> = (0..3)
+        .map(|i| {
+            let args = [
+                "exec",
+                "hot",
+                "--shard-key",
+                "k",
+                "--",
+                "sh",
+                "-c",
+                &format!("echo k{i}"),
+            ];
+            run(Some(&url), &args).ok().stdout.trim().to_owned()
+        })
+        .collect();
+    for id in &keyed {
+        wait_state(&url, id, "completed", LIMIT);
+    }
+    run(
+        Some(&url),
+        &[
+            "enqueue",
+            "hot",
+            "k",
+            "--unique-for",
+            "1m",
+            "--shard-key",
+            "x",
+        ],
+    )
+    .fails(2, "--shard-key");
+    // One queue, with the limit as configured (split 3/2/2 over the shards, added back up).
+    assert_eq!(
+        run(Some(&url), &["queue", "ls"]).ok().stdout,
+        "hot (concurrency 7)\n"
+    );
+    let stats = run(Some(&url), &["stats", "--json"]).json();
+    assert_eq!(stats["queues"][0]["queue"], "hot");
+    assert_eq!(stats["queues"][0]["processed"], 9);
+    let parts = run(Some(&url), &["queue", "shards", "hot", "--json"]).json();
+    let parts = parts.as_array().unwrap();
+    assert_eq!(parts.len(), 4, "the base queue and three shards: {parts:?}");
+    assert!(parts[0]["shard"].is_null());
+    let processed: u64 = parts
+        .iter()
+        .map(|p| p["counts"]["processed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(processed, 9);
+    let text = run(Some(&url), &["queue", "shards", "hot"]).ok().stdout;
+    assert!(
+        text.starts_with("SHARD") && text.contains("hot#2"),
+        "{text}"
+    );
+    // A node with another shard count refuses to start.
+    let mut wrong = Server::spawn(None, &["--redis", &url, "--queues", "hot=1:2"], &[]);
+    assert_eq!(wrong.wait(LIMIT).code(), Some(1), "{}", wrong.log());
+    assert!(wrong.log().contains("3 shard"), "{}", wrong.log());
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait(LIMIT).code(), Some(0));
+}

@@ -98,6 +98,9 @@ pub(crate) struct NewJobBody {
     unique_for: Option<String>,
     /// Compare this key instead of kind and payload (needs unique_for).
     unique_key: Option<String>,
+    /// On a sharded queue, the shard comes from this key: same key, same shard, in order.
+    /// Not with unique_for.
+    shard_key: Option<String>,
     /// Attempts before dead. Default: 25.
     max_attempts: Option<u32>,
     /// Time limit of one attempt (DUR).
@@ -133,6 +136,9 @@ pub(crate) async fn enqueue(
     }
     if let Some(key) = body.unique_key {
         job = job.unique_key(key);
+    }
+    if let Some(key) = body.shard_key {
+        job = job.shard_key(key);
     }
     if let Some(n) = body.max_attempts {
         job = job.max_attempts(n);

@@ -26,6 +26,7 @@ pub(crate) const PROBES: &[(&str, &[&str])] = &[
     ("persist", &["PERSIST", "{n}"]),
     ("pexpire", &["PEXPIRE", "{n}", "60000"]),
     ("hset", &["HSET", "{h}", "f", "1"]),
+    ("hsetnx", &["HSETNX", "{h}", "g", "1"]),
     ("hget", &["HGET", "{h}", "f"]),
     ("hmget", &["HMGET", "{h}", "f"]),
     ("hgetall", &["HGETALL", "{h}"]),

@@ -85,7 +85,12 @@ pub(crate) fn message<'a>(
 /// Read a message; `None` when it is not one of ours.
 pub(crate) fn parse(text: &str) -> Option<Message> {
     let mut lines = text.split('\n');
-    let queue = lines.next().filter(|q| !q.is_empty())?.to_owned();
+    // A shard's changes are its queue's (`hot#3` -> `hot`, see shard.rs).
+    let queue = lines
+        .next()
+        .filter(|q| !q.is_empty())
+        .map(crate::shard::logical)?
+        .to_owned();
     let mut changes = Vec::new();
     let mut left_out = 0;
     for line in lines {

@@ -11,6 +11,11 @@ pub(crate) const SCHEMA_VERSION: u32 = 2;
 /// plain commands, never inside a per-queue script).
 pub(crate) const QUEUES: &str = "tickq:queues";
 
+/// The shard count of each sharded queue (global hash: queue -> K; written once by a plain
+/// `HSETNX` when the queue is declared, never inside a script; see `shard.rs`). A queue that
+/// is not in it has no shards.
+pub(crate) const SHARDS: &str = "tickq:shards";
+
 /// Which queue each schedule feeds (global hash: schedule name -> queue; written by plain
 /// commands outside scripts).
 pub(crate) const SCHEDULES: &str = "tickq:schedules";

@@ -157,6 +157,8 @@ pub(crate) struct Broker {
     memory: Arc<memory::MemoryGauge>,
     /// Enqueues are refused at or above this fraction of `maxmemory`.
     pub(crate) high_water: f64,
+    /// Shard counts read so far, shared by every clone (see `shard.rs`).
+    pub(crate) shards: Arc<crate::shard::ShardCache>,
 }
 
 /// Check a Redis URL without connecting: one server (`redis://`, `rediss://`,
@@ -204,6 +206,7 @@ impl Broker {
             registered: Arc::default(),
             memory: Arc::default(),
             high_water: memory::DEFAULT_HIGH_WATER,
+            shards: Arc::default(),
         };
         broker.load_scripts().await?;
         Ok(broker)

@@ -169,7 +169,13 @@ impl Inspector {
         // Minutes before the kept window hold nothing: do not ask for them.
         let oldest = (now.as_millisecond() - KEPT.as_millis() as i64).div_euclid(60_000);
         let mut sums: Vec<Sums> = (0..points).map(|_| Sums::default()).collect();
+        // A sharded queue's history is the sum of its shards'.
+        let mut physical = Vec::new();
         for queue in &queues {
+            let layout = self.broker.layout(queue).await?;
+            physical.extend(layout.physical().map(str::to_owned));
+        }
+        for queue in &physical {
             let keys = self.broker.keys(queue);
             let minutes: Vec<i64> = (first.max(oldest)..=last).collect();
             for chunk in minutes.chunks(1000) {

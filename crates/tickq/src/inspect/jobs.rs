@@ -1,7 +1,7 @@
 //! Jobs: pages of one state with filters and a cursor, one job by id, actions by id, and bulk
 //! actions by filter.
 
-use super::Inspector;
+use super::{Inspector, shards};
 use crate::broker::{CancelOutcome, PageQuery, job_not_found};
 use crate::job::{JobInfo, JobState, validate_queue_name};
 use crate::{Error, ErrorKind, Result};
@@ -145,6 +145,26 @@ fn encode_cursor(score: &str, id: &str) -> String {
     format!("{score}:{id}")
 }
 
+/// A sharded queue's cursor: which physical queue (`n` of them), and the cursor within it
+/// (`None`: its start).
+fn decode_shard_cursor(cursor: &str, n: usize) -> Result<(usize, Option<String>)> {
+    let bad = || {
+        Error::invalid(format!(
+            "invalid cursor {cursor:?}: pass the next_cursor of the previous page as it is"
+        ))
+    };
+    let (at, inner) = cursor.split_once('/').ok_or_else(bad)?;
+    let at: usize = at.parse().map_err(|_| bad())?;
+    if at >= n {
+        return Err(bad());
+    }
+    if inner.is_empty() {
+        return Ok((at, None));
+    }
+    decode_cursor(inner)?;
+    Ok((at, Some(inner.to_owned())))
+}
+
 fn decode_cursor(cursor: &str) -> Result<(&str, &str)> {
     cursor
         .split_once(':')
@@ -187,15 +207,61 @@ impl Inspector {
                 "limit must be between 1 and {MAX_PAGE}"
             )));
         }
-        let (ids, next, scanned) = self.page_ids(queue, state, filter, cursor, limit).await?;
-        let keys = self.broker.keys(queue);
-        Ok(JobPage {
+        let layout = self.broker.layout(queue).await?;
+        if !layout.is_sharded() {
+            let (ids, next, scanned) = self.page_ids(queue, state, filter, cursor, limit).await?;
+            let keys = self.broker.keys(queue);
+            return Ok(JobPage {
+                queue: queue.to_owned(),
+                state: Some(state),
+                jobs: self.broker.jobs(&keys, &ids).await?,
+                next_cursor: next,
+                scanned,
+            });
+        }
+        // A sharded queue is paged one physical queue after the other (base queue first), in
+        // each one's order; the cursor is `shard/` followed by that queue's own cursor.
+        let physical: Vec<&str> = layout.physical().collect();
+        let (mut at, mut inner) = match cursor {
+            None => (0, None),
+            Some(c) => decode_shard_cursor(c, physical.len())?,
+        };
+        let mut page = JobPage {
             queue: queue.to_owned(),
             state: Some(state),
-            jobs: self.broker.jobs(&keys, &ids).await?,
-            next_cursor: next,
-            scanned,
-        })
+            jobs: Vec::new(),
+            next_cursor: None,
+            scanned: 0,
+        };
+        while at < physical.len() && page.jobs.len() < limit {
+            let want = limit - page.jobs.len();
+            let (ids, next, scanned) = self
+                .page_ids(physical[at], state, filter, inner.as_deref(), want)
+                .await?;
+            let keys = self.broker.keys(physical[at]);
+            page.jobs.extend(
+                self.broker
+                    .jobs(&keys, &ids)
+                    .await?
+                    .into_iter()
+                    .map(shards::as_logical),
+            );
+            page.scanned += scanned;
+            match next {
+                Some(next) => inner = Some(next),
+                None => {
+                    at += 1;
+                    inner = None;
+                }
+            }
+            if page.scanned >= BUDGET_PER_PAGE as u64 {
+                break;
+            }
+        }
+        if at < physical.len() {
+            page.next_cursor = Some(format!("{at}/{}", inner.unwrap_or_default()));
+        }
+        Ok(page)
     }
 
     /// Up to `limit` matching ids after `cursor`, the next cursor, and how many entries were
@@ -253,24 +319,30 @@ impl Inspector {
         Ok((ids, next, scanned))
     }
 
-    /// Find a job by id alone, in any queue.
+    /// Find a job by id alone, in any queue (in any shard of a sharded queue).
     pub async fn job(&self, id: &str) -> Result<JobInfo> {
+        Ok(shards::as_logical(self.find(id).await?))
+    }
+
+    /// [`Inspector::job`], with the physical queue that holds the job as its `queue`.
+    async fn find(&self, id: &str) -> Result<JobInfo> {
         crate::job::validate_job_id(id)?;
         for queue in self.queues().await? {
-            if let Some(job) = self.broker.job(&self.broker.keys(&queue), id).await? {
+            let layout = self.broker.layout(&queue).await?;
+            if let Some(job) = self.find_in(&layout, id).await? {
                 return Ok(job);
             }
         }
         Err(Error::not_found(format!("no job {id} in any queue")))
     }
 
-    /// One job of a known queue.
+    /// One job of a known queue (in any of its shards).
     pub async fn job_in(&self, queue: &str, id: &str) -> Result<JobInfo> {
         validate_queue_name(queue)?;
-        let keys = self.broker.keys(queue);
-        self.broker
-            .job(&keys, id)
+        let layout = self.broker.layout(queue).await?;
+        self.find_in(&layout, id)
             .await?
+            .map(shards::as_logical)
             .ok_or_else(|| job_not_found(queue, id))
     }
 
@@ -298,8 +370,10 @@ impl Inspector {
 
     /// Find the job, then act on it where it is.
     pub async fn act(&self, action: JobAction, id: &str) -> Result<JobActed> {
-        let job = self.job(id).await?;
-        self.act_in(action, &job.queue, id, job.state).await
+        let job = self.find(id).await?;
+        let mut acted = self.act_in(action, &job.queue, id, job.state).await?;
+        acted.queue = crate::shard::logical(&acted.queue).to_owned();
+        Ok(acted)
     }
 
     /// Act on a job of a known queue; `seen` is the state it was last seen in (a cancel
@@ -363,10 +437,32 @@ impl Inspector {
         dry_run: bool,
     ) -> Result<BulkOutcome> {
         validate_queue_name(queue)?;
+        let layout = self.broker.layout(queue).await?;
         if action == JobAction::Kill && !dry_run {
-            self.check_room_in_dead(queue, state, filter).await?;
+            // Each shard has its own dead set, capped on its own: check them all before
+            // killing anything.
+            for physical in layout.physical() {
+                self.check_room_in_dead(physical, state, filter).await?;
+            }
         }
         let mut outcome = BulkOutcome::default();
+        for physical in layout.physical() {
+            self.bulk_in(physical, state, filter, action, dry_run, &mut outcome)
+                .await?;
+        }
+        Ok(outcome)
+    }
+
+    /// [`Inspector::bulk`] on one physical queue, adding to `outcome`.
+    async fn bulk_in(
+        &self,
+        queue: &str,
+        state: JobState,
+        filter: &JobFilter,
+        action: JobAction,
+        dry_run: bool,
+        outcome: &mut BulkOutcome,
+    ) -> Result<()> {
         let mut cursor: Option<String> = None;
         loop {
             let (ids, next, _) = self
@@ -388,7 +484,7 @@ impl Inspector {
             }
             match next {
                 Some(next) => cursor = Some(next),
-                None => return Ok(outcome),
+                None => return Ok(()),
             }
         }
     }
@@ -412,9 +508,10 @@ impl Inspector {
             matched += ids.len() as u64;
             if matched > cap {
                 return Err(Error::conflict(format!(
-                    "refused: killing more than {cap} jobs of queue {queue} would delete the \
+                    "refused: killing more than {cap} jobs of queue {} would delete the \
                      first ones again (the dead set keeps at most {cap}, oldest first); narrow \
-                     the filter, or delete them instead"
+                     the filter, or delete them instead",
+                    crate::shard::logical(queue)
                 )));
             }
             match next {

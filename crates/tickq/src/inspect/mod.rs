@@ -11,6 +11,7 @@
 //! | [`locks`] | the locks held now |
 //! | [`flows`] | workflows: one with its steps, cancel, retry |
 //! | [`history`] | per-minute counts kept in Redis |
+//! | [`shards`] | sharded queues: summed counts, per-shard counts, which shard holds a job |
 
 mod flows;
 mod history;
@@ -18,6 +19,7 @@ mod jobs;
 mod locks;
 mod nodes;
 mod schedules;
+mod shards;
 
 pub use flows::{
     FlowCancelled, FlowInfo, FlowList, FlowRetried, FlowState, FlowStepView, FlowSummary,
@@ -30,6 +32,7 @@ pub use nodes::NodeList;
 pub use schedules::{
     ScheduleEntry, ScheduleList, SchedulePaused, ScheduleRemoved, ScheduleTriggered,
 };
+pub use shards::ShardCounts;
 
 use crate::broker::{Broker, Retention};
 use crate::job::{JobState, validate_queue_name};
@@ -101,22 +104,34 @@ impl Inspector {
         Ok(crate::Client::connect(url).await?.inspector())
     }
 
-    /// Every queue that has ever received a job, sorted by name.
+    /// Every queue that has ever received a job (or was declared sharded), sorted by name. A
+    /// sharded queue is listed once, by its own name, not by its shards'.
     pub async fn queues(&self) -> Result<Vec<String>> {
-        self.broker.queues().await
+        let mut queues: Vec<String> = self
+            .broker
+            .queues()
+            .await?
+            .into_iter()
+            .map(|q| crate::shard::logical(&q).to_owned())
+            .collect();
+        queues.sort();
+        queues.dedup();
+        Ok(queues)
     }
 
-    /// Counts by state and processed/failed totals of one queue.
+    /// Counts by state and processed/failed totals of one queue; for a sharded queue, summed
+    /// over its shards ([`Inspector::shards`] has each shard's), with `paused` true if any
+    /// shard is paused and the limits of the shards added up.
     pub async fn counts(&self, queue: &str) -> Result<QueueCounts> {
         validate_queue_name(queue)?;
-        self.broker.counts(&self.broker.keys(queue)).await
+        self.counts_of(queue).await
     }
 
     /// [`Inspector::counts`] of every queue.
     pub async fn stats(&self) -> Result<Stats> {
         let mut queues = Vec::new();
         for queue in self.queues().await? {
-            queues.push(self.broker.counts(&self.broker.keys(&queue)).await?);
+            queues.push(self.counts_of(&queue).await?);
         }
         Ok(Stats { queues })
     }
@@ -135,14 +150,21 @@ impl Inspector {
 
     async fn set_paused(&self, queue: &str, paused: bool) -> Result<QueuePaused> {
         validate_queue_name(queue)?;
-        let was = self
-            .broker
-            .set_paused(&self.broker.keys(queue), paused)
-            .await?;
+        // Every shard: one script call each, so a pause reaches the shards one after another
+        // (each within a round trip of the others).
+        let layout = self.broker.layout(queue).await?;
+        let mut changed = false;
+        for physical in layout.physical() {
+            let was = self
+                .broker
+                .set_paused(&self.broker.keys(physical), paused)
+                .await?;
+            changed |= was != paused;
+        }
         Ok(QueuePaused {
             queue: queue.to_owned(),
             paused,
-            changed: was != paused,
+            changed,
         })
     }
 
@@ -150,12 +172,40 @@ impl Inspector {
     /// once: at most `concurrency` of its jobs active, at most `rate.jobs` started in any
     /// window of `rate.per`. Jobs over a limit wait; none fails. [`QueueLimits::default`]
     /// removes every limit.
+    ///
+    /// On a queue of K shards each shard enforces its own part, since a claim sees one shard:
+    /// `limit / K` each, and one more for the first `limit % K` shards, for the concurrency and
+    /// for the rate's job count (same window), so the parts add up to the limit. A limit below
+    /// K is refused ([`crate::ErrorKind::InvalidArgument`]): some shard would get none. The base
+    /// queue (jobs from before the queue was sharded) gets shard 0's part as well.
     pub async fn set_limits(&self, queue: &str, limits: QueueLimits) -> Result<QueueLimitsView> {
         validate_queue_name(queue)?;
         limits.validate()?;
         self.broker.register_queue(queue).await?;
+        let layout = self.broker.layout(queue).await?;
+        let count = layout.shards.len() as u32;
+        if count > 1 {
+            let below = |n: Option<u32>| n.is_some_and(|n| n < count);
+            if below(limits.concurrency) || below(limits.rate.map(|r| r.jobs)) {
+                return Err(crate::Error::invalid(format!(
+                    "queue {queue} has {count} shards, and each enforces its part of a limit: a \
+                     concurrency or rate below {count} cannot be split; use at least {count}"
+                )));
+            }
+            for (i, physical) in layout.shards.iter().enumerate() {
+                let part = shards::share(&limits, count, i as u32);
+                self.broker
+                    .set_limits(&self.broker.keys(physical), &part)
+                    .await?;
+            }
+        }
+        let base = if count > 1 {
+            shards::share(&limits, count, 0)
+        } else {
+            limits
+        };
         self.broker
-            .set_limits(&self.broker.keys(queue), &limits)
+            .set_limits(&self.broker.keys(queue), &base)
             .await?;
         Ok(QueueLimitsView {
             queue: queue.to_owned(),
@@ -177,7 +227,19 @@ impl Inspector {
     /// A queue's limits.
     pub async fn limits(&self, queue: &str) -> Result<QueueLimitsView> {
         validate_queue_name(queue)?;
-        let limits = self.broker.limits(&self.broker.keys(queue)).await?;
+        let layout = self.broker.layout(queue).await?;
+        let limits = if layout.is_sharded() {
+            let parts = futures::future::try_join_all(
+                layout
+                    .shards
+                    .iter()
+                    .map(|q| async move { self.broker.limits(&self.broker.keys(q)).await }),
+            )
+            .await?;
+            shards::sum_limits(parts.into_iter())
+        } else {
+            self.broker.limits(&self.broker.keys(queue)).await?
+        };
         Ok(QueueLimitsView {
             queue: queue.to_owned(),
             limits,
@@ -190,18 +252,22 @@ impl Inspector {
     /// cancel them.
     pub async fn purge(&self, queue: &str, state: JobState) -> Result<Purged> {
         validate_queue_name(queue)?;
-        let keys = self.broker.keys(queue);
+        let layout = self.broker.layout(queue).await?;
         let mut purged = 0;
-        loop {
-            let n = self.broker.purge_batch(&keys, state, PURGE_BATCH).await?;
-            if n == 0 {
-                return Ok(Purged {
-                    queue: queue.to_owned(),
-                    state,
-                    purged,
-                });
+        for physical in layout.physical() {
+            let keys = self.broker.keys(physical);
+            loop {
+                let n = self.broker.purge_batch(&keys, state, PURGE_BATCH).await?;
+                if n == 0 {
+                    break;
+                }
+                purged += n;
             }
-            purged += n;
         }
+        Ok(Purged {
+            queue: queue.to_owned(),
+            state,
+            purged,
+        })
     }
 }

@@ -66,7 +66,8 @@ impl Metrics {
         Metrics {
             queues: queues
                 .into_iter()
-                .map(|q| (q.to_owned(), QueueMetrics::new(q)))
+                // A shard's jobs count under its queue's name (shard.rs).
+                .map(|q| (q.to_owned(), QueueMetrics::new(crate::shard::logical(q))))
                 .collect(),
         }
     }

@@ -43,7 +43,12 @@ pub const MIN_LEASE: Duration = Duration::from_millis(300);
 /// Tunables of a worker; every field's default is given on [`WorkerBuilder`]'s setters.
 #[derive(Clone)]
 pub(crate) struct WorkerConfig {
+    /// The physical queues claimed from: a sharded queue's base queue and shards, each with
+    /// the queue's weight.
     pub(crate) queues: Vec<(Arc<QueueKeys>, u32)>,
+    /// The queues as configured: (queue, weight, shard count; 1: not sharded). The counts are
+    /// checked against Redis when the worker starts.
+    pub(crate) declared: Vec<(String, u32, u32)>,
     pub(crate) concurrency: usize,
     pub(crate) claim_batch: usize,
     pub(crate) lease: Duration,
@@ -189,7 +194,8 @@ pub struct WorkerBuilder {
     shutdown: Option<ShutdownHandle>,
     recover_interval: Option<Duration>,
     node: Option<String>,
-    queues: Vec<(String, u32)>,
+    /// (queue, weight, shards).
+    queues: Vec<(String, u32, u32)>,
     handlers: HashMap<String, Arc<dyn Handler>>,
     config: WorkerConfig,
 }
@@ -197,8 +203,28 @@ pub struct WorkerBuilder {
 impl WorkerBuilder {
     /// Claim from `queue`, weighted against the other queues (a queue of weight 3 is tried
     /// first three times as often as one of weight 1). Default: none; at least one is needed.
+    ///
+    /// The queue must not be sharded in Redis: [`Worker::run`] fails with
+    /// [`crate::ErrorKind::Conflict`] if it is (use [`sharded_queue`](Self::sharded_queue)).
     pub fn queue(mut self, queue: impl Into<String>, weight: u32) -> WorkerBuilder {
-        self.queues.push((queue.into(), weight));
+        self.queues.push((queue.into(), weight, 1));
+        self
+    }
+
+    /// Claim from the sharded queue `queue` of `shards` shards (docs/queue-control.md): each shard
+    /// (and the base queue, which holds jobs from before the queue was sharded) is claimed from
+    /// as a queue of its own with an equal part of `weight`, drawn in a random weighted order
+    /// every round, so no shard starves and the queue as a whole is drawn first as often as a
+    /// plain queue of that weight. [`Worker::run`] declares the queue's shard count in Redis
+    /// ([`Client::shard_queue`]) and fails with [`crate::ErrorKind::Conflict`] if Redis holds
+    /// another count. `shards` 1 is [`queue`](Self::queue).
+    pub fn sharded_queue(
+        mut self,
+        queue: impl Into<String>,
+        weight: u32,
+        shards: u32,
+    ) -> WorkerBuilder {
+        self.queues.push((queue.into(), weight, shards));
         self
     }
 
@@ -318,8 +344,9 @@ impl WorkerBuilder {
         if self.queues.is_empty() {
             return Err(Error::invalid("a worker needs at least one queue"));
         }
-        for (queue, weight) in &self.queues {
+        for (queue, weight, shards) in &self.queues {
             crate::job::validate_queue_name(queue)?;
+            crate::shard::validate_count(queue, *shards)?;
             if *weight == 0 {
                 return Err(Error::invalid(format!(
                     "queue {queue}: weight must be at least 1"
@@ -352,11 +379,11 @@ impl WorkerBuilder {
         config.recover_interval = self
             .recover_interval
             .unwrap_or(config.lease.min(config.recover_interval));
-        config.queues = self
-            .queues
-            .iter()
-            .map(|(q, w)| (self.broker.keys(q), *w))
+        config.queues = physical_queues(&self.queues)
+            .into_iter()
+            .map(|(p, weight)| (self.broker.keys(&p), weight))
             .collect();
+        config.declared = self.queues.clone();
         let shared = Arc::new(Shared {
             broker: self.broker,
             slots: Arc::new(Semaphore::new(config.concurrency)),
@@ -407,6 +434,36 @@ pub(crate) fn host_name() -> String {
         .unwrap_or_else(|| "node".to_owned())
 }
 
+/// The physical queues of `(queue, weight, shards)` with their weights. A sharded queue's
+/// weight is shared by its physical queues (base + shards): every weight is scaled by the least
+/// common multiple of the physical counts, and each physical queue gets its equal part, so a
+/// sharded queue is drawn first exactly as often as a plain queue of the same weight.
+fn physical_queues(queues: &[(String, u32, u32)]) -> Vec<(String, u32)> {
+    let scale = queues
+        .iter()
+        .fold(1u64, |m, (_, _, n)| lcm(m, physical_count(*n)));
+    let mut out = Vec::new();
+    for (queue, weight, shards) in queues {
+        let share = u64::from(*weight) * scale / physical_count(*shards);
+        let share = u32::try_from(share).unwrap_or(u32::MAX);
+        let layout = crate::shard::Layout::new(queue, *shards);
+        out.extend(layout.physical().map(|p| (p.to_owned(), share)));
+    }
+    out
+}
+
+/// How many physical queues a queue of `shards` shards has: its base queue and the shards.
+fn physical_count(shards: u32) -> u64 {
+    if shards > 1 { u64::from(shards) + 1 } else { 1 }
+}
+
+fn lcm(a: u64, b: u64) -> u64 {
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    a / gcd(a, b) * b
+}
+
 /// A pool of job slots that claims from its queues and runs handlers.
 ///
 /// ```no_run
@@ -443,6 +500,7 @@ impl Worker {
             handlers: HashMap::new(),
             config: WorkerConfig {
                 queues: Vec::new(),
+                declared: Vec::new(),
                 concurrency: 16,
                 claim_batch: 256,
                 lease: Duration::from_secs(30),
@@ -486,9 +544,13 @@ impl Worker {
         }
     }
 
-    /// Run until the shutdown handle is used, then drain and return.
+    /// Run until the shutdown handle is used, then drain and return. Fails at once, running
+    /// nothing, if a queue's shard count differs from Redis' ([`WorkerBuilder::sharded_queue`]).
     pub async fn run(&self) -> Result<()> {
         let shared = &self.shared;
+        for (queue, _, shards) in &shared.config.declared {
+            shared.broker.declare_shards(queue, *shards).await?;
+        }
         // Stops the background parts once the jobs are drained; separate from the graceful
         // token so leases keep being renewed while running jobs finish.
         let background = CancellationToken::new();
@@ -534,5 +596,30 @@ impl Worker {
         }
         tracing::info!(worker = %shared.id, "worker stopped");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod weight_tests {
+    #[test]
+    fn a_sharded_queue_shares_its_weight_among_its_physical_queues() {
+        let q = |name: &str, w, n| (name.to_owned(), w, n);
+        let got = super::physical_queues(&[q("plain", 2, 1), q("hot", 2, 3), q("warm", 1, 2)]);
+        // lcm(1, 4, 3) = 12: plain 2 * 12; hot's 4 parts 2 * 12 / 4 each; warm's 3 parts 12 / 3.
+        let weight = |prefix: &str| -> u32 {
+            got.iter()
+                .filter(|(p, _)| crate::shard::logical(p) == prefix)
+                .map(|(_, w)| w)
+                .sum()
+        };
+        assert_eq!(got.len(), 1 + 4 + 3);
+        assert_eq!(weight("plain"), 24);
+        assert_eq!(weight("hot"), 24);
+        assert_eq!(weight("warm"), 12);
+        assert!(
+            got.iter()
+                .filter(|(p, _)| p.starts_with("hot"))
+                .all(|(_, w)| *w == 6)
+        );
     }
 }

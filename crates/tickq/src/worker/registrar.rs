@@ -51,7 +51,7 @@ fn record(shared: &Shared, started_at: Option<jiff::Timestamp>, ttl: Duration) -
         .running_snapshot()
         .into_iter()
         .map(|((queue, id), run)| RunningJob {
-            queue: queue.to_string(),
+            queue: crate::shard::logical(&queue).to_owned(),
             id,
             fence: run.fence,
         })
@@ -65,10 +65,10 @@ fn record(shared: &Shared, started_at: Option<jiff::Timestamp>, ttl: Duration) -
         pid: std::process::id(),
         queues: shared
             .config
-            .queues
+            .declared
             .iter()
-            .map(|(keys, weight)| QueueWeight {
-                queue: keys.name.clone(),
+            .map(|(queue, weight, _)| QueueWeight {
+                queue: queue.clone(),
                 weight: *weight,
             })
             .collect(),

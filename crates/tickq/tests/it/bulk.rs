@@ -34,9 +34,23 @@ async fn a_million_jobs_in_one_bulk_call_each_go_in_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bulk_call_cut_off_part_way_lists_what_went_in_and_a_retry_creates_no_duplicate() {
+    cut_off_and_retried(1).await;
+}
+
+/// The same on a sharded queue: jobs handed back keep their shard, so a retry looks for each
+/// where it may have gone in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_bulk_call_cut_off_part_way_is_retried_without_duplicates() {
+    cut_off_and_retried(4).await;
+}
+
+async fn cut_off_and_retried(shards: u32) {
     const N: usize = 150_000;
     let redis = TestRedis::start();
     let client = Client::connect(&redis.url()).await.unwrap();
+    if shards > 1 {
+        client.shard_queue("q", shards).await.unwrap();
+    }
     let watcher = Client::connect(&redis.url()).await.unwrap();
     let call = tokio::spawn({
         let client = client.clone();
@@ -70,7 +84,12 @@ async fn a_bulk_call_cut_off_part_way_lists_what_went_in_and_a_retry_creates_no_
     seen.extend(partial.unconfirmed.iter().map(|(i, _)| *i));
     seen.sort_unstable();
     assert_eq!(seen, (0..N).collect::<Vec<_>>());
-    assert!(partial.enqueued.iter().all(|(_, e)| e.created));
+    assert!(
+        partial
+            .enqueued
+            .iter()
+            .all(|(_, e)| e.created && e.queue == "q")
+    );
     assert!(!partial.unconfirmed.is_empty(), "the cut came part way");
     // The watcher's connection was cut too: count with a new one.
     let watcher = Client::connect(&redis.url()).await.unwrap();
@@ -105,6 +124,7 @@ async fn a_bulk_call_cut_off_part_way_lists_what_went_in_and_a_retry_creates_no_
         };
         for (k, answer) in done {
             assert_eq!(answer.id, ids[k], "the retry keeps the job's id");
+            assert_eq!(answer.queue, "q", "answers name the queue the caller gave");
             existed += usize::from(!answer.created);
             answered[index[k]] = Some(answer);
         }

@@ -115,7 +115,7 @@ async fn lock_of_a_crashed_holder_is_free_after_its_ttl() {
     let ttl = Duration::from_millis(1500);
     // A crash: the holder's whole runtime goes away with the guard never dropped, so nothing
     // renews and nothing releases.
-    let crashed_at = std::thread::spawn(move || {
+    let (crashed_at, crashed_fence) = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -131,9 +131,10 @@ async fn lock_of_a_crashed_holder_is_free_after_its_ttl() {
                 .unwrap()
         });
         let acquired = Instant::now();
+        let fence = guard.fence();
         std::mem::forget(guard);
         drop(runtime);
-        acquired
+        (acquired, fence)
     })
     .join()
     .unwrap();
@@ -151,7 +152,10 @@ async fn lock_of_a_crashed_holder_is_free_after_its_ttl() {
         "freed after {:?}, before the TTL",
         crashed_at.elapsed()
     );
-    assert_eq!(next.fence(), 2);
+    assert!(
+        next.fence() > crashed_fence,
+        "the next holder's fence is greater"
+    );
 }
 
 #[tokio::test]
@@ -320,6 +324,7 @@ async fn lock_acquire_waits_until_its_deadline_and_no_longer() {
     let redis = redis();
     let client = Client::connect(&redis.url()).await.unwrap();
     let holder = client.lock("w").try_acquire().await.unwrap().unwrap();
+    let first_fence = holder.fence();
     let wait = Duration::from_millis(400);
     let start = Instant::now();
     assert!(
@@ -348,7 +353,7 @@ async fn lock_acquire_waits_until_its_deadline_and_no_longer() {
         .acquire()
         .await
         .unwrap();
-    assert_eq!(next.unwrap().fence(), 2);
+    assert!(next.unwrap().fence() > first_fence);
     assert_eq!(release.await.unwrap(), Released::Released);
 }
 
@@ -365,7 +370,7 @@ async fn lock_with_replicas_fails_and_releases_on_a_lone_redis() {
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert!(err.message().contains("only 0 of 1 replicas"), "{err}");
     let next = client.lock("rep").try_acquire().await.unwrap();
-    assert_eq!(next.expect("released again").fence(), 2);
+    assert!(next.expect("released again").fence() > 0);
 }
 
 #[tokio::test]

@@ -13,5 +13,6 @@ mod lock; // locks: exclusion, renewal, the lost signal, fencing
 mod redis_full; // Redis at maxmemory: new jobs refused, accepted ones drained
 mod schedule; // leaderless cron across nodes: ticks once, catch-up, overlap, spread, skew
 mod sentinel; // following a Sentinel failover
+mod shards; // sharded queues on one Redis and over every master of a cluster
 mod smoke; // the quick tour end to end
 mod worker; // the worker runtime: outcomes, timeouts, shutdown, spreading

@@ -37,7 +37,11 @@ async fn handler_sees_id_attempt_fence_and_result_is_kept() {
     })
     .await;
     let info = client.job("q", &id).await.unwrap();
-    assert_eq!(info.result.as_deref(), Some("job-1 1 1"));
+    assert_eq!(
+        info.result.as_deref(),
+        Some(format!("job-1 1 {}", info.fence).as_str())
+    );
+    assert!(info.fence > 0);
     assert_eq!(info.attempt, 1);
     assert!(info.finished_at.is_some() && info.started_at.is_some());
     let stats = w.stop().await;

@@ -7,7 +7,8 @@
 -- ARGV[1] job key prefix  ARGV[2] owner (worker id)  ARGV[3] lease ms  ARGV[4] max jobs
 -- ARGV[5] group key prefix  ARGV[6] spread grace ms
 -- Each claimed job: attempt + 1, a new fence from the queue's counter (greater than every
---   earlier fence of the queue, so it grows with every claim of the job), state
+--   earlier fence of the queue and than Redis' clock in µs, so it grows with every claim of
+--   the job, also across a failover that lost writes: reserve_fences), state
 --   active, lease deadline = Redis now + lease ms, indexed in active by that deadline.
 -- Spread: jobs of one group (the tasks of one cron tick) go to different workers. A worker that
 --   already holds a job of the group passes over the next one while it is younger than the
@@ -74,8 +75,9 @@ if max > 0 then
   local head = redis.call('ZRANGE', KEYS[1], 0, max + 63)
   -- Fences come from the queue's counter, not the job's own: still growing with every claim
   -- of a job, and never repeated when a deleted job's id is used again (a zombie of the old
-  -- job must not match the new one). One INCRBY reserves enough for this call.
-  local fence_next = redis.call('INCRBY', KEYS[7], #head) - #head
+  -- job must not match the new one), nor after a failover that lost claims
+  -- (reserve_fences). One reservation covers this call.
+  local fence_next = reserve_fences(KEYS[7], #head)
   for _, id in ipairs(head) do
     if #leases / 2 >= max then break end
     local jk = prefix .. id

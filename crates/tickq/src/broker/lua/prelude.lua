@@ -16,6 +16,23 @@ local function str(n)
   return string.format('%d', n)
 end
 
+-- Reserve `n` fencing tokens from the counter at `key`; returns the one before the first.
+-- The tokens are greater than every token the counter issued before AND than Redis' clock in
+-- microseconds. The clock is what keeps a token from being issued twice when a primary
+-- fails over after acknowledging writes its replica never got (asynchronous replication; a
+-- crash under appendfsync everysec): the promoted server's counter may lag the lost claims,
+-- but its clock has moved past the moment they were made, unless the two servers' clocks
+-- differ by more than the failover took (seconds). Exact below 2^53 (Lua numbers); the clock
+-- in microseconds is about 2^51 today.
+local function reserve_fences(key, n)
+  local t = redis.call('TIME')
+  local clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local last = tonumber(redis.call('GET', key)) or 0
+  if last < clock then last = clock end
+  redis.call('SET', key, str(last + n))
+  return last
+end
+
 -- Live events (docs/api.md, "Live updates"): a script collects the state changes it makes
 -- with `event` and sends them in ONE message with `publish` at its end, so watching costs one
 -- call per script call, not per job. Pub/sub only lets watchers see changes early; nothing
