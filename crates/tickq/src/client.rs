@@ -92,13 +92,36 @@ impl Client {
         Ok(answer)
     }
 
-    /// Enqueue many jobs in as few round trips as possible (one script call per queue and
-    /// 1,000 jobs, all in flight together). Jobs whose id already exists are answered with
-    /// `created: false` and left as they are; jobs whose unique key another job holds are
-    /// answered with that job and `duplicate: true`.
+    /// Enqueue many jobs in as few round trips as possible (one call per queue and 1,000
+    /// jobs, up to 16 of them in flight at once, so a call of any size never waits on one
+    /// reply for long). Jobs whose id already exists are answered with `created: false` and
+    /// left as they are; jobs whose unique key another job holds are answered with that job
+    /// and `duplicate: true`.
+    ///
+    /// If Redis fails part way (connection lost, timeout, Redis full), nothing more is sent
+    /// and the error's [`Error::partial_enqueue`] lists the jobs Redis confirmed and hands
+    /// back every other one with its id fixed (tickq generates ids before sending). Enqueueing
+    /// those again creates each at most once: one that went in although its answer was lost
+    /// is answered `created: false`.
     ///
     /// Jobs of a sharded queue ([`Client::shard_queue`]) are spread over its shards (see
-    /// [`NewJob::shard_key`]), each shard's jobs sent as their own pipelined calls.
+    /// [`NewJob::shard_key`]), each shard's jobs sent as their own pipelined calls; a job
+    /// handed back after a failure keeps the shard it was sent to, so enqueueing it again
+    /// finds it there if it went in.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: tickq::Client, jobs: Vec<tickq::NewJob>) -> tickq::Result<()> {
+    /// if let Err(e) = client.enqueue_bulk(jobs).await {
+    ///     eprintln!("enqueue failed: {e}");
+    ///     if let Some(partial) = e.into_partial_enqueue() {
+    ///         // Once more, for the jobs without an answer; none is created twice.
+    ///         let again = partial.unconfirmed.into_iter().map(|(_, job)| job).collect();
+    ///         client.enqueue_bulk(again).await?;
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
         self.enqueue_routed(jobs).await
     }
@@ -107,17 +130,40 @@ impl Client {
     /// the caller used.
     async fn enqueue_routed(&self, mut jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
         let mut routed = false;
+        // Per job, the logical queue and the shard it was sent to.
+        let mut logical: Vec<Option<(String, u32)>> = Vec::with_capacity(jobs.len());
         for job in &mut jobs {
             crate::job::validate_queue_name(&job.queue)?;
             job.validate()?;
             let count = self.broker.shard_count(&job.queue).await?;
             if count > 1 {
                 let shard = self.broker.pick_shard(job, count);
-                job.queue = crate::shard::shard_name(&job.queue, shard, count);
+                let name = crate::shard::shard_name(&job.queue, shard, count);
+                logical.push(Some((std::mem::replace(&mut job.queue, name), shard)));
                 routed = true;
+            } else {
+                logical.push(None);
             }
         }
-        let mut answers = self.broker.enqueue(jobs).await?;
+        let mut answers = match self.broker.enqueue(jobs).await {
+            Ok(answers) => answers,
+            Err(mut e) => {
+                // Hand the jobs back as the caller named them, each pinned to its shard: a
+                // retry must look for a job where it may have gone in, not on another shard.
+                if let Some(partial) = e.partial_enqueue_mut() {
+                    for (_, answer) in &mut partial.enqueued {
+                        answer.queue = crate::shard::logical(&answer.queue).to_owned();
+                    }
+                    for (i, job) in &mut partial.unconfirmed {
+                        if let Some((queue, shard)) = logical[*i].take() {
+                            job.queue = queue;
+                            job.shard = Some(shard);
+                        }
+                    }
+                }
+                return Err(e);
+            }
+        };
         if routed {
             for answer in &mut answers {
                 answer.queue = crate::shard::logical(&answer.queue).to_owned();

@@ -6,6 +6,7 @@
 
 use crate::broker::keys::SCHEMA_VERSION;
 use crate::broker::message::Envelope;
+use crate::broker::message::READABLE_VERSIONS;
 use crate::schedule::{CronErrorPart, CronSchedule};
 use crate::{ErrorKind, units};
 use proptest::prelude::*;
@@ -97,10 +98,11 @@ fn envelope_data() -> impl Strategy<Value = Vec<u8>> {
 #[test]
 fn job_envelopes_from_redis_decode_or_say_what_is_wrong() {
     check("job envelope", envelope_data(), |data| {
-        match Envelope::decode(&data) {
+        match Envelope::decode(&data, "j1", "q") {
             Ok(envelope) => {
-                prop_assert_eq!(envelope.v, SCHEMA_VERSION);
-                let again = Envelope::decode(envelope.encode().as_bytes());
+                prop_assert!(READABLE_VERSIONS.contains(&envelope.v));
+                prop_assert_eq!((envelope.id.as_str(), envelope.queue.as_str()), ("j1", "q"));
+                let again = Envelope::decode(envelope.encode().as_bytes(), "j1", "q");
                 prop_assert_eq!(again.ok(), Some(envelope));
             }
             Err(e) => {

@@ -40,6 +40,7 @@ pub struct Error {
     message: String,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
     existing: Option<Box<crate::Enqueued>>,
+    partial: Option<Box<crate::PartialEnqueue>>,
 }
 
 /// `Result` with tickq's [`Error`].
@@ -53,6 +54,7 @@ impl Error {
             message: message.into(),
             source: None,
             existing: None,
+            partial: None,
         }
     }
 
@@ -80,6 +82,28 @@ impl Error {
 
     pub(crate) fn with_existing(mut self, job: crate::Enqueued) -> Error {
         self.existing = Some(Box::new(job));
+        self
+    }
+
+    /// For a failed enqueue ([`Client::enqueue`](crate::Client::enqueue),
+    /// [`Client::enqueue_bulk`](crate::Client::enqueue_bulk)): which jobs Redis confirmed, and
+    /// the others with their ids, safe to enqueue again.
+    pub fn partial_enqueue(&self) -> Option<&crate::PartialEnqueue> {
+        self.partial.as_deref()
+    }
+
+    /// Take the [`partial_enqueue`](Error::partial_enqueue) out of the error, to enqueue
+    /// its unconfirmed jobs again.
+    pub fn into_partial_enqueue(self) -> Option<crate::PartialEnqueue> {
+        self.partial.map(|p| *p)
+    }
+
+    pub(crate) fn partial_enqueue_mut(&mut self) -> Option<&mut crate::PartialEnqueue> {
+        self.partial.as_deref_mut()
+    }
+
+    pub(crate) fn with_partial(mut self, partial: crate::PartialEnqueue) -> Error {
+        self.partial = Some(Box::new(partial));
         self
     }
 

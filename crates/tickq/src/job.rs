@@ -135,6 +135,9 @@ pub struct NewJob {
     pub(crate) meta: BTreeMap<String, String>,
     pub(crate) unique: Option<Unique>,
     pub(crate) shard_key: Option<String>,
+    /// The shard of a sharded queue this job was sent to by an enqueue that failed (see
+    /// [`PartialEnqueue`]): enqueued again, it goes there and nowhere else.
+    pub(crate) shard: Option<u32>,
 }
 
 /// How a job is kept unique (see [`NewJob::unique_for`]).
@@ -216,6 +219,7 @@ impl NewJob {
             meta: BTreeMap::new(),
             unique: None,
             shard_key: None,
+            shard: None,
         }
     }
 
@@ -235,6 +239,13 @@ impl NewJob {
     pub fn id(mut self, id: impl Into<String>) -> NewJob {
         self.id = Some(id.into());
         self
+    }
+
+    /// The job's id: the one given with [`id`](NewJob::id), or the one an enqueue generated
+    /// for it (a job handed back in [`PartialEnqueue::unconfirmed`] keeps it, so enqueueing
+    /// it again cannot create it twice). `None` for a new job without one.
+    pub fn assigned_id(&self) -> Option<&str> {
+        self.id.as_deref()
     }
 
     /// Run after this delay (measured by Redis' clock). Default: now.
@@ -420,6 +431,25 @@ pub struct Enqueued {
     pub created: bool,
     /// True when another job holds the unique key: `id` and `state` are that job's.
     pub duplicate: bool,
+}
+
+/// What an enqueue that failed part way did: carried by its [`Error`](crate::Error), see
+/// [`Error::partial_enqueue`](crate::Error::partial_enqueue).
+///
+/// Every job had its id fixed before anything was sent (ids tickq generates included), and
+/// each chunk of jobs is written atomically, so every job is either confirmed here or in
+/// `unconfirmed`. Enqueueing `unconfirmed` again is safe: a job that went in although its
+/// answer was lost (its chunk was in flight when the connection broke) is answered
+/// `created: false`, and is not created twice. A job of a sharded queue is handed back under
+/// the queue name the caller gave and goes to the same shard again.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct PartialEnqueue {
+    /// The jobs Redis confirmed, by their index in the call, in order.
+    pub enqueued: Vec<(usize, Enqueued)>,
+    /// Every other job, by its index in the call, in order, each with its id set
+    /// ([`NewJob::assigned_id`]): not sent, or sent with no answer.
+    pub unconfirmed: Vec<(usize, NewJob)>,
 }
 
 /// Everything known about one job, as the inspector, CLI and HTTP API show it.

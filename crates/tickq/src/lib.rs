@@ -186,7 +186,7 @@ pub use inspect::{
 };
 pub use job::{
     DEFAULT_MAX_ATTEMPTS, Enqueued, JobInfo, JobState, NewJob, PRIORITY_MAX, PRIORITY_MIN,
-    Progress, validate_job_id, validate_queue_name,
+    PartialEnqueue, Progress, validate_job_id, validate_queue_name,
 };
 pub use limits::{LimitsChange, QueueLimits, Rate};
 pub use lock::{

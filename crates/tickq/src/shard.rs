@@ -224,7 +224,10 @@ impl Broker {
     /// The shard a new job goes to (of `count` > 1): by its shard key, else its unique key,
     /// else its caller-given id, else round robin.
     pub(crate) fn pick_shard(&self, job: &crate::NewJob, count: u32) -> u32 {
-        if let Some(key) = &job.shard_key {
+        if let Some(shard) = job.shard {
+            // Handed back by a failed enqueue: where it may already be.
+            shard % count
+        } else if let Some(key) = &job.shard_key {
             route(key, count)
         } else if let Some(unique) = &job.unique {
             route(&unique.key(job), count)

@@ -12,9 +12,10 @@ use super::keys::QueueKeys;
 use super::message::Envelope;
 use super::scripts::SCRIPTS;
 use super::{Broker, due_args};
-use crate::job::{Due, Enqueued, JobState, NewJob};
+use crate::job::{Due, Enqueued, JobState, NewJob, PartialEnqueue};
 use crate::{Error, Result};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Most jobs one enqueue script call or transaction creates; bigger batches are split so that
 /// Redis is never held for long.
@@ -24,9 +25,37 @@ pub(crate) const ENQUEUE_CHUNK: usize = 1000;
 /// extra round trip costs more than the script's per-job work saves.
 pub(crate) const PLAIN_MIN: usize = 32;
 
+/// Most chunks of one enqueue in flight at once. A chunk costs Redis a few ms, so the last
+/// reply of a full window arrives within tens of ms on an idle Redis: far inside the response
+/// timeout even on a slow machine, and enough calls queued that Redis never waits for the
+/// client to encode the next chunk.
+pub(crate) const ENQUEUE_WINDOW: usize = 16;
+
 /// A call in flight that answers some jobs of a bulk enqueue, by their index in it.
 type Answering<'a> =
     std::pin::Pin<Box<dyn Future<Output = Result<Vec<(usize, Enqueued)>>> + Send + 'a>>;
+
+/// One chunk of an enqueue, not sent yet: jobs by their index in the call.
+enum Call {
+    /// Plain jobs in a transaction, with sequence numbers after `seq_before`, created at
+    /// Redis time `now`.
+    Plain {
+        keys: Arc<QueueKeys>,
+        chunk: Vec<usize>,
+        seq_before: i64,
+        now: i64,
+    },
+    /// Jobs through the enqueue script.
+    Scripted {
+        keys: Arc<QueueKeys>,
+        chunk: Vec<usize>,
+    },
+}
+
+/// The id of a job of an enqueue: every job has one once [`Broker::enqueue`] has begun.
+fn job_id(job: &NewJob) -> &str {
+    job.id.as_deref().expect("ids are assigned before sending")
+}
 
 /// Same scoring as `pending_score` in prelude.lua.
 /// Below 2^53, so Redis' double score holds it exactly.
@@ -37,59 +66,160 @@ fn pending_score(priority: i32, seq: i64) -> i64 {
 }
 
 impl Broker {
-    /// Enqueue jobs (any mix of queues), all calls in flight at once. Answers in the order
-    /// given.
-    pub(crate) async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+    /// Enqueue jobs (any mix of queues). Answers in the order given.
+    ///
+    /// Every job without an id gets one before anything is sent, so the outcome of each job
+    /// can be told apart: on failure the error carries a [`PartialEnqueue`] listing the jobs
+    /// Redis confirmed and every other job with its id, which a retry enqueues at most once
+    /// (a job that went in after all is answered `created: false`).
+    ///
+    /// Calls go out as a window of at most [`ENQUEUE_WINDOW`] chunks in flight: enough to keep
+    /// Redis busy while the next chunk is encoded, and few enough that the last reply of the
+    /// window comes long before the response timeout, whatever the size of the whole call.
+    /// (With every chunk of a million jobs in flight at once, the replies at the back of the
+    /// queue waited more than the timeout while Redis worked through the front.)
+    pub(crate) async fn enqueue(&self, mut jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
         for job in &jobs {
             job.validate()?;
         }
         self.check_room().await?;
-        let mut by_queue: BTreeMap<&str, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
+        let mut by_queue: BTreeMap<String, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
         for (i, job) in jobs.iter().enumerate() {
-            let (plain, checked) = by_queue.entry(&job.queue).or_default();
+            let (plain, checked) = by_queue.entry(job.queue.clone()).or_default();
             if job.id.is_none() && job.unique.is_none() {
                 plain.push(i);
             } else {
                 checked.push(i);
             }
         }
-        for queue in by_queue.keys() {
-            self.register_queue(queue).await?;
+        for job in &mut jobs {
+            if job.id.is_none() {
+                job.id = Some(uuid::Uuid::now_v7().to_string());
+            }
         }
-        let ids: Vec<String> = jobs
-            .iter()
-            .map(|j| {
-                j.id.clone()
-                    .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
-            })
-            .collect();
-        let mut out: Vec<Option<Enqueued>> = vec![None; jobs.len()];
-        let mut scripted = Vec::new();
-        let mut transactions = Vec::new();
+        let mut calls = Vec::new();
+        let mut failure = None;
         for (queue, (plain, checked)) in by_queue {
-            let keys = self.keys(queue);
+            if let Err(e) = self.register_queue(&queue).await {
+                failure = Some(e);
+                break;
+            }
+            let keys = self.keys(&queue);
+            let mut scripted = checked;
             if plain.len() >= PLAIN_MIN {
-                transactions.push(self.enqueue_plain(keys.clone(), &jobs, &ids, plain));
+                match self.reserve_plain(&keys, plain.len()).await {
+                    Ok((seq_end, now)) => {
+                        let first = seq_end - plain.len() as i64;
+                        for (c, chunk) in plain.chunks(ENQUEUE_CHUNK).enumerate() {
+                            calls.push(Call::Plain {
+                                keys: keys.clone(),
+                                chunk: chunk.to_vec(),
+                                seq_before: first + (c * ENQUEUE_CHUNK) as i64,
+                                now,
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
             } else {
                 scripted.extend(plain);
             }
-            scripted.extend(checked);
             scripted.sort_unstable();
             for chunk in scripted.chunks(ENQUEUE_CHUNK) {
-                let call = self.enqueue_scripted(&keys, &jobs, &ids, chunk.to_vec());
-                transactions.push(Box::pin(call));
-            }
-            scripted.clear();
-        }
-        for result in futures::future::join_all(transactions).await {
-            for (i, answer) in result? {
-                out[i] = Some(answer);
+                calls.push(Call::Scripted {
+                    keys: keys.clone(),
+                    chunk: chunk.to_vec(),
+                });
             }
         }
-        Ok(out
-            .into_iter()
-            .map(|e| e.expect("every job answered"))
-            .collect())
+        let mut out: Vec<Option<Enqueued>> = vec![None; jobs.len()];
+        if failure.is_none() {
+            failure = self.send_window(&jobs, calls, &mut out).await;
+        }
+        match failure {
+            None => Ok(out
+                .into_iter()
+                .map(|e| e.expect("every job answered"))
+                .collect()),
+            Some(error) => {
+                let mut partial = PartialEnqueue::default();
+                for ((i, job), answer) in jobs.into_iter().enumerate().zip(out) {
+                    match answer {
+                        Some(answer) => partial.enqueued.push((i, answer)),
+                        None => partial.unconfirmed.push((i, job)),
+                    }
+                }
+                Err(error.with_partial(partial))
+            }
+        }
+    }
+
+    /// Send `calls` with at most [`ENQUEUE_WINDOW`] in flight, writing each confirmed answer
+    /// into `out`. After the first failure nothing more is sent, the calls in flight are
+    /// awaited (each that answers is confirmed), and that failure is returned.
+    async fn send_window(
+        &self,
+        jobs: &[NewJob],
+        calls: Vec<Call>,
+        out: &mut [Option<Enqueued>],
+    ) -> Option<Error> {
+        use futures::StreamExt;
+        let mut calls = calls.into_iter();
+        let mut in_flight = futures::stream::FuturesUnordered::new();
+        let mut failure = None;
+        loop {
+            while failure.is_none() && in_flight.len() < ENQUEUE_WINDOW {
+                match calls.next() {
+                    Some(call) => in_flight.push(self.send(jobs, call)),
+                    None => break,
+                }
+            }
+            match in_flight.next().await {
+                Some(Ok(answers)) => {
+                    for (i, answer) in answers {
+                        out[i] = Some(answer);
+                    }
+                }
+                Some(Err(e)) => {
+                    failure.get_or_insert(e);
+                }
+                None => return failure,
+            }
+        }
+    }
+
+    /// One chunk's call.
+    fn send<'a>(&self, jobs: &'a [NewJob], call: Call) -> Answering<'a> {
+        match call {
+            Call::Plain {
+                keys,
+                chunk,
+                seq_before,
+                now,
+            } => {
+                let mut conn = self.conn();
+                Box::pin(async move {
+                    let (pipe, answers) = plain_transaction(&keys, jobs, &chunk, now, seq_before);
+                    let () = pipe.query_async(&mut conn).await?;
+                    Ok(answers)
+                })
+            }
+            Call::Scripted { keys, chunk } => Box::pin(self.enqueue_scripted(&keys, jobs, chunk)),
+        }
+    }
+
+    /// Reserve `n` sequence numbers of the queue (FIFO order of its plain jobs) and read
+    /// Redis' clock, in one round trip: the sequence counter after the reservation, and now.
+    async fn reserve_plain(&self, keys: &QueueKeys, n: usize) -> Result<(i64, i64)> {
+        let (seq_end, (secs, micros)): (i64, (i64, i64)) = redis::pipe()
+            .incr(&keys.seq, n)
+            .cmd("TIME")
+            .query_async(&mut self.conn())
+            .await?;
+        Ok((seq_end, secs * 1000 + micros / 1000))
     }
 
     /// One enqueue script call for the jobs at `chunk` (all of `keys`' queue).
@@ -97,7 +227,6 @@ impl Broker {
         &self,
         keys: &QueueKeys,
         jobs: &'a [NewJob],
-        ids: &'a [String],
         chunk: Vec<usize>,
     ) -> impl Future<Output = Result<Vec<(usize, Enqueued)>>> + 'a {
         let mut inv = SCRIPTS.enqueue.prepare_invoke();
@@ -109,7 +238,8 @@ impl Broker {
         for &i in &chunk {
             let job = &jobs[i];
             let (at_ms, delay_ms) = due_args(&job.due);
-            inv.arg(&ids[i]).arg(Envelope::encode_new(&ids[i], job));
+            let id = job_id(job);
+            inv.arg(id).arg(Envelope::encode_new(job));
             inv.arg(job.priority)
                 .arg(job.max_attempts)
                 .arg(at_ms)
@@ -127,46 +257,12 @@ impl Broker {
             chunk
                 .into_iter()
                 .zip(states)
-                .map(|(i, answer)| Ok((i, enqueue_answer(&answer, &ids[i], &jobs[i].queue)?)))
+                .map(|(i, answer)| {
+                    let answer = enqueue_answer(&answer, job_id(&jobs[i]), &jobs[i].queue)?;
+                    Ok((i, answer))
+                })
                 .collect()
         }
-    }
-
-    /// Plain jobs of one queue without a script (see the module docs): reserve their sequence
-    /// numbers and read Redis' clock, then write them in one transaction per chunk.
-    fn enqueue_plain<'a>(
-        &self,
-        keys: std::sync::Arc<QueueKeys>,
-        jobs: &'a [NewJob],
-        ids: &'a [String],
-        plain: Vec<usize>,
-    ) -> Answering<'a> {
-        let mut conn = self.conn();
-        Box::pin(async move {
-            let n = plain.len() as i64;
-            let (seq_end, (secs, micros)): (i64, (i64, i64)) = redis::pipe()
-                .incr(&keys.seq, n)
-                .cmd("TIME")
-                .query_async(&mut conn)
-                .await?;
-            let now = secs * 1000 + micros / 1000;
-            // One transaction per chunk, all in flight together: the next chunk is encoded
-            // while Redis applies the one before.
-            let chunks = plain.chunks(ENQUEUE_CHUNK).enumerate().map(|(c, chunk)| {
-                let first_seq = seq_end - n + (c * ENQUEUE_CHUNK) as i64;
-                let (keys, mut conn) = (&keys, conn.clone());
-                async move {
-                    let (pipe, answers) = plain_transaction(keys, jobs, ids, chunk, now, first_seq);
-                    let () = pipe.query_async(&mut conn).await?;
-                    Ok::<_, Error>(answers)
-                }
-            });
-            let mut answers = Vec::with_capacity(plain.len());
-            for chunk in futures::future::join_all(chunks).await {
-                answers.extend(chunk?);
-            }
-            Ok(answers)
-        })
     }
 }
 
@@ -175,7 +271,6 @@ impl Broker {
 fn plain_transaction(
     keys: &QueueKeys,
     jobs: &[NewJob],
-    ids: &[String],
     chunk: &[usize],
     now: i64,
     seq_before: i64,
@@ -188,7 +283,7 @@ fn plain_transaction(
     let mut scheduled: Vec<(i64, &str)> = Vec::new();
     for (k, &i) in chunk.iter().enumerate() {
         let job = &jobs[i];
-        let id = ids[i].as_str();
+        let id = job_id(job);
         let due = match &job.due {
             Due::Now => now,
             Due::In(d) => now + (d.as_millis() as i64).max(1),
@@ -204,7 +299,7 @@ fn plain_transaction(
         pipe.cmd("HSET")
             .arg(keys.job(id))
             .arg("data")
-            .arg(Envelope::encode_new(id, job))
+            .arg(Envelope::encode_new(job))
             .arg("state")
             .arg(state.as_str())
             .arg("attempt")

@@ -83,8 +83,7 @@ async fn submit_creates_roots_pending_and_the_rest_waiting_once() {
     assert_eq!(env.field(&jid("d"), "policy").await.as_deref(), Some("run"));
     // The envelope carries the flow, the step and its parents for the handler.
     let data = env.field(&jid("d"), "data").await.unwrap();
-    let envelope = message::Envelope::decode(data.as_bytes()).unwrap();
-    assert_eq!(envelope.id, jid("d"));
+    let envelope = message::Envelope::decode(data.as_bytes(), &jid("d"), Q).unwrap();
     assert_eq!(envelope.meta["flow"], "f");
     assert_eq!(envelope.meta["step"], "d");
     assert_eq!(envelope.meta["after"], "a h");

@@ -43,7 +43,6 @@ impl Broker {
             .arg(definition);
         for i in order {
             let step = &flow.steps[i];
-            let job_id = step_job_id(id, &step.id);
             let mut job = step.job.clone();
             job.meta.insert("flow".into(), id.to_owned());
             job.meta.insert("step".into(), step.id.clone());
@@ -51,7 +50,7 @@ impl Broker {
                 job.meta.insert("after".into(), step.after.join(" "));
             }
             inv.arg(&step.id)
-                .arg(Envelope::encode_new(&job_id, &job))
+                .arg(Envelope::encode_new(&job))
                 .arg(job.priority)
                 .arg(job.max_attempts)
                 .arg(step.after.len())

@@ -5,7 +5,7 @@
 //! `docs/redis-keys.md`; change both together and bump [`SCHEMA_VERSION`].
 
 /// Version of the key schema and of the stored job format.
-pub(crate) const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 2;
 
 /// The set of queue names that have ever received a job (global, not hash-tagged; written by
 /// plain commands, never inside a per-queue script).

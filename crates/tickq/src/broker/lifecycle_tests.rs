@@ -2,7 +2,9 @@
 //!
 //! Random sequences of operations (enqueue, claim by two workers, ack, fail, renew, requeue,
 //! leases running out, recover, cancel, delete, retry) go both to the scripts and to a small
-//! model of the lifecycle. After every step:
+//! model of the lifecycle. Batches too: claims of up to 24 jobs, leases of a random subset of
+//! the active jobs running out at once (mid-batch), and one ack call for every fence a worker
+//! was ever handed. After every step:
 //!
 //! - every job ever created and not deleted still has its hash, sits in exactly one state index,
 //!   the one its `state` field names and the model expects, with the attempt, fence and cancel
@@ -82,6 +84,18 @@ enum Op {
     ExpireLease {
         job: usize,
     },
+    /// Move the leases of a random subset of the active jobs (bit i of `mask` picks the i-th
+    /// in id order) into the past at once: expiries in the middle of claimed batches.
+    ExpireSome {
+        mask: u64,
+    },
+    /// One ack call for every fence the worker was ever handed, but those `skip` drops (bit
+    /// i for the i-th): a batch that mixes current fences, leases that expired (recovered or
+    /// not), fences a newer claim replaced, and jobs completed already.
+    AckHeld {
+        worker: usize,
+        skip: u64,
+    },
     /// Move a scheduled or retry job's due time into the past.
     MakeDue {
         job: usize,
@@ -135,6 +149,23 @@ fn op() -> impl Strategy<Value = Op> {
         7 => (worker(), max, prop::bool::weighted(0.25))
             .prop_map(|(worker, max, short)| Op::Claim { worker, max, short }),
         4 => (any::<usize>(), 1..=3usize).prop_map(|(fence, n)| Op::Ack { fence, n }),
+        // Batches: many jobs, big claims, leases running out across them, one ack call for
+        // everything a worker was handed.
+        1 => (5..=20usize, -1..=1i32, 1..=4u32).prop_map(|(n, priority, max_attempts)| {
+            Op::Enqueue {
+                n,
+                later: false,
+                priority,
+                max_attempts,
+            }
+        }),
+        2 => (worker(), 5..=24usize).prop_map(|(worker, max)| Op::Claim {
+            worker,
+            max,
+            short: false
+        }),
+        2 => any::<u64>().prop_map(|mask| Op::ExpireSome { mask }),
+        2 => (worker(), any::<u64>()).prop_map(|(worker, skip)| Op::AckHeld { worker, skip }),
         6 => (any::<usize>(), kind).prop_map(|(fence, kind)| Op::Fail { fence, kind }),
         2 => worker().prop_map(|worker| Op::Renew { worker }),
         2 => (any::<usize>(), 1..=2usize).prop_map(|(fence, n)| Op::Requeue { fence, n }),
@@ -308,6 +339,48 @@ async fn run_case(broker: &Broker, ops: Vec<Op>) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// One ack call for `fences` (each by the worker it went to), checked against the model: what
+/// it acks, answers as again and as stale, and that a call that acks nothing changes nothing.
+async fn ack_checked(
+    broker: &Broker,
+    keys: &QueueKeys,
+    conn: &mut Conn,
+    model: &mut Model,
+    fences: Vec<(String, u64)>,
+) -> Result<(), TestCaseError> {
+    if fences.is_empty() {
+        return Ok(());
+    }
+    let mut acked = 0;
+    let mut again = 0;
+    let mut stale = Vec::new();
+    for (id, fence) in &fences {
+        let completed_with = |j: &Job| j.state == JobState::Completed && j.fence == *fence;
+        if model.holds(id, *fence) {
+            model.jobs.get_mut(id).unwrap().state = JobState::Completed;
+            acked += 1;
+        } else if model.jobs.get(id).is_some_and(completed_with) {
+            again += 1;
+        } else {
+            stale.push(id.clone());
+        }
+    }
+    model.processed += acked;
+    let before = snapshot(conn).await;
+    let acks: Vec<(String, u64, String)> = fences
+        .into_iter()
+        .map(|(id, fence)| (id, fence, "ok".into()))
+        .collect();
+
+    let out = broker.ack(keys, &KEEP, &acks).await.unwrap();
+
+    prop_assert_eq!((out.acked, out.again, out.stale), (acked, again, stale));
+    if acked == 0 {
+        prop_assert_eq!(snapshot(conn).await, before, "a stale ack changed Redis");
+    }
+    Ok(())
+}
+
 /// Run one step against Redis and the model, and compare what Redis answered.
 async fn apply(
     broker: &Broker,
@@ -451,36 +524,19 @@ async fn apply(
 
         Op::Ack { fence, n } => {
             let fences = model.fences(fence, n);
-            if fences.is_empty() {
-                return Ok(());
-            }
-            let mut acked = 0;
-            let mut again = 0;
-            let mut stale = Vec::new();
-            for (id, fence) in &fences {
-                let completed_with = |j: &Job| j.state == JobState::Completed && j.fence == *fence;
-                if model.holds(id, *fence) {
-                    model.jobs.get_mut(id).unwrap().state = JobState::Completed;
-                    acked += 1;
-                } else if model.jobs.get(id).is_some_and(completed_with) {
-                    again += 1;
-                } else {
-                    stale.push(id.clone());
-                }
-            }
-            model.processed += acked;
-            let before = snapshot(conn).await;
-            let acks: Vec<(String, u64, String)> = fences
-                .into_iter()
-                .map(|(id, fence)| (id, fence, "ok".into()))
+            ack_checked(broker, keys, conn, model, fences).await?;
+        }
+
+        Op::AckHeld { worker, skip } => {
+            let fences: Vec<(String, u64)> = model
+                .held
+                .iter()
+                .filter(|(_, _, w)| *w == worker)
+                .enumerate()
+                .filter(|(i, _)| *i >= 64 || skip & (1 << i) == 0)
+                .map(|(_, (id, fence, _))| (id.clone(), *fence))
                 .collect();
-
-            let out = broker.ack(keys, &KEEP, &acks).await.unwrap();
-
-            prop_assert_eq!((out.acked, out.again, out.stale), (acked, again, stale));
-            if acked == 0 {
-                prop_assert_eq!(snapshot(conn).await, before, "a stale ack changed Redis");
-            }
+            ack_checked(broker, keys, conn, model, fences).await?;
         }
 
         Op::Fail { fence, kind } => {
@@ -614,6 +670,34 @@ async fn apply(
             let job = model.jobs.get_mut(id).unwrap();
             job.lease = past;
             job.expired = true;
+        }
+
+        Op::ExpireSome { mask } => {
+            let active = model.ids_in(&[JobState::Active]);
+            let picked = active
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i < 64 && mask & (1 << i) != 0);
+            let mut pipe = redis::pipe();
+            let mut any = false;
+            for (_, id) in picked {
+                let past = model.next_past();
+                pipe.hset(keys.job(id), "lease", past)
+                    .ignore()
+                    .cmd("ZADD")
+                    .arg(&keys.active)
+                    .arg("XX")
+                    .arg(past)
+                    .arg(id)
+                    .ignore();
+                let job = model.jobs.get_mut(id).unwrap();
+                job.lease = past;
+                job.expired = true;
+                any = true;
+            }
+            if any {
+                let () = pipe.query_async(conn).await.unwrap();
+            }
         }
 
         Op::MakeDue { job } => {

@@ -184,7 +184,8 @@ fn job_info(queue: &str, id: &str, fields: &HashMap<String, Vec<u8>>) -> JobInfo
     };
     let n = |name: &str| s(name).and_then(|v| v.parse::<i64>().ok());
     let t = |name: &str| n(name).and_then(ms_to_timestamp);
-    let decoded = Envelope::decode(fields.get("data").map(Vec::as_slice).unwrap_or_default());
+    let data = fields.get("data").map(Vec::as_slice).unwrap_or_default();
+    let decoded = Envelope::decode(data, id, queue);
     let (kind, payload, timeout_ms, meta, corrupt) = match decoded {
         Ok(e) => (e.kind, e.payload, e.timeout_ms, e.meta, None),
         Err(e) => (

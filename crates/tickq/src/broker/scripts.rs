@@ -89,6 +89,15 @@ macro_rules! scripts {
                 vec![$(&self.$name),*]
             }
         }
+
+        /// Each script's name and its own source (without the prelude).
+        #[cfg(test)]
+        pub(crate) fn sources() -> Vec<(&'static str, &'static str)> {
+            vec![$((
+                stringify!($name),
+                include_str!(concat!("lua/", stringify!($name), ".lua")),
+            )),*]
+        }
     };
 }
 
@@ -123,6 +132,10 @@ scripts! {
     flow_retry,
     flow_cancel,
 }
+
+#[cfg(test)]
+#[path = "scripts_header_tests.rs"]
+mod header_tests;
 
 #[cfg(test)]
 mod tests {

@@ -310,8 +310,15 @@ fn assert_between(what: &str, value: i64, from: i64, to: i64) {
     );
 }
 
+/// A stored envelope of a job of the test queue, which must not carry the job's id or queue
+/// (both are the key's).
 fn envelope(data: &[u8]) -> Envelope {
-    Envelope::decode(data).unwrap()
+    let text = std::str::from_utf8(data).unwrap();
+    assert!(
+        !text.contains("\"id\":") && !text.contains("\"queue\":"),
+        "{text}"
+    );
+    Envelope::decode(data, "any", Q).unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -354,7 +361,7 @@ async fn enqueue_now_creates_a_pending_job() {
     assert_eq!(h["due"], h["created"]);
     assert_between("created", env.num("a", "created").await, t0, t1);
     let data = envelope(h["data"].as_bytes());
-    assert_eq!((data.id.as_str(), data.queue.as_str()), ("a", Q));
+    assert_eq!(data.v, 2);
     assert_eq!(data.kind, "work");
     assert_eq!(data.payload, serde_json::json!({"to": "x@y"}));
     assert_eq!(data.meta["tag"], "t");

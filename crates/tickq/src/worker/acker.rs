@@ -49,6 +49,16 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Ack>) {
             if !open || rx.recv_many(&mut buf, MAX_BATCH).await == 0 {
                 return;
             }
+            // Jobs that finish together report a moment apart, each from its own task: one
+            // yield lets those already done send theirs, so one ack call takes them all (an
+            // ack call's fixed cost, stats, history and events, is most of a small one's).
+            tokio::task::yield_now().await;
+            while buf.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(ack) => buf.push(ack),
+                    Err(_) => break,
+                }
+            }
         } else {
             // Acks to try again: wait out the backoff, taking in new ones meanwhile.
             let until = Instant::now() + delay;

@@ -107,7 +107,7 @@ pub(crate) async fn run(
 }
 
 async fn execute(shared: &Shared, queue: &str, claimed: &Claimed, running: &Running) -> Outcome {
-    let envelope = match Envelope::decode(&claimed.data) {
+    let envelope = match Envelope::decode(&claimed.data, &claimed.id, queue) {
         Ok(e) => e,
         Err(e) => return Outcome::Failed(FailAction::Kill, format!("corrupt job: {e}")),
     };

@@ -3,6 +3,7 @@
 //! links once:
 mod admin; // the admin core: bulk actions
 mod big_db; // admin calls on a database of 300,000 jobs, each reply within 500 ms
+mod bulk; // enqueue_bulk at scale: a million jobs, a call cut off part way and retried
 mod cluster; // a real local Redis Cluster: jobs, schedules, locks, limits
 mod common; // helpers: polling, spawned workers, child worker processes
 mod faults; // kill -9, zombie acks, Redis restarts and stalls, corrupt jobs
