@@ -11,7 +11,7 @@
 use super::keys::QueueKeys;
 use super::message::Envelope;
 use super::scripts::SCRIPTS;
-use super::{Broker, due_args};
+use super::{Broker, ceil_ms, ceil_ms_at, due_args};
 use crate::job::{Due, Enqueued, JobState, NewJob, PartialEnqueue};
 use crate::{Error, Result};
 use std::collections::BTreeMap;
@@ -286,8 +286,12 @@ fn plain_transaction(
         let id = job_id(job);
         let due = match &job.due {
             Due::Now => now,
-            Due::In(d) => now + (d.as_millis() as i64).max(1),
-            Due::At(t) => t.as_millisecond().max(now),
+            // Rounded up, plus the millisecond that `now` was truncated by: never early
+            // (as `due_args` does for the script path).
+            Due::In(d) => now
+                .saturating_add(i64::try_from(ceil_ms(*d)).unwrap_or(i64::MAX))
+                .saturating_add(1),
+            Due::At(t) => ceil_ms_at(*t).max(now),
         };
         let state = if due > now {
             scheduled.push((due, id));
