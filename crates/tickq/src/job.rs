@@ -355,7 +355,7 @@ impl NewJob {
         }
         // The client has checked the name the caller gave and may have put a shard's name
         // (`queue#i`, see shard.rs) in its place.
-        if !crate::shard::is_shard_name(&self.queue) {
+        if !is_shard_name(&self.queue) {
             validate_queue_name(&self.queue)?;
         }
         validate_name("job kind", &self.kind)?;
@@ -376,6 +376,19 @@ impl NewJob {
         }
         Ok(())
     }
+}
+
+/// Whether `name` is a shard's queue name (`queue#i` or `queue#i.n`) of a valid queue name.
+pub(crate) fn is_shard_name(name: &str) -> bool {
+    let Some((queue, suffix)) = name.split_once('#') else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let suffix_ok = match suffix.split_once('.') {
+        Some((i, n)) => digits(i) && digits(n),
+        None => digits(suffix),
+    };
+    suffix_ok && validate_queue_name(queue).is_ok()
 }
 
 /// Check a queue name: 1 to 128 characters of letters, digits, `_`, `-`, `.` and `:`, not

@@ -8,8 +8,8 @@
 //! slot falls in the `i`-th K-th of the slot range. A fresh cluster gives its masters equal
 //! contiguous slot ranges, so K = masters puts one shard on each master.
 //!
-//! The shard count lives in the global hash [`SHARDS`](crate::broker::keys::SHARDS) (queue ->
-//! K), written once when a worker or [`Client::shard_queue`](crate::Client::shard_queue)
+//! The shard count lives in the global hash `tickq:shards` (queue -> K; read and declared by
+//! broker/shards.rs), written once when a worker or [`Client::shard_queue`](crate::Client::shard_queue)
 //! declares the queue; every client, worker and inspector reads it from there. A different K
 //! for a declared queue is refused: a smaller one would orphan the jobs of the shards past it,
 //! and a larger one would change every shard's name.
@@ -19,10 +19,7 @@
 //! declaration, land there, and workers and the inspector treat it as one more shard. So a
 //! stale routing decision costs nothing but balance.
 
-use crate::broker::Broker;
-use crate::broker::keys::SHARDS;
-use crate::{Error, ErrorKind, Result};
-use redis::AsyncCommands;
+use crate::{Error, Result};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +45,47 @@ impl Default for ShardCache {
         ShardCache {
             counts: Mutex::default(),
             next: AtomicU64::new(start),
+        }
+    }
+}
+
+impl ShardCache {
+    /// The count looked up before for `queue`, if any.
+    pub(crate) fn cached(&self, queue: &str) -> Option<u32> {
+        self.counts
+            .lock()
+            .expect("shard counts poisoned")
+            .get(queue)
+            .copied()
+    }
+
+    /// Remember `queue`'s count as just read from Redis.
+    pub(crate) fn remember(&self, queue: &str, count: u32) {
+        self.counts
+            .lock()
+            .expect("shard counts poisoned")
+            .insert(queue.to_owned(), count);
+    }
+
+    /// The next shard in round-robin order, of `count`.
+    pub(crate) fn next_round_robin(&self, count: u32) -> u32 {
+        (self.next.fetch_add(1, Ordering::Relaxed) % u64::from(count)) as u32
+    }
+
+    /// The shard a new job goes to (of `count` > 1): by its shard key, else its unique key,
+    /// else its caller-given id, else round robin.
+    pub(crate) fn pick(&self, job: &crate::NewJob, count: u32) -> u32 {
+        if let Some(shard) = job.shard {
+            // Handed back by a failed enqueue: where it may already be.
+            shard % count
+        } else if let Some(key) = &job.shard_key {
+            route(key, count)
+        } else if let Some(unique) = &job.unique {
+            route(&unique.key(job), count)
+        } else if let Some(id) = &job.id {
+            route(id, count)
+        } else {
+            self.next_round_robin(count)
         }
     }
 }
@@ -103,19 +141,6 @@ pub(crate) fn logical(physical: &str) -> &str {
     physical.split_once('#').map_or(physical, |(q, _)| q)
 }
 
-/// Whether `name` is a shard's queue name (`queue#i` or `queue#i.n`) of a valid queue name.
-pub(crate) fn is_shard_name(name: &str) -> bool {
-    let Some((queue, suffix)) = name.split_once('#') else {
-        return false;
-    };
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let suffix_ok = match suffix.split_once('.') {
-        Some((i, n)) => digits(i) && digits(n),
-        None => digits(suffix),
-    };
-    suffix_ok && crate::job::validate_queue_name(queue).is_ok()
-}
-
 /// The Redis Cluster hash slot of keys tagged `{tag}`: CRC16 (XMODEM) of the tag, mod 16384.
 pub(crate) fn slot(tag: &str) -> u16 {
     let mut crc: u16 = 0;
@@ -158,90 +183,10 @@ pub(crate) fn validate_count(queue: &str, count: u32) -> Result<()> {
     Ok(())
 }
 
-impl Broker {
-    /// The queue's shard count as Redis holds it now (1: not sharded).
-    pub(crate) async fn shard_count_now(&self, queue: &str) -> Result<u32> {
-        let count: Option<u32> = self.conn().hget(SHARDS, queue).await?;
-        let count = count.unwrap_or(1);
-        self.shards
-            .counts
-            .lock()
-            .expect("shard counts poisoned")
-            .insert(queue.to_owned(), count);
-        Ok(count)
-    }
-
-    /// The queue's shard count, read from Redis once per process. A count is fixed once
-    /// declared; "not sharded" read before a declaration only sends jobs to the base queue,
-    /// which the workers of a sharded queue drain too (see the module docs).
-    pub(crate) async fn shard_count(&self, queue: &str) -> Result<u32> {
-        let cached = self
-            .shards
-            .counts
-            .lock()
-            .expect("shard counts poisoned")
-            .get(queue)
-            .copied();
-        match cached {
-            Some(count) => Ok(count),
-            None => self.shard_count_now(queue).await,
-        }
-    }
-
-    /// The queue's physical queues (see [`Layout`]).
-    pub(crate) async fn layout(&self, queue: &str) -> Result<Layout> {
-        Ok(Layout::new(queue, self.shard_count(queue).await?))
-    }
-
-    /// Fix the queue's shard count at `count`, or check that it is: refused with
-    /// [`ErrorKind::Conflict`] when Redis holds another count. `count` 1 declares nothing and
-    /// only checks that the queue is not sharded.
-    pub(crate) async fn declare_shards(&self, queue: &str, count: u32) -> Result<()> {
-        crate::job::validate_queue_name(queue)?;
-        validate_count(queue, count)?;
-        if count > 1 {
-            let _: bool = self.conn().hset_nx(SHARDS, queue, count).await?;
-        }
-        let held = self.shard_count_now(queue).await?;
-        if held != count {
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                format!(
-                    "queue {queue} has {held} shard(s) in Redis, not {count}: the shard count of \
-                     a queue cannot change (the jobs of the shards past a smaller count would be \
-                     stranded); configure shards = {held}, or use a new queue name"
-                ),
-            ));
-        }
-        // A declared sharded queue is listed before its first job; checking that a queue is
-        // not sharded lists nothing (a worker's queue appears with its first job, as before).
-        if count > 1 {
-            self.register_queue(queue).await?;
-        }
-        Ok(())
-    }
-
-    /// The shard a new job goes to (of `count` > 1): by its shard key, else its unique key,
-    /// else its caller-given id, else round robin.
-    pub(crate) fn pick_shard(&self, job: &crate::NewJob, count: u32) -> u32 {
-        if let Some(shard) = job.shard {
-            // Handed back by a failed enqueue: where it may already be.
-            shard % count
-        } else if let Some(key) = &job.shard_key {
-            route(key, count)
-        } else if let Some(unique) = &job.unique {
-            route(&unique.key(job), count)
-        } else if let Some(id) = &job.id {
-            route(id, count)
-        } else {
-            (self.shards.next.fetch_add(1, Ordering::Relaxed) % u64::from(count)) as u32
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job::is_shard_name;
 
     #[test]
     fn slot_matches_redis_cluster() {

@@ -5,7 +5,7 @@
 //! | this file | the `Broker` handle: connect, the key cache, the queue registry; due-time arguments |
 //! | `jobs` | the worker's transitions: claim, ack, fail, renew, requeue, recover |
 //! | `admin` | the operator's transitions: cancel, delete, retry, reschedule, kill, pause, purge, janitor |
-//! | `enqueue`, `flows`, `schedules`, `locks`, `limits`, `nodes`, `wake`, `events`, `read` | their own scripts and reads |
+//! | `enqueue`, `flows`, `schedules`, `shards`, `locks`, `limits`, `nodes`, `wake`, `events`, `read` | their own scripts and reads |
 //! | `conn`, `tls`, `memory`, `doctor` | connections (one server, Sentinel, Cluster), TLS, the memory gauge, the doctor's probes |
 //! | `keys`, `message`, `scripts`, `value` | key names, the stored envelope, the script set, reply decoding |
 //!
@@ -27,6 +27,7 @@ mod nodes;
 mod read;
 pub(crate) mod schedules;
 pub(crate) mod scripts;
+mod shards;
 mod tls;
 mod value;
 mod wake;
