@@ -18,6 +18,7 @@ pub enum CancelOutcome {
     /// The job is running; its worker was asked to stop it.
     Cancelling,
 }
+
 impl Broker {
     pub(crate) async fn cancel(
         &self,

@@ -499,25 +499,17 @@ impl Inspector {
         filter: &JobFilter,
     ) -> Result<()> {
         let cap = self.retention.dead_max;
-        let mut matched = 0u64;
-        let mut cursor: Option<String> = None;
-        loop {
-            let (ids, next, _) = self
-                .page_ids(queue, state, filter, cursor.as_deref(), BULK_ROUND)
-                .await?;
-            matched += ids.len() as u64;
-            if matched > cap {
-                return Err(Error::conflict(format!(
-                    "refused: killing more than {cap} jobs of queue {} would delete the \
-                     first ones again (the dead set keeps at most {cap}, oldest first); narrow \
-                     the filter, or delete them instead",
-                    crate::shard::logical(queue)
-                )));
-            }
-            match next {
-                Some(next) => cursor = Some(next),
-                None => return Ok(()),
-            }
+        let mut counted = BulkOutcome::default();
+        self.bulk_in(queue, state, filter, JobAction::Kill, true, &mut counted)
+            .await?;
+        if counted.matched > cap {
+            return Err(Error::conflict(format!(
+                "refused: killing more than {cap} jobs of queue {} would delete the first ones \
+                 again (the dead set keeps at most {cap}, oldest first); narrow the filter, or \
+                 delete them instead",
+                crate::shard::logical(queue)
+            )));
         }
+        Ok(())
     }
 }
