@@ -283,3 +283,6 @@ mod flow_tests;
 
 #[cfg(test)]
 mod flow_prop_tests;
+
+#[cfg(test)]
+mod flow_cross_tests;

@@ -228,6 +228,9 @@ impl Inspector {
             let at: Vec<usize> = (0..def.len())
                 .filter(|&i| def[i].queue.as_deref().unwrap_or(&queue) == q)
                 .collect();
+            if at.is_empty() {
+                continue;
+            }
             let ids: Vec<&str> = at.iter().map(|&i| def[i].job_id.as_str()).collect();
             let states = self.broker.job_states(&self.broker.keys(&q), &ids).await?;
             for (i, state) in at.into_iter().zip(states) {
@@ -410,8 +413,10 @@ impl Inspector {
                     ),
                 }
             }
-            let mut here: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
-            states.append(&mut here);
+            if states.len() < def.iter().filter(|s| s.after.is_empty()).count() {
+                let mut here: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+                states.append(&mut here);
+            }
             if states
                 .iter()
                 .any(|s| matches!(s.as_deref(), Some("active" | "retry")))
