@@ -363,14 +363,15 @@ impl Inspector {
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
-            let mut pipe = redis::pipe();
-            for step in def.iter().filter(|s| s.after.is_empty()) {
-                pipe.cmd("HGET").arg(keys.job(&step.job_id)).arg("state");
-            }
-            let states: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+            let first: Vec<&str> = def
+                .iter()
+                .filter(|s| s.after.is_empty())
+                .map(|s| s.job_id.as_str())
+                .collect();
+            let states = self.broker.job_states(&keys, &first).await?;
             if states
                 .iter()
-                .any(|s| matches!(s.as_deref(), Some("active" | "retry")))
+                .any(|(s, _)| matches!(s.as_deref(), Some("active" | "retry")))
             {
                 out[i].state = FlowState::Running;
             }
