@@ -114,19 +114,15 @@ impl XEnv {
     }
 
     async fn state(&self, q: usize, s: &str) -> Option<String> {
-        self.broker
-            .conn()
-            .hget(self.broker.keys(&self.q[q]).job(&jid(s)), "state")
-            .await
-            .unwrap()
+        self.job_field(q, s, "state").await
     }
 
     async fn job_field(&self, q: usize, s: &str, field: &str) -> Option<String> {
-        self.broker
-            .conn()
-            .hget(self.broker.keys(&self.q[q]).job(&jid(s)), field)
+        let keys = self.broker.keys(&self.q[q]);
+        record::get(&mut self.broker.conn(), &keys, &jid(s))
             .await
             .unwrap()
+            .and_then(|f| record::text(&f, field))
     }
 
     async fn outbox_len(&self, q: usize) -> usize {

@@ -179,10 +179,10 @@ async fn run_case(
         let end = hash.get(&format!("e:s{i}")).cloned();
         prop_assert!(end.is_some(), "s{i} has no end");
         let end = end.unwrap();
-        let state: Option<String> = conn
-            .hget(keys.job(&step_job_id("p", &format!("s{i}"))), "state")
+        let record = record::get(&mut conn, &keys, &step_job_id("p", &format!("s{i}")))
             .await
             .unwrap();
+        let state = record.and_then(|r| record::text(&r, "state"));
         let expected = if end == "skipped" {
             "completed"
         } else {

@@ -358,14 +358,17 @@ impl Broker {
         keys: &QueueKeys,
         ids: &[&str],
     ) -> Result<Vec<(Option<String>, Option<String>)>> {
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.cmd("HMGET")
-                .arg(keys.job(id))
-                .arg("state")
-                .arg("error");
-        }
-        Ok(pipe.query_async(&mut self.conn.clone()).await?)
+        let records = super::record::get_many(&mut self.conn.clone(), keys, ids).await?;
+        Ok(records
+            .into_iter()
+            .map(|fields| match fields {
+                Some(f) => (
+                    super::record::text(&f, "state"),
+                    super::record::text(&f, "error"),
+                ),
+                None => (None, None),
+            })
+            .collect())
     }
 
     /// The results the workflow holds for these steps (`None`: the step ended without one),

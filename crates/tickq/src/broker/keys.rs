@@ -136,8 +136,14 @@ impl QueueKeys {
         }
     }
 
+    /// The key of job `id`'s hash. Only `record.rs` reads or writes job records.
     pub(crate) fn job(&self, id: &str) -> String {
         format!("{}{id}", self.job_prefix)
+    }
+
+    /// The key that holds job `id`'s record (a script that touches one job names it in KEYS).
+    pub(crate) fn record(&self, id: &str) -> String {
+        self.job(id)
     }
 
     /// The reservation key of a unique key (see `NewJob::unique_for`).

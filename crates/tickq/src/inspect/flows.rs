@@ -396,30 +396,25 @@ impl Inspector {
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
-            let mut pipe = redis::pipe();
-            let mut states: Vec<Option<String>> = Vec::new();
-            for step in def.iter().filter(|s| s.after.is_empty()) {
-                match &step.queue {
-                    None => {
-                        pipe.cmd("HGET").arg(keys.job(&step.job_id)).arg("state");
-                    }
-                    // Another queue: another slot on a Cluster, so a call of its own.
-                    Some(q) => states.push(
-                        redis::cmd("HGET")
-                            .arg(self.broker.keys(q).job(&step.job_id))
-                            .arg("state")
-                            .query_async(&mut conn)
+            // Its first steps by queue: one round trip per queue (a slot each on a Cluster).
+            let mut states = Vec::new();
+            for q in Self::flow_queues(queue, &def) {
+                let first: Vec<&str> = def
+                    .iter()
+                    .filter(|s| s.after.is_empty() && s.queue.as_deref().unwrap_or(queue) == q)
+                    .map(|s| s.job_id.as_str())
+                    .collect();
+                if !first.is_empty() {
+                    states.extend(
+                        self.broker
+                            .job_states(&self.broker.keys(&q), &first)
                             .await?,
-                    ),
+                    );
                 }
-            }
-            if states.len() < def.iter().filter(|s| s.after.is_empty()).count() {
-                let mut here: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
-                states.append(&mut here);
             }
             if states
                 .iter()
-                .any(|s| matches!(s.as_deref(), Some("active" | "retry")))
+                .any(|(s, _)| matches!(s.as_deref(), Some("active" | "retry")))
             {
                 out[i].state = FlowState::Running;
             }

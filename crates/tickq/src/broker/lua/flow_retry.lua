@@ -53,8 +53,7 @@ for i = 2, #ARGV, 4 do
   end
   if ARGV[i + 2] == '1' and not stuck and (e == 'dead' or e == 'cancelled') then
     local id = jp .. step
-    local jk = prefix .. id
-    local state = redis.call('HGET', jk, 'state')
+    local state, policy = unpack(job_get(prefix, id, {'state', 'policy'}))
     -- A step retried by hand since (or whose job's retention ran out) is left as it is.
     if state == 'dead' or state == 'cancelled' then
       local round = redis.call('HINCRBY', fk, 'g:' .. step, 1)
@@ -75,23 +74,23 @@ for i = 2, #ARGV, 4 do
       ends[step] = nil
       redis.call('ZREM', KEYS[6], id)
       redis.call('ZREM', KEYS[7], id)
-      redis.call('PERSIST', jk)
-      redis.call('HDEL', jk, 'finished', 'cancel', 'error', 'parent_failed', 'owner', 'lease')
-      redis.call('HSET', jk, 'attempt', '0', 'wait', str(wait), 'due', now_s)
-      if wait == 0 and redis.call('HGET', jk, 'policy') == 'only_if_failed' then
+      job_keep(prefix, id)
+      job_unset(prefix, id, 'finished', 'cancel', 'error', 'parent_failed', 'owner', 'lease')
+      job_set(prefix, id, 'attempt', '0', 'wait', str(wait), 'due', now_s)
+      if wait == 0 and policy == 'only_if_failed' then
         -- A batch's on_failure whose parents all succeeded: nothing failed, so it ends as
         -- skipped (its own waiting children are settled by that end).
-        redis.call('HSET', jk, 'state', 'completed', 'finished', now_s, 'skipped', 'no parent failed')
+        job_set(prefix, id, 'state', 'completed', 'finished', now_s, 'skipped', 'no parent failed')
         redis.call('ZADD', KEYS[8], now, id)
         event('completed', id)
         flow_ended(prefix, fk, step, 'skipped', nil, now)
         ends[step] = 'skipped'
       elseif wait == 0 then
-        redis.call('HSET', jk, 'state', 'pending')
+        job_set(prefix, id, 'state', 'pending')
         ready[#ready + 1] = id
         event('pending', id)
       else
-        redis.call('HSET', jk, 'state', 'waiting')
+        job_set(prefix, id, 'state', 'waiting')
         redis.call('ZADD', KEYS[2], now, id)
         event('waiting', id)
       end
@@ -109,7 +108,8 @@ if #ready > 0 then
   local seq = redis.call('INCRBY', KEYS[3], #ready) - #ready
   local pairs = {}
   for n, id in ipairs(ready) do
-    pairs[#pairs + 1] = pending_score(tonumber(redis.call('HGET', prefix .. id, 'priority')) or 0, seq + n)
+    local prio = job_get(prefix, id, {'priority'})[1]
+    pairs[#pairs + 1] = pending_score(tonumber(prio) or 0, seq + n)
     pairs[#pairs + 1] = id
   end
   zadd_many(KEYS[1], pairs)

@@ -54,7 +54,7 @@ local function ready(fk, jp)
   local released = {}
   for s in string.gmatch(here, '%S+') do
     local id = jp .. s
-    local f = redis.call('HMGET', prefix .. id, 'state', 'wait')
+    local f = job_get(prefix, id, {'state', 'wait'})
     if f[1] == 'waiting' and (tonumber(f[2]) or 0) <= 0 then
       released[#released + 1] = id
     end
@@ -63,9 +63,9 @@ local function ready(fk, jp)
   local seq = redis.call('INCRBY', queue_key(prefix, 'seq'), #released) - #released
   local pairs = {}
   for n, id in ipairs(released) do
-    local jk = prefix .. id
-    redis.call('HSET', jk, 'state', 'pending', 'due', now_s)
-    pairs[#pairs + 1] = pending_score(tonumber(redis.call('HGET', jk, 'priority')) or 0, seq + n)
+    job_set(prefix, id, 'state', 'pending', 'due', now_s)
+    local prio = job_get(prefix, id, {'priority'})[1]
+    pairs[#pairs + 1] = pending_score(tonumber(prio) or 0, seq + n)
     pairs[#pairs + 1] = id
     event('pending', id)
   end

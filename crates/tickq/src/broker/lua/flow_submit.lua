@@ -31,7 +31,7 @@ local first = 10 + 2 * links
 local n = (#ARGV - first + 1) / per
 for i = 0, n - 1 do
   local id = jp .. ARGV[first + i * per]
-  if redis.call('EXISTS', prefix .. id) == 1 then return 'conflict:' .. id end
+  if job_exists(prefix, id) then return 'conflict:' .. id end
 end
 local now = now_ms()
 local now_s = str(now)
@@ -51,11 +51,10 @@ for i = 0, n - 1 do
   local b = first + i * per
   local step = ARGV[b]
   local id = jp .. step
-  local jk = prefix .. id
   local parents = tonumber(ARGV[b + 4])
   local state = 'pending'
   if parents > 0 or home ~= '' then state = 'waiting' end
-  redis.call('HSET', jk, 'data', ARGV[b + 1], 'state', state, 'attempt', '0',
+  job_set(prefix, id, 'data', ARGV[b + 1], 'state', state, 'attempt', '0',
     'max', ARGV[b + 3], 'priority', ARGV[b + 2], 'fence', '0', 'created', now_s,
     'due', now_s, 'flow', KEYS[5], 'step', step, 'wait', ARGV[b + 4], 'policy', ARGV[b + 5])
   if ARGV[b + 6] ~= '' then redis.call('HSET', KEYS[5], 'c:' .. step, ARGV[b + 6]) end

@@ -107,6 +107,61 @@ local function run_ms(started, now)
   return math.max(now - s, 0)
 end
 
+-- Job records. A job's record is a set of named fields (data, state, attempt, max, priority,
+-- fence, created, due, started, finished, lease, owner, error, result, unique, group, cancel,
+-- progress, and a workflow step's flow, step, wait, policy, parent_failed, skipped; see
+-- docs/redis-keys.md for where it is stored). Scripts reach records ONLY through these
+-- functions, and Rust only through broker/record.rs, so the storage layout is decided in
+-- those two places alone. `prefix` is the queue's job key prefix (ARGV[1] of every script).
+-- A field that is not set reads as false, like a missing hash field.
+
+-- The values of `fields` (a list of names) of job `id`, in that order; all false when the job
+-- does not exist.
+local function job_get(prefix, id, fields)
+  return redis.call('HMGET', prefix .. id, unpack(fields))
+end
+
+-- job_get for many jobs: one list of values per id, in the order of `ids`.
+local function jobs_get(prefix, ids, fields)
+  local out = {}
+  for i, id in ipairs(ids) do out[i] = job_get(prefix, id, fields) end
+  return out
+end
+
+-- Whether job `id` has a record.
+local function job_exists(prefix, id)
+  return redis.call('EXISTS', prefix .. id) == 1
+end
+
+-- Set fields of job `id` (creating its record): name, value, name, value, ...
+local function job_set(prefix, id, ...)
+  redis.call('HSET', prefix .. id, ...)
+end
+
+-- Clear fields of job `id`: name, name, ...
+local function job_unset(prefix, id, ...)
+  redis.call('HDEL', prefix .. id, ...)
+end
+
+-- Add `n` to a whole-number field of job `id`; returns the new value.
+local function job_incr(prefix, id, field, n)
+  return redis.call('HINCRBY', prefix .. id, field, n)
+end
+
+-- Delete job `id`'s record.
+local function job_del(prefix, id)
+  redis.call('DEL', prefix .. id)
+end
+
+-- A finished job's record may go after `ms` (a cancelled job's retention; the janitor deletes
+-- it from its index's age too). job_keep undoes it when the job runs again.
+local function job_expire(prefix, id, ms)
+  redis.call('PEXPIRE', prefix .. id, ms)
+end
+local function job_keep(prefix, id)
+  redis.call('PERSIST', prefix .. id)
+end
+
 -- Pending jobs are ordered by priority (higher first), then FIFO by a per-queue sequence.
 -- Priority is clamped to [-1000, 1000] by the client; 2001 bands of 2^42 sequence numbers stay
 -- below 2^53, so every score is an exact double.
@@ -133,18 +188,18 @@ local function zrem_many(key, members)
 end
 
 -- Move due jobs (score <= now) from a due set (scheduled or retry) into pending. Ids whose job
--- hash is gone (deleted by hand, evicted) are dropped: HSET would revive them as empty jobs.
+-- record is gone (deleted by hand, evicted) are dropped: a write would revive them as empty jobs.
 -- Returns how many moved.
 local function promote(prefix, due_key, pending_key, seq_key, now, limit)
   local ids = redis.call('ZRANGE', due_key, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
   if #ids == 0 then return 0 end
   local seq = redis.call('INCRBY', seq_key, #ids) - #ids
   local pairs = {}
+  local recs = jobs_get(prefix, ids, {'state', 'priority'})
   for i, id in ipairs(ids) do
-    local jk = prefix .. id
-    local f = redis.call('HMGET', jk, 'state', 'priority')
+    local f = recs[i]
     if f[1] then
-      redis.call('HSET', jk, 'state', 'pending')
+      job_set(prefix, id, 'state', 'pending')
       event('pending', id)
       pairs[#pairs + 1] = pending_score(tonumber(f[2]) or 0, seq + i)
       pairs[#pairs + 1] = id
@@ -156,13 +211,13 @@ local function promote(prefix, due_key, pending_key, seq_key, now, limit)
 end
 
 -- Keep at most `max` members in a finished-jobs index (completed, dead, cancelled): evict the
--- oldest and delete their job hashes.
+-- oldest and delete their job records.
 local function cap_index(prefix, index_key, max)
   local excess = redis.call('ZCARD', index_key) - max
   if excess <= 0 then return end
   local old = redis.call('ZPOPMIN', index_key, excess)
   for i = 1, #old, 2 do
-    redis.call('DEL', prefix .. old[i])
+    job_del(prefix, old[i])
   end
 end
 
@@ -277,9 +332,9 @@ local function flow_settle_steps(prefix, flow_key, work, now)
   local released = {}
   -- End a waiting step as skipped (a completed job with `skipped` = why: the failed parent,
   -- or 'no parent failed' for only_if_failed).
-  local function skip(ck, cid, why)
+  local function skip(cid, why)
     redis.call('ZREM', queue_key(prefix, 'waiting'), cid)
-    redis.call('HSET', ck, 'state', 'completed', 'finished', now_s, 'skipped', why)
+    job_set(prefix, cid, 'state', 'completed', 'finished', now_s, 'skipped', why)
     redis.call('ZADD', queue_key(prefix, 'completed'), now, cid)
     event('completed', cid)
   end
@@ -315,32 +370,31 @@ local function flow_settle_steps(prefix, flow_key, work, now)
       local children = redis.call('HGET', flow_key, 'c:' .. s) or ''
       for child in string.gmatch(children, '%S+') do
         local cid = jp .. child
-        local ck = prefix .. cid
-        local c = redis.call('HMGET', ck, 'state', 'policy', 'unique')
+        local c = job_get(prefix, cid, {'state', 'policy', 'unique', 'parent_failed'})
         if c[1] == 'waiting' then
           local policy = c[2] or 'cancel'
           local only = policy == 'only_if_failed'
           if not cancelled_flow and (ok or policy == 'run' or only) then
-            if not ok then redis.call('HSET', ck, 'parent_failed', s) end
-            if redis.call('HINCRBY', ck, 'wait', -1) <= 0 then
+            if not ok then job_set(prefix, cid, 'parent_failed', s) end
+            if job_incr(prefix, cid, 'wait', -1) <= 0 then
               -- only_if_failed (a batch's on_failure): every parent ended; no failure among
               -- them ends it as skipped, never released.
-              if only and redis.call('HEXISTS', ck, 'parent_failed') == 0 then
-                skip(ck, cid, 'no parent failed')
+              if only and ok and not c[4] then
+                skip(cid, 'no parent failed')
                 work[#work + 1] = {child, 'skipped', nil, false}
               elseif not held then
                 released[#released + 1] = cid
               end
             end
           elseif policy == 'skip' and not cancelled_flow then
-            skip(ck, cid, s)
+            skip(cid, s)
             work[#work + 1] = {child, 'skipped', nil, false}
           else
             local why = 'workflow cancelled'
             if not cancelled_flow then why = 'parent step ' .. s .. ' ' .. out end
             redis.call('ZREM', queue_key(prefix, 'waiting'), cid)
-            redis.call('HSET', ck, 'state', 'cancelled', 'finished', now_s, 'error', why)
-            redis.call('PEXPIRE', ck, keep)
+            job_set(prefix, cid, 'state', 'cancelled', 'finished', now_s, 'error', why)
+            job_expire(prefix, cid, keep)
             redis.call('ZADD', queue_key(prefix, 'cancelled'), now, cid)
             free_unique(c[3], cid)
             event('cancelled', cid)
@@ -354,9 +408,9 @@ local function flow_settle_steps(prefix, flow_key, work, now)
     local seq = redis.call('INCRBY', queue_key(prefix, 'seq'), #released) - #released
     local pairs = {}
     for n, cid in ipairs(released) do
-      local ck = prefix .. cid
-      redis.call('HSET', ck, 'state', 'pending', 'due', now_s)
-      pairs[#pairs + 1] = pending_score(tonumber(redis.call('HGET', ck, 'priority')) or 0, seq + n)
+      job_set(prefix, cid, 'state', 'pending', 'due', now_s)
+      local prio = job_get(prefix, cid, {'priority'})[1]
+      pairs[#pairs + 1] = pending_score(tonumber(prio) or 0, seq + n)
       pairs[#pairs + 1] = cid
       event('pending', cid)
     end
