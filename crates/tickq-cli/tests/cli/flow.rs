@@ -107,6 +107,68 @@ after = ["part1", "part2"]
     );
 }
 
+/// A workflow file whose steps name their queues, on two `tickq server` processes that work
+/// different queues: each step runs where its queue is worked, the report after both parts,
+/// reading both results; `flow show` shows every step with its queue.
+#[test]
+fn steps_in_other_queues_run_on_the_servers_that_work_them() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let exec = "[exec]\nallow = [\"sh\"]\n";
+    let _a = Server::start(
+        Some(&format!("[worker]\nqueues = {{ parts = 1 }}\n\n{exec}")),
+        &["--redis", &url],
+        &[],
+    );
+    let _b = Server::start(
+        Some(&format!(
+            "[worker]\nqueues = {{ reports = 1, other = 1 }}\n\n{exec}"
+        )),
+        &["--redis", &url],
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "spread.toml",
+        r#"
+name = "spread"
+queue = "default"
+id = "spread-1"
+[[step]]
+id = "part1"
+queue = "parts"
+cmd = ["sh", "-c", "echo one"]
+[[step]]
+id = "part2"
+queue = "other"
+cmd = ["sh", "-c", "echo two"]
+[[step]]
+id = "report"
+queue = "reports"
+cmd = ["sh", "-c", "cat \"$TICKQ_PARENTS_FILE\""]
+after = ["part1", "part2"]
+"#,
+    );
+    let id = run(Some(&url), &["flow", "run", &file]).ok().stdout;
+    assert_eq!(id.trim(), "spread-1");
+    let doc = wait_flow(&url, "spread-1", "succeeded");
+    assert_eq!(doc["queue"], "default");
+    assert_eq!(step(&doc, "part1")["queue"], "parts");
+    assert_eq!(step(&doc, "report")["queue"], "reports");
+    let parents: serde_json::Value =
+        serde_json::from_str(step(&doc, "report")["result"].as_str().unwrap()).unwrap();
+    assert_eq!(parents, serde_json::json!({"part1": "one", "part2": "two"}));
+    let human = run(Some(&url), &["flow", "show", "spread-1"]).ok().stdout;
+    assert!(
+        human.contains("reports") && human.contains("QUEUE"),
+        "{human}"
+    );
+    // Listed under its home queue.
+    let table = run(Some(&url), &["flow", "ls", "default"]).ok().stdout;
+    assert!(table.contains("spread-1"), "{table}");
+}
+
 #[test]
 fn a_failed_parent_cancels_and_a_retry_resumes() {
     let redis = TestRedis::start();
