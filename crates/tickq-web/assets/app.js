@@ -1397,6 +1397,7 @@ class FlowPage extends View {
       h('td', { class: 'mono' }, h('a', { href: `#/jobs/${enc(s.job_id)}` }, s.id)),
       h('td', {}, stateTag(s.state)),
       h('td', { class: 'mono hide-narrow' }, (s.after || []).join(', ')),
+      h('td', { class: 'hide-narrow' }, s.queue === doc.queue ? '' : h('a', { href: `#/queues/${enc(s.queue)}` }, s.queue)),
       h('td', { class: 'hide-narrow' }, s.on_parent_failure),
       h('td', { class: 'clip' }, s.error || (s.result ? excerpt(s.result) : ''))));
     fill(this.root,
@@ -1408,7 +1409,7 @@ class FlowPage extends View {
       h('div', { class: 'scroll dag-box' }, dagSvg(doc.steps)),
       h('div', { class: 'scroll' }, h('table', { id: 'flow-steps' },
         h('thead', {}, h('tr', {}, h('th', {}, 'step'), h('th', {}, 'state'), h('th', { class: 'hide-narrow' }, 'after'),
-          h('th', { class: 'hide-narrow' }, 'if a parent fails'), h('th', {}, 'error / result'))),
+          h('th', { class: 'hide-narrow' }, 'other queue'), h('th', { class: 'hide-narrow' }, 'if a parent fails'), h('th', {}, 'error / result'))),
         h('tbody', {}, rows))));
   }
 
