@@ -541,3 +541,43 @@ async fn a_submit_that_stops_before_its_home_runs_nothing_and_a_repeat_completes
     env.relay(1).await;
     assert_eq!(env.claim_all(2).await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_cancelled_by_hand_before_the_home_exists_is_still_counted_once_it_does() {
+    let env = xstart().await;
+    let flow = Workflow::new(&env.q[0], "early")
+        .id("f")
+        .step(env.step(0, "a"))
+        .step(env.step(1, "b"))
+        .step(
+            env.step(2, "c")
+                .after(["a", "b"])
+                .on_parent_failure(ParentFailure::Run),
+        );
+    let blocker = NewJob::new(&env.q[0], "work").id(jid("a"));
+    assert!(env.broker.enqueue(vec![blocker]).await.unwrap()[0].created);
+    env.broker
+        .submit_flow(&flow, "f", KEEP.keep_ms())
+        .await
+        .unwrap_err();
+    // b, waiting in its part, is cancelled by hand; its end finds no home.
+    let keys1 = env.broker.keys(&env.q[1]);
+    env.broker.cancel(&keys1, &KEEP, &jid("b")).await.unwrap();
+    env.relay(1).await;
+    assert_eq!(env.outbox_len(1).await, 0);
+
+    env.broker
+        .delete(&env.broker.keys(&env.q[0]), &jid("a"))
+        .await
+        .unwrap();
+    assert!(env.submit(&flow).await);
+    env.run(0, "a").await;
+    env.relay(0).await;
+    assert_eq!(env.state(2, "c").await.as_deref(), Some("pending"));
+    env.run(2, "c").await;
+    env.relay(2).await;
+    let info = env.inspector().flow("f").await.unwrap();
+    assert_eq!(info.state, FlowState::Failed, "{info:?}");
+    let counts: Vec<(&str, u64)> = info.counts.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(counts, [("cancelled", 1), ("completed", 2)]);
+}

@@ -288,25 +288,16 @@ impl Broker {
         Ok(applied)
     }
 
-    /// Up to [`RELAY_BATCH`] entries of a queue's workflow outbox (field, value).
+    /// Up to [`RELAY_BATCH`] entries of a queue's workflow outbox (field, value). HGETALL,
+    /// not HSCAN: the least-privilege ACL (docs/operations.md) has it, and the outbox holds
+    /// only the ends of the last moments (every worker's acker drains it after each ack).
     async fn outbox(&self, keys: &QueueKeys) -> Result<Vec<(String, String)>> {
-        let mut conn = self.conn.clone();
-        let mut cursor: u64 = 0;
-        let mut out = Vec::new();
-        loop {
-            let (next, page): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
-                .arg(&keys.flow_outbox)
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(RELAY_BATCH)
-                .query_async(&mut conn)
-                .await?;
-            out.extend(page);
-            cursor = next;
-            if cursor == 0 || out.len() >= RELAY_BATCH {
-                return Ok(out);
-            }
-        }
+        let mut all: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(&keys.flow_outbox)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        all.truncate(RELAY_BATCH);
+        Ok(all)
     }
 
     /// The workflow hash, or `None` when there is none with this id in this queue.

@@ -7,7 +7,8 @@
 -- An entry applies only when its version is newer than the one held for its step
 --   (`v:<step>`), and is then held. Outcomes:
 --   `ready` (step `^`, from the home once it was created): this part's steps whose parents
---     all ended (those without any, at first) are released; until then none is.
+--     all ended (those without any, at first) are released; until then none is. Ends of its
+--     steps recorded before (which found no home to tell) are told to the home again.
 --   `open` (`flow retry` started the step over): its copied end and result are forgotten; the
 --     home counts it as not ended again (and the workflow as not finished).
 --   an end (completed, skipped, dead, cancelled): its end and result are copied (the result is
@@ -47,12 +48,20 @@ local function count_remote(fk, flow_id, old, out)
   end
 end
 
--- The workflow is ready: release this part's waiting steps that wait for nobody.
+-- The workflow is ready: release this part's waiting steps that wait for nobody. A step of
+-- it that ended before (cancelled by hand while the home did not exist yet) told a home that
+-- was not there: it tells the home again.
 local function ready(fk, jp)
   redis.call('HSET', fk, 'ready', '1')
-  local here = redis.call('HGET', fk, 'here') or ''
+  local f = redis.call('HMGET', fk, 'here', 'home')
+  local here = f[1] or ''
   local released = {}
   for s in string.gmatch(here, '%S+') do
+    local e = redis.call('HMGET', fk, 'e:' .. s, 'r:' .. s, 'g:' .. s)
+    if e[1] and f[2] then
+      local version = 2 * (tonumber(e[3]) or 0) + 1
+      flow_tell(prefix, flow_id_of(jp), s, f[2], version, e[1], e[2] or '')
+    end
     local id = jp .. s
     local f = job_get(prefix, id, {'state', 'wait'})
     if f[1] == 'waiting' and (tonumber(f[2]) or 0) <= 0 then
