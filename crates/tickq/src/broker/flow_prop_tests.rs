@@ -114,7 +114,7 @@ async fn run_case(
     // Bounded: every round ends or retries at least one job, and attempts are capped at 2.
     for _round in 0..(n * 8 + 20) {
         // Sometimes a queue's relay runs now; the others wait.
-        if choice.next().unwrap() % 3 == 0 {
+        if choice.next().unwrap().is_multiple_of(3) {
             let q = *choice.next().unwrap() as usize % QUEUES.len();
             broker.relay_flows(&all[q]).await.unwrap();
         }
