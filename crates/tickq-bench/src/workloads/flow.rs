@@ -3,7 +3,7 @@
 //! concurrency 64. Reports the submit time of each, the drain wall time of each (worker start
 //! to the last job acked), and the difference per step: what settling the DAG costs.
 //! `flow-1000-queues`: the same DAG with its 998 middle steps spread over three other queues
-//! (root and sink in the home queue), so 1,996 of its 1,998 edges cross queues and go through
+//! (root and sink in the home queue), so all 1,996 of its edges cross queues and go through
 //! the outbox and the relay (docs/workflows.md, "Steps in other queues").
 
 use super::{BgWorker, Deadline, Measured, QUEUE, Target, connect, ms};

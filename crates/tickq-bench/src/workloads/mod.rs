@@ -59,8 +59,8 @@ pub enum Workload {
     /// overhead per step of settling the DAG (docs/workflows.md).
     #[value(name = "flow-1000")]
     Flow1000,
-    /// flow-1000 with its 998 middle steps in three other queues: every edge but the root's
-    /// and the sink's own crosses queues (the outbox and the relay; docs/workflows.md).
+    /// flow-1000 with its 998 middle steps in three other queues: every edge crosses queues
+    /// (the outbox and the relay; docs/workflows.md).
     #[value(name = "flow-1000-queues")]
     Flow1000Queues,
     /// Deep queues (--scale-sizes, default 20k, 100k, 300k, 1M waiting jobs): bulk enqueue
