@@ -2,6 +2,7 @@
 
 use crate::bridge::{self, Convert};
 use crate::convert::{self, from_json, opt_duration, to_json};
+use crate::enqueued::{PartialEnqueue, enqueued, py_bool};
 use crate::errors::invalid;
 use crate::lock::Lock;
 use pyo3::prelude::*;
@@ -35,22 +36,23 @@ fn string(py: Python<'_>, s: String) -> PyResult<Py<PyAny>> {
 
 /// Everything `enqueue` accepts besides queue and kind, as Python gave it.
 #[derive(Default)]
-struct JobArgs<'py> {
-    payload: Option<Bound<'py, PyAny>>,
-    delay: Option<Bound<'py, PyAny>>,
-    at: Option<Bound<'py, PyAny>>,
-    id: Option<String>,
-    unique_for: Option<Bound<'py, PyAny>>,
-    unique_key: Option<String>,
-    max_attempts: Option<u32>,
-    timeout: Option<Bound<'py, PyAny>>,
-    priority: Option<i32>,
-    meta: Option<Bound<'py, PyAny>>,
+pub(crate) struct JobArgs<'py> {
+    pub(crate) payload: Option<Bound<'py, PyAny>>,
+    pub(crate) delay: Option<Bound<'py, PyAny>>,
+    pub(crate) at: Option<Bound<'py, PyAny>>,
+    pub(crate) id: Option<String>,
+    pub(crate) unique_for: Option<Bound<'py, PyAny>>,
+    pub(crate) unique_key: Option<String>,
+    pub(crate) max_attempts: Option<u32>,
+    pub(crate) timeout: Option<Bound<'py, PyAny>>,
+    pub(crate) priority: Option<i32>,
+    pub(crate) meta: Option<Bound<'py, PyAny>>,
+    pub(crate) shard_key: Option<String>,
 }
 
-const JOB_KEYS: &str = "queue, kind, payload, delay, at, id, unique_for, unique_key, max_attempts, timeout, priority, meta";
+const JOB_KEYS: &str = "queue, kind, payload, delay, at, id, unique_for, unique_key, max_attempts, timeout, priority, meta, shard_key";
 
-fn new_job(queue: &str, kind: &str, a: JobArgs<'_>) -> PyResult<NewJob> {
+pub(crate) fn new_job(queue: &str, kind: &str, a: JobArgs<'_>) -> PyResult<NewJob> {
     let mut job = NewJob::new(queue, kind);
     if let Some(payload) = &a.payload {
         job = job.payload(to_json(payload)?);
@@ -87,6 +89,9 @@ fn new_job(queue: &str, kind: &str, a: JobArgs<'_>) -> PyResult<NewJob> {
     if let Some(p) = a.priority {
         job = job.priority(p);
     }
+    if let Some(key) = a.shard_key {
+        job = job.shard_key(key);
+    }
     if let Some(meta) = a.meta.filter(|m| !m.is_none()) {
         let meta = meta
             .cast::<PyDict>()
@@ -121,6 +126,7 @@ fn new_job_from_dict(item: &Bound<'_, PyAny>) -> PyResult<NewJob> {
             "timeout" => a.timeout = Some(v),
             "priority" => a.priority = v.extract()?,
             "meta" => a.meta = Some(v),
+            "shard_key" => a.shard_key = v.extract()?,
             other => {
                 return Err(invalid(format!(
                     "unknown bulk job key {other:?}; known keys: {JOB_KEYS}"
@@ -131,56 +137,6 @@ fn new_job_from_dict(item: &Bound<'_, PyAny>) -> PyResult<NewJob> {
     let queue = queue.ok_or_else(|| invalid("a bulk job needs a queue"))?;
     let kind = kind.ok_or_else(|| invalid("a bulk job needs a kind"))?;
     new_job(&queue, &kind, a)
-}
-
-/// The answer to one enqueue of a bulk.
-#[pyclass(module = "tickq._tickq", frozen, get_all)]
-pub struct Enqueued {
-    /// The job id.
-    pub id: String,
-    /// Its queue.
-    pub queue: String,
-    /// Its state now.
-    pub state: String,
-    /// False when a job with that id was there already (left as it was).
-    pub created: bool,
-    /// True when another job holds the unique key: `id` is that job.
-    pub duplicate: bool,
-}
-
-#[pymethods]
-impl Enqueued {
-    fn __repr__(&self) -> String {
-        format!(
-            "Enqueued(id={:?}, queue={:?}, state={:?}, created={}, duplicate={})",
-            self.id,
-            self.queue,
-            self.state,
-            py_bool(self.created),
-            py_bool(self.duplicate)
-        )
-    }
-}
-
-fn py_bool(b: bool) -> &'static str {
-    if b { "True" } else { "False" }
-}
-
-fn enqueued(py: Python<'_>, list: Vec<tickq::Enqueued>) -> PyResult<Py<PyAny>> {
-    let out = PyList::empty(py);
-    for e in list {
-        out.append(Py::new(
-            py,
-            Enqueued {
-                id: e.id,
-                queue: e.queue,
-                state: e.state.to_string(),
-                created: e.created,
-                duplicate: e.duplicate,
-            },
-        )?)?;
-    }
-    Ok(out.into_any().unbind())
 }
 
 /// A job as stored, with its state and history.
@@ -522,7 +478,7 @@ impl Client {
         &self.url
     }
 
-    #[pyo3(signature = (aio, queue, kind, payload=None, delay=None, at=None, id=None, unique_for=None, unique_key=None, max_attempts=None, timeout=None, priority=None, meta=None))]
+    #[pyo3(signature = (aio, queue, kind, payload=None, delay=None, at=None, id=None, unique_for=None, unique_key=None, max_attempts=None, timeout=None, priority=None, meta=None, shard_key=None))]
     #[allow(clippy::too_many_arguments)]
     fn enqueue<'py>(
         &self,
@@ -540,6 +496,7 @@ impl Client {
         timeout: Option<Bound<'py, PyAny>>,
         priority: Option<i32>,
         meta: Option<Bound<'py, PyAny>>,
+        shard_key: Option<String>,
     ) -> PyResult<Py<PyAny>> {
         let job = new_job(
             queue,
@@ -555,6 +512,7 @@ impl Client {
                 timeout,
                 priority,
                 meta,
+                shard_key,
             },
         )?;
         let client = self.inner.clone();
@@ -572,10 +530,13 @@ impl Client {
         aio: bool,
         jobs: &Bound<'_, PyAny>,
     ) -> PyResult<Py<PyAny>> {
-        let jobs = jobs
-            .try_iter()?
-            .map(|j| new_job_from_dict(&j?))
-            .collect::<PyResult<Vec<_>>>()?;
+        let jobs = match jobs.cast::<PartialEnqueue>() {
+            Ok(partial) => partial.get().unconfirmed_jobs(),
+            Err(_) => jobs
+                .try_iter()?
+                .map(|j| new_job_from_dict(&j?))
+                .collect::<PyResult<Vec<_>>>()?,
+        };
         let client = self.inner.clone();
         bridge::run(
             py,
@@ -854,6 +815,104 @@ impl Client {
             async move { inspector.trigger_schedule(&name).await },
             boxed(|py, t: tickq::ScheduleTriggered| enqueued(py, t.jobs)),
         )
+    }
+
+    /// Make `queue` a sharded queue of `shards` sub-queues, or check that it is one
+    /// (`Client::shard_queue` in Rust; docs/queue-control.md).
+    fn shard_queue(
+        &self,
+        py: Python<'_>,
+        aio: bool,
+        queue: String,
+        shards: u32,
+    ) -> PyResult<Py<PyAny>> {
+        let client = self.inner.clone();
+        bridge::run(
+            py,
+            aio,
+            async move { client.shard_queue(&queue, shards).await },
+            none(),
+        )
+    }
+
+    /// Submit a workflow, all or nothing: `{"id", "queue", "created"}`.
+    #[pyo3(signature = (aio, queue, name, steps, batches=None, id=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn submit_flow(
+        &self,
+        py: Python<'_>,
+        aio: bool,
+        queue: &str,
+        name: &str,
+        steps: &Bound<'_, PyAny>,
+        batches: Option<&Bound<'_, PyAny>>,
+        id: Option<String>,
+    ) -> PyResult<Py<PyAny>> {
+        let flow = crate::flow::workflow(queue, name, id, steps, batches)?;
+        let client = self.inner.clone();
+        bridge::run(
+            py,
+            aio,
+            async move { client.submit_flow(flow).await },
+            boxed(document),
+        )
+    }
+
+    /// One workflow with its steps (the `tickq flow show --json` document).
+    fn flow(&self, py: Python<'_>, aio: bool, id: String) -> PyResult<Py<PyAny>> {
+        let inspector = self.inspector.clone();
+        bridge::run(
+            py,
+            aio,
+            async move { inspector.flow(&id).await },
+            boxed(document),
+        )
+    }
+
+    /// Workflows, newest first (the `tickq flow ls --json` document).
+    #[pyo3(signature = (aio, queue=None, limit=50))]
+    fn flows(
+        &self,
+        py: Python<'_>,
+        aio: bool,
+        queue: Option<String>,
+        limit: usize,
+    ) -> PyResult<Py<PyAny>> {
+        let inspector = self.inspector.clone();
+        bridge::run(
+            py,
+            aio,
+            async move { inspector.flows(queue.as_deref(), limit).await },
+            boxed(document),
+        )
+    }
+
+    /// Cancel or retry a whole workflow: the action's document.
+    fn act_on_flow(
+        &self,
+        py: Python<'_>,
+        aio: bool,
+        action: &str,
+        id: String,
+    ) -> PyResult<Py<PyAny>> {
+        let inspector = self.inspector.clone();
+        match action {
+            "cancel" => bridge::run(
+                py,
+                aio,
+                async move { inspector.cancel_flow(&id).await },
+                boxed(document),
+            ),
+            "retry" => bridge::run(
+                py,
+                aio,
+                async move { inspector.retry_flow(&id).await },
+                boxed(document),
+            ),
+            other => Err(invalid(format!(
+                "unknown workflow action {other:?}; expected cancel or retry"
+            ))),
+        }
     }
 
     /// A lock, not yet acquired.

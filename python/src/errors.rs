@@ -95,6 +95,10 @@ pub(crate) fn to_py(py: Python<'_>, e: tickq::Error) -> PyErr {
     };
     let existing = e.existing_job().map(|j| j.id.clone());
     let _ = err.value(py).setattr("existing_id", existing);
+    let partial = e
+        .partial_enqueue()
+        .and_then(|p| Py::new(py, crate::enqueued::PartialEnqueue::from(p)).ok());
+    let _ = err.value(py).setattr("partial", partial);
     err
 }
 

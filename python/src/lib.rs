@@ -5,7 +5,9 @@
 //! | `bridge.rs` | the one tokio runtime; blocking calls (GIL released) and asyncio awaitables |
 //! | `errors.rs` | `tickq.Error` and one subclass per `ErrorKind` |
 //! | `convert.rs` | payloads (JSON <-> Python), durations, timestamps |
-//! | `client.rs` | `Client`: enqueue, jobs, schedules; `JobInfo`, `Enqueued`, `ScheduleInfo` |
+//! | `client.rs` | `Client`: enqueue, jobs, schedules, workflows; `JobInfo`, `ScheduleInfo` |
+//! | `enqueued.rs` | `Enqueued`, and `PartialEnqueue` for a bulk that failed part way |
+//! | `flow.rs` | workflows from Python dicts |
 //! | `lock.rs` | `Lock`: a `LockGuard` with its lost signal and fenced store |
 //! | `worker.rs` | `Worker`: a Rust `Handler` per Python callable, the thread pool, the asyncio pump |
 //!
@@ -17,7 +19,9 @@
 mod bridge;
 mod client;
 mod convert;
+mod enqueued;
 mod errors;
+mod flow;
 mod lock;
 mod worker;
 
@@ -30,7 +34,8 @@ fn _tickq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     bridge::register(m)?;
     m.add_class::<client::Client>()?;
     m.add_class::<client::JobInfo>()?;
-    m.add_class::<client::Enqueued>()?;
+    m.add_class::<enqueued::Enqueued>()?;
+    m.add_class::<enqueued::PartialEnqueue>()?;
     m.add_class::<client::ScheduleInfo>()?;
     m.add_class::<lock::Lock>()?;
     m.add_class::<lock::FencedWrite>()?;

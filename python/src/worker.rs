@@ -266,6 +266,20 @@ impl Job {
         )
     }
 
+    fn results(&self, py: Python<'_>, aio: bool) -> PyResult<Py<PyAny>> {
+        let job = self.inner.clone();
+        crate::bridge::run(
+            py,
+            aio,
+            async move { job.parent_results().await },
+            Box::new(
+                |py, results: std::collections::BTreeMap<String, Option<String>>| {
+                    Ok(results.into_pyobject(py)?.into_any().unbind())
+                },
+            ),
+        )
+    }
+
     fn new(py: Python<'_>, inner: tickq::Job) -> PyResult<Job> {
         let payload = from_json(py, inner.payload())?.unbind();
         Ok(Job { inner, payload })
@@ -326,6 +340,34 @@ impl Job {
     }
     fn meta(&self, key: &str) -> Option<&str> {
         self.inner.meta(key)
+    }
+    /// The workflow this job is a step of, or None.
+    #[getter]
+    fn flow_id(&self) -> Option<&str> {
+        self.inner.flow_id()
+    }
+    /// Its step id in the workflow, or None.
+    #[getter]
+    fn step(&self) -> Option<&str> {
+        self.inner.step()
+    }
+    /// The step ids this step ran after (empty for a root step or a plain job).
+    #[getter]
+    fn parents(&self) -> Vec<String> {
+        self.inner
+            .parents()
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    }
+    /// Each parent step's result (what its handler returned, as text), or None for a parent
+    /// that returned nothing or did not complete (a `run`/`skip` policy let this step go on).
+    fn parent_results(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.results(py, false)
+    }
+    /// [`Job::parent_results`], awaitable (for async handlers).
+    fn parent_results_async(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.results(py, true)
     }
     /// Report how far the job has got (0.0 to 1.0) and a short message; kept with the job and
     /// sent to watchers (the dashboard). False when this worker no longer holds the job.
@@ -552,7 +594,7 @@ impl NativeWorker {
     fn new(
         py: Python<'_>,
         client: &Client,
-        queues: Vec<(String, u32)>,
+        queues: Vec<(String, u32, u32)>,
         handlers: Vec<(String, Py<PyAny>, bool)>,
         spawn_thread: Py<PyAny>,
         concurrency: usize,
@@ -579,8 +621,8 @@ impl NativeWorker {
             .job_timeout(convert::duration("job_timeout", job_timeout)?)
             .shutdown_timeout(convert::duration("shutdown_timeout", shutdown_timeout)?)
             .stop_grace(convert::duration("stop_grace", stop_grace)?);
-        for (queue, weight) in queues {
-            builder = builder.queue(queue, weight);
+        for (queue, weight, shards) in queues {
+            builder = builder.sharded_queue(queue, weight, shards);
         }
         let mut has_async = false;
         for (kind, callable, is_async) in handlers {

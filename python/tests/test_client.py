@@ -9,7 +9,7 @@ import pytest
 
 import tickq
 
-from helpers import Redis, running, wait_for
+from helpers import Redis, command, running, wait_for
 
 
 def test_connects_with_every_single_server_url_form(redis: Redis) -> None:
@@ -200,6 +200,53 @@ def test_enqueue_bulk(client: tickq.Client) -> None:
     assert answers[1].id == "there"
     assert answers[2].state == "scheduled"
     assert client.job(answers[0].id, "q").payload == {"i": 1}
+
+
+def test_a_bulk_cut_off_by_a_full_redis_says_what_went_in_and_resends_the_rest_once(redis: Redis, client: tickq.Client) -> None:
+    n = 30_000
+    client.enqueue("q", "warm-up")
+    used = int(dict(line.split(":", 1) for line in command(redis.port, "INFO", "memory").decode().split("\r\n") if ":" in line)["used_memory"])
+    # Room for a few thousand jobs: the bulk fills it part way.
+    command(redis.port, "CONFIG", "SET", "maxmemory", str(used + 2_000_000))
+    with pytest.raises(tickq.RedisFull) as caught:
+        client.enqueue_bulk({"queue": "q", "kind": "k", "payload": {"i": i}} for i in range(n))
+    partial = caught.value.partial
+    assert isinstance(partial, tickq.PartialEnqueue)
+    went_in = len(partial.enqueued)
+    assert 0 < went_in < n, repr(partial)
+    assert went_in + len(partial.unconfirmed) == n
+    indexes = [i for i, _ in partial.enqueued] + [i for i, _ in partial.unconfirmed]
+    assert sorted(indexes) == list(range(n))
+    assert all(id for _, id in partial.unconfirmed)
+    assert client.stats()["queues"][0]["states"]["pending"] == 1 + went_in
+
+    command(redis.port, "CONFIG", "SET", "maxmemory", "0")
+    again = client.enqueue_bulk(partial)
+    assert len(again) == len(partial.unconfirmed)
+    assert [a.id for a in again] == [id for _, id in partial.unconfirmed]
+    # Every job once: the ones that went in unanswered (if any) answer created=False.
+    assert client.stats()["queues"][0]["states"]["pending"] == 1 + n
+    payloads = sorted(client.job(id, "q").payload["i"] for id in [e.id for _, e in partial.enqueued][:5] + [a.id for a in again][-5:])
+    assert len(set(payloads)) == 10
+
+
+def test_errors_other_than_a_cut_off_bulk_carry_no_partial(client: tickq.Client) -> None:
+    with pytest.raises(tickq.NotFound) as caught:
+        client.job("nope", "q")
+    assert caught.value.partial is None
+
+
+def test_a_sharded_queue_spreads_its_jobs_and_is_one_queue(client: tickq.Client) -> None:
+    client.shard_queue("hot", 4)
+    client.shard_queue("hot", 4)  # the same count again is fine
+    with pytest.raises(tickq.Conflict):
+        client.shard_queue("hot", 2)
+    ids = [client.enqueue("hot", "k", {"i": i}, shard_key=f"user-{i % 10}") for i in range(40)]
+    answers = client.enqueue_bulk({"queue": "hot", "kind": "k", "shard_key": "user-1"} for _ in range(10))
+    assert {a.queue for a in answers} == {"hot"}
+    [hot] = [q for q in client.stats()["queues"] if q["queue"] == "hot"]
+    assert hot["states"]["pending"] == 50
+    assert client.job(ids[0]).queue == "hot"
 
 
 def test_cancel_retry_kill_delete(client: tickq.Client) -> None:

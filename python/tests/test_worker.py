@@ -382,3 +382,20 @@ def test_a_worker_needs_handlers_and_valid_settings(client: tickq.Client) -> Non
     w.handler("k")(lambda job: None)
     with pytest.raises(tickq.InvalidArgument, match="lease"):
         w.run()
+
+
+def test_a_sharded_queue_is_worked_by_a_python_worker(client: tickq.Client) -> None:
+    ran: list = []
+    worker = tickq.Worker(client, queues={"hot": {"weight": 2, "shards": 3}}, concurrency=4)
+
+    @worker.handler("k")
+    def k(job: tickq.Job) -> None:
+        ran.append(job.queue)
+
+    client.shard_queue("hot", 3)
+    client.enqueue_bulk({"queue": "hot", "kind": "k"} for _ in range(30))
+    with running(worker):
+        wait_for("every job to run", lambda: len(ran) == 30)
+    assert {q.split("#")[0] for q in ran} == {"hot"}
+    with pytest.raises(tickq.InvalidArgument, match="unknown keys"):
+        tickq.Worker(client, queues={"hot": {"weigth": 2}})

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from . import _tickq
-from ._tickq import Enqueued, FencedWrite, JobInfo, LockBusy, ScheduleInfo
+from ._tickq import Enqueued, FencedWrite, JobInfo, LockBusy, PartialEnqueue, ScheduleInfo
 
 Seconds = Union[int, float, timedelta, str]
 When = Union[int, float, datetime, str]
@@ -89,13 +89,15 @@ class Client:
         timeout: Optional[Seconds] = None,
         priority: Optional[int] = None,
         meta: Optional[Mapping[str, str]] = None,
+        shard_key: Optional[str] = None,
     ) -> str:
         """Enqueue one job; answers its id. ``payload`` is JSON (dict, list, str, int, float,
         bool, None). ``delay`` (seconds or timedelta) or ``at`` (aware datetime or Unix
         seconds) make it wait; ``unique_for`` (with an optional ``unique_key``) makes an equal
         job a no-op while one waits or runs. A job whose id or unique key exists raises
-        ``AlreadyExists`` with ``existing_id``."""
-        return self._n.enqueue(False, queue, kind, payload, delay, at, id, unique_for, unique_key, max_attempts, timeout, priority, meta)
+        ``AlreadyExists`` with ``existing_id``. On a sharded queue (:meth:`shard_queue`),
+        jobs with the same ``shard_key`` go to the same shard and keep their order there."""
+        return self._n.enqueue(False, queue, kind, payload, delay, at, id, unique_for, unique_key, max_attempts, timeout, priority, meta, shard_key)
 
     async def enqueue_async(
         self,
@@ -112,17 +114,32 @@ class Client:
         timeout: Optional[Seconds] = None,
         priority: Optional[int] = None,
         meta: Optional[Mapping[str, str]] = None,
+        shard_key: Optional[str] = None,
     ) -> str:
         """:meth:`enqueue`, awaitable."""
-        return await self._n.enqueue(True, queue, kind, payload, delay, at, id, unique_for, unique_key, max_attempts, timeout, priority, meta)
+        return await self._n.enqueue(True, queue, kind, payload, delay, at, id, unique_for, unique_key, max_attempts, timeout, priority, meta, shard_key)
 
-    def enqueue_bulk(self, jobs: Iterable[Mapping[str, Any]]) -> List[Enqueued]:
-        """Enqueue many jobs in few round trips. Each job is a dict with ``queue``, ``kind`` and
-        any keyword argument of :meth:`enqueue`. Jobs whose id exists answer ``created=False``;
-        jobs whose unique key another job holds answer that job with ``duplicate=True``."""
+    def enqueue_bulk(self, jobs: Union[Iterable[Mapping[str, Any]], PartialEnqueue]) -> List[Enqueued]:
+        """Enqueue many jobs in few round trips, each exactly once. Each job is a dict with
+        ``queue``, ``kind`` and any keyword argument of :meth:`enqueue`. Jobs whose id exists
+        answer ``created=False``; jobs whose unique key another job holds answer that job with
+        ``duplicate=True``.
+
+        If Redis fails part way (connection lost, timeout, Redis full), nothing more is sent
+        and the error's ``partial`` (a :class:`PartialEnqueue`) lists the jobs Redis confirmed
+        (``enqueued``) and the others with their ids (``unconfirmed``). Passing ``partial``
+        back to ``enqueue_bulk`` sends those again; none is created twice::
+
+            try:
+                client.enqueue_bulk(jobs)
+            except tickq.Error as e:
+                if e.partial is None:
+                    raise
+                client.enqueue_bulk(e.partial)
+        """
         return self._n.enqueue_bulk(False, jobs)
 
-    async def enqueue_bulk_async(self, jobs: Iterable[Mapping[str, Any]]) -> List[Enqueued]:
+    async def enqueue_bulk_async(self, jobs: Union[Iterable[Mapping[str, Any]], PartialEnqueue]) -> List[Enqueued]:
         """:meth:`enqueue_bulk`, awaitable."""
         return await self._n.enqueue_bulk(True, jobs)
 
@@ -231,6 +248,17 @@ class Client:
         """:meth:`jobs`, awaitable."""
         return await self._n.jobs(True, queue, state, kind, payload, error, cursor, limit)
 
+    def shard_queue(self, queue: str, shards: int) -> None:
+        """Make ``queue`` a sharded queue of ``shards`` sub-queues (on Redis Cluster they spread
+        over the masters), or check that it is one; another count raises ``Conflict``. Jobs
+        spread over the shards by ``shard_key``, unique key, id or round robin; workers,
+        stats and actions see one queue (docs/queue-control.md)."""
+        self._n.shard_queue(False, queue, shards)
+
+    async def shard_queue_async(self, queue: str, shards: int) -> None:
+        """:meth:`shard_queue`, awaitable."""
+        await self._n.shard_queue(True, queue, shards)
+
     def pause_queue(self, queue: str) -> Dict[str, Any]:
         """Stop every worker from starting jobs of ``queue`` (running ones finish)."""
         return self._n.pause_queue(False, queue, True)
@@ -335,6 +363,73 @@ class Client:
     async def trigger_schedule_async(self, name: str) -> List[Enqueued]:
         """:meth:`trigger_schedule`, awaitable."""
         return await self._n.trigger_schedule(True, name)
+
+    # ---- workflows ----
+
+    def submit_flow(
+        self,
+        queue: str,
+        name: str,
+        steps: Iterable[Mapping[str, Any]],
+        *,
+        batches: Optional[Iterable[Mapping[str, Any]]] = None,
+        id: Optional[str] = None,
+    ) -> Dict[str, Any]:
+        """Submit a workflow (docs/workflows.md), all or nothing: ``{"id", "queue", "created"}``.
+        Each step is a dict: ``id`` and ``kind`` (required), ``payload``, ``after`` (step ids
+        it runs after), ``on_parent_failure`` (``"cancel"``, the default, ``"run"``, ``"skip"``
+        or ``"only_if_failed"``), ``max_attempts``, ``timeout``, ``priority``, ``meta``. Each
+        batch is a dict: ``steps`` and any of ``on_complete``, ``on_success``, ``on_failure``
+        (step ids of callback steps). A workflow whose ``id`` exists is not created again
+        (``created=False``). A step's handler reads its parents' results with
+        :meth:`Job.parent_results`."""
+        return self._n.submit_flow(False, queue, name, steps, batches, id)
+
+    async def submit_flow_async(
+        self,
+        queue: str,
+        name: str,
+        steps: Iterable[Mapping[str, Any]],
+        *,
+        batches: Optional[Iterable[Mapping[str, Any]]] = None,
+        id: Optional[str] = None,
+    ) -> Dict[str, Any]:
+        """:meth:`submit_flow`, awaitable."""
+        return await self._n.submit_flow(True, queue, name, steps, batches, id)
+
+    def flow(self, id: str) -> Dict[str, Any]:
+        """A workflow with its state, counts and steps (``tickq flow show ID --json``, ``GET
+        /api/flows/{id}``). Raises ``NotFound``."""
+        return self._n.flow(False, id)
+
+    async def flow_async(self, id: str) -> Dict[str, Any]:
+        """:meth:`flow`, awaitable."""
+        return await self._n.flow(True, id)
+
+    def flows(self, queue: Optional[str] = None, limit: int = 50) -> Dict[str, Any]:
+        """Workflows, newest first: running ones and finished ones within their retention
+        (``tickq flow ls --json``)."""
+        return self._n.flows(False, queue, limit)
+
+    async def flows_async(self, queue: Optional[str] = None, limit: int = 50) -> Dict[str, Any]:
+        """:meth:`flows`, awaitable."""
+        return await self._n.flows(True, queue, limit)
+
+    def cancel_flow(self, id: str) -> Dict[str, Any]:
+        """Cancel a whole workflow: running steps are stopped, waiting ones cancelled."""
+        return self._n.act_on_flow(False, "cancel", id)
+
+    async def cancel_flow_async(self, id: str) -> Dict[str, Any]:
+        """:meth:`cancel_flow`, awaitable."""
+        return await self._n.act_on_flow(True, "cancel", id)
+
+    def retry_flow(self, id: str) -> Dict[str, Any]:
+        """Start a failed workflow's dead and cancelled steps over."""
+        return self._n.act_on_flow(False, "retry", id)
+
+    async def retry_flow_async(self, id: str) -> Dict[str, Any]:
+        """:meth:`retry_flow`, awaitable."""
+        return await self._n.act_on_flow(True, "retry", id)
 
     # ---- locks ----
 

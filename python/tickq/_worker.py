@@ -16,7 +16,7 @@ import time
 import weakref
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional, TypeVar, Union
+from typing import Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional, Tuple, TypeVar, Union
 
 from . import _tickq
 from ._client import Client
@@ -71,11 +71,31 @@ class FixedBackoff:
     _tickq_retry: ClassVar[str] = "fixed"
 
 
+def _queues(queues: Union[Mapping[str, Union[int, Mapping[str, int]]], Iterable[str], str]) -> List[Tuple[str, int, int]]:
+    """``(name, weight, shards)`` per queue, from the forms :class:`Worker` takes."""
+    if isinstance(queues, str):
+        return [(queues, 1, 1)]
+    if not isinstance(queues, Mapping):
+        return [(str(q), 1, 1) for q in queues]
+    out = []
+    for name, spec in queues.items():
+        if isinstance(spec, Mapping):
+            unknown = set(spec) - {"weight", "shards"}
+            if unknown:
+                raise _tickq.InvalidArgument(f"queue {name!r}: unknown keys {sorted(unknown)}; known keys: weight, shards")
+            out.append((str(name), int(spec.get("weight", 1)), int(spec.get("shards", 1))))
+        else:
+            out.append((str(name), int(spec), 1))
+    return out
+
+
 class Worker:
     """A pool of job slots that claims from ``queues`` and runs the handlers registered with
     :meth:`handler`.
 
-    ``queues``: ``{"name": weight}``, a list of names (weight 1) or one name. ``concurrency``:
+    ``queues``: ``{"name": weight}``, a list of names (weight 1) or one name; a sharded queue
+    (:meth:`Client.shard_queue`) as ``{"name": {"weight": W, "shards": K}}``, claimed from
+    every shard without starving any. ``concurrency``:
     most jobs running at once (also the size of the thread pool for plain-function handlers).
     ``lease``: lease of a claimed job, renewed every third of it. ``job_timeout``: time limit
     of an attempt when the job sets none. ``shutdown_timeout``: how long a graceful shutdown
@@ -87,7 +107,7 @@ class Worker:
     def __init__(
         self,
         client: Client,
-        queues: Union[Mapping[str, int], Iterable[str], str] = "default",
+        queues: Union[Mapping[str, Union[int, Mapping[str, int]]], Iterable[str], str] = "default",
         *,
         concurrency: int = 16,
         lease: Seconds = 30.0,
@@ -99,14 +119,8 @@ class Worker:
         scheduler: bool = False,
         claim_batch: Optional[int] = None,
     ) -> None:
-        if isinstance(queues, str):
-            pairs = [(queues, 1)]
-        elif isinstance(queues, Mapping):
-            pairs = [(str(q), int(w)) for q, w in queues.items()]
-        else:
-            pairs = [(str(q), 1) for q in queues]
+        self._queues = _queues(queues)
         self._client = client
-        self._queues = pairs
         self._concurrency = concurrency
         self._lease = lease
         self._job_timeout = job_timeout

@@ -8,7 +8,7 @@
 //! | `output` | text tables vs `--json` |
 //! | `server` | `tickq server` |
 //! | `embedded` | the embedded redis-server |
-//! | `exec_kind` | the built-in `exec` job kind |
+//! | `kinds/` | the built-in job kinds: `exec` (payload, signing, running the program), `http`, `flow` |
 //! | `http` | the node's HTTP surface |
 //! | `metrics` | the Prometheus recorder and `GET /metrics` |
 //! | `logging` | tracing setup |
@@ -22,10 +22,8 @@ mod commands;
 mod config;
 mod connect;
 mod embedded;
-mod exec_kind;
-mod flow_kind;
 mod http;
-mod http_kind;
+mod kinds;
 mod logging;
 mod metrics;
 mod output;

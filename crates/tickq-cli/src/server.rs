@@ -8,7 +8,8 @@
 
 use crate::config::{CronTask, RedisOrigin, ServerConfig};
 use crate::embedded::{self, EmbeddedRedis};
-use crate::{exec_kind, http, http_kind};
+use crate::http;
+use crate::kinds::{exec, flow, http as http_kind};
 use anyhow::Context as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,7 +53,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     };
 
     let result = serve(&config, listener, embedded.as_ref(), &signals).await;
-    exec_kind::kill_leftovers();
+    exec::kill_leftovers();
     if let Some(redis) = embedded {
         redis.stop().await;
     }
@@ -91,20 +92,17 @@ async fn serve(
         .concurrency(config.concurrency)
         // The exec kind needs its grace to go from SIGTERM to SIGKILL before its future is
         // dropped; dropping it early still kills the program, just without waiting.
-        .stop_grace(exec_kind::KILL_GRACE + Duration::from_secs(1))
+        .stop_grace(exec::KILL_GRACE + Duration::from_secs(1))
         .handler(
-            exec_kind::KIND,
-            exec_kind::handler(
+            exec::KIND,
+            exec::handler(
                 config.exec_allow.clone(),
                 config.node.clone(),
                 config.exec_secret.clone(),
             ),
         )
         .handler(http_kind::KIND, http_kind::handler()?)
-        .handler(
-            crate::flow_kind::KIND,
-            crate::flow_kind::handler(client.clone()),
-        );
+        .handler(flow::KIND, flow::handler(client.clone()));
     if let Some(lease) = config.lease {
         // A dead node's jobs come back once their lease expired *and* a recoverer looked: with
         // a short lease, the default 5 s between looks would be most of the wait.

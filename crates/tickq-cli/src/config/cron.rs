@@ -3,7 +3,7 @@
 
 use super::file::{CronFile, CronTaskFile, FileConfig, toml_to_json};
 use super::{DEFAULT_QUEUE, kind_name, usage};
-use crate::exec_kind::{Binding, ExecPayload, Secret};
+use crate::kinds::exec::{Binding, ExecPayload, Secret};
 use anyhow::Context as _;
 use std::path::Path;
 use tickq::schedule::{Catchup, Overlap, ScheduleSpec, Task};
@@ -40,7 +40,7 @@ pub enum CronTask {
     Flow {
         kind: &'static str,
         #[serde(flatten)]
-        flow: crate::flow_kind::FlowPayload,
+        flow: crate::kinds::flow::FlowPayload,
     },
 }
 
@@ -53,7 +53,7 @@ pub(super) fn cron_spec(c: CronFile, dir: Option<&Path>) -> Result<CronSpec, Str
                 "give one of tasks, [[cron.step]] or flow = \"FILE\" (a workflow file)".into(),
             );
         }
-        crate::flow_kind::check_cron_name(&c.name)?;
+        crate::kinds::flow::check_cron_name(&c.name)?;
         let path = match dir {
             Some(dir) if file.is_relative() => dir.join(file),
             _ => file.clone(),
@@ -67,7 +67,7 @@ pub(super) fn cron_spec(c: CronFile, dir: Option<&Path>) -> Result<CronSpec, Str
             c.overlap,
             c.catchup,
             vec![CronTask::Flow {
-                kind: crate::flow_kind::KIND,
+                kind: crate::kinds::flow::KIND,
                 flow,
             }],
         );
@@ -86,13 +86,13 @@ pub(super) fn cron_spec(c: CronFile, dir: Option<&Path>) -> Result<CronSpec, Str
         if !c.tasks.is_empty() {
             return Err("give either tasks or [[cron.step]] (a workflow), not both".into());
         }
-        crate::flow_kind::check_cron_name(&c.name)?;
+        crate::kinds::flow::check_cron_name(&c.name)?;
         // Exec steps are signed later with the others (`sign_exec`).
         let flow =
             super::flow::flow_payload(&c.name, &queue, c.step, c.batch, "the workflow", None)
                 .map_err(|e| e.to_string())?;
         vec![CronTask::Flow {
-            kind: crate::flow_kind::KIND,
+            kind: crate::kinds::flow::KIND,
             flow,
         }]
     };
@@ -136,9 +136,10 @@ impl CronSpec {
     pub(super) fn has_exec(&self) -> bool {
         self.tasks.iter().any(|task| match task {
             CronTask::Exec { .. } => true,
-            CronTask::Flow { flow, .. } => {
-                flow.steps.iter().any(|s| s.kind == crate::exec_kind::KIND)
-            }
+            CronTask::Flow { flow, .. } => flow
+                .steps
+                .iter()
+                .any(|s| s.kind == crate::kinds::exec::KIND),
             CronTask::Other { .. } => false,
         })
     }
@@ -152,7 +153,7 @@ impl CronSpec {
                 CronTask::Exec { exec, .. } => exec.sign(secret, &binding),
                 CronTask::Flow { flow, .. } => {
                     for step in &mut flow.steps {
-                        if step.kind != crate::exec_kind::KIND {
+                        if step.kind != crate::kinds::exec::KIND {
                             continue;
                         }
                         // Checked when the spec was built, so it decodes.
@@ -183,12 +184,12 @@ impl CronSpec {
         for task in &self.tasks {
             spec = spec.task(match task {
                 CronTask::Exec { exec, .. } => Task::new(
-                    crate::exec_kind::KIND,
+                    crate::kinds::exec::KIND,
                     serde_json::to_value(exec).expect("an exec payload serialises"),
                 ),
                 CronTask::Other { kind, payload } => Task::new(kind, payload.clone()),
                 CronTask::Flow { flow, .. } => Task::new(
-                    crate::flow_kind::KIND,
+                    crate::kinds::flow::KIND,
                     serde_json::to_value(flow).expect("a workflow payload serialises"),
                 ),
             });
@@ -199,7 +200,7 @@ impl CronSpec {
 
 pub(super) fn cron_task(t: CronTaskFile) -> Result<CronTask, String> {
     kind_name(&t.kind)?;
-    if t.kind == crate::exec_kind::KIND {
+    if t.kind == crate::kinds::exec::KIND {
         if t.payload.is_some() {
             return Err("an exec task takes cmd (and env, cwd, stdin), not payload".into());
         }
@@ -227,7 +228,7 @@ pub(super) fn exec_secret(
     file: Option<&FileConfig>,
     path: Option<&Path>,
 ) -> anyhow::Result<Option<Secret>> {
-    const ENV: &str = crate::exec_kind::SECRET_ENV;
+    const ENV: &str = crate::kinds::exec::SECRET_ENV;
     if let Some(text) = env {
         let text = text
             .to_str()
@@ -278,7 +279,7 @@ pub(super) fn signed_value(
 pub(super) fn exec_task(exec: ExecPayload) -> Result<CronTask, String> {
     exec.validate()?;
     Ok(CronTask::Exec {
-        kind: crate::exec_kind::KIND,
+        kind: crate::kinds::exec::KIND,
         exec,
     })
 }
@@ -286,7 +287,7 @@ pub(super) fn exec_task(exec: ExecPayload) -> Result<CronTask, String> {
 /// A task of `kind` with a JSON payload; an exec payload is checked like any exec task's.
 pub(super) fn kind_task(kind: String, payload: serde_json::Value) -> Result<CronTask, String> {
     kind_name(&kind)?;
-    if kind == crate::exec_kind::KIND {
+    if kind == crate::kinds::exec::KIND {
         let exec = serde_json::from_value(payload).map_err(|e| {
             format!(
                 "an exec job's payload must be {{\"cmd\": [PROGRAM, ARGS...], \"env\": {{...}}, \

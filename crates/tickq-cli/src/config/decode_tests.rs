@@ -9,7 +9,7 @@ use super::file::FileConfig;
 use super::sources::Sources;
 use super::{UsageError, validate};
 use crate::cli::Cli;
-use crate::exec_kind::{Binding, ExecPayload, Secret};
+use crate::kinds::exec::{Binding, ExecPayload, Secret};
 use clap::Parser as _;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};

@@ -2,8 +2,8 @@
 //! docs/workflows.md), checked into a [`tickq::Workflow`] without I/O.
 
 use super::usage;
-use crate::exec_kind::{Binding, ExecPayload, Secret};
-use crate::flow_kind::{FlowPayload, StepPayload};
+use crate::kinds::exec::{Binding, ExecPayload, Secret};
+use crate::kinds::flow::{FlowPayload, StepPayload};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -91,7 +91,7 @@ pub(super) fn flow_payload(
                     exec.sign(secret, &Binding::job(step_queue, &job));
                 }
                 let payload = serde_json::to_value(&exec).expect("an exec payload serialises");
-                (crate::exec_kind::KIND.to_owned(), payload)
+                (crate::kinds::exec::KIND.to_owned(), payload)
             }
             (None, Some(kind)) => {
                 if !step.env.is_empty() || step.cwd.is_some() {

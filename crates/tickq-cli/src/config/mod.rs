@@ -28,7 +28,7 @@ pub use redis::{REDIS_URL_ENV, Redis, RedisOrigin, tls_setting_names};
 pub use server::ServerConfig;
 
 use crate::cli::{Cli, Command, ConfigCommand, CronCommand, FlowCommand, LogFormat, QueueCommand};
-use crate::exec_kind::ExecPayload;
+use crate::kinds::exec::ExecPayload;
 use anyhow::Context as _;
 use cron::{LazySecret, exec_secret, signed_value};
 use redis::{resolve_redis, resolve_tls};
@@ -364,7 +364,7 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
                 None => serde_json::Value::Null,
                 Some(text) => payload(text, payload_text.as_ref())?,
             };
-            if args.kind == crate::exec_kind::KIND {
+            if args.kind == crate::kinds::exec::KIND {
                 let exec: ExecPayload = serde_json::from_value(payload.clone()).map_err(|e| {
                     usage(format!(
                         "an exec job's payload must be {{\"cmd\": [PROGRAM, ARGS...], \"env\": \
@@ -406,7 +406,7 @@ fn validate(cli: Cli, sources: Sources) -> anyhow::Result<Invocation> {
                 redis,
                 job: Box::new(new_job(
                     &args.queue,
-                    crate::exec_kind::KIND,
+                    crate::kinds::exec::KIND,
                     payload,
                     args.job,
                 )?),

@@ -5,7 +5,7 @@ use super::file::{FileConfig, QueueFile};
 use super::redis::Redis;
 use super::{DEFAULT_QUEUE, MAX_NAME_LEN, usage};
 use crate::cli::ServerOpts;
-use crate::exec_kind::Secret;
+use crate::kinds::exec::Secret;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,7 +37,7 @@ pub struct ServerConfig {
     /// Programs `exec` jobs may run, matched exactly as written; empty = exec off.
     pub exec_allow: Vec<String>,
     /// `TICKQ_EXEC_SECRET` or `[exec] secret`: exec jobs must be signed with it.
-    pub exec_secret: Option<crate::exec_kind::Secret>,
+    pub exec_secret: Option<crate::kinds::exec::Secret>,
     pub cron: Vec<CronSpec>,
     /// `[limits.QUEUE]`, sorted by queue: set in Redis when the server starts.
     pub limits: Vec<(String, tickq::QueueLimits)>,

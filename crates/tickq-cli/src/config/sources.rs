@@ -83,7 +83,7 @@ impl Sources {
             redis_url: std::env::var(REDIS_URL_ENV).ok(),
             default_port: std::env::var(DEFAULT_PORT_ENV).ok(),
             tls: TLS_ENV.map(std::env::var_os),
-            exec_secret: std::env::var_os(crate::exec_kind::SECRET_ENV),
+            exec_secret: std::env::var_os(crate::kinds::exec::SECRET_ENV),
             payload,
         })
     }

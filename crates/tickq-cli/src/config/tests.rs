@@ -232,7 +232,7 @@ id = "report"
 kind = "report"
 after = ["part1"]
 "#;
-    let secret = crate::exec_kind::Secret::new("0123456789abcdef0123456789abcdef").unwrap();
+    let secret = crate::kinds::exec::Secret::new("0123456789abcdef0123456789abcdef").unwrap();
     let c = server_config(redis(), None, file(text).unwrap(), opts(), None).unwrap();
     // The server signs what it stores (server.rs), exec steps of a workflow included.
     let mut signed = c.cron[0].clone();

@@ -8,7 +8,7 @@ use crate::cli::{
     CatchupArg, CronAddArgs, CronCommand, CronNextArgs, FilterArgs, JobOpts, LockCommand,
     OverlapArg, QueueArgs,
 };
-use crate::exec_kind::ExecPayload;
+use crate::kinds::exec::ExecPayload;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tickq::schedule::{Catchup, CronSchedule, Overlap};

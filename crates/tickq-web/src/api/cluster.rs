@@ -1,5 +1,6 @@
 //! The whole system: nodes, locks, history, live events.
 
+use super::responses::{BadInput, Reading};
 use super::{Params, duration, time};
 use crate::State;
 use crate::auth::Reader;
@@ -11,14 +12,14 @@ use tickq::{History, HistoryQuery, LockList, NodeList};
 
 /// The live nodes and the jobs each runs now (`tickq nodes --json`).
 #[utoipa::path(get, path = "/api/nodes", tag = "system",
-    responses((status = 200, description = "OK", body = NodeList), (status = 401, description = "Missing or wrong credentials", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = NodeList), Reading))]
 pub(crate) async fn nodes(state: State, _: Reader) -> Result<Json<NodeList>, ApiError> {
     Ok(Json(state.inspector.nodes().await?))
 }
 
 /// Locks held now, and those taken in the last week (`tickq lock ls --json`).
 #[utoipa::path(get, path = "/api/locks", tag = "system",
-    responses((status = 200, description = "OK", body = LockList), (status = 401, description = "Missing or wrong credentials", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = LockList), Reading))]
 pub(crate) async fn locks(state: State, _: Reader) -> Result<Json<LockList>, ApiError> {
     Ok(Json(state.inspector.locks().await?))
 }
@@ -39,8 +40,7 @@ pub(crate) struct HistoryParams {
 
 /// Per-minute counts kept in Redis for 8 days (`tickq history --json`).
 #[utoipa::path(get, path = "/api/history", tag = "system", params(HistoryParams),
-    responses((status = 200, description = "OK", body = History), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
-              (status = 401, description = "Missing or wrong credentials", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = History), BadInput, Reading))]
 pub(crate) async fn history(
     state: State,
     _: Reader,

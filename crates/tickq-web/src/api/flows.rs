@@ -1,10 +1,11 @@
 //! Workflows: the list, one with its steps (the dashboard draws its DAG from this document), cancel,
 //! retry.
 
+use super::responses::{Acting, BadInput, NotFound, Reading};
 use super::{Params, PathArgs};
 use crate::State;
 use crate::auth::{Operator, Reader};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use axum::Json;
 use serde::Deserialize;
 use tickq::{FlowCancelled, FlowInfo, FlowList, FlowRetried};
@@ -24,8 +25,7 @@ pub(crate) struct FlowsQuery {
 /// (`tickq flow ls --json`).
 #[utoipa::path(get, path = "/api/flows", tag = "flows",
     params(FlowsQuery),
-    responses((status = 200, description = "OK", body = FlowList), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
-              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 503, description = "Redis cannot be reached", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = FlowList), BadInput, Reading))]
 pub(crate) async fn flows(
     state: State,
     _: Reader,
@@ -44,8 +44,7 @@ pub(crate) async fn flows(
 /// (`tickq flow show ID --json`).
 #[utoipa::path(get, path = "/api/flows/{id}", tag = "flows",
     params(("id" = String, Path, description = "The workflow id")),
-    responses((status = 200, description = "OK", body = FlowInfo), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
-              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 404, description = "No such workflow", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = FlowInfo), BadInput, Reading, NotFound))]
 pub(crate) async fn flow(
     state: State,
     _: Reader,
@@ -58,9 +57,7 @@ pub(crate) async fn flow(
 /// (`tickq flow cancel ID --json`).
 #[utoipa::path(post, path = "/api/flows/{id}/cancel", tag = "flows",
     params(("id" = String, Path, description = "The workflow id")),
-    responses((status = 200, description = "OK", body = FlowCancelled), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
-              (status = 404, description = "No such workflow", body = ErrorBody), (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
-              (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = FlowCancelled), BadInput, Acting, NotFound))]
 pub(crate) async fn cancel_flow(
     state: State,
     _: Operator,
@@ -72,9 +69,7 @@ pub(crate) async fn cancel_flow(
 /// Start a failed workflow's dead and cancelled steps over (`tickq flow retry ID --json`).
 #[utoipa::path(post, path = "/api/flows/{id}/retry", tag = "flows",
     params(("id" = String, Path, description = "The workflow id")),
-    responses((status = 200, description = "OK", body = FlowRetried), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
-              (status = 404, description = "No such workflow", body = ErrorBody), (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
-              (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = FlowRetried), BadInput, Acting, NotFound))]
 pub(crate) async fn retry_flow(
     state: State,
     _: Operator,

@@ -1,9 +1,10 @@
 //! Jobs: pages with filters and a cursor, enqueue, one job, actions, bulk actions.
 
+use super::responses::{Acting, BadInput, Conflict, NotFound, Reading};
 use super::{Body, Params, PathArgs, duration, time};
 use crate::State;
 use crate::auth::{Operator, Reader};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use axum::Json;
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -55,8 +56,7 @@ fn filter(
 /// A page of a queue's jobs in one state (`tickq jobs QUEUE --state S --json`).
 #[utoipa::path(get, path = "/api/queues/{queue}/jobs", tag = "jobs",
     params(("queue" = String, Path, description = "The queue"), ListQuery),
-    responses((status = 200, description = "OK", body = JobPage), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
-              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 503, description = "Redis cannot be reached", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = JobPage), BadInput, Reading))]
 pub(crate) async fn jobs(
     state: State,
     _: Reader,
@@ -112,9 +112,7 @@ pub(crate) struct NewJobBody {
 /// Enqueue a job. A taken id or unique key is 409 `already_exists`, naming the job there.
 #[utoipa::path(post, path = "/api/queues/{queue}/jobs", tag = "jobs", request_body = NewJobBody,
     params(("queue" = String, Path, description = "The queue")),
-    responses((status = 201, description = "Created", body = Enqueued), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
-              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody),
-              (status = 409, description = "The wrong state for that, or the id or unique key is taken", body = ErrorBody), (status = 503, description = "Redis cannot be reached", body = ErrorBody)))]
+    responses((status = 201, description = "Created", body = Enqueued), BadInput, Acting, Conflict))]
 pub(crate) async fn enqueue(
     state: State,
     _: Operator,
@@ -179,8 +177,7 @@ pub(crate) struct BulkBody {
 /// Act on every job of a queue in one state that matches the filters, in bounded batches.
 #[utoipa::path(post, path = "/api/queues/{queue}/bulk", tag = "jobs", request_body = BulkBody,
     params(("queue" = String, Path, description = "The queue")),
-    responses((status = 200, description = "OK", body = BulkOutcome), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
-              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = BulkOutcome), BadInput, Acting))]
 pub(crate) async fn bulk(
     state: State,
     _: Operator,
@@ -198,8 +195,7 @@ pub(crate) async fn bulk(
 /// One job, found in any queue (`tickq job ID --json`).
 #[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "The job id")),
-    responses((status = 200, description = "OK", body = JobInfo), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
-              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 404, description = "No such job, queue or schedule", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = JobInfo), BadInput, Reading, NotFound))]
 pub(crate) async fn job(
     state: State,
     _: Reader,
@@ -215,9 +211,7 @@ async fn act(state: State, action: JobAction, id: &str) -> Result<Json<JobActed>
 /// Delete a job that is not running.
 #[utoipa::path(delete, path = "/api/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "The job id")),
-    responses((status = 200, description = "OK", body = JobActed), (status = 404, description = "No such job, queue or schedule", body = ErrorBody),
-              (status = 409, description = "The wrong state for that, or the id or unique key is taken", body = ErrorBody), (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
-              (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = JobActed), BadInput, Acting, NotFound, Conflict))]
 pub(crate) async fn delete_job(
     state: State,
     _: Operator,
@@ -229,9 +223,7 @@ pub(crate) async fn delete_job(
 /// Run a dead, cancelled, retry or scheduled job now.
 #[utoipa::path(post, path = "/api/jobs/{id}/retry", tag = "jobs",
     params(("id" = String, Path, description = "The job id")),
-    responses((status = 200, description = "OK", body = JobActed), (status = 404, description = "No such job, queue or schedule", body = ErrorBody),
-              (status = 409, description = "The wrong state for that, or the id or unique key is taken", body = ErrorBody), (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
-              (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = JobActed), BadInput, Acting, NotFound, Conflict))]
 pub(crate) async fn retry_job(
     state: State,
     _: Operator,
@@ -243,9 +235,7 @@ pub(crate) async fn retry_job(
 /// Send a waiting job to dead.
 #[utoipa::path(post, path = "/api/jobs/{id}/kill", tag = "jobs",
     params(("id" = String, Path, description = "The job id")),
-    responses((status = 200, description = "OK", body = JobActed), (status = 404, description = "No such job, queue or schedule", body = ErrorBody),
-              (status = 409, description = "The wrong state for that, or the id or unique key is taken", body = ErrorBody), (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
-              (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = JobActed), BadInput, Acting, NotFound, Conflict))]
 pub(crate) async fn kill_job(
     state: State,
     _: Operator,
@@ -257,9 +247,7 @@ pub(crate) async fn kill_job(
 /// Cancel a job; a running one is stopped by its worker.
 #[utoipa::path(post, path = "/api/jobs/{id}/cancel", tag = "jobs",
     params(("id" = String, Path, description = "The job id")),
-    responses((status = 200, description = "OK", body = JobActed), (status = 404, description = "No such job, queue or schedule", body = ErrorBody),
-              (status = 409, description = "The wrong state for that, or the id or unique key is taken", body = ErrorBody), (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
-              (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = JobActed), BadInput, Acting, NotFound, Conflict))]
 pub(crate) async fn cancel_job(
     state: State,
     _: Operator,

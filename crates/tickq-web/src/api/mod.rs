@@ -5,6 +5,7 @@ mod cluster;
 mod flows;
 mod jobs;
 mod queues;
+mod responses;
 mod schedules;
 mod session;
 

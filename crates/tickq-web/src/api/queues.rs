@@ -1,23 +1,24 @@
 //! Queues: counts, pause and resume, limits, purge.
 
+use super::responses::{Acting, BadInput, Reading};
 use super::{Body, Params, PathArgs};
 use crate::State;
 use crate::auth::{Operator, Reader};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use axum::Json;
 use serde::Deserialize;
 use tickq::{JobState, Purged, QueueLimitsView, QueuePaused, Stats};
 
 /// Every queue with its counts by state, totals, pause and limits (`tickq stats --json`).
 #[utoipa::path(get, path = "/api/stats", tag = "queues",
-    responses((status = 200, description = "OK", body = Stats), (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 503, description = "Redis cannot be reached", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Stats), Reading))]
 pub(crate) async fn stats(state: State, _: Reader) -> Result<Json<Stats>, ApiError> {
     Ok(Json(state.inspector.stats().await?))
 }
 
 /// The queues with their counts, limits and pause (the same document as `/api/stats`).
 #[utoipa::path(get, path = "/api/queues", tag = "queues",
-    responses((status = 200, description = "OK", body = Stats), (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 503, description = "Redis cannot be reached", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Stats), Reading))]
 pub(crate) async fn queues(state: State, _: Reader) -> Result<Json<Stats>, ApiError> {
     Ok(Json(state.inspector.stats().await?))
 }
@@ -25,8 +26,7 @@ pub(crate) async fn queues(state: State, _: Reader) -> Result<Json<Stats>, ApiEr
 /// Pause a queue: no worker starts another of its jobs.
 #[utoipa::path(post, path = "/api/queues/{queue}/pause", tag = "queues",
     params(("queue" = String, Path, description = "The queue")),
-    responses((status = 200, description = "OK", body = QueuePaused), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
-              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = QueuePaused), BadInput, Acting))]
 pub(crate) async fn pause_queue(
     state: State,
     _: Operator,
@@ -38,8 +38,7 @@ pub(crate) async fn pause_queue(
 /// Resume a paused queue.
 #[utoipa::path(post, path = "/api/queues/{queue}/resume", tag = "queues",
     params(("queue" = String, Path, description = "The queue")),
-    responses((status = 200, description = "OK", body = QueuePaused), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
-              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = QueuePaused), BadInput, Acting))]
 pub(crate) async fn resume_queue(
     state: State,
     _: Operator,
@@ -51,8 +50,7 @@ pub(crate) async fn resume_queue(
 /// A queue's concurrency and rate limits.
 #[utoipa::path(get, path = "/api/queues/{queue}/limits", tag = "queues",
     params(("queue" = String, Path, description = "The queue")),
-    responses((status = 200, description = "OK", body = QueueLimitsView), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
-              (status = 401, description = "Missing or wrong credentials", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = QueueLimitsView), BadInput, Reading))]
 pub(crate) async fn queue_limits(
     state: State,
     _: Reader,
@@ -86,8 +84,7 @@ fn present<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
 /// Change a queue's limits, for every node at once.
 #[utoipa::path(put, path = "/api/queues/{queue}/limits", tag = "queues", request_body = LimitsChange,
     params(("queue" = String, Path, description = "The queue")),
-    responses((status = 200, description = "OK", body = QueueLimitsView), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
-              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = QueueLimitsView), BadInput, Acting))]
 pub(crate) async fn set_queue_limits(
     state: State,
     _: Operator,
@@ -117,8 +114,7 @@ pub(crate) struct PurgeQuery {
 /// Delete every job of a queue in one state (active jobs are refused: cancel them).
 #[utoipa::path(post, path = "/api/queues/{queue}/purge", tag = "queues",
     params(("queue" = String, Path, description = "The queue"), PurgeQuery),
-    responses((status = 200, description = "OK", body = Purged), (status = 400, description = "A malformed path, query or body", body = ErrorBody),
-              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Purged), BadInput, Acting))]
 pub(crate) async fn purge_queue(
     state: State,
     _: Operator,

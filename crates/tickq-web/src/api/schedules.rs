@@ -1,15 +1,16 @@
 //! Schedules: list, trigger, pause, resume.
 
 use super::PathArgs;
+use super::responses::{Acting, BadInput, NotFound, Reading};
 use crate::State;
 use crate::auth::{Operator, Reader};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use axum::Json;
 use tickq::{ScheduleList, SchedulePaused, ScheduleTriggered};
 
 /// Every schedule with its next fire time (`tickq cron ls --json`).
 #[utoipa::path(get, path = "/api/schedules", tag = "schedules",
-    responses((status = 200, description = "OK", body = ScheduleList), (status = 401, description = "Missing or wrong credentials", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = ScheduleList), Reading))]
 pub(crate) async fn schedules(state: State, _: Reader) -> Result<Json<ScheduleList>, ApiError> {
     Ok(Json(state.inspector.schedules().await?))
 }
@@ -17,8 +18,7 @@ pub(crate) async fn schedules(state: State, _: Reader) -> Result<Json<ScheduleLi
 /// Create the schedule's jobs now, outside its timetable.
 #[utoipa::path(post, path = "/api/schedules/{name}/trigger", tag = "schedules",
     params(("name" = String, Path, description = "The schedule")),
-    responses((status = 200, description = "OK", body = ScheduleTriggered), (status = 404, description = "No such job, queue or schedule", body = ErrorBody),
-              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = ScheduleTriggered), BadInput, Acting, NotFound))]
 pub(crate) async fn trigger_schedule(
     state: State,
     _: Operator,
@@ -30,8 +30,7 @@ pub(crate) async fn trigger_schedule(
 /// Stop a schedule from firing until resumed.
 #[utoipa::path(post, path = "/api/schedules/{name}/pause", tag = "schedules",
     params(("name" = String, Path, description = "The schedule")),
-    responses((status = 200, description = "OK", body = SchedulePaused), (status = 404, description = "No such job, queue or schedule", body = ErrorBody),
-              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = SchedulePaused), BadInput, Acting, NotFound))]
 pub(crate) async fn pause_schedule(
     state: State,
     _: Operator,
@@ -43,8 +42,7 @@ pub(crate) async fn pause_schedule(
 /// Let a paused schedule fire again.
 #[utoipa::path(post, path = "/api/schedules/{name}/resume", tag = "schedules",
     params(("name" = String, Path, description = "The schedule")),
-    responses((status = 200, description = "OK", body = SchedulePaused), (status = 404, description = "No such job, queue or schedule", body = ErrorBody),
-              (status = 401, description = "Missing or wrong credentials", body = ErrorBody), (status = 403, description = "A read token on an action, or a cross-site request", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = SchedulePaused), BadInput, Acting, NotFound))]
 pub(crate) async fn resume_schedule(
     state: State,
     _: Operator,

@@ -57,7 +57,7 @@ pub struct StepPayload {
 impl FlowPayload {
     /// The workflow, with `id` when given; checked ([`Workflow::validate`]).
     /// A schedule's workflow passes the schedule's name as `cron`: each step carries it (meta
-    /// `cron`), so its exec steps verify against the schedule's signature (exec_kind.rs).
+    /// `cron`), so its exec steps verify against the schedule's signature (kinds/exec/sign.rs).
     pub fn to_workflow(&self, id: Option<String>, cron: Option<&str>) -> tickq::Result<Workflow> {
         let mut flow = Workflow::new(&self.queue, &self.name);
         if let Some(id) = id {

@@ -1,0 +1,118 @@
+"""Workflows from Python: submit, run steps in a Python worker that read their parents'
+results, failure policies, batch callbacks, cancel, retry, the list."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+import pytest
+
+import tickq
+
+from helpers import running, wait_for
+
+
+def flow_state(client: tickq.Client, id: str) -> str:
+    return str(client.flow(id)["state"])
+
+
+def test_a_fan_in_runs_its_child_once_after_every_parent_with_their_results(client: tickq.Client) -> None:
+    ran: List[str] = []
+    seen: Dict[str, Any] = {}
+    worker = tickq.Worker(client, queues={"q": 1}, concurrency=4)
+
+    @worker.handler("part")
+    def part(job: tickq.Job) -> str:
+        ran.append(str(job.step))
+        return f"rows-{job.payload['n']}"
+
+    @worker.handler("report")
+    async def report(job: tickq.Job) -> None:
+        ran.append(str(job.step))
+        seen.update(flow_id=job.flow_id, parents=sorted(job.parents), results=await job.parent_results_async())
+
+    steps = [{"id": f"part{n}", "kind": "part", "payload": {"n": n}} for n in range(4)]
+    steps.append({"id": "report", "kind": "report", "after": [f"part{n}" for n in range(4)]})
+    submitted = client.submit_flow("q", "nightly", steps, id="night-1")
+    assert submitted == {"id": "night-1", "queue": "q", "created": True}
+    assert client.submit_flow("q", "nightly", steps, id="night-1")["created"] is False
+
+    with running(worker):
+        wait_for("the workflow to succeed", lambda: flow_state(client, "night-1") == "succeeded")
+    assert sorted(ran[:4]) == ["part0", "part1", "part2", "part3"] and ran[4:] == ["report"]
+    assert seen == {
+        "flow_id": "night-1",
+        "parents": ["part0", "part1", "part2", "part3"],
+        "results": {f"part{n}": f"rows-{n}" for n in range(4)},
+    }
+    doc = client.flow("night-1")
+    assert {s["id"]: s["state"] for s in doc["steps"]} == {**{f"part{n}": "completed" for n in range(4)}, "report": "completed"}
+    assert [f["id"] for f in client.flows("q")["flows"]] == ["night-1"]
+
+
+def test_a_dead_parent_cancels_runs_or_skips_by_policy_and_batch_callbacks_fire(client: tickq.Client) -> None:
+    ran: List[str] = []
+    worker = tickq.Worker(client, queues={"q": 1}, concurrency=2)
+
+    @worker.handler("ok")
+    def ok(job: tickq.Job) -> None:
+        ran.append(str(job.step))
+
+    @worker.handler("boom")
+    def boom(job: tickq.Job) -> None:
+        raise tickq.Kill("broken input")
+
+    steps = [
+        {"id": "good", "kind": "ok"},
+        {"id": "bad", "kind": "boom"},
+        {"id": "cancelled", "kind": "ok", "after": "bad"},
+        {"id": "anyway", "kind": "ok", "after": ["bad"], "on_parent_failure": "run"},
+        {"id": "skipped", "kind": "ok", "after": ["bad"], "on_parent_failure": "skip"},
+        {"id": "cleanup", "kind": "ok"},
+        {"id": "celebrate", "kind": "ok"},
+    ]
+    batches = [{"steps": ["good", "bad"], "on_failure": "cleanup", "on_success": "celebrate"}]
+    id = client.submit_flow("q", "policies", steps, batches=batches)["id"]
+    with running(worker):
+        wait_for("the workflow to end", lambda: flow_state(client, id) == "failed")
+    states = {s["id"]: s["state"] for s in client.flow(id)["steps"]}
+    assert states == {
+        "good": "completed",
+        "bad": "dead",
+        "cancelled": "cancelled",
+        "anyway": "completed",
+        "skipped": "skipped",
+        "cleanup": "completed",
+        "celebrate": "cancelled",
+    }
+    assert sorted(ran) == ["anyway", "cleanup", "good"]
+
+
+def test_cancel_and_retry_a_whole_workflow(client: tickq.Client) -> None:
+    steps = [{"id": "a", "kind": "k"}, {"id": "b", "kind": "k", "after": ["a"]}]
+    id = client.submit_flow("q", "chain", steps)["id"]
+    cancelled = client.cancel_flow(id)
+    assert cancelled["id"] == id
+    assert flow_state(client, id) == "cancelled"
+    retried = client.retry_flow(id)
+    assert retried["id"] == id
+    assert {s["id"]: s["state"] for s in client.flow(id)["steps"]} == {"a": "pending", "b": "waiting"}
+    with pytest.raises(tickq.NotFound):
+        client.flow("no-such-flow")
+
+
+@pytest.mark.parametrize(
+    "steps, words",
+    [
+        ([{"kind": "k"}], "needs an id"),
+        ([{"id": "a"}], "needs a kind"),
+        ([{"id": "a", "kind": "k", "colour": "red"}], "unknown step key"),
+        ([{"id": "a", "kind": "k", "after": ["nope"]}], "nope"),
+        ([{"id": "a", "kind": "k", "on_parent_failure": "maybe"}], "on_parent_failure"),
+        (["not a dict"], "must be a dict"),
+    ],
+)
+def test_bad_steps_are_invalid_and_create_nothing(client: tickq.Client, steps: List[Any], words: str) -> None:
+    with pytest.raises(tickq.InvalidArgument, match=words):
+        client.submit_flow("q", "bad", steps)
+    assert client.flows()["flows"] == []
