@@ -581,3 +581,99 @@ async fn a_step_cancelled_by_hand_before_the_home_exists_is_still_counted_once_i
     let counts: Vec<(&str, u64)> = info.counts.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     assert_eq!(counts, [("cancelled", 1), ("completed", 2)]);
 }
+
+/// `flow retry` calls each queue in turn; between two calls a restarted parent may end again.
+/// The queue retried after it then sees that newer end: a new success releases the child
+/// there, a new failure leaves the child as it ended (never waiting for a parent that will not
+/// end again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_that_meets_a_parents_newer_end_settles_by_it() {
+    for parent_succeeds in [true, false] {
+        let env = xstart().await;
+        let flow = Workflow::new(&env.q[0], "race")
+            .id("f")
+            .step(env.step(0, "h"))
+            .step(env.step(1, "p"))
+            .step(env.step(2, "c").after(["p"]));
+        assert!(env.submit(&flow).await);
+        env.run(0, "h").await;
+        let keys1 = env.broker.keys(&env.q[1]);
+        let kill_p = async || {
+            let claimed = env.claim_all(1).await;
+            assert_eq!(claimed.len(), 1);
+            let out = env
+                .broker
+                .fail(
+                    &keys1,
+                    &KEEP,
+                    &jid("p"),
+                    claimed[0].1,
+                    "boom",
+                    FailMode::Kill,
+                )
+                .await
+                .unwrap();
+            assert_eq!(out, FailOutcome::Dead);
+        };
+        kill_p().await;
+        env.relay(1).await;
+        assert_eq!(env.state(2, "c").await.as_deref(), Some("cancelled"));
+        assert_eq!(
+            env.inspector().flow("f").await.unwrap().state,
+            FlowState::Failed
+        );
+
+        // The plan `flow retry` makes (parents first; the failed steps with the versions of
+        // their ends as the home holds them: both 1, round 0), applied by hand queue by queue.
+        let plan = |q: usize| -> Vec<(String, Vec<String>, bool, Option<u64>)> {
+            [
+                ("h", vec![], 0, None),
+                ("p", vec![], 1, Some(1)),
+                ("c", vec!["p"], 2, Some(1)),
+            ]
+            .into_iter()
+            .map(|(s, parents, at, v)| {
+                let parents = parents.into_iter().map(str::to_owned).collect();
+                (s.to_owned(), parents, at == q, v)
+            })
+            .collect()
+        };
+        let retry_in = async |q: usize| {
+            env.broker
+                .retry_flow(&env.broker.keys(&env.q[q]), "f", &plan(q))
+                .await
+                .unwrap()
+        };
+        assert_eq!(retry_in(1).await, 1, "p starts over");
+        env.relay(1).await;
+        // p ends again before c's queue is retried.
+        if parent_succeeds {
+            env.run(1, "p").await;
+        } else {
+            kill_p().await;
+        }
+        env.relay(1).await;
+        let restarted = retry_in(2).await;
+        assert_eq!(retry_in(0).await, 0);
+        for q in 0..3 {
+            env.relay(q).await;
+        }
+        if parent_succeeds {
+            assert_eq!(restarted, 1);
+            assert_eq!(env.state(2, "c").await.as_deref(), Some("pending"));
+            env.run(2, "c").await;
+            env.relay(2).await;
+            let info = env.inspector().flow("f").await.unwrap();
+            assert_eq!(info.state, FlowState::Succeeded, "{info:?}");
+        } else {
+            assert_eq!(restarted, 0, "c is left cancelled: its parent died again");
+            assert_eq!(env.state(2, "c").await.as_deref(), Some("cancelled"));
+            assert_eq!(env.waiting().await, 0);
+            let info = env.inspector().flow("f").await.unwrap();
+            assert_eq!(info.state, FlowState::Failed, "{info:?}");
+            let counts: Vec<(&str, u64)> =
+                info.counts.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            assert_eq!(counts, [("cancelled", 1), ("completed", 1), ("dead", 1)]);
+        }
+    }
+}
