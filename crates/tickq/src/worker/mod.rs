@@ -283,7 +283,9 @@ impl WorkerBuilder {
         self
     }
 
-    /// How often expired leases are looked for. Default: 5 s, or the lease if shorter.
+    /// How often expired leases are looked for, and how often each queue's workflow outbox is
+    /// relayed when no step end of this worker did it (docs/workflows.md, "Steps in other
+    /// queues"). Default: 5 s, or the lease if shorter.
     pub fn recover_interval(mut self, every: Duration) -> WorkerBuilder {
         self.recover_interval = Some(every);
         self

@@ -6,24 +6,24 @@
 //! in their targets (`flow_settle`, idempotent) and then removes them. Two paths call it: the
 //! acker and the failure report right after they ended a step (the fast path: a child in
 //! another queue starts within a round trip or two), and this periodic task for every queue
-//! of the worker (the crash path: an end whose fast path never ran, e.g. the process died
-//! between the two calls, or a step ended by the recoverer or by hand, is handed on within
-//! [`RELAY_EVERY`]).
+//! of the worker, at the recoverer's pace ([`WorkerBuilder::recover_interval`], 5 s by
+//! default: an outbox read per queue and period is all it costs an idle worker): the crash
+//! path, for an end whose fast path never ran (the process died between the two calls, or a
+//! step ended by the recoverer or by hand).
+//!
+//! [`WorkerBuilder::recover_interval`]: super::WorkerBuilder::recover_interval
 
 use super::Shared;
 use crate::broker::keys::QueueKeys;
 use crate::flow::FLOW_JOB_PREFIX;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// How often each queue's outbox is drained: the longest a crash delays a release.
-pub(crate) const RELAY_EVERY: Duration = Duration::from_secs(1);
-
 pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
+    let every = shared.config.recover_interval;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(RELAY_EVERY) => {}
+            _ = tokio::time::sleep(every) => {}
             _ = stop.cancelled() => return,
         }
         for (keys, _) in &shared.config.queues {

@@ -522,7 +522,7 @@ async fn workflows_across_queues_run_on_a_cluster() {
     );
 
     // A parent that ends by hand in its own queue: no worker's fast path runs for it, the
-    // periodic relay does (within about a second).
+    // periodic relay does (within its recover_interval, 5 s by default).
     let flow = tickq::Workflow::new(&queues[0], "by-hand")
         .id("by-hand")
         .step(tickq::Step::new("gate", NewJob::new(&queues[0], "link")).after(["never"]))
