@@ -41,6 +41,19 @@ struct QueuePart<'a> {
     links: BTreeMap<&'a str, Vec<&'a str>>,
 }
 
+/// What every `flow_submit` call of one submit shares.
+struct Submit<'a> {
+    flow: &'a Workflow,
+    id: &'a str,
+    keep_ms: u64,
+    definition: String,
+    home: &'a str,
+    /// The queues other than the home with steps.
+    others: Vec<&'a str>,
+    children: Vec<Vec<&'a str>>,
+    queue_of: HashMap<&'a str, &'a str>,
+}
+
 impl Broker {
     /// Create `flow` under `id`; answers whether it was created (`false`: a workflow with
     /// this id exists, nothing changed). Steps in one queue: one script call. Steps in other
@@ -57,8 +70,6 @@ impl Broker {
         // New jobs, like an enqueue: refused above the memory high-water mark (memory.rs).
         self.check_room().await?;
         let home = flow.queue.as_str();
-        let definition = serde_json::to_string(&flow.definition(id))
-            .map_err(|e| Error::invalid(format!("workflow does not serialise: {e}")))?;
         let children = flow.children();
         let queue_of: HashMap<&str, &str> = flow
             .steps
@@ -66,40 +77,23 @@ impl Broker {
             .map(|s| (s.id.as_str(), s.job.queue.as_str()))
             .collect();
         let mut parts: BTreeMap<&str, QueuePart<'_>> = BTreeMap::new();
-        parts.insert(
-            home,
-            QueuePart {
-                keys: self.keys(home),
+        for q in std::iter::once(home).chain(order.iter().map(|&i| queue_of[&*flow.steps[i].id])) {
+            parts.entry(q).or_insert_with(|| QueuePart {
+                keys: self.keys(q),
                 steps: Vec::new(),
                 links: BTreeMap::new(),
-            },
-        );
+            });
+        }
         for &i in &order {
             let step = &flow.steps[i];
-            let q = step.job.queue.as_str();
-            parts
-                .entry(q)
-                .or_insert_with(|| QueuePart {
-                    keys: self.keys(q),
-                    steps: Vec::new(),
-                    links: BTreeMap::new(),
-                })
-                .steps
-                .push(i);
+            let q = queue_of[&*step.id];
+            if let Some(part) = parts.get_mut(q) {
+                part.steps.push(i);
+            }
             for &child in &children[i] {
                 let cq = queue_of[child];
-                if cq != q {
-                    parts
-                        .entry(cq)
-                        .or_insert_with(|| QueuePart {
-                            keys: self.keys(cq),
-                            steps: Vec::new(),
-                            links: BTreeMap::new(),
-                        })
-                        .links
-                        .entry(step.id.as_str())
-                        .or_default()
-                        .push(child);
+                if let Some(part) = parts.get_mut(cq).filter(|_| cq != q) {
+                    part.links.entry(step.id.as_str()).or_default().push(child);
                 }
             }
         }
@@ -107,40 +101,30 @@ impl Broker {
         if parts.len() > 1 && self.flow_exists(&home_keys, id).await? {
             return Ok(false);
         }
-        let others: Vec<&str> = parts.keys().copied().filter(|q| *q != home).collect();
+        let submit = Submit {
+            flow,
+            id,
+            keep_ms,
+            definition: serde_json::to_string(&flow.definition(id))
+                .map_err(|e| Error::invalid(format!("workflow does not serialise: {e}")))?,
+            home,
+            others: parts.keys().copied().filter(|q| *q != home).collect(),
+            children,
+            queue_of,
+        };
         // Parts first, the home last: no step of a part starts before the home exists and
         // tells it so, and a part that is there already (a repeated submit after a crash)
         // answers `exists` and is kept as it is.
         for (&q, part) in parts.iter().filter(|(q, _)| **q != home) {
-            self.submit_part(
-                flow,
-                id,
-                keep_ms,
-                &definition,
-                part,
-                home,
-                &others,
-                &children,
-                &queue_of,
-            )
-            .await
-            .map_err(|e| conflict_in(e, id, q))?;
+            self.submit_part(&submit, part, false)
+                .await
+                .map_err(|e| conflict_in(e, id, q))?;
         }
         let created = self
-            .submit_part(
-                flow,
-                id,
-                keep_ms,
-                &definition,
-                &parts[home],
-                "",
-                &others,
-                &children,
-                &queue_of,
-            )
+            .submit_part(&submit, &parts[home], true)
             .await
             .map_err(|e| conflict_in(e, id, home))?;
-        if created && !others.is_empty() {
+        if created && !submit.others.is_empty() {
             // The fast path of `ready`; the workers' relays pick it up if this one fails.
             if let Err(e) = self.relay_flows(&home_keys).await {
                 tracing::debug!(queue = %home, error = %e, "relaying a new workflow failed; the workers' relays will");
@@ -149,19 +133,12 @@ impl Broker {
         Ok(created)
     }
 
-    /// One `flow_submit` call: the home (`home` = "") or the part in `part`'s queue.
-    #[allow(clippy::too_many_arguments)]
+    /// One `flow_submit` call: the home's or the part in `part`'s queue.
     async fn submit_part(
         &self,
-        flow: &Workflow,
-        id: &str,
-        keep_ms: u64,
-        definition: &str,
+        s: &Submit<'_>,
         part: &QueuePart<'_>,
-        home: &str,
-        others: &[&str],
-        children: &[Vec<&str>],
-        queue_of: &HashMap<&str, &str>,
+        is_home: bool,
     ) -> Result<bool> {
         let keys = &part.keys;
         self.register_queue(&keys.name).await?;
@@ -170,18 +147,18 @@ impl Broker {
             .key(&keys.waiting)
             .key(&keys.seq)
             .key(&keys.wake)
-            .key(keys.flow(id))
+            .key(keys.flow(s.id))
             .key(&keys.flows)
             .key(&keys.flow_ends);
         inv.arg(&keys.job_prefix)
-            .arg(step_job_id(id, ""))
-            .arg(&flow.name)
-            .arg(keep_ms.max(1))
-            .arg(if home.is_empty() { definition } else { "" })
-            .arg(home)
-            .arg(flow.steps.len())
-            .arg(if home.is_empty() {
-                others.join(" ")
+            .arg(step_job_id(s.id, ""))
+            .arg(&s.flow.name)
+            .arg(s.keep_ms.max(1))
+            .arg(if is_home { s.definition.as_str() } else { "" })
+            .arg(if is_home { "" } else { s.home })
+            .arg(s.flow.steps.len())
+            .arg(if is_home {
+                s.others.join(" ")
             } else {
                 String::new()
             })
@@ -189,28 +166,27 @@ impl Broker {
         for (parent, kids) in &part.links {
             inv.arg(*parent).arg(kids.join(" "));
         }
-        let home_queue = if home.is_empty() { &keys.name } else { home };
         for &i in &part.steps {
-            let step = &flow.steps[i];
+            let step = &s.flow.steps[i];
             let mut job = step.job.clone();
-            job.meta.insert("flow".into(), id.to_owned());
+            job.meta.insert("flow".into(), s.id.to_owned());
             job.meta.insert("step".into(), step.id.clone());
             if !step.after.is_empty() {
                 job.meta.insert("after".into(), step.after.join(" "));
             }
-            let here: Vec<&str> = children[i]
+            let here: Vec<&str> = s.children[i]
                 .iter()
                 .copied()
-                .filter(|c| queue_of[c] == keys.name)
+                .filter(|c| s.queue_of[c] == keys.name)
                 .collect();
             // The other queues to tell of its end: those of its children, and the home.
-            let mut tell: Vec<&str> = children[i]
+            let mut tell: Vec<&str> = s.children[i]
                 .iter()
-                .map(|c| queue_of[c])
+                .map(|c| s.queue_of[c])
                 .filter(|q| *q != keys.name)
                 .collect();
-            if keys.name != *home_queue {
-                tell.push(home_queue);
+            if !is_home {
+                tell.push(s.home);
             }
             tell.sort_unstable();
             tell.dedup();
