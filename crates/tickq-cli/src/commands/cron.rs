@@ -8,7 +8,7 @@ use crate::output::{self, Table};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::Serialize;
-use tickq::schedule::CronSchedule;
+use tickq::CronSchedule;
 
 /// `t` as RFC 3339 with the offset `zone` has at that instant.
 fn in_zone(t: Timestamp, zone: &TimeZone) -> String {

@@ -6,7 +6,7 @@
 //! deterministic ids (`cron:<name>:<tick ms>:<task>`) as a second guard. See
 //! `docs/scheduling.md`.
 
-pub mod cron;
+mod cron;
 mod registry;
 mod scheduler;
 
