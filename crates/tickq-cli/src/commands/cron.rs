@@ -87,7 +87,7 @@ pub async fn add(redis: &Redis, spec: &CronSpec, json: bool) -> anyhow::Result<(
         }))?;
         return Ok(());
     }
-    let outcome = crate::output::upserted(outcome);
+    let outcome = outcome.as_str();
     let when = match (next, info.next_at) {
         (Some(local), Some(t)) => format!("next fire {local} ({})", utc(t)),
         _ => "it never fires".to_owned(),
