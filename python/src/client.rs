@@ -740,14 +740,7 @@ impl Client {
             py,
             aio,
             async move { client.upsert_schedule(&spec).await },
-            boxed(|py, u: tickq::Upserted| {
-                let s = match u {
-                    tickq::Upserted::Created => "created",
-                    tickq::Upserted::Updated => "updated",
-                    tickq::Upserted::Unchanged => "unchanged",
-                };
-                string(py, s.to_owned())
-            }),
+            boxed(|py, u: tickq::Upserted| string(py, u.as_str().to_owned())),
         )
     }
 

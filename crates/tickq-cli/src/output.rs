@@ -108,15 +108,6 @@ pub fn clip(text: &str, max: usize) -> String {
     }
 }
 
-/// `created`, `updated` or `unchanged`, as `cron add` and the server's log say it.
-pub fn upserted(outcome: tickq::Upserted) -> &'static str {
-    match outcome {
-        tickq::Upserted::Created => "created",
-        tickq::Upserted::Updated => "updated",
-        tickq::Upserted::Unchanged => "unchanged",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -289,7 +289,7 @@ async fn register_schedules(client: &Client, config: &ServerConfig) -> anyhow::R
             .upsert_schedule(&signed.to_schedule())
             .await
             .with_context(|| format!("registering [[cron]] schedule {}", cron.name))?;
-        let outcome = crate::output::upserted(outcome);
+        let outcome = outcome.as_str();
         tracing::info!(
             schedule = %cron.name,
             outcome = %outcome,

@@ -811,11 +811,14 @@ class QueuePage extends View {
     this.tabs = h('nav', { class: 'tabs', id: 'states', 'aria-label': 'states' });
     this.list = new JobList(this, queue, this.state, params, `/queues/${enc(queue)}`);
     this.charts = h('div', { class: 'charts', id: 'queue-charts' });
-    this.root.append(this.head, this.controls, this.tabs, this.list.root,
+    // Filled only for a sharded queue: one row per physical queue.
+    this.shards = h('div', { id: 'shards' });
+    this.root.append(this.head, this.controls, this.tabs, this.list.root, this.shards,
       h('h2', {}, 'Last hour'), this.charts);
     this.limitsForm = null;
     // Like the overview's: re-read the history when counts move, at most twice a minute.
     this.refreshHistory = this.throttled(() => this.loadHistory(), 30000, true);
+    this.refreshShards = this.throttled(() => this.loadShards(), 2000, true);
   }
 
   async load() {
@@ -823,7 +826,26 @@ class QueuePage extends View {
     this.draw(this.counts());
     await Promise.all([this.list.load(), this.loadHistory().catch((e) => {
       fill(this.charts, h('p', { class: 'state-dead' }, e.message));
+    }), this.loadShards().catch((e) => {
+      fill(this.shards, h('p', { class: 'state-dead' }, e.message));
     })]);
+  }
+
+  async loadShards() {
+    const shards = await api('GET', `/api/queues/${enc(this.queue)}/shards`);
+    if (shards.length < 2) return fill(this.shards);
+    const head = h('tr', {}, h('th', {}, 'shard'), h('th', {}, 'queue'), h('th', { class: 'num' }, 'slot'),
+      ['pending', 'scheduled', 'retry', 'active'].map((s) => h('th', { class: 'num' }, s)),
+      h('th', { class: 'num' }, 'processed'));
+    const rows = shards.map((p) => h('tr', { dataset: { shard: p.shard === null ? 'base' : String(p.shard) } },
+      h('td', {}, p.shard === null ? 'base' : String(p.shard)),
+      h('td', { class: 'mono' }, p.counts.queue),
+      h('td', { class: 'num' }, String(p.slot)),
+      ['pending', 'scheduled', 'retry', 'active'].map((s) => h('td', { class: 'num', dataset: { state: s } },
+        num(p.counts.states[s] || 0))),
+      h('td', { class: 'num' }, num(p.counts.processed))));
+    fill(this.shards, h('h2', {}, `Shards (${shards.length - 1})`),
+      h('table', {}, h('thead', {}, head), h('tbody', {}, rows)));
   }
 
   async loadHistory() {
@@ -840,6 +862,7 @@ class QueuePage extends View {
   onCounts() {
     this.draw(this.counts());
     this.refreshHistory();
+    this.refreshShards();
   }
 
   onJobs(events, dropped) {

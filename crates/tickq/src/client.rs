@@ -22,6 +22,14 @@ pub struct Client {
     pub(crate) retention: Retention,
 }
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("retention", &self.retention)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Client {
     /// Connect to Redis at `url`: one server (`redis://`, `rediss://` or `redis+unix://`), a
     /// Cluster (`redis-cluster://host:port,host:port`) or the master Redis Sentinel names

@@ -128,6 +128,14 @@ pub struct Doctor {
     exec_allow: Option<Vec<String>>,
 }
 
+impl std::fmt::Debug for Doctor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Doctor")
+            .field("exec_allow", &self.exec_allow)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Doctor {
     pub(crate) fn new(broker: Broker) -> Doctor {
         Doctor {

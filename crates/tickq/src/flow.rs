@@ -28,6 +28,7 @@ const MAX_ID_LEN: usize = 64;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[non_exhaustive]
 pub enum ParentFailure {
     /// Cancel the step at once, with the parent named as the reason; its own `cancel`
     /// children follow, transitively. The default.

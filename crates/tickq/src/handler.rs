@@ -167,6 +167,7 @@ impl Job {
 
 /// What to do after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FailAction {
     /// Retry after the worker's retry policy delay (or go dead when attempts are used up).
     Retry,

@@ -18,6 +18,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[non_exhaustive]
 pub enum JobState {
     /// A workflow step whose parents have not all ended yet; no worker claims it.
     Waiting,
@@ -432,6 +433,7 @@ pub fn validate_job_id(id: &str) -> Result<()> {
 /// The answer to an enqueue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[non_exhaustive]
 pub struct Enqueued {
     /// The job id.
     pub id: String,
@@ -468,6 +470,7 @@ pub struct PartialEnqueue {
 /// Everything known about one job, as the inspector, CLI and HTTP API show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[non_exhaustive]
 pub struct JobInfo {
     /// The job id.
     pub id: String,

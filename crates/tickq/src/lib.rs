@@ -159,8 +159,8 @@ mod limits;
 mod lock;
 mod node;
 mod queue;
-pub mod retry;
-pub mod schedule;
+mod retry;
+mod schedule;
 mod shard;
 mod shutdown;
 pub mod units;
@@ -197,8 +197,8 @@ pub use node::{NodeView, QueueWeight, RunningJob};
 pub use queue::QueueCounts;
 pub use retry::{ExponentialBackoff, FixedBackoff, RetryPolicy};
 pub use schedule::{
-    Catchup, CronSchedule, Overlap, ScheduleInfo, ScheduleSpec, Scheduler, SchedulerBuilder, Task,
-    Upserted,
+    Catchup, CronError, CronErrorPart, CronSchedule, MAX_CATCHUP, MISFIRE_GRACE, Overlap,
+    ScheduleInfo, ScheduleSpec, Scheduler, SchedulerBuilder, Task, Upserted,
 };
 pub use shard::MAX_SHARDS;
 pub use shutdown::ShutdownHandle;

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 /// Counts of one queue's jobs by state, and its totals.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[non_exhaustive]
 pub struct QueueCounts {
     /// The queue.
     pub queue: String,

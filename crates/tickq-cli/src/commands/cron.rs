@@ -8,7 +8,7 @@ use crate::output::{self, Table};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::Serialize;
-use tickq::schedule::CronSchedule;
+use tickq::CronSchedule;
 
 /// `t` as RFC 3339 with the offset `zone` has at that instant.
 fn in_zone(t: Timestamp, zone: &TimeZone) -> String {
@@ -87,7 +87,7 @@ pub async fn add(redis: &Redis, spec: &CronSpec, json: bool) -> anyhow::Result<(
         }))?;
         return Ok(());
     }
-    let outcome = crate::output::upserted(outcome);
+    let outcome = outcome.as_str();
     let when = match (next, info.next_at) {
         (Some(local), Some(t)) => format!("next fire {local} ({})", utc(t)),
         _ => "it never fires".to_owned(),

@@ -179,6 +179,7 @@ fn acted_text(a: &JobActed) -> String {
             format!("job {id} is running; its worker was asked to stop it")
         }
         JobAction::Cancel => format!("job {id} cancelled"),
+        other => format!("job {id} ({was}): {} done", other.as_str()),
     }
 }
 
@@ -213,6 +214,7 @@ pub async fn bulk(
                 JobAction::Kill => "killed",
                 JobAction::Delete => "deleted",
                 JobAction::Cancel => "cancelled",
+                other => other.as_str(),
             }
         ))?;
     }

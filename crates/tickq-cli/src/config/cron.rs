@@ -6,7 +6,7 @@ use super::{DEFAULT_QUEUE, kind_name, usage};
 use crate::kinds::exec::{Binding, ExecPayload, Secret};
 use anyhow::Context as _;
 use std::path::Path;
-use tickq::schedule::{Catchup, Overlap, ScheduleSpec, Task};
+use tickq::{Catchup, Overlap, ScheduleSpec, Task};
 
 /// One schedule as the user wrote it: a `[[cron]]` table (with defaults filled in) or the
 /// arguments of `tickq cron add`. Checked with the library's [`ScheduleSpec::validate`];

@@ -4,7 +4,7 @@ use super::usage;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use tickq::schedule::{Catchup, Overlap};
+use tickq::{Catchup, Overlap};
 
 // ---- the config file as written ----
 

@@ -36,7 +36,7 @@ use server::server_config;
 use sources::Sources;
 use std::fmt;
 use std::time::Duration;
-use tickq::schedule::CronSchedule;
+use tickq::CronSchedule;
 use tickq::units as parse;
 use tickq::{HistoryQuery, JobAction, JobFilter, JobState, NewJob};
 use verbs::{

@@ -11,8 +11,8 @@ use crate::cli::{
 use crate::kinds::exec::ExecPayload;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tickq::schedule::{Catchup, CronSchedule, Overlap};
 use tickq::units as parse;
+use tickq::{Catchup, CronSchedule, Overlap};
 use tickq::{JobFilter, NewJob};
 
 /// The most fire times `cron next` lists.

@@ -315,6 +315,32 @@ fn pages_live_updates_and_actions() {
         }
     }
     assert!(browser.text_of("main h1").contains("Not found"));
+    // A sharded queue's page lists its shards; a plain queue's has no such table.
+    rt.block_on(async {
+        let client = tickq::Client::connect(&node.redis.url()).await.unwrap();
+        client.shard_queue("hot", 3).await.unwrap();
+        let jobs = (0..6).map(|_| tickq::NewJob::new("hot", "k")).collect();
+        client.enqueue_bulk(jobs).await.unwrap();
+    });
+    browser.goto(&node.page("/queues/hot"));
+    browser.wait("#shards tr[data-shard='2']", LIMIT);
+    assert!(browser.text_of("#shards h2").contains("Shards (3)"));
+    let pending: u64 = (0..3)
+        .map(|i| {
+            browser
+                .text_of(&format!(
+                    "#shards tr[data-shard='{i}'] td[data-state='pending']"
+                ))
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(pending, 6);
+    browser.goto(&node.page("/queues/work"));
+    browser.wait("#jobs", LIMIT);
+    browser.wait(".live.on", LIMIT);
+    assert!(browser.find("#shards table").is_none());
+    browser.assert_no_console_errors("the queue pages' shards");
     // The running job, cancelled from its page: its worker stops it.
     browser.goto(&node.page(&format!("/jobs/{long}")));
     browser.wait_text("#job-state", "active", LIMIT);

@@ -58,6 +58,7 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<crate::AppState>> {
         .routes(routes!(queues::pause_queue))
         .routes(routes!(queues::resume_queue))
         .routes(routes!(queues::queue_limits, queues::set_queue_limits))
+        .routes(routes!(queues::queue_shards))
         .routes(routes!(queues::purge_queue))
         .routes(routes!(jobs::bulk))
         .routes(routes!(jobs::job, jobs::delete_job))

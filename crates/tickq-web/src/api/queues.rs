@@ -1,4 +1,4 @@
-//! Queues: counts, pause and resume, limits, purge.
+//! Queues: counts, the shards of a sharded queue, pause and resume, limits, purge.
 
 use super::responses::{Acting, BadInput, Reading};
 use super::{Body, Params, PathArgs};
@@ -7,7 +7,7 @@ use crate::auth::{Operator, Reader};
 use crate::error::ApiError;
 use axum::Json;
 use serde::Deserialize;
-use tickq::{JobState, Purged, QueueLimitsView, QueuePaused, Stats};
+use tickq::{JobState, Purged, QueueLimitsView, QueuePaused, ShardCounts, Stats};
 
 /// Every queue with its counts by state, totals, pause and limits (`tickq stats --json`).
 #[utoipa::path(get, path = "/api/stats", tag = "queues",
@@ -45,6 +45,20 @@ pub(crate) async fn resume_queue(
     PathArgs(queue): PathArgs<String>,
 ) -> Result<Json<QueuePaused>, ApiError> {
     Ok(Json(state.inspector.resume_queue(&queue).await?))
+}
+
+/// Each physical queue of a sharded queue with its counts and Cluster hash slot: the base
+/// queue (jobs from before it was sharded), then shard 0, 1, ... (`tickq queue shards --json`).
+/// A queue without shards answers one entry.
+#[utoipa::path(get, path = "/api/queues/{queue}/shards", tag = "queues",
+    params(("queue" = String, Path, description = "The queue")),
+    responses((status = 200, description = "OK", body = Vec<ShardCounts>), BadInput, Reading))]
+pub(crate) async fn queue_shards(
+    state: State,
+    _: Reader,
+    PathArgs(queue): PathArgs<String>,
+) -> Result<Json<Vec<ShardCounts>>, ApiError> {
+    Ok(Json(state.inspector.shards(&queue).await?))
 }
 
 /// A queue's concurrency and rate limits.

@@ -393,3 +393,51 @@ async fn a_limits_change_keeps_the_limits_it_leaves_out() {
     let (_, now) = app.get("/api/queues/q/limits").await;
     assert_eq!(now["limits"], rate_only, "a refused change changes nothing");
 }
+
+#[tokio::test]
+async fn a_sharded_queue_lists_its_shards_as_the_cli_does() {
+    let app = App::open().await;
+    app.client.shard_queue("hot", 3).await.unwrap();
+    let jobs = (0..9).map(|_| NewJob::new("hot", "k")).collect();
+    app.client.enqueue_bulk(jobs).await.unwrap();
+    let (status, shards) = app
+        .call(Method::GET, "/api/queues/hot/shards", None, &[])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{shards}");
+    let shards = shards.as_array().expect("an array").clone();
+    assert_eq!(
+        shards.len(),
+        4,
+        "the base queue and three shards: {shards:?}"
+    );
+    assert!(shards[0]["shard"].is_null());
+    assert_eq!(
+        shards[1..]
+            .iter()
+            .map(|s| s["shard"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    let pending: u64 = shards
+        .iter()
+        .map(|s| s["counts"]["states"]["pending"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(pending, 9, "{shards:?}");
+    // The same document as the inspector's (and so `tickq queue shards --json`).
+    let direct = app.client.inspector().shards("hot").await.unwrap();
+    assert_eq!(
+        serde_json::Value::Array(shards),
+        serde_json::to_value(direct).unwrap()
+    );
+
+    // A queue without shards answers one entry; a bad name is a 400.
+    let (status, plain) = app
+        .call(Method::GET, "/api/queues/q/shards", None, &[])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{plain}");
+    assert_eq!(plain.as_array().map(Vec::len), Some(1), "{plain}");
+    let (status, _) = app
+        .call(Method::GET, "/api/queues/bad%20name/shards", None, &[])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

@@ -7,14 +7,14 @@ use tickq::Client;
 use tickq_testkit::TestRedis;
 use tower::ServiceExt as _;
 
-pub struct App {
+pub(crate) struct App {
     pub redis: TestRedis,
     pub client: Client,
     pub router: Router,
 }
 
 impl App {
-    pub async fn start(options: tickq_web::WebOptions) -> App {
+    pub(crate) async fn start(options: tickq_web::WebOptions) -> App {
         let redis = TestRedis::start();
         let client = Client::connect(&redis.url()).await.unwrap();
         let router = tickq_web::router(client.clone(), options);
@@ -25,13 +25,13 @@ impl App {
         }
     }
 
-    pub async fn open() -> App {
+    pub(crate) async fn open() -> App {
         App::start(Default::default()).await
     }
 
     /// Send a request; answers the status and the body as JSON (`Null` when empty or not
     /// JSON).
-    pub async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -60,11 +60,11 @@ impl App {
         (status, json)
     }
 
-    pub async fn get(&self, path: &str) -> (StatusCode, serde_json::Value) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, serde_json::Value) {
         self.call(Method::GET, path, None, &[]).await
     }
 
-    pub async fn post(&self, path: &str, body: &str) -> (StatusCode, serde_json::Value) {
+    pub(crate) async fn post(&self, path: &str, body: &str) -> (StatusCode, serde_json::Value) {
         self.call(Method::POST, path, Some(body), &[]).await
     }
 }

@@ -68,6 +68,7 @@ pub struct JobPage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[non_exhaustive]
 pub enum JobAction {
     /// Run a dead, cancelled, retry or scheduled job now.
     Retry,

@@ -1,94 +1,5 @@
-//! Cron expressions: parsing and next-fire times in an IANA time zone.
-//!
-//! # Syntax
-//!
-//! A schedule is one of:
-//!
-//! - 5 fields, `minute hour day-of-month month day-of-week` (fires at second 0);
-//! - 6 fields, `second minute hour day-of-month month day-of-week`;
-//! - a macro: `@yearly` (= `@annually`, `0 0 1 1 *`), `@monthly` (`0 0 1 * *`),
-//!   `@weekly` (`0 0 * * 0`), `@daily` (= `@midnight`, `0 0 * * *`), `@hourly` (`0 * * * *`);
-//! - `@every DURATION`, where DURATION is one or more `<number><unit>` parts with the units
-//!   `d`, `h`, `m`, `s`, largest first, each at most once: `30s`, `5m`, `1h30m`, `1d`.
-//!
-//! | field        | values                        |
-//! | ------------ | ----------------------------- |
-//! | second       | 0-59                          |
-//! | minute       | 0-59                          |
-//! | hour         | 0-23                          |
-//! | day-of-month | 1-31                          |
-//! | month        | 1-12 or `JAN`-`DEC`           |
-//! | day-of-week  | 0-7 or `SUN`-`SAT` (0 and 7 are Sunday) |
-//!
-//! Each field is a comma-separated list of items. An item is `*`, a value `a`, a range `a-b`,
-//! or one of those followed by a step: `*/n` (from the field's first value), `a-b/n`, `a/n`
-//! (from `a` to the field's last value). Names are case-insensitive. `?` means `*` in the
-//! day-of-month and day-of-week fields. For `*` and `a/n` the day-of-week field ends at 6
-//! (Saturday), so `*/2` there is Sunday, Tuesday, Thursday, Saturday. A step must be between 1
-//! and the number of values in the field.
-//!
-//! **Day of month and day of week** follow Vixie/ISC cron: if either field starts with `*` or
-//! `?`, a day must match both fields; otherwise (both restricted) a day matches if it matches
-//! *either*. So `0 0 13 * FRI` fires on every 13th and on every Friday, while `0 0 * * FRI`
-//! fires on Fridays only. Like ISC cron, a field that starts with `*` counts as unrestricted
-//! even with a step: `0 0 */2 * MON` fires on Mondays that fall on an odd day of the month.
-//!
-//! A schedule that can never fire (`0 0 30 2 *`) parses, and [`CronSchedule::next_after`]
-//! returns `None` for it.
-//!
-//! # Time zones and daylight saving time
-//!
-//! A cron schedule is evaluated on the wall clock of its IANA time zone, with the zone's rules
-//! from the tz database bundled into tickq (jiff's `tzdb-bundle-always`), not the system's:
-//! nodes with different system tzdata versions still compute the same ticks. A tick's identity
-//! is its UTC instant: the same schedule, zone and tickq version give the same instants on
-//! every node, and two civil times that resolve to the same instant are one tick.
-//!
-//! The default policy is modelled on ISC cron. It depends on whether a schedule is
-//! **fixed-time** or **wildcard**:
-//!
-//! - *fixed-time*: the second (6 fields only), minute and hour fields each name specific
-//!   values: numbers, lists or plain ranges, such as `30 2 * * *`, `0 9,17 * * MON-FRI` or
-//!   `@daily`;
-//! - *wildcard*: at least one of those fields contains `*` or a step (`/`), such as
-//!   `0 * * * *`, `*/15 * * * *`, `*/10 2 * * *`, `0 1-23/2 * * *`, `@hourly`, or
-//!   `* 30 2 * * *` (6 fields). (ISC cron only looks at whether the minute or hour field
-//!   starts with `*`; here a step anywhere also makes a schedule wildcard.)
-//!
-//! When the clocks **spring forward** (a gap: in America/New_York on 2026-03-08 the wall clock
-//! goes from 01:59:59 EST to 03:00:00 EDT), civil times in the gap do not exist:
-//!
-//! - a fixed-time schedule with a fire time in the gap fires once, at the first instant after
-//!   the gap (the transition instant: 03:00 EDT). `30 2 * * *` fires at 03:00 EDT that day.
-//!   Several fire times in the same gap, and a fire time right at its end, are still one
-//!   tick: `0,30 2,3 * * *` fires at 03:00 EDT once, then at 03:30 EDT;
-//! - a wildcard schedule simply has no ticks in the gap; it goes on with the new wall clock.
-//!   `0 * * * *` fires at 01:00 EST and then 03:00 EDT.
-//!
-//! When the clocks **fall back** (a fold: on 2026-11-01 the wall clock shows 01:00 to 01:59:59
-//! first in EDT, then again in EST), civil times in the fold happen twice:
-//!
-//! - a fixed-time schedule fires once, at the first occurrence. `30 1 * * *` fires at 01:30
-//!   EDT only. More precisely, a fixed-time schedule never fires at a civil time that is not
-//!   later than a civil time the wall clock already showed;
-//! - a wildcard schedule fires at both occurrences. `0 * * * *` fires at 01:00 EDT and at
-//!   01:00 EST; `*/30 * * * *` fires four times in that repeated hour.
-//!
-//! The same rules apply to every transition: 30-minute shifts (Australia/Lord_Howe, where
-//! 02:00-02:29 is skipped in October and 01:30-01:59 repeats in April), transitions at
-//! midnight (America/Santiago, where 00:00-00:59 does not exist on 2026-09-06, so `@daily`
-//! fires at 01:00 that day), and changes of a zone's standard offset, even by a whole day
-//! (Pacific/Apia skipped 2011-12-30). Zones without DST (Asia/Kolkata, UTC) have no gaps or
-//! folds.
-//!
-//! `@every` schedules ignore the time zone: `@every D` fires at every instant whose Unix time
-//! in seconds is a multiple of D, so every node computes the same ticks in any zone and DST
-//! never applies. `@every 1d` fires at 00:00 UTC, and `@every 7d` on Thursdays (1970-01-01 was
-//! a Thursday); use `@daily` or `@weekly` for the local midnight.
-//!
-//! Fire instants are whole seconds. [`CronSchedule::next_after`] returns the first fire instant
-//! strictly after the given one, so successive calls are strictly increasing, including across
-//! a fold.
+//! Cron expressions: parsing and next fire times (the syntax and DST policy are on
+//! [`CronSchedule`]).
 
 use std::fmt;
 
@@ -105,7 +16,95 @@ const FOLD_LOOKBACK_SECONDS: i64 = 3 * 86_400;
 
 /// A parsed cron schedule in an IANA time zone.
 ///
-/// See the [module documentation](self) for the syntax and the DST policy.
+/// # Syntax
+///
+/// A schedule is one of:
+///
+/// - 5 fields, `minute hour day-of-month month day-of-week` (fires at second 0);
+/// - 6 fields, `second minute hour day-of-month month day-of-week`;
+/// - a macro: `@yearly` (= `@annually`, `0 0 1 1 *`), `@monthly` (`0 0 1 * *`),
+///   `@weekly` (`0 0 * * 0`), `@daily` (= `@midnight`, `0 0 * * *`), `@hourly` (`0 * * * *`);
+/// - `@every DURATION`, where DURATION is one or more `<number><unit>` parts with the units
+///   `d`, `h`, `m`, `s`, largest first, each at most once: `30s`, `5m`, `1h30m`, `1d`.
+///
+/// | field        | values                        |
+/// | ------------ | ----------------------------- |
+/// | second       | 0-59                          |
+/// | minute       | 0-59                          |
+/// | hour         | 0-23                          |
+/// | day-of-month | 1-31                          |
+/// | month        | 1-12 or `JAN`-`DEC`           |
+/// | day-of-week  | 0-7 or `SUN`-`SAT` (0 and 7 are Sunday) |
+///
+/// Each field is a comma-separated list of items. An item is `*`, a value `a`, a range `a-b`,
+/// or one of those followed by a step: `*/n` (from the field's first value), `a-b/n`, `a/n`
+/// (from `a` to the field's last value). Names are case-insensitive. `?` means `*` in the
+/// day-of-month and day-of-week fields. For `*` and `a/n` the day-of-week field ends at 6
+/// (Saturday), so `*/2` there is Sunday, Tuesday, Thursday, Saturday. A step must be between 1
+/// and the number of values in the field.
+///
+/// **Day of month and day of week** follow Vixie/ISC cron: if either field starts with `*` or
+/// `?`, a day must match both fields; otherwise (both restricted) a day matches if it matches
+/// *either*. So `0 0 13 * FRI` fires on every 13th and on every Friday, while `0 0 * * FRI`
+/// fires on Fridays only. Like ISC cron, a field that starts with `*` counts as unrestricted
+/// even with a step: `0 0 */2 * MON` fires on Mondays that fall on an odd day of the month.
+///
+/// A schedule that can never fire (`0 0 30 2 *`) parses, and [`CronSchedule::next_after`]
+/// returns `None` for it.
+///
+/// # Time zones and daylight saving time
+///
+/// A cron schedule is evaluated on the wall clock of its IANA time zone, with the zone's rules
+/// from the tz database bundled into tickq (jiff's `tzdb-bundle-always`), not the system's:
+/// nodes with different system tzdata versions still compute the same ticks. A tick's identity
+/// is its UTC instant: the same schedule, zone and tickq version give the same instants on
+/// every node, and two civil times that resolve to the same instant are one tick.
+///
+/// The default policy is modelled on ISC cron. It depends on whether a schedule is
+/// **fixed-time** or **wildcard**:
+///
+/// - *fixed-time*: the second (6 fields only), minute and hour fields each name specific
+///   values: numbers, lists or plain ranges, such as `30 2 * * *`, `0 9,17 * * MON-FRI` or
+///   `@daily`;
+/// - *wildcard*: at least one of those fields contains `*` or a step (`/`), such as
+///   `0 * * * *`, `*/15 * * * *`, `*/10 2 * * *`, `0 1-23/2 * * *`, `@hourly`, or
+///   `* 30 2 * * *` (6 fields). (ISC cron only looks at whether the minute or hour field
+///   starts with `*`; here a step anywhere also makes a schedule wildcard.)
+///
+/// When the clocks **spring forward** (a gap: in America/New_York on 2026-03-08 the wall clock
+/// goes from 01:59:59 EST to 03:00:00 EDT), civil times in the gap do not exist:
+///
+/// - a fixed-time schedule with a fire time in the gap fires once, at the first instant after
+///   the gap (the transition instant: 03:00 EDT). `30 2 * * *` fires at 03:00 EDT that day.
+///   Several fire times in the same gap, and a fire time right at its end, are still one
+///   tick: `0,30 2,3 * * *` fires at 03:00 EDT once, then at 03:30 EDT;
+/// - a wildcard schedule simply has no ticks in the gap; it goes on with the new wall clock.
+///   `0 * * * *` fires at 01:00 EST and then 03:00 EDT.
+///
+/// When the clocks **fall back** (a fold: on 2026-11-01 the wall clock shows 01:00 to 01:59:59
+/// first in EDT, then again in EST), civil times in the fold happen twice:
+///
+/// - a fixed-time schedule fires once, at the first occurrence. `30 1 * * *` fires at 01:30
+///   EDT only. More precisely, a fixed-time schedule never fires at a civil time that is not
+///   later than a civil time the wall clock already showed;
+/// - a wildcard schedule fires at both occurrences. `0 * * * *` fires at 01:00 EDT and at
+///   01:00 EST; `*/30 * * * *` fires four times in that repeated hour.
+///
+/// The same rules apply to every transition: 30-minute shifts (Australia/Lord_Howe, where
+/// 02:00-02:29 is skipped in October and 01:30-01:59 repeats in April), transitions at
+/// midnight (America/Santiago, where 00:00-00:59 does not exist on 2026-09-06, so `@daily`
+/// fires at 01:00 that day), and changes of a zone's standard offset, even by a whole day
+/// (Pacific/Apia skipped 2011-12-30). Zones without DST (Asia/Kolkata, UTC) have no gaps or
+/// folds.
+///
+/// `@every` schedules ignore the time zone: `@every D` fires at every instant whose Unix time
+/// in seconds is a multiple of D, so every node computes the same ticks in any zone and DST
+/// never applies. `@every 1d` fires at 00:00 UTC, and `@every 7d` on Thursdays (1970-01-01 was
+/// a Thursday); use `@daily` or `@weekly` for the local midnight.
+///
+/// Fire instants are whole seconds. [`CronSchedule::next_after`] returns the first fire instant
+/// strictly after the given one, so successive calls are strictly increasing, including across
+/// a fold.
 #[derive(Clone, Debug)]
 pub struct CronSchedule {
     expr: String,

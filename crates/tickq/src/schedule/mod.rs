@@ -6,7 +6,7 @@
 //! deterministic ids (`cron:<name>:<tick ms>:<task>`) as a second guard. See
 //! `docs/scheduling.md`.
 
-pub mod cron;
+mod cron;
 mod registry;
 mod scheduler;
 
@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[non_exhaustive]
 pub enum Overlap {
     /// Fire anyway (the default).
     #[default]
@@ -37,6 +38,7 @@ pub enum Overlap {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[non_exhaustive]
 pub enum Catchup {
     /// Fire only ticks found within [`MISFIRE_GRACE`] of their time; count the rest skipped.
     Skip,
@@ -207,6 +209,7 @@ impl ScheduleSpec {
 /// The answer to [`crate::Client::upsert_schedule`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Upserted {
     /// A new schedule.
     Created,
@@ -216,8 +219,20 @@ pub enum Upserted {
     Unchanged,
 }
 
+impl Upserted {
+    /// `created`, `updated` or `unchanged` (as in JSON).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Upserted::Created => "created",
+            Upserted::Updated => "updated",
+            Upserted::Unchanged => "unchanged",
+        }
+    }
+}
+
 /// A schedule as stored, with its firing state.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct ScheduleInfo {
     /// The spec.
     pub spec: ScheduleSpec,

@@ -29,6 +29,14 @@ pub struct SchedulerBuilder {
     shutdown: Option<ShutdownHandle>,
 }
 
+impl std::fmt::Debug for SchedulerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchedulerBuilder")
+            .field("max_sleep", &self.max_sleep)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SchedulerBuilder {
     /// Stop with this handle (shared with other parts of the node, say the worker). Default: a
     /// handle of its own ([`Scheduler::shutdown_handle`]).
@@ -80,6 +88,15 @@ pub struct Scheduler {
     parsed: Mutex<HashMap<(String, String), Arc<CronSchedule>>>,
     fired: AtomicU64,
     shutdown: ShutdownHandle,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("max_sleep", &self.max_sleep)
+            .field("fired", &self.fired)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Scheduler {

@@ -202,6 +202,18 @@ pub struct WorkerBuilder {
     config: WorkerConfig,
 }
 
+impl std::fmt::Debug for WorkerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut kinds: Vec<&String> = self.handlers.keys().collect();
+        kinds.sort();
+        f.debug_struct("WorkerBuilder")
+            .field("node", &self.node)
+            .field("queues", &self.queues)
+            .field("kinds", &kinds)
+            .finish_non_exhaustive()
+    }
+}
+
 impl WorkerBuilder {
     /// Claim from `queue`, weighted against the other queues (a queue of weight 3 is tried
     /// first three times as often as one of weight 1). Default: none; at least one is needed.
@@ -490,6 +502,14 @@ fn lcm(a: u64, b: u64) -> u64 {
 pub struct Worker {
     shared: Arc<Shared>,
     shutdown: ShutdownHandle,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.shared.id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Worker {

@@ -137,8 +137,7 @@ async fn jobs_schedules_locks_and_limits_work_on_a_cluster() {
 async fn a_cluster_url_with_no_cluster_behind_it_is_unavailable() {
     let err = Client::connect("redis-cluster://127.0.0.1:1,127.0.0.1:2")
         .await
-        .err()
-        .expect("nothing listens there");
+        .expect_err("nothing listens there");
     assert_eq!(err.kind(), tickq::ErrorKind::Unavailable, "{err}");
 }
 

@@ -7,7 +7,7 @@ use tickq::{Client, JobState, ShutdownHandle, Worker};
 use tokio::task::JoinHandle;
 
 /// Poll `check` until it returns true; panic with `what` after `limit`.
-pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F)
+pub(crate) async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -26,18 +26,18 @@ where
 }
 
 /// Count of jobs in `state` in `queue`.
-pub async fn count(client: &Client, queue: &str, state: JobState) -> u64 {
+pub(crate) async fn count(client: &Client, queue: &str, state: JobState) -> u64 {
     client.inspector().counts(queue).await.unwrap().states[&state]
 }
 
 /// A worker running in this process, stopped on drop of the returned handle.
-pub struct Running {
+pub(crate) struct Running {
     pub handle: ShutdownHandle,
     pub task: JoinHandle<(tickq::Result<()>, tickq::WorkerStats)>,
 }
 
 impl Running {
-    pub async fn stop(self) -> tickq::WorkerStats {
+    pub(crate) async fn stop(self) -> tickq::WorkerStats {
         self.handle.shutdown();
         let (result, stats) = self.task.await.unwrap();
         result.unwrap();
@@ -45,7 +45,7 @@ impl Running {
     }
 }
 
-pub fn spawn(worker: Worker) -> Running {
+pub(crate) fn spawn(worker: Worker) -> Running {
     let handle = worker.shutdown_handle();
     let task = tokio::spawn(async move {
         let result = worker.run().await;
@@ -56,13 +56,13 @@ pub fn spawn(worker: Worker) -> Running {
 
 /// Environment variable that turns this test binary into a worker process (see
 /// `child_worker_process` in faults.rs).
-pub const CHILD_ENV: &str = "TICKQ_TEST_CHILD_WORKER";
+pub(crate) const CHILD_ENV: &str = "TICKQ_TEST_CHILD_WORKER";
 
 /// Start this test binary again as a worker process on `url` (the `child_worker_process`
 /// entry point of the calling test file), with extra environment.
 /// Start this test binary again as a worker process: `test` is the full name of the ignored
 /// test that runs it (`faults::child_worker_process`).
-pub fn spawn_child_worker(test: &str, url: &str, env: &[(&str, &str)]) -> Child {
+pub(crate) fn spawn_child_worker(test: &str, url: &str, env: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
         "--exact",
@@ -81,7 +81,7 @@ pub fn spawn_child_worker(test: &str, url: &str, env: &[(&str, &str)]) -> Child 
     cmd.spawn().unwrap()
 }
 
-pub fn signal(child: &Child, sig: i32) {
+pub(crate) fn signal(child: &Child, sig: i32) {
     let rc = unsafe { libc::kill(child.id() as i32, sig) };
     assert_eq!(rc, 0, "kill({}, {sig})", child.id());
 }

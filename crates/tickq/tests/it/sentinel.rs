@@ -355,7 +355,7 @@ async fn sentinel_url_with_an_unknown_master_name_is_unavailable() {
         "redis-sentinel://127.0.0.1:{}/nosuchmaster",
         set.sentinel_port()
     );
-    let err = Client::connect(&url).await.err().expect("no such master");
+    let err = Client::connect(&url).await.expect_err("no such master");
     assert_eq!(err.kind(), tickq::ErrorKind::Unavailable, "{err}");
     assert!(err.to_string().contains("no master by that name"), "{err}");
 }
@@ -364,8 +364,7 @@ async fn sentinel_url_with_an_unknown_master_name_is_unavailable() {
 async fn sentinel_url_with_no_sentinel_behind_it_is_unavailable() {
     let err = Client::connect("redis-sentinel://127.0.0.1:1/mymaster")
         .await
-        .err()
-        .expect("nothing listens there");
+        .expect_err("nothing listens there");
     assert_eq!(err.kind(), tickq::ErrorKind::Unavailable, "{err}");
     assert!(err.to_string().contains("sentinels"), "{err}");
 }

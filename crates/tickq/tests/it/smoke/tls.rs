@@ -54,8 +54,7 @@ async fn a_server_from_an_unknown_ca_is_refused_with_a_certificate_message() {
     ] {
         let err = Client::connect_with(&redis.url(), &options)
             .await
-            .err()
-            .expect("an untrusted server is refused");
+            .expect_err("an untrusted server is refused");
         assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
         assert!(err.message().contains("not trusted"), "{err}");
         assert!(err.message().contains("set ca_file"), "{err}");
@@ -78,8 +77,7 @@ async fn a_server_that_requires_client_certificates_gets_one() {
     let without = ConnectOptions::new().tls(TlsFiles::new().ca_file(certs.ca()));
     let err = Client::connect_with(&redis.url(), &without)
         .await
-        .err()
-        .expect("no client certificate, no connection");
+        .expect_err("no client certificate, no connection");
     assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
     assert!(
         err.message().contains("set cert_file and key_file"),
