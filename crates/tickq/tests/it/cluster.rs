@@ -521,12 +521,14 @@ async fn workflows_across_queues_run_on_a_cluster() {
     );
 
     // A parent that ends by hand in its own queue: no worker's fast path runs for it, the
-    // periodic relay does (within its recover_interval, 5 s by default).
+    // periodic relay does (within its recover_interval, 5 s by default). Its queue is paused,
+    // so no worker takes it first.
+    inspector.pause_queue(&queues[1]).await.unwrap();
     let flow = tickq::Workflow::new(&queues[0], "by-hand")
         .id("by-hand")
         .step(tickq::Step::new("gate", NewJob::new(&queues[0], "link")).after(["never"]))
         .step(tickq::Step::new("never", NewJob::new(&queues[0], "link")).after(["x"]))
-        .step(tickq::Step::new("x", NewJob::new(&queues[1], "nobody")))
+        .step(tickq::Step::new("x", NewJob::new(&queues[1], "link")))
         .step(
             tickq::Step::new("after", NewJob::new(&queues[2], "link"))
                 .after(["x"])
@@ -553,6 +555,7 @@ async fn workflows_across_queues_run_on_a_cluster() {
             ("after", "completed")
         ]
     );
+    inspector.resume_queue(&queues[1]).await.unwrap();
     for (w, _) in workers {
         w.stop().await;
     }
