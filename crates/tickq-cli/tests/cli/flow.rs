@@ -534,6 +534,7 @@ fn kill_9_of_a_node_mid_dag_loses_no_step_and_runs_none_early() {
 /// With an exec secret, `flow run` signs each exec step for its own step job, and a schedule's
 /// workflow steps verify against the schedule: both run; an unsigned workflow's exec steps do
 /// not.
+/// Step b is in another queue: it is signed for its own queue, from a file and from a schedule.
 #[test]
 fn signed_workflows_run_and_unsigned_ones_do_not() {
     const SECRET: &str = "s3cret-s3cret-s3cret";
@@ -543,12 +544,13 @@ fn signed_workflows_run_and_unsigned_ones_do_not() {
     let out = dir.path().join("ran.txt");
     let steps = format!(
         "[[step]]\nid = \"a\"\ncmd = [\"sh\", \"-c\", \"echo a >> '{o}'\"]\n\
-         [[step]]\nid = \"b\"\nafter = [\"a\"]\ncmd = [\"sh\", \"-c\", \"echo b >> '{o}'\"]\n",
+         [[step]]\nid = \"b\"\nafter = [\"a\"]\nqueue = \"other\"\n\
+         cmd = [\"sh\", \"-c\", \"echo b >> '{o}'\"]\n",
         o = out.display()
     );
     let cron = steps.replace("[[step]]", "[[cron.step]]");
     let config = format!(
-        "[worker]\nqueues = {{ default = 1 }}\n\n[exec]\nallow = [\"sh\"]\n\
+        "[worker]\nqueues = {{ default = 1, other = 1 }}\n\n[exec]\nallow = [\"sh\"]\n\
          secret = \"{SECRET}\"\n\n[[cron]]\nname = \"signed\"\nschedule = \"@every 1s\"\n{cron}"
     );
     let _server = Server::start(Some(&config), &["--redis", &url], &[]);
