@@ -256,14 +256,15 @@ pub struct ExecArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum FlowCommand {
-    /// Submit the workflow FILE describes (TOML: name, queue, [[step]] tables, [[batch]] tables
-    /// with on_complete/on_success/on_failure callbacks); prints its id.
+    /// Submit the workflow FILE describes (TOML: name, queue (its home), [[step]] tables, each
+    /// in the home queue or its own `queue`, [[batch]] tables with
+    /// on_complete/on_success/on_failure callbacks); prints its id.
     /// Running a file with a fixed id (`id = "..."` or --id) again creates nothing.
     Run(FlowRunArgs),
     /// List workflows, newest first: those running and the finished ones within their
     /// retention.
     Ls(FlowLsArgs),
-    /// Show a workflow: its state and each step's state.
+    /// Show a workflow: its state and each step's state and queue.
     Show(FlowIdArgs),
     /// Cancel a workflow: running steps are stopped, the others cancelled.
     Cancel(FlowIdArgs),
@@ -284,7 +285,7 @@ pub struct FlowRunArgs {
 
 #[derive(Debug, Args)]
 pub struct FlowLsArgs {
-    /// Only this queue's workflows [default: every queue's].
+    /// Only the workflows whose home is this queue [default: every queue's].
     pub queue: Option<String>,
     /// At most this many workflows (1 to 1000).
     #[arg(long, value_name = "N", default_value_t = 50)]

@@ -1416,10 +1416,13 @@ class FlowPage extends View {
     }
     if (this.gone) return;
     const counts = Object.entries(doc.counts || {}).map(([s, n]) => `${n} ${s}`).join(', ');
+    // A column for the steps' queues only when some step is outside the workflow's home.
+    const spread = doc.steps.some((s) => s.queue && s.queue !== doc.queue);
     const rows = doc.steps.map((s) => h('tr', { dataset: { step: s.id } },
       h('td', { class: 'mono' }, h('a', { href: `#/jobs/${enc(s.job_id)}` }, s.id)),
       h('td', {}, stateTag(s.state)),
       h('td', { class: 'mono hide-narrow' }, (s.after || []).join(', ')),
+      spread ? h('td', { class: 'hide-narrow' }, h('a', { href: `#/queues/${enc(s.queue)}` }, s.queue)) : null,
       h('td', { class: 'hide-narrow' }, s.on_parent_failure),
       h('td', { class: 'clip' }, s.error || (s.result ? excerpt(s.result) : ''))));
     fill(this.root,
@@ -1431,7 +1434,7 @@ class FlowPage extends View {
       h('div', { class: 'scroll dag-box' }, dagSvg(doc.steps)),
       h('div', { class: 'scroll' }, h('table', { id: 'flow-steps' },
         h('thead', {}, h('tr', {}, h('th', {}, 'step'), h('th', {}, 'state'), h('th', { class: 'hide-narrow' }, 'after'),
-          h('th', { class: 'hide-narrow' }, 'if a parent fails'), h('th', {}, 'error / result'))),
+          spread ? h('th', { class: 'hide-narrow' }, 'queue') : null, h('th', { class: 'hide-narrow' }, 'if a parent fails'), h('th', {}, 'error / result'))),
         h('tbody', {}, rows))));
   }
 

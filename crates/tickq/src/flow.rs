@@ -198,7 +198,7 @@ impl Batch {
     }
 }
 
-/// A DAG of [`Step`]s in one queue, submitted all or nothing with [`crate::Client::submit_flow`].
+/// A DAG of [`Step`]s, in one queue or several, submitted all or nothing with [`crate::Client::submit_flow`].
 #[derive(Debug, Clone)]
 pub struct Workflow {
     pub(crate) id: Option<String>,
@@ -226,13 +226,17 @@ pub(crate) struct StepDef {
     pub(crate) id: String,
     pub(crate) job_id: String,
     pub(crate) kind: String,
+    /// Its queue when not the workflow's (docs/workflows.md, "Steps in other queues").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) queue: Option<String>,
     pub(crate) after: Vec<String>,
     pub(crate) on_parent_failure: ParentFailure,
 }
 
 impl Workflow {
-    /// An empty workflow named `name` (free text, shown in views) in `queue`. Every step's job
-    /// must be in this queue (see docs/workflows.md, "One queue"). Default id: a fresh UUID v7.
+    /// An empty workflow named `name` (free text, shown in views) whose home is `queue`: its
+    /// hash, its place in the workflow list and the steps of that queue. Steps may be in other
+    /// queues (docs/workflows.md, "Steps in other queues"). Default id: a fresh UUID v7.
     pub fn new(queue: impl Into<String>, name: impl Into<String>) -> Workflow {
         Workflow {
             id: None,
@@ -263,8 +267,7 @@ impl Workflow {
         self
     }
 
-    /// Check everything that can be checked without Redis: names, the one-queue rule, that
-    /// every `after` and every batch names a step, no cycle, the size limit, and each step's
+    /// Check everything that can be checked without Redis: names, that every `after` and every batch names a step, no cycle, the size limit, and each step's
     /// job.
     pub fn validate(&self) -> Result<()> {
         self.resolved()?.topological_order().map(|_| ())
@@ -343,13 +346,6 @@ impl Workflow {
                 )));
             }
             let job = &step.job;
-            if job.queue != self.queue {
-                return Err(Error::invalid(format!(
-                    "step {:?} is in queue {:?}, but workflow steps must all be in the \
-                     workflow's queue {:?} (docs/workflows.md, \"One queue\")",
-                    step.id, job.queue, self.queue
-                )));
-            }
             if job.id.is_some() {
                 return Err(Error::invalid(format!(
                     "step {:?} sets a job id; a step's job id is flow:<workflow id>:<step id>",
@@ -442,6 +438,7 @@ impl Workflow {
                 id: s.id.clone(),
                 job_id: step_job_id(id, &s.id),
                 kind: s.job.kind.clone(),
+                queue: (s.job.queue != self.queue).then(|| s.job.queue.clone()),
                 after: s.after.clone(),
                 on_parent_failure: s.on_parent_failure,
             })
@@ -466,9 +463,12 @@ impl Workflow {
     }
 }
 
+/// How every step's job id starts.
+pub(crate) const FLOW_JOB_PREFIX: &str = "flow:";
+
 /// The job id of a workflow's step.
 pub fn step_job_id(flow_id: &str, step: &str) -> String {
-    format!("flow:{flow_id}:{step}")
+    format!("{FLOW_JOB_PREFIX}{flow_id}:{step}")
 }
 
 fn validate_flow_name(what: &str, s: &str) -> Result<()> {
@@ -520,7 +520,7 @@ mod tests {
             .contains("twice")
         );
         assert!(
-            err(f().step(Step::new("a", NewJob::new("other", "k")))).contains("workflow's queue")
+            err(f().step(Step::new("a", NewJob::new("bad queue", "k")))).contains("queue name")
         );
         assert!(err(f().step(Step::new("a", job().id("x")))).contains("job id"));
         assert!(

@@ -59,6 +59,10 @@ pub enum Workload {
     /// overhead per step of settling the DAG (docs/workflows.md).
     #[value(name = "flow-1000")]
     Flow1000,
+    /// flow-1000 with its 998 middle steps in three other queues: every edge crosses queues
+    /// (the outbox and the relay; docs/workflows.md).
+    #[value(name = "flow-1000-queues")]
+    Flow1000Queues,
     /// Deep queues (--scale-sizes, default 20k, 100k, 300k, 1M waiting jobs): bulk enqueue
     /// rate, memory per job, and a concurrency-64 drain of 10,000 jobs at each depth (rate,
     /// Redis CPU, the claim script's p50/p99 time in Redis). Not in the default set: it needs
@@ -67,7 +71,7 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const ALL: [Workload; 13] = [
+    pub const ALL: [Workload; 14] = [
         Workload::RoundTrip,
         Workload::EnqueueOne,
         Workload::EnqueueBulk,
@@ -81,6 +85,7 @@ impl Workload {
         Workload::Cron,
         Workload::Idle,
         Workload::Flow1000,
+        Workload::Flow1000Queues,
     ];
 
     pub fn name(self) -> &'static str {
@@ -98,6 +103,7 @@ impl Workload {
             Workload::Cron => "cron",
             Workload::Idle => "idle",
             Workload::Flow1000 => "flow-1000",
+            Workload::Flow1000Queues => "flow-1000-queues",
             Workload::Scale => "scale",
         }
     }
@@ -162,7 +168,8 @@ pub async fn run(workload: Workload, target: &Target, p: &Params) -> Result<Meas
         }
         Workload::Cron => latency::cron_ticks(target, 20, deadline).await,
         Workload::Idle => idle::commands(target, p.idle_window, deadline).await,
-        Workload::Flow1000 => flow::fan_in(target, deadline).await,
+        Workload::Flow1000 => flow::fan_in(target, deadline, false).await,
+        Workload::Flow1000Queues => flow::fan_in(target, deadline, true).await,
         Workload::Scale => scale::deep_queues(target, &p.scale_sizes, deadline).await,
     }
 }

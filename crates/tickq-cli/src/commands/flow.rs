@@ -83,12 +83,13 @@ pub async fn act(redis: &Redis, verb: FlowVerb, id: &str, json: bool) -> anyhow:
                 serde_json::to_value(info.state)?.as_str().unwrap_or("?"),
                 counts.join(", ")
             );
-            let mut table = Table::new(["STEP", "STATE", "AFTER", "JOB", "ERROR"]);
+            let mut table = Table::new(["STEP", "STATE", "AFTER", "QUEUE", "JOB", "ERROR"]);
             for step in &info.steps {
                 table.row(vec![
                     step.id.clone(),
                     step.state.clone(),
                     step.after.join(","),
+                    step.queue.clone(),
                     step.job_id.clone(),
                     output::clip(step.error.as_deref().unwrap_or(""), 60),
                 ]);

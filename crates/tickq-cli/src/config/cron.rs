@@ -144,8 +144,8 @@ impl CronSpec {
         })
     }
 
-    /// Sign every exec task with `secret` for this schedule's jobs in its queue (replacing
-    /// any signature it had).
+    /// Sign every exec task with `secret` for this schedule's jobs in its queue, or a workflow
+    /// step's own queue (replacing any signature it had).
     pub fn sign_exec(&mut self, secret: &Secret) {
         let binding = Binding::schedule(&self.queue, &self.name);
         for task in &mut self.tasks {
@@ -160,7 +160,11 @@ impl CronSpec {
                         if let Ok(mut exec) =
                             serde_json::from_value::<ExecPayload>(step.payload.clone())
                         {
-                            exec.sign(secret, &binding);
+                            // A step in another queue is bound to that queue (its job's).
+                            match &step.queue {
+                                Some(q) => exec.sign(secret, &Binding::schedule(q, &self.name)),
+                                None => exec.sign(secret, &binding),
+                            }
                             step.payload =
                                 serde_json::to_value(&exec).expect("an exec payload serialises");
                         }

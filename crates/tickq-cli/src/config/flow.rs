@@ -69,14 +69,10 @@ pub(super) fn flow_payload(
     };
     for step in steps {
         let at = |what: String| usage(format!("{source}, step {:?}: {what}", step.id));
-        if let Some(q) = &step.queue
-            && q != queue
-        {
-            return Err(at(format!(
-                "queue {q:?}: every step runs in the workflow's queue {queue:?} \
-                 (docs/workflows.md, \"One queue\")"
-            )));
-        }
+        // A step in another queue than the workflow's (docs/workflows.md, "Steps in other
+        // queues"); its exec signature binds it to that queue.
+        let step_queue = step.queue.as_deref().unwrap_or(queue);
+        tickq::validate_queue_name(step_queue).map_err(|e| at(e.message().to_owned()))?;
         let (kind, payload) = match (&step.cmd, &step.kind) {
             (Some(cmd), None) => {
                 if step.payload.is_some() {
@@ -92,7 +88,7 @@ pub(super) fn flow_payload(
                 exec.validate().map_err(at)?;
                 if let Some((secret, id)) = sign {
                     let job = tickq::step_job_id(id, &step.id);
-                    exec.sign(secret, &Binding::job(queue, &job));
+                    exec.sign(secret, &Binding::job(step_queue, &job));
                 }
                 let payload = serde_json::to_value(&exec).expect("an exec payload serialises");
                 (crate::kinds::exec::KIND.to_owned(), payload)
@@ -123,6 +119,7 @@ pub(super) fn flow_payload(
                 .map_err(|e: tickq::Error| at(e.message().to_owned()))?,
         };
         out.steps.push(StepPayload {
+            queue: (step_queue != queue).then(|| step_queue.to_owned()),
             id: step.id.clone(),
             kind,
             payload,
@@ -244,8 +241,8 @@ mod tests {
                 .contains("not a step")
         );
         assert!(
-            err("name = \"n\"\n[[step]]\nid = \"a\"\nkind = \"k\"\nqueue = \"other\"\n")
-                .contains("workflow's queue")
+            err("name = \"n\"\n[[step]]\nid = \"a\"\nkind = \"k\"\nqueue = \"a b\"\n")
+                .contains("invalid queue name")
         );
         assert!(
             err("name = \"n\"\n[[step]]\nid = \"a\"\nkind = \"k\"\nbogus = 1\n").contains("bogus")

@@ -2,7 +2,7 @@
 //! `[[cron.step]]` tables fires one such job per tick instead of independent tasks.
 //!
 //! Payload: `{"name", "queue", "steps": [{"id", "kind", "payload", "after", "on_parent_failure",
-//! "max_attempts", "timeout_ms", "priority"}], "batches": [{"steps", "on_complete",
+//! "queue", "max_attempts", "timeout_ms", "priority"}], "batches": [{"steps", "on_complete",
 //! "on_success", "on_failure"}]}` (`batches` only when there are some); exec steps carry their signed exec payload
 //! (signed when the config was read, never by the node that submits: a `flow` job cannot get
 //! a program approved that the secret's holder did not sign).
@@ -43,6 +43,9 @@ pub struct StepPayload {
     pub after: Vec<String>,
     #[serde(default)]
     pub on_parent_failure: ParentFailure,
+    /// Its queue, when not the workflow's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,7 +64,8 @@ impl FlowPayload {
             flow = flow.id(id);
         }
         for s in &self.steps {
-            let mut job = NewJob::new(&self.queue, &s.kind).payload(s.payload.clone());
+            let queue = s.queue.as_deref().unwrap_or(&self.queue);
+            let mut job = NewJob::new(queue, &s.kind).payload(s.payload.clone());
             if let Some(name) = cron {
                 job = job.meta("cron", name);
             }

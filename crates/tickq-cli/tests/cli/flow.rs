@@ -107,6 +107,68 @@ after = ["part1", "part2"]
     );
 }
 
+/// A workflow file whose steps name their queues, on two `tickq server` processes that work
+/// different queues: each step runs where its queue is worked, the report after both parts,
+/// reading both results; `flow show` shows every step with its queue.
+#[test]
+fn steps_in_other_queues_run_on_the_servers_that_work_them() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let exec = "[exec]\nallow = [\"sh\"]\n";
+    let _a = Server::start(
+        Some(&format!("[worker]\nqueues = {{ parts = 1 }}\n\n{exec}")),
+        &["--redis", &url],
+        &[],
+    );
+    let _b = Server::start(
+        Some(&format!(
+            "[worker]\nqueues = {{ reports = 1, other = 1 }}\n\n{exec}"
+        )),
+        &["--redis", &url],
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "spread.toml",
+        r#"
+name = "spread"
+queue = "default"
+id = "spread-1"
+[[step]]
+id = "part1"
+queue = "parts"
+cmd = ["sh", "-c", "echo one"]
+[[step]]
+id = "part2"
+queue = "other"
+cmd = ["sh", "-c", "echo two"]
+[[step]]
+id = "report"
+queue = "reports"
+cmd = ["sh", "-c", "cat \"$TICKQ_PARENTS_FILE\""]
+after = ["part1", "part2"]
+"#,
+    );
+    let id = run(Some(&url), &["flow", "run", &file]).ok().stdout;
+    assert_eq!(id.trim(), "spread-1");
+    let doc = wait_flow(&url, "spread-1", "succeeded");
+    assert_eq!(doc["queue"], "default");
+    assert_eq!(step(&doc, "part1")["queue"], "parts");
+    assert_eq!(step(&doc, "report")["queue"], "reports");
+    let parents: serde_json::Value =
+        serde_json::from_str(step(&doc, "report")["result"].as_str().unwrap()).unwrap();
+    assert_eq!(parents, serde_json::json!({"part1": "one", "part2": "two"}));
+    let human = run(Some(&url), &["flow", "show", "spread-1"]).ok().stdout;
+    assert!(
+        human.contains("reports") && human.contains("QUEUE"),
+        "{human}"
+    );
+    // Listed under its home queue.
+    let table = run(Some(&url), &["flow", "ls", "default"]).ok().stdout;
+    assert!(table.contains("spread-1"), "{table}");
+}
+
 #[test]
 fn a_failed_parent_cancels_and_a_retry_resumes() {
     let redis = TestRedis::start();
@@ -472,6 +534,7 @@ fn kill_9_of_a_node_mid_dag_loses_no_step_and_runs_none_early() {
 /// With an exec secret, `flow run` signs each exec step for its own step job, and a schedule's
 /// workflow steps verify against the schedule: both run; an unsigned workflow's exec steps do
 /// not.
+/// Step b is in another queue: it is signed for its own queue, from a file and from a schedule.
 #[test]
 fn signed_workflows_run_and_unsigned_ones_do_not() {
     const SECRET: &str = "s3cret-s3cret-s3cret";
@@ -481,12 +544,13 @@ fn signed_workflows_run_and_unsigned_ones_do_not() {
     let out = dir.path().join("ran.txt");
     let steps = format!(
         "[[step]]\nid = \"a\"\ncmd = [\"sh\", \"-c\", \"echo a >> '{o}'\"]\n\
-         [[step]]\nid = \"b\"\nafter = [\"a\"]\ncmd = [\"sh\", \"-c\", \"echo b >> '{o}'\"]\n",
+         [[step]]\nid = \"b\"\nafter = [\"a\"]\nqueue = \"other\"\n\
+         cmd = [\"sh\", \"-c\", \"echo b >> '{o}'\"]\n",
         o = out.display()
     );
     let cron = steps.replace("[[step]]", "[[cron.step]]");
     let config = format!(
-        "[worker]\nqueues = {{ default = 1 }}\n\n[exec]\nallow = [\"sh\"]\n\
+        "[worker]\nqueues = {{ default = 1, other = 1 }}\n\n[exec]\nallow = [\"sh\"]\n\
          secret = \"{SECRET}\"\n\n[[cron]]\nname = \"signed\"\nschedule = \"@every 1s\"\n{cron}"
     );
     let _server = Server::start(Some(&config), &["--redis", &url], &[]);

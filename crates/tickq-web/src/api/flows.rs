@@ -15,7 +15,8 @@ use tickq::{FlowCancelled, FlowInfo, FlowList, FlowRetried};
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FlowsQuery {
-    /// Only this queue's workflows; default: every queue's.
+    /// Only the workflows whose home is this queue (where they are listed even when some of
+    /// their steps are in other queues); default: every queue's.
     queue: Option<String>,
     /// At most this many, 1 to 1000; default 50.
     limit: Option<usize>,

@@ -10,6 +10,7 @@
 
 use super::keys::QueueKeys;
 use super::message::Envelope;
+use super::record;
 use super::scripts::SCRIPTS;
 use super::{Broker, ceil_ms, ceil_ms_at, due_args};
 use crate::job::{Due, Enqueued, JobState, NewJob, PartialEnqueue};
@@ -300,25 +301,27 @@ fn plain_transaction(
             pending.push((pending_score(job.priority, seq_before + k as i64 + 1), id));
             JobState::Pending
         };
-        pipe.cmd("HSET")
-            .arg(keys.job(id))
-            .arg("data")
-            .arg(Envelope::encode_new(job))
-            .arg("state")
-            .arg(state.as_str())
-            .arg("attempt")
-            .arg(0)
-            .arg("max")
-            .arg(job.max_attempts)
-            .arg("priority")
-            .arg(job.priority)
-            .arg("fence")
-            .arg(0)
-            .arg("created")
-            .arg(&now_s)
-            .arg("due")
-            .arg(due)
-            .ignore();
+        let (max, priority, due_s) = (
+            job.max_attempts.to_string(),
+            job.priority.to_string(),
+            due.to_string(),
+        );
+        let data = Envelope::encode_new(job);
+        record::create(
+            &mut pipe,
+            keys,
+            id,
+            &[
+                ("data", data.as_bytes()),
+                ("state", state.as_str().as_bytes()),
+                ("attempt", b"0"),
+                ("max", max.as_bytes()),
+                ("priority", priority.as_bytes()),
+                ("fence", b"0"),
+                ("created", now_s.as_bytes()),
+                ("due", due_s.as_bytes()),
+            ],
+        );
         answers.push((
             i,
             Enqueued {

@@ -1,5 +1,7 @@
 //! Property test of workflows against a real Redis: random DAGs (up to 50 steps, random
-//! policies) run by random completions, failures and lease expiries. After every case:
+//! policies, each step in one of three queues) run by random completions, failures and lease
+//! expiries, with the relay between the queues run at random moments (late, or not until
+//! nothing else can happen). After every case:
 //!
 //! - every step ended exactly once (its `e:` is written, its job's state is the final state
 //!   that end names), and nothing is left waiting, pending or active;
@@ -16,14 +18,17 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use tickq_testkit::TestRedis;
 
-/// Per step: two parent picks, how many of them to use (0 to 2), the policy (an index).
-type StepGene = (u8, u8, u8, u8);
+/// Per step: two parent picks, how many of them to use (0 to 2), the policy (an index), its
+/// queue (an index into [`QUEUES`]; the first is the workflow's home).
+type StepGene = (u8, u8, u8, u8, u8);
+
+const QUEUES: [&str; 3] = [Q, "q2", "q3"];
 
 /// A random DAG: step i has up to two parents among the steps before it, and a policy; and
 /// the choices that drive the run.
 fn dags() -> impl Strategy<Value = (Vec<StepGene>, Vec<u8>)> {
     (
-        prop::collection::vec((any::<u8>(), any::<u8>(), 0..3u8, 0..4u8), 1..50),
+        prop::collection::vec((any::<u8>(), any::<u8>(), 0..3u8, 0..4u8, 0..3u8), 1..50),
         prop::collection::vec(any::<u8>(), 400),
     )
 }
@@ -31,7 +36,7 @@ fn dags() -> impl Strategy<Value = (Vec<StepGene>, Vec<u8>)> {
 fn build(steps: &[StepGene]) -> (Workflow, Vec<(Vec<String>, ParentFailure)>) {
     let mut flow = Workflow::new(Q, "prop").id("p");
     let mut parents_of = Vec::new();
-    for (i, &(a, b, n, policy)) in steps.iter().enumerate() {
+    for (i, &(a, b, n, policy, queue)) in steps.iter().enumerate() {
         let mut parents: Vec<String> = Vec::new();
         if i > 0 {
             for pick in [a, b].into_iter().take(n as usize) {
@@ -51,9 +56,12 @@ fn build(steps: &[StepGene]) -> (Workflow, Vec<(Vec<String>, ParentFailure)>) {
             policy = ParentFailure::Cancel;
         }
         flow = flow.step(
-            Step::new(format!("s{i}"), NewJob::new(Q, "work").max_attempts(2))
-                .after(parents.clone())
-                .on_parent_failure(policy),
+            Step::new(
+                format!("s{i}"),
+                NewJob::new(QUEUES[queue as usize], "work").max_attempts(2),
+            )
+            .after(parents.clone())
+            .on_parent_failure(policy),
         );
         parents_of.push((parents, policy));
     }
@@ -101,22 +109,44 @@ async fn run_case(
             .unwrap()
     );
     let fk = keys.flow("p");
+    let all: Vec<_> = QUEUES.iter().map(|q| broker.keys(q)).collect();
     let mut choice = choices.iter().cycle();
     // Bounded: every round ends or retries at least one job, and attempts are capped at 2.
     for _round in 0..(n * 8 + 20) {
-        let batch = broker
-            .claim(&keys, "w", Duration::from_secs(600), 4, Duration::ZERO)
-            .await
-            .unwrap();
-        if batch.jobs.is_empty() {
-            break;
+        // Sometimes a queue's relay runs now; the others wait.
+        if choice.next().unwrap().is_multiple_of(3) {
+            let q = *choice.next().unwrap() as usize % QUEUES.len();
+            broker.relay_flows(&all[q]).await.unwrap();
         }
-        for job in batch.jobs {
+        let mut jobs = Vec::new();
+        for keys in &all {
+            let batch = broker
+                .claim(keys, "w", Duration::from_secs(600), 4, Duration::ZERO)
+                .await
+                .unwrap();
+            jobs.extend(batch.jobs.into_iter().map(|j| (keys.clone(), j)));
+        }
+        if jobs.is_empty() {
+            // Nothing to run: what the relays still hold is all that can move anything.
+            let mut applied = 0;
+            for keys in &all {
+                applied += broker.relay_flows(keys).await.unwrap();
+            }
+            if applied == 0 {
+                break;
+            }
+            continue;
+        }
+        for (keys, job) in jobs {
+            let keys = &*keys;
             let step: usize = job.id.rsplit_once(":s").unwrap().1.parse().unwrap();
             let (parents, policy) = &parents_of[step];
             let mut some_failed = false;
+            // The parents' ends as the step's own queue holds them (its own, or copies
+            // relayed from the others' queues).
+            let own = keys.flow("p");
             for p in parents {
-                let end: Option<String> = conn.hget(&fk, format!("e:{p}")).await.unwrap();
+                let end: Option<String> = conn.hget(&own, format!("e:{p}")).await.unwrap();
                 prop_assert!(end.is_some(), "s{step} started before its parent {p} ended");
                 some_failed |= matches!(end.as_deref(), Some("dead" | "cancelled"));
             }
@@ -127,7 +157,7 @@ async fn run_case(
                 0 | 1 => {
                     let out = broker
                         .ack(
-                            &keys,
+                            keys,
                             &KEEP,
                             &[(job.id.clone(), job.fence, format!("r{step}"))],
                         )
@@ -138,7 +168,7 @@ async fn run_case(
                 2 => {
                     let mode = FailMode::Retry(Duration::ZERO);
                     broker
-                        .fail(&keys, &KEEP, &job.id, job.fence, "boom", mode)
+                        .fail(keys, &KEEP, &job.id, job.fence, "boom", mode)
                         .await
                         .unwrap();
                 }
@@ -154,9 +184,9 @@ async fn run_case(
                         .query_async(&mut conn)
                         .await
                         .unwrap();
-                    broker.recover(&keys, &KEEP, 100).await.unwrap();
+                    broker.recover(keys, &KEEP, 100).await.unwrap();
                     let late = broker
-                        .ack(&keys, &KEEP, &[(job.id.clone(), job.fence, "late".into())])
+                        .ack(keys, &KEEP, &[(job.id.clone(), job.fence, "late".into())])
                         .await
                         .unwrap();
                     prop_assert_eq!(late.acked, 0);
@@ -179,10 +209,11 @@ async fn run_case(
         let end = hash.get(&format!("e:s{i}")).cloned();
         prop_assert!(end.is_some(), "s{i} has no end");
         let end = end.unwrap();
-        let state: Option<String> = conn
-            .hget(keys.job(&step_job_id("p", &format!("s{i}"))), "state")
+        let step_keys = &all[steps[i].4 as usize];
+        let record = record::get(&mut conn, step_keys, &step_job_id("p", &format!("s{i}")))
             .await
             .unwrap();
+        let state = record.and_then(|r| record::text(&r, "state"));
         let expected = if end == "skipped" {
             "completed"
         } else {
@@ -190,14 +221,18 @@ async fn run_case(
         };
         prop_assert_eq!(state.as_deref(), Some(expected), "s{}", i);
     }
-    let counts = broker.counts(&keys).await.unwrap();
-    for s in [
-        JobState::Waiting,
-        JobState::Pending,
-        JobState::Active,
-        JobState::Retry,
-    ] {
-        prop_assert_eq!(counts.states[&s], 0, "{}", s);
+    for keys in &all {
+        let counts = broker.counts(keys).await.unwrap();
+        for s in [
+            JobState::Waiting,
+            JobState::Pending,
+            JobState::Active,
+            JobState::Retry,
+        ] {
+            prop_assert_eq!(counts.states[&s], 0, "{} in {}", s, keys.name);
+        }
+        let outbox: usize = conn.hlen(&keys.flow_outbox).await.unwrap();
+        prop_assert_eq!(outbox, 0, "{}'s outbox", keys.name);
     }
 
     // Its retention: the workflow index holds it until exactly when its hash expires.
@@ -212,7 +247,20 @@ async fn run_case(
     // The retention runs out. Redis' clock cannot be moved, so the hash's TTL and the index's
     // deadline are brought to now (what time would do), then the janitor runs with a
     // retention of zero for the step jobs.
-    let _: () = conn.pexpire(&fk, 1).await.unwrap();
+    for keys in &all {
+        let part = keys.flow("p");
+        if keys.name != Q {
+            // A part (if the workflow had steps there) expires on its own too.
+            let ttl: i64 = conn.pttl(&part).await.unwrap();
+            prop_assert!(
+                ttl == -2 || (ttl > 0 && ttl <= KEEP.keep_ms() as i64),
+                "{} ttl {}",
+                part,
+                ttl
+            );
+        }
+        let _: () = conn.pexpire(&part, 1).await.unwrap();
+    }
     let _: () = redis::cmd("ZADD")
         .arg(&keys.flow_ends)
         .arg("XX")
@@ -222,16 +270,20 @@ async fn run_case(
         .await
         .unwrap();
     let gone = std::time::Instant::now() + Duration::from_secs(5);
-    while conn.exists::<_, bool>(&fk).await.unwrap() {
-        prop_assert!(std::time::Instant::now() < gone, "the hash did not expire");
-        tokio::task::yield_now().await;
+    for keys in &all {
+        while conn.exists::<_, bool>(keys.flow("p")).await.unwrap() {
+            prop_assert!(std::time::Instant::now() < gone, "the hash did not expire");
+            tokio::task::yield_now().await;
+        }
     }
     let none = Retention {
         completed_for: Duration::ZERO,
         dead_for: Duration::ZERO,
         ..KEEP
     };
-    broker.janitor(&keys, &none, 1000, false).await.unwrap();
+    for keys in &all {
+        broker.janitor(keys, &none, 1000, false).await.unwrap();
+    }
     // No key of the workflow is left, and no index names it.
     let left: Vec<String> = redis::cmd("KEYS")
         .arg("*")

@@ -61,6 +61,9 @@ pub(crate) struct QueueKeys {
     /// their retention runs out (lua/prelude.lua, `flow_trim`).
     pub(crate) flows: String,
     pub(crate) flow_ends: String,
+    /// Ends of this queue's workflow steps to hand to other queues (hash; lua/prelude.lua,
+    /// `flow_tell`), drained by the relay (flows.rs).
+    pub(crate) flow_outbox: String,
     pub(crate) scheduled: String,
     pub(crate) retry: String,
     pub(crate) active: String,
@@ -110,6 +113,7 @@ impl QueueKeys {
             flow_prefix: key("flow:"),
             flows: key("flows"),
             flow_ends: key("flow-ends"),
+            flow_outbox: key("flow-outbox"),
             scheduled: key("scheduled"),
             retry: key("retry"),
             active: key("active"),
@@ -132,8 +136,14 @@ impl QueueKeys {
         }
     }
 
+    /// The key of job `id`'s hash. Only `record.rs` reads or writes job records.
     pub(crate) fn job(&self, id: &str) -> String {
         format!("{}{id}", self.job_prefix)
+    }
+
+    /// The key that holds job `id`'s record (a script that touches one job names it in KEYS).
+    pub(crate) fn record(&self, id: &str) -> String {
+        self.job(id)
     }
 
     /// The reservation key of a unique key (see `NewJob::unique_for`).

@@ -438,14 +438,14 @@ async fn apply(
             let Some(id) = live.get(job % live.len().max(1)) else {
                 return Ok(());
             };
-            let before: BTreeMap<String, String> = conn.hgetall(keys.job(id)).await.unwrap();
+            let before = super::tests::record_text(record::get(conn, keys, id).await.unwrap());
             let job = NewJob::new(Q, "other").id(id).priority(1);
             let answer = broker.enqueue(vec![job]).await.unwrap().remove(0);
             prop_assert_eq!(
                 (answer.state, answer.created),
                 (model.jobs[id].state, false)
             );
-            let after: BTreeMap<String, String> = conn.hgetall(keys.job(id)).await.unwrap();
+            let after = super::tests::record_text(record::get(conn, keys, id).await.unwrap());
             prop_assert_eq!(after, before);
         }
 
@@ -657,8 +657,11 @@ async fn apply(
                 return Ok(());
             };
             let past = model.next_past();
+            let past_s = past.to_string();
+            record::set(conn, keys, id, &[("lease", &past_s)])
+                .await
+                .unwrap();
             let _: () = redis::pipe()
-                .hset(keys.job(id), "lease", past)
                 .cmd("ZADD")
                 .arg(&keys.active)
                 .arg("XX")
@@ -682,9 +685,10 @@ async fn apply(
             let mut any = false;
             for (_, id) in picked {
                 let past = model.next_past();
-                pipe.hset(keys.job(id), "lease", past)
-                    .ignore()
-                    .cmd("ZADD")
+                record::set(conn, keys, id, &[("lease", &past.to_string())])
+                    .await
+                    .unwrap();
+                pipe.cmd("ZADD")
                     .arg(&keys.active)
                     .arg("XX")
                     .arg(past)
@@ -834,25 +838,21 @@ async fn wait_past(conn: &mut Conn, deadline_ms: i64) {
     }
 }
 
-/// The invariants, read in two round trips.
+/// The invariants, read in three round trips.
 async fn check(keys: &QueueKeys, conn: &mut Conn, model: &Model) -> Result<(), TestCaseError> {
     let mut pipe = redis::pipe();
     for state in JobState::ALL {
         pipe.zrange_withscores(keys.index(state), 0, -1);
     }
     let indexes: Vec<Vec<(String, f64)>> = pipe.query_async(conn).await.unwrap();
-    let mut pipe = redis::pipe();
-    for id in &model.created {
-        pipe.hgetall(keys.job(id));
-    }
-    pipe.hget(&keys.stats, "processed")
-        .hget(&keys.stats, "failed");
-    let mut hashes: Vec<redis::Value> = pipe.query_async(conn).await.unwrap();
-    let stats: Vec<Option<u64>> = hashes
-        .split_off(model.created.len())
-        .iter()
-        .map(|v| redis::from_redis_value_ref(v).unwrap())
-        .collect();
+    let stats: (Option<u64>, Option<u64>) = redis::pipe()
+        .hget(&keys.stats, "processed")
+        .hget(&keys.stats, "failed")
+        .query_async(conn)
+        .await
+        .unwrap();
+    let stats = [stats.0, stats.1];
+    let hashes = record::get_many(conn, keys, &model.created).await.unwrap();
 
     // Where each id is indexed, and nothing is indexed that the model does not have there.
     let mut indexed: BTreeMap<&str, Vec<(JobState, i64)>> = BTreeMap::new();
@@ -864,7 +864,7 @@ async fn check(keys: &QueueKeys, conn: &mut Conn, model: &Model) -> Result<(), T
         }
     }
     for (id, hash) in model.created.iter().zip(hashes) {
-        let hash: HashMap<String, String> = redis::from_redis_value(hash).unwrap();
+        let hash = super::tests::record_text(hash);
         let Some(job) = model.jobs.get(id) else {
             prop_assert!(hash.is_empty(), "deleted job {} still has {:?}", id, hash);
             prop_assert!(

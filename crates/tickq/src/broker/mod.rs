@@ -25,6 +25,7 @@ pub(crate) mod memory;
 pub(crate) mod message;
 mod nodes;
 mod read;
+pub(crate) mod record;
 pub(crate) mod schedules;
 pub(crate) mod scripts;
 mod shards;
@@ -283,3 +284,6 @@ mod flow_tests;
 
 #[cfg(test)]
 mod flow_prop_tests;
+
+#[cfg(test)]
+mod flow_cross_tests;

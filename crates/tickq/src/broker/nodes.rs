@@ -37,7 +37,7 @@ impl Broker {
         let json = serde_json::to_string(progress)?;
         let recorded: i64 = SCRIPTS
             .progress
-            .key(keys.job(id))
+            .key(keys.record(id))
             .arg(&keys.job_prefix)
             .arg(id)
             .arg(fence)

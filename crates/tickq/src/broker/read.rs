@@ -5,11 +5,11 @@ use super::keys::QueueKeys;
 use super::message::Envelope;
 use super::scripts::SCRIPTS;
 use super::value::{self, int};
-use super::{Broker, limits};
+use super::{Broker, limits, record};
 use crate::job::{JobInfo, JobState, Progress, ms_to_timestamp};
 use crate::queue::QueueCounts;
 use crate::{Error, Result};
-use redis::{AsyncCommands, Value};
+use redis::Value;
 use std::collections::{BTreeMap, HashMap};
 
 /// What a page of a state's index asks for.
@@ -42,28 +42,17 @@ pub(crate) struct Page {
 impl Broker {
     /// Read one job; `None` when there is no such job in the queue.
     pub(crate) async fn job(&self, keys: &QueueKeys, id: &str) -> Result<Option<JobInfo>> {
-        let fields: HashMap<String, Vec<u8>> = self.conn.clone().hgetall(keys.job(id)).await?;
-        if fields.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(job_info(&keys.name, id, &fields)))
+        let fields = record::get(&mut self.conn.clone(), keys, id).await?;
+        Ok(fields.map(|fields| job_info(&keys.name, id, &fields)))
     }
 
     /// Read many jobs of one queue in one round trip; missing ones are skipped.
     pub(crate) async fn jobs(&self, keys: &QueueKeys, ids: &[String]) -> Result<Vec<JobInfo>> {
-        if ids.is_empty() {
-            return Ok(Vec::new()); // an empty pipeline is an error in redis-rs
-        }
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.hgetall(keys.job(id));
-        }
-        let all: Vec<HashMap<String, Vec<u8>>> = pipe.query_async(&mut self.conn.clone()).await?;
+        let all = record::get_many(&mut self.conn.clone(), keys, ids).await?;
         Ok(ids
             .iter()
             .zip(all)
-            .filter(|(_, fields)| !fields.is_empty())
-            .map(|(id, fields)| job_info(&keys.name, id, &fields))
+            .filter_map(|(id, fields)| Some(job_info(&keys.name, id, &fields?)))
             .collect())
     }
 
@@ -80,6 +69,7 @@ impl Broker {
             return Ok(Vec::new());
         }
         let stop = (offset + limit - 1) as isize;
+        use redis::AsyncCommands;
         Ok(self
             .conn
             .clone()
@@ -176,12 +166,8 @@ impl Broker {
     }
 }
 
-fn job_info(queue: &str, id: &str, fields: &HashMap<String, Vec<u8>>) -> JobInfo {
-    let s = |name: &str| {
-        fields
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    };
+fn job_info(queue: &str, id: &str, fields: &record::Fields) -> JobInfo {
+    let s = |name: &str| record::text(fields, name);
     let n = |name: &str| s(name).and_then(|v| v.parse::<i64>().ok());
     let t = |name: &str| n(name).and_then(ms_to_timestamp);
     let data = fields.get("data").map(Vec::as_slice).unwrap_or_default();

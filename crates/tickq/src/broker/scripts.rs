@@ -131,6 +131,8 @@ scripts! {
     flow_submit,
     flow_retry,
     flow_cancel,
+    flow_settle,
+    flow_relayed,
 }
 
 #[cfg(test)]
@@ -163,6 +165,8 @@ mod tests {
             ("node_beat", include_str!("lua/node_beat.lua")),
             ("progress", include_str!("lua/progress.lua")),
             ("flow_cancel", include_str!("lua/flow_cancel.lua")),
+            ("flow_settle", include_str!("lua/flow_settle.lua")),
+            ("flow_relayed", include_str!("lua/flow_relayed.lua")),
         ];
         for (name, body) in allow_oom {
             assert!(
@@ -188,6 +192,6 @@ mod tests {
             );
             assert!(assemble(body).starts_with("-- prelude"));
         }
-        assert_eq!(SCRIPTS.all().len(), 29);
+        assert_eq!(SCRIPTS.all().len(), 31);
     }
 }

@@ -26,6 +26,15 @@ pub(super) struct Env {
     _redis: TestRedis,
 }
 
+/// A record's fields as text (empty: no record).
+pub(super) fn record_text(fields: Option<record::Fields>) -> BTreeMap<String, String> {
+    fields
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+        .collect()
+}
+
 pub(super) fn job(id: &str) -> NewJob {
     NewJob::new(Q, "work").id(id)
 }
@@ -133,16 +142,17 @@ impl Env {
         s * 1000 + us / 1000
     }
 
+    /// Job `id`'s record, field by field (empty: no record).
     pub(super) async fn hash(&self, id: &str) -> BTreeMap<String, String> {
-        self.conn.clone().hgetall(self.keys.job(id)).await.unwrap()
+        record_text(
+            record::get(&mut self.conn.clone(), &self.keys, id)
+                .await
+                .unwrap(),
+        )
     }
 
     pub(super) async fn field(&self, id: &str, name: &str) -> Option<String> {
-        self.conn
-            .clone()
-            .hget(self.keys.job(id), name)
-            .await
-            .unwrap()
+        self.hash(id).await.remove(name)
     }
 
     /// A numeric hash field; panics when it is missing.
@@ -154,10 +164,8 @@ impl Env {
     }
 
     pub(super) async fn set_field(&self, id: &str, name: &str, value: impl ToString) {
-        let _: () = self
-            .conn
-            .clone()
-            .hset(self.keys.job(id), name, value.to_string())
+        let value = value.to_string();
+        record::set(&mut self.conn.clone(), &self.keys, id, &[(name, &value)])
             .await
             .unwrap();
     }
@@ -191,7 +199,9 @@ impl Env {
     }
 
     pub(super) async fn pttl(&self, id: &str) -> i64 {
-        self.conn.clone().pttl(self.keys.job(id)).await.unwrap()
+        record::ttl_ms(&mut self.conn.clone(), &self.keys, id)
+            .await
+            .unwrap()
     }
 
     pub(super) async fn stat(&self, name: &str) -> i64 {
@@ -411,13 +421,11 @@ async fn enqueue_many_across_queues_answers_in_the_order_given() {
         .await
         .unwrap();
     assert_eq!(pending, ["b", "d", generated.as_str()]);
-    let b: String = env
-        .conn
-        .clone()
-        .hget(other.job("b"), "state")
+    let b = record::get(&mut env.conn.clone(), &other, "b")
         .await
+        .unwrap()
         .unwrap();
-    assert_eq!(b, "pending");
+    assert_eq!(record::text(&b, "state").as_deref(), Some("pending"));
     assert_eq!(env.broker.queues().await.unwrap(), ["other", Q]);
 }
 
@@ -794,20 +802,19 @@ async fn claim_drops_ids_whose_job_hash_is_gone() {
 #[tokio::test]
 async fn claim_leases_a_job_without_data_so_the_worker_can_bury_it() {
     let env = start().await;
-    let _: () = env
-        .conn
-        .clone()
-        .hset_multiple(
-            env.keys.job("x"),
-            &[
-                ("state", "pending"),
-                ("attempt", "0"),
-                ("max", "3"),
-                ("fence", "0"),
-            ],
-        )
-        .await
-        .unwrap();
+    record::set(
+        &mut env.conn.clone(),
+        &env.keys,
+        "x",
+        &[
+            ("state", "pending"),
+            ("attempt", "0"),
+            ("max", "3"),
+            ("fence", "0"),
+        ],
+    )
+    .await
+    .unwrap();
     env.set_score(JobState::Pending, "x", 0).await;
 
     let batch = env.claim("w1", 10).await;
@@ -2251,13 +2258,12 @@ async fn purge_works_in_batches_until_the_index_is_empty() {
             .purged,
         1500
     );
-    let keys: Vec<String> = env
-        .conn
-        .clone()
-        .keys(format!("{}*", env.keys.job_prefix))
-        .await
-        .unwrap();
-    assert_eq!(keys, Vec::<String>::new());
+    assert_eq!(
+        record::count(&mut env.conn.clone(), &env.keys)
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 #[tokio::test]

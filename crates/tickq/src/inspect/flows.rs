@@ -34,7 +34,8 @@ pub struct FlowInfo {
     pub id: String,
     /// Its name (free text from its definition).
     pub name: String,
-    /// The queue all its steps run in.
+    /// Its home queue: the queue of its hash and its place in the list (its steps may be in
+    /// other queues too: [`FlowStepView::queue`]).
     pub queue: String,
     /// `waiting running succeeded failed cancelled`.
     pub state: FlowState,
@@ -60,6 +61,8 @@ pub struct FlowStepView {
     pub job_id: String,
     /// Its job's kind.
     pub kind: String,
+    /// The queue its job is in.
+    pub queue: String,
     /// A job state (`waiting scheduled pending active retry completed dead cancelled`) or
     /// `skipped` (ended without running because a parent failed; counts as a success), or
     /// `gone` (its job was deleted by hand before the workflow recorded an end).
@@ -162,22 +165,39 @@ fn parents_first(steps: &[StepDef]) -> Vec<usize> {
 }
 
 impl Inspector {
-    /// The queue that holds workflow `id`.
+    /// The home queue of workflow `id` (the queue that holds its hash and definition).
     async fn flow_queue(&self, id: &str) -> Result<String> {
         validate_flow_id(id)?;
         // One call per queue, not a pipeline: on a Cluster the queues are in different slots.
         for queue in self.queues().await? {
-            if self
-                .broker
-                .flow_exists(&self.broker.keys(&queue), id)
-                .await?
-            {
-                return Ok(queue);
+            match self.broker.flow_home(&self.broker.keys(&queue), id).await? {
+                Some(None) => return Ok(queue),
+                // A part: its home is named. (A part whose home was never created, a submit
+                // that crashed, is not a workflow yet: submit it again with the same id.)
+                Some(Some(home))
+                    if self.broker.flow_home(&self.broker.keys(&home), id).await? == Some(None) =>
+                {
+                    return Ok(home);
+                }
+                Some(Some(_)) | None => {}
             }
         }
         Err(Error::not_found(format!(
             "no workflow {id} (it never existed, or it ended longer ago than its retention)"
         )))
+    }
+
+    /// The queues of a workflow: its home first, then every other queue with a step.
+    fn flow_queues(home: &str, def: &[StepDef]) -> Vec<String> {
+        let mut queues = vec![home.to_owned()];
+        for step in def {
+            if let Some(q) = &step.queue
+                && !queues.contains(q)
+            {
+                queues.push(q.clone());
+            }
+        }
+        queues
     }
 
     async fn flow_definition(
@@ -202,9 +222,21 @@ impl Inspector {
     pub async fn flow(&self, id: &str) -> Result<FlowInfo> {
         let queue = self.flow_queue(id).await?;
         let (hash, def) = self.flow_definition(&queue, id).await?;
-        let keys = self.broker.keys(&queue);
-        let ids: Vec<&str> = def.iter().map(|step| step.job_id.as_str()).collect();
-        let jobs = self.broker.job_states(&keys, &ids).await?;
+        // Each step's job in its own queue: one round trip per queue.
+        let mut jobs = vec![(None, None); def.len()];
+        for q in Self::flow_queues(&queue, &def) {
+            let at: Vec<usize> = (0..def.len())
+                .filter(|&i| def[i].queue.as_deref().unwrap_or(&queue) == q)
+                .collect();
+            if at.is_empty() {
+                continue;
+            }
+            let ids: Vec<&str> = at.iter().map(|&i| def[i].job_id.as_str()).collect();
+            let states = self.broker.job_states(&self.broker.keys(&q), &ids).await?;
+            for (i, state) in at.into_iter().zip(states) {
+                jobs[i] = state;
+            }
+        }
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         let mut started = false;
         let steps: Vec<FlowStepView> = def
@@ -219,6 +251,7 @@ impl Inspector {
                 *counts.entry(state.clone()).or_default() += 1;
                 FlowStepView {
                     result: hash.get(&format!("r:{}", step.id)).cloned(),
+                    queue: step.queue.unwrap_or_else(|| queue.clone()),
                     id: step.id,
                     job_id: step.job_id,
                     kind: step.kind,
@@ -363,14 +396,25 @@ impl Inspector {
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
-            let mut pipe = redis::pipe();
-            for step in def.iter().filter(|s| s.after.is_empty()) {
-                pipe.cmd("HGET").arg(keys.job(&step.job_id)).arg("state");
+            // Its first steps by queue: one round trip per queue (a slot each on a Cluster).
+            let mut states = Vec::new();
+            for q in Self::flow_queues(queue, &def) {
+                let first: Vec<&str> = def
+                    .iter()
+                    .filter(|s| s.after.is_empty() && s.queue.as_deref().unwrap_or(queue) == q)
+                    .map(|s| s.job_id.as_str())
+                    .collect();
+                if !first.is_empty() {
+                    states.extend(
+                        self.broker
+                            .job_states(&self.broker.keys(&q), &first)
+                            .await?,
+                    );
+                }
             }
-            let states: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
             if states
                 .iter()
-                .any(|s| matches!(s.as_deref(), Some("active" | "retry")))
+                .any(|(s, _)| matches!(s.as_deref(), Some("active" | "retry")))
             {
                 out[i].state = FlowState::Running;
             }
@@ -389,9 +433,17 @@ impl Inspector {
                 "no workflow {id} in queue {queue}"
             )));
         }
-        // After the mark no step can be released, so every step not ended is now waiting
-        // (cancelled with its parent, or here), pending/retry (cancelled here) or active.
         let (hash, def) = self.flow_definition(&queue, id).await?;
+        let queues = Self::flow_queues(&queue, &def);
+        // Every other queue's part too (each mark is idempotent: a cancel repeated after a
+        // crash here marks the rest).
+        for q in &queues[1..] {
+            self.broker
+                .mark_flow_cancelled(&self.broker.keys(q), id)
+                .await?;
+        }
+        // After the marks no step can be released, so every step not ended is now waiting
+        // (cancelled with its parent, or here), pending/retry (cancelled here) or active.
         let mut out = FlowCancelled {
             id: id.to_owned(),
             cancelled: 0,
@@ -401,9 +453,10 @@ impl Inspector {
             if hash.contains_key(&format!("e:{}", def[i].id)) {
                 continue;
             }
+            let step_keys = self.broker.keys(def[i].queue.as_deref().unwrap_or(&queue));
             match self
                 .broker
-                .cancel(&keys, &self.retention, &def[i].job_id)
+                .cancel(&step_keys, &self.retention, &def[i].job_id)
                 .await
             {
                 Ok(CancelOutcome::Cancelled) => out.cancelled += 1,
@@ -413,22 +466,69 @@ impl Inspector {
                 Err(e) => return Err(e),
             }
         }
+        self.relay_flow(&queues).await;
         Ok(out)
+    }
+
+    /// Hand on at once what a change to a workflow wrote in its queues' outboxes (the
+    /// workers' relays would within a second; docs/workflows.md).
+    async fn relay_flow(&self, queues: &[String]) {
+        if queues.len() < 2 {
+            return;
+        }
+        for q in queues {
+            if let Err(e) = self.broker.relay_flows(&self.broker.keys(q)).await {
+                tracing::debug!(queue = %q, error = %e, "relaying a workflow change failed; the workers' relays will");
+            }
+        }
     }
 
     /// Start a workflow's failed steps (dead or cancelled) over, each waiting again for its
     /// parents that have not succeeded; steps that succeeded keep their ends and results.
     pub async fn retry_flow(&self, id: &str) -> Result<FlowRetried> {
         let queue = self.flow_queue(id).await?;
-        let (_, def) = self.flow_definition(&queue, id).await?;
-        let steps: Vec<(String, Vec<String>)> = parents_first(&def)
-            .into_iter()
-            .map(|i| (def[i].id.clone(), def[i].after.clone()))
-            .collect();
-        let retried = self
-            .broker
-            .retry_flow(&self.broker.keys(&queue), id, &steps)
-            .await?;
+        let (hash, def) = self.flow_definition(&queue, id).await?;
+        let queues = Self::flow_queues(&queue, &def);
+        // The ends being retried, with their versions as the home holds them (a step of the
+        // home: its round `g:`; another queue's: the version of its end `v:`), so that a
+        // queue that already has a newer end of such a step keeps it (lua/flow_retry.lua).
+        let version = |s: &StepDef| -> Option<u64> {
+            let ended = hash.get(&format!("e:{}", s.id))?;
+            if ended != "dead" && ended != "cancelled" {
+                return None;
+            }
+            let num = |f: String| hash.get(&f).and_then(|v| v.parse::<u64>().ok());
+            Some(match s.queue {
+                None => 2 * num(format!("g:{}", s.id)).unwrap_or(0) + 1,
+                Some(_) => num(format!("v:{}", s.id)).unwrap_or(1),
+            })
+        };
+        let order = parents_first(&def);
+        let mut retried = 0;
+        // The other queues first, the home last: the home's own restarts are what its
+        // relays tell the others.
+        for q in queues.iter().skip(1).chain(queues.first()) {
+            let steps: Vec<(String, Vec<String>, bool, Option<u64>)> = order
+                .iter()
+                .map(|&i| {
+                    let s = &def[i];
+                    let here = s.queue.as_deref().unwrap_or(&queue) == q.as_str();
+                    (s.id.clone(), s.after.clone(), here, version(s))
+                })
+                .collect();
+            retried += match self
+                .broker
+                .retry_flow(&self.broker.keys(q), id, &steps)
+                .await
+            {
+                Ok(n) => n,
+                // A part whose steps all ended longer ago than the retention: nothing there
+                // to start over.
+                Err(e) if e.kind() == ErrorKind::NotFound && q != &queue => 0,
+                Err(e) => return Err(e),
+            };
+        }
+        self.relay_flow(&queues).await;
         Ok(FlowRetried {
             id: id.to_owned(),
             retried,

@@ -131,6 +131,8 @@ async fn ack(
                     .fetch_add(outcome.stale.len() as u64, Ordering::Relaxed);
                 tracing::warn!(queue = %keys.name, jobs = ?outcome.stale, "late ack not applied: these jobs' leases were lost and they belong to another holder now");
             }
+            super::relay::after_step_end(shared, &keys, list.iter().map(|(id, _, _)| id.as_str()))
+                .await;
             Ok(())
         }
         Err(e) => {

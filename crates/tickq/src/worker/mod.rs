@@ -11,6 +11,7 @@
 //! | [`heartbeat`] | renews the leases of running jobs; abandons those it cannot keep |
 //! | [`recoverer`] | returns jobs whose lease expired (dead workers) to pending |
 //! | [`janitor`] | enforces retention of finished jobs |
+//! | [`relay`] | hands workflow step ends to the other queues of their workflows |
 //! | [`registrar`] | keeps this node listed in the node registry, with the jobs it runs |
 //! | [`metrics`] | per-queue handles into the `metrics` facade |
 
@@ -22,6 +23,7 @@ mod metrics;
 mod processor;
 mod recoverer;
 mod registrar;
+mod relay;
 
 use crate::broker::keys::QueueKeys;
 use crate::broker::{Broker, Retention};
@@ -293,7 +295,9 @@ impl WorkerBuilder {
         self
     }
 
-    /// How often expired leases are looked for. Default: 5 s, or the lease if shorter.
+    /// How often expired leases are looked for, and how often each queue's workflow outbox is
+    /// relayed when no step end of this worker did it (docs/workflows.md, "Steps in other
+    /// queues"). Default: 5 s, or the lease if shorter.
     pub fn recover_interval(mut self, every: Duration) -> WorkerBuilder {
         self.recover_interval = Some(every);
         self
@@ -589,6 +593,7 @@ impl Worker {
             tokio::spawn(heartbeat::run(shared.clone(), background.clone())),
             tokio::spawn(recoverer::run(shared.clone(), background.clone())),
             tokio::spawn(janitor::run(shared.clone(), background.clone())),
+            tokio::spawn(relay::run(shared.clone(), background.clone())),
             tokio::spawn(registrar::run(shared.clone(), background.clone())),
         ];
         tracing::info!(worker = %shared.id, queues = ?shared.config.queues.iter().map(|(k, _)| &k.name).collect::<Vec<_>>(), "worker started");

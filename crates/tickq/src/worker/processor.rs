@@ -4,6 +4,7 @@
 //! lost, cancel, forced shutdown) drops the handler's future at its next await point.
 
 use super::acker::Ack;
+use super::relay;
 use super::{Running, Shared, StopReason};
 use crate::broker::message::Envelope;
 use crate::broker::{Claimed, FailMode, FailOutcome, keys::QueueKeys};
@@ -206,6 +207,9 @@ async fn report_failure(
                     }
                 }
                 tracing::debug!(queue = %keys.name, job = %id, ?outcome, error = message, "attempt failed");
+                if outcome != FailOutcome::Retry {
+                    relay::after_step_end(shared, keys, std::iter::once(id)).await;
+                }
                 return;
             }
             Err(e) if Instant::now() < give_up => {

@@ -411,3 +411,152 @@ async fn cluster_forced_failover_with_replicated_acks_loses_no_job_and_no_ack() 
     let run = failover_under_load(Replace::Force, true).await;
     check_failover_run(Replace::Force, true, &run);
 }
+
+/// Workflows whose steps are in three queues, one on each primary, run by three workers with
+/// their own clients: a fan-in across the queues, 10 times (each child exactly once, after
+/// all its parents, reading every parent's result), and a chain a -> b -> c through the three
+/// queues. Then an end the fast path never relays (a waiting step cancelled by hand, in its
+/// queue alone): the workers' periodic relay hands it on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_across_queues_run_on_a_cluster() {
+    const PARENTS: usize = 30;
+    const ROUNDS: usize = 10;
+    let cluster = TestCluster::start(TestCluster::DEFAULT_PRIMARIES);
+    let queues = queues_on_every_node(&cluster);
+    // (workflow, parents done when a child started, results it read)
+    let done: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let children: Arc<Mutex<Vec<(String, usize, usize)>>> = Arc::default();
+    let order: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut workers = Vec::new();
+    for n in 0..3 {
+        let client = Client::connect(&cluster.cluster_url()).await.unwrap();
+        let (d1, d2, c, o) = (done.clone(), done.clone(), children.clone(), order.clone());
+        let mut builder = Worker::builder(&client)
+            .concurrency(8)
+            .node(format!("node-{n}"))
+            .handler("parent", move |job: Job| {
+                let done = d1.clone();
+                async move {
+                    let flow = job.flow_id().unwrap().to_owned();
+                    *done.lock().unwrap().entry(flow).or_default() += 1;
+                    Ok::<_, JobError>(job.step().unwrap().to_owned())
+                }
+            })
+            .handler("child", move |job: Job| {
+                let (done, children) = (d2.clone(), c.clone());
+                async move {
+                    let flow = job.flow_id().unwrap().to_owned();
+                    let before = done.lock().unwrap().get(&flow).copied().unwrap_or(0);
+                    let results = job.parent_results().await.map_err(JobError::retry)?;
+                    let read = results
+                        .iter()
+                        .filter(|(step, r)| r.as_deref() == Some(step.as_str()))
+                        .count();
+                    children.lock().unwrap().push((flow, before, read));
+                    Ok::<_, JobError>(())
+                }
+            })
+            .handler("link", move |job: Job| {
+                let order = o.clone();
+                async move {
+                    order.lock().unwrap().push(job.step().unwrap().to_owned());
+                    Ok::<_, JobError>(())
+                }
+            });
+        for q in &queues {
+            builder = builder.queue(q, 1);
+        }
+        workers.push((spawn(builder.build().unwrap()), client));
+    }
+    let client = Client::connect(&cluster.cluster_url()).await.unwrap();
+    let inspector = client.inspector();
+    for round in 0..ROUNDS {
+        let id = format!("x-{round}");
+        // Home in the first queue, parents over all three, the child in the last.
+        let mut flow = tickq::Workflow::new(&queues[0], "fan-in").id(&id);
+        let parents: Vec<String> = (0..PARENTS).map(|p| format!("p{p}")).collect();
+        for (p, step) in parents.iter().enumerate() {
+            let job = NewJob::new(&queues[p % 3], "parent");
+            flow = flow.step(tickq::Step::new(step, job));
+        }
+        let child = NewJob::new(&queues[2], "child");
+        flow = flow.step(tickq::Step::new("child", child).after(parents));
+        assert!(client.submit_flow(flow).await.unwrap().created);
+    }
+    let chain = tickq::Workflow::new(&queues[1], "chain")
+        .id("chain")
+        .step(tickq::Step::new("a", NewJob::new(&queues[0], "link")))
+        .step(tickq::Step::new("b", NewJob::new(&queues[1], "link")).after(["a"]))
+        .step(tickq::Step::new("c", NewJob::new(&queues[2], "link")).after(["b"]));
+    assert!(client.submit_flow(chain).await.unwrap().created);
+    for round in 0..ROUNDS {
+        let id = format!("x-{round}");
+        wait_until(LIMIT, "the cross-queue workflow succeeds", || async {
+            inspector.flow(&id).await.unwrap().state == tickq::FlowState::Succeeded
+        })
+        .await;
+        let runs: Vec<(usize, usize)> = children
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(f, _, _)| *f == id)
+            .map(|(_, before, read)| (*before, *read))
+            .collect();
+        assert_eq!(
+            runs,
+            [(PARENTS, PARENTS)],
+            "{id}: once, after all, with every result"
+        );
+    }
+    wait_until(LIMIT, "the chain succeeds", || async {
+        inspector.flow("chain").await.unwrap().state == tickq::FlowState::Succeeded
+    })
+    .await;
+    assert_eq!(*order.lock().unwrap(), ["a", "b", "c"]);
+    let info = inspector.flow("chain").await.unwrap();
+    let step_queues: Vec<&str> = info.steps.iter().map(|s| s.queue.as_str()).collect();
+    assert_eq!(
+        step_queues,
+        queues.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+
+    // A parent that ends by hand in its own queue: no worker's fast path runs for it, the
+    // periodic relay does (within its recover_interval, 5 s by default). Its queue is paused,
+    // so no worker takes it first.
+    inspector.pause_queue(&queues[1]).await.unwrap();
+    let flow = tickq::Workflow::new(&queues[0], "by-hand")
+        .id("by-hand")
+        .step(tickq::Step::new("gate", NewJob::new(&queues[0], "link")).after(["never"]))
+        .step(tickq::Step::new("never", NewJob::new(&queues[0], "link")).after(["x"]))
+        .step(tickq::Step::new("x", NewJob::new(&queues[1], "link")))
+        .step(
+            tickq::Step::new("after", NewJob::new(&queues[2], "link"))
+                .after(["x"])
+                .on_parent_failure(tickq::ParentFailure::Run),
+        );
+    assert!(client.submit_flow(flow).await.unwrap().created);
+    inspector.cancel("flow:by-hand:x").await.unwrap();
+    wait_until(LIMIT, "the by-hand workflow ends", || async {
+        inspector.flow("by-hand").await.unwrap().state == tickq::FlowState::Failed
+    })
+    .await;
+    let info = inspector.flow("by-hand").await.unwrap();
+    let states: Vec<(&str, &str)> = info
+        .steps
+        .iter()
+        .map(|s| (s.id.as_str(), s.state.as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("gate", "cancelled"),
+            ("never", "cancelled"),
+            ("x", "cancelled"),
+            ("after", "completed")
+        ]
+    );
+    inspector.resume_queue(&queues[1]).await.unwrap();
+    for (w, _) in workers {
+        w.stop().await;
+    }
+}

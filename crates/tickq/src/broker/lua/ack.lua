@@ -34,8 +34,7 @@ local index = {}
 local stale = {}
 for i = 4, #ARGV, 3 do
   local id = ARGV[i]
-  local jk = prefix .. id
-  local f = redis.call('HMGET', jk, 'state', 'fence', 'unique', 'started', 'flow', 'step')
+  local f = job_get(prefix, id, {'state', 'fence', 'unique', 'started', 'flow', 'step'})
   if f[1] == 'active' and f[2] == ARGV[i + 1] then
     done[#done + 1] = id
     runs[#runs + 1] = run_ms(f[4], now)
@@ -43,14 +42,14 @@ for i = 4, #ARGV, 3 do
     free_unique(f[3], id)
     if keep then
       if ARGV[i + 2] ~= '' then
-        redis.call('HSET', jk, 'state', 'completed', 'finished', now_s, 'result', ARGV[i + 2])
+        job_set(prefix, id, 'state', 'completed', 'finished', now_s, 'result', ARGV[i + 2])
       else
-        redis.call('HSET', jk, 'state', 'completed', 'finished', now_s)
+        job_set(prefix, id, 'state', 'completed', 'finished', now_s)
       end
       index[#index + 1] = now_s
       index[#index + 1] = id
     else
-      redis.call('DEL', jk)
+      job_del(prefix, id)
     end
     flow_ended(prefix, f[5], f[6], 'completed', ARGV[i + 2], now)
   elseif f[1] == 'completed' and f[2] == ARGV[i + 1] then

@@ -11,9 +11,8 @@
 -- Returns 'cancelled' (done now), 'cancelling' (active: asked), 'notfound', or the job's state
 --   when it is already finished ('completed', 'dead', 'cancelled').
 -- Idempotent: yes; cancelling a cancelled job answers 'cancelled' and changes nothing.
-local jk = ARGV[1] .. ARGV[2]
 local id = ARGV[2]
-local f = redis.call('HMGET', jk, 'state', 'unique', 'flow', 'step')
+local f = job_get(ARGV[1], id, {'state', 'unique', 'flow', 'step'})
 local state = f[1]
 if not state then return 'notfound' end
 local from = {pending = KEYS[1], scheduled = KEYS[2], retry = KEYS[3],
@@ -22,8 +21,8 @@ if from[state] then
   free_unique(f[2], id)
   local now = now_ms()
   redis.call('ZREM', from[state], id)
-  redis.call('HSET', jk, 'state', 'cancelled', 'finished', now)
-  redis.call('PEXPIRE', jk, tonumber(ARGV[3]))
+  job_set(ARGV[1], id, 'state', 'cancelled', 'finished', now)
+  job_expire(ARGV[1], id, tonumber(ARGV[3]))
   redis.call('ZADD', KEYS[4], now, id)
   event('cancelled', id)
   flow_ended(ARGV[1], f[3], f[4], 'cancelled', nil, now)
@@ -31,7 +30,7 @@ if from[state] then
   return 'cancelled'
 end
 if state == 'active' then
-  redis.call('HSET', jk, 'cancel', 1)
+  job_set(ARGV[1], id, 'cancel', 1)
   return 'cancelling'
 end
 return state

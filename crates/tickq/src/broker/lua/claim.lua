@@ -80,10 +80,9 @@ if max > 0 then
   local fence_next = reserve_fences(KEYS[7], #head)
   for _, id in ipairs(head) do
     if #leases / 2 >= max then break end
-    local jk = prefix .. id
-    local f = redis.call('HMGET', jk, 'data', 'attempt', 'fence', 'state', 'group', 'created', 'due')
+    local f = job_get(prefix, id, {'data', 'attempt', 'fence', 'state', 'group', 'created', 'due'})
     if not (f[1] or f[4]) then
-      taken[#taken + 1] = id -- the hash is gone: drop the id
+      taken[#taken + 1] = id -- the record is gone: drop the id
     else
       local pass = false
       if f[5] and grace > 0 then
@@ -101,7 +100,7 @@ if max > 0 then
         local attempt = (tonumber(f[2]) or 0) + 1
         fence_next = fence_next + 1
         local fence = fence_next
-        redis.call('HSET', jk, 'state', 'active', 'attempt', str(attempt), 'fence', str(fence),
+        job_set(prefix, id, 'state', 'active', 'attempt', str(attempt), 'fence', str(fence),
           'owner', owner, 'lease', deadline_s, 'started', now_s)
         leases[#leases + 1] = deadline_s
         leases[#leases + 1] = id

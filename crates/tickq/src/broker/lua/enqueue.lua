@@ -22,14 +22,13 @@ local earliest = nil
 for i = 0, n - 1 do
   local b = 2 + i * 8
   local id = ARGV[b]
-  local jk = prefix .. id
   local unique = ARGV[b + 6]
-  local state = redis.call('HGET', jk, 'state')
+  local state = job_get(prefix, id, {'state'})[1]
   local holder = nil
   if not state and unique ~= '' then
     local other = redis.call('GET', unique)
     if other then
-      local other_state = redis.call('HGET', prefix .. other, 'state')
+      local other_state = job_get(prefix, other, {'state'})[1]
       -- A reservation whose job ended or vanished without freeing it is taken over.
       if other_state and not ended[other_state] then
         holder = 'dup:' .. other_state .. ':' .. other
@@ -47,7 +46,7 @@ for i = 0, n - 1 do
     local due = now
     if at > 0 then due = at elseif delay > 0 then due = now + delay end
     if due > now then
-      redis.call('HSET', jk, 'data', ARGV[b + 1], 'state', 'scheduled', 'attempt', '0',
+      job_set(prefix, id, 'data', ARGV[b + 1], 'state', 'scheduled', 'attempt', '0',
         'max', ARGV[b + 3], 'priority', ARGV[b + 2], 'fence', '0', 'created', now_s,
         'due', str(due))
       redis.call('ZADD', KEYS[2], due, id)
@@ -55,7 +54,7 @@ for i = 0, n - 1 do
       out[#out + 1] = 'scheduled'
       event('scheduled', id)
     else
-      redis.call('HSET', jk, 'data', ARGV[b + 1], 'state', 'pending', 'attempt', '0',
+      job_set(prefix, id, 'data', ARGV[b + 1], 'state', 'pending', 'attempt', '0',
         'max', ARGV[b + 3], 'priority', ARGV[b + 2], 'fence', '0', 'created', now_s,
         'due', now_s)
       ready[#ready + 1] = pending_score(prio, seq + i + 1)
@@ -65,7 +64,7 @@ for i = 0, n - 1 do
     end
     if unique ~= '' then
       redis.call('SET', unique, id, 'PX', ARGV[b + 7])
-      redis.call('HSET', jk, 'unique', unique)
+      job_set(prefix, id, 'unique', unique)
     end
   end
 end

@@ -17,9 +17,8 @@
 -- Idempotent: yes; a second call finds the job no longer active with that fence: 'stale'.
 local prefix = ARGV[1]
 local id = ARGV[2]
-local jk = prefix .. id
-local f = redis.call('HMGET', jk, 'state', 'fence', 'attempt', 'max', 'unique', 'started',
-  'flow', 'step')
+local f = job_get(prefix, id, {'state', 'fence', 'attempt', 'max', 'unique', 'started',
+  'flow', 'step'})
 if f[1] ~= 'active' or f[2] ~= ARGV[3] then return 'stale' end
 local now = now_ms()
 local mode = ARGV[5]
@@ -28,9 +27,9 @@ if run then count_runs(prefix, now, {run}) end
 redis.call('ZREM', KEYS[1], id)
 wake_if_limited(KEYS[7], KEYS[8], KEYS[6])
 if mode == 'cancel' then
-  redis.call('HSET', jk, 'state', 'cancelled', 'finished', now, 'error', ARGV[4])
-  redis.call('HDEL', jk, 'cancel')
-  redis.call('PEXPIRE', jk, tonumber(ARGV[8]))
+  job_set(prefix, id, 'state', 'cancelled', 'finished', now, 'error', ARGV[4])
+  job_unset(prefix, id, 'cancel')
+  job_expire(prefix, id, tonumber(ARGV[8]))
   redis.call('ZADD', KEYS[4], now, id)
   free_unique(f[5], id)
   event('cancelled', id)
@@ -41,7 +40,7 @@ end
 redis.call('HINCRBY', KEYS[5], 'failed', 1)
 count(prefix, now, 'f', 1)
 if mode == 'kill' or (tonumber(f[3]) or 0) >= (tonumber(f[4]) or 0) then
-  redis.call('HSET', jk, 'state', 'dead', 'finished', now, 'error', ARGV[4])
+  job_set(prefix, id, 'state', 'dead', 'finished', now, 'error', ARGV[4])
   redis.call('ZADD', KEYS[3], now, id)
   cap_index(prefix, KEYS[3], tonumber(ARGV[7]))
   free_unique(f[5], id)
@@ -52,7 +51,7 @@ if mode == 'kill' or (tonumber(f[3]) or 0) >= (tonumber(f[4]) or 0) then
   return 'dead'
 end
 local due = now + tonumber(ARGV[6])
-redis.call('HSET', jk, 'state', 'retry', 'due', due, 'error', ARGV[4])
+job_set(prefix, id, 'state', 'retry', 'due', due, 'error', ARGV[4])
 redis.call('ZADD', KEYS[2], due, id)
 wake(KEYS[6])
 count(prefix, now, 'r', 1)

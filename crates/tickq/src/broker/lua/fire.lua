@@ -49,17 +49,17 @@ local waiting = {pending = KEYS[3], scheduled = KEYS[6], retry = KEYS[7]}
 if overlap ~= 'allow' then
   local busy = false
   for _, id in ipairs(last) do
-    local state = redis.call('HGET', prefix .. id, 'state')
+    local state = job_get(prefix, id, {'state'})[1]
     if state == 'active' or waiting[state] then
       busy = true
       if overlap == 'replace' then
         if state == 'active' then
-          redis.call('HSET', prefix .. id, 'cancel', 1)
+          job_set(prefix, id, 'cancel', 1)
         else
           redis.call('ZREM', waiting[state], id)
-          redis.call('HSET', prefix .. id, 'state', 'cancelled', 'finished', now,
+          job_set(prefix, id, 'state', 'cancelled', 'finished', now,
             'error', 'replaced by a newer tick of schedule ' .. ARGV[2])
-          redis.call('PEXPIRE', prefix .. id, tonumber(ARGV[9]))
+          job_expire(prefix, id, tonumber(ARGV[9]))
           redis.call('ZADD', KEYS[8], now, id)
         end
       end
@@ -79,11 +79,10 @@ local ready = {}
 for i = 0, n - 1 do
   local b = 10 + i * 5
   local id = ARGV[b]
-  local jk = prefix .. id
   ids[#ids + 1] = id
-  if redis.call('EXISTS', jk) == 0 then
+  if not job_exists(prefix, id) then
     local prio = tonumber(ARGV[b + 2])
-    redis.call('HSET', jk, 'data', ARGV[b + 1], 'state', 'pending', 'attempt', 0,
+    job_set(prefix, id, 'data', ARGV[b + 1], 'state', 'pending', 'attempt', 0,
       'max', ARGV[b + 3], 'priority', prio, 'fence', 0, 'created', now, 'due', now,
       'group', ARGV[b + 4])
     ready[#ready + 1] = pending_score(prio, seq + i + 1)

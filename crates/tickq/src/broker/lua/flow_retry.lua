@@ -1,13 +1,20 @@
--- flow_retry: start a failed workflow again from its failed steps.
+-- flow_retry: start a failed workflow again from its failed steps, in one queue: the whole
+--   workflow when all its steps are there, else this queue's hash (home or part); the caller
+--   calls it for every queue of the workflow (docs/workflows.md, "Steps in other queues").
 -- KEYS[1] pending  KEYS[2] waiting  KEYS[3] seq  KEYS[4] wake stream  KEYS[5] the workflow hash
 -- KEYS[6] dead  KEYS[7] cancelled  KEYS[8] completed
--- ARGV[1] job key prefix; then 2 per step, parents before children: step id, its parents
---   (step ids, space separated)
--- Every step that ended dead or cancelled starts over (fresh attempts, no cancel request):
---   its end is forgotten, its `wait` is recounted as the parents that have not succeeded
---   (completed or skipped), and it is pending when that is 0, waiting otherwise. Steps that
---   succeeded keep their results; the workflow's cancel mark is cleared. An `only_if_failed`
---   step (a batch's on_failure) whose parents all succeeded ends as skipped instead.
+-- ARGV[1] job key prefix; then 4 per step of the whole workflow, parents before children:
+--   step id, its parents (step ids, space separated), '1' when it is in this queue, and for a
+--   failed step being started over (in any queue) the version of the end being retried
+--   (prelude.lua, "Workflows"), '' otherwise.
+-- Every step of this queue that ended dead or cancelled starts over (fresh attempts, no cancel
+--   request, a new round): its end is forgotten, its `wait` is recounted as the parents that
+--   have not succeeded (completed or skipped), and it is pending when that is 0, waiting
+--   otherwise; the other queues are told (an `open` outbox entry). A parent in another queue
+--   being started over counts as not ended unless a newer end of it arrived already; one
+--   whose newer end is a failure leaves the step as it ended. Steps that succeeded keep their
+--   results; the workflow's cancel mark is cleared. An `only_if_failed` step (a batch's
+--   on_failure) whose parents all succeeded ends as skipped instead.
 -- A step whose job is no longer dead or cancelled (retried by hand, or gone with its retention)
 --   is left as it is.
 -- Returns the number of steps started over, or -1 when the workflow is gone.
@@ -19,20 +26,43 @@ if not jp then return -1 end
 local now = now_ms()
 local now_s = str(now)
 local ends = {}
-for i = 2, #ARGV, 2 do
-  ends[ARGV[i]] = redis.call('HGET', fk, 'e:' .. ARGV[i])
+local newer = {}
+local planned = false
+for i = 2, #ARGV, 4 do
+  local s = ARGV[i]
+  local e = redis.call('HGET', fk, 'e:' .. s)
+  if ARGV[i + 3] ~= '' then planned = true end
+  if ARGV[i + 2] ~= '1' and ARGV[i + 3] ~= '' then
+    -- Another queue's step that is being started over: not ended, unless its new end came.
+    if (tonumber(redis.call('HGET', fk, 'v:' .. s)) or -1) > tonumber(ARGV[i + 3]) then
+      newer[s] = true
+    else
+      e = nil
+    end
+  end
+  ends[s] = e or nil
 end
 local again = 0
 local ready = {}
-for i = 2, #ARGV, 2 do
+for i = 2, #ARGV, 4 do
   local step = ARGV[i]
   local e = ends[step]
-  if e == 'dead' or e == 'cancelled' then
+  local stuck = false
+  for p in string.gmatch(ARGV[i + 1], '%S+') do
+    if newer[p] and ends[p] ~= 'completed' and ends[p] ~= 'skipped' then stuck = true end
+  end
+  if ARGV[i + 2] == '1' and not stuck and (e == 'dead' or e == 'cancelled') then
     local id = jp .. step
-    local jk = prefix .. id
-    local state = redis.call('HGET', jk, 'state')
+    local state, policy = unpack(job_get(prefix, id, {'state', 'policy'}))
     -- A step retried by hand since (or whose job's retention ran out) is left as it is.
     if state == 'dead' or state == 'cancelled' then
+      local round = redis.call('HINCRBY', fk, 'g:' .. step, 1)
+      local others = redis.call('HGET', fk, 'o:' .. step)
+      if others then
+        for q in string.gmatch(others, '%S+') do
+          flow_tell(prefix, flow_id_of(jp), step, q, 2 * round, 'open', '')
+        end
+      end
       local wait = 0
       for p in string.gmatch(ARGV[i + 1], '%S+') do
         local pe = ends[p]
@@ -44,23 +74,23 @@ for i = 2, #ARGV, 2 do
       ends[step] = nil
       redis.call('ZREM', KEYS[6], id)
       redis.call('ZREM', KEYS[7], id)
-      redis.call('PERSIST', jk)
-      redis.call('HDEL', jk, 'finished', 'cancel', 'error', 'parent_failed', 'owner', 'lease')
-      redis.call('HSET', jk, 'attempt', '0', 'wait', str(wait), 'due', now_s)
-      if wait == 0 and redis.call('HGET', jk, 'policy') == 'only_if_failed' then
+      job_keep(prefix, id)
+      job_unset(prefix, id, 'finished', 'cancel', 'error', 'parent_failed', 'owner', 'lease')
+      job_set(prefix, id, 'attempt', '0', 'wait', str(wait), 'due', now_s)
+      if wait == 0 and policy == 'only_if_failed' then
         -- A batch's on_failure whose parents all succeeded: nothing failed, so it ends as
         -- skipped (its own waiting children are settled by that end).
-        redis.call('HSET', jk, 'state', 'completed', 'finished', now_s, 'skipped', 'no parent failed')
+        job_set(prefix, id, 'state', 'completed', 'finished', now_s, 'skipped', 'no parent failed')
         redis.call('ZADD', KEYS[8], now, id)
         event('completed', id)
         flow_ended(prefix, fk, step, 'skipped', nil, now)
         ends[step] = 'skipped'
       elseif wait == 0 then
-        redis.call('HSET', jk, 'state', 'pending')
+        job_set(prefix, id, 'state', 'pending')
         ready[#ready + 1] = id
         event('pending', id)
       else
-        redis.call('HSET', jk, 'state', 'waiting')
+        job_set(prefix, id, 'state', 'waiting')
         redis.call('ZADD', KEYS[2], now, id)
         event('waiting', id)
       end
@@ -68,6 +98,7 @@ for i = 2, #ARGV, 2 do
     end
   end
 end
+if planned then redis.call('HDEL', fk, 'cancel') end
 if again > 0 then
   redis.call('HDEL', fk, 'cancel', 'finished')
   redis.call('PERSIST', fk)
@@ -77,7 +108,8 @@ if #ready > 0 then
   local seq = redis.call('INCRBY', KEYS[3], #ready) - #ready
   local pairs = {}
   for n, id in ipairs(ready) do
-    pairs[#pairs + 1] = pending_score(tonumber(redis.call('HGET', prefix .. id, 'priority')) or 0, seq + n)
+    local prio = job_get(prefix, id, {'priority'})[1]
+    pairs[#pairs + 1] = pending_score(tonumber(prio) or 0, seq + n)
     pairs[#pairs + 1] = id
   end
   zadd_many(KEYS[1], pairs)

@@ -1,45 +1,65 @@
--- flow_submit: create a whole workflow, all or nothing: its hash and every step's job.
+-- flow_submit: create a workflow's hash and its steps' jobs in one queue, all or nothing: the
+--   whole workflow when every step is in its queue, else the part in one queue (ARGV[6] names
+--   the home) or, last, the home (docs/workflows.md, "Steps in other queues").
 -- KEYS[1] pending  KEYS[2] waiting  KEYS[3] seq  KEYS[4] wake stream  KEYS[5] the workflow hash
 -- KEYS[6] the queue's workflow index (flows)  KEYS[7] its retention deadlines (flow-ends)
 -- ARGV[1] job key prefix  ARGV[2] step job id prefix (`flow:<id>:`)  ARGV[3] name
--- ARGV[4] keep ms (after the last step ended)  ARGV[5] the definition (JSON, for views)
--- then 6 per step: step id, data (envelope), priority, max attempts, parent count, policy,
---   children (step ids, space separated)
--- Steps without parents are pending at once; the others are `waiting` (in KEYS[2], which no
---   claim reads) with `wait` = their parent count, until `flow_ended` (prelude.lua) settles
---   them. The caller checked the graph (known ids, no cycle, counts that match the edges).
--- The workflow joins the queue's workflow index (`flows`, by creation; prelude.lua).
--- Returns 'created', 'exists' (a workflow with this id is there: nothing changed), or
+-- ARGV[4] keep ms (after the last step ended)  ARGV[5] the definition (JSON, for views; the
+--   home only)  ARGV[6] the home queue ('' in the home)  ARGV[7] the number of steps of the
+--   whole workflow  ARGV[8] (home) the other queues with steps, space separated
+-- ARGV[9] K, then 2 per step of another queue with children in this one (K of them): its
+--   step id, those children (space separated)
+-- then 8 per step of this queue: step id, data (envelope), priority, max attempts, parent count,
+--   policy, children in this queue, the other queues to tell of its end (space separated)
+-- In the home, steps without parents are pending at once; the others are `waiting` (in
+--   KEYS[2], which no claim reads) with `wait` = their parent count, until `flow_settle_steps`
+--   (prelude.lua) settles them. In a part every step is waiting: the home, created last, tells
+--   each part it is ready (an outbox entry, `flow_settle`), and only then does any step there
+--   start, so a workflow whose home was never created runs nothing. The caller checked the
+--   graph (known ids, no cycle, counts that match the edges).
+-- The home joins the queue's workflow index (`flows`, by creation; prelude.lua).
+-- Returns 'created', 'exists' (a workflow hash with this id is there: nothing changed), or
 --   'conflict:<job id>' (a job with a step's id is there: nothing changed).
 -- Idempotent: yes; a repeated call answers 'exists' and creates nothing twice.
 local prefix = ARGV[1]
 local jp = ARGV[2]
+local home = ARGV[6]
 if redis.call('EXISTS', KEYS[5]) == 1 then return 'exists' end
-local n = (#ARGV - 5) / 7
+local per = 8
+local links = tonumber(ARGV[9])
+local first = 10 + 2 * links
+local n = (#ARGV - first + 1) / per
 for i = 0, n - 1 do
-  local id = jp .. ARGV[6 + i * 7]
-  if redis.call('EXISTS', prefix .. id) == 1 then return 'conflict:' .. id end
+  local id = jp .. ARGV[first + i * per]
+  if job_exists(prefix, id) then return 'conflict:' .. id end
 end
 local now = now_ms()
 local now_s = str(now)
-redis.call('HSET', KEYS[5], 'jp', jp, 'name', ARGV[3], 'keep', ARGV[4], 'def', ARGV[5],
-  'created', now_s, 'steps', str(n), 'left', str(n))
+if home == '' then
+  redis.call('HSET', KEYS[5], 'jp', jp, 'name', ARGV[3], 'keep', ARGV[4], 'def', ARGV[5],
+    'created', now_s, 'steps', ARGV[7], 'left', ARGV[7])
+else
+  local here = {}
+  for i = 0, n - 1 do here[#here + 1] = ARGV[first + i * per] end
+  redis.call('HSET', KEYS[5], 'jp', jp, 'name', ARGV[3], 'keep', ARGV[4], 'home', home,
+    'created', now_s, 'steps', str(n), 'left', str(n), 'here', table.concat(here, ' '))
+end
 local seq = redis.call('INCRBY', KEYS[3], n) - n
 local ready = {}
 local waiting = {}
 for i = 0, n - 1 do
-  local b = 6 + i * 7
+  local b = first + i * per
   local step = ARGV[b]
   local id = jp .. step
-  local jk = prefix .. id
   local parents = tonumber(ARGV[b + 4])
   local state = 'pending'
-  if parents > 0 then state = 'waiting' end
-  redis.call('HSET', jk, 'data', ARGV[b + 1], 'state', state, 'attempt', '0',
+  if parents > 0 or home ~= '' then state = 'waiting' end
+  job_set(prefix, id, 'data', ARGV[b + 1], 'state', state, 'attempt', '0',
     'max', ARGV[b + 3], 'priority', ARGV[b + 2], 'fence', '0', 'created', now_s,
     'due', now_s, 'flow', KEYS[5], 'step', step, 'wait', ARGV[b + 4], 'policy', ARGV[b + 5])
   if ARGV[b + 6] ~= '' then redis.call('HSET', KEYS[5], 'c:' .. step, ARGV[b + 6]) end
-  if parents > 0 then
+  if ARGV[b + 7] ~= '' then redis.call('HSET', KEYS[5], 'o:' .. step, ARGV[b + 7]) end
+  if state == 'waiting' then
     waiting[#waiting + 1] = now_s
     waiting[#waiting + 1] = id
   else
@@ -48,15 +68,23 @@ for i = 0, n - 1 do
   end
   event(state, id)
 end
+for i = 0, links - 1 do
+  redis.call('HSET', KEYS[5], 'c:' .. ARGV[10 + 2 * i], ARGV[11 + 2 * i])
+end
 if #waiting > 0 then zadd_many(KEYS[2], waiting) end
 if #ready > 0 then
   zadd_many(KEYS[1], ready)
   wake(KEYS[4])
 end
-flow_trim(prefix, now, 10)
--- An earlier workflow with this id is gone (no hash): its retention deadline goes with it.
-redis.call('ZREM', KEYS[7], flow_id_of(jp))
-redis.call('ZADD', KEYS[6], now, flow_id_of(jp))
+if home == '' then
+  for q in string.gmatch(ARGV[8], '%S+') do
+    flow_tell(prefix, flow_id_of(jp), '^', q, 1, 'ready', '')
+  end
+  flow_trim(prefix, now, 10)
+  -- An earlier workflow with this id is gone (no hash): its retention deadline goes with it.
+  redis.call('ZREM', KEYS[7], flow_id_of(jp))
+  redis.call('ZADD', KEYS[6], now, flow_id_of(jp))
+end
 count(prefix, now, 'e', n)
 publish(prefix)
 return 'created'

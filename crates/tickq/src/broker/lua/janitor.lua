@@ -21,10 +21,9 @@ for _, k in ipairs({KEYS[1], KEYS[2]}) do
   if #ids > 0 then
     zrem_many(k, ids)
     for _, id in ipairs(ids) do
-      -- A job retried after it finished is no longer in this state: leave its hash alone.
-      local jk = prefix .. id
-      local state = redis.call('HGET', jk, 'state')
-      if state == 'completed' or state == 'cancelled' then redis.call('DEL', jk) end
+      -- A job retried after it finished is no longer in this state: leave its record alone.
+      local state = job_get(prefix, id, {'state'})[1]
+      if state == 'completed' or state == 'cancelled' then job_del(prefix, id) end
     end
     dropped = dropped + #ids
   end
@@ -32,7 +31,7 @@ end
 local dead = redis.call('ZRANGE', KEYS[3], '-inf', now - tonumber(ARGV[3]), 'BYSCORE', 'LIMIT', 0, limit)
 if #dead > 0 then
   zrem_many(KEYS[3], dead)
-  for _, id in ipairs(dead) do redis.call('DEL', prefix .. id) end
+  for _, id in ipairs(dead) do job_del(prefix, id) end
   dropped = dropped + #dead
 end
 -- Finished workflows whose retention ran out leave the queue's workflow index (prelude.lua).

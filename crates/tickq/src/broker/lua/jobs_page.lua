@@ -63,7 +63,7 @@ end
 
 local function matches(id)
   if not filtered then return true end
-  local f = redis.call('HMGET', prefix .. id, 'data', 'error', time_field)
+  local f = job_get(prefix, id, {'data', 'error', time_field})
   local data = f[1]
   if not data then return false end
   if kind ~= '' and not string.find(data, kind_text, 1, true) then return false end

@@ -11,8 +11,7 @@
 --   'active', 'dead', 'completed', 'cancelled'.
 -- Idempotent: yes; a second call finds the job dead and answers 'dead'.
 local id = ARGV[2]
-local jk = ARGV[1] .. id
-local f = redis.call('HMGET', jk, 'state', 'unique', 'flow', 'step')
+local f = job_get(ARGV[1], id, {'state', 'unique', 'flow', 'step'})
 local state = f[1]
 if not state then return 'notfound' end
 local from = {pending = KEYS[1], scheduled = KEYS[2], retry = KEYS[3],
@@ -21,7 +20,7 @@ if not from[state] then return state end
 free_unique(f[2], id)
 local now = now_ms()
 redis.call('ZREM', from[state], id)
-redis.call('HSET', jk, 'state', 'dead', 'finished', str(now), 'error', 'killed by hand')
+job_set(ARGV[1], id, 'state', 'dead', 'finished', str(now), 'error', 'killed by hand')
 redis.call('ZADD', KEYS[4], now, id)
 cap_index(ARGV[1], KEYS[4], tonumber(ARGV[3]))
 count(ARGV[1], now, 'd', 1)

@@ -107,6 +107,61 @@ local function run_ms(started, now)
   return math.max(now - s, 0)
 end
 
+-- Job records. A job's record is a set of named fields (data, state, attempt, max, priority,
+-- fence, created, due, started, finished, lease, owner, error, result, unique, group, cancel,
+-- progress, and a workflow step's flow, step, wait, policy, parent_failed, skipped; see
+-- docs/redis-keys.md for where it is stored). Scripts reach records ONLY through these
+-- functions, and Rust only through broker/record.rs, so the storage layout is decided in
+-- those two places alone. `prefix` is the queue's job key prefix (ARGV[1] of every script).
+-- A field that is not set reads as false, like a missing hash field.
+
+-- The values of `fields` (a list of names) of job `id`, in that order; all false when the job
+-- does not exist.
+local function job_get(prefix, id, fields)
+  return redis.call('HMGET', prefix .. id, unpack(fields))
+end
+
+-- job_get for many jobs: one list of values per id, in the order of `ids`.
+local function jobs_get(prefix, ids, fields)
+  local out = {}
+  for i, id in ipairs(ids) do out[i] = job_get(prefix, id, fields) end
+  return out
+end
+
+-- Whether job `id` has a record.
+local function job_exists(prefix, id)
+  return redis.call('EXISTS', prefix .. id) == 1
+end
+
+-- Set fields of job `id` (creating its record): name, value, name, value, ...
+local function job_set(prefix, id, ...)
+  redis.call('HSET', prefix .. id, ...)
+end
+
+-- Clear fields of job `id`: name, name, ...
+local function job_unset(prefix, id, ...)
+  redis.call('HDEL', prefix .. id, ...)
+end
+
+-- Add `n` to a whole-number field of job `id`; returns the new value.
+local function job_incr(prefix, id, field, n)
+  return redis.call('HINCRBY', prefix .. id, field, n)
+end
+
+-- Delete job `id`'s record.
+local function job_del(prefix, id)
+  redis.call('DEL', prefix .. id)
+end
+
+-- A finished job's record may go after `ms` (a cancelled job's retention; the janitor deletes
+-- it from its index's age too). job_keep undoes it when the job runs again.
+local function job_expire(prefix, id, ms)
+  redis.call('PEXPIRE', prefix .. id, ms)
+end
+local function job_keep(prefix, id)
+  redis.call('PERSIST', prefix .. id)
+end
+
 -- Pending jobs are ordered by priority (higher first), then FIFO by a per-queue sequence.
 -- Priority is clamped to [-1000, 1000] by the client; 2001 bands of 2^42 sequence numbers stay
 -- below 2^53, so every score is an exact double.
@@ -133,18 +188,18 @@ local function zrem_many(key, members)
 end
 
 -- Move due jobs (score <= now) from a due set (scheduled or retry) into pending. Ids whose job
--- hash is gone (deleted by hand, evicted) are dropped: HSET would revive them as empty jobs.
+-- record is gone (deleted by hand, evicted) are dropped: a write would revive them as empty jobs.
 -- Returns how many moved.
 local function promote(prefix, due_key, pending_key, seq_key, now, limit)
   local ids = redis.call('ZRANGE', due_key, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
   if #ids == 0 then return 0 end
   local seq = redis.call('INCRBY', seq_key, #ids) - #ids
   local pairs = {}
+  local recs = jobs_get(prefix, ids, {'state', 'priority'})
   for i, id in ipairs(ids) do
-    local jk = prefix .. id
-    local f = redis.call('HMGET', jk, 'state', 'priority')
+    local f = recs[i]
     if f[1] then
-      redis.call('HSET', jk, 'state', 'pending')
+      job_set(prefix, id, 'state', 'pending')
       event('pending', id)
       pairs[#pairs + 1] = pending_score(tonumber(f[2]) or 0, seq + i)
       pairs[#pairs + 1] = id
@@ -156,13 +211,13 @@ local function promote(prefix, due_key, pending_key, seq_key, now, limit)
 end
 
 -- Keep at most `max` members in a finished-jobs index (completed, dead, cancelled): evict the
--- oldest and delete their job hashes.
+-- oldest and delete their job records.
 local function cap_index(prefix, index_key, max)
   local excess = redis.call('ZCARD', index_key) - max
   if excess <= 0 then return end
   local old = redis.call('ZPOPMIN', index_key, excess)
   for i = 1, #old, 2 do
-    redis.call('DEL', prefix .. old[i])
+    job_del(prefix, old[i])
   end
 end
 
@@ -192,15 +247,29 @@ end
 
 
 -- Workflows (docs/workflows.md). A step is an ordinary job whose hash also holds `flow` (the
--- workflow hash's full key, built by keys.rs), `step` (its step id), `wait` (parents not ended
--- yet) and `policy` (cancel, run, skip or only_if_failed: what a failed parent does to it).
--- Until `wait` reaches 0 it is `waiting`, in the queue's waiting index, which no claim reads.
--- The workflow hash holds `jp` (the job id prefix `flow:<id>:`), `c:<step>` (its children,
--- space separated), `e:<step>` (how the step ended, written once), `r:<step>` (its result),
--- `left` (steps not ended), a count per ending, `keep` (ms to keep it after its last step
--- ended), and `cancel` once the whole workflow was cancelled.
--- Every step of a workflow is in the workflow's queue, so this all runs in the script that
--- ends the step, in one slot.
+-- workflow hash's full key in the step's own queue, built by keys.rs), `step` (its step id),
+-- `wait` (parents not ended yet) and `policy` (cancel, run, skip or only_if_failed: what a
+-- failed parent does to it). Until `wait` reaches 0 it is `waiting`, in the queue's waiting
+-- index, which no claim reads.
+-- The workflow hash in its home queue holds `jp` (the job id prefix `flow:<id>:`), `c:<step>`
+-- (the step's children in this queue, space separated), `e:<step>` (how the step ended,
+-- written once per round), `r:<step>` (its result), `left` (steps not ended, in every
+-- queue), a count per ending, `keep` (ms to keep it after its last step ended), and `cancel`
+-- once the whole workflow was cancelled.
+-- Steps in other queues: each such queue holds a PART of the workflow under the same key name
+-- in its own slot: `jp`, `keep`, `home` (the home queue's name; only parts have it), `here`
+-- (its steps), `left` (its steps not ended), `ready` (once the home was created), `c:<step>`
+-- (children in this queue of any step), and for the steps of other queues that are parents
+-- of its own, copies of their ends and results (`e:`, `r:`) with their version `v:<step>`.
+-- Every hash also holds, for a step of its queue, `o:<step>` (the other queues to tell of its
+-- end: those with children of it, and the home) and `g:<step>` (its round: how many times
+-- `flow retry` started it over).
+-- A step's end settles the children in its own queue in the script that ends it (one slot);
+-- for the other queues it writes an OUTBOX entry in its own slot (`flow_tell`), which the
+-- relay (broker/flows.rs) hands to `flow_settle` in the target's slot and then removes.
+-- An entry carries a version, 2 * round + 1 for an end, 2 * round for a restart (`open`);
+-- the target applies it only when it is newer than the version it holds (`v:<step>`), so a
+-- relay that repeats an entry, or two relays that race, settle nothing twice.
 
 -- A key of the queue, built from its job key prefix `tickq:{<queue>}:job:` (same hash tag);
 -- keys.rs builds the same names (QueueKeys::waiting, ::pending, ...).
@@ -228,82 +297,110 @@ local function flow_id_of(jp)
   return string.sub(jp, 6, -2)
 end
 
--- A step ended: `outcome` is completed, skipped, dead or cancelled. Record it once (a second
--- report of the same step, e.g. a job retried by hand after it died, changes nothing), then
--- settle its children that still wait: on success (completed, skipped) or with policy `run`
--- or `only_if_failed`, count one parent less and move the child to pending at 0 (an
--- `only_if_failed` child none of whose parents failed ends as skipped instead); after a
--- failure, policy `cancel` cancels the child and `skip` ends it as skipped (a success for its
--- own children), each settling its own children in turn, transitively, in this same call.
--- A cancelled workflow releases nothing: waiting children are cancelled.
-local function flow_ended(prefix, flow_key, step, outcome, result, now)
-  if not flow_key or not step then return end
-  local jp = redis.call('HGET', flow_key, 'jp')
+-- Queue an outbox entry (docs/redis-keys.md, `flow-outbox`): field `<workflow id> <step>
+-- <target queue>`, value `<version> <outcome> <result>`. A newer entry for the same step and
+-- target replaces one not relayed yet (it supersedes it: the target would apply only the
+-- newer one anyway).
+local function flow_tell(prefix, flow_id, step, target, version, outcome, result)
+  redis.call('HSET', queue_key(prefix, 'flow-outbox'), flow_id .. ' ' .. step .. ' ' .. target,
+    str(version) .. ' ' .. outcome .. ' ' .. (result or ''))
+end
+
+-- Settle the steps in `work` and whatever follows from them, in this queue, in this call.
+-- `work` holds {step, outcome, result, remote}: `remote` = the end of a step of another queue,
+-- already recorded by `flow_settle`: only its children here are settled; otherwise a step of
+-- this queue ended: completed, skipped, dead or cancelled. Its end is recorded once (a second
+-- report of the same step, e.g. a job retried by hand after it died, changes nothing), the
+-- other queues are told (`flow_tell`), then its children that still wait are settled: on
+-- success (completed, skipped) or with policy `run` or `only_if_failed`, count one parent less
+-- and move the child to pending at 0 (an `only_if_failed` child none of whose parents failed
+-- ends as skipped instead); after a failure, policy `cancel` cancels the child and `skip` ends
+-- it as skipped (a success for its own children), each settling its own children in turn,
+-- transitively. A cancelled workflow releases nothing: waiting children are cancelled. A part
+-- whose workflow is not ready yet (its home not created) releases nothing either: the child
+-- stays waiting with `wait` 0 until `flow_ready`.
+local function flow_settle_steps(prefix, flow_key, work, now)
+  local f = redis.call('HMGET', flow_key, 'jp', 'cancel', 'keep', 'home', 'ready')
+  local jp = f[1]
   if not jp then return end
-  local cancelled_flow = redis.call('HEXISTS', flow_key, 'cancel') == 1
-  local keep = redis.call('HGET', flow_key, 'keep') or '86400000'
+  local cancelled_flow = f[2] ~= false
+  local keep = f[3] or '86400000'
+  local home = f[4]
+  local held = home and not f[5]
+  local flow_id = flow_id_of(jp)
   local now_s = str(now)
   local released = {}
   -- End a waiting step as skipped (a completed job with `skipped` = why: the failed parent,
   -- or 'no parent failed' for only_if_failed).
-  local function skip(ck, cid, why)
+  local function skip(cid, why)
     redis.call('ZREM', queue_key(prefix, 'waiting'), cid)
-    redis.call('HSET', ck, 'state', 'completed', 'finished', now_s, 'skipped', why)
+    job_set(prefix, cid, 'state', 'completed', 'finished', now_s, 'skipped', why)
     redis.call('ZADD', queue_key(prefix, 'completed'), now, cid)
     event('completed', cid)
   end
-  local work = {{step, outcome, result}}
   local i = 1
   while i <= #work do
-    local s, out, res = work[i][1], work[i][2], work[i][3]
+    local s, out, res, remote = work[i][1], work[i][2], work[i][3], work[i][4]
     i = i + 1
     -- HEXISTS then HSET, not HSETNX: one script, so just as atomic, and no command beyond
     -- the documented ACL (docs/operations.md).
-    if redis.call('HEXISTS', flow_key, 'e:' .. s) == 0 then
+    local settle = remote
+    if not remote and redis.call('HEXISTS', flow_key, 'e:' .. s) == 0 then
+      settle = true
       redis.call('HSET', flow_key, 'e:' .. s, out)
       redis.call('HINCRBY', flow_key, out, 1)
       if res and res ~= '' then redis.call('HSET', flow_key, 'r:' .. s, res) end
+      local others = redis.call('HGET', flow_key, 'o:' .. s)
+      if others then
+        local version = 2 * (tonumber(redis.call('HGET', flow_key, 'g:' .. s)) or 0) + 1
+        for q in string.gmatch(others, '%S+') do
+          flow_tell(prefix, flow_id, s, q, version, out, res)
+        end
+      end
+      if redis.call('HINCRBY', flow_key, 'left', -1) == 0 then
+        redis.call('PEXPIRE', flow_key, keep)
+        if not home then
+          redis.call('HSET', flow_key, 'finished', now_s)
+          redis.call('ZADD', queue_key(prefix, 'flow-ends'), now + tonumber(keep), flow_id)
+        end
+      end
+    end
+    if settle then
       local ok = out == 'completed' or out == 'skipped'
       local children = redis.call('HGET', flow_key, 'c:' .. s) or ''
       for child in string.gmatch(children, '%S+') do
         local cid = jp .. child
-        local ck = prefix .. cid
-        local f = redis.call('HMGET', ck, 'state', 'policy', 'unique')
-        if f[1] == 'waiting' then
-          local policy = f[2] or 'cancel'
+        local c = job_get(prefix, cid, {'state', 'policy', 'unique', 'parent_failed'})
+        if c[1] == 'waiting' then
+          local policy = c[2] or 'cancel'
           local only = policy == 'only_if_failed'
           if not cancelled_flow and (ok or policy == 'run' or only) then
-            if not ok then redis.call('HSET', ck, 'parent_failed', s) end
-            if redis.call('HINCRBY', ck, 'wait', -1) <= 0 then
+            if not ok then job_set(prefix, cid, 'parent_failed', s) end
+            if job_incr(prefix, cid, 'wait', -1) <= 0 then
               -- only_if_failed (a batch's on_failure): every parent ended; no failure among
               -- them ends it as skipped, never released.
-              if only and redis.call('HEXISTS', ck, 'parent_failed') == 0 then
-                skip(ck, cid, 'no parent failed')
-                work[#work + 1] = {child, 'skipped', nil}
-              else
+              if only and ok and not c[4] then
+                skip(cid, 'no parent failed')
+                work[#work + 1] = {child, 'skipped', nil, false}
+              elseif not held then
                 released[#released + 1] = cid
               end
             end
           elseif policy == 'skip' and not cancelled_flow then
-            skip(ck, cid, s)
-            work[#work + 1] = {child, 'skipped', nil}
+            skip(cid, s)
+            work[#work + 1] = {child, 'skipped', nil, false}
           else
             local why = 'workflow cancelled'
             if not cancelled_flow then why = 'parent step ' .. s .. ' ' .. out end
             redis.call('ZREM', queue_key(prefix, 'waiting'), cid)
-            redis.call('HSET', ck, 'state', 'cancelled', 'finished', now_s, 'error', why)
-            redis.call('PEXPIRE', ck, keep)
+            job_set(prefix, cid, 'state', 'cancelled', 'finished', now_s, 'error', why)
+            job_expire(prefix, cid, keep)
             redis.call('ZADD', queue_key(prefix, 'cancelled'), now, cid)
-            free_unique(f[3], cid)
+            free_unique(c[3], cid)
             event('cancelled', cid)
-            work[#work + 1] = {child, 'cancelled', nil}
+            work[#work + 1] = {child, 'cancelled', nil, false}
           end
         end
-      end
-      if redis.call('HINCRBY', flow_key, 'left', -1) == 0 then
-        redis.call('HSET', flow_key, 'finished', now_s)
-        redis.call('PEXPIRE', flow_key, keep)
-        redis.call('ZADD', queue_key(prefix, 'flow-ends'), now + tonumber(keep), flow_id_of(jp))
       end
     end
   end
@@ -311,9 +408,9 @@ local function flow_ended(prefix, flow_key, step, outcome, result, now)
     local seq = redis.call('INCRBY', queue_key(prefix, 'seq'), #released) - #released
     local pairs = {}
     for n, cid in ipairs(released) do
-      local ck = prefix .. cid
-      redis.call('HSET', ck, 'state', 'pending', 'due', now_s)
-      pairs[#pairs + 1] = pending_score(tonumber(redis.call('HGET', ck, 'priority')) or 0, seq + n)
+      job_set(prefix, cid, 'state', 'pending', 'due', now_s)
+      local prio = job_get(prefix, cid, {'priority'})[1]
+      pairs[#pairs + 1] = pending_score(tonumber(prio) or 0, seq + n)
       pairs[#pairs + 1] = cid
       event('pending', cid)
     end
@@ -322,4 +419,12 @@ local function flow_ended(prefix, flow_key, step, outcome, result, now)
     wake(queue_key(prefix, 'wake'))
   end
   flow_trim(prefix, now, 10)
+end
+
+-- A step of this queue ended: `outcome` is completed, skipped, dead or cancelled. Called by
+-- every script that ends a job (with the job's `flow` and `step` fields: nothing happens for
+-- a job that is no step).
+local function flow_ended(prefix, flow_key, step, outcome, result, now)
+  if not flow_key or not step then return end
+  flow_settle_steps(prefix, flow_key, {{step, outcome, result, false}}, now)
 end

@@ -13,12 +13,11 @@
 local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
 if #ids == 0 then return 0 end
 for _, id in ipairs(ids) do
-  local jk = ARGV[1] .. id
-  local f = redis.call('HMGET', jk, 'state', 'unique', 'flow', 'step')
+  local f = job_get(ARGV[1], id, {'state', 'unique', 'flow', 'step'})
   -- A hash in another state is not this index's job (the index entry was stale): keep it.
   if f[1] == ARGV[2] then
     free_unique(f[2], id)
-    redis.call('DEL', jk)
+    job_del(ARGV[1], id)
     flow_ended(ARGV[1], f[3], f[4], 'cancelled', nil, now_ms())
   end
 end

@@ -17,25 +17,24 @@ local now = now_ms()
 local ids = redis.call('ZRANGE', KEYS[1], '-inf', '(' .. now, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[2]))
 local to_pending, to_dead, to_cancelled = 0, 0, 0
 for _, id in ipairs(ids) do
-  local jk = prefix .. id
   redis.call('ZREM', KEYS[1], id)
-  local f = redis.call('HMGET', jk, 'state', 'attempt', 'max', 'priority', 'cancel', 'unique',
-    'flow', 'step')
+  local f = job_get(prefix, id, {'state', 'attempt', 'max', 'priority', 'cancel', 'unique',
+    'flow', 'step'})
   if f[1] == 'active' then
     local err = 'lease expired: the worker holding attempt ' .. (f[2] or '?') ..
       ' stopped renewing it (crashed, stalled or cut off from Redis)'
     if f[5] then
-      redis.call('HSET', jk, 'state', 'cancelled', 'finished', now, 'error', 'cancelled')
-      redis.call('HDEL', jk, 'cancel', 'owner', 'lease')
-      redis.call('PEXPIRE', jk, tonumber(ARGV[4]))
+      job_set(prefix, id, 'state', 'cancelled', 'finished', now, 'error', 'cancelled')
+      job_unset(prefix, id, 'cancel', 'owner', 'lease')
+      job_expire(prefix, id, tonumber(ARGV[4]))
       redis.call('ZADD', KEYS[4], now, id)
       free_unique(f[6], id)
       to_cancelled = to_cancelled + 1
       event('cancelled', id)
       flow_ended(prefix, f[7], f[8], 'cancelled', nil, now)
     elseif (tonumber(f[2]) or 0) >= (tonumber(f[3]) or 0) then
-      redis.call('HSET', jk, 'state', 'dead', 'finished', now, 'error', err)
-      redis.call('HDEL', jk, 'owner', 'lease')
+      job_set(prefix, id, 'state', 'dead', 'finished', now, 'error', err)
+      job_unset(prefix, id, 'owner', 'lease')
       redis.call('ZADD', KEYS[3], now, id)
       redis.call('HINCRBY', KEYS[7], 'failed', 1)
       cap_index(prefix, KEYS[3], tonumber(ARGV[3]))
@@ -45,8 +44,8 @@ for _, id in ipairs(ids) do
       flow_ended(prefix, f[7], f[8], 'dead', nil, now)
     else
       local seq = redis.call('INCR', KEYS[5])
-      redis.call('HSET', jk, 'state', 'pending', 'error', err)
-      redis.call('HDEL', jk, 'owner', 'lease')
+      job_set(prefix, id, 'state', 'pending', 'error', err)
+      job_unset(prefix, id, 'owner', 'lease')
       redis.call('ZADD', KEYS[2], pending_score(tonumber(f[4]) or 0, seq), id)
       to_pending = to_pending + 1
       event('pending', id)

@@ -16,10 +16,9 @@ local lost = {}
 local cancel = {}
 for i = 3, #ARGV, 2 do
   local id = ARGV[i]
-  local jk = prefix .. id
-  local f = redis.call('HMGET', jk, 'state', 'fence', 'lease', 'cancel')
+  local f = job_get(prefix, id, {'state', 'fence', 'lease', 'cancel'})
   if f[1] == 'active' and f[2] == ARGV[i + 1] and (tonumber(f[3]) or 0) >= now then
-    redis.call('HSET', jk, 'lease', deadline)
+    job_set(prefix, id, 'lease', deadline)
     redis.call('ZADD', KEYS[1], 'XX', deadline, id)
     if f[4] then cancel[#cancel + 1] = id end
   else

@@ -12,13 +12,12 @@ local prefix = ARGV[1]
 local moved = 0
 for i = 2, #ARGV, 2 do
   local id = ARGV[i]
-  local jk = prefix .. id
-  local f = redis.call('HMGET', jk, 'state', 'fence', 'attempt', 'priority')
+  local f = job_get(prefix, id, {'state', 'fence', 'attempt', 'priority'})
   if f[1] == 'active' and f[2] == ARGV[i + 1] then
     local seq = redis.call('INCR', KEYS[3])
     redis.call('ZREM', KEYS[1], id)
-    redis.call('HSET', jk, 'state', 'pending', 'attempt', math.max((tonumber(f[3]) or 1) - 1, 0))
-    redis.call('HDEL', jk, 'owner', 'lease')
+    job_set(prefix, id, 'state', 'pending', 'attempt', math.max((tonumber(f[3]) or 1) - 1, 0))
+    job_unset(prefix, id, 'owner', 'lease')
     redis.call('ZADD', KEYS[2], pending_score(tonumber(f[4]) or 0, seq), id)
     moved = moved + 1
     event('pending', id)

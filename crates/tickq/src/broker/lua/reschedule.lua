@@ -8,8 +8,7 @@
 --   'completed', 'cancelled'.
 -- Idempotent: yes; a repeated call sets the same due time again.
 local id = ARGV[2]
-local jk = ARGV[1] .. id
-local f = redis.call('HMGET', jk, 'state', 'priority')
+local f = job_get(ARGV[1], id, {'state', 'priority'})
 local state = f[1]
 if not state then return 'notfound' end
 local from = {pending = KEYS[1], scheduled = KEYS[2], retry = KEYS[3]}
@@ -20,12 +19,12 @@ local due = now
 if at > 0 then due = at elseif delay > 0 then due = now + delay end
 redis.call('ZREM', from[state], id)
 if due > now then
-  redis.call('HSET', jk, 'state', 'scheduled', 'due', str(due))
+  job_set(ARGV[1], id, 'state', 'scheduled', 'due', str(due))
   redis.call('ZADD', KEYS[2], due, id)
   event('scheduled', id)
 else
   local seq = redis.call('INCR', KEYS[4])
-  redis.call('HSET', jk, 'state', 'pending', 'due', str(now))
+  job_set(ARGV[1], id, 'state', 'pending', 'due', str(now))
   redis.call('ZADD', KEYS[1], pending_score(tonumber(f[2]) or 0, seq), id)
   event('pending', id)
 end

@@ -8,8 +8,7 @@
 --   'completed'.
 -- Idempotent: yes; a second call finds the job pending and answers 'pending'.
 local id = ARGV[2]
-local jk = ARGV[1] .. id
-local f = redis.call('HMGET', jk, 'state', 'priority')
+local f = job_get(ARGV[1], id, {'state', 'priority'})
 local state = f[1]
 if not state then return 'notfound' end
 local from = {scheduled = KEYS[2], retry = KEYS[3], dead = KEYS[4], cancelled = KEYS[5]}
@@ -17,13 +16,13 @@ if not from[state] then return state end
 redis.call('ZREM', from[state], id)
 local seq = redis.call('INCR', KEYS[6])
 if state == 'dead' or state == 'cancelled' then
-  redis.call('HSET', jk, 'attempt', 0)
+  job_set(ARGV[1], id, 'attempt', 0)
   -- A cancel asked during the last run (which then failed for good before its worker saw it)
   -- must not cancel the run started here.
-  redis.call('HDEL', jk, 'finished', 'cancel')
+  job_unset(ARGV[1], id, 'finished', 'cancel')
 end
-redis.call('HSET', jk, 'state', 'pending', 'due', now_ms())
-redis.call('PERSIST', jk)
+job_set(ARGV[1], id, 'state', 'pending', 'due', now_ms())
+job_keep(ARGV[1], id)
 redis.call('ZADD', KEYS[1], pending_score(tonumber(f[2]) or 0, seq), id)
 wake(KEYS[7])
 event('pending', id)

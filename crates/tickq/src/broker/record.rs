@@ -1,0 +1,119 @@
+//! Job records: the one place Rust reads or writes a job's stored record (the Lua side is the
+//! `job_*` functions of `lua/prelude.lua`). Everything else sees a record as [`Fields`], its
+//! named fields, whatever the storage layout (docs/redis-keys.md).
+
+use super::keys::QueueKeys;
+use crate::{Error, Result};
+use redis::aio::ConnectionLike;
+use redis::{Pipeline, Value};
+use std::collections::HashMap;
+
+/// A job's record: field name -> raw value.
+pub(crate) type Fields = HashMap<String, Vec<u8>>;
+
+fn key(keys: &QueueKeys, id: &str) -> String {
+    keys.record(id)
+}
+
+/// Queue the read of job `id`'s whole record on `pipe`; [`decode`] reads its reply.
+pub(crate) fn read(pipe: &mut Pipeline, keys: &QueueKeys, id: &str) {
+    pipe.hgetall(key(keys, id));
+}
+
+/// A reply queued by [`read`]: the record, or `None` when the job has none.
+pub(crate) fn decode(reply: Value, queue: &str, id: &str) -> Result<Option<Fields>> {
+    let fields: Fields = redis::from_redis_value(reply).map_err(|e| {
+        Error::corrupt(format!(
+            "job {id} of queue {queue} has an unreadable record: {e}"
+        ))
+    })?;
+    Ok((!fields.is_empty()).then_some(fields))
+}
+
+/// Job `id`'s record, or `None` when there is none.
+pub(crate) async fn get(
+    conn: &mut impl ConnectionLike,
+    keys: &QueueKeys,
+    id: &str,
+) -> Result<Option<Fields>> {
+    Ok(get_many(conn, keys, &[id]).await?.pop().flatten())
+}
+
+/// Many records of one queue in one round trip, in the order of `ids` (`None`: no record).
+pub(crate) async fn get_many<S: AsRef<str>>(
+    conn: &mut impl ConnectionLike,
+    keys: &QueueKeys,
+    ids: &[S],
+) -> Result<Vec<Option<Fields>>> {
+    if ids.is_empty() {
+        return Ok(Vec::new()); // an empty pipeline is an error in redis-rs
+    }
+    let mut pipe = redis::pipe();
+    for id in ids {
+        read(&mut pipe, keys, id.as_ref());
+    }
+    let replies: Vec<Value> = pipe.query_async(conn).await?;
+    ids.iter()
+        .zip(replies)
+        .map(|(id, reply)| decode(reply, &keys.name, id.as_ref()))
+        .collect()
+}
+
+/// One field of a record as text.
+pub(crate) fn text(fields: &Fields, name: &str) -> Option<String> {
+    fields
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Queue the creation of job `id`'s record with `fields` on `pipe` (inside a transaction: the
+/// caller knows no job with this id exists, e.g. a fresh UUID v7).
+pub(crate) fn create(pipe: &mut Pipeline, keys: &QueueKeys, id: &str, fields: &[(&str, &[u8])]) {
+    let cmd = pipe.cmd("HSET").arg(key(keys, id));
+    for (name, value) in fields {
+        cmd.arg(*name).arg(*value);
+    }
+    cmd.ignore();
+}
+
+/// Set fields of job `id`'s record (creating it); tests use it to stage states no script
+/// produces (an expired lease, a job without data).
+#[cfg(test)]
+pub(crate) async fn set(
+    conn: &mut impl ConnectionLike,
+    keys: &QueueKeys,
+    id: &str,
+    fields: &[(&str, &str)],
+) -> Result<()> {
+    let mut cmd = redis::cmd("HSET");
+    cmd.arg(key(keys, id));
+    for (name, value) in fields {
+        cmd.arg(*name).arg(*value);
+    }
+    let _: i64 = cmd.query_async(conn).await?;
+    Ok(())
+}
+
+/// How many job records the queue holds (tests: nothing is left behind).
+#[cfg(test)]
+pub(crate) async fn count(conn: &mut impl ConnectionLike, keys: &QueueKeys) -> Result<usize> {
+    let found: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", keys.job_prefix))
+        .query_async(conn)
+        .await?;
+    Ok(found.len())
+}
+
+/// Milliseconds until job `id`'s record expires (-1: kept until the janitor or a cap removes
+/// it, -2: no record).
+#[cfg(test)]
+pub(crate) async fn ttl_ms(
+    conn: &mut impl ConnectionLike,
+    keys: &QueueKeys,
+    id: &str,
+) -> Result<i64> {
+    Ok(redis::cmd("PTTL")
+        .arg(key(keys, id))
+        .query_async(conn)
+        .await?)
+}
