@@ -116,3 +116,31 @@ def test_bad_steps_are_invalid_and_create_nothing(client: tickq.Client, steps: L
     with pytest.raises(tickq.InvalidArgument, match=words):
         client.submit_flow("q", "bad", steps)
     assert client.flows()["flows"] == []
+
+
+def test_steps_in_other_queues_run_after_their_parents_with_their_results(client: tickq.Client) -> None:
+    order: List[str] = []
+    seen: Dict[str, Any] = {}
+    worker = tickq.Worker(client, queues=["home", "exports", "reports"], concurrency=4)
+
+    @worker.handler("part")
+    def part(job: tickq.Job) -> str:
+        order.append(f"{job.step}@{job.queue}")
+        return f"rows-{job.payload['n']}"
+
+    @worker.handler("report")
+    def report(job: tickq.Job) -> None:
+        order.append(f"{job.step}@{job.queue}")
+        seen.update(job.parent_results())
+
+    steps: List[Dict[str, Any]] = [
+        {"id": "p1", "kind": "part", "payload": {"n": 1}, "queue": "exports"},
+        {"id": "p2", "kind": "part", "payload": {"n": 2}},
+        {"id": "report", "kind": "report", "after": ["p1", "p2"], "queue": "reports"},
+    ]
+    id = client.submit_flow("home", "across", steps)["id"]
+    with running(worker):
+        wait_for("the workflow to succeed", lambda: flow_state(client, id) == "succeeded")
+    assert sorted(order[:2]) == ["p1@exports", "p2@home"] and order[2:] == ["report@reports"]
+    assert seen == {"p1": "rows-1", "p2": "rows-2"}
+    assert {s["id"]: s["queue"] for s in client.flow(id)["steps"]} == {"p1": "exports", "p2": "home", "report": "reports"}

@@ -376,8 +376,8 @@ class Client:
         id: Optional[str] = None,
     ) -> Dict[str, Any]:
         """Submit a workflow (docs/workflows.md), all or nothing: ``{"id", "queue", "created"}``.
-        Each step is a dict: ``id`` and ``kind`` (required), ``payload``, ``after`` (step ids
-        it runs after), ``on_parent_failure`` (``"cancel"``, the default, ``"run"``, ``"skip"``
+        Each step is a dict: ``id`` and ``kind`` (required), ``queue`` (default: the
+        workflow's), ``payload``, ``after`` (step ids it runs after), ``on_parent_failure`` (``"cancel"``, the default, ``"run"``, ``"skip"``
         or ``"only_if_failed"``), ``max_attempts``, ``timeout``, ``priority``, ``meta``. Each
         batch is a dict: ``steps`` and any of ``on_complete``, ``on_success``, ``on_failure``
         (step ids of callback steps). A workflow whose ``id`` exists is not created again
