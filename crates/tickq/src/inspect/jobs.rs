@@ -373,8 +373,24 @@ impl Inspector {
     pub async fn act(&self, action: JobAction, id: &str) -> Result<JobActed> {
         let job = self.find(id).await?;
         let mut acted = self.act_in(action, &job.queue, id, job.state).await?;
+        self.relay_if_steps(&job.queue, [id]).await;
         acted.queue = crate::shard::logical(&acted.queue).to_owned();
         Ok(acted)
+    }
+
+    /// A workflow step ended or restarted by hand may have written its queue's outbox for
+    /// steps in other queues (docs/workflows.md): hand it on now, not at the workers' next
+    /// relay (seconds later, or never when no worker works the queue).
+    async fn relay_if_steps<'a>(&self, queue: &str, ids: impl IntoIterator<Item = &'a str>) {
+        if !ids
+            .into_iter()
+            .any(|id| id.starts_with(crate::flow::FLOW_JOB_PREFIX))
+        {
+            return;
+        }
+        if let Err(e) = self.broker.relay_flows(&self.broker.keys(queue)).await {
+            tracing::debug!(queue, error = %e, "relaying a step's end failed; the workers' relays will");
+        }
     }
 
     /// Act on a job of a known queue; `seen` is the state it was last seen in (a cancel
@@ -473,6 +489,8 @@ impl Inspector {
             if !dry_run {
                 let results =
                     join_all(ids.iter().map(|id| self.act_in(action, queue, id, state))).await;
+                self.relay_if_steps(queue, ids.iter().map(String::as_str))
+                    .await;
                 for result in results {
                     match result {
                         Ok(_) => outcome.acted += 1,

@@ -415,8 +415,8 @@ async fn cluster_forced_failover_with_replicated_acks_loses_no_job_and_no_ack() 
 /// Workflows whose steps are in three queues, one on each primary, run by three workers with
 /// their own clients: a fan-in across the queues, 10 times (each child exactly once, after
 /// all its parents, reading every parent's result), and a chain a -> b -> c through the three
-/// queues. Then an end the fast path never relays (a waiting step cancelled by hand, in its
-/// queue alone): the workers' periodic relay hands it on.
+/// queues. Then an end no worker's fast path relays (a waiting step cancelled by hand, in its
+/// queue alone): the inspector that cancelled it hands it on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workflows_across_queues_run_on_a_cluster() {
     const PARENTS: usize = 30;
@@ -520,9 +520,9 @@ async fn workflows_across_queues_run_on_a_cluster() {
         queues.iter().map(String::as_str).collect::<Vec<_>>()
     );
 
-    // A parent that ends by hand in its own queue: no worker's fast path runs for it, the
-    // periodic relay does (within its recover_interval, 5 s by default). Its queue is paused,
-    // so no worker takes it first.
+    // A parent that ends by hand in its own queue: no worker's fast path runs for it; the
+    // inspector that cancelled it relays its end at once (the periodic relay is the fallback,
+    // tested in broker/flow_cross_tests.rs). Its queue is paused, so no worker takes it first.
     inspector.pause_queue(&queues[1]).await.unwrap();
     let flow = tickq::Workflow::new(&queues[0], "by-hand")
         .id("by-hand")

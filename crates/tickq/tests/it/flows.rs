@@ -355,3 +355,47 @@ async fn batch_callbacks_fire_once_never_early_and_never_when_they_should_not() 
         w.stop().await;
     }
 }
+
+/// A step in another queue ended by hand (cancel, kill, delete) with no worker anywhere: the
+/// inspector hands its end on at once, so the home and the other queues see it without
+/// waiting for a worker's periodic relay (which no worker would run here).
+#[tokio::test]
+async fn a_step_ended_by_hand_in_another_queue_is_relayed_at_once() {
+    let redis = TestRedis::builder().appendonly(false).start();
+    let client = Client::connect(&redis.url()).await.unwrap();
+    let inspector = client.inspector();
+    let flow = Workflow::new(Q, "by-hand")
+        .id("by-hand")
+        .step(Step::new("x", NewJob::new("elsewhere", "k")))
+        .step(
+            Step::new("after", NewJob::new("third", "k"))
+                .after(["x"])
+                .on_parent_failure(ParentFailure::Skip),
+        )
+        .step(Step::new("last", job("k")).after(["after"]));
+    assert!(client.submit_flow(flow).await.unwrap().created);
+    let state = |id: &str| {
+        let inspector = inspector.clone();
+        let id = id.to_owned();
+        async move { inspector.job(&id).await.unwrap().state }
+    };
+    assert_eq!(state("flow:by-hand:x").await, JobState::Pending);
+
+    inspector.cancel("flow:by-hand:x").await.unwrap();
+    // No waiting: the skip went on through "third" and released "last" in the home queue.
+    let info = inspector.flow("by-hand").await.unwrap();
+    let states: Vec<(&str, &str)> = info
+        .steps
+        .iter()
+        .map(|s| (s.id.as_str(), s.state.as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("x", "cancelled"),
+            ("after", "skipped"),
+            ("last", "pending")
+        ]
+    );
+    assert_eq!(state("flow:by-hand:last").await, JobState::Pending);
+}
