@@ -1,14 +1,15 @@
 //! `Client`: the producer and admin calls, each blocking or awaitable (`aio`).
 
 use crate::bridge::{self, Convert};
-use crate::convert::{self, from_json, opt_duration, to_json};
+use crate::convert::{self, from_json, to_json};
 use crate::enqueued::{PartialEnqueue, enqueued, py_bool};
 use crate::errors::invalid;
 use crate::lock::Lock;
+use crate::new_job::{JobArgs, new_job, new_job_from_dict};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 use std::time::Duration;
-use tickq::{Catchup, NewJob, Overlap, ScheduleSpec, Task};
+use tickq::{Catchup, Overlap, ScheduleSpec, Task};
 
 /// A connection to tickq on one Redis. Cheap to share between threads and tasks.
 #[pyclass(module = "tickq._tickq", frozen)]
@@ -32,111 +33,6 @@ fn none<T>() -> Convert<T> {
 
 fn string(py: Python<'_>, s: String) -> PyResult<Py<PyAny>> {
     Ok(PyString::new(py, &s).into_any().unbind())
-}
-
-/// Everything `enqueue` accepts besides queue and kind, as Python gave it.
-#[derive(Default)]
-pub(crate) struct JobArgs<'py> {
-    pub(crate) payload: Option<Bound<'py, PyAny>>,
-    pub(crate) delay: Option<Bound<'py, PyAny>>,
-    pub(crate) at: Option<Bound<'py, PyAny>>,
-    pub(crate) id: Option<String>,
-    pub(crate) unique_for: Option<Bound<'py, PyAny>>,
-    pub(crate) unique_key: Option<String>,
-    pub(crate) max_attempts: Option<u32>,
-    pub(crate) timeout: Option<Bound<'py, PyAny>>,
-    pub(crate) priority: Option<i32>,
-    pub(crate) meta: Option<Bound<'py, PyAny>>,
-    pub(crate) shard_key: Option<String>,
-}
-
-const JOB_KEYS: &str = "queue, kind, payload, delay, at, id, unique_for, unique_key, max_attempts, timeout, priority, meta, shard_key";
-
-pub(crate) fn new_job(queue: &str, kind: &str, a: JobArgs<'_>) -> PyResult<NewJob> {
-    let mut job = NewJob::new(queue, kind);
-    if let Some(payload) = &a.payload {
-        job = job.payload(to_json(payload)?);
-    }
-    match (
-        a.delay.as_ref().filter(|d| !d.is_none()),
-        a.at.as_ref().filter(|t| !t.is_none()),
-    ) {
-        (Some(_), Some(_)) => return Err(invalid("give delay or at, not both")),
-        (Some(d), None) => job = job.delay(convert::duration("delay", d)?),
-        (None, Some(t)) => job = job.at(convert::timestamp("at", t)?),
-        (None, None) => {}
-    }
-    if let Some(id) = a.id {
-        job = job.id(id);
-    }
-    if let Some(ttl) = opt_duration("unique_for", a.unique_for.as_ref())? {
-        job = job.unique_for(ttl);
-    }
-    if let Some(key) = a.unique_key {
-        if a.unique_for.is_none() {
-            return Err(invalid(
-                "unique_key needs unique_for (how long the job stays unique)",
-            ));
-        }
-        job = job.unique_key(key);
-    }
-    if let Some(n) = a.max_attempts {
-        job = job.max_attempts(n);
-    }
-    if let Some(t) = opt_duration("timeout", a.timeout.as_ref())? {
-        job = job.timeout(t);
-    }
-    if let Some(p) = a.priority {
-        job = job.priority(p);
-    }
-    if let Some(key) = a.shard_key {
-        job = job.shard_key(key);
-    }
-    if let Some(meta) = a.meta.filter(|m| !m.is_none()) {
-        let meta = meta
-            .cast::<PyDict>()
-            .map_err(|_| invalid("meta must be a dict of str to str"))?;
-        for (k, v) in meta.iter() {
-            job = job.meta(k.extract::<String>()?, v.extract::<String>()?);
-        }
-    }
-    Ok(job)
-}
-
-/// One job of `enqueue_bulk`: a dict with the keyword arguments of `enqueue`.
-fn new_job_from_dict(item: &Bound<'_, PyAny>) -> PyResult<NewJob> {
-    let d = item
-        .cast::<PyDict>()
-        .map_err(|_| invalid(format!("each bulk job must be a dict with keys {JOB_KEYS}")))?;
-    let mut queue = None;
-    let mut kind = None;
-    let mut a = JobArgs::default();
-    for (k, v) in d.iter() {
-        let key: String = k.extract()?;
-        match key.as_str() {
-            "queue" => queue = Some(v.extract::<String>()?),
-            "kind" => kind = Some(v.extract::<String>()?),
-            "payload" => a.payload = Some(v),
-            "delay" => a.delay = Some(v),
-            "at" => a.at = Some(v),
-            "id" => a.id = v.extract()?,
-            "unique_for" => a.unique_for = Some(v),
-            "unique_key" => a.unique_key = v.extract()?,
-            "max_attempts" => a.max_attempts = v.extract()?,
-            "timeout" => a.timeout = Some(v),
-            "priority" => a.priority = v.extract()?,
-            "meta" => a.meta = Some(v),
-            "shard_key" => a.shard_key = v.extract()?,
-            other => {
-                return Err(invalid(format!(
-                    "unknown bulk job key {other:?}; known keys: {JOB_KEYS}"
-                )));
-            }
-        }
-    }
-    let queue = queue.ok_or_else(|| invalid("a bulk job needs a queue"))?;
-    let kind = kind.ok_or_else(|| invalid("a bulk job needs a kind"))?;
-    new_job(&queue, &kind, a)
 }
 
 /// A job as stored, with its state and history.

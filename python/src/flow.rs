@@ -1,8 +1,8 @@
 //! Workflows from Python: step dicts and batch dicts become a `tickq::Workflow`
 //! (docs/workflows.md; the same fields as a `tickq flow run` file).
 
-use crate::client::{JobArgs, new_job};
 use crate::errors::invalid;
+use crate::new_job::{JobArgs, new_job};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use tickq::{Batch, ParentFailure, Step, Workflow};

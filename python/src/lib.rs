@@ -8,6 +8,7 @@
 //! | `client.rs` | `Client`: enqueue, jobs, schedules, workflows; `JobInfo`, `ScheduleInfo` |
 //! | `enqueued.rs` | `Enqueued`, and `PartialEnqueue` for a bulk that failed part way |
 //! | `flow.rs` | workflows from Python dicts |
+//! | `new_job.rs` | a `NewJob` from `enqueue`'s arguments or a bulk dict |
 //! | `lock.rs` | `Lock`: a `LockGuard` with its lost signal and fenced store |
 //! | `worker.rs` | `Worker`: a Rust `Handler` per Python callable, the thread pool, the asyncio pump |
 //!
@@ -23,6 +24,7 @@ mod enqueued;
 mod errors;
 mod flow;
 mod lock;
+mod new_job;
 mod worker;
 
 use pyo3::prelude::*;
