@@ -317,6 +317,24 @@ fn document<T: serde::Serialize>(py: Python<'_>, doc: T) -> PyResult<Py<PyAny>> 
     Ok(from_json(py, &json)?.unbind())
 }
 
+impl Client {
+    /// An inspector call, blocking or awaitable (`aio`), its answer turned into Python by
+    /// `convert`.
+    fn inspect<T, F>(
+        &self,
+        py: Python<'_>,
+        aio: bool,
+        call: impl FnOnce(tickq::Inspector) -> F,
+        convert: Convert<T>,
+    ) -> PyResult<Py<PyAny>>
+    where
+        F: std::future::Future<Output = tickq::Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        bridge::run(py, aio, call(self.inspector.clone()), convert)
+    }
+}
+
 #[pymethods]
 impl Client {
     /// Connect to `url` (every form the Rust client takes), with a private CA and a client
@@ -490,11 +508,10 @@ impl Client {
         let action: tickq::JobAction = action
             .parse()
             .map_err(|e: tickq::Error| invalid(e.to_string()))?;
-        let inspector = self.inspector.clone();
-        bridge::run(
+        self.inspect(
             py,
             aio,
-            async move { inspector.act(action, &id).await },
+            move |i| async move { i.act(action, &id).await },
             boxed(document),
         )
     }
@@ -502,22 +519,20 @@ impl Client {
     /// Per queue: counts by state, processed, failed, paused, limits (the `tickq stats --json`
     /// document).
     fn stats(&self, py: Python<'_>, aio: bool) -> PyResult<Py<PyAny>> {
-        let inspector = self.inspector.clone();
-        bridge::run(
+        self.inspect(
             py,
             aio,
-            async move { inspector.stats().await },
+            move |i| async move { i.stats().await },
             boxed(document),
         )
     }
 
     /// The live nodes (workers with their queues and running jobs), as `tickq nodes --json`.
     fn nodes(&self, py: Python<'_>, aio: bool) -> PyResult<Py<PyAny>> {
-        let inspector = self.inspector.clone();
-        bridge::run(
+        self.inspect(
             py,
             aio,
-            async move { inspector.nodes().await },
+            move |i| async move { i.nodes().await },
             boxed(document),
         )
     }
@@ -591,21 +606,19 @@ impl Client {
             .transpose()
             .map_err(|e| invalid(e.to_string()))?;
         let limits = tickq::QueueLimits { concurrency, rate };
-        let inspector = self.inspector.clone();
-        bridge::run(
+        self.inspect(
             py,
             aio,
-            async move { inspector.set_limits(&queue, limits).await },
+            move |i| async move { i.set_limits(&queue, limits).await },
             boxed(document),
         )
     }
 
     fn limits(&self, py: Python<'_>, aio: bool, queue: String) -> PyResult<Py<PyAny>> {
-        let inspector = self.inspector.clone();
-        bridge::run(
+        self.inspect(
             py,
             aio,
-            async move { inspector.limits(&queue).await },
+            move |i| async move { i.limits(&queue).await },
             boxed(document),
         )
     }
@@ -615,11 +628,10 @@ impl Client {
         let state: tickq::JobState = state
             .parse()
             .map_err(|e: tickq::Error| invalid(e.to_string()))?;
-        let inspector = self.inspector.clone();
-        bridge::run(
+        self.inspect(
             py,
             aio,
-            async move { inspector.purge(&queue, state).await },
+            move |i| async move { i.purge(&queue, state).await },
             boxed(document),
         )
     }
@@ -657,51 +669,46 @@ impl Client {
     }
 
     fn schedule(&self, py: Python<'_>, aio: bool, name: String) -> PyResult<Py<PyAny>> {
-        let inspector = self.inspector.clone();
-        bridge::run(
+        self.inspect(
             py,
             aio,
-            async move { inspector.schedule(&name).await },
+            move |i| async move { i.schedule(&name).await },
             boxed(schedule_info),
         )
     }
 
     fn remove_schedule(&self, py: Python<'_>, aio: bool, name: String) -> PyResult<Py<PyAny>> {
-        let inspector = self.inspector.clone();
-        bridge::run(
+        self.inspect(
             py,
             aio,
-            async move { inspector.remove_schedule(&name).await },
+            move |i| async move { i.remove_schedule(&name).await },
             none(),
         )
     }
 
     fn pause_schedule(&self, py: Python<'_>, aio: bool, name: String) -> PyResult<Py<PyAny>> {
-        let inspector = self.inspector.clone();
-        bridge::run(
+        self.inspect(
             py,
             aio,
-            async move { inspector.pause_schedule(&name).await },
+            move |i| async move { i.pause_schedule(&name).await },
             none(),
         )
     }
 
     fn resume_schedule(&self, py: Python<'_>, aio: bool, name: String) -> PyResult<Py<PyAny>> {
-        let inspector = self.inspector.clone();
-        bridge::run(
+        self.inspect(
             py,
             aio,
-            async move { inspector.resume_schedule(&name).await },
+            move |i| async move { i.resume_schedule(&name).await },
             none(),
         )
     }
 
     fn trigger_schedule(&self, py: Python<'_>, aio: bool, name: String) -> PyResult<Py<PyAny>> {
-        let inspector = self.inspector.clone();
-        bridge::run(
+        self.inspect(
             py,
             aio,
-            async move { inspector.trigger_schedule(&name).await },
+            move |i| async move { i.trigger_schedule(&name).await },
             boxed(|py, t: tickq::ScheduleTriggered| enqueued(py, t.jobs)),
         )
     }
@@ -749,11 +756,10 @@ impl Client {
 
     /// One workflow with its steps (the `tickq flow show --json` document).
     fn flow(&self, py: Python<'_>, aio: bool, id: String) -> PyResult<Py<PyAny>> {
-        let inspector = self.inspector.clone();
-        bridge::run(
+        self.inspect(
             py,
             aio,
-            async move { inspector.flow(&id).await },
+            move |i| async move { i.flow(&id).await },
             boxed(document),
         )
     }
@@ -767,11 +773,10 @@ impl Client {
         queue: Option<String>,
         limit: usize,
     ) -> PyResult<Py<PyAny>> {
-        let inspector = self.inspector.clone();
-        bridge::run(
+        self.inspect(
             py,
             aio,
-            async move { inspector.flows(queue.as_deref(), limit).await },
+            move |i| async move { i.flows(queue.as_deref(), limit).await },
             boxed(document),
         )
     }
