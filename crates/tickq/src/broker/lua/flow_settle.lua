@@ -68,19 +68,7 @@ local function ready(fk, jp)
       released[#released + 1] = id
     end
   end
-  if #released == 0 then return end
-  local seq = redis.call('INCRBY', queue_key(prefix, 'seq'), #released) - #released
-  local pairs = {}
-  for n, id in ipairs(released) do
-    job_set(prefix, id, 'state', 'pending', 'due', now_s)
-    local prio = job_get(prefix, id, {'priority'})[1]
-    pairs[#pairs + 1] = pending_score(tonumber(prio) or 0, seq + n)
-    pairs[#pairs + 1] = id
-    event('pending', id)
-  end
-  zrem_many(queue_key(prefix, 'waiting'), released)
-  zadd_many(KEYS[1], pairs)
-  wake(queue_key(prefix, 'wake'))
+  release_steps(prefix, released, now_s)
 end
 
 for i = 2, #ARGV, 2 do

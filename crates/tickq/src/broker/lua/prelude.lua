@@ -306,6 +306,24 @@ local function flow_tell(prefix, flow_id, step, target, version, outcome, result
     str(version) .. ' ' .. outcome .. ' ' .. (result or ''))
 end
 
+-- Release waiting workflow steps of this queue (ids), due now: pending in their priority's
+-- FIFO order, out of the waiting index, and a worker woken.
+local function release_steps(prefix, ids, now_s)
+  if #ids == 0 then return end
+  local seq = redis.call('INCRBY', queue_key(prefix, 'seq'), #ids) - #ids
+  local pairs = {}
+  for n, id in ipairs(ids) do
+    job_set(prefix, id, 'state', 'pending', 'due', now_s)
+    local prio = job_get(prefix, id, {'priority'})[1]
+    pairs[#pairs + 1] = pending_score(tonumber(prio) or 0, seq + n)
+    pairs[#pairs + 1] = id
+    event('pending', id)
+  end
+  zrem_many(queue_key(prefix, 'waiting'), ids)
+  zadd_many(queue_key(prefix, 'pending'), pairs)
+  wake(queue_key(prefix, 'wake'))
+end
+
 -- Settle the steps in `work` and whatever follows from them, in this queue, in this call.
 -- `work` holds {step, outcome, result, remote}: `remote` = the end of a step of another queue,
 -- already recorded by `flow_settle`: only its children here are settled; otherwise a step of
@@ -404,20 +422,7 @@ local function flow_settle_steps(prefix, flow_key, work, now)
       end
     end
   end
-  if #released > 0 then
-    local seq = redis.call('INCRBY', queue_key(prefix, 'seq'), #released) - #released
-    local pairs = {}
-    for n, cid in ipairs(released) do
-      job_set(prefix, cid, 'state', 'pending', 'due', now_s)
-      local prio = job_get(prefix, cid, {'priority'})[1]
-      pairs[#pairs + 1] = pending_score(tonumber(prio) or 0, seq + n)
-      pairs[#pairs + 1] = cid
-      event('pending', cid)
-    end
-    zrem_many(queue_key(prefix, 'waiting'), released)
-    zadd_many(queue_key(prefix, 'pending'), pairs)
-    wake(queue_key(prefix, 'wake'))
-  end
+  release_steps(prefix, released, now_s)
   flow_trim(prefix, now, 10)
 end
 
