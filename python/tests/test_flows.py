@@ -3,13 +3,15 @@ results, failure policies, batch callbacks, cancel, retry, the list."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from typing import Any, Dict, List
 
 import pytest
 
 import tickq
 
-from helpers import running, wait_for
+from helpers import LIMIT, Redis, python_process, running, wait_for
 
 
 def flow_state(client: tickq.Client, id: str) -> str:
@@ -144,3 +146,54 @@ def test_steps_in_other_queues_run_after_their_parents_with_their_results(client
     assert sorted(order[:2]) == ["p1@exports", "p2@home"] and order[2:] == ["report@reports"]
     assert seen == {"p1": "rows-1", "p2": "rows-2"}
     assert {s["id"]: s["queue"] for s in client.flow(id)["steps"]} == {"p1": "exports", "p2": "home", "report": "reports"}
+
+
+FAN_IN_WORKER = """
+import sys, tickq
+client = tickq.Client(sys.argv[1])
+worker = tickq.Worker(client, queues=["q"], concurrency=16, node=sys.argv[2])
+
+@worker.handler("part")
+def part(job):
+    return str(job.payload["n"])
+
+@worker.handler("sum")
+def total(job):
+    results = job.parent_results()
+    # One log job per run of the child: the test counts them.
+    client.enqueue("log", "run", {"flow": job.flow_id, "parents": len(results),
+                                  "ended": sum(1 for v in results.values() if v is not None)})
+
+worker.run()
+"""
+
+
+def test_a_fan_in_of_200_parents_on_3_worker_processes_runs_its_child_once_after_all(redis: Redis, client: tickq.Client) -> None:
+    parents, rounds = 200, 50
+    procs = [python_process(FAN_IN_WORKER, redis.url, f"node{n}") for n in range(3)]
+    try:
+        for r in range(rounds):
+            steps: List[Dict[str, Any]] = [{"id": f"p{i}", "kind": "part", "payload": {"n": i}} for i in range(parents)]
+            steps.append({"id": "sum", "kind": "sum", "after": [f"p{i}" for i in range(parents)]})
+            client.submit_flow("q", "fan-in", steps, id=f"round-{r}")
+        wait_for(
+            "every round's child to run",
+            lambda: all(flow_state(client, f"round-{r}") == "succeeded" for r in range(rounds)),
+            limit=120,
+        )
+        logged = client.jobs("log", "pending", limit=1000)["jobs"]
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(LIMIT)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    runs = sorted((j["payload"]["flow"], j["payload"]["parents"], j["payload"]["ended"]) for j in logged)
+    # Each child ran exactly once, and only after all 200 of its parents had completed.
+    assert runs == [(f"round-{r}", parents, parents) for r in sorted(range(rounds), key=lambda r: f"round-{r}")]
+    # The parents really completed on several processes at once (the newest round's jobs are
+    # still kept; older ones left the completed index's cap).
+    nodes = {str(client.job(f"flow:round-{rounds - 1}:p{i}", "q").worker).split(":")[0] for i in range(parents)}
+    assert len(nodes) >= 2, nodes
