@@ -1,4 +1,5 @@
--- prelude: helpers shared by every script (scripts.rs prepends this file to each one).
+-- prelude: helpers shared by every script (scripts.rs puts the definitions a script names,
+-- and those they use, before it: `prelude_for`).
 -- Scripts never invent key names: fixed keys come in KEYS, job keys are ARGV[1] (the queue's
 -- job key prefix, built by keys.rs) followed by the job id, and a job's unique-key reservation
 -- is named in its hash (field `unique`, the full key built by keys.rs at enqueue).
