@@ -77,6 +77,25 @@ impl Env {
             .unwrap()
     }
 
+    /// Claim the next pending job with a real `lease`, then wait until Redis' clock (the one
+    /// the scripts read) is past it: an expired lease made the ordinary way.
+    pub(super) async fn claim_until_expired(&self, lease: Duration) -> ClaimBatch {
+        let batch = self
+            .broker
+            .claim(&self.keys, "w1", lease, 1, Duration::ZERO)
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.now().await <= batch.lease_until_ms {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "Redis time stands still"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        batch
+    }
+
     /// Claim exactly the job `id` (it must be the next pending one); answers its fence.
     pub(super) async fn claim_next(&self, id: &str) -> u64 {
         let batch = self.claim("w1", 1).await;
@@ -1300,19 +1319,7 @@ async fn renew_of_a_job_not_held_with_that_fence_is_lost_and_changes_nothing() {
 async fn renew_after_the_deadline_is_lost_even_with_the_right_fence() {
     let env = start().await;
     env.enqueue(job("a")).await;
-    let batch = env
-        .broker
-        .claim(&env.keys, "w1", Duration::from_millis(1), 1, Duration::ZERO)
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while env.now().await <= batch.lease_until_ms {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Redis time stands still"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    let batch = env.claim_until_expired(Duration::from_millis(1)).await;
     let before = env.snapshot().await;
 
     let fence = batch.jobs[0].fence;
@@ -1359,19 +1366,7 @@ async fn recover_returns_an_expired_job_to_pending_with_its_attempt_kept() {
     let env = start().await;
     env.enqueue(job("a").max_attempts(3)).await;
     // A real short lease that runs out by Redis' clock.
-    let batch = env
-        .broker
-        .claim(&env.keys, "w1", Duration::from_millis(5), 1, Duration::ZERO)
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while env.now().await <= batch.lease_until_ms {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Redis time stands still"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let batch = env.claim_until_expired(Duration::from_millis(5)).await;
 
     let out = env.broker.recover(&env.keys, &KEEP, 100).await.unwrap();
 
