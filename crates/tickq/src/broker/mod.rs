@@ -205,6 +205,7 @@ pub(crate) fn wake_command(keys: &QueueKeys) -> redis::Cmd {
     let mut cmd = redis::cmd("XADD");
     cmd.arg(&keys.wake)
         .arg("MAXLEN")
+        .arg("~")
         .arg(1)
         .arg("*")
         .arg("w")

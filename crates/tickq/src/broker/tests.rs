@@ -314,15 +314,15 @@ pub(super) async fn snapshot(conn: &Conn) -> BTreeMap<String, String> {
                 format!("{s:?}")
             }
             "string" => conn.get(&key).await.unwrap(),
-            // The wake stream: whether a wake-up is there (entry ids are times, and a repeated
-            // wake-up is not a change of state).
+            // The wake stream: whether a wake-up is there (entry ids are times, the stream is
+            // trimmed approximately, and a repeated wake-up is not a change of state).
             "stream" => {
                 let len: i64 = redis::cmd("XLEN")
                     .arg(&key)
                     .query_async(&mut conn)
                     .await
                     .unwrap();
-                format!("stream of {len}")
+                format!("stream, woken: {}", len > 0)
             }
             other => panic!("unexpected key type {other} of {key}"),
         };
@@ -2132,6 +2132,51 @@ async fn a_paused_queue_leases_nothing_and_tells_workers_to_sleep() {
     assert!(env.broker.set_paused(&env.keys, true).await.unwrap());
     assert!(env.claim("w1", 10).await.jobs.is_empty());
     assert!(env.broker.counts(&env.keys).await.unwrap().paused);
+}
+
+/// The stream is trimmed approximately, so a burst of wake-ups leaves many entries: a worker
+/// reads them all at once and acts on the newest, not once per entry.
+#[tokio::test]
+async fn a_burst_of_wake_ups_is_read_at_once() {
+    let env = start().await;
+    for _ in 0..150 {
+        let () = wake_command(&env.keys)
+            .query_async(&mut env.conn.clone())
+            .await
+            .unwrap();
+    }
+    let newest: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
+        .arg(&env.keys.wake)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut env.conn.clone())
+        .await
+        .unwrap();
+    let block = Duration::from_millis(50);
+    let mut conn = env.broker.blocking_connection(block).await.unwrap();
+
+    let seen = env
+        .broker
+        .wait_for_wake(&mut conn, &env.keys, "0-0", block)
+        .await;
+
+    let seen = seen.unwrap().expect("entries are there");
+    assert_eq!(seen, newest[0].0, "the newest entry, in one read");
+    // Nothing newer: the next read waits out its block.
+    let again = env
+        .broker
+        .wait_for_wake(&mut conn, &env.keys, &seen, block)
+        .await;
+    assert_eq!(again.unwrap(), None);
+    // Trimmed: old entries go a node at a time, so the stream stays small.
+    let len: u64 = redis::cmd("XLEN")
+        .arg(&env.keys.wake)
+        .query_async(&mut env.conn.clone())
+        .await
+        .unwrap();
+    assert!((1..=200).contains(&len), "{len} entries");
 }
 
 #[tokio::test]
