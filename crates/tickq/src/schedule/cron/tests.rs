@@ -721,10 +721,12 @@ fn end_of_time() {
 // ---------------------------------------------------------------------------------------------
 // Real DST transitions: one table, one checker
 
-/// One zone and fire times around its transitions, each transition described in a comment
-/// above its rows.
+/// One zone, the transitions the rows are about (checked against the time zone database, so
+/// that the rows cannot silently test a quiet day), and fire times around them, each
+/// transition described in a comment above its rows.
 struct DstZone {
     zone: &'static str,
+    transitions: &'static [&'static str],
     fires: &'static [Fires],
 }
 
@@ -737,6 +739,7 @@ type Fires = (&'static str, &'static str, &'static [&'static str]);
 const DST_ZONES: &[DstZone] = &[
     DstZone {
         zone: "Asia/Kolkata",
+        transitions: &[],
         fires: &[
             // +05:30 all year: nothing shifts on the days the other zones change.
             ("30 2 * * *", "2026-03-07T00:00:00Z",
@@ -751,6 +754,7 @@ const DST_ZONES: &[DstZone] = &[
     },
     DstZone {
         zone: "America/New_York",
+        transitions: &["2026-03-08T07:00:00Z", "2026-11-01T06:00:00Z"],
         fires: &[
             // 2026-03-08 07:00Z: 02:00 EST becomes 03:00 EDT; 02:00-02:59 does not exist.
             ("30 2 * * *", "2026-03-06T12:00:00Z",
@@ -816,6 +820,7 @@ const DST_ZONES: &[DstZone] = &[
     },
     DstZone {
         zone: "Europe/London",
+        transitions: &["2026-03-29T01:00:00Z", "2026-10-25T01:00:00Z"],
         fires: &[
             // 2026-03-29 01:00Z: 01:00 GMT becomes 02:00 BST.
             ("30 1 * * *", "2026-03-27T12:00:00Z",
@@ -842,6 +847,7 @@ const DST_ZONES: &[DstZone] = &[
     },
     DstZone {
         zone: "Australia/Lord_Howe",
+        transitions: &["2026-04-04T15:00:00Z", "2026-10-03T15:30:00Z"],
         fires: &[
             // 2026-04-04 15:00Z: 02:00 +11 becomes 01:30 +10:30; 01:30-01:59 happens at
             // 14:30Z-14:59Z and at 15:00Z-15:29Z.
@@ -876,6 +882,7 @@ const DST_ZONES: &[DstZone] = &[
     },
     DstZone {
         zone: "America/Santiago",
+        transitions: &["2026-04-05T03:00:00Z", "2026-09-06T04:00:00Z"],
         fires: &[
             // 2026-04-05 03:00Z: 00:00 -03 becomes 23:00 -04 of the day before; 23:00-23:59 on
             // 2026-04-04 happens at 02:00Z-02:59Z and at 03:00Z-03:59Z.
@@ -899,6 +906,7 @@ const DST_ZONES: &[DstZone] = &[
     },
     DstZone {
         zone: "Pacific/Apia",
+        transitions: &["2011-12-30T10:00:00Z"],
         fires: &[
             // Pacific/Apia went from 2011-12-29 23:59:59 -10 to 2011-12-31 00:00 +14 at
             // 2011-12-30 10:00Z: 2011-12-30 never happened there.
@@ -916,9 +924,17 @@ const DST_ZONES: &[DstZone] = &[
 #[test]
 fn fire_times_around_real_dst_transitions() {
     let mut wrong = Vec::new();
-    for &DstZone { zone, fires: rows } in DST_ZONES {
-        assert!(!rows.is_empty(), "{zone}: no rows");
-        for &(expr, after, expected) in rows {
+    for dst in DST_ZONES {
+        let zone = dst.zone;
+        assert!(!dst.fires.is_empty(), "{zone}: no rows");
+        let tz = TimeZone::get(zone).unwrap();
+        for &at in dst.transitions {
+            let next = tz.following(ts(at) - SignedDuration::from_secs(1)).next();
+            if next.map(|t| t.timestamp()) != Some(ts(at)) {
+                wrong.push(format!("{zone} has no transition at {at}"));
+            }
+        }
+        for &(expr, after, expected) in dst.fires {
             let got = fires(expr, zone, after, expected.len());
             if got != expected {
                 wrong.push(format!(
@@ -929,7 +945,7 @@ fn fire_times_around_real_dst_transitions() {
     }
     assert!(
         wrong.is_empty(),
-        "wrong rows in DST_ZONES ({}):\n{}",
+        "DST_ZONES disagrees with the code or the time zone database ({}):\n{}",
         wrong.len(),
         wrong.join("\n")
     );
