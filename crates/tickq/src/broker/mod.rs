@@ -267,24 +267,3 @@ use std::collections::BTreeMap;
 
 #[cfg(test)]
 mod tests;
-
-#[cfg(test)]
-mod lifecycle_tests;
-
-#[cfg(test)]
-mod unique_tests;
-
-#[cfg(test)]
-mod enqueue_tests;
-
-#[cfg(test)]
-mod limits_tests;
-
-#[cfg(test)]
-mod flow_tests;
-
-#[cfg(test)]
-mod flow_prop_tests;
-
-#[cfg(test)]
-mod flow_cross_tests;

@@ -12,6 +12,15 @@ use crate::broker::conn::Conn;
 use std::collections::BTreeSet;
 use tickq_testkit::TestRedis;
 
+// The other script tests, by subject; each says what it covers at its top.
+mod enqueue;
+mod flow;
+mod flow_cross;
+mod flow_prop;
+mod lifecycle;
+mod limits;
+mod unique;
+
 pub(super) const Q: &str = "q";
 /// A lease that does not run out during a test.
 pub(super) const LEASE: Duration = Duration::from_secs(600);
@@ -111,7 +120,7 @@ impl Env {
     /// never claimed). Jobs that need a claim must be the next pending job.
     pub(super) async fn put(&self, id: &str, state: JobState) -> u64 {
         match state {
-            JobState::Waiting => panic!("only a workflow makes a waiting job (flow_tests.rs)"),
+            JobState::Waiting => panic!("only a workflow makes a waiting job (tests/flow.rs)"),
             JobState::Scheduled => {
                 self.enqueue(job(id).delay(HOUR)).await;
                 0

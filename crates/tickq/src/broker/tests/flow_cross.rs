@@ -3,8 +3,8 @@
 //! (docs/workflows.md, "Steps in other queues"). Each test drives the scripts one by one, so
 //! the moments between them (a crash after the ending script, a relay repeated) are explicit.
 
-use super::tests::{KEEP, LEASE};
-use super::*;
+use super::{KEEP, LEASE};
+use crate::broker::*;
 use crate::flow::{ParentFailure, Step, Workflow, step_job_id};
 use crate::inspect::{FlowInfo, FlowState, Inspector};
 use redis::AsyncCommands;
