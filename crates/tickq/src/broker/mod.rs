@@ -34,6 +34,7 @@ mod value;
 mod wake;
 
 pub use admin::CancelOutcome;
+pub(crate) use flows::ORPHAN_PART_AGE;
 pub(crate) use jobs::{AckOutcome, Claimed, FailMode, FailOutcome};
 pub(crate) use read::PageQuery;
 

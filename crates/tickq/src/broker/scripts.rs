@@ -206,6 +206,7 @@ scripts! {
     flow_cancel,
     flow_settle,
     flow_relayed,
+    flow_drop_part,
 }
 
 #[cfg(test)]
@@ -240,6 +241,7 @@ mod tests {
             ("flow_cancel", include_str!("lua/flow_cancel.lua")),
             ("flow_settle", include_str!("lua/flow_settle.lua")),
             ("flow_relayed", include_str!("lua/flow_relayed.lua")),
+            ("flow_drop_part", include_str!("lua/flow_drop_part.lua")),
         ];
         for (name, body) in allow_oom {
             assert!(
@@ -265,7 +267,7 @@ mod tests {
             );
             assert!(!assemble(body).starts_with("#!"));
         }
-        assert_eq!(SCRIPTS.all().len(), 31);
+        assert_eq!(SCRIPTS.all().len(), 32);
     }
 
     /// Cutting the prelude into definitions loses no line, and a body that names every

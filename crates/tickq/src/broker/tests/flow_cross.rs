@@ -3,7 +3,7 @@
 //! (docs/workflows.md, "Steps in other queues"). Each test drives the scripts one by one, so
 //! the moments between them (a crash after the ending script, a relay repeated) are explicit.
 
-use super::{KEEP, LEASE};
+use super::{HOUR, KEEP, LEASE};
 use crate::broker::*;
 use crate::flow::{ParentFailure, Step, Workflow, step_job_id};
 use crate::inspect::{FlowInfo, FlowState, Inspector};
@@ -546,6 +546,91 @@ async fn a_submit_that_stops_before_its_home_runs_nothing_and_a_repeat_completes
     env.relay(0).await;
     env.relay(1).await;
     assert_eq!(env.claim_all(2).await.len(), 1);
+}
+
+/// What the janitor's orphan check sees of queue `q`: the parts it lists, and each one's steps.
+impl XEnv {
+    async fn listed_parts(&self, q: usize) -> usize {
+        self.broker
+            .conn()
+            .zcard(&self.broker.keys(&self.q[q]).flow_parts)
+            .await
+            .unwrap()
+    }
+
+    async fn drop_orphans(&self, q: usize, age: Duration) -> u64 {
+        self.broker
+            .drop_orphan_parts(&self.broker.keys(&self.q[q]), age, 100)
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_whose_home_never_came_is_dropped_with_its_steps_once_old_enough() {
+    let env = xstart().await;
+    let flow = Workflow::new(&env.q[0], "half")
+        .id("f")
+        .step(env.step(0, "a"))
+        .step(env.step(1, "b"))
+        .step(env.step(2, "c").after(["a", "b"]));
+    env.submit_with_home_blocked(&flow).await;
+    assert_eq!(
+        (env.listed_parts(1).await, env.listed_parts(2).await),
+        (1, 1)
+    );
+    // c is cancelled by hand meanwhile: it goes with its part all the same.
+    let q2 = env.broker.keys(&env.q[2]);
+    env.broker.cancel(&q2, &KEEP, &jid("c")).await.unwrap();
+
+    // Younger than the age: kept.
+    assert_eq!(env.drop_orphans(1, HOUR).await, 0);
+    assert_eq!(env.state(1, "b").await.as_deref(), Some("waiting"));
+    // Old enough, and no home: each part goes with its step job.
+    assert_eq!(env.drop_orphans(1, Duration::ZERO).await, 1);
+    assert_eq!(env.drop_orphans(2, Duration::ZERO).await, 1);
+    assert_eq!(env.state(1, "b").await, None);
+    assert_eq!(env.state(2, "c").await, None);
+    for q in 1..3 {
+        let keys = env.broker.keys(&env.q[q]);
+        assert!(!env.broker.flow_exists(&keys, "f").await.unwrap());
+        assert_eq!(env.listed_parts(q).await, 0);
+    }
+    assert_eq!(env.waiting().await, 0);
+    let cancelled: usize = env.broker.conn().zcard(&q2.cancelled).await.unwrap();
+    assert_eq!(cancelled, 0);
+    // Twice: nothing left to drop.
+    assert_eq!(env.drop_orphans(1, Duration::ZERO).await, 0);
+
+    // The same submit again, unblocked, creates it all anew and runs it.
+    env.unblock_and_submit(&flow).await;
+    env.relay(0).await;
+    assert_eq!(env.state(1, "b").await.as_deref(), Some("pending"));
+    assert_eq!(env.listed_parts(1).await, 0, "ready: no longer listed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_whose_home_exists_is_not_an_orphan_while_its_ready_is_on_the_way() {
+    let env = xstart().await;
+    let flow = Workflow::new(&env.q[0], "whole")
+        .id("f")
+        .step(env.step(0, "a"))
+        .step(env.step(1, "b"));
+    assert!(env.submit(&flow).await);
+    // The submit handed the home's `ready` on: the part is no longer listed.
+    assert_eq!(env.listed_parts(1).await, 0);
+    assert_eq!(env.state(1, "b").await.as_deref(), Some("pending"));
+
+    // As if that `ready` were still in the home's outbox (no relay yet): listed, not ready.
+    let part = env.broker.keys(&env.q[1]);
+    let mut conn = env.broker.conn();
+    let () = conn.hdel(part.flow("f"), "ready").await.unwrap();
+    let () = conn.zadd(&part.flow_parts, "f", 1).await.unwrap();
+    // The home exists: kept, and looked at again next time.
+    assert_eq!(env.drop_orphans(1, Duration::ZERO).await, 0);
+    assert!(env.broker.flow_exists(&part, "f").await.unwrap());
+    assert_eq!(env.state(1, "b").await.as_deref(), Some("pending"));
+    assert_eq!(env.listed_parts(1).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
