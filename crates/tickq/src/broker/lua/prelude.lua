@@ -4,10 +4,21 @@
 -- job key prefix, built by keys.rs) followed by the job id, and a job's unique-key reservation
 -- is named in its hash (field `unique`, the full key built by keys.rs at enqueue).
 
--- Redis TIME in milliseconds: the only clock that decides "due" and "expired".
+-- Redis TIME in microseconds: the only clock that decides "due" and "expired". Read once per
+-- script call (a script runs atomically: nothing happens between two readings anyway), so the
+-- clock costs one `TIME` however many helpers ask.
+local clock_read = nil
+local function clock_us()
+  if not clock_read then
+    local t = redis.call('TIME')
+    clock_read = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  end
+  return clock_read
+end
+
+-- Redis TIME in milliseconds.
 local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return math.floor(clock_us() / 1000)
 end
 
 -- A whole number as a string. Redis 7.0 formats every Lua number passed to redis.call with
@@ -26,8 +37,7 @@ end
 -- differ by more than the failover took (seconds). Exact below 2^53 (Lua numbers); the clock
 -- in microseconds is about 2^51 today.
 local function reserve_fences(key, n)
-  local t = redis.call('TIME')
-  local clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local clock = clock_us()
   local last = tonumber(redis.call('GET', key)) or 0
   if last < clock then last = clock end
   redis.call('SET', key, str(last + n))
