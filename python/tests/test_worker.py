@@ -228,7 +228,13 @@ def test_an_async_handler_past_its_timeout_is_cancelled_and_retried(client: tick
 
 
 def test_leases_renew_while_python_holds_the_gil(client: tickq.Client) -> None:
-    lease = 0.45
+    # A lease long enough that a renewal (every lease/3) delayed by a loaded machine still
+    # lands in time, and a GIL hold measured on this machine to outlast it.
+    lease = 1.0
+    started = time.monotonic()
+    sum(range(5_000_000))
+    per_item = (time.monotonic() - started) / 5_000_000
+    hold_items = int(1.5 * lease / per_item)
     held_for = []
     worker = tickq.Worker(client, queues=["q"], concurrency=2, lease=lease)
 
@@ -237,14 +243,14 @@ def test_leases_renew_while_python_holds_the_gil(client: tickq.Client) -> None:
         # sum() over a range runs in C without ever releasing the GIL; each call holds it
         # for longer than the whole lease.
         started = time.monotonic()
-        while time.monotonic() - started < 4 * lease:
+        while time.monotonic() - started < 3 * lease:
             call = time.monotonic()
-            sum(range(60_000_000))
+            sum(range(hold_items))
             held_for.append(time.monotonic() - call)
 
     @worker.handler("nap")
     def nap(job: tickq.Job) -> None:
-        time.sleep(4 * lease)
+        time.sleep(3 * lease)
 
     hog_id = client.enqueue("q", "hog")
     nap_id = client.enqueue("q", "nap")

@@ -64,7 +64,7 @@ struct Args {
     /// Shards of the `sharded` workload's queue. Default: one per master (--cluster N).
     #[arg(long, value_name = "K", requires = "cluster")]
     shards: Option<u32>,
-    /// Workloads to run, in this order. Default: all of them but `scale`.
+    /// Workloads to run, in this order. Default: all of them but `scale` and `layout-floor`.
     #[arg(value_enum)]
     workloads: Vec<Workload>,
 }

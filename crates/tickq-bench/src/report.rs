@@ -240,26 +240,33 @@ impl Report {
     }
 }
 
-/// The `redis_commands` fact of a run, costliest first.
+/// The `redis_commands` facts of a run (one, or one per layout: `redis_commands <label>`),
+/// costliest command first.
 fn print_commands(record: &RunRecord) {
-    let Some(Value::Object(commands)) = record
-        .result
-        .as_ref()
-        .ok()
-        .and_then(|m| m.facts.get("redis_commands"))
-    else {
+    let Ok(measured) = record.result.as_ref() else {
         return;
     };
     let num = |v: &Value, k: &str| v[k].as_f64().unwrap_or(0.0);
-    let mut rows: Vec<(&String, &Value)> = commands.iter().collect();
-    rows.sort_by(|a, b| num(b.1, "usec_per_job").total_cmp(&num(a.1, "usec_per_job")));
-    eprintln!("    {:<20} {:>12} {:>12}", "command", "calls/job", "µs/job");
-    for (cmd, v) in rows {
+    for (fact, value) in &measured.facts {
+        let Some(label) = fact.strip_prefix("redis_commands") else {
+            continue;
+        };
+        let Value::Object(commands) = value else {
+            continue;
+        };
+        let mut rows: Vec<(&String, &Value)> = commands.iter().collect();
+        rows.sort_by(|a, b| num(b.1, "usec_per_job").total_cmp(&num(a.1, "usec_per_job")));
         eprintln!(
-            "    {cmd:<20} {:>12.3} {:>12.3}",
-            num(v, "calls_per_job"),
-            num(v, "usec_per_job")
+            "    {:<20} {:>12} {:>12}{label}",
+            "command", "calls/job", "µs/job"
         );
+        for (cmd, v) in rows {
+            eprintln!(
+                "    {cmd:<20} {:>12.3} {:>12.3}",
+                num(v, "calls_per_job"),
+                num(v, "usec_per_job")
+            );
+        }
     }
 }
 

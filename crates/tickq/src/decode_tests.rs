@@ -309,14 +309,13 @@ fn payloads_read_by_handlers_decode_or_say_why() {
     }
     check("payload", json(), |payload| {
         let job = crate::handler::Job {
-            envelope: std::sync::Arc::new(Envelope::new(
-                "j".into(),
-                "q",
-                "email",
+            contents: std::sync::Arc::new(crate::handler::Contents {
+                id: "j".into(),
+                queue: "q".into(),
+                kind: "email".into(),
                 payload,
-                None,
-                Default::default(),
-            )),
+                meta: Default::default(),
+            }),
             attempt: 1,
             fence: 1,
             due_at: None,

@@ -1,6 +1,5 @@
 //! What a handler sees ([`Job`]) and what it answers ([`JobError`]).
 
-use crate::broker::message::Envelope;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,13 +12,25 @@ use tokio_util::sync::CancellationToken;
 /// fires when the worker must stop it (lease lost, job cancelled, forced shutdown).
 #[derive(Debug, Clone)]
 pub struct Job {
-    pub(crate) envelope: std::sync::Arc<Envelope>,
+    pub(crate) contents: std::sync::Arc<Contents>,
     pub(crate) attempt: u32,
     pub(crate) fence: u64,
     pub(crate) due_at: Option<jiff::Timestamp>,
     pub(crate) stop: CancellationToken,
     /// Where [`Job::progress`] reports to; `None` for a job not run by a worker.
     pub(crate) reporter: Option<Reporter>,
+}
+
+/// What a job carries from its producer, as its handler reads it (the worker fills it from
+/// the stored record; the handler never sees the storage format).
+#[derive(Debug)]
+pub(crate) struct Contents {
+    pub(crate) id: String,
+    /// The queue the job is stored in: a sharded queue's shard (`hot#3`).
+    pub(crate) queue: String,
+    pub(crate) kind: String,
+    pub(crate) payload: serde_json::Value,
+    pub(crate) meta: BTreeMap<String, String>,
 }
 
 /// A running job's line to Redis for progress reports.
@@ -40,29 +51,29 @@ impl fmt::Debug for Reporter {
 impl Job {
     /// The job id: stable across attempts, so side effects can be made idempotent with it.
     pub fn id(&self) -> &str {
-        &self.envelope.id
+        &self.contents.id
     }
 
     /// The queue it came from.
     pub fn queue(&self) -> &str {
         // A job of a sharded queue names its shard in its record (`hot#3`): show the queue.
-        crate::shard::logical(&self.envelope.queue)
+        crate::shard::logical(&self.contents.queue)
     }
 
     /// The job kind.
     pub fn kind(&self) -> &str {
-        &self.envelope.kind
+        &self.contents.kind
     }
 
     /// The raw JSON payload.
     pub fn payload(&self) -> &serde_json::Value {
-        &self.envelope.payload
+        &self.contents.payload
     }
 
     /// The payload decoded into `T`. A payload that does not fit is not worth retrying, so the
     /// error kills the job.
     pub fn payload_as<T: DeserializeOwned>(&self) -> Result<T, JobError> {
-        T::deserialize(&self.envelope.payload)
+        T::deserialize(&self.contents.payload)
             .map_err(|e| JobError::kill(format!("payload does not decode: {e}")))
     }
 
@@ -86,7 +97,7 @@ impl Job {
 
     /// A string tag carried with the job.
     pub fn meta(&self, key: &str) -> Option<&str> {
-        self.envelope.meta.get(key).map(String::as_str)
+        self.contents.meta.get(key).map(String::as_str)
     }
 
     /// Resolves when the worker must stop this job: its time limit passed, the lease was lost,

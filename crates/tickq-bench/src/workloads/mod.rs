@@ -3,6 +3,7 @@
 
 mod admin;
 mod enqueue;
+mod floor;
 mod flow;
 mod idle;
 mod latency;
@@ -68,6 +69,12 @@ pub enum Workload {
     /// Redis CPU, the claim script's p50/p99 time in Redis). Not in the default set: it needs
     /// about 2 GB of Redis memory and a minute.
     Scale,
+    /// The claim and ack scripts alone, in batches of 64 and of 8 with one call in flight:
+    /// Redis' time per job of tickq's shipped scripts beside a lean lab layout with no per-job
+    /// record on the hot path, on the same jobs (what a layout change can still win on this
+    /// Redis). Not in the default set: it measures designs, not tickq's throughput.
+    #[value(name = "layout-floor")]
+    LayoutFloor,
 }
 
 impl Workload {
@@ -105,6 +112,7 @@ impl Workload {
             Workload::Flow1000 => "flow-1000",
             Workload::Flow1000Queues => "flow-1000-queues",
             Workload::Scale => "scale",
+            Workload::LayoutFloor => "layout-floor",
         }
     }
 }
@@ -171,6 +179,7 @@ pub async fn run(workload: Workload, target: &Target, p: &Params) -> Result<Meas
         Workload::Flow1000 => flow::fan_in(target, deadline, false).await,
         Workload::Flow1000Queues => flow::fan_in(target, deadline, true).await,
         Workload::Scale => scale::deep_queues(target, &p.scale_sizes, deadline).await,
+        Workload::LayoutFloor => floor::floor(target, p.n).await,
     }
 }
 
@@ -195,6 +204,34 @@ impl Sample {
     pub fn report_cpu(&self, after: &Sample, n: u64, m: &mut Measured) {
         let secs = after.cpu_secs - self.cpu_secs;
         m.metric("redis CPU", "µs/job", secs * 1e6 / n as f64);
+        m.fact("redis_commands", self.commands_per_job(after, n));
+    }
+
+    /// For runs that call scripts directly (`layout-floor`): `<label>: script time` (µs of
+    /// `EVALSHA` per job, the commands inside included), `<label>: redis CPU`, and the fact
+    /// `redis_commands <label>`.
+    pub fn report_script_cost(&self, after: &Sample, n: u64, label: &str, m: &mut Measured) {
+        let commands = self.commands_per_job(after, n);
+        let script = commands
+            .get("evalsha")
+            .and_then(|c| c["usec_per_job"].as_f64())
+            .unwrap_or(0.0);
+        m.metric(format!("{label}: script time"), "µs/job", script);
+        let secs = after.cpu_secs - self.cpu_secs;
+        m.metric(
+            format!("{label}: redis CPU"),
+            "µs/job",
+            secs * 1e6 / n as f64,
+        );
+        m.fact(&format!("redis_commands {label}"), commands);
+    }
+
+    /// Each command's calls and µs per job from this sample to `after`.
+    fn commands_per_job(
+        &self,
+        after: &Sample,
+        n: u64,
+    ) -> serde_json::Map<String, serde_json::Value> {
         let mut commands = serde_json::Map::new();
         for (cmd, stat) in &after.commands {
             let before = self.commands.get(cmd).copied().unwrap_or_default();
@@ -213,7 +250,7 @@ impl Sample {
                 }),
             );
         }
-        m.fact("redis_commands", commands);
+        commands
     }
 
     /// Growth of `used_memory` (bytes) from `earlier` to this sample.

@@ -26,6 +26,27 @@ fn wait_flow(url: &str, id: &str, state: &str) -> serde_json::Value {
     })
 }
 
+/// The ids of the workflows that schedules launched: a tick's `flow` job completes with the
+/// id of the workflow it submitted.
+fn launched_flows(url: &str) -> Vec<String> {
+    let args = [
+        "jobs",
+        "default",
+        "--state",
+        "completed",
+        "--limit",
+        "500",
+        "--json",
+    ];
+    run(Some(url), &args).json()["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["kind"] == "flow")
+        .map(|j| j["result"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 fn step<'a>(doc: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
     doc["steps"]
         .as_array()
@@ -341,32 +362,11 @@ fn a_cron_workflow_on_three_servers_runs_each_tick_once() {
         .map(|node| Server::start(Some(&config), &["--redis", &url, "--node", node], &[]))
         .collect();
     std::thread::sleep(RUN_FOR); // the scenario's length, not a wait for an outcome
-    // Let the workflows in flight finish: every fired tick's report has run.
-    let launched = || {
-        run(
-            Some(&url),
-            &[
-                "jobs",
-                "default",
-                "--state",
-                "completed",
-                "--limit",
-                "500",
-                "--json",
-            ],
-        )
-        .json()["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|j| j["kind"] == "flow")
-            .map(|j| j["result"].as_str().unwrap().to_owned())
-            .collect::<Vec<String>>()
-    };
     // No new ticks from here on.
     run(Some(&url), &["cron", "pause", "nightly"]).ok();
+    // Let the workflows in flight finish: every fired tick's report has run.
     let flows = wait_for(LIMIT, "every launched workflow to end", || {
-        let flows = launched();
+        let flows = launched_flows(&url);
         flows
             .iter()
             .all(|id| {
@@ -579,24 +579,7 @@ fn signed_workflows_run_and_unsigned_ones_do_not() {
 
     // The schedule's workflows run, signed by the server that stored the schedule.
     let launched = wait_for(LIMIT, "a tick's workflow", || {
-        run(
-            Some(&url),
-            &[
-                "jobs",
-                "default",
-                "--state",
-                "completed",
-                "--limit",
-                "500",
-                "--json",
-            ],
-        )
-        .json()["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|j| j["kind"] == "flow")
-            .map(|j| j["result"].as_str().unwrap().to_owned())
+        launched_flows(&url).into_iter().next()
     });
     assert!(launched.starts_with("cron-signed-"), "{launched}");
     wait_flow(&url, &launched, "succeeded");

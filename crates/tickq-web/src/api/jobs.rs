@@ -204,54 +204,31 @@ pub(crate) async fn job(
     Ok(Json(state.inspector.job(&id).await?))
 }
 
-async fn act(state: State, action: JobAction, id: &str) -> Result<Json<JobActed>, ApiError> {
-    Ok(Json(state.inspector.act(action, id).await?))
+/// The routes of the by-id job actions: one body, [`tickq::Inspector::act`] with the route's
+/// [`JobAction`], under each route's own method, path and description (its doc comment).
+macro_rules! job_action_routes {
+    ($($(#[doc = $doc:literal])* $name:ident: $method:ident $path:literal => $action:ident;)*) => {$(
+        $(#[doc = $doc])*
+        #[utoipa::path($method, path = $path, tag = "jobs",
+            params(("id" = String, Path, description = "The job id")),
+            responses((status = 200, description = "OK", body = JobActed), BadInput, Acting, NotFound, Conflict))]
+        pub(crate) async fn $name(
+            state: State,
+            _: Operator,
+            PathArgs(id): PathArgs<String>,
+        ) -> Result<Json<JobActed>, ApiError> {
+            Ok(Json(state.inspector.act(JobAction::$action, &id).await?))
+        }
+    )*};
 }
 
-/// Delete a job that is not running.
-#[utoipa::path(delete, path = "/api/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "The job id")),
-    responses((status = 200, description = "OK", body = JobActed), BadInput, Acting, NotFound, Conflict))]
-pub(crate) async fn delete_job(
-    state: State,
-    _: Operator,
-    PathArgs(id): PathArgs<String>,
-) -> Result<Json<JobActed>, ApiError> {
-    act(state, JobAction::Delete, &id).await
-}
-
-/// Run a dead, cancelled, retry or scheduled job now.
-#[utoipa::path(post, path = "/api/jobs/{id}/retry", tag = "jobs",
-    params(("id" = String, Path, description = "The job id")),
-    responses((status = 200, description = "OK", body = JobActed), BadInput, Acting, NotFound, Conflict))]
-pub(crate) async fn retry_job(
-    state: State,
-    _: Operator,
-    PathArgs(id): PathArgs<String>,
-) -> Result<Json<JobActed>, ApiError> {
-    act(state, JobAction::Retry, &id).await
-}
-
-/// Send a waiting job to dead.
-#[utoipa::path(post, path = "/api/jobs/{id}/kill", tag = "jobs",
-    params(("id" = String, Path, description = "The job id")),
-    responses((status = 200, description = "OK", body = JobActed), BadInput, Acting, NotFound, Conflict))]
-pub(crate) async fn kill_job(
-    state: State,
-    _: Operator,
-    PathArgs(id): PathArgs<String>,
-) -> Result<Json<JobActed>, ApiError> {
-    act(state, JobAction::Kill, &id).await
-}
-
-/// Cancel a job; a running one is stopped by its worker.
-#[utoipa::path(post, path = "/api/jobs/{id}/cancel", tag = "jobs",
-    params(("id" = String, Path, description = "The job id")),
-    responses((status = 200, description = "OK", body = JobActed), BadInput, Acting, NotFound, Conflict))]
-pub(crate) async fn cancel_job(
-    state: State,
-    _: Operator,
-    PathArgs(id): PathArgs<String>,
-) -> Result<Json<JobActed>, ApiError> {
-    act(state, JobAction::Cancel, &id).await
+job_action_routes! {
+    /// Delete a job that is not running.
+    delete_job: delete "/api/jobs/{id}" => Delete;
+    /// Run a dead, cancelled, retry or scheduled job now.
+    retry_job: post "/api/jobs/{id}/retry" => Retry;
+    /// Send a waiting job to dead.
+    kill_job: post "/api/jobs/{id}/kill" => Kill;
+    /// Cancel a job; a running one is stopped by its worker.
+    cancel_job: post "/api/jobs/{id}/cancel" => Cancel;
 }

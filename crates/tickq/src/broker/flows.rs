@@ -33,6 +33,12 @@ const RELAY_BATCH: usize = 1000;
 /// cancel that cascades on through a third queue) before it leaves them to the next relay.
 const RELAY_HOPS: usize = 8;
 
+/// How long a workflow part may wait for its home before the janitor takes it for an orphan
+/// (`drop_orphan_parts`). A submit creates its home right after its parts (milliseconds); an
+/// hour leaves room for a stalled submitter, whose repeat of the submit would create the parts
+/// again anyway.
+pub(crate) const ORPHAN_PART_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// One queue's part of a workflow to submit: its steps (indices, parents first).
 struct QueuePart<'a> {
     keys: std::sync::Arc<QueueKeys>,
@@ -274,6 +280,54 @@ impl Broker {
             .await?;
         all.truncate(RELAY_BATCH);
         Ok(all)
+    }
+
+    /// Drop this queue's workflow parts whose home never came: listed in `flow-parts` for
+    /// longer than `age` (still not ready), and no home in their home queue (`flow_drop_part`
+    /// deletes the part and its waiting steps). A part whose home exists waits for the relay to
+    /// bring its `ready`, and is looked at again next time. At most `limit` parts per call;
+    /// answers how many were dropped.
+    pub(crate) async fn drop_orphan_parts(
+        &self,
+        keys: &QueueKeys,
+        age: std::time::Duration,
+        limit: usize,
+    ) -> Result<u64> {
+        let before = self.now_ms().await? - age.as_millis() as i64;
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&keys.flow_parts)
+            .arg("-inf")
+            .arg(before)
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut self.conn())
+            .await?;
+        let mut dropped = 0;
+        for id in ids {
+            if let Some(Some(home)) = self.flow_home(keys, &id).await?
+                && validate_queue_name(&home).is_ok()
+                && self.flow_exists(&self.keys(&home), &id).await?
+            {
+                continue;
+            }
+            let (answer, _steps): (String, u64) = SCRIPTS
+                .flow_drop_part
+                .key(keys.flow(&id))
+                .key(&keys.waiting)
+                .key(&keys.cancelled)
+                .key(&keys.flow_parts)
+                .arg(&keys.job_prefix)
+                .arg(&id)
+                .invoke_async(&mut self.conn())
+                .await?;
+            if answer == "dropped" {
+                tracing::info!(queue = %keys.name, workflow = %id, "dropped a workflow part whose home never came");
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
     }
 
     /// The workflow hash, or `None` when there is none with this id in this queue.

@@ -64,6 +64,11 @@ pub(crate) struct QueueKeys {
     /// Ends of this queue's workflow steps to hand to other queues (hash; lua/prelude.lua,
     /// `flow_tell`), drained by the relay (flows.rs).
     pub(crate) flow_outbox: String,
+    /// Parts of workflows (in this queue, homed elsewhere) whose home has not told them it
+    /// exists yet, by creation time: a part still here long after its submit is an orphan
+    /// the janitor drops (`flows.rs`, `drop_orphan_parts`; `flow_submit` and `flow_settle`
+    /// build it from the job prefix).
+    pub(crate) flow_parts: String,
     pub(crate) scheduled: String,
     pub(crate) retry: String,
     pub(crate) active: String,
@@ -114,6 +119,7 @@ impl QueueKeys {
             flows: key("flows"),
             flow_ends: key("flow-ends"),
             flow_outbox: key("flow-outbox"),
+            flow_parts: key("flow-parts"),
             scheduled: key("scheduled"),
             retry: key("retry"),
             active: key("active"),

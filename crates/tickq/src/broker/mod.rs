@@ -34,6 +34,7 @@ mod value;
 mod wake;
 
 pub use admin::CancelOutcome;
+pub(crate) use flows::ORPHAN_PART_AGE;
 pub(crate) use jobs::{AckOutcome, Claimed, FailMode, FailOutcome};
 pub(crate) use read::PageQuery;
 
@@ -205,6 +206,7 @@ pub(crate) fn wake_command(keys: &QueueKeys) -> redis::Cmd {
     let mut cmd = redis::cmd("XADD");
     cmd.arg(&keys.wake)
         .arg("MAXLEN")
+        .arg("~")
         .arg(1)
         .arg("*")
         .arg("w")
@@ -266,24 +268,3 @@ use std::collections::BTreeMap;
 
 #[cfg(test)]
 mod tests;
-
-#[cfg(test)]
-mod lifecycle_tests;
-
-#[cfg(test)]
-mod unique_tests;
-
-#[cfg(test)]
-mod enqueue_tests;
-
-#[cfg(test)]
-mod limits_tests;
-
-#[cfg(test)]
-mod flow_tests;
-
-#[cfg(test)]
-mod flow_prop_tests;
-
-#[cfg(test)]
-mod flow_cross_tests;

@@ -5,7 +5,7 @@ use super::scripts::SCRIPTS;
 use super::value::{int, text};
 use super::{Broker, Retention};
 use crate::job::ms_to_timestamp;
-use crate::schedule::{ScheduleInfo, ScheduleSpec, Upserted};
+use crate::schedule::spec::{ScheduleInfo, ScheduleSpec, Upserted};
 use crate::{Error, Result};
 use redis::{AsyncCommands, Value};
 use std::collections::HashMap;

@@ -1,9 +1,11 @@
-//! The Lua scripts, one per state transition (`lua/*.lua`), each prefixed with `lua/prelude.lua`.
+//! The Lua scripts, one per state transition (`lua/*.lua`), each prefixed with the part of
+//! `lua/prelude.lua` it uses.
 //!
 //! Scripts are sent with EVALSHA; `Script::invoke_async` loads a script again when Redis
 //! answers NOSCRIPT (after a restart, a failover or SCRIPT FLUSH).
 
 use redis::Script;
+use std::collections::HashSet;
 use std::sync::LazyLock;
 
 /// TEST ONLY, not part of the interface, and read by debug builds only (a release build
@@ -55,18 +57,89 @@ fn disable_for_test(name: &str, source: String) -> String {
     source
 }
 
-/// The prelude, then the script. A script's first line may be a Redis 7 shebang
-/// (`#!lua flags=allow-oom` on the scripts that must run when Redis is full, see
-/// `memory.rs`), which Redis reads only as the very first line: it goes before the prelude.
+/// The prelude's definitions the script uses, then the script. A script's first line may be a
+/// Redis 7 shebang (`#!lua flags=allow-oom` on the scripts that must run when Redis is full,
+/// see `memory.rs`), which Redis reads only as the very first line: it goes before the prelude.
 fn assemble(body: &str) -> String {
-    let prelude = include_str!("lua/prelude.lua");
     match body.strip_prefix("#!") {
         Some(rest) => {
             let (shebang, rest) = rest.split_once('\n').unwrap_or((rest, ""));
-            format!("#!{shebang}\n{prelude}\n{rest}")
+            format!("#!{shebang}\n{}\n{rest}", prelude_for(rest))
         }
-        None => format!("{prelude}\n{body}"),
+        None => format!("{}\n{body}", prelude_for(body)),
     }
+}
+
+const PRELUDE: &str = include_str!("lua/prelude.lua");
+
+/// The prelude cut to what `body` uses. Redis runs a script's top level on every call, so each
+/// `local function` of the prelude is created anew each time: the whole prelude costs about
+/// 2 µs of Redis time per call (docs/benchmarks.md, "The prelude, per script"), most scripts
+/// use a fraction of it. A top-level `local` definition (with the comments above it) is kept
+/// when the body, or a kept definition below it, names it; Lua lets a definition use only
+/// the locals above it, so one pass from the bottom up finds them all. Naming one in a comment
+/// keeps it too (harmless).
+fn prelude_for(body: &str) -> String {
+    let definitions = prelude_definitions();
+    let mut wanted: HashSet<&str> = words(body).collect();
+    let mut keep = vec![false; definitions.len()];
+    for (i, definition) in definitions.iter().enumerate().rev() {
+        if definition.names.iter().any(|name| wanted.contains(name)) {
+            keep[i] = true;
+            wanted.extend(words(&definition.text));
+        }
+    }
+    definitions
+        .iter()
+        .zip(keep)
+        .filter(|(_, keep)| *keep)
+        .map(|(definition, _)| definition.text.as_str())
+        .collect()
+}
+
+/// One top-level `local` of the prelude: its text (the comment lines above it included) and
+/// the names it defines.
+struct Definition {
+    text: String,
+    names: Vec<&'static str>,
+}
+
+/// The prelude as its top-level definitions, in order; together they are the whole file.
+/// Comment and blank lines at the left margin belong to the definition below them; every other
+/// line (a function's body, its closing `end`) to the one above.
+fn prelude_definitions() -> Vec<Definition> {
+    let mut definitions: Vec<Definition> = Vec::new();
+    let mut above = String::new();
+    for line in PRELUDE.split_inclusive('\n') {
+        if let Some(rest) = line.strip_prefix("local ") {
+            let names = match rest.strip_prefix("function ") {
+                Some(rest) => rest.split('(').next().unwrap_or_default(),
+                None => rest.split('=').next().unwrap_or_default(),
+            };
+            definitions.push(Definition {
+                text: std::mem::take(&mut above) + line,
+                names: names.split(',').map(str::trim).collect(),
+            });
+        } else if line.starts_with("--") || line.trim().is_empty() || definitions.is_empty() {
+            above.push_str(line);
+        } else {
+            definitions
+                .last_mut()
+                .expect("checked above")
+                .text
+                .push_str(line);
+        }
+    }
+    if let Some(last) = definitions.last_mut() {
+        last.text.push_str(&above);
+    }
+    definitions
+}
+
+/// The identifiers (and other words) of Lua text.
+fn words(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| !word.is_empty())
 }
 
 /// The script set: one field per `lua/<name>.lua`, the static that holds them, and `all()`
@@ -133,6 +206,7 @@ scripts! {
     flow_cancel,
     flow_settle,
     flow_relayed,
+    flow_drop_part,
 }
 
 #[cfg(test)]
@@ -167,13 +241,14 @@ mod tests {
             ("flow_cancel", include_str!("lua/flow_cancel.lua")),
             ("flow_settle", include_str!("lua/flow_settle.lua")),
             ("flow_relayed", include_str!("lua/flow_relayed.lua")),
+            ("flow_drop_part", include_str!("lua/flow_drop_part.lua")),
         ];
         for (name, body) in allow_oom {
             assert!(
                 body.starts_with("#!lua flags=allow-oom\n"),
                 "{name}.lua must run when Redis is full"
             );
-            assert!(assemble(body).starts_with("#!lua flags=allow-oom\n-- prelude"));
+            assert!(assemble(body).starts_with("#!lua flags=allow-oom\n"));
         }
         for (name, body) in [
             ("enqueue", include_str!("lua/enqueue.lua")),
@@ -190,8 +265,59 @@ mod tests {
                 !body.starts_with("#!"),
                 "{name}.lua adds work: no allow-oom"
             );
-            assert!(assemble(body).starts_with("-- prelude"));
+            assert!(!assemble(body).starts_with("#!"));
         }
-        assert_eq!(SCRIPTS.all().len(), 31);
+        assert_eq!(SCRIPTS.all().len(), 32);
+    }
+
+    /// Cutting the prelude into definitions loses no line, and a body that names every
+    /// definition gets the whole prelude back.
+    #[test]
+    fn the_prelude_is_its_definitions() {
+        let definitions = prelude_definitions();
+        let joined: String = definitions.iter().map(|d| d.text.as_str()).collect();
+        assert_eq!(joined, PRELUDE);
+        let every_name: Vec<&str> = definitions.iter().flat_map(|d| d.names.clone()).collect();
+        assert!(every_name.contains(&"now_ms") && every_name.contains(&"EVENTS_MAX"));
+        assert_eq!(prelude_for(&every_name.join(" ")), PRELUDE);
+    }
+
+    /// A script gets the definitions it names and those they use, and nothing else.
+    #[test]
+    fn a_script_gets_the_prelude_it_uses() {
+        assert_eq!(prelude_for("return 1"), "");
+        let publish = prelude_for("event('active', id)\npublish(prefix)");
+        for name in [
+            "EVENTS_MAX",
+            "events",
+            "events_left_out",
+            "function event",
+            "function publish",
+        ] {
+            assert!(
+                publish.contains(&format!("local {name}")),
+                "{name} missing:\n{publish}"
+            );
+        }
+        assert!(!publish.contains("local function now_ms"), "{publish}");
+        // A helper's helpers come along: `promote` uses `jobs_get`, which uses `job_get`.
+        let promote = prelude_for("promote(prefix, KEYS[2], KEYS[1], KEYS[5], now, 1000)");
+        for name in [
+            "promote",
+            "jobs_get",
+            "job_get",
+            "job_set",
+            "pending_score",
+            "zadd_many",
+        ] {
+            assert!(
+                promote.contains(&format!("local function {name}(")),
+                "{name} missing"
+            );
+        }
+        // Every shipped script is smaller than with the whole prelude.
+        for (name, body) in sources() {
+            assert!(assemble(body).len() < PRELUDE.len() + body.len(), "{name}");
+        }
     }
 }

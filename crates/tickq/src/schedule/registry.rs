@@ -1,7 +1,7 @@
 //! Registering schedules from a [`Client`] (the producer side; the admin side, listing and
 //! controlling them, is on [`crate::Inspector`]).
 
-use super::{ScheduleSpec, Upserted};
+use super::spec::{ScheduleSpec, Upserted};
 use crate::{Client, Error, Result};
 use jiff::Timestamp;
 

@@ -1,4 +1,5 @@
-//! Janitor: drops finished jobs past their retention, so nothing grows without bound; and when
+//! Janitor: drops finished jobs past their retention and workflow parts whose home never came,
+//! so nothing grows without bound; and when
 //! Redis' memory is above the high-water mark, drops completed and cancelled jobs at once,
 //! oldest first, so that room comes from finished work before anything else gives.
 
@@ -37,6 +38,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             next_retention = Instant::now() + every;
             for (keys, _) in &shared.config.queues {
                 sweep(&shared, keys, false).await;
+                drop_orphan_parts(&shared, keys).await;
             }
         }
     }
@@ -58,6 +60,15 @@ async fn trim(shared: &Shared) {
             Ok(sample) if !sample.above(shared.broker.high_water.min(1.0)) => return,
             _ => {}
         }
+    }
+}
+
+/// Workflow parts whose home never came (a submit stopped half way): their steps would wait
+/// forever.
+async fn drop_orphan_parts(shared: &Shared, keys: &crate::broker::keys::QueueKeys) {
+    let age = crate::broker::ORPHAN_PART_AGE;
+    if let Err(e) = shared.broker.drop_orphan_parts(keys, age, 100).await {
+        tracing::debug!(queue = %keys.name, error = %e, "janitor could not look for orphan workflow parts");
     }
 }
 

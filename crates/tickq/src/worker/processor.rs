@@ -126,7 +126,13 @@ async fn execute(shared: &Shared, queue: &str, claimed: &Claimed, running: &Runn
         .map(Duration::from_millis)
         .unwrap_or(shared.config.job_timeout);
     let job = Job {
-        envelope: Arc::new(envelope),
+        contents: Arc::new(crate::handler::Contents {
+            id: envelope.id,
+            queue: envelope.queue,
+            kind: envelope.kind,
+            payload: envelope.payload,
+            meta: envelope.meta,
+        }),
         attempt: claimed.attempt,
         fence: claimed.fence,
         due_at: Some(claimed.due_ms)

@@ -522,7 +522,7 @@ async fn workflows_across_queues_run_on_a_cluster() {
 
     // A parent that ends by hand in its own queue: no worker's fast path runs for it; the
     // inspector that cancelled it relays its end at once (the periodic relay is the fallback,
-    // tested in broker/flow_cross_tests.rs). Its queue is paused, so no worker takes it first.
+    // tested in broker/tests/flow_cross.rs). Its queue is paused, so no worker takes it first.
     inspector.pause_queue(&queues[1]).await.unwrap();
     let flow = tickq::Workflow::new(&queues[0], "by-hand")
         .id("by-hand")

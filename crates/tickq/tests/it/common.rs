@@ -58,10 +58,8 @@ pub(crate) fn spawn(worker: Worker) -> Running {
 /// `child_worker_process` in faults.rs).
 pub(crate) const CHILD_ENV: &str = "TICKQ_TEST_CHILD_WORKER";
 
-/// Start this test binary again as a worker process on `url` (the `child_worker_process`
-/// entry point of the calling test file), with extra environment.
-/// Start this test binary again as a worker process: `test` is the full name of the ignored
-/// test that runs it (`faults::child_worker_process`).
+/// Start this test binary again as a worker process on `url`, with extra environment: `test` is
+/// the full name of the ignored test that runs it (`faults::child_worker_process`).
 pub(crate) fn spawn_child_worker(test: &str, url: &str, env: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([

@@ -16,6 +16,26 @@ async fn setup() -> (TestRedis, Client) {
     (redis, client)
 }
 
+/// Wait until queue `q` has, for each `(state, n)`, exactly `n` jobs in `state`.
+async fn wait_for(client: &Client, counts: &[(JobState, u64)]) {
+    let what = format!("q to hold {counts:?}");
+    wait_until(LIMIT, &what, || async {
+        for &(state, n) in counts {
+            if count(client, "q", state).await != n {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+}
+
+/// A handler still running when the test acts on it (shutdown, abort).
+async fn runs_a_minute(_job: Job) -> Result<(), JobError> {
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn handler_sees_id_attempt_fence_and_result_is_kept() {
     let (_redis, client) = setup().await;
@@ -32,10 +52,7 @@ async fn handler_sees_id_attempt_fence_and_result_is_kept() {
         .build()
         .unwrap();
     let w = spawn(w);
-    wait_until(LIMIT, "completed", || async {
-        count(&client, "q", JobState::Completed).await == 1
-    })
-    .await;
+    wait_for(&client, &[(JobState::Completed, 1)]).await;
     let info = client.job("q", &id).await.unwrap();
     assert_eq!(
         info.result.as_deref(),
@@ -72,10 +89,7 @@ async fn failures_retry_by_policy_then_go_dead() {
         .build()
         .unwrap();
     let w = spawn(w);
-    wait_until(LIMIT, "dead", || async {
-        count(&client, "q", JobState::Dead).await == 1
-    })
-    .await;
+    wait_for(&client, &[(JobState::Dead, 1)]).await;
     let info = client.job("q", &id).await.unwrap();
     assert_eq!(info.attempt, 3);
     assert_eq!(info.last_error.as_deref(), Some("boom 3"));
@@ -111,11 +125,7 @@ async fn kill_goes_dead_at_once_and_retry_after_waits() {
         .unwrap();
     let started = Instant::now();
     let w = spawn(w);
-    wait_until(LIMIT, "both done", || async {
-        count(&client, "q", JobState::Dead).await == 1
-            && count(&client, "q", JobState::Completed).await == 1
-    })
-    .await;
+    wait_for(&client, &[(JobState::Dead, 1), (JobState::Completed, 1)]).await;
     assert!(started.elapsed() >= Duration::from_millis(400));
     let k = client.job("q", &killed).await.unwrap();
     assert_eq!(
@@ -162,11 +172,7 @@ async fn panics_and_timeouts_fail_the_job_not_the_worker() {
         .build()
         .unwrap();
     let w = spawn(w);
-    wait_until(LIMIT, "all finished", || async {
-        count(&client, "q", JobState::Dead).await == 2
-            && count(&client, "q", JobState::Completed).await == 1
-    })
-    .await;
+    wait_for(&client, &[(JobState::Dead, 2), (JobState::Completed, 1)]).await;
     let p = client.job("q", &panicky).await.unwrap();
     assert!(p.last_error.unwrap().contains("handler exploded"));
     let s = client.job("q", &slow).await.unwrap();
@@ -210,11 +216,7 @@ async fn corrupt_jobs_go_dead_with_the_reason_and_the_worker_goes_on() {
         .build()
         .unwrap();
     let w = spawn(w);
-    wait_until(LIMIT, "finished", || async {
-        count(&client, "q", JobState::Dead).await == 2
-            && count(&client, "q", JobState::Completed).await == 1
-    })
-    .await;
+    wait_for(&client, &[(JobState::Dead, 2), (JobState::Completed, 1)]).await;
     let g = client.job("q", &garbage).await.unwrap();
     assert_eq!(g.state, JobState::Dead);
     assert!(
@@ -256,10 +258,7 @@ async fn concurrency_limit_is_respected() {
         .build()
         .unwrap();
     let w = spawn(w);
-    wait_until(LIMIT, "all done", || async {
-        count(&client, "q", JobState::Completed).await == 40
-    })
-    .await;
+    wait_for(&client, &[(JobState::Completed, 40)]).await;
     assert_eq!(peak.load(Ordering::SeqCst), 4);
     w.stop().await;
 }
@@ -320,10 +319,7 @@ async fn priorities_run_higher_first_then_fifo() {
         .build()
         .unwrap();
     let w = spawn(w);
-    wait_until(LIMIT, "all done", || async {
-        count(&client, "q", JobState::Completed).await == 6
-    })
-    .await;
+    wait_for(&client, &[(JobState::Completed, 6)]).await;
     w.stop().await;
     assert_eq!(*order.lock().unwrap(), ["j1", "j3", "j0", "j2", "j5", "j4"]);
 }
@@ -369,10 +365,7 @@ async fn delayed_jobs_never_start_before_they_are_due() {
             .unwrap();
         asked.push((id, before + delay.as_micros() as i64));
     }
-    wait_until(LIMIT, "every job ran", || async {
-        count(&client, "q", JobState::Completed).await == 40
-    })
-    .await;
+    wait_for(&client, &[(JobState::Completed, 40)]).await;
     w.stop().await;
     let starts = starts.lock().unwrap().clone();
     for (id, due_us) in &asked {
@@ -421,10 +414,7 @@ async fn delayed_jobs_wait_for_their_time_and_idle_workers_wake_for_new_jobs() {
         .enqueue(NewJob::new("q", "k").id("now"))
         .await
         .unwrap();
-    wait_until(LIMIT, "both ran", || async {
-        count(&client, "q", JobState::Completed).await == 2
-    })
-    .await;
+    wait_for(&client, &[(JobState::Completed, 2)]).await;
     w.stop().await;
     let starts = starts.lock().unwrap();
     let at = |id: &str| starts.iter().find(|(i, _)| i == id).unwrap().1 - t0;
@@ -466,18 +456,12 @@ async fn cancelling_a_running_job_stops_its_handler() {
         .build()
         .unwrap();
     let w = spawn(w);
-    wait_until(LIMIT, "active", || async {
-        count(&client, "q", JobState::Active).await == 1
-    })
-    .await;
+    wait_for(&client, &[(JobState::Active, 1)]).await;
     assert_eq!(
         client.cancel("q", &id).await.unwrap(),
         tickq::CancelOutcome::Cancelling
     );
-    wait_until(LIMIT, "cancelled", || async {
-        count(&client, "q", JobState::Cancelled).await == 1
-    })
-    .await;
+    wait_for(&client, &[(JobState::Cancelled, 1)]).await;
     assert_eq!(stopped.load(Ordering::SeqCst), 1);
     assert_eq!(
         client.job("q", &id).await.unwrap().state,
@@ -552,17 +536,11 @@ async fn graceful_shutdown_lets_short_jobs_finish_and_hands_long_ones_back_uncha
             tokio::time::sleep(Duration::from_millis(200)).await;
             Ok::<_, JobError>(())
         })
-        .handler("long", |_job: Job| async {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            Ok::<_, JobError>(())
-        })
+        .handler("long", runs_a_minute)
         .build()
         .unwrap();
     let w = spawn(w);
-    wait_until(LIMIT, "both active", || async {
-        count(&client, "q", JobState::Active).await == 2
-    })
-    .await;
+    wait_for(&client, &[(JobState::Active, 2)]).await;
     let stats = w.stop().await;
     assert_eq!(
         client.job("q", &short).await.unwrap().state,
@@ -584,17 +562,11 @@ async fn force_hands_everything_back_at_once() {
     let w = Worker::builder(&client)
         .queue("q", 1)
         .shutdown_timeout(Duration::from_secs(60))
-        .handler("long", |_job: Job| async {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            Ok::<_, JobError>(())
-        })
+        .handler("long", runs_a_minute)
         .build()
         .unwrap();
     let w = spawn(w);
-    wait_until(LIMIT, "active", || async {
-        count(&client, "q", JobState::Active).await == 1
-    })
-    .await;
+    wait_for(&client, &[(JobState::Active, 1)]).await;
     let t = Instant::now();
     w.handle.force();
     let (result, stats) = w.task.await.unwrap();
@@ -619,10 +591,7 @@ async fn unknown_kind_is_retried_not_lost() {
         .build()
         .unwrap();
     let w = spawn(w);
-    wait_until(LIMIT, "dead", || async {
-        count(&client, "q", JobState::Dead).await == 1
-    })
-    .await;
+    wait_for(&client, &[(JobState::Dead, 1)]).await;
     let info = client.job("q", &id).await.unwrap();
     assert!(
         info.last_error
@@ -663,23 +632,14 @@ async fn dropping_the_run_future_hands_jobs_back_and_stops_renewing() {
         .queue("q", 1)
         .lease(Duration::from_millis(600))
         .stop_grace(Duration::from_millis(10))
-        .handler("long", |_job: Job| async {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            Ok::<_, JobError>(())
-        })
+        .handler("long", runs_a_minute)
         .build()
         .unwrap();
     let run = tokio::spawn(async move { w.run().await });
-    wait_until(LIMIT, "active", || async {
-        count(&client, "q", JobState::Active).await == 1
-    })
-    .await;
+    wait_for(&client, &[(JobState::Active, 1)]).await;
     run.abort();
     let _ = run.await;
-    wait_until(LIMIT, "handed back", || async {
-        count(&client, "q", JobState::Pending).await == 1
-    })
-    .await;
+    wait_for(&client, &[(JobState::Pending, 1)]).await;
     let job = client.job("q", &id).await.unwrap();
     assert_eq!(job.attempt, 0, "not charged");
 }
@@ -711,10 +671,7 @@ async fn a_timed_out_handler_is_told_to_stop_and_sees_when_it_was_due() {
         .build()
         .unwrap();
     let w = spawn(w);
-    wait_until(LIMIT, "dead", || async {
-        count(&client, "q", JobState::Dead).await == 1
-    })
-    .await;
+    wait_for(&client, &[(JobState::Dead, 1)]).await;
     w.stop().await;
     let info = client.job("q", &id).await.unwrap();
     assert!(
@@ -827,10 +784,7 @@ async fn a_rescheduled_job_runs_at_its_new_time_and_wakes_sleeping_workers() {
         .await
         .unwrap();
     assert_eq!(was, JobState::Scheduled);
-    wait_until(LIMIT, "ran", || async {
-        count(&client, "q", JobState::Completed).await == 1
-    })
-    .await;
+    wait_for(&client, &[(JobState::Completed, 1)]).await;
     let at = started.lock().unwrap().unwrap() - moved;
     assert!(at >= Duration::from_millis(290), "ran early: {at:?}");
     assert!(at < Duration::from_millis(1500), "ran late: {at:?}");

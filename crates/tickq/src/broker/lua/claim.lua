@@ -70,9 +70,12 @@ local taken = {}
 local starts = {} -- rate log entries: score now, member id:fence (unique per claim)
 local rate_limited = limits[2] and per
 local passed_until = nil
+local head = {}
 if max > 0 then
   -- Look a little past `max` so that jobs passed over for spreading do not starve the rest.
-  local head = redis.call('ZRANGE', KEYS[1], 0, max + 63)
+  head = redis.call('ZRANGE', KEYS[1], 0, max + 63)
+end
+if #head > 0 then
   -- Fences come from the queue's counter, not the job's own: still growing with every claim
   -- of a job, and never repeated when a deleted job's id is used again (a zombie of the old
   -- job must not match the new one), nor after a failover that lost claims

@@ -53,6 +53,7 @@ end
 -- was not there: it tells the home again.
 local function ready(fk, jp)
   redis.call('HSET', fk, 'ready', '1')
+  redis.call('ZREM', queue_key(prefix, 'flow-parts'), flow_id_of(jp))
   local f = redis.call('HMGET', fk, 'here', 'home')
   local here = f[1] or ''
   local released = {}

@@ -17,7 +17,9 @@
 --   each part it is ready (an outbox entry, `flow_settle`), and only then does any step there
 --   start, so a workflow whose home was never created runs nothing. The caller checked the
 --   graph (known ids, no cycle, counts that match the edges).
--- The home joins the queue's workflow index (`flows`, by creation; prelude.lua).
+-- The home joins the queue's workflow index (`flows`, by creation; prelude.lua); a part joins
+--   `flow-parts` (built from the job prefix) until the home tells it that it is ready, so
+--   that the janitor finds a part whose home never came (broker/flows.rs).
 -- Returns 'created', 'exists' (a workflow hash with this id is there: nothing changed), or
 --   'conflict:<job id>' (a job with a step's id is there: nothing changed).
 -- Idempotent: yes; a repeated call answers 'exists' and creates nothing twice.
@@ -43,6 +45,7 @@ else
   for i = 0, n - 1 do here[#here + 1] = ARGV[first + i * per] end
   redis.call('HSET', KEYS[5], 'jp', jp, 'name', ARGV[3], 'keep', ARGV[4], 'home', home,
     'created', now_s, 'steps', str(n), 'left', str(n), 'here', table.concat(here, ' '))
+  redis.call('ZADD', queue_key(prefix, 'flow-parts'), now, flow_id_of(jp))
 end
 local seq = redis.call('INCRBY', KEYS[3], n) - n
 local ready = {}

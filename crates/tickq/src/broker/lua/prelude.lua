@@ -1,12 +1,24 @@
--- prelude: helpers shared by every script (scripts.rs prepends this file to each one).
+-- prelude: helpers shared by every script (scripts.rs puts the definitions a script names,
+-- and those they use, before it: `prelude_for`).
 -- Scripts never invent key names: fixed keys come in KEYS, job keys are ARGV[1] (the queue's
 -- job key prefix, built by keys.rs) followed by the job id, and a job's unique-key reservation
 -- is named in its hash (field `unique`, the full key built by keys.rs at enqueue).
 
--- Redis TIME in milliseconds: the only clock that decides "due" and "expired".
+-- Redis TIME in microseconds: the only clock that decides "due" and "expired". Read once per
+-- script call (a script runs atomically: nothing happens between two readings anyway), so the
+-- clock costs one `TIME` however many helpers ask.
+local clock_read = nil
+local function clock_us()
+  if not clock_read then
+    local t = redis.call('TIME')
+    clock_read = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  end
+  return clock_read
+end
+
+-- Redis TIME in milliseconds.
 local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return math.floor(clock_us() / 1000)
 end
 
 -- A whole number as a string. Redis 7.0 formats every Lua number passed to redis.call with
@@ -25,8 +37,7 @@ end
 -- differ by more than the failover took (seconds). Exact below 2^53 (Lua numbers); the clock
 -- in microseconds is about 2^51 today.
 local function reserve_fences(key, n)
-  local t = redis.call('TIME')
-  local clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local clock = clock_us()
   local last = tonumber(redis.call('GET', key)) or 0
   if last < clock then last = clock end
   redis.call('SET', key, str(last + n))
@@ -223,9 +234,13 @@ end
 
 -- Wake the idle workers of the queue. They block on the wake stream with XREAD from the last
 -- entry they acted on; unlike a pop, an entry reaches every reader, so a frozen or cut-off
--- worker's blocked connection cannot swallow it. Only the newest entry is kept.
+-- worker's blocked connection cannot swallow it. Trimmed approximately (`MAXLEN ~ 1`): Redis
+-- drops whole nodes of old entries, so the stream keeps between 1 and about a node's worth
+-- (stream-node-max-entries, 100 by default) of entries, a few KB. An exact `MAXLEN 1` frees
+-- and allocates a node on every append: 3.5 µs of Redis time against 0.4, and this runs on
+-- every enqueue and on most claims (docs/benchmarks.md, "The wake stream").
 local function wake(wake_key)
-  redis.call('XADD', wake_key, 'MAXLEN', '1', '*', 'w', '1')
+  redis.call('XADD', wake_key, 'MAXLEN', '~', '1', '*', 'w', '1')
 end
 
 -- A job ended (completed, dead, cancelled or deleted): free its unique key, if it has one and

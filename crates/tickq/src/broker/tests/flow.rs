@@ -2,8 +2,8 @@
 //! submit all or nothing, release exactly once under the fence, failure policies, cancel and
 //! retry of a whole workflow, retention.
 
-use super::tests::{KEEP, Q, start};
-use super::*;
+use super::{KEEP, Q, start};
+use crate::broker::*;
 use crate::flow::{Batch, ParentFailure, Step, Workflow, step_job_id};
 use crate::inspect::{FlowState, Inspector};
 

@@ -12,6 +12,15 @@ use crate::broker::conn::Conn;
 use std::collections::BTreeSet;
 use tickq_testkit::TestRedis;
 
+// The other script tests, by subject; each says what it covers at its top.
+mod enqueue;
+mod flow;
+mod flow_cross;
+mod flow_prop;
+mod lifecycle;
+mod limits;
+mod unique;
+
 pub(super) const Q: &str = "q";
 /// A lease that does not run out during a test.
 pub(super) const LEASE: Duration = Duration::from_secs(600);
@@ -77,6 +86,25 @@ impl Env {
             .unwrap()
     }
 
+    /// Claim the next pending job with a real `lease`, then wait until Redis' clock (the one
+    /// the scripts read) is past it: an expired lease made the ordinary way.
+    pub(super) async fn claim_until_expired(&self, lease: Duration) -> ClaimBatch {
+        let batch = self
+            .broker
+            .claim(&self.keys, "w1", lease, 1, Duration::ZERO)
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.now().await <= batch.lease_until_ms {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "Redis time stands still"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        batch
+    }
+
     /// Claim exactly the job `id` (it must be the next pending one); answers its fence.
     pub(super) async fn claim_next(&self, id: &str) -> u64 {
         let batch = self.claim("w1", 1).await;
@@ -92,7 +120,7 @@ impl Env {
     /// never claimed). Jobs that need a claim must be the next pending job.
     pub(super) async fn put(&self, id: &str, state: JobState) -> u64 {
         match state {
-            JobState::Waiting => panic!("only a workflow makes a waiting job (flow_tests.rs)"),
+            JobState::Waiting => panic!("only a workflow makes a waiting job (tests/flow.rs)"),
             JobState::Scheduled => {
                 self.enqueue(job(id).delay(HOUR)).await;
                 0
@@ -295,15 +323,15 @@ pub(super) async fn snapshot(conn: &Conn) -> BTreeMap<String, String> {
                 format!("{s:?}")
             }
             "string" => conn.get(&key).await.unwrap(),
-            // The wake stream: whether a wake-up is there (entry ids are times, and a repeated
-            // wake-up is not a change of state).
+            // The wake stream: whether a wake-up is there (entry ids are times, the stream is
+            // trimmed approximately, and a repeated wake-up is not a change of state).
             "stream" => {
                 let len: i64 = redis::cmd("XLEN")
                     .arg(&key)
                     .query_async(&mut conn)
                     .await
                     .unwrap();
-                format!("stream of {len}")
+                format!("stream, woken: {}", len > 0)
             }
             other => panic!("unexpected key type {other} of {key}"),
         };
@@ -1300,19 +1328,7 @@ async fn renew_of_a_job_not_held_with_that_fence_is_lost_and_changes_nothing() {
 async fn renew_after_the_deadline_is_lost_even_with_the_right_fence() {
     let env = start().await;
     env.enqueue(job("a")).await;
-    let batch = env
-        .broker
-        .claim(&env.keys, "w1", Duration::from_millis(1), 1, Duration::ZERO)
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while env.now().await <= batch.lease_until_ms {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Redis time stands still"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    let batch = env.claim_until_expired(Duration::from_millis(1)).await;
     let before = env.snapshot().await;
 
     let fence = batch.jobs[0].fence;
@@ -1359,19 +1375,7 @@ async fn recover_returns_an_expired_job_to_pending_with_its_attempt_kept() {
     let env = start().await;
     env.enqueue(job("a").max_attempts(3)).await;
     // A real short lease that runs out by Redis' clock.
-    let batch = env
-        .broker
-        .claim(&env.keys, "w1", Duration::from_millis(5), 1, Duration::ZERO)
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while env.now().await <= batch.lease_until_ms {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Redis time stands still"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let batch = env.claim_until_expired(Duration::from_millis(5)).await;
 
     let out = env.broker.recover(&env.keys, &KEEP, 100).await.unwrap();
 
@@ -1624,35 +1628,6 @@ async fn cancel_of_an_active_job_asks_its_worker() {
     );
 }
 
-#[tokio::test]
-async fn cancel_of_a_finished_job_is_refused() {
-    for state in [JobState::Completed, JobState::Dead] {
-        let env = start().await;
-        env.put("a", state).await;
-        let before = env.snapshot().await;
-
-        let err = env.broker.cancel(&env.keys, &KEEP, "a").await.unwrap_err();
-
-        assert_eq!(err.kind(), ErrorKind::Conflict, "{state}: {err}");
-        assert!(err.message().contains(state.as_str()), "{err}");
-        assert_eq!(env.snapshot().await, before);
-    }
-}
-
-#[tokio::test]
-async fn cancel_of_a_missing_job_is_not_found() {
-    let env = start().await;
-
-    let err = env
-        .broker
-        .cancel(&env.keys, &KEEP, "missing")
-        .await
-        .unwrap_err();
-
-    assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert_eq!(env.snapshot().await, BTreeMap::new());
-}
-
 // ---------------------------------------------------------------------------------------------
 // delete
 
@@ -1680,28 +1655,6 @@ async fn delete_removes_a_job_that_is_not_running() {
         let err = env.broker.delete(&env.keys, "a").await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotFound, "twice, from {state}");
     }
-}
-
-#[tokio::test]
-async fn delete_of_an_active_job_is_refused() {
-    let env = start().await;
-    env.put("a", JobState::Active).await;
-    let before = env.snapshot().await;
-
-    let err = env.broker.delete(&env.keys, "a").await.unwrap_err();
-
-    assert_eq!(err.kind(), ErrorKind::Conflict);
-    assert!(err.message().contains("cancel it first"), "{err}");
-    assert_eq!(env.snapshot().await, before);
-}
-
-#[tokio::test]
-async fn delete_of_a_missing_job_is_not_found() {
-    let env = start().await;
-
-    let err = env.broker.delete(&env.keys, "missing").await.unwrap_err();
-
-    assert_eq!(err.kind(), ErrorKind::NotFound);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1754,30 +1707,6 @@ async fn retry_of_a_waiting_job_runs_it_now_with_its_attempts_kept() {
 }
 
 #[tokio::test]
-async fn retry_of_a_pending_active_or_completed_job_is_refused() {
-    for state in [JobState::Pending, JobState::Active, JobState::Completed] {
-        let env = start().await;
-        env.put("a", state).await;
-        let before = env.snapshot().await;
-
-        let err = env.broker.retry(&env.keys, "a").await.unwrap_err();
-
-        assert_eq!(err.kind(), ErrorKind::Conflict, "{state}: {err}");
-        assert_eq!(env.snapshot().await, before, "{state}");
-    }
-}
-
-#[tokio::test]
-async fn retry_of_a_missing_job_is_not_found() {
-    let env = start().await;
-
-    let err = env.broker.retry(&env.keys, "missing").await.unwrap_err();
-
-    assert_eq!(err.kind(), ErrorKind::NotFound);
-    assert_eq!(env.snapshot().await, BTreeMap::new());
-}
-
-#[tokio::test]
 async fn retry_of_a_dead_job_forgets_the_cancel_request_of_its_last_run() {
     let env = start().await;
     // Cancel asked while it ran, but the handler failed for good before the worker saw it.
@@ -1800,6 +1729,71 @@ async fn retry_of_a_dead_job_forgets_the_cancel_request_of_its_last_run() {
         renewed.unwrap().cancel_requested.is_empty(),
         "the new run is not cancelled"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// what the operator's actions refuse
+
+/// An operator's action on one job, as the refusal table calls it.
+#[derive(Debug, Clone, Copy)]
+enum ByHand {
+    Cancel,
+    Delete,
+    Retry,
+    Kill,
+    Reschedule,
+}
+
+impl ByHand {
+    async fn on(self, env: &Env, id: &str) -> Result<()> {
+        let (b, k) = (&env.broker, &env.keys);
+        match self {
+            ByHand::Cancel => b.cancel(k, &KEEP, id).await.map(drop),
+            ByHand::Delete => b.delete(k, id).await.map(drop),
+            ByHand::Retry => b.retry(k, id).await.map(drop),
+            ByHand::Kill => b.kill(k, &KEEP, id).await.map(drop),
+            ByHand::Reschedule => b.reschedule(k, id, &Due::Now).await.map(drop),
+        }
+    }
+}
+
+/// Each action, the states it refuses (Conflict, naming the state, and the hint when there is
+/// one), beside which it refuses a missing job (NotFound); a refusal changes nothing.
+#[rustfmt::skip]
+const REFUSED: &[(ByHand, &[JobState], Option<&str>)] = {
+    use JobState::*;
+    &[
+        (ByHand::Cancel, &[Completed, Dead], None),
+        (ByHand::Delete, &[Active], Some("cancel it first")),
+        (ByHand::Retry, &[Pending, Active, Completed], None),
+        (ByHand::Kill, &[Active, Completed, Cancelled], None),
+        (ByHand::Reschedule, &[Active, Dead, Completed, Cancelled], None),
+    ]
+};
+
+#[tokio::test]
+async fn operator_actions_refuse_wrong_states_and_missing_jobs_and_change_nothing() {
+    for &(action, states, hint) in REFUSED {
+        for &state in states {
+            let env = start().await;
+            env.put("a", state).await;
+            let before = env.snapshot().await;
+
+            let err = action.on(&env, "a").await.unwrap_err();
+
+            let what = format!("{action:?} of a {state} job");
+            assert_eq!(err.kind(), ErrorKind::Conflict, "{what}: {err}");
+            assert!(err.message().contains(state.as_str()), "{what}: {err}");
+            if let Some(hint) = hint {
+                assert!(err.message().contains(hint), "{what}: {err}");
+            }
+            assert_eq!(env.snapshot().await, before, "{what} changed something");
+        }
+        let env = start().await;
+        let err = action.on(&env, "missing").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{action:?}: {err}");
+        assert_eq!(env.snapshot().await, BTreeMap::new(), "{action:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2088,7 +2082,7 @@ async fn claim_reports_when_each_job_was_due() {
 }
 
 #[tokio::test]
-async fn kill_sends_a_waiting_job_to_dead_and_refuses_the_others() {
+async fn kill_sends_a_waiting_job_to_dead() {
     for state in [JobState::Scheduled, JobState::Pending, JobState::Retry] {
         let env = start().await;
         env.put("a", state).await;
@@ -2102,16 +2096,6 @@ async fn kill_sends_a_waiting_job_to_dead_and_refuses_the_others() {
         let again = env.broker.kill(&env.keys, &KEEP, "a").await.unwrap_err();
         assert_eq!(again.kind(), ErrorKind::Conflict, "twice, from {state}");
     }
-    for state in [JobState::Active, JobState::Completed, JobState::Cancelled] {
-        let env = start().await;
-        env.put("a", state).await;
-        let err = env.broker.kill(&env.keys, &KEEP, "a").await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Conflict, "{state}");
-        env.assert_state("a", state).await;
-    }
-    let env = start().await;
-    let err = env.broker.kill(&env.keys, &KEEP, "nope").await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotFound);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2157,6 +2141,51 @@ async fn a_paused_queue_leases_nothing_and_tells_workers_to_sleep() {
     assert!(env.broker.set_paused(&env.keys, true).await.unwrap());
     assert!(env.claim("w1", 10).await.jobs.is_empty());
     assert!(env.broker.counts(&env.keys).await.unwrap().paused);
+}
+
+/// The stream is trimmed approximately, so a burst of wake-ups leaves many entries: a worker
+/// reads them all at once and acts on the newest, not once per entry.
+#[tokio::test]
+async fn a_burst_of_wake_ups_is_read_at_once() {
+    let env = start().await;
+    for _ in 0..150 {
+        let () = wake_command(&env.keys)
+            .query_async(&mut env.conn.clone())
+            .await
+            .unwrap();
+    }
+    let newest: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
+        .arg(&env.keys.wake)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut env.conn.clone())
+        .await
+        .unwrap();
+    let block = Duration::from_millis(50);
+    let mut conn = env.broker.blocking_connection(block).await.unwrap();
+
+    let seen = env
+        .broker
+        .wait_for_wake(&mut conn, &env.keys, "0-0", block)
+        .await;
+
+    let seen = seen.unwrap().expect("entries are there");
+    assert_eq!(seen, newest[0].0, "the newest entry, in one read");
+    // Nothing newer: the next read waits out its block.
+    let again = env
+        .broker
+        .wait_for_wake(&mut conn, &env.keys, &seen, block)
+        .await;
+    assert_eq!(again.unwrap(), None);
+    // Trimmed: old entries go a node at a time, so the stream stays small.
+    let len: u64 = redis::cmd("XLEN")
+        .arg(&env.keys.wake)
+        .query_async(&mut env.conn.clone())
+        .await
+        .unwrap();
+    assert!((1..=200).contains(&len), "{len} entries");
 }
 
 #[tokio::test]
@@ -2319,27 +2348,4 @@ async fn reschedule_moves_a_waiting_job_to_its_new_time() {
         env.broker.reschedule(&env.keys, "a", &past).await.unwrap();
         env.assert_state("a", JobState::Pending).await;
     }
-    for state in [
-        JobState::Active,
-        JobState::Dead,
-        JobState::Completed,
-        JobState::Cancelled,
-    ] {
-        let env = start().await;
-        env.put("a", state).await;
-        let err = env
-            .broker
-            .reschedule(&env.keys, "a", &Due::Now)
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Conflict, "{state}");
-        env.assert_state("a", state).await;
-    }
-    let env = start().await;
-    let err = env
-        .broker
-        .reschedule(&env.keys, "nope", &Due::Now)
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotFound);
 }

@@ -17,9 +17,9 @@
 //! into the past by hand; every other time is an hour away. Retention is generous, so nothing
 //! is evicted. Ids are never reused after a delete (see `Op::EnqueueAgain`).
 
-use super::tests::{KEEP, snapshot};
-use super::*;
+use super::{KEEP, snapshot};
 use crate::broker::conn::Conn;
+use crate::broker::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use tickq_testkit::TestRedis;
@@ -438,14 +438,14 @@ async fn apply(
             let Some(id) = live.get(job % live.len().max(1)) else {
                 return Ok(());
             };
-            let before = super::tests::record_text(record::get(conn, keys, id).await.unwrap());
+            let before = super::record_text(record::get(conn, keys, id).await.unwrap());
             let job = NewJob::new(Q, "other").id(id).priority(1);
             let answer = broker.enqueue(vec![job]).await.unwrap().remove(0);
             prop_assert_eq!(
                 (answer.state, answer.created),
                 (model.jobs[id].state, false)
             );
-            let after = super::tests::record_text(record::get(conn, keys, id).await.unwrap());
+            let after = super::record_text(record::get(conn, keys, id).await.unwrap());
             prop_assert_eq!(after, before);
         }
 
@@ -864,7 +864,7 @@ async fn check(keys: &QueueKeys, conn: &mut Conn, model: &Model) -> Result<(), T
         }
     }
     for (id, hash) in model.created.iter().zip(hashes) {
-        let hash = super::tests::record_text(hash);
+        let hash = super::record_text(hash);
         let Some(job) = model.jobs.get(id) else {
             prop_assert!(hash.is_empty(), "deleted job {} still has {:?}", id, hash);
             prop_assert!(

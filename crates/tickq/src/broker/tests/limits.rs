@@ -1,8 +1,8 @@
 //! Table tests of queue limits: what the claim script leases under a concurrency or rate
 //! limit, when it says to look again, and the wake-ups that free slots send.
 
-use super::tests::{Env, HOUR, KEEP, LEASE, job, start};
-use super::*;
+use super::{Env, HOUR, KEEP, LEASE, job, start};
+use crate::broker::*;
 use crate::{QueueLimits, Rate};
 use redis::AsyncCommands;
 

@@ -1,8 +1,8 @@
 //! Table tests of unique jobs: the reservation the enqueue script takes, and every way a job's
 //! end frees it.
 
-use super::tests::{Env, HOUR, KEEP, Q, job, start};
-use super::*;
+use super::{Env, HOUR, KEEP, Q, job, start};
+use crate::broker::*;
 use redis::AsyncCommands;
 
 const TTL: Duration = Duration::from_secs(3600);

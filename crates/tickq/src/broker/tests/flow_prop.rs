@@ -11,8 +11,8 @@
 //! - it is in the queue's workflow index until its retention runs out, and once it has (and
 //!   the janitor ran) no key of it is left and no index names it.
 
-use super::tests::{KEEP, Q};
-use super::*;
+use super::{KEEP, Q};
+use crate::broker::*;
 use crate::flow::{ParentFailure, Step, Workflow, step_job_id};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};

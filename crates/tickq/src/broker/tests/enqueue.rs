@@ -1,9 +1,9 @@
 //! Table tests of the script-free enqueue of plain jobs (generated ids, no unique key): it
 //! must leave exactly the state the enqueue script leaves.
 
-use super::enqueue::{ENQUEUE_CHUNK, PLAIN_MIN};
-use super::tests::{Env, HOUR, Q, job, start};
-use super::*;
+use super::{Env, HOUR, Q, job, start};
+use crate::broker::enqueue::{ENQUEUE_CHUNK, PLAIN_MIN};
+use crate::broker::*;
 
 /// Plain and scripted twins of the same jobs: `n` of each, with a mix of due times and
 /// priorities.

@@ -3,10 +3,10 @@
 //! (docs/workflows.md, "Steps in other queues"). Each test drives the scripts one by one, so
 //! the moments between them (a crash after the ending script, a relay repeated) are explicit.
 
-use super::tests::{KEEP, LEASE};
-use super::*;
+use super::{HOUR, KEEP, LEASE};
+use crate::broker::*;
 use crate::flow::{ParentFailure, Step, Workflow, step_job_id};
-use crate::inspect::{FlowState, Inspector};
+use crate::inspect::{FlowInfo, FlowState, Inspector};
 use redis::AsyncCommands;
 use tickq_testkit::TestCluster;
 
@@ -49,6 +49,11 @@ fn jid(step: &str) -> String {
     step_job_id("f", step)
 }
 
+/// A workflow's step counts by outcome, as `(outcome, n)` in name order.
+fn counts(info: &FlowInfo) -> Vec<(&str, u64)> {
+    info.counts.iter().map(|(k, v)| (k.as_str(), *v)).collect()
+}
+
 impl XEnv {
     fn step(&self, q: usize, id: &str) -> Step {
         Step::new(id, NewJob::new(&self.q[q], "work"))
@@ -86,14 +91,12 @@ impl XEnv {
         out
     }
 
-    /// Claim step `s` of queue `q` (it must be the next pending job there) and ack it: the
-    /// ending script alone, without the relay that a worker runs after it (as if the worker
-    /// died right then).
-    async fn run(&self, q: usize, s: &str) {
-        let keys = self.broker.keys(&self.q[q]);
+    /// Claim step `s` of queue `q`, which must be the next pending job there; answers its
+    /// fence.
+    async fn claim(&self, q: usize, s: &str) -> u64 {
         let batch = self
             .broker
-            .claim(&keys, "w", LEASE, 1, Duration::ZERO)
+            .claim(&self.broker.keys(&self.q[q]), "w", LEASE, 1, Duration::ZERO)
             .await
             .unwrap();
         assert_eq!(
@@ -102,8 +105,50 @@ impl XEnv {
             "{s} should be the next pending job of {}",
             self.q[q]
         );
-        let acks = [(jid(s), batch.jobs[0].fence, format!("result of {s}"))];
+        batch.jobs[0].fence
+    }
+
+    /// Claim step `s` of queue `q` (see `claim`) and ack it: the ending script alone, without
+    /// the relay that a worker runs after it (as if the worker died right then).
+    async fn run(&self, q: usize, s: &str) {
+        let fence = self.claim(q, s).await;
+        let acks = [(jid(s), fence, format!("result of {s}"))];
+        let keys = self.broker.keys(&self.q[q]);
         assert_eq!(self.broker.ack(&keys, &KEEP, &acks).await.unwrap().acked, 1);
+    }
+
+    /// Claim step `s` of queue `q` (see `claim`) and fail it for good, as a handler's kill
+    /// does; like `run`, without the relay.
+    async fn kill(&self, q: usize, s: &str) {
+        let fence = self.claim(q, s).await;
+        let keys = self.broker.keys(&self.q[q]);
+        let out = self
+            .broker
+            .fail(&keys, &KEEP, &jid(s), fence, "boom", FailMode::Kill)
+            .await
+            .unwrap();
+        assert_eq!(out, FailOutcome::Dead);
+    }
+
+    /// Submit `flow` (home q0, a step "a" there) while a plain job holds a's id in q0: the
+    /// parts in the other queues are created, the home is refused.
+    async fn submit_with_home_blocked(&self, flow: &Workflow) {
+        let blocker = NewJob::new(&self.q[0], "work").id(jid("a"));
+        assert!(self.broker.enqueue(vec![blocker]).await.unwrap()[0].created);
+        let err = self
+            .broker
+            .submit_flow(flow, "f", KEEP.keep_ms())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::AlreadyExists, "{err}");
+    }
+
+    /// The blocking job of `submit_with_home_blocked` goes, and the same submit again keeps
+    /// the parts and creates the home.
+    async fn unblock_and_submit(&self, flow: &Workflow) {
+        let home = self.broker.keys(&self.q[0]);
+        self.broker.delete(&home, &jid("a")).await.unwrap();
+        assert!(self.submit(flow).await);
     }
 
     async fn relay(&self, q: usize) -> u64 {
@@ -350,21 +395,7 @@ async fn failure_policies_settle_children_in_other_queues() {
         .step(env.step(2, "x2").after(["x"]));
     assert!(env.submit(&flow).await);
 
-    let claimed = env.claim_all(0).await;
-    let keys0 = env.broker.keys(&env.q[0]);
-    let out = env
-        .broker
-        .fail(
-            &keys0,
-            &KEEP,
-            &jid("a"),
-            claimed[0].1,
-            "boom",
-            FailMode::Kill,
-        )
-        .await
-        .unwrap();
-    assert_eq!(out, FailOutcome::Dead);
+    env.kill(0, "a").await;
     // One relay of a's queue follows the settling on through the third queue.
     env.relay(0).await;
     assert_eq!(env.state(1, "x").await.as_deref(), Some("cancelled"));
@@ -394,9 +425,8 @@ async fn failure_policies_settle_children_in_other_queues() {
     }
     let info = env.inspector().flow("f").await.unwrap();
     assert_eq!(info.state, FlowState::Failed);
-    let counts: Vec<(&str, u64)> = info.counts.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     assert_eq!(
-        counts,
+        counts(&info),
         [
             ("cancelled", 2),
             ("completed", 2),
@@ -464,19 +494,7 @@ async fn a_dead_parent_retried_resumes_its_children_in_other_queues() {
                 .on_parent_failure(ParentFailure::Skip),
         );
     assert!(env.submit(&flow).await);
-    let claimed = env.claim_all(0).await;
-    let keys0 = env.broker.keys(&env.q[0]);
-    env.broker
-        .fail(
-            &keys0,
-            &KEEP,
-            &jid("a"),
-            claimed[0].1,
-            "boom",
-            FailMode::Kill,
-        )
-        .await
-        .unwrap();
+    env.kill(0, "a").await;
     env.relay(0).await;
     assert_eq!(env.state(1, "b").await.as_deref(), Some("cancelled"));
     assert_eq!(env.state(2, "c").await.as_deref(), Some("completed"));
@@ -496,8 +514,7 @@ async fn a_dead_parent_retried_resumes_its_children_in_other_queues() {
     env.relay(1).await;
     let info = env.inspector().flow("f").await.unwrap();
     assert_eq!(info.state, FlowState::Succeeded);
-    let counts: Vec<(&str, u64)> = info.counts.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    assert_eq!(counts, [("completed", 2), ("skipped", 1)]);
+    assert_eq!(counts(&info), [("completed", 2), ("skipped", 1)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -509,14 +526,7 @@ async fn a_submit_that_stops_before_its_home_runs_nothing_and_a_repeat_completes
         .step(env.step(1, "b"))
         .step(env.step(2, "c").after(["a", "b"]));
     // A job holds a's id in the home queue: the parts are created, the home is refused.
-    let blocker = NewJob::new(&env.q[0], "work").id(jid("a"));
-    assert!(env.broker.enqueue(vec![blocker]).await.unwrap()[0].created);
-    let err = env
-        .broker
-        .submit_flow(&flow, "f", KEEP.keep_ms())
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), crate::ErrorKind::AlreadyExists, "{err}");
+    env.submit_with_home_blocked(&flow).await;
     // Nothing of it runs: b waits in its part, with no workflow to show.
     assert_eq!(env.state(1, "b").await.as_deref(), Some("waiting"));
     assert!(env.claim_all(1).await.is_empty());
@@ -528,11 +538,7 @@ async fn a_submit_that_stops_before_its_home_runs_nothing_and_a_repeat_completes
     assert_eq!(missing.kind(), crate::ErrorKind::NotFound);
 
     // The blocker goes; the same submit again keeps the parts and creates the home.
-    env.broker
-        .delete(&env.broker.keys(&env.q[0]), &jid("a"))
-        .await
-        .unwrap();
-    assert!(env.submit(&flow).await);
+    env.unblock_and_submit(&flow).await;
     assert_eq!(env.state(0, "a").await.as_deref(), Some("pending"));
     assert_eq!(env.state(1, "b").await.as_deref(), Some("pending"));
     env.run(0, "a").await;
@@ -540,6 +546,91 @@ async fn a_submit_that_stops_before_its_home_runs_nothing_and_a_repeat_completes
     env.relay(0).await;
     env.relay(1).await;
     assert_eq!(env.claim_all(2).await.len(), 1);
+}
+
+/// What the janitor's orphan check sees of queue `q`: the parts it lists, and each one's steps.
+impl XEnv {
+    async fn listed_parts(&self, q: usize) -> usize {
+        self.broker
+            .conn()
+            .zcard(&self.broker.keys(&self.q[q]).flow_parts)
+            .await
+            .unwrap()
+    }
+
+    async fn drop_orphans(&self, q: usize, age: Duration) -> u64 {
+        self.broker
+            .drop_orphan_parts(&self.broker.keys(&self.q[q]), age, 100)
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_whose_home_never_came_is_dropped_with_its_steps_once_old_enough() {
+    let env = xstart().await;
+    let flow = Workflow::new(&env.q[0], "half")
+        .id("f")
+        .step(env.step(0, "a"))
+        .step(env.step(1, "b"))
+        .step(env.step(2, "c").after(["a", "b"]));
+    env.submit_with_home_blocked(&flow).await;
+    assert_eq!(
+        (env.listed_parts(1).await, env.listed_parts(2).await),
+        (1, 1)
+    );
+    // c is cancelled by hand meanwhile: it goes with its part all the same.
+    let q2 = env.broker.keys(&env.q[2]);
+    env.broker.cancel(&q2, &KEEP, &jid("c")).await.unwrap();
+
+    // Younger than the age: kept.
+    assert_eq!(env.drop_orphans(1, HOUR).await, 0);
+    assert_eq!(env.state(1, "b").await.as_deref(), Some("waiting"));
+    // Old enough, and no home: each part goes with its step job.
+    assert_eq!(env.drop_orphans(1, Duration::ZERO).await, 1);
+    assert_eq!(env.drop_orphans(2, Duration::ZERO).await, 1);
+    assert_eq!(env.state(1, "b").await, None);
+    assert_eq!(env.state(2, "c").await, None);
+    for q in 1..3 {
+        let keys = env.broker.keys(&env.q[q]);
+        assert!(!env.broker.flow_exists(&keys, "f").await.unwrap());
+        assert_eq!(env.listed_parts(q).await, 0);
+    }
+    assert_eq!(env.waiting().await, 0);
+    let cancelled: usize = env.broker.conn().zcard(&q2.cancelled).await.unwrap();
+    assert_eq!(cancelled, 0);
+    // Twice: nothing left to drop.
+    assert_eq!(env.drop_orphans(1, Duration::ZERO).await, 0);
+
+    // The same submit again, unblocked, creates it all anew and runs it.
+    env.unblock_and_submit(&flow).await;
+    env.relay(0).await;
+    assert_eq!(env.state(1, "b").await.as_deref(), Some("pending"));
+    assert_eq!(env.listed_parts(1).await, 0, "ready: no longer listed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_whose_home_exists_is_not_an_orphan_while_its_ready_is_on_the_way() {
+    let env = xstart().await;
+    let flow = Workflow::new(&env.q[0], "whole")
+        .id("f")
+        .step(env.step(0, "a"))
+        .step(env.step(1, "b"));
+    assert!(env.submit(&flow).await);
+    // The submit handed the home's `ready` on: the part is no longer listed.
+    assert_eq!(env.listed_parts(1).await, 0);
+    assert_eq!(env.state(1, "b").await.as_deref(), Some("pending"));
+
+    // As if that `ready` were still in the home's outbox (no relay yet): listed, not ready.
+    let part = env.broker.keys(&env.q[1]);
+    let mut conn = env.broker.conn();
+    let () = conn.hdel(part.flow("f"), "ready").await.unwrap();
+    let () = conn.zadd(&part.flow_parts, "f", 1).await.unwrap();
+    // The home exists: kept, and looked at again next time.
+    assert_eq!(env.drop_orphans(1, Duration::ZERO).await, 0);
+    assert!(env.broker.flow_exists(&part, "f").await.unwrap());
+    assert_eq!(env.state(1, "b").await.as_deref(), Some("pending"));
+    assert_eq!(env.listed_parts(1).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -554,23 +645,14 @@ async fn a_step_cancelled_by_hand_before_the_home_exists_is_still_counted_once_i
                 .after(["a", "b"])
                 .on_parent_failure(ParentFailure::Run),
         );
-    let blocker = NewJob::new(&env.q[0], "work").id(jid("a"));
-    assert!(env.broker.enqueue(vec![blocker]).await.unwrap()[0].created);
-    env.broker
-        .submit_flow(&flow, "f", KEEP.keep_ms())
-        .await
-        .unwrap_err();
+    env.submit_with_home_blocked(&flow).await;
     // b, waiting in its part, is cancelled by hand; its end finds no home.
     let keys1 = env.broker.keys(&env.q[1]);
     env.broker.cancel(&keys1, &KEEP, &jid("b")).await.unwrap();
     env.relay(1).await;
     assert_eq!(env.outbox_len(1).await, 0);
 
-    env.broker
-        .delete(&env.broker.keys(&env.q[0]), &jid("a"))
-        .await
-        .unwrap();
-    assert!(env.submit(&flow).await);
+    env.unblock_and_submit(&flow).await;
     env.run(0, "a").await;
     env.relay(0).await;
     assert_eq!(env.state(2, "c").await.as_deref(), Some("pending"));
@@ -578,8 +660,7 @@ async fn a_step_cancelled_by_hand_before_the_home_exists_is_still_counted_once_i
     env.relay(2).await;
     let info = env.inspector().flow("f").await.unwrap();
     assert_eq!(info.state, FlowState::Failed, "{info:?}");
-    let counts: Vec<(&str, u64)> = info.counts.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    assert_eq!(counts, [("cancelled", 1), ("completed", 2)]);
+    assert_eq!(counts(&info), [("cancelled", 1), ("completed", 2)]);
 }
 
 /// `flow retry` calls each queue in turn; between two calls a restarted parent may end again.
@@ -597,25 +678,7 @@ async fn a_retry_that_meets_a_parents_newer_end_settles_by_it() {
             .step(env.step(2, "c").after(["p"]));
         assert!(env.submit(&flow).await);
         env.run(0, "h").await;
-        let keys1 = env.broker.keys(&env.q[1]);
-        let kill_p = async || {
-            let claimed = env.claim_all(1).await;
-            assert_eq!(claimed.len(), 1);
-            let out = env
-                .broker
-                .fail(
-                    &keys1,
-                    &KEEP,
-                    &jid("p"),
-                    claimed[0].1,
-                    "boom",
-                    FailMode::Kill,
-                )
-                .await
-                .unwrap();
-            assert_eq!(out, FailOutcome::Dead);
-        };
-        kill_p().await;
+        env.kill(1, "p").await;
         env.relay(1).await;
         assert_eq!(env.state(2, "c").await.as_deref(), Some("cancelled"));
         assert_eq!(
@@ -650,7 +713,7 @@ async fn a_retry_that_meets_a_parents_newer_end_settles_by_it() {
         if parent_succeeds {
             env.run(1, "p").await;
         } else {
-            kill_p().await;
+            env.kill(1, "p").await;
         }
         env.relay(1).await;
         let restarted = retry_in(2).await;
@@ -671,9 +734,10 @@ async fn a_retry_that_meets_a_parents_newer_end_settles_by_it() {
             assert_eq!(env.waiting().await, 0);
             let info = env.inspector().flow("f").await.unwrap();
             assert_eq!(info.state, FlowState::Failed, "{info:?}");
-            let counts: Vec<(&str, u64)> =
-                info.counts.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-            assert_eq!(counts, [("cancelled", 1), ("completed", 1), ("dead", 1)]);
+            assert_eq!(
+                counts(&info),
+                [("cancelled", 1), ("completed", 1), ("dead", 1)]
+            );
         }
     }
 }
