@@ -14,6 +14,9 @@
 //!   a constant number of calls per batch. It keeps the fenced ack, leases, retention of
 //!   completed jobs and the history counts; what it leaves out is named in its scripts.
 //!
+//! - `lean-list`: `lean` with the completed index as a list (in finishing order) instead of a
+//!   sorted set by finish time: what the last sorted-set write of the hot path costs.
+//!
 //! The ratio shows what a layout change can still win on this Redis, and the lean figure is a
 //! floor for any Lua design: the commands it keeps are the ones the guarantees need.
 
@@ -68,6 +71,14 @@ pub async fn floor(target: &Target, n: u64) -> Result<Measured> {
             enqueued.used_memory_growth(&empty) as f64 / n as f64,
         );
         lean.drain(&mut conn, target, n, batch, &label("lean"), &mut m)
+            .await?;
+
+        // lean-list: the same, with a list for the completed index.
+        target.flushall().await?;
+        let lean_list = Layout::lean_list();
+        lean_list.enqueue(&mut conn, &jobs).await?;
+        lean_list
+            .drain(&mut conn, target, n, batch, &label("lean-list"), &mut m)
             .await?;
     }
     Ok(m)
@@ -153,6 +164,8 @@ struct Layout {
     claimed_width: usize,
     ack: redis::Script,
     ack_keys: Vec<String>,
+    /// ARGV after the job key prefix, keep ms and keep max, before the jobs.
+    ack_extra: Vec<String>,
     /// Whether the ack takes a result per job after the id and the fence.
     ack_with_result: bool,
 }
@@ -178,12 +191,22 @@ impl Layout {
             claimed_width: 5,
             ack: script(include_str!("../../../tickq/src/broker/lua/ack.lua")),
             ack_keys: keys.all(&["active", "completed", "stats", "limits", "pending", "wake"]),
+            ack_extra: Vec::new(),
             ack_with_result: true,
             keys,
         }
     }
 
     fn lean() -> Layout {
+        Layout::lean_with_completed("zset")
+    }
+
+    fn lean_list() -> Layout {
+        Layout::lean_with_completed("list")
+    }
+
+    /// The lean layout, with its completed index as a `zset` or a `list`.
+    fn lean_with_completed(index: &str) -> Layout {
         let keys = Keys::new(LAB);
         Layout {
             claim: script(include_str!("floor/lean_claim.lua")),
@@ -213,6 +236,7 @@ impl Layout {
                 "ends",
                 "limits",
             ]),
+            ack_extra: vec![index.to_owned()],
             ack_with_result: false,
             keys,
         }
@@ -272,7 +296,8 @@ impl Layout {
             ack.key(&self.ack_keys)
                 .arg(self.keys.job_prefix())
                 .arg(KEEP_MS)
-                .arg(KEEP_MAX);
+                .arg(KEEP_MAX)
+                .arg(&self.ack_extra);
             for job in claimed.chunks(self.claimed_width) {
                 ack.arg(text(&job[0])?).arg(text(&job[3])?);
                 if self.ack_with_result {
