@@ -12,6 +12,13 @@ from helpers import Redis
 import tickq
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # ./dev test runs the suite four tests at a time (pytest-xdist), then these one by one.
+    config.addinivalue_line(
+        "markers", "alone: a test whose timing depends on having the CPU to itself; ./dev runs it after the others, alone"
+    )
+
+
 @pytest.fixture
 def redis() -> Iterator[Redis]:
     server = Redis()

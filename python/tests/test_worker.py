@@ -227,6 +227,7 @@ def test_an_async_handler_past_its_timeout_is_cancelled_and_retried(client: tick
     assert client.job(id, "q").attempt == 2
 
 
+@pytest.mark.alone  # it times GIL holds against a speed it measured first
 def test_leases_renew_while_python_holds_the_gil(client: tickq.Client) -> None:
     # A lease long enough that a renewal (every lease/3) delayed by a loaded machine still
     # lands in time, and a GIL hold measured on this machine to outlast it.
@@ -260,7 +261,10 @@ def test_leases_renew_while_python_holds_the_gil(client: tickq.Client) -> None:
     assert client.job(hog_id, "q").attempt == 1
     assert client.job(nap_id, "q").attempt == 1
     assert worker.stats()["abandoned"] == 0
-    assert min(held_for) > lease, f"each GIL hold must outlast the lease: {held_for}"
+    # One hold longer than the lease is the proof (a renewal that needed the GIL would have
+    # missed it); each need not be: the speed measured above can drift with the machine's load
+    # (0.99, 0.99 and 1.23 s once, for a lease of 1 s).
+    assert max(held_for) > lease, f"a GIL hold must outlast the lease: {held_for}"
 
 
 def test_progress_is_kept_and_wait_answers_the_ended_job(client: tickq.Client) -> None:

@@ -149,6 +149,11 @@ async fn execute(shared: &Shared, queue: &str, claimed: &Claimed, running: &Runn
     let outcome = tokio::select! {
         result = &mut run => match result {
             Ok(Ok(result)) => Outcome::Completed(result.unwrap_or_default()),
+            // A handler that answers an error at once when stopped (the exec kind, once its
+            // program is gone) can end in the poll where the stop is seen, and `select!`
+            // may look at it first: its answer is the stop's doing, so the stop decides, as
+            // in the branch below. A result still counts: the work was done.
+            Ok(Err(_)) if running.stop.is_cancelled() => Outcome::Stopped(running.reason()),
             Ok(Err(e)) => Outcome::Failed(e.action, e.message),
             Err(panic) => Outcome::Failed(FailAction::Retry, format!("handler panicked: {}", panic_message(&panic))),
         },

@@ -470,6 +470,60 @@ async fn cancelling_a_running_job_stops_its_handler() {
     w.stop().await;
 }
 
+/// A handler that answers an error as soon as it is stopped (as the `exec` kind does once its
+/// program is gone) ends the same poll in which the worker sees the stop: the job is still
+/// cancelled, not failed with the handler's answer. Before, whichever of the two the worker
+/// looked at first won, so about half of such jobs went to retry or dead (seen as the
+/// dashboard test's cancelled `sleep 30` job showing "dead", last error "stopped").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_job_cancelled_is_cancelled_even_if_its_handler_answers_an_error() {
+    const JOBS: usize = 20;
+    let (_redis, client) = setup().await;
+    let jobs = (0..JOBS).map(|_| NewJob::new("q", "stops").max_attempts(1));
+    let ids: Vec<String> = client
+        .enqueue_bulk(jobs.collect())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let w = Worker::builder(&client)
+        .queue("q", 1)
+        .concurrency(JOBS)
+        // A running job learns of its cancel at its lease's next renewal.
+        .lease(Duration::from_millis(600))
+        .handler("stops", |job: Job| async move {
+            job.stopped().await;
+            Err::<(), _>(JobError::retry("stopped"))
+        })
+        .build()
+        .unwrap();
+    let w = spawn(w);
+    wait_until(LIMIT, "every job running", || async {
+        count(&client, "q", JobState::Active).await == JOBS as u64
+    })
+    .await;
+    for id in &ids {
+        assert_eq!(
+            client.cancel("q", id).await.unwrap(),
+            tickq::CancelOutcome::Cancelling
+        );
+    }
+    wait_until(LIMIT, "every job ended", || async {
+        count(&client, "q", JobState::Active).await == 0
+    })
+    .await;
+    let mut states = Vec::new();
+    for id in &ids {
+        states.push(client.job("q", id).await.unwrap().state);
+    }
+    assert!(
+        states.iter().all(|s| *s == JobState::Cancelled),
+        "{states:?}"
+    );
+    w.stop().await;
+}
+
 #[tokio::test]
 async fn graceful_shutdown_lets_short_jobs_finish_and_hands_long_ones_back_uncharged() {
     let (_redis, client) = setup().await;
