@@ -1,7 +1,7 @@
 //! The web dashboard in a real headless Chromium (over WebDriver) against a real `tickq server`
 //! and a real Redis: pages, live updates, actions, search, bulk actions, login, and the time
-//! the overview of a big Redis takes to load. The run also writes the screenshots of
-//! docs/dashboard.md (docs/img/*.png), so they show the page as it is.
+//! the overview of a big Redis takes to load. The run also takes the screenshots of
+//! docs/dashboard.md, into docs/img/*.png when `TICKQ_UPDATE_SCREENSHOTS` is set.
 
 use crate::util::{Server, free_port, wait_for};
 use crate::webdriver::Browser;
@@ -12,11 +12,16 @@ use tickq_testkit::TestRedis;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-/// docs/img of the repository, where the screenshots go.
+/// Where a screenshot goes: docs/img of the repository when `TICKQ_UPDATE_SCREENSHOTS` is set
+/// (docs/dashboard.md), else the target directory, so that a test run leaves the work tree
+/// as it was.
 fn img(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../docs/img")
-        .join(name)
+    let dir = if std::env::var_os("TICKQ_UPDATE_SCREENSHOTS").is_some() {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/img")
+    } else {
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+    };
+    dir.join(name)
 }
 
 /// A JSON client of the server's HTTP API, for setting the scene and checking outcomes.
