@@ -80,7 +80,7 @@ const PRELUDE: &str = include_str!("lua/prelude.lua");
 /// the locals above it, so one pass from the bottom up finds them all. Naming one in a comment
 /// keeps it too (harmless).
 fn prelude_for(body: &str) -> String {
-    let definitions = prelude_definitions();
+    let definitions = &*PRELUDE_DEFINITIONS;
     let mut wanted: HashSet<&str> = words(body).collect();
     let mut keep = vec![false; definitions.len()];
     for (i, definition) in definitions.iter().enumerate().rev() {
@@ -103,6 +103,9 @@ struct Definition {
     text: String,
     names: Vec<&'static str>,
 }
+
+/// The prelude cut into its definitions once, for every script.
+static PRELUDE_DEFINITIONS: LazyLock<Vec<Definition>> = LazyLock::new(prelude_definitions);
 
 /// The prelude as its top-level definitions, in order; together they are the whole file.
 /// Comment and blank lines at the left margin belong to the definition below them; every other
