@@ -807,7 +807,10 @@ class QueuePage extends View {
     this.queue = queue;
     this.state = STATES.includes(params.state) ? params.state : 'pending';
     this.head = h('h1', {}, 'Queue ', h('span', { class: 'mono' }, queue));
-    this.controls = h('div', { class: 'row', id: 'queue-controls' });
+    // The counts and the pause button are redrawn on every refresh (`status`); the limits form
+    // stays in place, so that a refresh never takes the focus or the keys from someone typing.
+    this.status = h('span', { style: 'display: contents' });
+    this.controls = h('div', { class: 'row', id: 'queue-controls' }, this.status);
     this.tabs = h('nav', { class: 'tabs', id: 'states', 'aria-label': 'states' });
     this.list = new JobList(this, queue, this.state, params, `/queues/${enc(queue)}`);
     this.charts = h('div', { class: 'charts', id: 'queue-charts' });
@@ -892,11 +895,12 @@ class QueuePage extends View {
         }),
       }, paused ? 'Resume' : 'Pause');
       parts.unshift(toggle);
-      // Keep what the user is typing into the limits form when counts refresh.
-      if (!this.limitsForm) this.limitsForm = this.makeLimitsForm(q && q.limits);
-      parts.push(this.limitsForm);
+      if (!this.limitsForm) {
+        this.limitsForm = this.makeLimitsForm(q && q.limits);
+        this.controls.append(this.limitsForm);
+      }
     }
-    fill(this.controls, ...parts);
+    fill(this.status, ...parts);
   }
 
   makeLimitsForm(limits) {
