@@ -39,6 +39,7 @@ pub(crate) const PROBES: &[(&str, &[&str])] = &[
     ("zadd", &["ZADD", "{z}", "1", "a"]),
     ("zrange", &["ZRANGE", "{z}", "0", "-1"]),
     ("zscore", &["ZSCORE", "{z}", "a"]),
+    ("zmscore", &["ZMSCORE", "{z}", "a", "b"]),
     ("zcard", &["ZCARD", "{z}"]),
     ("zcount", &["ZCOUNT", "{z}", "0", "1"]),
     ("zrank", &["ZRANK", "{z}", "a"]),

@@ -72,6 +72,12 @@ pub(crate) struct QueueKeys {
     pub(crate) scheduled: String,
     pub(crate) retry: String,
     pub(crate) active: String,
+    /// The facts of each active job's run (hash: id -> "fence started attempt owner", see
+    /// `record.rs`); scripts build it from the job prefix (`queue_key` in lua/prelude.lua).
+    pub(crate) running: String,
+    /// The completion facts of each job ack.lua completed and kept (hash: id -> "finished
+    /// fence started attempt owner"); built from the job prefix in the scripts too.
+    pub(crate) acked: String,
     pub(crate) completed: String,
     pub(crate) dead: String,
     pub(crate) cancelled: String,
@@ -123,6 +129,8 @@ impl QueueKeys {
             scheduled: key("scheduled"),
             retry: key("retry"),
             active: key("active"),
+            running: key("running"),
+            acked: key("acked"),
             completed: key("completed"),
             dead: key("dead"),
             cancelled: key("cancelled"),

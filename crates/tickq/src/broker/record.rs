@@ -15,19 +15,73 @@ fn key(keys: &QueueKeys, id: &str) -> String {
     keys.record(id)
 }
 
-/// Queue the read of job `id`'s whole record on `pipe`; [`decode`] reads its reply.
-pub(crate) fn read(pipe: &mut Pipeline, keys: &QueueKeys, id: &str) {
-    pipe.hgetall(key(keys, id));
+/// Queue the read of job `id`'s whole record on `pipe`: its hash, and the facts the queue
+/// keeps apart from it (below); [`decode`] reads the four replies.
+///
+/// Where a record lives (layout 3; `lua/prelude.lua`, "Job records", is the other side and
+/// says why): a hash per job, except for the facts of the hot path. An active job's `fence
+/// started attempt owner` are one field of the queue's `running` hash (its presence means
+/// state `active`; the lease is its score in `active`), a job completed by ack.lua has its
+/// `finished fence started attempt owner` in the `acked` hash (state `completed`). They
+/// override the hash's own fields, which are the truth for a job in neither.
+fn read(pipe: &mut Pipeline, keys: &QueueKeys, id: &str) {
+    pipe.hgetall(key(keys, id))
+        .hget(&keys.running, id)
+        .hget(&keys.acked, id)
+        .zscore(&keys.active, id);
 }
 
-/// A reply queued by [`read`]: the record, or `None` when the job has none.
-pub(crate) fn decode(reply: Value, queue: &str, id: &str) -> Result<Option<Fields>> {
-    let fields: Fields = redis::from_redis_value(reply).map_err(|e| {
+/// How many replies one [`read`] queues.
+const READ_REPLIES: usize = 4;
+
+/// The replies queued by [`read`]: the record, or `None` when the job has none.
+fn decode(replies: [Value; READ_REPLIES], queue: &str, id: &str) -> Result<Option<Fields>> {
+    let [hash, running, acked, lease] = replies;
+    let corrupt = |e: String| {
         Error::corrupt(format!(
             "job {id} of queue {queue} has an unreadable record: {e}"
         ))
-    })?;
-    Ok((!fields.is_empty()).then_some(fields))
+    };
+    let mut fields: Fields = redis::from_redis_value(hash).map_err(|e| corrupt(e.to_string()))?;
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    let text = |v: Value| -> Result<Option<String>> {
+        redis::from_redis_value(v).map_err(|e| corrupt(e.to_string()))
+    };
+    if let Some(run) = text(running)? {
+        let head = run.split('\n').next().unwrap_or_default();
+        let facts = head.splitn(4, ' ');
+        overlay(
+            &mut fields,
+            "active",
+            ["fence", "started", "attempt", "owner"]
+                .into_iter()
+                .zip(facts),
+        );
+        fields.remove("lease");
+        if let Some(lease) = text(lease)? {
+            fields.insert("lease".into(), lease.into_bytes());
+        }
+    } else if let Some(done) = text(acked)? {
+        let facts = done.splitn(5, ' ');
+        overlay(
+            &mut fields,
+            "completed",
+            ["finished", "fence", "started", "attempt", "owner"]
+                .into_iter()
+                .zip(facts),
+        );
+    }
+    Ok(Some(fields))
+}
+
+/// Put a job's `state` and facts over its stored fields.
+fn overlay<'a>(fields: &mut Fields, state: &str, facts: impl Iterator<Item = (&'a str, &'a str)>) {
+    fields.insert("state".into(), state.as_bytes().to_vec());
+    for (name, value) in facts {
+        fields.insert(name.into(), value.as_bytes().to_vec());
+    }
 }
 
 /// Job `id`'s record, or `None` when there is none.
@@ -53,9 +107,12 @@ pub(crate) async fn get_many<S: AsRef<str>>(
         read(&mut pipe, keys, id.as_ref());
     }
     let replies: Vec<Value> = pipe.query_async(conn).await?;
+    let mut replies = replies.into_iter();
     ids.iter()
-        .zip(replies)
-        .map(|(id, reply)| decode(reply, &keys.name, id.as_ref()))
+        .map(|id| {
+            let mut next = || replies.next().unwrap_or(Value::Nil);
+            decode([next(), next(), next(), next()], &keys.name, id.as_ref())
+        })
         .collect()
 }
 

@@ -303,13 +303,14 @@ mod tests {
             );
         }
         assert!(!publish.contains("local function now_ms"), "{publish}");
-        // A helper's helpers come along: `promote` uses `jobs_get`, which uses `job_get`.
+        // A helper's helpers come along: `promote` uses `job_get_idle`, `job_set_idle`,
+        // `event`, `pending_score` and `zadd_many`.
         let promote = prelude_for("promote(prefix, KEYS[2], KEYS[1], KEYS[5], now, 1000)");
         for name in [
             "promote",
-            "jobs_get",
-            "job_get",
-            "job_set",
+            "job_get_idle",
+            "job_set_idle",
+            "event",
             "pending_score",
             "zadd_many",
         ] {

@@ -8,6 +8,9 @@
 --   (empty result = none). keep ms or keep max of 0 deletes the job at once.
 -- A kept job gets no TTL (one call less per job on the hottest path): the janitor deletes it
 --   once older than keep ms, and the completed index is capped at keep max here.
+-- No job's record is written (but for a result): the batch's running facts are read in one
+--   call, and a kept job's completion facts go to the queue's `acked` hash in one call
+--   (prelude.lua, "Job records").
 -- A job is acked only while it is active with the same fence: a zombie whose lease was taken
 --   over cannot complete the job someone else now holds. An acked job frees its unique key;
 --   on a queue with a concurrency limit, an idle worker is woken for the freed slots.
@@ -27,49 +30,74 @@ local keep_max = tonumber(ARGV[3])
 local keep = keep_ms > 0 and keep_max > 0
 local now = now_ms()
 local now_s = str(now)
-local runs = {}
-local done = {}
-local again = 0
-local index = {}
-local stale = {}
-for i = 4, #ARGV, 3 do
-  local id = ARGV[i]
-  local f = job_get(prefix, id, {'state', 'fence', 'unique', 'started', 'flow', 'step'})
-  if f[1] == 'active' and f[2] == ARGV[i + 1] then
+local running = queue_key(prefix, 'running')
+local ids = {}
+for i = 4, #ARGV, 3 do ids[#ids + 1] = ARGV[i] end
+local runs = hmget_many(running, ids)
+local done, index, acked, gone, times, ended, checks = {}, {}, {}, {}, {}, {}, {}
+local applied = {}
+for k, id in ipairs(ids) do
+  local b = 1 + 3 * k
+  local run, fence, result = runs[k], ARGV[b + 1], ARGV[b + 2]
+  -- The caller's fence is a prefix of the running facts "fence started attempt owner"; an id
+  -- named twice in the batch is applied once (the second is checked below, as again).
+  if run and not applied[id] and string.sub(run, 1, #fence + 1) == fence .. ' ' then
+    applied[id] = true
     done[#done + 1] = id
-    runs[#runs + 1] = run_ms(f[4], now)
+    local facts, tail = run, nil
+    local nl = string.find(run, '\n', 1, true)
+    if nl then facts, tail = string.sub(run, 1, nl - 1), string.sub(run, nl + 1) end
+    local space = string.find(facts, ' ', #fence + 2, true)
+    times[#times + 1] = run_ms(string.sub(facts, #fence + 2, space - 1), now)
     event('completed', id)
-    free_unique(f[3], id)
     if keep then
-      if ARGV[i + 2] ~= '' then
-        job_set(prefix, id, 'state', 'completed', 'finished', now_s, 'result', ARGV[i + 2])
-      else
-        job_set(prefix, id, 'state', 'completed', 'finished', now_s)
-      end
       index[#index + 1] = now_s
       index[#index + 1] = id
+      acked[#acked + 1] = id
+      acked[#acked + 1] = now_s .. ' ' .. facts
+      if result ~= '' then job_set_idle(prefix, id, 'result', result) end
     else
-      job_del(prefix, id)
+      gone[#gone + 1] = prefix .. id
     end
-    flow_ended(prefix, f[5], f[6], 'completed', ARGV[i + 2], now)
-  elseif f[1] == 'completed' and f[2] == ARGV[i + 1] then
-    again = again + 1
+    if tail then ended[#ended + 1] = {id, tail, result} end
   else
-    stale[#stale + 1] = id
+    checks[#checks + 1] = k
   end
 end
 if #done > 0 then
   zrem_many(KEYS[1], done)
+  hdel_many(running, done)
+  if #acked > 0 then hset_many(queue_key(prefix, 'acked'), acked) end
+  if #gone > 0 then del_many(gone) end
   redis.call('HINCRBY', KEYS[3], 'processed', #done)
   count(prefix, now, 'p', #done)
-  count_runs(prefix, now, runs)
-  publish(prefix)
-  wake_if_limited(KEYS[4], KEYS[5], KEYS[6])
+  count_runs(prefix, now, times)
 end
 if #index > 0 then
   zadd_many(KEYS[2], index)
   cap_index(prefix, KEYS[2], keep_max)
 end
-local out = {#done, again}
-for _, id in ipairs(stale) do out[#out + 1] = id end
+-- Unique keys and workflow steps, from the running facts' tail, once the batch is recorded.
+for _, e in ipairs(ended) do
+  local unique, flow, step = run_ends(e[2])
+  free_unique(unique, e[1])
+  flow_ended(prefix, flow, step, 'completed', e[3], now)
+end
+if #done > 0 then
+  publish(prefix)
+  wake_if_limited(KEYS[4], KEYS[5], KEYS[6])
+end
+-- Not applied: completed already with this fence (again), or stale.
+local again = 0
+local out = {#done, 0}
+for _, k in ipairs(checks) do
+  local id = ids[k]
+  local f = job_get(prefix, id, {'state', 'fence'})
+  if f[1] == 'completed' and f[2] == ARGV[2 + 3 * k] then
+    again = again + 1
+  else
+    out[#out + 1] = id
+  end
+end
+out[2] = again
 return out

@@ -9,7 +9,9 @@
 -- Each claimed job: attempt + 1, a new fence from the queue's counter (greater than every
 --   earlier fence of the queue and than Redis' clock in µs, so it grows with every claim of
 --   the job, also across a failover that lost writes: reserve_fences), state
---   active, lease deadline = Redis now + lease ms, indexed in active by that deadline.
+--   active, lease deadline = Redis now + lease ms, indexed in active by that deadline. These
+--   facts go to the queue's `running` hash in one call for the batch; no job's record is
+--   written (prelude.lua, "Job records").
 -- Spread: jobs of one group (the tasks of one cron tick) go to different workers. A worker that
 --   already holds a job of the group passes over the next one while it is younger than the
 --   spread grace, so that an idle peer takes it; after the grace anyone may, so a dead or busy
@@ -66,6 +68,7 @@ if limits[2] and per then
   end
 end
 local leases = {}
+local runs = {} -- running hash entries: id, facts
 local taken = {}
 local starts = {} -- rate log entries: score now, member id:fence (unique per claim)
 local rate_limited = limits[2] and per
@@ -83,14 +86,16 @@ if #head > 0 then
   local fence_next = reserve_fences(KEYS[7], #head)
   for _, id in ipairs(head) do
     if #leases / 2 >= max then break end
-    local f = job_get(prefix, id, {'data', 'attempt', 'fence', 'state', 'group', 'created', 'due'})
-    if not (f[1] or f[4]) then
+    -- A pending job has no running or acked facts: its record as stored, one call.
+    local f = job_get_idle(prefix, id, {'data', 'attempt', 'state', 'group', 'created', 'due',
+      'unique', 'flow', 'step'})
+    if not (f[1] or f[3]) then
       taken[#taken + 1] = id -- the record is gone: drop the id
     else
       local pass = false
-      if f[5] and grace > 0 then
-        local gk = ARGV[5] .. f[5]
-        local ready_at = (tonumber(f[6]) or 0) + grace
+      if f[4] and grace > 0 then
+        local gk = ARGV[5] .. f[4]
+        local ready_at = (tonumber(f[5]) or 0) + grace
         if now < ready_at and redis.call('SISMEMBER', gk, owner) == 1 then
           pass = true
           if passed_until == nil or ready_at < passed_until then passed_until = ready_at end
@@ -102,28 +107,39 @@ if #head > 0 then
       if not pass then
         local attempt = (tonumber(f[2]) or 0) + 1
         fence_next = fence_next + 1
-        local fence = fence_next
-        job_set(prefix, id, 'state', 'active', 'attempt', str(attempt), 'fence', str(fence),
-          'owner', owner, 'lease', deadline_s, 'started', now_s)
-        leases[#leases + 1] = deadline_s
-        leases[#leases + 1] = id
+        local fence = str(fence_next)
+        -- The run's facts, in the queue's `running` hash (prelude.lua, "Job records"): the
+        -- record itself is not written.
+        local run = fence .. ' ' .. now_s .. ' ' .. attempt .. ' ' .. owner
+        if f[7] or f[8] then
+          run = run .. '\n' .. (f[7] or '') .. '\n' .. (f[8] or '') .. '\n' .. (f[9] or '')
+        end
+        local n = #leases
+        leases[n + 1] = deadline_s
+        leases[n + 2] = id
+        runs[n + 1] = id
+        runs[n + 2] = run
         taken[#taken + 1] = id
-        out[#out + 1] = id
-        out[#out + 1] = f[1] or ''
-        out[#out + 1] = attempt
-        out[#out + 1] = fence
-        out[#out + 1] = f[7] or '0'
+        local o = #out
+        out[o + 1] = id
+        out[o + 2] = f[1] or ''
+        out[o + 3] = attempt
+        out[o + 4] = fence
+        out[o + 5] = f[6] or '0'
         event('active', id)
         if rate_limited then
           starts[#starts + 1] = now_s
-          starts[#starts + 1] = id .. ':' .. str(fence)
+          starts[#starts + 1] = id .. ':' .. fence
         end
       end
     end
   end
 end
 if #taken > 0 then zrem_many(KEYS[1], taken) end
-if #leases > 0 then zadd_many(KEYS[4], leases) end
+if #leases > 0 then
+  zadd_many(KEYS[4], leases)
+  hset_many(queue_key(prefix, 'running'), runs)
+end
 if #starts > 0 then
   zadd_many(KEYS[10], starts)
   redis.call('PEXPIRE', KEYS[10], per)

@@ -46,7 +46,7 @@ for i = 0, n - 1 do
     local due = now
     if at > 0 then due = at elseif delay > 0 then due = now + delay end
     if due > now then
-      job_set(prefix, id, 'data', ARGV[b + 1], 'state', 'scheduled', 'attempt', '0',
+      job_set_idle(prefix, id, 'data', ARGV[b + 1], 'state', 'scheduled', 'attempt', '0',
         'max', ARGV[b + 3], 'priority', ARGV[b + 2], 'fence', '0', 'created', now_s,
         'due', str(due))
       redis.call('ZADD', KEYS[2], due, id)
@@ -54,7 +54,7 @@ for i = 0, n - 1 do
       out[#out + 1] = 'scheduled'
       event('scheduled', id)
     else
-      job_set(prefix, id, 'data', ARGV[b + 1], 'state', 'pending', 'attempt', '0',
+      job_set_idle(prefix, id, 'data', ARGV[b + 1], 'state', 'pending', 'attempt', '0',
         'max', ARGV[b + 3], 'priority', ARGV[b + 2], 'fence', '0', 'created', now_s,
         'due', now_s)
       ready[#ready + 1] = pending_score(prio, seq + i + 1)

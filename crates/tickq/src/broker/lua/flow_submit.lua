@@ -57,7 +57,7 @@ for i = 0, n - 1 do
   local parents = tonumber(ARGV[b + 4])
   local state = 'pending'
   if parents > 0 or home ~= '' then state = 'waiting' end
-  job_set(prefix, id, 'data', ARGV[b + 1], 'state', state, 'attempt', '0',
+  job_set_idle(prefix, id, 'data', ARGV[b + 1], 'state', state, 'attempt', '0',
     'max', ARGV[b + 3], 'priority', ARGV[b + 2], 'fence', '0', 'created', now_s,
     'due', now_s, 'flow', KEYS[5], 'step', step, 'wait', ARGV[b + 4], 'policy', ARGV[b + 5])
   if ARGV[b + 6] ~= '' then redis.call('HSET', KEYS[5], 'c:' .. step, ARGV[b + 6]) end

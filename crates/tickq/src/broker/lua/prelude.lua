@@ -118,6 +118,12 @@ local function run_ms(started, now)
   return math.max(now - s, 0)
 end
 
+-- A key of the queue, built from its job key prefix `tickq:{<queue>}:job:` (same hash tag);
+-- keys.rs builds the same names (QueueKeys::waiting, ::pending, ...).
+local function queue_key(prefix, name)
+  return string.sub(prefix, 1, -5) .. name
+end
+
 -- Job records. A job's record is a set of named fields (data, state, attempt, max, priority,
 -- fence, created, due, started, finished, lease, owner, error, result, unique, group, cancel,
 -- progress, and a workflow step's flow, step, wait, policy, parent_failed, skipped; see
@@ -125,10 +131,93 @@ end
 -- functions, and Rust only through broker/record.rs, so the storage layout is decided in
 -- those two places alone. `prefix` is the queue's job key prefix (ARGV[1] of every script).
 -- A field that is not set reads as false, like a missing hash field.
+--
+-- Where the fields live (layout 3, "run facts apart"): a hash per job holds what is written
+-- once or rarely; the facts of the hot path live in two per-queue hashes, so that claim and
+-- ack write no per-job key:
+-- - `running`: id -> "fence started attempt owner" of each active job (its presence IS state
+--   active), written by claim in one HSET per batch. A job that has a unique key or is a
+--   workflow step carries them after it, "\n<unique>\n<flow>\n<step>", for ack to read
+--   without the record.
+-- - `acked`: id -> "finished fence started attempt owner" of each job completed by ack (its
+--   presence IS state completed), written in one HSET per batch.
+-- - the lease deadline of an active job is its score in `active`.
+-- The record's own `state`, `fence`, `attempt`, ... are the truth only for a job in neither
+-- hash. job_get overlays the facts; job_set moves them into the record when it changes the
+-- job's state (settle_facts), so no script has to know.
+
+-- The facts a run hash holds, in order, and those of an acked entry.
+local RUN_FACTS = {'fence', 'started', 'attempt', 'owner'}
+local ACKED_FACTS = {'finished', 'fence', 'started', 'attempt', 'owner'}
+local OVERLAID = {state = true, fence = true, started = true, attempt = true, owner = true,
+  finished = true, lease = true}
+
+-- A `running` value split into its facts (name -> value) and the tail after the head, if any.
+local function run_facts(run)
+  local head, tail = run, nil
+  local nl = string.find(run, '\n', 1, true)
+  if nl then head, tail = string.sub(run, 1, nl - 1), string.sub(run, nl + 1) end
+  local fence, started, attempt, owner = string.match(head, '^(%S+) (%S+) (%S+) (.*)$')
+  return {fence = fence, started = started, attempt = attempt, owner = owner}, tail
+end
+
+-- An `acked` value split into its facts.
+local function acked_facts(acked)
+  local finished, fence, started, attempt, owner =
+    string.match(acked, '^(%S+) (%S+) (%S+) (%S+) (.*)$')
+  return {finished = finished, fence = fence, started = started, attempt = attempt,
+    owner = owner}
+end
+
+-- The unique key, workflow key and step in a `running` value's tail (false when none).
+local function run_ends(tail)
+  if not tail then return false, false, false end
+  local unique, flow, step = string.match(tail, '^(.-)\n(.-)\n(.*)$')
+  return unique ~= '' and unique, flow ~= '' and flow, step ~= '' and step
+end
+
+-- The facts that job `id` has in the per-queue hashes, and the state they mean: the running
+-- facts and 'active', the acked ones and 'completed', or nil.
+local function job_facts(prefix, id)
+  local run = redis.call('HGET', queue_key(prefix, 'running'), id)
+  if run then return run_facts(run), 'active' end
+  local acked = redis.call('HGET', queue_key(prefix, 'acked'), id)
+  if acked then return acked_facts(acked), 'completed' end
+  return nil, nil
+end
 
 -- The values of `fields` (a list of names) of job `id`, in that order; all false when the job
 -- does not exist.
 local function job_get(prefix, id, fields)
+  local values = redis.call('HMGET', prefix .. id, unpack(fields))
+  local overlaid = false
+  for _, name in ipairs(fields) do
+    if OVERLAID[name] then overlaid = true break end
+  end
+  if not overlaid then return values end
+  -- Every record stores a state: none stored means no record, hence no facts either.
+  for i, name in ipairs(fields) do
+    if name == 'state' and not values[i] then return values end
+  end
+  local facts, state = job_facts(prefix, id)
+  if not facts then return values end
+  for i, name in ipairs(fields) do
+    if name == 'state' then
+      values[i] = state
+    elseif name == 'lease' then
+      if state == 'active' then
+        values[i] = redis.call('ZSCORE', queue_key(prefix, 'active'), id)
+      end
+    elseif facts[name] then
+      values[i] = facts[name]
+    end
+  end
+  return values
+end
+
+-- job_get for a job known to have no running or acked facts (a new job, or one in the pending,
+-- a due or the waiting index): its record as stored, one call.
+local function job_get_idle(prefix, id, fields)
   return redis.call('HMGET', prefix .. id, unpack(fields))
 end
 
@@ -144,8 +233,34 @@ local function job_exists(prefix, id)
   return redis.call('EXISTS', prefix .. id) == 1
 end
 
--- Set fields of job `id` (creating its record): name, value, name, value, ...
+-- Move job `id`'s running or acked facts into its record (its state is about to change).
+local function settle_facts(prefix, id)
+  local facts, state = job_facts(prefix, id)
+  if not facts then return end
+  local names = RUN_FACTS
+  if state == 'completed' then names = ACKED_FACTS end
+  local args = {'state', state}
+  for _, name in ipairs(names) do
+    args[#args + 1] = name
+    args[#args + 1] = facts[name]
+  end
+  redis.call('HSET', prefix .. id, unpack(args))
+  redis.call('HDEL', queue_key(prefix, state == 'active' and 'running' or 'acked'), id)
+end
+
+-- Set fields of job `id` (creating its record): name, value, name, value, ... Setting
+-- `state` first moves the job's running or acked facts into the record (settle_facts).
 local function job_set(prefix, id, ...)
+  local args = {...}
+  for i = 1, #args, 2 do
+    if args[i] == 'state' then settle_facts(prefix, id) break end
+  end
+  redis.call('HSET', prefix .. id, ...)
+end
+
+-- job_set for a job known to have no running or acked facts: a new job, or one in a due or
+-- waiting index (promote, release_steps), where looking for them would be wasted calls.
+local function job_set_idle(prefix, id, ...)
   redis.call('HSET', prefix .. id, ...)
 end
 
@@ -159,9 +274,25 @@ local function job_incr(prefix, id, field, n)
   return redis.call('HINCRBY', prefix .. id, field, n)
 end
 
--- Delete job `id`'s record.
+-- Delete job `id`'s record and facts.
 local function job_del(prefix, id)
   redis.call('DEL', prefix .. id)
+  redis.call('HDEL', queue_key(prefix, 'running'), id)
+  redis.call('HDEL', queue_key(prefix, 'acked'), id)
+end
+
+-- job_del for many jobs, a few calls for all of them (cap_index evicts one per ack once an
+-- index is full).
+local function jobs_del(prefix, ids)
+  local chunk = 4000
+  for i = 1, #ids, chunk do
+    local last = math.min(i + chunk - 1, #ids)
+    local records = {}
+    for k = i, last do records[#records + 1] = prefix .. ids[k] end
+    redis.call('DEL', unpack(records))
+    redis.call('HDEL', queue_key(prefix, 'running'), unpack(ids, i, last))
+    redis.call('HDEL', queue_key(prefix, 'acked'), unpack(ids, i, last))
+  end
 end
 
 -- A finished job's record may go after `ms` (a cancelled job's retention; the janitor deletes
@@ -190,6 +321,42 @@ local function zadd_many(key, pairs)
   end
 end
 
+-- HSET with many field/value pairs, chunked like zadd_many.
+local function hset_many(key, pairs)
+  local chunk = 4000
+  for i = 1, #pairs, chunk do
+    redis.call('HSET', key, unpack(pairs, i, math.min(i + chunk - 1, #pairs)))
+  end
+end
+
+-- HMGET of many fields, chunked like zadd_many: the values in the order of `fields`.
+local function hmget_many(key, fields)
+  local chunk = 4000
+  if #fields <= chunk then return redis.call('HMGET', key, unpack(fields)) end
+  local out = {}
+  for i = 1, #fields, chunk do
+    local part = redis.call('HMGET', key, unpack(fields, i, math.min(i + chunk - 1, #fields)))
+    for _, v in ipairs(part) do out[#out + 1] = v end
+  end
+  return out
+end
+
+-- HDEL of many fields, chunked like zadd_many.
+local function hdel_many(key, fields)
+  local chunk = 4000
+  for i = 1, #fields, chunk do
+    redis.call('HDEL', key, unpack(fields, i, math.min(i + chunk - 1, #fields)))
+  end
+end
+
+-- DEL of many keys (of one slot), chunked like zadd_many.
+local function del_many(keys)
+  local chunk = 4000
+  for i = 1, #keys, chunk do
+    redis.call('DEL', unpack(keys, i, math.min(i + chunk - 1, #keys)))
+  end
+end
+
 -- ZREM with many members, chunked like zadd_many.
 local function zrem_many(key, members)
   local chunk = 4000
@@ -206,11 +373,10 @@ local function promote(prefix, due_key, pending_key, seq_key, now, limit)
   if #ids == 0 then return 0 end
   local seq = redis.call('INCRBY', seq_key, #ids) - #ids
   local pairs = {}
-  local recs = jobs_get(prefix, ids, {'state', 'priority'})
   for i, id in ipairs(ids) do
-    local f = recs[i]
+    local f = job_get_idle(prefix, id, {'state', 'priority'})
     if f[1] then
-      job_set(prefix, id, 'state', 'pending')
+      job_set_idle(prefix, id, 'state', 'pending')
       event('pending', id)
       pairs[#pairs + 1] = pending_score(tonumber(f[2]) or 0, seq + i)
       pairs[#pairs + 1] = id
@@ -227,9 +393,9 @@ local function cap_index(prefix, index_key, max)
   local excess = redis.call('ZCARD', index_key) - max
   if excess <= 0 then return end
   local old = redis.call('ZPOPMIN', index_key, excess)
-  for i = 1, #old, 2 do
-    job_del(prefix, old[i])
-  end
+  local ids = {}
+  for i = 1, #old, 2 do ids[#ids + 1] = old[i] end
+  jobs_del(prefix, ids)
 end
 
 -- Wake the idle workers of the queue. They block on the wake stream with XREAD from the last
@@ -286,12 +452,6 @@ end
 -- the target applies it only when it is newer than the version it holds (`v:<step>`), so a
 -- relay that repeats an entry, or two relays that race, settle nothing twice.
 
--- A key of the queue, built from its job key prefix `tickq:{<queue>}:job:` (same hash tag);
--- keys.rs builds the same names (QueueKeys::waiting, ::pending, ...).
-local function queue_key(prefix, name)
-  return string.sub(prefix, 1, -5) .. name
-end
-
 -- The queue's workflow index: `flows` (member workflow id, score = creation, for lists) and
 -- `flow-ends` (the finished ones, score = when their hash expires: `finished` + `keep`). A
 -- finished workflow leaves both once its retention ran out, so nothing of it outlives its
@@ -328,8 +488,8 @@ local function release_steps(prefix, ids, now_s)
   local seq = redis.call('INCRBY', queue_key(prefix, 'seq'), #ids) - #ids
   local pairs = {}
   for n, id in ipairs(ids) do
-    job_set(prefix, id, 'state', 'pending', 'due', now_s)
-    local prio = job_get(prefix, id, {'priority'})[1]
+    job_set_idle(prefix, id, 'state', 'pending', 'due', now_s)
+    local prio = job_get_idle(prefix, id, {'priority'})[1]
     pairs[#pairs + 1] = pending_score(tonumber(prio) or 0, seq + n)
     pairs[#pairs + 1] = id
     event('pending', id)

@@ -12,17 +12,27 @@
 local prefix = ARGV[1]
 local now = now_ms()
 local deadline = now + tonumber(ARGV[2])
+local ids = {}
+for i = 3, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
+if #ids == 0 then return {deadline, {}, {}} end
+-- The running facts and lease deadlines of the batch, one call each (prelude.lua, "Job
+-- records"); a job claimed by a tickq older than the `running` hash has none and is not
+-- renewed (its holder was that older version).
+local runs = hmget_many(queue_key(prefix, 'running'), ids)
+local leases = redis.call('ZMSCORE', KEYS[1], unpack(ids))
 local lost = {}
 local cancel = {}
-for i = 3, #ARGV, 2 do
-  local id = ARGV[i]
-  local f = job_get(prefix, id, {'state', 'fence', 'lease', 'cancel'})
-  if f[1] == 'active' and f[2] == ARGV[i + 1] and (tonumber(f[3]) or 0) >= now then
-    job_set(prefix, id, 'lease', deadline)
-    redis.call('ZADD', KEYS[1], 'XX', deadline, id)
-    if f[4] then cancel[#cancel + 1] = id end
+local renewed = {}
+for k, id in ipairs(ids) do
+  local run, fence = runs[k], ARGV[2 + 2 * k]
+  if run and string.sub(run, 1, #fence + 1) == fence .. ' ' and
+      (tonumber(leases[k]) or 0) >= now then
+    renewed[#renewed + 1] = deadline
+    renewed[#renewed + 1] = id
+    if job_get(prefix, id, {'cancel'})[1] then cancel[#cancel + 1] = id end
   else
     lost[#lost + 1] = id
   end
 end
+if #renewed > 0 then zadd_many(KEYS[1], renewed) end
 return {deadline, lost, cancel}
