@@ -38,8 +38,8 @@ fn disable_for_test(name: &str, source: String) -> String {
         source = match (what, name) {
             ("ack-fence", "ack") => patch(
                 source,
-                "if f[1] == 'active' and f[2] == ARGV[i + 1] then",
-                "if f[1] == 'active' then",
+                "local held = run and string.sub(run, 1, #fence + 1) == fence .. ' '",
+                "local held = run",
             ),
             ("recovery", "recover") => patch(
                 source,

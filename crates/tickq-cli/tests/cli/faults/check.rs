@@ -164,15 +164,34 @@ impl RawKeys<'_> {
         }
     }
 
-    /// A job's hash: `state`, `fence` and `result`.
+    /// A job's `state`, `fence` and `result`: its hash's, unless the queue keeps its run's
+    /// facts apart (layout 3: `running` means active, `acked` means completed; their fence is
+    /// the first, resp. second, word).
     pub fn job(&self, conn: &mut dyn redis::ConnectionLike, id: &str) -> Final {
-        let (state, fence, result) = redis::cmd("HMGET")
-            .arg(Self::key((self.queue_of)(id), &format!("job:{id}")))
-            .arg("state")
-            .arg("fence")
-            .arg("result")
-            .query(conn)
-            .unwrap();
+        let queue = (self.queue_of)(id);
+        let (state, fence, result): (Option<String>, Option<u64>, Option<String>) =
+            redis::cmd("HMGET")
+                .arg(Self::key(queue, &format!("job:{id}")))
+                .arg("state")
+                .arg("fence")
+                .arg("result")
+                .query(conn)
+                .unwrap();
+        // One command at a time: a Cluster connection takes no pipeline.
+        let mut facts = |hash: &str| -> Option<String> {
+            redis::cmd("HGET")
+                .arg(Self::key(queue, hash))
+                .arg(id)
+                .query(conn)
+                .unwrap()
+        };
+        let (running, acked) = (facts("running"), facts("acked"));
+        let word = |facts: &str, n: usize| facts.split([' ', '\n']).nth(n)?.parse().ok();
+        let (state, fence) = match (running, acked) {
+            (Some(run), _) if state.is_some() => (Some("active".to_owned()), word(&run, 0)),
+            (None, Some(done)) if state.is_some() => (Some("completed".to_owned()), word(&done, 1)),
+            _ => (state, fence),
+        };
         Final {
             state,
             fence,

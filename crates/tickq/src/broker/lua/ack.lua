@@ -41,14 +41,16 @@ for k, id in ipairs(ids) do
   local run, fence, result = runs[k], ARGV[b + 1], ARGV[b + 2]
   -- The caller's fence is a prefix of the running facts "fence started attempt owner"; an id
   -- named twice in the batch is applied once (the second is checked below, as again).
-  if run and not applied[id] and string.sub(run, 1, #fence + 1) == fence .. ' ' then
+  local held = run and string.sub(run, 1, #fence + 1) == fence .. ' '
+  if held and not applied[id] then
     applied[id] = true
     done[#done + 1] = id
     local facts, tail = run, nil
     local nl = string.find(run, '\n', 1, true)
     if nl then facts, tail = string.sub(run, 1, nl - 1), string.sub(run, nl + 1) end
-    local space = string.find(facts, ' ', #fence + 2, true)
-    times[#times + 1] = run_ms(string.sub(facts, #fence + 2, space - 1), now)
+    local from = string.find(facts, ' ', 1, true) + 1
+    local started = string.sub(facts, from, string.find(facts, ' ', from, true) - 1)
+    times[#times + 1] = run_ms(started, now)
     event('completed', id)
     if keep then
       index[#index + 1] = now_s
