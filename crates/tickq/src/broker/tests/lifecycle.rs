@@ -9,6 +9,8 @@
 //! - every job ever created and not deleted still has its hash, sits in exactly one state index,
 //!   the one its `state` field names and the model expects, with the attempt, fence and cancel
 //!   request the model expects; a deleted job has left no trace;
+//! - the queue's running facts are exactly those of the active jobs, and its acked facts are
+//!   only of completed ones (record.rs: where a record lives);
 //! - no index holds anything else, and pending is in the model's priority-then-FIFO order;
 //! - an ack, fail, renew or requeue that holds no current fence left Redis exactly as it was.
 //!
@@ -22,6 +24,7 @@ use crate::broker::conn::Conn;
 use crate::broker::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use std::collections::BTreeSet;
 use tickq_testkit::TestRedis;
 
 const Q: &str = "life";
@@ -853,6 +856,23 @@ async fn check(keys: &QueueKeys, conn: &mut Conn, model: &Model) -> Result<(), T
         .unwrap();
     let stats = [stats.0, stats.1];
     let hashes = record::get_many(conn, keys, &model.created).await.unwrap();
+    // The facts kept apart from the records (record.rs): a running entry for exactly the
+    // active jobs, an acked entry only for completed ones.
+    let (running, acked): (BTreeSet<String>, BTreeSet<String>) = redis::pipe()
+        .hkeys(&keys.running)
+        .hkeys(&keys.acked)
+        .query_async(conn)
+        .await
+        .unwrap();
+    let active: BTreeSet<String> = model.ids_in(&[JobState::Active]).into_iter().collect();
+    prop_assert_eq!(&running, &active, "running facts");
+    let completed: BTreeSet<String> = model.ids_in(&[JobState::Completed]).into_iter().collect();
+    prop_assert!(
+        acked.is_subset(&completed),
+        "acked facts {:?} of jobs not completed (completed: {:?})",
+        acked,
+        completed
+    );
 
     // Where each id is indexed, and nothing is indexed that the model does not have there.
     let mut indexed: BTreeMap<&str, Vec<(JobState, i64)>> = BTreeMap::new();
