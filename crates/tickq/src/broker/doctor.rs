@@ -40,6 +40,7 @@ pub(crate) const PROBES: &[(&str, &[&str])] = &[
     ("zrange", &["ZRANGE", "{z}", "0", "-1"]),
     ("zscore", &["ZSCORE", "{z}", "a"]),
     ("zmscore", &["ZMSCORE", "{z}", "a", "b"]),
+    ("hrandfield", &["HRANDFIELD", "{h}", "2"]),
     ("zcard", &["ZCARD", "{z}"]),
     ("zcount", &["ZCOUNT", "{z}", "0", "1"]),
     ("zrank", &["ZRANK", "{z}", "a"]),

@@ -10,6 +10,8 @@
 --   the cap in ack). Dead jobs have no TTL: the janitor
 --   deletes those older than the dead keep time. Finished workflows whose hash expired leave
 --   the workflow index (`flow_trim`).
+-- Repairs the facts a rolling upgrade from a tickq older than the `running` hash may leave
+--   without their index (below).
 -- Returns the number of index entries dropped.
 -- Idempotent: yes.
 local prefix = ARGV[1]
@@ -36,4 +38,25 @@ if #dead > 0 then
 end
 -- Finished workflows whose retention ran out leave the queue's workflow index (prelude.lua).
 dropped = dropped + flow_trim(prefix, now, limit)
+-- Facts without their index (prelude.lua, "Job records"). No script of this version leaves
+-- one, but a tickq older than the `running` hash, working the same queue during a rolling
+-- upgrade, does: its recover drops a job it does not see as active from `active`, its janitor
+-- and cap drop a completed job from `completed` and leave its acked facts. A sample per call:
+-- a running job missing from `active` goes back with its lease run out (recover takes it
+-- back), an acked one missing from `completed` is deleted, as its retention would have.
+for _, repair in ipairs({{'running', 'active'}, {'acked', 'completed'}}) do
+  local ids = redis.call('HRANDFIELD', queue_key(prefix, repair[1]), limit)
+  if #ids > 0 then
+    local scores = redis.call('ZMSCORE', queue_key(prefix, repair[2]), unpack(ids))
+    for i, id in ipairs(ids) do
+      if not scores[i] then
+        if repair[1] == 'running' then
+          redis.call('ZADD', queue_key(prefix, 'active'), 0, id)
+        else
+          job_del(prefix, id)
+        end
+      end
+    end
+  end
+end
 return dropped

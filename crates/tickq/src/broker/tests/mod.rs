@@ -1406,6 +1406,41 @@ async fn recover_returns_an_expired_job_to_pending_with_its_attempt_kept() {
     assert!(next.fence > first_fence);
 }
 
+/// What a tickq older than the `running` hash does to this version's jobs during a rolling
+/// upgrade (janitor.lua): its recover drops an expired job it does not see as active from
+/// `active`, and its janitor drops a completed job from `completed` but leaves its acked
+/// facts. The janitor puts the first back for recovery and deletes the second.
+#[tokio::test]
+async fn janitor_repairs_facts_an_older_version_left_without_their_index() {
+    let env = start().await;
+    env.enqueue(job("ran").max_attempts(3)).await;
+    let fence = env.claim_next("ran").await;
+    env.put("done", JobState::Completed).await;
+    let mut conn = env.conn.clone();
+    let _: () = redis::pipe()
+        .zrem(&env.keys.active, "ran")
+        .zrem(&env.keys.completed, "done")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    env.broker
+        .janitor(&env.keys, &Retention::default(), 100, false)
+        .await
+        .unwrap();
+
+    assert_eq!(env.score(JobState::Active, "ran").await, Some(0));
+    env.assert_gone("done").await;
+    let acked: bool = conn.hexists(&env.keys.acked, "done").await.unwrap();
+    assert!(!acked, "the acked facts of a deleted job");
+    let out = env.broker.recover(&env.keys, &KEEP, 100).await.unwrap();
+    assert_eq!(out.to_pending, 1);
+    env.assert_state("ran", JobState::Pending).await;
+    assert_eq!(env.hash("ran").await["fence"], fence.to_string());
+    let next = env.claim("w2", 1).await.jobs.remove(0);
+    assert_eq!((next.id.as_str(), next.attempt), ("ran", 2));
+}
+
 #[tokio::test]
 async fn recover_sends_a_job_that_was_on_its_last_attempt_to_dead() {
     let env = start().await;
