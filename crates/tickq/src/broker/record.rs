@@ -18,7 +18,7 @@ fn key(keys: &QueueKeys, id: &str) -> String {
 /// Queue the read of job `id`'s whole record on `pipe`: its hash, and the facts the queue
 /// keeps apart from it (below); [`decode`] reads the four replies.
 ///
-/// Where a record lives (layout 3; `lua/prelude.lua`, "Job records", is the other side and
+/// Where a record lives (layout 4; `lua/prelude.lua`, "Job records", is the other side and
 /// says why): a hash per job, except for the facts of the hot path. An active job's `fence
 /// started attempt owner` are one field of the queue's `running` hash (its presence means
 /// state `active`; the lease is its score in `active`), a job completed by ack.lua has its

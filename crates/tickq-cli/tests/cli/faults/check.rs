@@ -165,7 +165,7 @@ impl RawKeys<'_> {
     }
 
     /// A job's `state`, `fence` and `result`: its hash's, unless the queue keeps its run's
-    /// facts apart (layout 3: `running` means active, `acked` means completed; their fence is
+    /// facts apart (layout 4: `running` means active, `acked` means completed; their fence is
     /// the first, resp. second, word).
     pub fn job(&self, conn: &mut dyn redis::ConnectionLike, id: &str) -> Final {
         let queue = (self.queue_of)(id);

@@ -132,7 +132,7 @@ end
 -- those two places alone. `prefix` is the queue's job key prefix (ARGV[1] of every script).
 -- A field that is not set reads as false, like a missing hash field.
 --
--- Where the fields live (layout 3, "run facts apart"): a hash per job holds what is written
+-- Where the fields live (layout 4, "run facts apart"): a hash per job holds what is written
 -- once or rarely; the facts of the hot path live in two per-queue hashes, so that claim and
 -- ack write no per-job key:
 -- - `running`: id -> "fence started attempt owner" of each active job (its presence IS state
