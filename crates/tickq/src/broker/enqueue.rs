@@ -307,21 +307,18 @@ fn plain_transaction(
             due.to_string(),
         );
         let data = Envelope::encode_new(job);
-        record::create(
-            &mut pipe,
-            keys,
-            id,
-            &[
-                ("data", data.as_bytes()),
-                ("state", state.as_str().as_bytes()),
-                ("attempt", b"0"),
-                ("max", max.as_bytes()),
-                ("priority", priority.as_bytes()),
-                ("fence", b"0"),
-                ("created", now_s.as_bytes()),
-                ("due", due_s.as_bytes()),
-            ],
-        );
+        // The record `job_create` (lua/prelude.lua) writes: no `attempt` or `fence` (0 until
+        // the first claim), no `priority` when it is 0.
+        let mut fields: Vec<(&str, &[u8])> = vec![
+            ("data", data.as_bytes()),
+            ("state", state.as_str().as_bytes()),
+            ("max", max.as_bytes()),
+        ];
+        if job.priority != 0 {
+            fields.push(("priority", priority.as_bytes()));
+        }
+        fields.extend([("created", now_s.as_bytes()), ("due", due_s.as_bytes())]);
+        record::create(&mut pipe, keys, id, &fields);
         answers.push((
             i,
             Enqueued {

@@ -46,6 +46,10 @@ fn decode(replies: [Value; READ_REPLIES], queue: &str, id: &str) -> Result<Optio
     if fields.is_empty() {
         return Ok(None);
     }
+    // Not stored while they hold their default (`job_create` in lua/prelude.lua).
+    for name in ["attempt", "fence", "priority"] {
+        fields.entry(name.into()).or_insert_with(|| b"0".to_vec());
+    }
     let text = |v: Value| -> Result<Option<String>> {
         redis::from_redis_value(v).map_err(|e| corrupt(e.to_string()))
     };

@@ -46,17 +46,14 @@ for i = 0, n - 1 do
     local due = now
     if at > 0 then due = at elseif delay > 0 then due = now + delay end
     if due > now then
-      job_set_idle(prefix, id, 'data', ARGV[b + 1], 'state', 'scheduled', 'attempt', '0',
-        'max', ARGV[b + 3], 'priority', ARGV[b + 2], 'fence', '0', 'created', now_s,
-        'due', str(due))
+      job_create(prefix, id, ARGV[b + 1], 'scheduled', ARGV[b + 3], ARGV[b + 2], now_s,
+        str(due))
       redis.call('ZADD', KEYS[2], due, id)
       if earliest == nil or due < earliest then earliest = due end
       out[#out + 1] = 'scheduled'
       event('scheduled', id)
     else
-      job_set_idle(prefix, id, 'data', ARGV[b + 1], 'state', 'pending', 'attempt', '0',
-        'max', ARGV[b + 3], 'priority', ARGV[b + 2], 'fence', '0', 'created', now_s,
-        'due', now_s)
+      job_create(prefix, id, ARGV[b + 1], 'pending', ARGV[b + 3], ARGV[b + 2], now_s, now_s)
       ready[#ready + 1] = pending_score(prio, seq + i + 1)
       ready[#ready + 1] = id
       out[#out + 1] = 'pending'

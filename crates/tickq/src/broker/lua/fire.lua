@@ -82,8 +82,7 @@ for i = 0, n - 1 do
   ids[#ids + 1] = id
   if not job_exists(prefix, id) then
     local prio = tonumber(ARGV[b + 2])
-    job_set_idle(prefix, id, 'data', ARGV[b + 1], 'state', 'pending', 'attempt', 0,
-      'max', ARGV[b + 3], 'priority', prio, 'fence', 0, 'created', now, 'due', now,
+    job_create(prefix, id, ARGV[b + 1], 'pending', ARGV[b + 3], ARGV[b + 2], str(now), str(now),
       'group', ARGV[b + 4])
     ready[#ready + 1] = pending_score(prio, seq + i + 1)
     ready[#ready + 1] = id

@@ -57,9 +57,8 @@ for i = 0, n - 1 do
   local parents = tonumber(ARGV[b + 4])
   local state = 'pending'
   if parents > 0 or home ~= '' then state = 'waiting' end
-  job_set_idle(prefix, id, 'data', ARGV[b + 1], 'state', state, 'attempt', '0',
-    'max', ARGV[b + 3], 'priority', ARGV[b + 2], 'fence', '0', 'created', now_s,
-    'due', now_s, 'flow', KEYS[5], 'step', step, 'wait', ARGV[b + 4], 'policy', ARGV[b + 5])
+  job_create(prefix, id, ARGV[b + 1], state, ARGV[b + 3], ARGV[b + 2], now_s, now_s,
+    'flow', KEYS[5], 'step', step, 'wait', ARGV[b + 4], 'policy', ARGV[b + 5])
   if ARGV[b + 6] ~= '' then redis.call('HSET', KEYS[5], 'c:' .. step, ARGV[b + 6]) end
   if ARGV[b + 7] ~= '' then redis.call('HSET', KEYS[5], 'o:' .. step, ARGV[b + 7]) end
   if state == 'waiting' then

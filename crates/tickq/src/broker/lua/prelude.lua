@@ -264,6 +264,21 @@ local function job_set_idle(prefix, id, ...)
   redis.call('HSET', prefix .. id, ...)
 end
 
+-- Create job `id`'s record (a new job: job_set_idle) with its envelope, first state, attempts
+-- allowed, priority, creation and due times (Redis ms, as strings), then any other `...`
+-- name, value pairs. What reads as its default when absent is not written: `attempt` and
+-- `fence` (0 until the first claim), `priority` 0. broker/enqueue.rs writes the same record
+-- for bulk enqueues (`plain_transaction`).
+local function job_create(prefix, id, data, state, max, priority, created, due, ...)
+  if priority == '0' then
+    job_set_idle(prefix, id, 'data', data, 'state', state, 'max', max, 'created', created,
+      'due', due, ...)
+  else
+    job_set_idle(prefix, id, 'data', data, 'state', state, 'max', max, 'priority', priority,
+      'created', created, 'due', due, ...)
+  end
+end
+
 -- Clear fields of job `id`: name, name, ...
 local function job_unset(prefix, id, ...)
   redis.call('HDEL', prefix .. id, ...)
