@@ -77,7 +77,7 @@ if #done > 0 then
 end
 if #index > 0 then
   zadd_many(KEYS[2], index)
-  cap_index(prefix, KEYS[2], keep_max)
+  cap_index(prefix, KEYS[2], keep_max, true)
 end
 -- Unique keys and workflow steps, from the running facts' tail, once the batch is recorded.
 for _, e in ipairs(ended) do

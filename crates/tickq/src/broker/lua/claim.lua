@@ -69,29 +69,30 @@ if limits[2] and per then
 end
 local leases = {}
 local runs = {} -- running hash entries: id, facts
-local taken = {}
+local passed = {} -- jobs passed over for spreading, to put back: score, id
 local starts = {} -- rate log entries: score now, member id:fence (unique per claim)
 local rate_limited = limits[2] and per
 local passed_until = nil
-local head = {}
-if max > 0 then
-  -- Look a little past `max` so that jobs passed over for spreading do not starve the rest.
-  head = redis.call('ZRANGE', KEYS[1], 0, max + 63)
-end
-if #head > 0 then
+-- Pop the head of pending, and more while jobs were passed over for spreading, but look at
+-- most a little past `max` so that passed jobs do not starve the rest. Popping needs no ZREM
+-- of the taken ids; the passed ones go back with their scores (their place), and ids whose
+-- record is gone are dropped.
+local budget = max + 64
+while max > 0 and #leases / 2 < max and budget > 0 do
+  local head = redis.call('ZPOPMIN', KEYS[1], math.min(max - #leases / 2, budget))
+  if #head == 0 then break end
+  budget = budget - #head / 2
   -- Fences come from the queue's counter, not the job's own: still growing with every claim
   -- of a job, and never repeated when a deleted job's id is used again (a zombie of the old
   -- job must not match the new one), nor after a failover that lost claims
-  -- (reserve_fences). One reservation covers this call.
-  local fence_next = reserve_fences(KEYS[7], #head)
-  for _, id in ipairs(head) do
-    if #leases / 2 >= max then break end
+  -- (reserve_fences). One reservation covers the jobs popped.
+  local fence_next = reserve_fences(KEYS[7], #head / 2)
+  for h = 1, #head, 2 do
+    local id = head[h]
     -- A pending job has no running or acked facts: its record as stored, one call.
     local f = job_get_idle(prefix, id, {'data', 'attempt', 'state', 'group', 'created', 'due',
       'unique', 'flow', 'step'})
-    if not (f[1] or f[3]) then
-      taken[#taken + 1] = id -- the record is gone: drop the id
-    else
+    if f[1] or f[3] then -- else the record is gone: the id is dropped
       local pass = false
       if f[4] and grace > 0 then
         local gk = ARGV[5] .. f[4]
@@ -104,7 +105,10 @@ if #head > 0 then
           redis.call('PEXPIRE', gk, 86400000)
         end
       end
-      if not pass then
+      if pass then
+        passed[#passed + 1] = head[h + 1]
+        passed[#passed + 1] = id
+      else
         local attempt = (tonumber(f[2]) or 0) + 1
         fence_next = fence_next + 1
         local fence = str(fence_next)
@@ -119,7 +123,6 @@ if #head > 0 then
         leases[n + 2] = id
         runs[n + 1] = id
         runs[n + 2] = run
-        taken[#taken + 1] = id
         local o = #out
         out[o + 1] = id
         out[o + 2] = f[1] or ''
@@ -135,7 +138,7 @@ if #head > 0 then
     end
   end
 end
-if #taken > 0 then zrem_many(KEYS[1], taken) end
+if #passed > 0 then zadd_many(KEYS[1], passed) end
 if #leases > 0 then
   zadd_many(KEYS[4], leases)
   hset_many(queue_key(prefix, 'running'), runs)

@@ -103,11 +103,13 @@ local function count_runs(prefix, now, runs)
   if redis.call('HINCRBY', key, 'rc', #runs) == #runs then
     redis.call('PEXPIRE', key, HISTORY_KEEP_MS)
   end
-  redis.call('HINCRBY', key, 'rs', str(sum))
+  -- A sum or max of 0 is what an absent field reads as: two calls fewer when every run took
+  -- under a millisecond.
+  if sum > 0 then redis.call('HINCRBY', key, 'rs', str(sum)) end
   for i = 1, 6 do
     if buckets[i] > 0 then redis.call('HINCRBY', key, 'b' .. i, buckets[i]) end
   end
-  if max > (tonumber(redis.call('HGET', key, 'rm')) or -1) then
+  if max > 0 and max > (tonumber(redis.call('HGET', key, 'rm')) or -1) then
     redis.call('HSET', key, 'rm', str(max))
   end
 end
@@ -296,17 +298,16 @@ local function job_del(prefix, id)
   redis.call('HDEL', queue_key(prefix, 'acked'), id)
 end
 
--- job_del for many jobs, a few calls for all of them (cap_index evicts one per ack once an
--- index is full).
-local function jobs_del(prefix, ids)
+-- job_del for many finished jobs (none active), a few calls for all of them (cap_index evicts
+-- one per ack once an index is full); `acked`: whether they may have acked facts.
+local function jobs_del(prefix, ids, acked)
   local chunk = 4000
   for i = 1, #ids, chunk do
     local last = math.min(i + chunk - 1, #ids)
     local records = {}
     for k = i, last do records[#records + 1] = prefix .. ids[k] end
     redis.call('DEL', unpack(records))
-    redis.call('HDEL', queue_key(prefix, 'running'), unpack(ids, i, last))
-    redis.call('HDEL', queue_key(prefix, 'acked'), unpack(ids, i, last))
+    if acked then redis.call('HDEL', queue_key(prefix, 'acked'), unpack(ids, i, last)) end
   end
 end
 
@@ -403,14 +404,14 @@ local function promote(prefix, due_key, pending_key, seq_key, now, limit)
 end
 
 -- Keep at most `max` members in a finished-jobs index (completed, dead, cancelled): evict the
--- oldest and delete their job records.
-local function cap_index(prefix, index_key, max)
+-- oldest and delete their job records (and acked facts: `acked`, for completed).
+local function cap_index(prefix, index_key, max, acked)
   local excess = redis.call('ZCARD', index_key) - max
   if excess <= 0 then return end
   local old = redis.call('ZPOPMIN', index_key, excess)
   local ids = {}
   for i = 1, #old, 2 do ids[#ids + 1] = old[i] end
-  jobs_del(prefix, ids)
+  jobs_del(prefix, ids, acked)
 end
 
 -- Wake the idle workers of the queue. They block on the wake stream with XREAD from the last
