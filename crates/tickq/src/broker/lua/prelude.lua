@@ -120,6 +120,46 @@ local function run_ms(started, now)
   return math.max(now - s, 0)
 end
 
+-- Call `f(first, last)` on each chunk of `list` small enough for Lua's unpack limit (4,000
+-- items: an even number, so score/member and field/value pairs stay whole).
+local function chunks(list, f)
+  for i = 1, #list, 4000 do f(i, math.min(i + 3999, #list)) end
+end
+
+-- ZADD with many score/member pairs.
+local function zadd_many(key, pairs)
+  chunks(pairs, function(a, b) redis.call('ZADD', key, unpack(pairs, a, b)) end)
+end
+
+-- HSET with many field/value pairs.
+local function hset_many(key, pairs)
+  chunks(pairs, function(a, b) redis.call('HSET', key, unpack(pairs, a, b)) end)
+end
+
+-- HMGET of many fields: the values in the order of `fields`.
+local function hmget_many(key, fields)
+  local out = {}
+  chunks(fields, function(a, b)
+    for _, v in ipairs(redis.call('HMGET', key, unpack(fields, a, b))) do out[#out + 1] = v end
+  end)
+  return out
+end
+
+-- HDEL of many fields.
+local function hdel_many(key, fields)
+  chunks(fields, function(a, b) redis.call('HDEL', key, unpack(fields, a, b)) end)
+end
+
+-- DEL of many keys (of one slot).
+local function del_many(keys)
+  chunks(keys, function(a, b) redis.call('DEL', unpack(keys, a, b)) end)
+end
+
+-- ZREM with many members.
+local function zrem_many(key, members)
+  chunks(members, function(a, b) redis.call('ZREM', key, unpack(members, a, b)) end)
+end
+
 -- A key of the queue, built from its job key prefix `tickq:{<queue>}:job:` (same hash tag);
 -- keys.rs builds the same names (QueueKeys::waiting, ::pending, ...).
 local function queue_key(prefix, name)
@@ -301,14 +341,10 @@ end
 -- job_del for many finished jobs (none active), a few calls for all of them (cap_index evicts
 -- one per ack once an index is full); `acked`: whether they may have acked facts.
 local function jobs_del(prefix, ids, acked)
-  local chunk = 4000
-  for i = 1, #ids, chunk do
-    local last = math.min(i + chunk - 1, #ids)
-    local records = {}
-    for k = i, last do records[#records + 1] = prefix .. ids[k] end
-    redis.call('DEL', unpack(records))
-    if acked then redis.call('HDEL', queue_key(prefix, 'acked'), unpack(ids, i, last)) end
-  end
+  local records = {}
+  for i, id in ipairs(ids) do records[i] = prefix .. id end
+  del_many(records)
+  if acked then hdel_many(queue_key(prefix, 'acked'), ids) end
 end
 
 -- A finished job's record may go after `ms` (a cancelled job's retention; the janitor deletes
@@ -327,58 +363,6 @@ local PRIORITY_MAX = 1000
 local SEQ_SPAN = 4398046511104
 local function pending_score(priority, seq)
   return (PRIORITY_MAX - priority) * SEQ_SPAN + seq
-end
-
--- ZADD with many score/member pairs, in chunks that stay under Lua's unpack limit.
-local function zadd_many(key, pairs)
-  local chunk = 4000
-  for i = 1, #pairs, chunk do
-    redis.call('ZADD', key, unpack(pairs, i, math.min(i + chunk - 1, #pairs)))
-  end
-end
-
--- HSET with many field/value pairs, chunked like zadd_many.
-local function hset_many(key, pairs)
-  local chunk = 4000
-  for i = 1, #pairs, chunk do
-    redis.call('HSET', key, unpack(pairs, i, math.min(i + chunk - 1, #pairs)))
-  end
-end
-
--- HMGET of many fields, chunked like zadd_many: the values in the order of `fields`.
-local function hmget_many(key, fields)
-  local chunk = 4000
-  if #fields <= chunk then return redis.call('HMGET', key, unpack(fields)) end
-  local out = {}
-  for i = 1, #fields, chunk do
-    local part = redis.call('HMGET', key, unpack(fields, i, math.min(i + chunk - 1, #fields)))
-    for _, v in ipairs(part) do out[#out + 1] = v end
-  end
-  return out
-end
-
--- HDEL of many fields, chunked like zadd_many.
-local function hdel_many(key, fields)
-  local chunk = 4000
-  for i = 1, #fields, chunk do
-    redis.call('HDEL', key, unpack(fields, i, math.min(i + chunk - 1, #fields)))
-  end
-end
-
--- DEL of many keys (of one slot), chunked like zadd_many.
-local function del_many(keys)
-  local chunk = 4000
-  for i = 1, #keys, chunk do
-    redis.call('DEL', unpack(keys, i, math.min(i + chunk - 1, #keys)))
-  end
-end
-
--- ZREM with many members, chunked like zadd_many.
-local function zrem_many(key, members)
-  local chunk = 4000
-  for i = 1, #members, chunk do
-    redis.call('ZREM', key, unpack(members, i, math.min(i + chunk - 1, #members)))
-  end
 end
 
 -- Move due jobs (score <= now) from a due set (scheduled or retry) into pending. Ids whose job
