@@ -19,6 +19,7 @@ mod flow_cross;
 mod flow_prop;
 mod lifecycle;
 mod limits;
+mod pending;
 mod unique;
 
 pub(super) const Q: &str = "q";
