@@ -78,7 +78,8 @@ local passed_until = nil
 -- to the front of their lists, in their order (their place), and ids whose record is gone are
 -- dropped.
 local budget = max + 64
-local left = pending_any(KEYS[1])
+-- Whether pending jobs remain: each pop answers it; a claim that may take none asks.
+local left = max > 0 or pending_any(KEYS[1])
 while max > 0 and #leases / 2 < max and budget > 0 and left do
   local head
   head, left = pending_pop(prefix, math.min(max - #leases / 2, budget))
