@@ -94,12 +94,23 @@ struct Waiting {
 /// The bench queue's waiting jobs, in claim order, with their records.
 async fn waiting_jobs(conn: &mut MultiplexedConnection, n: u64) -> Result<Vec<Waiting>> {
     let keys = Keys::new(QUEUE);
-    let ids: Vec<String> = redis::cmd("ZRANGE")
+    // `pending`: the priorities that have pending jobs, highest first; each has its list.
+    let bands: Vec<String> = redis::cmd("ZRANGE")
         .arg(keys.key("pending"))
         .arg(0)
         .arg(-1)
         .query_async(conn)
         .await?;
+    let mut ids: Vec<String> = Vec::new();
+    for band in bands {
+        let part: Vec<String> = redis::cmd("LRANGE")
+            .arg(keys.key(&format!("pending:{band}")))
+            .arg(0)
+            .arg(-1)
+            .query_async(conn)
+            .await?;
+        ids.extend(part);
+    }
     ensure!(
         ids.len() as u64 == n,
         "expected {n} pending jobs, found {}",
@@ -180,7 +191,6 @@ impl Layout {
                 "scheduled",
                 "retry",
                 "active",
-                "seq",
                 "wake",
                 "fence",
                 "paused",

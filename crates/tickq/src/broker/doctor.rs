@@ -7,7 +7,7 @@ use redis::{RedisError, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Every command tickq sends, as a harmless call on throwaway keys (`{s}`, `{h}`, ... stand for
-/// a string, hash, set, sorted set, stream and counter key, and `{c}` for a channel, under
+/// a string, hash, set, sorted set, list, stream and counter key, and `{c}` for a channel, under
 /// `tickq:{#doctor}:`). Scripts' `redis.call`s are checked against the caller's ACL too, so theirs are here as well; a test
 /// checks every command of every script is.
 ///
@@ -49,6 +49,13 @@ pub(crate) const PROBES: &[(&str, &[&str])] = &[
     ("zrem", &["ZREM", "{z}", "b"]),
     ("zremrangebyscore", &["ZREMRANGEBYSCORE", "{z}", "5", "6"]),
     ("zpopmin", &["ZPOPMIN", "{z}"]),
+    ("rpush", &["RPUSH", "{l}", "a", "b"]),
+    ("lpush", &["LPUSH", "{l}", "c"]),
+    ("lrange", &["LRANGE", "{l}", "0", "-1"]),
+    ("lpos", &["LPOS", "{l}", "a"]),
+    ("llen", &["LLEN", "{l}"]),
+    ("lrem", &["LREM", "{l}", "1", "a"]),
+    ("lpop", &["LPOP", "{l}", "1"]),
     ("xadd", &["XADD", "{x}", "MAXLEN", "~", "10", "*", "f", "1"]),
     ("xread", &["XREAD", "COUNT", "1", "STREAMS", "{x}", "0"]),
     // A channel of its own: watchers of the queues' events channels must not see the probe.
@@ -62,7 +69,10 @@ pub(crate) const PROBES: &[(&str, &[&str])] = &[
         &["EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "0"],
     ),
     ("eval", &["EVAL", "return 1", "0"]),
-    ("del", &["DEL", "{s}", "{n}", "{h}", "{t}", "{z}", "{x}"]),
+    (
+        "del",
+        &["DEL", "{s}", "{n}", "{h}", "{t}", "{z}", "{l}", "{x}"],
+    ),
 ];
 
 /// The key a probe placeholder stands for.

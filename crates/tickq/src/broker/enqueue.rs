@@ -38,12 +38,10 @@ type Answering<'a> =
 
 /// One chunk of an enqueue, not sent yet: jobs by their index in the call.
 enum Call {
-    /// Plain jobs in a transaction, with sequence numbers after `seq_before`, created at
-    /// Redis time `now`.
+    /// Plain jobs in a transaction, created at Redis time `now`.
     Plain {
         keys: Arc<QueueKeys>,
         chunk: Vec<usize>,
-        seq_before: i64,
         now: i64,
     },
     /// Jobs through the enqueue script.
@@ -56,14 +54,6 @@ enum Call {
 /// The id of a job of an enqueue: every job has one once [`Broker::enqueue`] has begun.
 fn job_id(job: &NewJob) -> &str {
     job.id.as_deref().expect("ids are assigned before sending")
-}
-
-/// Same scoring as `pending_score` in prelude.lua.
-/// Below 2^53, so Redis' double score holds it exactly.
-fn pending_score(priority: i32, seq: i64) -> i64 {
-    const PRIORITY_MAX: i64 = 1000;
-    const SEQ_SPAN: i64 = 1 << 42;
-    (PRIORITY_MAX - i64::from(priority)) * SEQ_SPAN + seq
 }
 
 impl Broker {
@@ -108,14 +98,12 @@ impl Broker {
             let keys = self.keys(&queue);
             let mut scripted = checked;
             if plain.len() >= PLAIN_MIN {
-                match self.reserve_plain(&keys, plain.len()).await {
-                    Ok((seq_end, now)) => {
-                        let first = seq_end - plain.len() as i64;
-                        for (c, chunk) in plain.chunks(ENQUEUE_CHUNK).enumerate() {
+                match self.redis_now().await {
+                    Ok(now) => {
+                        for chunk in plain.chunks(ENQUEUE_CHUNK) {
                             calls.push(Call::Plain {
                                 keys: keys.clone(),
                                 chunk: chunk.to_vec(),
-                                seq_before: first + (c * ENQUEUE_CHUNK) as i64,
                                 now,
                             });
                         }
@@ -195,15 +183,10 @@ impl Broker {
     /// One chunk's call.
     fn send<'a>(&self, jobs: &'a [NewJob], call: Call) -> Answering<'a> {
         match call {
-            Call::Plain {
-                keys,
-                chunk,
-                seq_before,
-                now,
-            } => {
+            Call::Plain { keys, chunk, now } => {
                 let mut conn = self.conn();
                 Box::pin(async move {
-                    let (pipe, answers) = plain_transaction(&keys, jobs, &chunk, now, seq_before);
+                    let (pipe, answers) = plain_transaction(&keys, jobs, &chunk, now);
                     let () = pipe.query_async(&mut conn).await?;
                     Ok(answers)
                 })
@@ -212,15 +195,10 @@ impl Broker {
         }
     }
 
-    /// Reserve `n` sequence numbers of the queue (FIFO order of its plain jobs) and read
-    /// Redis' clock, in one round trip: the sequence counter after the reservation, and now.
-    async fn reserve_plain(&self, keys: &QueueKeys, n: usize) -> Result<(i64, i64)> {
-        let (seq_end, (secs, micros)): (i64, (i64, i64)) = redis::pipe()
-            .incr(&keys.seq, n)
-            .cmd("TIME")
-            .query_async(&mut self.conn())
-            .await?;
-        Ok((seq_end, secs * 1000 + micros / 1000))
+    /// Redis' clock in ms: the creation time of the plain jobs of one enqueue.
+    async fn redis_now(&self) -> Result<i64> {
+        let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut self.conn()).await?;
+        Ok(secs * 1000 + micros / 1000)
     }
 
     /// One enqueue script call for the jobs at `chunk` (all of `keys`' queue).
@@ -231,10 +209,7 @@ impl Broker {
         chunk: Vec<usize>,
     ) -> impl Future<Output = Result<Vec<(usize, Enqueued)>>> + 'a {
         let mut inv = SCRIPTS.enqueue.prepare_invoke();
-        inv.key(&keys.pending)
-            .key(&keys.scheduled)
-            .key(&keys.seq)
-            .key(&keys.wake);
+        inv.key(&keys.pending).key(&keys.scheduled).key(&keys.wake);
         inv.arg(&keys.job_prefix);
         for &i in &chunk {
             let job = &jobs[i];
@@ -267,22 +242,26 @@ impl Broker {
     }
 }
 
-/// The `MULTI`/`EXEC` that writes the plain jobs at `chunk`, whose sequence numbers follow
-/// `seq_before`, as the enqueue script would at Redis time `now`; and the answers it gives.
+/// The `MULTI`/`EXEC` that writes the plain jobs at `chunk` as the enqueue script would at
+/// Redis time `now`, and the answers it gives. Pending jobs go to the back of their
+/// priority's list (lua/prelude.lua, "Pending"), one RPUSH per priority, and the priority
+/// into the set of priorities (a ZADD of a member already there changes nothing): a
+/// transaction cannot ask whether the list was empty first. FIFO across chunks is the order
+/// Redis runs them in: the chunks of one queue are sent in order on one connection.
 fn plain_transaction(
     keys: &QueueKeys,
     jobs: &[NewJob],
     chunk: &[usize],
     now: i64,
-    seq_before: i64,
 ) -> (redis::Pipeline, Vec<(usize, Enqueued)>) {
     let now_s = now.to_string();
     let mut pipe = redis::pipe();
     pipe.atomic();
     let mut answers = Vec::with_capacity(chunk.len());
-    let mut pending: Vec<(i64, &str)> = Vec::new();
+    // Pending ids by priority, in the order of `chunk`.
+    let mut pending: BTreeMap<i32, Vec<&str>> = BTreeMap::new();
     let mut scheduled: Vec<(i64, &str)> = Vec::new();
-    for (k, &i) in chunk.iter().enumerate() {
+    for &i in chunk {
         let job = &jobs[i];
         let id = job_id(job);
         let due = match &job.due {
@@ -298,7 +277,7 @@ fn plain_transaction(
             scheduled.push((due, id));
             JobState::Scheduled
         } else {
-            pending.push((pending_score(job.priority, seq_before + k as i64 + 1), id));
+            pending.entry(job.priority).or_default().push(id);
             JobState::Pending
         };
         let (max, priority, due_s) = (
@@ -330,8 +309,9 @@ fn plain_transaction(
             },
         ));
     }
-    if !pending.is_empty() {
-        pipe.zadd_multiple(&keys.pending, &pending).ignore();
+    for (priority, ids) in &pending {
+        pipe.rpush(keys.pending_band(*priority), ids).ignore();
+        pipe.zadd(&keys.pending, priority, -priority).ignore();
     }
     if !scheduled.is_empty() {
         pipe.zadd_multiple(&keys.scheduled, &scheduled).ignore();

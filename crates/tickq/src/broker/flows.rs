@@ -151,7 +151,6 @@ impl Broker {
         let mut inv = SCRIPTS.flow_submit.prepare_invoke();
         inv.key(&keys.pending)
             .key(&keys.waiting)
-            .key(&keys.seq)
             .key(&keys.wake)
             .key(keys.flow(s.id))
             .key(&keys.flows)
@@ -435,7 +434,6 @@ impl Broker {
         let mut inv = SCRIPTS.flow_retry.prepare_invoke();
         inv.key(&keys.pending)
             .key(&keys.waiting)
-            .key(&keys.seq)
             .key(&keys.wake)
             .key(keys.flow(id))
             .key(&keys.dead)

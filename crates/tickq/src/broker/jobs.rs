@@ -94,7 +94,6 @@ impl Broker {
             .key(&keys.scheduled)
             .key(&keys.retry)
             .key(&keys.active)
-            .key(&keys.seq)
             .key(&keys.wake)
             .key(&keys.fence)
             .key(&keys.paused)
@@ -289,7 +288,6 @@ impl Broker {
             .key(&keys.pending)
             .key(&keys.dead)
             .key(&keys.cancelled)
-            .key(&keys.seq)
             .key(&keys.wake)
             .key(&keys.stats)
             .key(&keys.limits)
@@ -309,10 +307,7 @@ impl Broker {
     /// Hand jobs back to pending without charging the attempt.
     pub(crate) async fn requeue(&self, keys: &QueueKeys, jobs: &[(String, u64)]) -> Result<u64> {
         let mut inv = SCRIPTS.requeue.prepare_invoke();
-        inv.key(&keys.active)
-            .key(&keys.pending)
-            .key(&keys.seq)
-            .key(&keys.wake);
+        inv.key(&keys.active).key(&keys.pending).key(&keys.wake);
         inv.arg(&keys.job_prefix);
         for (id, fence) in jobs {
             inv.arg(id).arg(fence);

@@ -51,6 +51,9 @@ pub(crate) struct QueueKeys {
     pub(crate) name: String,
     /// Prefix of job hashes: the job key is this followed by the job id.
     pub(crate) job_prefix: String,
+    /// The priorities that have pending jobs (sorted set: member the priority, score minus
+    /// it); each has its list of pending jobs, [`QueueKeys::pending_band`]. Scripts build the
+    /// lists from the job prefix (`pending_band` in lua/prelude.lua).
     pub(crate) pending: String,
     /// Workflow steps whose parents have not all ended (sorted set by creation ms). Scripts
     /// also build it from the job prefix (`queue_key` in lua/prelude.lua).
@@ -81,6 +84,10 @@ pub(crate) struct QueueKeys {
     pub(crate) completed: String,
     pub(crate) dead: String,
     pub(crate) cancelled: String,
+    /// The FIFO counter of versions before pending lists: present only in a queue such a
+    /// version wrote, whose pending set still holds job ids (`pending_upgrade` in
+    /// lua/prelude.lua moves them into the lists and deletes it). Only tests name it here.
+    #[cfg(test)]
     pub(crate) seq: String,
     /// Source of fencing tokens: every claim takes the next value.
     pub(crate) fence: String,
@@ -134,6 +141,7 @@ impl QueueKeys {
             completed: key("completed"),
             dead: key("dead"),
             cancelled: key("cancelled"),
+            #[cfg(test)]
             seq: key("seq"),
             fence: key("fence"),
             wake: key("wake"),
@@ -179,7 +187,14 @@ impl QueueKeys {
         format!("{}{name}", self.schedule_prefix)
     }
 
-    /// The index (sorted set) that holds jobs in `state`.
+    /// The list of the pending jobs of one priority, front first (`pending_band` in
+    /// lua/prelude.lua builds the same name).
+    pub(crate) fn pending_band(&self, priority: i32) -> String {
+        format!("{}:{priority}", self.pending)
+    }
+
+    /// The index that holds jobs in `state`: a sorted set of ids, except for pending, where
+    /// it is the set of priorities (see [`QueueKeys::pending`]).
     pub(crate) fn index(&self, state: crate::JobState) -> &str {
         use crate::JobState::*;
         match state {
@@ -204,6 +219,7 @@ mod tests {
         let k = QueueKeys::new("emails");
         assert_eq!(k.pending, "tickq:{emails}:pending");
         assert_eq!(k.job("abc"), "tickq:{emails}:job:abc");
+        assert_eq!(k.pending_band(-5), "tickq:{emails}:pending:-5");
         // lua/prelude.lua builds these two from the job prefix.
         assert_eq!(k.waiting, "tickq:{emails}:waiting");
         assert_eq!(k.flow("f1"), "tickq:{emails}:flow:f1");

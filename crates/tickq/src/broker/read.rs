@@ -70,6 +70,16 @@ impl Broker {
         }
         let stop = (offset + limit - 1) as isize;
         use redis::AsyncCommands;
+        if state == JobState::Pending {
+            let bands: Vec<String> = self.conn.clone().zrange(&keys.pending, 0, -1).await?;
+            let mut ids = Vec::new();
+            for band in bands {
+                let key = format!("{}:{band}", keys.pending);
+                let part: Vec<String> = self.conn.clone().lrange(&key, 0, -1).await?;
+                ids.extend(part);
+            }
+            return Ok(ids.into_iter().skip(offset).take(limit).collect());
+        }
         Ok(self
             .conn
             .clone()
@@ -80,7 +90,11 @@ impl Broker {
     pub(crate) async fn counts(&self, keys: &QueueKeys) -> Result<QueueCounts> {
         let mut pipe = redis::pipe();
         for state in JobState::ALL {
-            pipe.zcard(keys.index(state));
+            if state == JobState::Pending {
+                pipe.zrange_withscores(&keys.pending, 0, -1);
+            } else {
+                pipe.zcard(keys.index(state));
+            }
         }
         pipe.hget(&keys.stats, "processed")
             .hget(&keys.stats, "failed")
@@ -96,7 +110,18 @@ impl Broker {
             ..Default::default()
         };
         for (state, v) in JobState::ALL.into_iter().zip(&reply) {
-            counts.states.insert(state, int(v).unwrap_or(0) as u64);
+            let n = if state == JobState::Pending {
+                let set = redis::from_redis_value(v.clone()).map_err(|e| {
+                    Error::corrupt(format!(
+                        "queue {} has an unreadable pending set: {e}",
+                        keys.name
+                    ))
+                })?;
+                self.pending_count(keys, set).await?
+            } else {
+                int(v).unwrap_or(0) as u64
+            };
+            counts.states.insert(state, n);
         }
         let n = JobState::ALL.len();
         counts.processed = value::int_or_zero(&reply[n]) as u64;
@@ -107,6 +132,28 @@ impl Broker {
         })?;
         counts.limits = limits::limits_from(fields);
         Ok(counts)
+    }
+
+    /// How many jobs are pending: the sum of the priorities' list lengths, given the set of
+    /// priorities with its scores (`set`). A set a version before lists wrote holds job ids
+    /// until its queue's next pending write (`pending_upgrade` in lua/prelude.lua): each of
+    /// those counts as one.
+    async fn pending_count(&self, keys: &QueueKeys, set: Vec<(String, f64)>) -> Result<u64> {
+        let mut old = 0;
+        let mut pipe = redis::pipe();
+        for (member, score) in &set {
+            match pending_band(member, *score) {
+                Some(priority) => {
+                    pipe.llen(keys.pending_band(priority));
+                }
+                None => old += 1,
+            }
+        }
+        if old == set.len() {
+            return Ok(old as u64);
+        }
+        let lens: Vec<u64> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(old as u64 + lens.iter().sum::<u64>())
     }
 
     /// Many hashes of whole numbers (history minutes), in order; a missing hash is empty.
@@ -216,4 +263,13 @@ fn job_info(queue: &str, id: &str, fields: &record::Fields) -> JobInfo {
         meta,
         corrupt,
     }
+}
+
+/// The priority a member of the pending set names, when it is one: a whole number in
+/// [-1000, 1000] written as Rust and Lua write it, scored minus itself (as `pending_upgrade`
+/// in lua/prelude.lua tells them from the job ids of the layout before lists).
+pub(crate) fn pending_band(member: &str, score: f64) -> Option<i32> {
+    let priority: i32 = member.parse().ok()?;
+    (priority.to_string() == member && priority.abs() <= 1000 && score == -f64::from(priority))
+        .then_some(priority)
 }

@@ -189,7 +189,6 @@ impl Broker {
         inv.key(keys.schedule(name))
             .key(&keys.schedules_due)
             .key(&keys.pending)
-            .key(&keys.seq)
             .key(&keys.wake)
             .key(&keys.scheduled)
             .key(&keys.retry)

@@ -304,15 +304,16 @@ mod tests {
         }
         assert!(!publish.contains("local function now_ms"), "{publish}");
         // A helper's helpers come along: `promote` uses `job_get_idle`, `job_set_idle`,
-        // `event`, `pending_score` and `zadd_many`.
-        let promote = prelude_for("promote(prefix, KEYS[2], KEYS[1], KEYS[5], now, 1000)");
+        // `event`, `pending_push` and `zrem_many`, and `pending_push` uses `pending_upgrade`.
+        let promote = prelude_for("promote(prefix, KEYS[2], now, 1000)");
         for name in [
             "promote",
             "job_get_idle",
             "job_set_idle",
             "event",
-            "pending_score",
-            "zadd_many",
+            "pending_push",
+            "pending_upgrade",
+            "zrem_many",
         ] {
             assert!(
                 promote.contains(&format!("local function {name}(")),

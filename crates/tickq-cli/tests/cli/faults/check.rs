@@ -111,7 +111,8 @@ impl RawKeys<'_> {
         format!("tickq:{{{queue}}}:{name}")
     }
 
-    /// Jobs waiting or running in every queue (an unreadable index counts as busy). A queue's
+    /// Jobs waiting or running in every queue (an unreadable index counts as busy; pending
+    /// counts its priorities, each of which has at least one job: see `pending`). A queue's
     /// indexes are read in one transaction: read one by one, a job that a recover moved from
     /// `active` back to `pending` between the two reads was in neither, and a run could be
     /// taken for finished while it still had jobs to run (seen once in ~10 runs of the
@@ -150,10 +151,14 @@ impl RawKeys<'_> {
         for index in UNFINISHED {
             let mut n = 0;
             for q in self.queues {
-                n += redis::cmd("ZCARD")
-                    .arg(Self::key(q, index))
-                    .query::<u64>(conn)
-                    .unwrap();
+                n += if index == "pending" {
+                    Self::pending(conn, q)
+                } else {
+                    redis::cmd("ZCARD")
+                        .arg(Self::key(q, index))
+                        .query::<u64>(conn)
+                        .unwrap()
+                };
             }
             leftovers.insert(index.to_owned(), n);
         }
@@ -162,6 +167,26 @@ impl RawKeys<'_> {
             processed,
             cron_fired,
         }
+    }
+
+    /// How many jobs are pending in `queue`: `pending` is the set of the priorities that have
+    /// pending jobs, each with its list `pending:<priority>`.
+    fn pending(conn: &mut dyn redis::ConnectionLike, queue: &str) -> u64 {
+        let bands: Vec<String> = redis::cmd("ZRANGE")
+            .arg(Self::key(queue, "pending"))
+            .arg(0)
+            .arg(-1)
+            .query(conn)
+            .unwrap();
+        bands
+            .iter()
+            .map(|band| {
+                redis::cmd("LLEN")
+                    .arg(Self::key(queue, &format!("pending:{band}")))
+                    .query::<u64>(conn)
+                    .unwrap()
+            })
+            .sum()
     }
 
     /// A job's `state`, `fence` and `result`: its hash's, unless the queue keeps its run's

@@ -12,7 +12,7 @@
 --   when it is already finished ('completed', 'dead', 'cancelled').
 -- Idempotent: yes; cancelling a cancelled job answers 'cancelled' and changes nothing.
 local id = ARGV[2]
-local f = job_get(ARGV[1], id, {'state', 'unique', 'flow', 'step'})
+local f = job_get(ARGV[1], id, {'state', 'unique', 'flow', 'step', 'priority'})
 local state = f[1]
 if not state then return 'notfound' end
 local from = {pending = KEYS[1], scheduled = KEYS[2], retry = KEYS[3],
@@ -20,7 +20,11 @@ local from = {pending = KEYS[1], scheduled = KEYS[2], retry = KEYS[3],
 if from[state] then
   free_unique(f[2], id)
   local now = now_ms()
-  redis.call('ZREM', from[state], id)
+  if state == 'pending' then
+    pending_remove(ARGV[1], id, f[5])
+  else
+    redis.call('ZREM', from[state], id)
+  end
   job_set(ARGV[1], id, 'state', 'cancelled', 'finished', now)
   job_expire(ARGV[1], id, tonumber(ARGV[3]))
   redis.call('ZADD', KEYS[4], now, id)

@@ -2,8 +2,8 @@
 -- claim: promote due scheduled/retry jobs, then lease up to N pending jobs to one worker.
 -- Runs when Redis is full (flags=allow-oom): it drains or shrinks what is there, and a full
 -- Redis must never stop the jobs it already accepted (broker/memory.rs).
--- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] active  KEYS[5] seq  KEYS[6] wake stream
--- KEYS[7] fence counter  KEYS[8] paused flag  KEYS[9] limits  KEYS[10] rate log
+-- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] active  KEYS[5] wake stream
+-- KEYS[6] fence counter  KEYS[7] paused flag  KEYS[8] limits  KEYS[9] rate log
 -- ARGV[1] job key prefix  ARGV[2] owner (worker id)  ARGV[3] lease ms  ARGV[4] max jobs
 -- ARGV[5] group key prefix  ARGV[6] spread grace ms
 -- Each claimed job: attempt + 1, a new fence from the queue's counter (greater than every
@@ -20,12 +20,12 @@
 --   Redis time at which the caller should look again: now when pending jobs remain that it may
 --   take, the end of a spread grace when it passed over jobs, else the earliest scheduled/retry
 --   due time, or -1 when nothing waits at all.
--- Limits (KEYS[9], all optional): 'concurrency' caps the queue's active jobs across every
+-- Limits (KEYS[8], all optional): 'concurrency' caps the queue's active jobs across every
 --   worker; 'rate' caps starts in any window of 'per' ms (a sliding log of start times in
---   KEYS[10]). A limited claim leases fewer jobs or none; jobs wait, nothing fails. When the
+--   KEYS[9]). A limited claim leases fewer jobs or none; jobs wait, nothing fails. When the
 --   rate is used up, next_due is the time its oldest start leaves the window; when the
 --   concurrency is used up, the caller waits for a wake-up (ack and fail send one).
--- Paused (KEYS[8] exists): due jobs are still promoted, nothing is leased, and next_due is -1,
+-- Paused (KEYS[7] exists): due jobs are still promoted, nothing is leased, and next_due is -1,
 --   so idle workers sleep until a wake-up (resume wakes them) instead of polling.
 -- Idempotent: no; every call leases new jobs (that is its point). Ids whose job hash is gone
 --   are dropped; a hash without data is still leased so the worker can send it to dead.
@@ -34,19 +34,19 @@ local owner = ARGV[2]
 local now = now_ms()
 local max = tonumber(ARGV[4])
 local grace = tonumber(ARGV[6])
-promote(prefix, KEYS[2], KEYS[1], KEYS[5], now, 1000)
-promote(prefix, KEYS[3], KEYS[1], KEYS[5], now, 1000)
+promote(prefix, KEYS[2], now, 1000)
+promote(prefix, KEYS[3], now, 1000)
 local deadline = now + tonumber(ARGV[3])
 -- Checked inside the script, after which nothing yields: once a pause is applied, no claim
 -- that runs later can lease a job of the queue.
-if redis.call('EXISTS', KEYS[8]) == 1 then
+if redis.call('EXISTS', KEYS[7]) == 1 then
   publish(prefix)
   return {now, -1, deadline}
 end
 local now_s, deadline_s = str(now), str(deadline)
 local out = {now, -1, deadline}
 -- Lower max to what the queue's limits allow now; `full` says a limit is used up.
-local limits = redis.call('HMGET', KEYS[9], 'concurrency', 'rate', 'per')
+local limits = redis.call('HMGET', KEYS[8], 'concurrency', 'rate', 'per')
 local full = false
 local rate_free_at = nil
 if limits[1] then
@@ -58,40 +58,42 @@ if limits[1] then
 end
 local per = tonumber(limits[3])
 if limits[2] and per then
-  redis.call('ZREMRANGEBYSCORE', KEYS[10], '-inf', now - per)
-  local free = tonumber(limits[2]) - redis.call('ZCARD', KEYS[10])
+  redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', now - per)
+  local free = tonumber(limits[2]) - redis.call('ZCARD', KEYS[9])
   if free <= max then
     max = math.max(free, 0)
     full = true
-    local oldest = redis.call('ZRANGE', KEYS[10], 0, 0, 'WITHSCORES')
+    local oldest = redis.call('ZRANGE', KEYS[9], 0, 0, 'WITHSCORES')
     rate_free_at = (#oldest > 0 and tonumber(oldest[2]) or now) + per
   end
 end
 local leases = {}
 local runs = {} -- running hash entries: id, facts
-local passed = {} -- jobs passed over for spreading, to put back: score, id
+local passed, passed_prio = {}, {} -- jobs passed over for spreading, to put back
 local starts = {} -- rate log entries: score now, member id:fence (unique per claim)
 local rate_limited = limits[2] and per
 local passed_until = nil
 -- Pop the head of pending, and more while jobs were passed over for spreading, but look at
--- most a little past `max` so that passed jobs do not starve the rest. Popping needs no ZREM
--- of the taken ids; the passed ones go back with their scores (their place), and ids whose
--- record is gone are dropped.
+-- most a little past `max` so that passed jobs do not starve the rest. The passed ones go back
+-- to the front of their lists, in their order (their place), and ids whose record is gone are
+-- dropped.
 local budget = max + 64
-while max > 0 and #leases / 2 < max and budget > 0 do
-  local head = redis.call('ZPOPMIN', KEYS[1], math.min(max - #leases / 2, budget))
+-- Whether pending jobs remain: each pop answers it; a claim that may take none asks.
+local left = max > 0 or pending_any(KEYS[1])
+while max > 0 and #leases / 2 < max and budget > 0 and left do
+  local head
+  head, left = pending_pop(prefix, math.min(max - #leases / 2, budget))
   if #head == 0 then break end
-  budget = budget - #head / 2
+  budget = budget - #head
   -- Fences come from the queue's counter, not the job's own: still growing with every claim
   -- of a job, and never repeated when a deleted job's id is used again (a zombie of the old
   -- job must not match the new one), nor after a failover that lost claims
   -- (reserve_fences). One reservation covers the jobs popped.
-  local fence_next = reserve_fences(KEYS[7], #head / 2)
-  for h = 1, #head, 2 do
-    local id = head[h]
+  local fence_next = reserve_fences(KEYS[6], #head)
+  for _, id in ipairs(head) do
     -- A pending job has no running or acked facts: its record as stored, one call.
     local f = job_get_idle(prefix, id, {'data', 'attempt', 'state', 'group', 'created', 'due',
-      'unique', 'flow', 'step'})
+      'unique', 'flow', 'step', 'priority'})
     if f[1] or f[3] then -- else the record is gone: the id is dropped
       local pass = false
       if f[4] and grace > 0 then
@@ -106,8 +108,8 @@ while max > 0 and #leases / 2 < max and budget > 0 do
         end
       end
       if pass then
-        passed[#passed + 1] = head[h + 1]
         passed[#passed + 1] = id
+        passed_prio[#passed] = f[10]
       else
         local attempt = (tonumber(f[2]) or 0) + 1
         fence_next = fence_next + 1
@@ -138,25 +140,27 @@ while max > 0 and #leases / 2 < max and budget > 0 do
     end
   end
 end
-if #passed > 0 then zadd_many(KEYS[1], passed) end
+if #passed > 0 then
+  pending_unpop(prefix, passed, passed_prio)
+  left = true
+end
 if #leases > 0 then
   zadd_many(KEYS[4], leases)
   hset_many(queue_key(prefix, 'running'), runs)
 end
 if #starts > 0 then
-  zadd_many(KEYS[10], starts)
-  redis.call('PEXPIRE', KEYS[10], per)
+  zadd_many(KEYS[9], starts)
+  redis.call('PEXPIRE', KEYS[9], per)
 end
-local left = redis.call('ZCARD', KEYS[1])
-if left > 0 and not full and (#leases > 0 or passed_until ~= nil) then
+if left and not full and (#leases > 0 or passed_until ~= nil) then
   -- Work is left: let another idle worker start on it while this one is busy.
-  wake(KEYS[6])
+  wake(KEYS[5])
 end
-if left > 0 and passed_until == nil and not full then
+if left and passed_until == nil and not full then
   out[2] = now
 else
   local next_due = passed_until or -1
-  if left > 0 and rate_free_at ~= nil and (next_due < 0 or rate_free_at < next_due) then
+  if left and rate_free_at ~= nil and (next_due < 0 or rate_free_at < next_due) then
     next_due = rate_free_at
   end
   for _, k in ipairs({KEYS[2], KEYS[3]}) do

@@ -10,14 +10,18 @@
 -- A waiting workflow step can be deleted too.
 -- Returns the state the job had, 'notfound', or 'active' (refused: cancel it first).
 -- Idempotent: yes; a second call answers 'notfound'.
-local f = job_get(ARGV[1], ARGV[2], {'state', 'unique', 'flow', 'step'})
+local f = job_get(ARGV[1], ARGV[2], {'state', 'unique', 'flow', 'step', 'priority'})
 local state = f[1]
 if not state then return 'notfound' end
 if state == 'active' then return 'active' end
 free_unique(f[2], ARGV[2])
 local from = {pending = KEYS[1], scheduled = KEYS[2], retry = KEYS[3], completed = KEYS[4],
   dead = KEYS[5], cancelled = KEYS[6], waiting = queue_key(ARGV[1], 'waiting')}
-if from[state] then redis.call('ZREM', from[state], ARGV[2]) end
+if state == 'pending' then
+  pending_remove(ARGV[1], ARGV[2], f[5])
+elseif from[state] then
+  redis.call('ZREM', from[state], ARGV[2])
+end
 job_del(ARGV[1], ARGV[2])
 event('deleted', ARGV[2])
 flow_ended(ARGV[1], f[3], f[4], 'cancelled', nil, now_ms())

@@ -1,5 +1,5 @@
 -- enqueue: create one or many jobs, pending when due now, scheduled when due later.
--- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] seq  KEYS[4] wake stream
+-- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] wake stream
 -- ARGV[1] job key prefix; then 8 per job: id, data (envelope), priority, max attempts,
 --   at_ms (> 0: due at this Redis time), delay_ms (> 0: due this long after Redis now),
 --   unique key ('' = none: the full reservation key), unique ttl ms.
@@ -14,10 +14,9 @@ local prefix = ARGV[1]
 local n = (#ARGV - 1) / 8
 local now = now_ms()
 local now_s = str(now)
-local seq = redis.call('INCRBY', KEYS[3], n) - n
 local ended = {completed = true, dead = true, cancelled = true}
 local out = {}
-local ready = {}
+local ready, ready_prio = {}, {}
 local earliest = nil
 for i = 0, n - 1 do
   local b = 2 + i * 8
@@ -40,7 +39,6 @@ for i = 0, n - 1 do
   elseif holder then
     out[#out + 1] = holder
   else
-    local prio = tonumber(ARGV[b + 2])
     local at = tonumber(ARGV[b + 4])
     local delay = tonumber(ARGV[b + 5])
     local due = now
@@ -54,8 +52,8 @@ for i = 0, n - 1 do
       event('scheduled', id)
     else
       job_create(prefix, id, ARGV[b + 1], 'pending', ARGV[b + 3], ARGV[b + 2], now_s, now_s)
-      ready[#ready + 1] = pending_score(prio, seq + i + 1)
       ready[#ready + 1] = id
+      ready_prio[#ready] = ARGV[b + 2]
       out[#out + 1] = 'pending'
       event('pending', id)
     end
@@ -66,13 +64,13 @@ for i = 0, n - 1 do
   end
 end
 if #ready > 0 then
-  zadd_many(KEYS[1], ready)
-  wake(KEYS[4])
+  pending_push(prefix, ready, ready_prio)
+  wake(KEYS[3])
 elseif earliest ~= nil then
   -- A sleeping worker computed its wake-up from the earliest due job; wake it only when this
   -- call created a new earliest one.
   local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  if tonumber(first[2]) == earliest then wake(KEYS[4]) end
+  if tonumber(first[2]) == earliest then wake(KEYS[3]) end
 end
 count(prefix, now, 'e', #events + events_left_out)
 publish(prefix)

@@ -1,6 +1,6 @@
 -- fire: fire due ticks of one schedule, once across every node that tries.
--- KEYS[1] schedule hash  KEYS[2] schedules-due index  KEYS[3] pending  KEYS[4] seq
--- KEYS[5] wake stream  KEYS[6] scheduled  KEYS[7] retry  KEYS[8] cancelled
+-- KEYS[1] schedule hash  KEYS[2] schedules-due index  KEYS[3] pending
+-- KEYS[4] wake stream  KEYS[5] scheduled  KEYS[6] retry  KEYS[7] cancelled
 -- ARGV[1] job key prefix  ARGV[2] schedule name  ARGV[3] expected version
 -- ARGV[4] expected next fire time (the tick the caller found due)  ARGV[5] new next fire time
 -- ARGV[6] new watermark (the latest due tick)  ARGV[7] ticks skipped by the catch-up policy
@@ -45,22 +45,26 @@ end
 local overlap = cjson.decode(f[4])['overlap'] or 'allow'
 local last = {}
 if f[5] and f[5] ~= '' then last = cjson.decode(f[5]) end
-local waiting = {pending = KEYS[3], scheduled = KEYS[6], retry = KEYS[7]}
+local waiting = {pending = KEYS[3], scheduled = KEYS[5], retry = KEYS[6]}
 if overlap ~= 'allow' then
   local busy = false
   for _, id in ipairs(last) do
-    local state = job_get(prefix, id, {'state'})[1]
+    local state, priority = unpack(job_get(prefix, id, {'state', 'priority'}))
     if state == 'active' or waiting[state] then
       busy = true
       if overlap == 'replace' then
         if state == 'active' then
           job_set(prefix, id, 'cancel', 1)
         else
-          redis.call('ZREM', waiting[state], id)
+          if state == 'pending' then
+            pending_remove(prefix, id, priority)
+          else
+            redis.call('ZREM', waiting[state], id)
+          end
           job_set(prefix, id, 'state', 'cancelled', 'finished', now,
             'error', 'replaced by a newer tick of schedule ' .. ARGV[2])
           job_expire(prefix, id, tonumber(ARGV[9]))
-          redis.call('ZADD', KEYS[8], now, id)
+          redis.call('ZADD', KEYS[7], now, id)
         end
       end
     end
@@ -74,25 +78,23 @@ end
 local created = 0
 local ids = {}
 local n = (#ARGV - 9) / 5
-local seq = redis.call('INCRBY', KEYS[4], n) - n
-local ready = {}
+local ready, ready_prio = {}, {}
 for i = 0, n - 1 do
   local b = 10 + i * 5
   local id = ARGV[b]
   ids[#ids + 1] = id
   if not job_exists(prefix, id) then
-    local prio = tonumber(ARGV[b + 2])
     job_create(prefix, id, ARGV[b + 1], 'pending', ARGV[b + 3], ARGV[b + 2], str(now), str(now),
       'group', ARGV[b + 4])
-    ready[#ready + 1] = pending_score(prio, seq + i + 1)
     ready[#ready + 1] = id
+    ready_prio[#ready] = ARGV[b + 2]
     created = created + 1
     event('pending', id)
   end
 end
 if #ready > 0 then
-  zadd_many(KEYS[3], ready)
-  wake(KEYS[5])
+  pending_push(prefix, ready, ready_prio)
+  wake(KEYS[4])
 end
 -- Remember the jobs of the newest tick (the last task ids) for the next overlap check.
 local tasks = tonumber(ARGV[8]) > 0 and n / tonumber(ARGV[8]) or 0

@@ -1,8 +1,8 @@
 -- flow_retry: start a failed workflow again from its failed steps, in one queue: the whole
 --   workflow when all its steps are there, else this queue's hash (home or part); the caller
 --   calls it for every queue of the workflow (docs/workflows.md, "Steps in other queues").
--- KEYS[1] pending  KEYS[2] waiting  KEYS[3] seq  KEYS[4] wake stream  KEYS[5] the workflow hash
--- KEYS[6] dead  KEYS[7] cancelled  KEYS[8] completed
+-- KEYS[1] pending  KEYS[2] waiting  KEYS[3] wake stream  KEYS[4] the workflow hash
+-- KEYS[5] dead  KEYS[6] cancelled  KEYS[7] completed
 -- ARGV[1] job key prefix; then 4 per step of the whole workflow, parents before children:
 --   step id, its parents (step ids, space separated), '1' when it is in this queue, and for a
 --   failed step being started over (in any queue) the version of the end being retried
@@ -20,7 +20,7 @@
 -- Returns the number of steps started over, or -1 when the workflow is gone.
 -- Idempotent: yes; a second call finds no failed step and answers 0.
 local prefix = ARGV[1]
-local fk = KEYS[5]
+local fk = KEYS[4]
 local jp = redis.call('HGET', fk, 'jp')
 if not jp then return -1 end
 local now = now_ms()
@@ -72,8 +72,8 @@ for i = 2, #ARGV, 4 do
       redis.call('HINCRBY', fk, e, -1)
       redis.call('HINCRBY', fk, 'left', 1)
       ends[step] = nil
+      redis.call('ZREM', KEYS[5], id)
       redis.call('ZREM', KEYS[6], id)
-      redis.call('ZREM', KEYS[7], id)
       job_keep(prefix, id)
       job_unset(prefix, id, 'finished', 'cancel', 'error', 'parent_failed', 'owner', 'lease')
       job_set(prefix, id, 'attempt', '0', 'wait', str(wait), 'due', now_s)
@@ -81,7 +81,7 @@ for i = 2, #ARGV, 4 do
         -- A batch's on_failure whose parents all succeeded: nothing failed, so it ends as
         -- skipped (its own waiting children are settled by that end).
         job_set(prefix, id, 'state', 'completed', 'finished', now_s, 'skipped', 'no parent failed')
-        redis.call('ZADD', KEYS[8], now, id)
+        redis.call('ZADD', KEYS[7], now, id)
         event('completed', id)
         flow_ended(prefix, fk, step, 'skipped', nil, now)
         ends[step] = 'skipped'
@@ -105,15 +105,10 @@ if again > 0 then
   redis.call('ZREM', queue_key(prefix, 'flow-ends'), flow_id_of(jp))
 end
 if #ready > 0 then
-  local seq = redis.call('INCRBY', KEYS[3], #ready) - #ready
-  local pairs = {}
-  for n, id in ipairs(ready) do
-    local prio = job_get(prefix, id, {'priority'})[1]
-    pairs[#pairs + 1] = pending_score(tonumber(prio) or 0, seq + n)
-    pairs[#pairs + 1] = id
-  end
-  zadd_many(KEYS[1], pairs)
-  wake(KEYS[4])
+  local priorities = {}
+  for n, id in ipairs(ready) do priorities[n] = job_get(prefix, id, {'priority'})[1] end
+  pending_push(prefix, ready, priorities)
+  wake(KEYS[3])
 end
 publish(prefix)
 return again

@@ -1,8 +1,8 @@
 -- flow_submit: create a workflow's hash and its steps' jobs in one queue, all or nothing: the
 --   whole workflow when every step is in its queue, else the part in one queue (ARGV[6] names
 --   the home) or, last, the home (docs/workflows.md, "Steps in other queues").
--- KEYS[1] pending  KEYS[2] waiting  KEYS[3] seq  KEYS[4] wake stream  KEYS[5] the workflow hash
--- KEYS[6] the queue's workflow index (flows)  KEYS[7] its retention deadlines (flow-ends)
+-- KEYS[1] pending  KEYS[2] waiting  KEYS[3] wake stream  KEYS[4] the workflow hash
+-- KEYS[5] the queue's workflow index (flows)  KEYS[6] its retention deadlines (flow-ends)
 -- ARGV[1] job key prefix  ARGV[2] step job id prefix (`flow:<id>:`)  ARGV[3] name
 -- ARGV[4] keep ms (after the last step ended)  ARGV[5] the definition (JSON, for views; the
 --   home only)  ARGV[6] the home queue ('' in the home)  ARGV[7] the number of steps of the
@@ -26,7 +26,7 @@
 local prefix = ARGV[1]
 local jp = ARGV[2]
 local home = ARGV[6]
-if redis.call('EXISTS', KEYS[5]) == 1 then return 'exists' end
+if redis.call('EXISTS', KEYS[4]) == 1 then return 'exists' end
 local per = 8
 local links = tonumber(ARGV[9])
 local first = 10 + 2 * links
@@ -38,17 +38,16 @@ end
 local now = now_ms()
 local now_s = str(now)
 if home == '' then
-  redis.call('HSET', KEYS[5], 'jp', jp, 'name', ARGV[3], 'keep', ARGV[4], 'def', ARGV[5],
+  redis.call('HSET', KEYS[4], 'jp', jp, 'name', ARGV[3], 'keep', ARGV[4], 'def', ARGV[5],
     'created', now_s, 'steps', ARGV[7], 'left', ARGV[7])
 else
   local here = {}
   for i = 0, n - 1 do here[#here + 1] = ARGV[first + i * per] end
-  redis.call('HSET', KEYS[5], 'jp', jp, 'name', ARGV[3], 'keep', ARGV[4], 'home', home,
+  redis.call('HSET', KEYS[4], 'jp', jp, 'name', ARGV[3], 'keep', ARGV[4], 'home', home,
     'created', now_s, 'steps', str(n), 'left', str(n), 'here', table.concat(here, ' '))
   redis.call('ZADD', queue_key(prefix, 'flow-parts'), now, flow_id_of(jp))
 end
-local seq = redis.call('INCRBY', KEYS[3], n) - n
-local ready = {}
+local ready, ready_prio = {}, {}
 local waiting = {}
 for i = 0, n - 1 do
   local b = first + i * per
@@ -58,25 +57,25 @@ for i = 0, n - 1 do
   local state = 'pending'
   if parents > 0 or home ~= '' then state = 'waiting' end
   job_create(prefix, id, ARGV[b + 1], state, ARGV[b + 3], ARGV[b + 2], now_s, now_s,
-    'flow', KEYS[5], 'step', step, 'wait', ARGV[b + 4], 'policy', ARGV[b + 5])
-  if ARGV[b + 6] ~= '' then redis.call('HSET', KEYS[5], 'c:' .. step, ARGV[b + 6]) end
-  if ARGV[b + 7] ~= '' then redis.call('HSET', KEYS[5], 'o:' .. step, ARGV[b + 7]) end
+    'flow', KEYS[4], 'step', step, 'wait', ARGV[b + 4], 'policy', ARGV[b + 5])
+  if ARGV[b + 6] ~= '' then redis.call('HSET', KEYS[4], 'c:' .. step, ARGV[b + 6]) end
+  if ARGV[b + 7] ~= '' then redis.call('HSET', KEYS[4], 'o:' .. step, ARGV[b + 7]) end
   if state == 'waiting' then
     waiting[#waiting + 1] = now_s
     waiting[#waiting + 1] = id
   else
-    ready[#ready + 1] = pending_score(tonumber(ARGV[b + 2]), seq + i + 1)
     ready[#ready + 1] = id
+    ready_prio[#ready] = ARGV[b + 2]
   end
   event(state, id)
 end
 for i = 0, links - 1 do
-  redis.call('HSET', KEYS[5], 'c:' .. ARGV[10 + 2 * i], ARGV[11 + 2 * i])
+  redis.call('HSET', KEYS[4], 'c:' .. ARGV[10 + 2 * i], ARGV[11 + 2 * i])
 end
 if #waiting > 0 then zadd_many(KEYS[2], waiting) end
 if #ready > 0 then
-  zadd_many(KEYS[1], ready)
-  wake(KEYS[4])
+  pending_push(prefix, ready, ready_prio)
+  wake(KEYS[3])
 end
 if home == '' then
   for q in string.gmatch(ARGV[8], '%S+') do
@@ -84,8 +83,8 @@ if home == '' then
   end
   flow_trim(prefix, now, 10)
   -- An earlier workflow with this id is gone (no hash): its retention deadline goes with it.
-  redis.call('ZREM', KEYS[7], flow_id_of(jp))
-  redis.call('ZADD', KEYS[6], now, flow_id_of(jp))
+  redis.call('ZREM', KEYS[6], flow_id_of(jp))
+  redis.call('ZADD', KEYS[5], now, flow_id_of(jp))
 end
 count(prefix, now, 'e', n)
 publish(prefix)

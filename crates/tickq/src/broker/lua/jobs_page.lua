@@ -1,5 +1,6 @@
 -- jobs_page: one page of a state's index, after a cursor, optionally filtered. Reads only.
--- KEYS[1] the index (sorted set) of one state
+-- KEYS[1] the index (sorted set) of one state; for pending the set of its priorities, whose
+--   lists (prelude.lua, "Pending") are read in order, highest priority first
 -- ARGV[1] job key prefix  ARGV[2] '1' newest first (ZREVRANGE order), '0' index order
 -- ARGV[3] cursor score ('' = from the start)  ARGV[4] cursor id
 -- ARGV[5] most matches to return  ARGV[6] most entries to examine (the budget)
@@ -9,6 +10,11 @@
 -- The cursor is the (score, id) of the last entry examined. When that entry is still in the
 -- index with the same score, the page goes on from its rank; when it moved, from the first
 -- entry after its (score, id) place, so entries that stayed are never repeated or skipped.
+-- Pending: the cursor is (priority, id). The page goes on after the id in its priority's list
+--   (LPOS), or from the front of that list when the id left it, then through the lower
+--   priorities' lists. Jobs taken from the front meanwhile are simply gone; a job cancelled
+--   or deleted from the middle of a list moves the entries behind it forward, so when it is
+--   the cursor's own job the next page may repeat entries of its priority.
 -- Returns {next score, next id, examined, id...}: the next cursor ('' '' at the end of the
 -- index), how many entries were examined, and the matching ids in order. Without filters no job hash is read.
 -- Idempotent: yes (reads only).
@@ -30,9 +36,27 @@ local function range(a, b)
   return redis.call('ZRANGE', key, a, b, 'WITHSCORES')
 end
 
--- Where to start: the rank after the cursor.
+-- A queue an older version wrote (its `seq` counter is there) still holds job ids in its
+-- pending set until its next pending write: read that as a sorted set, as before.
+local lists = key == queue_key(prefix, 'pending') and
+  redis.call('EXISTS', queue_key(prefix, 'seq')) == 0
+
+-- Where to start: the rank after the cursor (for pending: the band and the position in it).
 local start = 0
-if cur_score ~= '' then
+local bands, band_at = {}, 1
+if lists then
+  if cur_score == '' then
+    bands = redis.call('ZRANGE', key, 0, -1)
+  else
+    -- The cursor's band and those below it (score = minus the priority).
+    local cp = tonumber(cur_score)
+    bands = redis.call('ZRANGE', key, -cp, '+inf', 'BYSCORE')
+    if bands[1] and tonumber(bands[1]) == cp then
+      local pos = redis.call('LPOS', pending_band(prefix, bands[1]), cur_id)
+      if pos then start = pos + 1 end
+    end
+  end
+elseif cur_score ~= '' then
   local cs = tonumber(cur_score)
   local rank = rev and redis.call('ZREVRANK', key, cur_id) or redis.call('ZRANK', key, cur_id)
   local score = rank and tonumber(redis.call('ZSCORE', key, cur_id))
@@ -81,12 +105,38 @@ local function matches(id)
   return true
 end
 
+-- The next `n` entries (id, score, ...) from `start`, and `start` moved past them. Pending
+-- reads the lists band after band: the score is the band's priority.
+local function read(n)
+  if not lists then
+    local e = range(start, start + n - 1)
+    start = start + #e / 2
+    return e
+  end
+  local e = {}
+  while #e / 2 < n and band_at <= #bands do
+    local want = n - #e / 2
+    local band = bands[band_at]
+    local got = redis.call('LRANGE', pending_band(prefix, band), start, start + want - 1)
+    for _, id in ipairs(got) do
+      e[#e + 1] = id
+      e[#e + 1] = band
+    end
+    if #got < want then
+      band_at, start = band_at + 1, 0
+    else
+      start = start + #got
+    end
+  end
+  return e
+end
+
 local out = {'', '', '0'}
 local found, examined = 0, 0
 local chunk = filtered and 200 or want
 while found < want and examined < budget do
   local n = math.min(chunk, budget - examined)
-  local e = range(start, start + n - 1)
+  local e = read(n)
   if #e == 0 then
     out[1], out[2], out[3] = '', '', tostring(examined)
     return out -- the end: no next cursor
@@ -103,7 +153,6 @@ while found < want and examined < budget do
       end
     end
   end
-  start = start + #e / 2
   if #e / 2 < n then
     out[1], out[2], out[3] = '', '', tostring(examined) -- a short read: the end of the index
     return out

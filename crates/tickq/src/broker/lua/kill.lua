@@ -11,7 +11,7 @@
 --   'active', 'dead', 'completed', 'cancelled'.
 -- Idempotent: yes; a second call finds the job dead and answers 'dead'.
 local id = ARGV[2]
-local f = job_get(ARGV[1], id, {'state', 'unique', 'flow', 'step'})
+local f = job_get(ARGV[1], id, {'state', 'unique', 'flow', 'step', 'priority'})
 local state = f[1]
 if not state then return 'notfound' end
 local from = {pending = KEYS[1], scheduled = KEYS[2], retry = KEYS[3],
@@ -19,7 +19,11 @@ local from = {pending = KEYS[1], scheduled = KEYS[2], retry = KEYS[3],
 if not from[state] then return state end
 free_unique(f[2], id)
 local now = now_ms()
-redis.call('ZREM', from[state], id)
+if state == 'pending' then
+  pending_remove(ARGV[1], id, f[5])
+else
+  redis.call('ZREM', from[state], id)
+end
 job_set(ARGV[1], id, 'state', 'dead', 'finished', str(now), 'error', 'killed by hand')
 redis.call('ZADD', KEYS[4], now, id)
 cap_index(ARGV[1], KEYS[4], tonumber(ARGV[3]))

@@ -356,35 +356,187 @@ local function job_keep(prefix, id)
   redis.call('PERSIST', prefix .. id)
 end
 
--- Pending jobs are ordered by priority (higher first), then FIFO by a per-queue sequence.
--- Priority is clamped to [-1000, 1000] by the client; 2001 bands of 2^42 sequence numbers stay
--- below 2^53, so every score is an exact double.
+-- Pending jobs (docs/redis-keys.md, "Pending"): a list per priority, `pending:<priority>`,
+-- FIFO (RPUSH at the back, LPOP from the front), and the sorted set `pending` of the
+-- priorities that have pending jobs (member the priority as a string, score minus it, so
+-- ZRANGE 0 -1 lists the highest first). A priority is in the set exactly when its list is not
+-- empty (Redis deletes an empty list). A list entry costs Redis about 40 bytes and a push or
+-- pop a fraction of a sorted-set insert or delete (docs/benchmarks.md). Only the pending_*
+-- functions below touch them.
 local PRIORITY_MAX = 1000
-local SEQ_SPAN = 4398046511104
-local function pending_score(priority, seq)
-  return (PRIORITY_MAX - priority) * SEQ_SPAN + seq
+
+-- A priority as a band name: the record's text ('5', or false for 0) normalised.
+local function band_of(priority)
+  return str(tonumber(priority) or 0)
+end
+local function pending_band(prefix, band)
+  return queue_key(prefix, 'pending:' .. band)
+end
+
+-- RPUSH (LPUSH when `front`) of many values; answers the list's length after.
+local function push_many(front, key, values)
+  local len = 0
+  chunks(values, function(a, b)
+    if front then
+      len = redis.call('LPUSH', key, unpack(values, a, b))
+    else
+      len = redis.call('RPUSH', key, unpack(values, a, b))
+    end
+  end)
+  return len
+end
+
+-- Ids grouped by band, each group in the order given; `order` lists the bands as met.
+local function by_band(ids, priorities)
+  local groups, order = {}, {}
+  for i, id in ipairs(ids) do
+    local band = band_of(priorities[i])
+    local g = groups[band]
+    if not g then
+      g = {}
+      groups[band] = g
+      order[#order + 1] = band
+    end
+    g[#g + 1] = id
+  end
+  return groups, order
+end
+
+-- Upgrade from the layout before lists: `pending` held the job ids themselves, scored
+-- (1000 - priority) * 2^42 + seq, with the counter `seq` beside it. Only a version before
+-- lists writes `seq`, so its presence marks a queue that still holds (or, during a rolling
+-- upgrade, again holds) ids in the set. Those ids move to the FRONT of their priority's list
+-- (they were queued before anything in the lists), in score order, and `seq` goes. A set
+-- member is a band when it is a priority whose score is minus itself: an old entry would have
+-- to be job id '-<seq>' at priority 1000 to look like one. One call moves them all (measured:
+-- 1.5 µs per job at 100,000, 2.5 at a million: seconds of Redis for millions, once). Checked
+-- once per script call, by every pending write and pop.
+local pending_checked = false
+local function pending_upgrade(prefix)
+  if pending_checked then return end
+  pending_checked = true
+  local seq_key = queue_key(prefix, 'seq')
+  if redis.call('EXISTS', seq_key) == 0 then return end
+  local set = queue_key(prefix, 'pending')
+  local all = redis.call('ZRANGE', set, 0, -1, 'WITHSCORES')
+  local ids, priorities = {}, {}
+  for i = 1, #all, 2 do
+    local member, score = all[i], tonumber(all[i + 1])
+    local p = tonumber(member)
+    local band = p and str(p) == member and score == -p and math.abs(p) <= PRIORITY_MAX
+    if not band then
+      ids[#ids + 1] = member
+      priorities[#priorities + 1] = PRIORITY_MAX - math.floor(score / 4398046511104)
+    end
+  end
+  if #ids > 0 then
+    zrem_many(set, ids)
+    local groups, order = by_band(ids, priorities)
+    for _, band in ipairs(order) do
+      local g = groups[band]
+      local reversed = {}
+      for k = #g, 1, -1 do reversed[#reversed + 1] = g[k] end
+      push_many(true, pending_band(prefix, band), reversed)
+      redis.call('ZADD', set, str(-tonumber(band)), band)
+    end
+  end
+  redis.call('DEL', seq_key)
+end
+
+-- Add jobs to the back of their priorities' lists (FIFO): one RPUSH per priority present, and
+-- the priority into the set only when its list was empty before. `priorities[i]` is job
+-- `ids[i]`'s priority as its record holds it.
+local function pending_push(prefix, ids, priorities)
+  if #ids == 0 then return end
+  pending_upgrade(prefix)
+  local groups, order = by_band(ids, priorities)
+  for _, band in ipairs(order) do
+    local g = groups[band]
+    if push_many(false, pending_band(prefix, band), g) == #g then
+      redis.call('ZADD', queue_key(prefix, 'pending'), str(-tonumber(band)), band)
+    end
+  end
+end
+
+-- Put popped jobs back at the FRONT of their lists, in the order given (a claim that passed
+-- them over): LPUSH in reverse.
+local function pending_unpop(prefix, ids, priorities)
+  if #ids == 0 then return end
+  local groups, order = by_band(ids, priorities)
+  for _, band in ipairs(order) do
+    local g = groups[band]
+    local reversed = {}
+    for k = #g, 1, -1 do reversed[#reversed + 1] = g[k] end
+    if push_many(true, pending_band(prefix, band), reversed) == #g then
+      redis.call('ZADD', queue_key(prefix, 'pending'), str(-tonumber(band)), band)
+    end
+  end
+end
+
+-- Take up to `n` jobs from the front, highest priority first, and drop the priorities whose
+-- lists it drained. Returns the ids, in order, and whether pending jobs remain.
+local function pending_pop(prefix, n)
+  pending_upgrade(prefix)
+  local set = queue_key(prefix, 'pending')
+  local ids = {}
+  local bands = redis.call('ZRANGE', set, 0, 0)
+  while #bands > 0 and #ids < n do
+    local band = bands[1]
+    local key = pending_band(prefix, band)
+    local want = n - #ids
+    local got = redis.call('LPOP', key, want)
+    if got then
+      for _, id in ipairs(got) do ids[#ids + 1] = id end
+    end
+    -- A short pop drained the list; a full one may have: Redis deleted it if so.
+    if not got or #got < want or redis.call('EXISTS', key) == 0 then
+      redis.call('ZREM', set, band)
+      bands = redis.call('ZRANGE', set, 0, 0)
+    else
+      return ids, true
+    end
+  end
+  return ids, #bands > 0
+end
+
+-- Take job `id` out of its priority's list (cold paths: cancel, delete, kill, reschedule);
+-- LREM reads the list, so this is never on the hot path. Answers whether it was there.
+local function pending_remove(prefix, id, priority)
+  pending_upgrade(prefix)
+  local band = band_of(priority)
+  local key = pending_band(prefix, band)
+  if redis.call('LREM', key, 1, id) == 0 then return false end
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('ZREM', queue_key(prefix, 'pending'), band)
+  end
+  return true
+end
+
+-- Whether any job is pending: the set of priorities is not empty (one written by an older
+-- version holds ids: not empty either). `pending_key` is that set (the scripts' KEYS).
+local function pending_any(pending_key)
+  return redis.call('ZCARD', pending_key) > 0
 end
 
 -- Move due jobs (score <= now) from a due set (scheduled or retry) into pending. Ids whose job
 -- record is gone (deleted by hand, evicted) are dropped: a write would revive them as empty jobs.
 -- Returns how many moved.
-local function promote(prefix, due_key, pending_key, seq_key, now, limit)
+local function promote(prefix, due_key, now, limit)
   local ids = redis.call('ZRANGE', due_key, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
   if #ids == 0 then return 0 end
-  local seq = redis.call('INCRBY', seq_key, #ids) - #ids
-  local pairs = {}
-  for i, id in ipairs(ids) do
+  local moved, priorities = {}, {}
+  for _, id in ipairs(ids) do
     local f = job_get_idle(prefix, id, {'state', 'priority'})
     if f[1] then
       job_set_idle(prefix, id, 'state', 'pending')
       event('pending', id)
-      pairs[#pairs + 1] = pending_score(tonumber(f[2]) or 0, seq + i)
-      pairs[#pairs + 1] = id
+      moved[#moved + 1] = id
+      priorities[#priorities + 1] = f[2]
     end
   end
   zrem_many(due_key, ids)
-  if #pairs > 0 then zadd_many(pending_key, pairs) end
-  return #pairs / 2
+  pending_push(prefix, moved, priorities)
+  return #moved
 end
 
 -- Keep at most `max` members in a finished-jobs index (completed, dead, cancelled): evict the
@@ -420,8 +572,7 @@ end
 -- After a job left active: when the queue has a concurrency limit and work waits, wake one
 -- idle worker, which may be waiting for exactly this free slot.
 local function wake_if_limited(limits_key, pending_key, wake_key)
-  if redis.call('HEXISTS', limits_key, 'concurrency') == 1 and
-      redis.call('ZCARD', pending_key) > 0 then
+  if redis.call('HEXISTS', limits_key, 'concurrency') == 1 and pending_any(pending_key) then
     wake(wake_key)
   end
 end
@@ -485,17 +636,14 @@ end
 -- FIFO order, out of the waiting index, and a worker woken.
 local function release_steps(prefix, ids, now_s)
   if #ids == 0 then return end
-  local seq = redis.call('INCRBY', queue_key(prefix, 'seq'), #ids) - #ids
-  local pairs = {}
+  local priorities = {}
   for n, id in ipairs(ids) do
     job_set_idle(prefix, id, 'state', 'pending', 'due', now_s)
-    local prio = job_get_idle(prefix, id, {'priority'})[1]
-    pairs[#pairs + 1] = pending_score(tonumber(prio) or 0, seq + n)
-    pairs[#pairs + 1] = id
+    priorities[n] = job_get_idle(prefix, id, {'priority'})[1]
     event('pending', id)
   end
   zrem_many(queue_key(prefix, 'waiting'), ids)
-  zadd_many(queue_key(prefix, 'pending'), pairs)
+  pending_push(prefix, ids, priorities)
   wake(queue_key(prefix, 'wake'))
 end
 

@@ -1,5 +1,5 @@
 -- reschedule: move a waiting job (scheduled, retry or pending) to a new due time.
--- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] seq  KEYS[5] wake stream
+-- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] wake stream
 -- ARGV[1] job key prefix  ARGV[2] id  ARGV[3] at_ms (> 0: due at this Redis time)
 -- ARGV[4] delay_ms (> 0: due this long after Redis now; both 0: now)
 -- The job becomes scheduled at the new time, or pending when that time has come. A retry job
@@ -17,18 +17,21 @@ local now = now_ms()
 local at, delay = tonumber(ARGV[3]), tonumber(ARGV[4])
 local due = now
 if at > 0 then due = at elseif delay > 0 then due = now + delay end
-redis.call('ZREM', from[state], id)
+if state == 'pending' then
+  pending_remove(ARGV[1], id, f[2])
+else
+  redis.call('ZREM', from[state], id)
+end
 if due > now then
   job_set(ARGV[1], id, 'state', 'scheduled', 'due', str(due))
   redis.call('ZADD', KEYS[2], due, id)
   event('scheduled', id)
 else
-  local seq = redis.call('INCR', KEYS[4])
   job_set(ARGV[1], id, 'state', 'pending', 'due', str(now))
-  redis.call('ZADD', KEYS[1], pending_score(tonumber(f[2]) or 0, seq), id)
+  pending_push(ARGV[1], {id}, {f[2]})
   event('pending', id)
 end
 -- Sleeping workers computed their wake-up from the earliest due job; let them look again.
-wake(KEYS[5])
+wake(KEYS[4])
 publish(ARGV[1])
 return state

@@ -847,7 +847,18 @@ async fn check(keys: &QueueKeys, conn: &mut Conn, model: &Model) -> Result<(), T
     for state in JobState::ALL {
         pipe.zrange_withscores(keys.index(state), 0, -1);
     }
-    let indexes: Vec<Vec<(String, f64)>> = pipe.query_async(conn).await.unwrap();
+    let mut indexes: Vec<Vec<(String, f64)>> = pipe.query_async(conn).await.unwrap();
+    // Pending is a list per priority (lua/prelude.lua, "Pending"): its ids in claim order,
+    // scored by their priority.
+    let at = JobState::ALL
+        .iter()
+        .position(|&s| s == JobState::Pending)
+        .unwrap();
+    indexes[at] = super::pending_lists(conn, keys)
+        .await
+        .into_iter()
+        .flat_map(|(band, ids)| ids.into_iter().map(move |id| (id, f64::from(band))))
+        .collect();
     let stats: (Option<u64>, Option<u64>) = redis::pipe()
         .hget(&keys.stats, "processed")
         .hget(&keys.stats, "failed")
@@ -950,7 +961,8 @@ async fn check(keys: &QueueKeys, conn: &mut Conn, model: &Model) -> Result<(), T
         .iter()
         .position(|&s| s == JobState::Pending)
         .unwrap();
-    let pending: Vec<&str> = indexes[pending].iter().map(|(id, _)| id.as_str()).collect();
+    let pending = &indexes[pending];
+    let pending: Vec<&str> = pending.iter().map(|(id, _)| id.as_str()).collect();
     prop_assert_eq!(pending, model.pending_order(), "pending order");
     let processed = stats[0].unwrap_or(0);
     let failed = stats[1].unwrap_or(0);

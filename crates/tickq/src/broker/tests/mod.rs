@@ -19,6 +19,7 @@ mod flow_cross;
 mod flow_prop;
 mod lifecycle;
 mod limits;
+mod pending;
 mod unique;
 
 pub(super) const Q: &str = "q";
@@ -33,6 +34,40 @@ pub(super) struct Env {
     pub(super) conn: Conn,
     // Last, so the server outlives the connections when the test ends.
     _redis: TestRedis,
+}
+
+/// The pending lists of a queue, highest priority first, each front first. Asserts the
+/// invariant between them and the set of priorities on the way: the set names exactly the
+/// lists there are (KEYS finds them: a test's server holds little), and none is empty.
+pub(super) async fn pending_lists(conn: &mut Conn, keys: &QueueKeys) -> Vec<(i32, Vec<String>)> {
+    let set: Vec<(String, f64)> = conn.zrange_withscores(&keys.pending, 0, -1).await.unwrap();
+    let mut lists = Vec::new();
+    for (member, score) in &set {
+        let band = super::read::pending_band(member, *score).unwrap_or_else(|| {
+            panic!("{member} (score {score}) in the pending set is no priority")
+        });
+        let ids: Vec<String> = conn.lrange(keys.pending_band(band), 0, -1).await.unwrap();
+        assert!(
+            !ids.is_empty(),
+            "priority {band} is in the pending set, its list is empty"
+        );
+        lists.push((band, ids));
+    }
+    let mut found: Vec<String> = conn.keys(format!("{}:*", keys.pending)).await.unwrap();
+    found.sort();
+    let mut named: Vec<String> = lists.iter().map(|(b, _)| keys.pending_band(*b)).collect();
+    named.sort();
+    assert_eq!(
+        found, named,
+        "pending lists and the set of priorities disagree"
+    );
+    lists
+}
+
+/// The pending ids in claim order, read from the lists (see `pending_lists`).
+pub(super) async fn pending_ids(conn: &mut Conn, keys: &QueueKeys) -> Vec<String> {
+    let lists = pending_lists(conn, keys).await;
+    lists.into_iter().flat_map(|(_, ids)| ids).collect()
 }
 
 /// A record's fields as text (empty: no record).
@@ -198,7 +233,16 @@ impl Env {
             .unwrap();
     }
 
+    /// `id`'s score in `state`'s index; for pending, the priority whose list holds it.
     pub(super) async fn score(&self, state: JobState, id: &str) -> Option<i64> {
+        if state == JobState::Pending {
+            for (band, ids) in pending_lists(&mut self.conn.clone(), &self.keys).await {
+                if ids.iter().any(|i| i == id) {
+                    return Some(band.into());
+                }
+            }
+            return None;
+        }
         let score: Option<f64> = self
             .conn
             .clone()
@@ -208,7 +252,18 @@ impl Env {
         score.map(|s| s as i64)
     }
 
+    /// Put `id` into `state`'s index with `score`, by hand; for pending, `score` is the
+    /// priority and the id goes to the front of its list.
     async fn set_score(&self, state: JobState, id: &str, score: i64) {
+        if state == JobState::Pending {
+            let _: () = redis::pipe()
+                .lpush(self.keys.pending_band(score as i32), id)
+                .zadd(&self.keys.pending, score, -score)
+                .query_async(&mut self.conn.clone())
+                .await
+                .unwrap();
+            return;
+        }
         let _: () = self
             .conn
             .clone()
@@ -217,8 +272,11 @@ impl Env {
             .unwrap();
     }
 
-    /// The ids in `state`'s index, lowest score first.
+    /// The ids in `state`'s index, lowest score first (pending: in claim order).
     pub(super) async fn members(&self, state: JobState) -> Vec<String> {
+        if state == JobState::Pending {
+            return pending_ids(&mut self.conn.clone(), &self.keys).await;
+        }
         self.conn
             .clone()
             .zrange(self.keys.index(state), 0, -1)
@@ -323,6 +381,10 @@ pub(super) async fn snapshot(conn: &Conn) -> BTreeMap<String, String> {
                 format!("{s:?}")
             }
             "string" => conn.get(&key).await.unwrap(),
+            "list" => {
+                let l: Vec<String> = conn.lrange(&key, 0, -1).await.unwrap();
+                format!("{l:?}")
+            }
             // The wake stream: whether a wake-up is there (entry ids are times, the stream is
             // trimmed approximately, and a repeated wake-up is not a change of state).
             "stream" => {
@@ -442,12 +504,7 @@ async fn enqueue_many_across_queues_answers_in_the_order_given() {
     assert_eq!(generated.len(), 36, "a UUID: {generated}");
     assert_eq!(env.members(JobState::Pending).await, ["a"]);
     assert_eq!(env.members(JobState::Scheduled).await, ["c"]);
-    let pending: Vec<String> = env
-        .conn
-        .clone()
-        .zrange(&other.pending, 0, -1)
-        .await
-        .unwrap();
+    let pending = pending_ids(&mut env.conn.clone(), &other).await;
     assert_eq!(pending, ["b", "d", generated.as_str()]);
     let b = record::get(&mut env.conn.clone(), &other, "b")
         .await
