@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// `tickq:{#doctor}:`). Scripts' `redis.call`s are checked against the caller's ACL too, so theirs are here as well; a test
 /// checks every command of every script is.
 ///
-/// The order matters: every key gets a TTL before `DEL`, so none outlives a failed run.
+/// The last probe deletes the keys; each also gets a TTL of a minute right after the first
+/// probe that names it (`permissions`), so none outlives a run that stops half way.
 pub(crate) const PROBES: &[(&str, &[&str])] = &[
     ("ping", &["PING"]),
     ("time", &["TIME"]),
@@ -207,6 +208,7 @@ impl Broker {
             }
         }
         let mut found = Vec::new();
+        let mut expiring = std::collections::HashSet::new();
         for (name, probe) in PROBES {
             // MULTI and EXEC are tried as one transaction, in their own pipeline.
             if *name == "exec" {
@@ -242,6 +244,18 @@ impl Broker {
                 found.push(("exec", permission.clone()));
             }
             found.push((*name, permission));
+            if *name != "del" {
+                for key in probe.iter().filter_map(|a| probe_key(a)) {
+                    if expiring.insert(key.clone()) {
+                        // Best effort: a user denied PEXPIRE is reported by its own probe.
+                        let _: Result<Value, RedisError> = redis::cmd("PEXPIRE")
+                            .arg(&key)
+                            .arg(60_000)
+                            .query_async(&mut conn)
+                            .await;
+                    }
+                }
+            }
         }
         Ok((AclMethod::Tried, found))
     }
