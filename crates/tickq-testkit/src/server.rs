@@ -361,8 +361,12 @@ impl TestRedis {
     ///
     /// If connecting fails.
     pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        // Setup writes can be large (a pipeline of thousands of commands) and the machine
+        // busy: a reply may take longer than redis-rs' default response timeout (500 ms).
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(std::time::Duration::from_secs(30)));
         self.client()
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .unwrap_or_else(|err| panic!("connecting to {}: {err}", self.url()))
     }
