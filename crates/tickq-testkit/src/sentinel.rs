@@ -16,6 +16,10 @@ use std::sync::Arc;
 
 /// The sentinel starts in milliseconds; the rest is headroom for slow CI machines.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Sentinel learns of a primary's replicas from the primary's `INFO`, which it reads every
+/// 10 s: a replica that connected just after the first reading is seen 10 s later, so the
+/// wait for it must outlast two periods (a busy machine failed the test at 10 s).
+const REPLICA_SEEN_TIMEOUT: Duration = Duration::from_secs(25);
 /// A forced failover promotes the replica within a second or two, but Sentinel waits about
 /// 8 s (four hello periods) before it demotes the old primary.
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -222,13 +226,16 @@ impl TestSentinel {
 
     /// Waits until the replica is in sync and the sentinel sees it, so a failover can pick it.
     fn wait_ready(&self) {
-        let deadline = Instant::now() + START_TIMEOUT;
+        let deadline = Instant::now() + REPLICA_SEEN_TIMEOUT;
         loop {
             if self.replica_known() && link_up(self.replica()) {
                 return;
             }
             if Instant::now() >= deadline {
-                self.fail("the sentinel did not see an in-sync replica within 10 s");
+                self.fail(&format!(
+                    "the sentinel did not see an in-sync replica within {} s",
+                    REPLICA_SEEN_TIMEOUT.as_secs()
+                ));
             }
             thread::sleep(Duration::from_millis(50));
         }
