@@ -96,6 +96,10 @@ impl Broker {
                 break;
             }
             let keys = self.keys(&queue);
+            if let Err(e) = self.upgrade(&keys).await {
+                failure = Some(e);
+                break;
+            }
             let mut scripted = checked;
             if plain.len() >= PLAIN_MIN {
                 match self.redis_now().await {

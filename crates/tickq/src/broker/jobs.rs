@@ -89,6 +89,7 @@ impl Broker {
         max: usize,
         spread_grace: Duration,
     ) -> Result<ClaimBatch> {
+        self.upgrade(keys).await?;
         let reply: Vec<Value> = SCRIPTS
             .claim
             .key(&keys.pending)
@@ -295,6 +296,7 @@ impl Broker {
         retention: &Retention,
         limit: usize,
     ) -> Result<Recovered> {
+        self.upgrade(keys).await?;
         let (to_pending, to_dead, to_cancelled): (u64, u64, u64) = SCRIPTS
             .recover
             .key(&keys.active)

@@ -61,6 +61,8 @@ pub(crate) struct QueueKeys {
     pub(crate) groups: String,
     pub(crate) dues: String,
     pub(crate) ends: String,
+    /// Present once the queue's jobs are in layout 5 (`upgrade.rs`).
+    pub(crate) layout: String,
     /// The priorities that have pending jobs (sorted set: member the priority, score minus
     /// it); each has its list of pending jobs, [`QueueKeys::pending_band`]. Scripts build the
     /// lists from the job prefix (`pending_band` in lua/prelude.lua).
@@ -141,6 +143,7 @@ impl QueueKeys {
             groups: key("groups"),
             dues: key("dues"),
             ends: key("ends"),
+            layout: key("layout"),
             pending: key("pending"),
             waiting: key("waiting"),
             flow_prefix: key("flow:"),

@@ -147,3 +147,179 @@ async fn notes_and_sparse_entries_come_and_go_with_rare_facts() {
         .await;
     assert!(again.created, "the unique key was freed by the ack");
 }
+
+/// Rewrite job `id` as layout 4 stored it: one hash with every field (`data` included), the
+/// stored state ('pending' for a job whose `running` or `acked` entry says otherwise: layout
+/// 4's claim and ack did not write the hash), a TTL on a cancelled job's hash; no payload
+/// field, no sparse entry. The `running` and `acked` entries are layout 4's own and stay.
+async fn to_layout_4(env: &Env, id: &str, cancelled: bool) {
+    let mut conn = env.conn.clone();
+    let k = &env.keys;
+    let payload: Vec<u8> = conn.hget(&k.jobs, id).await.unwrap();
+    let (header, data) = record::split_payload(&payload).unwrap();
+    let mut hash: BTreeMap<String, Vec<u8>> = conn.hgetall(k.record(id)).await.unwrap();
+    hash.entry("state".into())
+        .or_insert_with(|| b"pending".to_vec());
+    hash.insert("data".into(), data.to_vec());
+    for (name, value) in ["created", "due", "max", "priority"]
+        .into_iter()
+        .zip(header)
+    {
+        if !(name == "priority" && value == "0") {
+            hash.insert(name.into(), value.as_bytes().to_vec());
+        }
+    }
+    for (name, sparse) in [
+        ("attempt", &k.attempts),
+        ("group", &k.groups),
+        ("due", &k.dues),
+    ] {
+        let value: Option<Vec<u8>> = conn.hget(sparse, id).await.unwrap();
+        if let Some(value) = value {
+            hash.insert(name.into(), value);
+        }
+        let _: i64 = conn.hdel(sparse, id).await.unwrap();
+    }
+    let ends: Option<String> = conn.hget(&k.ends, id).await.unwrap();
+    if let Some(ends) = ends {
+        for (name, value) in ["unique", "flow", "step"].into_iter().zip(ends.split('\n')) {
+            if !value.is_empty() {
+                hash.insert(name.into(), value.as_bytes().to_vec());
+            }
+        }
+    }
+    let _: i64 = conn.hdel(&k.ends, id).await.unwrap();
+    let _: i64 = conn.hdel(&k.jobs, id).await.unwrap();
+    let pairs: Vec<(String, Vec<u8>)> = hash.into_iter().collect();
+    let () = conn.hset_multiple(k.record(id), &pairs).await.unwrap();
+    if cancelled {
+        let _: bool = conn.pexpire(k.record(id), 3_600_000).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_queue_in_layout_4_is_moved_on_first_touch_in_every_state() {
+    let env = start().await;
+    // Those that take a claim first, while nothing else is pending.
+    let states = [
+        JobState::Active,
+        JobState::Retry,
+        JobState::Completed,
+        JobState::Dead,
+        JobState::Cancelled,
+        JobState::Scheduled,
+        JobState::Pending,
+    ];
+    for state in states {
+        env.put(state.as_str(), state).await;
+    }
+    env.enqueue(job("prio").priority(5)).await;
+    env.enqueue(
+        job("uniq")
+            .unique_key("u")
+            .unique_for(Duration::from_secs(600)),
+    )
+    .await;
+    // A waiting workflow step as layout 4 wrote it, by hand: nothing but a workflow makes one.
+    let step = "flow:f:s";
+    let step_fields = [
+        ("data", "{}"),
+        ("state", "waiting"),
+        ("max", "1"),
+        ("created", "1000"),
+        ("due", "1000"),
+        ("flow", "tickq:{q}:flow:f"),
+        ("step", "s"),
+        ("wait", "1"),
+        ("policy", "skip"),
+    ];
+    let mut conn = env.conn.clone();
+    let () = conn
+        .hset_multiple(env.keys.record(step), &step_fields)
+        .await
+        .unwrap();
+    let _: i64 = conn.zadd(&env.keys.waiting, step, 1000).await.unwrap();
+
+    let mut ids: Vec<String> = states.iter().map(|s| s.as_str().to_owned()).collect();
+    ids.extend(["prio".into(), "uniq".into()]);
+    let mut before = BTreeMap::new();
+    for id in &ids {
+        before.insert(id.clone(), env.hash(id).await);
+        to_layout_4(&env, id, id == "cancelled").await;
+    }
+    let _: i64 = conn.del(&env.keys.layout).await.unwrap();
+    // Layout 4 as layout 5 reads it: no job at all.
+    for id in &ids {
+        assert_eq!(env.hash(id).await, BTreeMap::new(), "job {id}");
+    }
+
+    // A new process touches the queue: everything moves before it reads or claims.
+    let fresh = Broker::connect(&env._redis.url(), &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        fresh.upgrade(&env.keys).await.unwrap(),
+        ids.len() as u64 + 1
+    );
+    for id in &ids {
+        assert_eq!(&env.hash(id).await, &before[id], "job {id}");
+    }
+    let w = env.hash(step).await;
+    let expected: BTreeMap<String, String> = step_fields
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .chain(
+            [("attempt", "0"), ("fence", "0"), ("priority", "0")]
+                .map(|(k, v)| (k.into(), v.into())),
+        )
+        .collect();
+    assert_eq!(w, expected);
+    assert_eq!(homes_of(&env, "pending").await, ["jobs"]);
+    assert_eq!(homes_of(&env, "uniq").await, ["jobs", "ends"]);
+    assert_eq!(env.pttl("cancelled").await, -1, "notes outlive no payload");
+    assert_eq!(
+        record::count(&mut conn, &env.keys).await.unwrap(),
+        ids.len() + 1
+    );
+
+    // Once is enough: the marker stops a second walk, and a walk without it (two processes at
+    // once) moves nothing again.
+    let moved = env.snapshot().await;
+    let again = Broker::connect(&env._redis.url(), &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(again.upgrade(&env.keys).await.unwrap(), 0);
+    let _: i64 = conn.del(&env.keys.layout).await.unwrap();
+    let third = Broker::connect(&env._redis.url(), &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(third.upgrade(&env.keys).await.unwrap(), 0);
+    assert_eq!(env.snapshot().await, moved);
+
+    // And the jobs work on: the pending ones are claimed highest priority first, the active
+    // one is acked with its fence, the unique key is still held.
+    let batch = fresh
+        .claim(&env.keys, "w9", LEASE, 10, Duration::ZERO)
+        .await
+        .unwrap();
+    let claimed: Vec<&str> = batch.jobs.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(claimed, ["prio", "pending", "uniq"]);
+    assert!(batch.jobs.iter().all(|j| !j.data.is_empty()));
+    let fence = before["active"]["fence"].parse().unwrap();
+    let out = fresh
+        .ack(&env.keys, &KEEP, &[("active".into(), fence, String::new())])
+        .await
+        .unwrap();
+    assert_eq!(out.acked, 1);
+    let dup = env
+        .broker
+        .enqueue(vec![
+            job("uniq2")
+                .unique_key("u")
+                .unique_for(Duration::from_secs(600)),
+        ])
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(dup.duplicate, "{dup:?}");
+}
