@@ -96,7 +96,7 @@ impl Broker {
                 break;
             }
             let keys = self.keys(&queue);
-            if let Err(e) = self.upgrade(&keys).await {
+            if let Err(e) = self.upgrade_to_write(&keys).await {
                 failure = Some(e);
                 break;
             }

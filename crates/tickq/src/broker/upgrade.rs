@@ -2,8 +2,8 @@
 //! `record.rs`), on first touch: before a process's first claim, recover or janitor pass of a
 //! queue, and before the inspector reads it. `lua/upgrade.lua` moves each job; this walks the
 //! queue's indexes in chunks (no single call holds Redis for long), then sets the queue's
-//! marker (unless the queue held no job), after which a touch costs one `EXISTS` per process
-//! and queue.
+//! marker (unless the queue held no job and nothing writes one now), after which a touch costs
+//! one `EXISTS` per process and queue.
 
 use super::Broker;
 use super::keys::QueueKeys;
@@ -29,6 +29,16 @@ impl Broker {
     /// Make sure the queue's jobs are in layout 5 (once per process and queue). Answers how
     /// many jobs were moved.
     pub(crate) async fn upgrade(&self, keys: &QueueKeys) -> Result<u64> {
+        self.upgrade_queue(keys, false).await
+    }
+
+    /// [`upgrade`](Self::upgrade) before a write that creates jobs: an empty queue gets its
+    /// marker too, so that the next process to touch it does not walk the jobs written now.
+    pub(crate) async fn upgrade_to_write(&self, keys: &QueueKeys) -> Result<u64> {
+        self.upgrade_queue(keys, true).await
+    }
+
+    async fn upgrade_queue(&self, keys: &QueueKeys, writing: bool) -> Result<u64> {
         if self.upgraded(&keys.name) {
             return Ok(0);
         }
@@ -67,9 +77,9 @@ impl Broker {
                 first += CHUNK;
             }
         }
-        // An empty queue gets no marker: a look that finds nothing writes nothing (the next
-        // process looks again, at no cost).
-        if seen_any {
+        // An empty queue gets no marker unless jobs are written now: a look that finds
+        // nothing writes nothing (the next process looks again, at no cost).
+        if seen_any || writing {
             self.upgrade_call(keys, "", 0).await?;
         }
         self.mark_upgraded(&keys.name);
