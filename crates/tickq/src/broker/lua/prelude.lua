@@ -343,14 +343,17 @@ local function job_exists(prefix, id)
 end
 
 -- Write name, value pairs (`args`) of job `id` to their homes; a value of false clears the
--- field. `state` 'pending' is stored as no state.
+-- field. `state` 'pending' is stored as no state, `attempt` '0' as no entry.
 local function job_write(prefix, id, args)
   local notes_set, notes_del = {}, {}
   local ends, payload = nil, nil
   for i = 1, #args, 2 do
     local name, value = args[i], args[i + 1]
     local home = HOMES[name]
-    if name == 'state' and value == 'pending' then value = false end
+    -- Defaults are not stored: pending is no state, attempt 0 no `attempts` entry.
+    if (name == 'state' and value == 'pending') or (name == 'attempt' and value == '0') then
+      value = false
+    end
     if home == 'payload' then
       if not payload then
         local rec = redis.call('HGET', queue_key(prefix, 'jobs'), id)
