@@ -6,8 +6,8 @@
 //! layouts on the same N jobs (the same ids and payloads), in one run:
 //!
 //! - `tickq`: the shipped scripts (`crates/tickq/src/broker/lua/{claim,ack}.lua` with the
-//!   prelude) on jobs enqueued by `Client::enqueue_bulk`: today's layout, a hash per job read
-//!   and written at claim and at ack.
+//!   prelude) on jobs enqueued by `Client::enqueue_bulk`: today's layout (5), the payload
+//!   record a field of a per-queue hash, read by one call per claimed batch.
 //! - `lean`: a lab layout with no per-job record on the hot path (`floor/lean_*.lua`): pending
 //!   ids in a list, the payload record written once and returned as stored, a running job's
 //!   fence/start/attempt/owner as one field of a per-queue hash, state = the index a job is in;
@@ -118,21 +118,24 @@ async fn waiting_jobs(conn: &mut MultiplexedConnection, n: u64) -> Result<Vec<Wa
     );
     let mut jobs = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(1000) {
-        let mut pipe = redis::pipe();
-        for id in chunk {
-            pipe.cmd("HMGET")
-                .arg(keys.job(id))
-                .arg(&["created", "due", "max", "priority", "data"]);
-        }
-        let fields: Vec<Vec<Option<String>>> = pipe.query_async(conn).await?;
-        for (id, f) in chunk.iter().zip(fields) {
-            let Some(data) = &f[4] else {
-                bail!("job {id} has no data: the job record's layout changed");
+        // The payload records, "<created> <due> <max> <priority>\n<data>" (layout 5).
+        let payloads: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(keys.key("jobs"))
+            .arg(chunk)
+            .query_async(conn)
+            .await?;
+        for (id, payload) in chunk.iter().zip(payloads) {
+            let Some((header, data)) = payload.as_deref().and_then(|p| p.split_once('\n')) else {
+                bail!("job {id} has no payload record: the job record's layout changed");
             };
-            let text = |i: usize| f[i].clone().unwrap_or_default();
+            let header: Vec<&str> = header.split(' ').collect();
+            ensure!(
+                header.len() == 4,
+                "job {id}: a payload header of {header:?}"
+            );
             jobs.push(Waiting {
                 id: id.clone(),
-                record: format!("{}\t{}\t{}\t{}\t{data}", text(0), text(1), text(2), text(3)),
+                record: format!("{}\t{data}", header.join("\t")),
             });
         }
     }
@@ -155,9 +158,6 @@ impl Keys {
     }
     fn job_prefix(&self) -> String {
         self.key("job:")
-    }
-    fn job(&self, id: &str) -> String {
-        format!("{}{id}", self.job_prefix())
     }
     fn all(&self, names: &[&str]) -> Vec<String> {
         names.iter().map(|name| self.key(name)).collect()

@@ -67,6 +67,12 @@ fn snapshot(redis: &TestRedis) -> BTreeMap<String, String> {
                     redis::cmd("HGETALL").arg(&key).query(&mut conn).unwrap();
                 for value in h.values_mut() {
                     *value = normalize_ids(value);
+                    if key.ends_with(":jobs") {
+                        // A payload record: "<created> <due> <max> <priority>\n<data>".
+                        *value = value.splitn(3, ' ').skip(2).collect();
+                    } else if key.ends_with(":dues") {
+                        *value = "<time>".into();
+                    }
                 }
                 for time in [
                     "created",

@@ -27,6 +27,7 @@ impl Broker {
         retention: &Retention,
         id: &str,
     ) -> Result<CancelOutcome> {
+        self.upgrade(keys).await?;
         let answer: String = SCRIPTS
             .cancel
             .key(&keys.pending)
@@ -51,6 +52,7 @@ impl Broker {
 
     /// Delete a job that is not active; answers the state it had.
     pub(crate) async fn delete(&self, keys: &QueueKeys, id: &str) -> Result<JobState> {
+        self.upgrade(keys).await?;
         let answer: String = SCRIPTS
             .delete
             .key(&keys.pending)
@@ -74,6 +76,7 @@ impl Broker {
 
     /// Run a dead, cancelled, retry or scheduled job now; answers the state it had.
     pub(crate) async fn retry(&self, keys: &QueueKeys, id: &str) -> Result<JobState> {
+        self.upgrade(keys).await?;
         let answer: String = SCRIPTS
             .retry
             .key(&keys.pending)
@@ -103,6 +106,7 @@ impl Broker {
         id: &str,
         due: &Due,
     ) -> Result<JobState> {
+        self.upgrade(keys).await?;
         let (at_ms, delay_ms) = due_args(due);
         let answer: String = SCRIPTS
             .reschedule
@@ -133,6 +137,7 @@ impl Broker {
         retention: &Retention,
         id: &str,
     ) -> Result<JobState> {
+        self.upgrade(keys).await?;
         let answer: String = SCRIPTS
             .kill
             .key(&keys.pending)
@@ -175,6 +180,7 @@ impl Broker {
         state: JobState,
         limit: usize,
     ) -> Result<u64> {
+        self.upgrade(keys).await?;
         if state == JobState::Active {
             return Err(purge_active(&keys.name));
         }
@@ -198,6 +204,7 @@ impl Broker {
         limit: usize,
         trim: bool,
     ) -> Result<u64> {
+        self.upgrade(keys).await?;
         Ok(SCRIPTS
             .janitor
             .key(&keys.completed)

@@ -96,6 +96,10 @@ impl Broker {
                 break;
             }
             let keys = self.keys(&queue);
+            if let Err(e) = self.upgrade_to_write(&keys).await {
+                failure = Some(e);
+                break;
+            }
             let mut scripted = checked;
             if plain.len() >= PLAIN_MIN {
                 match self.redis_now().await {
@@ -261,6 +265,7 @@ fn plain_transaction(
     // Pending ids by priority, in the order of `chunk`.
     let mut pending: BTreeMap<i32, Vec<&str>> = BTreeMap::new();
     let mut scheduled: Vec<(i64, &str)> = Vec::new();
+    let mut payloads: Vec<(&str, Vec<u8>)> = Vec::with_capacity(chunk.len());
     for &i in chunk {
         let job = &jobs[i];
         let id = job_id(job);
@@ -280,24 +285,17 @@ fn plain_transaction(
             pending.entry(job.priority).or_default().push(id);
             JobState::Pending
         };
-        let (max, priority, due_s) = (
-            job.max_attempts.to_string(),
-            job.priority.to_string(),
-            due.to_string(),
-        );
-        let data = Envelope::encode_new(job);
-        // The record `job_create` (lua/prelude.lua) writes: no `attempt` or `fence` (0 until
-        // the first claim), no `priority` when it is 0.
-        let mut fields: Vec<(&str, &[u8])> = vec![
-            ("data", data.as_bytes()),
-            ("state", state.as_str().as_bytes()),
-            ("max", max.as_bytes()),
-        ];
-        if job.priority != 0 {
-            fields.push(("priority", priority.as_bytes()));
-        }
-        fields.extend([("created", now_s.as_bytes()), ("due", due_s.as_bytes())]);
-        record::create(&mut pipe, keys, id, &fields);
+        // The payload `job_create` (lua/prelude.lua) writes; notes only for a delayed job.
+        payloads.push((
+            id,
+            record::payload(
+                &now_s,
+                &due.to_string(),
+                &job.max_attempts.to_string(),
+                &job.priority.to_string(),
+                Envelope::encode_new(job).as_bytes(),
+            ),
+        ));
         answers.push((
             i,
             Enqueued {
@@ -309,6 +307,8 @@ fn plain_transaction(
             },
         ));
     }
+    let delayed: Vec<&str> = scheduled.iter().map(|(_, id)| *id).collect();
+    record::create(&mut pipe, keys, &payloads, &delayed);
     for (priority, ids) in &pending {
         pipe.rpush(keys.pending_band(*priority), ids).ignore();
         pipe.zadd(&keys.pending, priority, -priority).ignore();

@@ -90,6 +90,10 @@ impl Broker {
                 links: BTreeMap::new(),
             });
         }
+        // Every queue the workflow writes jobs to is in layout 5 first (upgrade.rs).
+        for part in parts.values() {
+            self.upgrade_to_write(&part.keys).await?;
+        }
         for &i in &order {
             let step = &flow.steps[i];
             let q = queue_of[&*step.id];
@@ -378,6 +382,7 @@ impl Broker {
         keys: &QueueKeys,
         ids: &[&str],
     ) -> Result<Vec<(Option<String>, Option<String>)>> {
+        self.upgrade(keys).await?;
         let records = super::record::get_many(&mut self.conn.clone(), keys, ids).await?;
         Ok(records
             .into_iter()

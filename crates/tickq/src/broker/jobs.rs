@@ -4,6 +4,7 @@
 
 use super::conn::Conn;
 use super::keys::QueueKeys;
+use super::record;
 use super::scripts::SCRIPTS;
 use super::value::{self, int, text};
 use super::{Broker, Retention};
@@ -88,6 +89,7 @@ impl Broker {
         max: usize,
         spread_grace: Duration,
     ) -> Result<ClaimBatch> {
+        self.upgrade(keys).await?;
         let reply: Vec<Value> = SCRIPTS
             .claim
             .key(&keys.pending)
@@ -113,12 +115,24 @@ impl Broker {
         let jobs = reply[3..]
             .chunks(5)
             .map(|c| {
+                let id = text(&c[0])?;
+                // The payload as stored (record.rs): its header's due, unless changed since.
+                let payload = value::bytes(&c[1]);
+                let (header, data) = record::split_payload(&payload).ok_or_else(|| {
+                    Error::corrupt(format!("job {id} has a payload without its header"))
+                })?;
+                let changed = text(&c[4])?;
+                let due = if changed.is_empty() {
+                    header[1]
+                } else {
+                    &changed
+                };
                 Ok(Claimed {
-                    id: text(&c[0])?,
-                    data: value::bytes(&c[1]),
+                    data: data.to_vec(),
                     attempt: int(&c[2])? as u32,
                     fence: int(&c[3])? as u64,
-                    due_ms: int(&c[4])?,
+                    due_ms: due.parse().unwrap_or(0),
+                    id,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -282,6 +296,7 @@ impl Broker {
         retention: &Retention,
         limit: usize,
     ) -> Result<Recovered> {
+        self.upgrade(keys).await?;
         let (to_pending, to_dead, to_cancelled): (u64, u64, u64) = SCRIPTS
             .recover
             .key(&keys.active)

@@ -49,8 +49,20 @@ pub(crate) const DOCTOR_PREFIX: &str = "tickq:{#doctor}";
 #[derive(Debug, Clone)]
 pub(crate) struct QueueKeys {
     pub(crate) name: String,
-    /// Prefix of job hashes: the job key is this followed by the job id.
+    /// Prefix of job notes hashes: the key is this followed by the job id (a job's rare
+    /// facts; see `record.rs`).
     pub(crate) job_prefix: String,
+    /// Every job's payload record (hash: id -> "<created> <due> <max> <priority>\n<data>";
+    /// its presence is the job's existence). The sparse hashes `attempts`, `groups`, `dues`
+    /// and `ends` hold rare facts the claim reads (`record.rs`). Scripts build all five from
+    /// the job prefix (`queue_key` in lua/prelude.lua).
+    pub(crate) jobs: String,
+    pub(crate) attempts: String,
+    pub(crate) groups: String,
+    pub(crate) dues: String,
+    pub(crate) ends: String,
+    /// Present once the queue's jobs are in layout 5 (`upgrade.rs`).
+    pub(crate) layout: String,
     /// The priorities that have pending jobs (sorted set: member the priority, score minus
     /// it); each has its list of pending jobs, [`QueueKeys::pending_band`]. Scripts build the
     /// lists from the job prefix (`pending_band` in lua/prelude.lua).
@@ -126,6 +138,12 @@ impl QueueKeys {
         QueueKeys {
             name: queue.to_owned(),
             job_prefix: key("job:"),
+            jobs: key("jobs"),
+            attempts: key("attempts"),
+            groups: key("groups"),
+            dues: key("dues"),
+            ends: key("ends"),
+            layout: key("layout"),
             pending: key("pending"),
             waiting: key("waiting"),
             flow_prefix: key("flow:"),

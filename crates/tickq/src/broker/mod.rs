@@ -30,6 +30,7 @@ pub(crate) mod schedules;
 pub(crate) mod scripts;
 mod shards;
 mod tls;
+mod upgrade;
 mod value;
 mod wake;
 
@@ -89,6 +90,8 @@ pub(crate) struct Broker {
     conn: Conn,
     keys: Arc<Mutex<HashMap<String, Arc<QueueKeys>>>>,
     registered: Arc<Mutex<HashSet<String>>>,
+    /// Queues this process saw in layout 5 or moved to it (`upgrade.rs`).
+    upgraded: Arc<Mutex<HashSet<String>>>,
     /// Redis' memory use as last sampled, shared by every clone (see `memory.rs`).
     memory: Arc<memory::MemoryGauge>,
     /// Enqueues are refused at or above this fraction of `maxmemory`.
@@ -140,6 +143,7 @@ impl Broker {
             conn,
             keys: Arc::default(),
             registered: Arc::default(),
+            upgraded: Arc::default(),
             memory: Arc::default(),
             high_water: memory::DEFAULT_HIGH_WATER,
             shards: Arc::default(),
@@ -167,6 +171,21 @@ impl Broker {
     }
 
     /// The keys of `queue` (built once per queue and cached).
+    /// Whether this process saw `queue` in layout 5 already (`upgrade.rs`).
+    fn upgraded(&self, queue: &str) -> bool {
+        self.upgraded
+            .lock()
+            .expect("upgrade registry poisoned")
+            .contains(queue)
+    }
+
+    fn mark_upgraded(&self, queue: &str) {
+        self.upgraded
+            .lock()
+            .expect("upgrade registry poisoned")
+            .insert(queue.to_owned());
+    }
+
     pub(crate) fn keys(&self, queue: &str) -> Arc<QueueKeys> {
         let mut keys = self.keys.lock().expect("keys cache poisoned");
         keys.entry(queue.to_owned())

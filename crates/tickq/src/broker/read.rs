@@ -42,12 +42,14 @@ pub(crate) struct Page {
 impl Broker {
     /// Read one job; `None` when there is no such job in the queue.
     pub(crate) async fn job(&self, keys: &QueueKeys, id: &str) -> Result<Option<JobInfo>> {
+        self.upgrade(keys).await?;
         let fields = record::get(&mut self.conn.clone(), keys, id).await?;
         Ok(fields.map(|fields| job_info(&keys.name, id, &fields)))
     }
 
     /// Read many jobs of one queue in one round trip; missing ones are skipped.
     pub(crate) async fn jobs(&self, keys: &QueueKeys, ids: &[String]) -> Result<Vec<JobInfo>> {
+        self.upgrade(keys).await?;
         let all = record::get_many(&mut self.conn.clone(), keys, ids).await?;
         Ok(ids
             .iter()
@@ -178,6 +180,7 @@ impl Broker {
         state: JobState,
         query: &PageQuery<'_>,
     ) -> Result<Page> {
+        self.upgrade(keys).await?;
         let (score, id) = query.after.unwrap_or(("", ""));
         let ms = |t: Option<i64>| t.map(|t| t.to_string()).unwrap_or_default();
         let mut reply: Vec<String> = SCRIPTS

@@ -1,6 +1,17 @@
 //! Job records: the one place Rust reads or writes a job's stored record (the Lua side is the
 //! `job_*` functions of `lua/prelude.lua`). Everything else sees a record as [`Fields`], its
 //! named fields, whatever the storage layout (docs/redis-keys.md).
+//!
+//! Where a record lives (layout 5; `lua/prelude.lua`, "Job records", is the other side and
+//! says why): a plain job is one field of the queue's `jobs` hash, its PAYLOAD record
+//! `<created> <due> <max> <priority>\n<data>`, written once; its presence is the job's
+//! existence. Rare facts the claim needs are entries of sparse per-queue hashes (`attempts`,
+//! `groups`, `dues`: a changed due time, `ends`: `<unique>\n<flow>\n<step>`); every other
+//! fact (a state other than pending, error, result, ...) is in the job's NOTES hash, which
+//! exists only while it has one. An active job's `fence started attempt owner` are one field
+//! of the queue's `running` hash (state `active`; the lease is its score in `active`), a job
+//! completed by ack.lua has its `finished fence started attempt owner` in the `acked` hash
+//! (state `completed`). Otherwise the notes' `state`, or pending when there is none.
 
 use super::keys::QueueKeys;
 use crate::{Error, Result};
@@ -11,48 +22,125 @@ use std::collections::HashMap;
 /// A job's record: field name -> raw value.
 pub(crate) type Fields = HashMap<String, Vec<u8>>;
 
-fn key(keys: &QueueKeys, id: &str) -> String {
-    keys.record(id)
+/// The fields of the payload record, in the order of its header.
+const PAYLOAD_HEADER: [&str; 4] = ["created", "due", "max", "priority"];
+
+/// Where a field lives: the payload, a sparse per-queue hash, the `ends` entry (position), or
+/// the notes (`lua/prelude.lua`, `HOMES`).
+#[cfg(test)]
+enum Home<'k> {
+    Payload,
+    Sparse(&'k str),
+    Ends(usize),
+    Notes,
 }
 
-/// Queue the read of job `id`'s whole record on `pipe`: its hash, and the facts the queue
-/// keeps apart from it (below); [`decode`] reads the four replies.
-///
-/// Where a record lives (layout 4; `lua/prelude.lua`, "Job records", is the other side and
-/// says why): a hash per job, except for the facts of the hot path. An active job's `fence
-/// started attempt owner` are one field of the queue's `running` hash (its presence means
-/// state `active`; the lease is its score in `active`), a job completed by ack.lua has its
-/// `finished fence started attempt owner` in the `acked` hash (state `completed`). They
-/// override the hash's own fields, which are the truth for a job in neither.
+#[cfg(test)]
+fn home<'k>(keys: &'k QueueKeys, name: &str) -> Home<'k> {
+    match name {
+        "data" | "created" | "max" | "priority" => Home::Payload,
+        "due" => Home::Sparse(&keys.dues),
+        "attempt" => Home::Sparse(&keys.attempts),
+        "group" => Home::Sparse(&keys.groups),
+        "unique" => Home::Ends(0),
+        "flow" => Home::Ends(1),
+        "step" => Home::Ends(2),
+        _ => Home::Notes,
+    }
+}
+
+/// The payload record of a new job.
+pub(crate) fn payload(created: &str, due: &str, max: &str, priority: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = format!("{created} {due} {max} {priority}\n").into_bytes();
+    out.extend_from_slice(data);
+    out
+}
+
+/// A payload record split into its header fields (created, due, max, priority) and its data;
+/// `None` when it has no header.
+pub(crate) fn split_payload(record: &[u8]) -> Option<([&str; 4], &[u8])> {
+    let nl = record.iter().position(|&b| b == b'\n')?;
+    let header = std::str::from_utf8(&record[..nl]).ok()?;
+    let mut parts = header.split(' ');
+    let mut out = [""; 4];
+    for slot in &mut out {
+        *slot = parts.next()?;
+    }
+    Some((out, &record[nl + 1..]))
+}
+
+/// Queue the read of job `id`'s whole record on `pipe`: its payload, notes, sparse entries and
+/// facts; [`decode`] reads the replies.
 fn read(pipe: &mut Pipeline, keys: &QueueKeys, id: &str) {
-    pipe.hgetall(key(keys, id))
+    pipe.hget(&keys.jobs, id)
+        .hgetall(keys.record(id))
+        .hget(&keys.attempts, id)
+        .hget(&keys.groups, id)
+        .hget(&keys.dues, id)
+        .hget(&keys.ends, id)
         .hget(&keys.running, id)
         .hget(&keys.acked, id)
         .zscore(&keys.active, id);
 }
 
 /// How many replies one [`read`] queues.
-const READ_REPLIES: usize = 4;
+const READ_REPLIES: usize = 9;
 
 /// The replies queued by [`read`]: the record, or `None` when the job has none.
 fn decode(replies: [Value; READ_REPLIES], queue: &str, id: &str) -> Result<Option<Fields>> {
-    let [hash, running, acked, lease] = replies;
+    let [
+        payload,
+        notes,
+        attempt,
+        group,
+        due,
+        ends,
+        running,
+        acked,
+        lease,
+    ] = replies;
     let corrupt = |e: String| {
         Error::corrupt(format!(
             "job {id} of queue {queue} has an unreadable record: {e}"
         ))
     };
-    let mut fields: Fields = redis::from_redis_value(hash).map_err(|e| corrupt(e.to_string()))?;
-    if fields.is_empty() {
-        return Ok(None);
-    }
-    // Not stored while they hold their default (`job_create` in lua/prelude.lua).
-    for name in ["attempt", "fence", "priority"] {
-        fields.entry(name.into()).or_insert_with(|| b"0".to_vec());
-    }
     let text = |v: Value| -> Result<Option<String>> {
         redis::from_redis_value(v).map_err(|e| corrupt(e.to_string()))
     };
+    let payload: Option<Vec<u8>> =
+        redis::from_redis_value(payload).map_err(|e| corrupt(e.to_string()))?;
+    let Some(payload) = payload else {
+        return Ok(None);
+    };
+    let (header, data) =
+        split_payload(&payload).ok_or_else(|| corrupt("a payload without its header".into()))?;
+    let mut fields: Fields = PAYLOAD_HEADER
+        .into_iter()
+        .zip(header)
+        .map(|(name, value)| (name.to_owned(), value.as_bytes().to_vec()))
+        .collect();
+    fields.insert("data".into(), data.to_vec());
+    let notes: Fields = redis::from_redis_value(notes).map_err(|e| corrupt(e.to_string()))?;
+    fields.extend(notes);
+    fields
+        .entry("state".into())
+        .or_insert_with(|| b"pending".to_vec());
+    for (name, value) in [("attempt", attempt), ("group", group), ("due", due)] {
+        if let Some(value) = text(value)? {
+            fields.insert(name.into(), value.into_bytes());
+        }
+    }
+    if let Some(ends) = text(ends)? {
+        for (name, value) in ["unique", "flow", "step"].into_iter().zip(ends.split('\n')) {
+            if !value.is_empty() {
+                fields.insert(name.into(), value.as_bytes().to_vec());
+            }
+        }
+    }
+    // Not stored while they hold their default.
+    for name in ["attempt", "fence", "priority"] {
+        fields.entry(name.into()).or_insert_with(|| b"0".to_vec());
+    }
     if let Some(run) = text(running)? {
         let head = run.split('\n').next().unwrap_or_default();
         let facts = head.splitn(4, ' ');
@@ -115,7 +203,7 @@ pub(crate) async fn get_many<S: AsRef<str>>(
     ids.iter()
         .map(|id| {
             let mut next = || replies.next().unwrap_or(Value::Nil);
-            decode([next(), next(), next(), next()], &keys.name, id.as_ref())
+            decode(std::array::from_fn(|_| next()), &keys.name, id.as_ref())
         })
         .collect()
 }
@@ -127,18 +215,30 @@ pub(crate) fn text(fields: &Fields, name: &str) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
-/// Queue the creation of job `id`'s record with `fields` on `pipe` (inside a transaction: the
-/// caller knows no job with this id exists, e.g. a fresh UUID v7).
-pub(crate) fn create(pipe: &mut Pipeline, keys: &QueueKeys, id: &str, fields: &[(&str, &[u8])]) {
-    let cmd = pipe.cmd("HSET").arg(key(keys, id));
-    for (name, value) in fields {
-        cmd.arg(*name).arg(*value);
+/// Queue the creation of new jobs on `pipe` (inside a transaction: the caller knows no job
+/// with these ids exists, e.g. fresh UUID v7s): their payloads (id, [`payload`]) in ONE
+/// variadic `HSET`, and notes with state `scheduled` for the ids in `scheduled`.
+pub(crate) fn create(
+    pipe: &mut Pipeline,
+    keys: &QueueKeys,
+    payloads: &[(&str, Vec<u8>)],
+    scheduled: &[&str],
+) {
+    if !payloads.is_empty() {
+        let cmd = pipe.cmd("HSET").arg(&keys.jobs);
+        for (id, payload) in payloads {
+            cmd.arg(*id).arg(payload);
+        }
+        cmd.ignore();
     }
-    cmd.ignore();
+    for id in scheduled {
+        pipe.hset(keys.record(id), "state", "scheduled").ignore();
+    }
 }
 
-/// Set fields of job `id`'s record (creating it); tests use it to stage states no script
-/// produces (an expired lease, a job without data).
+/// Set fields of job `id`'s record (creating it), each in its home as the scripts' `job_set`
+/// puts it (state `pending` as no state); tests use it to stage states no script produces (an
+/// expired lease, a job without data).
 #[cfg(test)]
 pub(crate) async fn set(
     conn: &mut impl ConnectionLike,
@@ -146,35 +246,113 @@ pub(crate) async fn set(
     id: &str,
     fields: &[(&str, &str)],
 ) -> Result<()> {
-    let mut cmd = redis::cmd("HSET");
-    cmd.arg(key(keys, id));
-    for (name, value) in fields {
-        cmd.arg(*name).arg(*value);
+    let stored: Option<Vec<u8>> = redis::cmd("HGET")
+        .arg(&keys.jobs)
+        .arg(id)
+        .query_async(conn)
+        .await?;
+    let mut head: [String; 4] = ["0".into(), "0".into(), "1".into(), "0".into()];
+    let mut data = Vec::new();
+    if let Some((h, d)) = stored.as_deref().and_then(split_payload) {
+        head = h.map(str::to_owned);
+        data = d.to_vec();
     }
-    let _: i64 = cmd.query_async(conn).await?;
+    let ends: Option<String> = redis::cmd("HGET")
+        .arg(&keys.ends)
+        .arg(id)
+        .query_async(conn)
+        .await?;
+    let mut ends: Vec<String> = match ends {
+        Some(e) => e.split('\n').map(str::to_owned).collect(),
+        None => vec![String::new(); 3],
+    };
+    ends.resize(3, String::new());
+    let mut pipe = redis::pipe();
+    for (name, value) in fields {
+        match home(keys, name) {
+            Home::Payload if *name == "data" => data = value.as_bytes().to_vec(),
+            Home::Payload => {
+                let at = PAYLOAD_HEADER.iter().position(|n| n == name).unwrap_or(0);
+                head[at] = (*value).to_owned();
+            }
+            Home::Sparse(hash) => {
+                pipe.hset(hash, id, *value).ignore();
+            }
+            Home::Ends(at) => ends[at] = (*value).to_owned(),
+            Home::Notes if *name == "state" && *value == "pending" => {
+                pipe.hdel(keys.record(id), "state").ignore();
+            }
+            Home::Notes => {
+                pipe.hset(keys.record(id), *name, *value).ignore();
+            }
+        }
+    }
+    if ends.iter().any(|e| !e.is_empty()) {
+        pipe.hset(&keys.ends, id, ends.join("\n")).ignore();
+    }
+    let [created, due, max, priority] = &head;
+    pipe.hset(&keys.jobs, id, payload(created, due, max, priority, &data))
+        .ignore();
+    let () = pipe.query_async(conn).await?;
     Ok(())
 }
 
-/// How many job records the queue holds (tests: nothing is left behind).
+/// How many jobs the queue holds (tests: nothing is left behind): its payloads, and it
+/// checks that no job's notes or sparse entries outlived its payload.
 #[cfg(test)]
 pub(crate) async fn count(conn: &mut impl ConnectionLike, keys: &QueueKeys) -> Result<usize> {
-    let found: Vec<String> = redis::cmd("KEYS")
+    let jobs: Vec<String> = redis::cmd("HKEYS")
+        .arg(&keys.jobs)
+        .query_async(conn)
+        .await?;
+    let notes: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}*", keys.job_prefix))
         .query_async(conn)
         .await?;
-    Ok(found.len())
+    for key in &notes {
+        let id = &key[keys.job_prefix.len()..];
+        if !jobs.iter().any(|j| j == id) {
+            return Err(Error::corrupt(format!("job {id} has notes but no payload")));
+        }
+    }
+    for hash in [
+        &keys.attempts,
+        &keys.groups,
+        &keys.dues,
+        &keys.ends,
+        &keys.running,
+        &keys.acked,
+    ] {
+        let ids: Vec<String> = redis::cmd("HKEYS").arg(hash).query_async(conn).await?;
+        if let Some(id) = ids.iter().find(|id| !jobs.contains(id)) {
+            return Err(Error::corrupt(format!(
+                "job {id} is in {hash} but has no payload"
+            )));
+        }
+    }
+    Ok(jobs.len())
 }
 
-/// Milliseconds until job `id`'s record expires (-1: kept until the janitor or a cap removes
-/// it, -2: no record).
+/// Milliseconds until job `id`'s record expires: its notes' TTL (the payload is a field of the
+/// queue's `jobs` hash, which never expires); -1: kept until the janitor or a cap removes it,
+/// -2: no record.
 #[cfg(test)]
 pub(crate) async fn ttl_ms(
     conn: &mut impl ConnectionLike,
     keys: &QueueKeys,
     id: &str,
 ) -> Result<i64> {
-    Ok(redis::cmd("PTTL")
-        .arg(key(keys, id))
+    let exists: bool = redis::cmd("HEXISTS")
+        .arg(&keys.jobs)
+        .arg(id)
         .query_async(conn)
-        .await?)
+        .await?;
+    if !exists {
+        return Ok(-2);
+    }
+    let notes: i64 = redis::cmd("PTTL")
+        .arg(keys.record(id))
+        .query_async(conn)
+        .await?;
+    Ok(if notes == -2 { -1 } else { notes })
 }

@@ -185,6 +185,7 @@ impl Broker {
         ticks: u64,
         jobs: &[TickJob],
     ) -> Result<FireOutcome> {
+        self.upgrade_to_write(keys).await?;
         let mut inv = SCRIPTS.fire.prepare_invoke();
         inv.key(keys.schedule(name))
             .key(&keys.schedules_due)

@@ -178,6 +178,7 @@ macro_rules! scripts {
 }
 
 scripts! {
+    upgrade,
     enqueue,
     claim,
     ack,
@@ -245,6 +246,7 @@ mod tests {
             ("flow_settle", include_str!("lua/flow_settle.lua")),
             ("flow_relayed", include_str!("lua/flow_relayed.lua")),
             ("flow_drop_part", include_str!("lua/flow_drop_part.lua")),
+            ("upgrade", include_str!("lua/upgrade.lua")),
         ];
         for (name, body) in allow_oom {
             assert!(
@@ -270,7 +272,7 @@ mod tests {
             );
             assert!(!assemble(body).starts_with("#!"));
         }
-        assert_eq!(SCRIPTS.all().len(), 32);
+        assert_eq!(SCRIPTS.all().len(), 33);
     }
 
     /// Cutting the prelude into definitions loses no line, and a body that names every

@@ -198,12 +198,21 @@ async fn corrupt_jobs_go_dead_with_the_reason_and_the_worker_goes_on() {
         .unwrap()
         .id;
     let good = client.enqueue(NewJob::new("q", "k")).await.unwrap().id;
-    // Overwrite the stored envelope with bytes that are not JSON at all.
+    // Overwrite the stored envelope with bytes that are not JSON at all: the data after the
+    // payload record's header line (docs/redis-keys.md, `jobs`).
     let mut conn = redis.sync_conn();
+    let stored: Vec<u8> = redis::cmd("HGET")
+        .arg("tickq:{q}:jobs")
+        .arg("garbage")
+        .query(&mut conn)
+        .unwrap();
+    let header_end = stored.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let mut payload = stored[..header_end].to_vec();
+    payload.extend_from_slice(b"\xff\x00not json");
     let _: () = redis::cmd("HSET")
-        .arg("tickq:{q}:job:garbage")
-        .arg("data")
-        .arg(b"\xff\x00not json".as_slice())
+        .arg("tickq:{q}:jobs")
+        .arg("garbage")
+        .arg(payload)
         .query(&mut conn)
         .unwrap();
     let w = Worker::builder(&client)

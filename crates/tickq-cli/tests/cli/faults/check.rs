@@ -189,11 +189,17 @@ impl RawKeys<'_> {
             .sum()
     }
 
-    /// A job's `state`, `fence` and `result`: its hash's, unless the queue keeps its run's
-    /// facts apart (layout 4: `running` means active, `acked` means completed; their fence is
-    /// the first, resp. second, word).
+    /// A job's `state`, `fence` and `result`, by the rule of layout 5 (docs/redis-keys.md):
+    /// no payload in the queue's `jobs` hash, no job; else a `running` entry means active and
+    /// an `acked` one completed (their fence is the first, resp. second, word); else the
+    /// notes' state and fence, and no state stored means pending.
     pub fn job(&self, conn: &mut dyn redis::ConnectionLike, id: &str) -> Final {
         let queue = (self.queue_of)(id);
+        let exists: bool = redis::cmd("HEXISTS")
+            .arg(Self::key(queue, "jobs"))
+            .arg(id)
+            .query(conn)
+            .unwrap();
         let (state, fence, result): (Option<String>, Option<u64>, Option<String>) =
             redis::cmd("HMGET")
                 .arg(Self::key(queue, &format!("job:{id}")))
@@ -202,6 +208,13 @@ impl RawKeys<'_> {
                 .arg("result")
                 .query(conn)
                 .unwrap();
+        if !exists {
+            return Final {
+                state: None,
+                fence: None,
+                result,
+            };
+        }
         // One command at a time: a Cluster connection takes no pipeline.
         let mut facts = |hash: &str| -> Option<String> {
             redis::cmd("HGET")
@@ -213,9 +226,9 @@ impl RawKeys<'_> {
         let (running, acked) = (facts("running"), facts("acked"));
         let word = |facts: &str, n: usize| facts.split([' ', '\n']).nth(n)?.parse().ok();
         let (state, fence) = match (running, acked) {
-            (Some(run), _) if state.is_some() => (Some("active".to_owned()), word(&run, 0)),
-            (None, Some(done)) if state.is_some() => (Some("completed".to_owned()), word(&done, 1)),
-            _ => (state, fence),
+            (Some(run), _) => (Some("active".to_owned()), word(&run, 0)),
+            (None, Some(done)) => (Some("completed".to_owned()), word(&done, 1)),
+            _ => (Some(state.unwrap_or_else(|| "pending".to_owned())), fence),
         };
         Final {
             state,

@@ -59,7 +59,7 @@ for k, id in ipairs(ids) do
       acked[#acked + 1] = now_s .. ' ' .. facts
       if result ~= '' then job_set_idle(prefix, id, 'result', result) end
     else
-      gone[#gone + 1] = prefix .. id
+      gone[#gone + 1] = id
     end
     if tail then ended[#ended + 1] = {id, tail, result} end
   else
@@ -70,7 +70,7 @@ if #done > 0 then
   zrem_many(KEYS[1], done)
   hdel_many(running, done)
   if #acked > 0 then hset_many(queue_key(prefix, 'acked'), acked) end
-  if #gone > 0 then del_many(gone) end
+  if #gone > 0 then jobs_del(prefix, gone, false) end
   redis.call('HINCRBY', KEYS[3], 'processed', #done)
   count(prefix, now, 'p', #done)
   count_runs(prefix, now, times)

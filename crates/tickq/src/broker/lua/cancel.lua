@@ -6,6 +6,7 @@
 -- Redis must never stop the jobs it already accepted (broker/memory.rs).
 -- KEYS[1] pending  KEYS[2] scheduled  KEYS[3] retry  KEYS[4] cancelled
 -- ARGV[1] job key prefix  ARGV[2] id  ARGV[3] keep ms
+--   (unread since layout 5: the janitor deletes cancelled jobs by their index's age)
 -- A workflow step cancelled here settles its waiting children (`flow_ended`).
 -- A job cancelled here frees its unique key (an active one frees it when its worker stops).
 -- Returns 'cancelled' (done now), 'cancelling' (active: asked), 'notfound', or the job's state
@@ -26,7 +27,6 @@ if from[state] then
     redis.call('ZREM', from[state], id)
   end
   job_set(ARGV[1], id, 'state', 'cancelled', 'finished', now)
-  job_expire(ARGV[1], id, tonumber(ARGV[3]))
   redis.call('ZADD', KEYS[4], now, id)
   event('cancelled', id)
   flow_ended(ARGV[1], f[3], f[4], 'cancelled', nil, now)

@@ -16,7 +16,9 @@
 --   already holds a job of the group passes over the next one while it is younger than the
 --   spread grace, so that an idle peer takes it; after the grace anyone may, so a dead or busy
 --   peer never holds work back.
--- Returns {now, next_due, deadline, id1, data1, attempt1, fence1, due1, id2, ...}; next_due is the
+-- Returns {now, next_due, deadline, id1, payload1, attempt1, fence1, due1, id2, ...}: payload
+--   as stored ("<created> <due> <max> <priority>\n<data>"), due = its changed due time ('' when
+--   the payload's holds); next_due is the
 --   Redis time at which the caller should look again: now when pending jobs remain that it may
 --   take, the end of a spread grace when it passed over jobs, else the earliest scheduled/retry
 --   due time, or -1 when nothing waits at all.
@@ -27,8 +29,8 @@
 --   concurrency is used up, the caller waits for a wake-up (ack and fail send one).
 -- Paused (KEYS[7] exists): due jobs are still promoted, nothing is leased, and next_due is -1,
 --   so idle workers sleep until a wake-up (resume wakes them) instead of polling.
--- Idempotent: no; every call leases new jobs (that is its point). Ids whose job hash is gone
---   are dropped; a hash without data is still leased so the worker can send it to dead.
+-- Idempotent: no; every call leases new jobs (that is its point). Ids whose payload is gone
+--   are dropped; a payload without data is still leased so the worker can send it to dead.
 local prefix = ARGV[1]
 local owner = ARGV[2]
 local now = now_ms()
@@ -69,6 +71,7 @@ if limits[2] and per then
 end
 local leases = {}
 local runs = {} -- running hash entries: id, facts
+local ran_before = {} -- ids with an `attempts` entry
 local passed, passed_prio = {}, {} -- jobs passed over for spreading, to put back
 local starts = {} -- rate log entries: score now, member id:fence (unique per claim)
 local rate_limited = limits[2] and per
@@ -90,15 +93,20 @@ while max > 0 and #leases / 2 < max and budget > 0 and left do
   -- job must not match the new one), nor after a failover that lost claims
   -- (reserve_fences). One reservation covers the jobs popped.
   local fence_next = reserve_fences(KEYS[6], #head)
-  for _, id in ipairs(head) do
-    -- A pending job has no running or acked facts: its record as stored, one call.
-    local f = job_get_idle(prefix, id, {'data', 'attempt', 'state', 'group', 'created', 'due',
-      'unique', 'flow', 'step', 'priority'})
-    if f[1] or f[3] then -- else the record is gone: the id is dropped
+  -- One call reads the batch's payloads, and one each the sparse facts that exist in the
+  -- queue; a plain job costs no call of its own. The payload goes to the worker as stored.
+  local recs = redis.call('HMGET', queue_key(prefix, 'jobs'), unpack(head))
+  local attempts, groups, dues, ends = sparse_get(prefix, 'attempts', head),
+    sparse_get(prefix, 'groups', head), sparse_get(prefix, 'dues', head),
+    sparse_get(prefix, 'ends', head)
+  for k, id in ipairs(head) do
+    local rec = recs[k]
+    if rec then -- else the job is gone: the id is dropped
       local pass = false
-      if f[4] and grace > 0 then
-        local gk = ARGV[5] .. f[4]
-        local ready_at = (tonumber(f[5]) or 0) + grace
+      local group = groups and groups[k]
+      if group and grace > 0 then
+        local gk = ARGV[5] .. group
+        local ready_at = (tonumber(string.match(rec, '^(%d+)')) or 0) + grace
         if now < ready_at and redis.call('SISMEMBER', gk, owner) == 1 then
           pass = true
           if passed_until == nil or ready_at < passed_until then passed_until = ready_at end
@@ -109,17 +117,19 @@ while max > 0 and #leases / 2 < max and budget > 0 and left do
       end
       if pass then
         passed[#passed + 1] = id
-        passed_prio[#passed] = f[10]
+        passed_prio[#passed] = string.match(rec, '^%S* %S* %S* (%S*)')
       else
-        local attempt = (tonumber(f[2]) or 0) + 1
+        local attempt = 1
+        if attempts and attempts[k] then
+          attempt = tonumber(attempts[k]) + 1
+          ran_before[#ran_before + 1] = id
+        end
         fence_next = fence_next + 1
         local fence = str(fence_next)
         -- The run's facts, in the queue's `running` hash (prelude.lua, "Job records"): the
         -- record itself is not written.
         local run = fence .. ' ' .. now_s .. ' ' .. attempt .. ' ' .. owner
-        if f[7] or f[8] then
-          run = run .. '\n' .. (f[7] or '') .. '\n' .. (f[8] or '') .. '\n' .. (f[9] or '')
-        end
+        if ends and ends[k] then run = run .. '\n' .. ends[k] end
         local n = #leases
         leases[n + 1] = deadline_s
         leases[n + 2] = id
@@ -127,10 +137,10 @@ while max > 0 and #leases / 2 < max and budget > 0 and left do
         runs[n + 2] = run
         local o = #out
         out[o + 1] = id
-        out[o + 2] = f[1] or ''
+        out[o + 2] = rec
         out[o + 3] = attempt
         out[o + 4] = fence
-        out[o + 5] = f[6] or '0'
+        out[o + 5] = dues and dues[k] or ''
         event('active', id)
         if rate_limited then
           starts[#starts + 1] = now_s
@@ -146,6 +156,8 @@ if #passed > 0 then
 end
 if #leases > 0 then
   zadd_many(KEYS[4], leases)
+  -- A running job's attempt is in its `running` entry (`attempts` holds those not running).
+  if #ran_before > 0 then hdel_many(queue_key(prefix, 'attempts'), ran_before) end
   hset_many(queue_key(prefix, 'running'), runs)
 end
 if #starts > 0 then

@@ -7,7 +7,8 @@
 -- ARGV[1] job key prefix  ARGV[2] id  ARGV[3] fence  ARGV[4] error text
 -- ARGV[5] mode: 'retry' (after ARGV[6] ms, or dead when attempts are used up), 'kill' (dead
 --   now), 'cancel' (cancelled: the job was cancelled while it ran)
--- ARGV[6] retry delay ms  ARGV[7] dead max  ARGV[8] keep ms (cancelled jobs)
+-- ARGV[6] retry delay ms  ARGV[7] dead max  ARGV[8] keep ms (cancelled jobs;
+--   unread since layout 5: the janitor deletes them by their index's age)
 -- A job that ends here (dead, cancelled) frees its unique key; a retry keeps it. Leaving active
 --   wakes an idle worker on a queue with a concurrency limit.
 -- Returns 'retry' | 'dead' | 'cancelled' | 'stale' (not applied: lease lost, or job gone).
@@ -29,7 +30,6 @@ wake_if_limited(KEYS[7], KEYS[8], KEYS[6])
 if mode == 'cancel' then
   job_set(prefix, id, 'state', 'cancelled', 'finished', now, 'error', ARGV[4])
   job_unset(prefix, id, 'cancel')
-  job_expire(prefix, id, tonumber(ARGV[8]))
   redis.call('ZADD', KEYS[4], now, id)
   free_unique(f[5], id)
   event('cancelled', id)

@@ -4,7 +4,8 @@
 -- ARGV[1] job key prefix  ARGV[2] schedule name  ARGV[3] expected version
 -- ARGV[4] expected next fire time (the tick the caller found due)  ARGV[5] new next fire time
 -- ARGV[6] new watermark (the latest due tick)  ARGV[7] ticks skipped by the catch-up policy
--- ARGV[8] ticks fired  ARGV[9] keep ms (jobs cancelled by overlap 'replace')
+-- ARGV[8] ticks fired  ARGV[9] keep ms (jobs cancelled by overlap 'replace';
+--   unread since layout 5: the janitor deletes them by their index's age)
 -- then 5 per job: id, data, priority, max attempts, group (the tick, for spreading its tasks)
 -- The compare-and-set on (version, next) makes racing nodes harmless: the first moves `next`,
 --   the others find it moved and answer 'raced'. Job ids are deterministic per tick and task,
@@ -63,7 +64,6 @@ if overlap ~= 'allow' then
           end
           job_set(prefix, id, 'state', 'cancelled', 'finished', now,
             'error', 'replaced by a newer tick of schedule ' .. ARGV[2])
-          job_expire(prefix, id, tonumber(ARGV[9]))
           redis.call('ZADD', KEYS[7], now, id)
         end
       end

@@ -74,7 +74,6 @@ for i = 2, #ARGV, 4 do
       ends[step] = nil
       redis.call('ZREM', KEYS[5], id)
       redis.call('ZREM', KEYS[6], id)
-      job_keep(prefix, id)
       job_unset(prefix, id, 'finished', 'cancel', 'error', 'parent_failed', 'owner', 'lease')
       job_set(prefix, id, 'attempt', '0', 'wait', str(wait), 'due', now_s)
       if wait == 0 and policy == 'only_if_failed' then

@@ -5,9 +5,9 @@
 -- KEYS[1] completed  KEYS[2] cancelled  KEYS[3] dead
 -- ARGV[1] job key prefix  ARGV[2] keep ms (completed, cancelled)  ARGV[3] dead keep ms
 -- ARGV[4] max entries to drop per index per call
--- Completed and cancelled jobs older than keep ms go: index entry and hash (cancelled hashes
---   also carry a PEXPIRE from their transition; completed ones are deleted only here and by
---   the cap in ack). Dead jobs have no TTL: the janitor
+-- Completed and cancelled jobs older than keep ms go: index entry and record (no job record
+--   has a TTL: a job's notes must not expire before its payload, or it would read as
+--   pending; completed ones also go by the cap in ack). Dead jobs have no TTL: the janitor
 --   deletes those older than the dead keep time. Finished workflows whose hash expired leave
 --   the workflow index (`flow_trim`).
 -- Repairs the facts a rolling upgrade from a tickq older than the `running` hash may leave

@@ -174,25 +174,58 @@ end
 -- those two places alone. `prefix` is the queue's job key prefix (ARGV[1] of every script).
 -- A field that is not set reads as false, like a missing hash field.
 --
--- Where the fields live (layout 4, "run facts apart"): a hash per job holds what is written
--- once or rarely; the facts of the hot path live in two per-queue hashes, so that claim and
--- ack write no per-job key:
+-- Where the fields live (layout 5, "the payload apart"): a plain job is one field of a
+-- per-queue hash and one list entry; it has no key of its own.
+-- - `jobs`: id -> the PAYLOAD record, "<created> <due> <max> <priority>\n<data>", written
+--   once at creation and never changed. Its presence is the job's existence.
 -- - `running`: id -> "fence started attempt owner" of each active job (its presence IS state
 --   active), written by claim in one HSET per batch. A job that has a unique key or is a
---   workflow step carries them after it, "\n<unique>\n<flow>\n<step>", for ack to read
---   without the record.
+--   workflow step carries them after it, "\n<unique>\n<flow>\n<step>" (its `ends` entry), for
+--   ack to read without the record.
 -- - `acked`: id -> "finished fence started attempt owner" of each job completed by ack (its
 --   presence IS state completed), written in one HSET per batch.
 -- - the lease deadline of an active job is its score in `active`.
--- The record's own `state`, `fence`, `attempt`, ... are the truth only for a job in neither
--- hash. job_get overlays the facts; job_set moves them into the record when it changes the
--- job's state (settle_facts), so no script has to know.
+-- - sparse per-queue hashes, with an entry only for a job that has the fact, read by claim
+--   with one call per batch when they exist: `attempts` (attempt count of a job that ran
+--   before and is not running), `groups` (a cron tick's group), `dues` (a due time changed
+--   after creation: overrides the payload's), `ends` ("<unique>\n<flow>\n<step>").
+-- - everything else (a state other than pending, error, result, cancel, progress, the
+--   settled facts of a past run, a step's wait/policy/...) in the job's NOTES hash,
+--   `<prefix><id>`, which exists only while the job has such a fact.
+-- A job's state: a `running` entry -> active; an `acked` entry -> completed; else the notes'
+-- `state`; else (its payload exists) pending. job_get overlays the facts; job_set moves them
+-- into their homes when it changes the job's state (settle_facts), so no script has to know.
+
+-- Where each field lives: 'payload' (never changed), a sparse hash's name, 'ends' (position
+-- in its value) or, for every other name, the notes.
+local HOMES = {data = 'payload', created = 'payload', max = 'payload', priority = 'payload',
+  due = 'dues', attempt = 'attempts', group = 'groups', unique = 'ends', flow = 'ends',
+  step = 'ends'}
+local ENDS_AT = {unique = 1, flow = 2, step = 3}
 
 -- The facts a run hash holds, in order, and those of an acked entry.
 local RUN_FACTS = {'fence', 'started', 'attempt', 'owner'}
 local ACKED_FACTS = {'finished', 'fence', 'started', 'attempt', 'owner'}
-local OVERLAID = {state = true, fence = true, started = true, attempt = true, owner = true,
-  finished = true, lease = true}
+local OVERLAID = {fence = true, started = true, attempt = true, owner = true, finished = true}
+
+-- A job's notes key.
+local function notes_key(prefix, id)
+  return prefix .. id
+end
+
+-- A payload record split into its fields (name -> value).
+local function payload_split(rec)
+  local nl = string.find(rec, '\n', 1, true) or (#rec + 1)
+  local created, due, max, priority =
+    string.match(string.sub(rec, 1, nl - 1), '^(%S*) (%S*) (%S*) (%S*)$')
+  return {created = created, due = due, max = max, priority = priority,
+    data = string.sub(rec, nl + 1)}
+end
+
+-- A payload record from its fields.
+local function payload_join(created, due, max, priority, data)
+  return created .. ' ' .. due .. ' ' .. max .. ' ' .. priority .. '\n' .. data
+end
 
 -- A `running` value split into its facts (name -> value) and the tail after the head, if any.
 local function run_facts(run)
@@ -211,7 +244,8 @@ local function acked_facts(acked)
     owner = owner}
 end
 
--- The unique key, workflow key and step in a `running` value's tail (false when none).
+-- The unique key, workflow key and step in a `running` value's tail or an `ends` entry
+-- (false when none).
 local function run_ends(tail)
   if not tail then return false, false, false end
   local unique, flow, step = string.match(tail, '^(.-)\n(.-)\n(.*)$')
@@ -228,39 +262,72 @@ local function job_facts(prefix, id)
   return nil, nil
 end
 
--- The values of `fields` (a list of names) of job `id`, in that order; all false when the job
--- does not exist.
-local function job_get(prefix, id, fields)
-  local values = redis.call('HMGET', prefix .. id, unpack(fields))
-  local overlaid = false
-  for _, name in ipairs(fields) do
-    if OVERLAID[name] then overlaid = true break end
-  end
-  if not overlaid then return values end
-  -- Every record stores a state: none stored means no record, hence no facts either.
-  for i, name in ipairs(fields) do
-    if name == 'state' and not values[i] then return values end
-  end
-  local facts, state = job_facts(prefix, id)
-  if not facts then return values end
-  for i, name in ipairs(fields) do
-    if name == 'state' then
-      values[i] = state
-    elseif name == 'lease' then
-      if state == 'active' then
-        values[i] = redis.call('ZSCORE', queue_key(prefix, 'active'), id)
-      end
-    elseif facts[name] then
-      values[i] = facts[name]
+-- The values of `fields` of job `id`; `idle`: the job is known to have no running or acked
+-- facts (a new job, or one in the pending, a due or the waiting index).
+local function job_read(prefix, id, fields, idle)
+  local values = {}
+  local payload, facts, state = nil, nil, nil
+  local facts_read = idle
+  local function get_payload()
+    if payload == nil then
+      local rec = redis.call('HGET', queue_key(prefix, 'jobs'), id)
+      payload = rec and payload_split(rec) or false
     end
+    return payload
+  end
+  local ends = nil
+  local notes, notes_at = {}, {}
+  for i, name in ipairs(fields) do
+    values[i] = false
+    local home = HOMES[name]
+    if name == 'state' or name == 'lease' or OVERLAID[name] then
+      if not facts_read then
+        facts_read = true
+        -- No payload: no job, whatever else is left.
+        if get_payload() then facts, state = job_facts(prefix, id) end
+      end
+    end
+    if name == 'state' and state then
+      values[i] = state
+    elseif name == 'lease' and state == 'active' then
+      values[i] = redis.call('ZSCORE', queue_key(prefix, 'active'), id)
+    elseif facts and facts[name] then
+      values[i] = facts[name]
+    elseif home == 'payload' then
+      values[i] = get_payload() and payload[name]
+    elseif home == 'ends' then
+      if ends == nil then
+        ends = {run_ends(redis.call('HGET', queue_key(prefix, 'ends'), id) or nil)}
+      end
+      values[i] = ends[ENDS_AT[name]]
+    elseif home then
+      values[i] = redis.call('HGET', queue_key(prefix, home), id)
+      if not values[i] and name == 'due' then values[i] = get_payload() and payload.due end
+    else
+      notes[#notes + 1] = name
+      notes_at[#notes] = i
+    end
+  end
+  if #notes > 0 then
+    local got = redis.call('HMGET', notes_key(prefix, id), unpack(notes))
+    for k, i in ipairs(notes_at) do values[i] = got[k] end
+  end
+  for i, name in ipairs(fields) do
+    if name == 'state' and not values[i] and get_payload() then values[i] = 'pending' end
   end
   return values
 end
 
+-- The values of `fields` (a list of names) of job `id`, in that order; all false when the job
+-- does not exist (but for what another job left under its id, which no script reads then).
+local function job_get(prefix, id, fields)
+  return job_read(prefix, id, fields, false)
+end
+
 -- job_get for a job known to have no running or acked facts (a new job, or one in the pending,
--- a due or the waiting index): its record as stored, one call.
+-- a due or the waiting index).
 local function job_get_idle(prefix, id, fields)
-  return redis.call('HMGET', prefix .. id, unpack(fields))
+  return job_read(prefix, id, fields, true)
 end
 
 -- job_get for many jobs: one list of values per id, in the order of `ids`.
@@ -270,12 +337,66 @@ local function jobs_get(prefix, ids, fields)
   return out
 end
 
--- Whether job `id` has a record.
+-- Whether job `id` exists (has its payload).
 local function job_exists(prefix, id)
-  return redis.call('EXISTS', prefix .. id) == 1
+  return redis.call('HEXISTS', queue_key(prefix, 'jobs'), id) == 1
 end
 
--- Move job `id`'s running or acked facts into its record (its state is about to change).
+-- Write name, value pairs (`args`) of job `id` to their homes; a value of false clears the
+-- field. `state` 'pending' is stored as no state, `attempt` '0' as no entry.
+local function job_write(prefix, id, args)
+  local notes_set, notes_del = {}, {}
+  local ends, payload = nil, nil
+  for i = 1, #args, 2 do
+    local name, value = args[i], args[i + 1]
+    local home = HOMES[name]
+    -- Defaults are not stored: pending is no state, attempt 0 no `attempts` entry.
+    if (name == 'state' and value == 'pending') or (name == 'attempt' and value == '0') then
+      value = false
+    end
+    if home == 'payload' then
+      if not payload then
+        local rec = redis.call('HGET', queue_key(prefix, 'jobs'), id)
+        payload = rec and payload_split(rec) or {created = '0', due = '0', max = '1',
+          priority = '0', data = ''}
+      end
+      payload[name] = value or (name == 'data' and '' or '0')
+    elseif home == 'ends' then
+      if not ends then
+        ends = {run_ends(redis.call('HGET', queue_key(prefix, 'ends'), id) or nil)}
+      end
+      ends[ENDS_AT[name]] = value
+    elseif home then
+      if value then
+        redis.call('HSET', queue_key(prefix, home), id, value)
+      else
+        redis.call('HDEL', queue_key(prefix, home), id)
+      end
+    elseif value then
+      notes_set[#notes_set + 1] = name
+      notes_set[#notes_set + 1] = value
+    else
+      notes_del[#notes_del + 1] = name
+    end
+  end
+  if #notes_set > 0 then redis.call('HSET', notes_key(prefix, id), unpack(notes_set)) end
+  if #notes_del > 0 then redis.call('HDEL', notes_key(prefix, id), unpack(notes_del)) end
+  if ends then
+    local key = queue_key(prefix, 'ends')
+    if ends[1] or ends[2] or ends[3] then
+      redis.call('HSET', key, id,
+        (ends[1] or '') .. '\n' .. (ends[2] or '') .. '\n' .. (ends[3] or ''))
+    else
+      redis.call('HDEL', key, id)
+    end
+  end
+  if payload then
+    redis.call('HSET', queue_key(prefix, 'jobs'), id, payload_join(payload.created,
+      payload.due, payload.max, payload.priority, payload.data))
+  end
+end
+
+-- Move job `id`'s running or acked facts into their homes (its state is about to change).
 local function settle_facts(prefix, id)
   local facts, state = job_facts(prefix, id)
   if not facts then return end
@@ -286,74 +407,87 @@ local function settle_facts(prefix, id)
     args[#args + 1] = name
     args[#args + 1] = facts[name]
   end
-  redis.call('HSET', prefix .. id, unpack(args))
+  job_write(prefix, id, args)
   redis.call('HDEL', queue_key(prefix, state == 'active' and 'running' or 'acked'), id)
 end
 
--- Set fields of job `id` (creating its record): name, value, name, value, ... Setting
--- `state` first moves the job's running or acked facts into the record (settle_facts).
+-- Set fields of job `id`: name, value, name, value, ... Setting `state` first moves the job's
+-- running or acked facts into their homes (settle_facts).
 local function job_set(prefix, id, ...)
   local args = {...}
   for i = 1, #args, 2 do
     if args[i] == 'state' then settle_facts(prefix, id) break end
   end
-  redis.call('HSET', prefix .. id, ...)
+  job_write(prefix, id, args)
 end
 
 -- job_set for a job known to have no running or acked facts: a new job, or one in a due or
 -- waiting index (promote, release_steps), where looking for them would be wasted calls.
 local function job_set_idle(prefix, id, ...)
-  redis.call('HSET', prefix .. id, ...)
+  job_write(prefix, id, {...})
 end
 
--- Create job `id`'s record (a new job: job_set_idle) with its envelope, first state, attempts
--- allowed, priority, creation and due times (Redis ms, as strings), then any other `...`
--- name, value pairs. What reads as its default when absent is not written: `attempt` and
--- `fence` (0 until the first claim), `priority` 0. broker/enqueue.rs writes the same record
--- for bulk enqueues (`plain_transaction`).
+-- Create job `id` (a new job) with its envelope, first state, attempts allowed, priority,
+-- creation and due times (Redis ms, as strings), then any other `...` name, value pairs: its
+-- payload, and notes only for a state other than pending or a rare fact.
+-- broker/enqueue.rs writes the same for bulk enqueues (`plain_transaction`).
 local function job_create(prefix, id, data, state, max, priority, created, due, ...)
-  if priority == '0' then
-    job_set_idle(prefix, id, 'data', data, 'state', state, 'max', max, 'created', created,
-      'due', due, ...)
-  else
-    job_set_idle(prefix, id, 'data', data, 'state', state, 'max', max, 'priority', priority,
-      'created', created, 'due', due, ...)
+  redis.call('HSET', queue_key(prefix, 'jobs'), id,
+    payload_join(created, due, max, priority, data))
+  local args = {...}
+  if state ~= 'pending' then
+    args[#args + 1] = 'state'
+    args[#args + 1] = state
   end
+  if #args > 0 then job_write(prefix, id, args) end
 end
 
 -- Clear fields of job `id`: name, name, ...
 local function job_unset(prefix, id, ...)
-  redis.call('HDEL', prefix .. id, ...)
+  local args = {}
+  for _, name in ipairs({...}) do
+    args[#args + 1] = name
+    args[#args + 1] = false
+  end
+  job_write(prefix, id, args)
 end
 
--- Add `n` to a whole-number field of job `id`; returns the new value.
+-- Add `n` to a whole-number field of job `id` (not of the payload); returns the new value.
 local function job_incr(prefix, id, field, n)
-  return redis.call('HINCRBY', prefix .. id, field, n)
+  local home = HOMES[field]
+  if home then return redis.call('HINCRBY', queue_key(prefix, home), id, n) end
+  return redis.call('HINCRBY', notes_key(prefix, id), field, n)
 end
 
--- Delete job `id`'s record and facts.
+-- The per-queue hashes that may hold an entry of a job.
+local JOB_HASHES = {'jobs', 'running', 'acked', 'attempts', 'groups', 'dues', 'ends'}
+
+-- Delete job `id`: its payload, notes and facts.
 local function job_del(prefix, id)
-  redis.call('DEL', prefix .. id)
-  redis.call('HDEL', queue_key(prefix, 'running'), id)
-  redis.call('HDEL', queue_key(prefix, 'acked'), id)
+  redis.call('DEL', notes_key(prefix, id))
+  for _, name in ipairs(JOB_HASHES) do redis.call('HDEL', queue_key(prefix, name), id) end
 end
 
 -- job_del for many finished jobs (none active), a few calls for all of them (cap_index evicts
 -- one per ack once an index is full); `acked`: whether they may have acked facts.
 local function jobs_del(prefix, ids, acked)
-  local records = {}
-  for i, id in ipairs(ids) do records[i] = prefix .. id end
-  del_many(records)
-  if acked then hdel_many(queue_key(prefix, 'acked'), ids) end
+  local notes = {}
+  for i, id in ipairs(ids) do notes[i] = notes_key(prefix, id) end
+  del_many(notes)
+  for _, name in ipairs(JOB_HASHES) do
+    if name ~= 'running' and (acked or name ~= 'acked') then
+      hdel_many(queue_key(prefix, name), ids)
+    end
+  end
 end
 
--- A finished job's record may go after `ms` (a cancelled job's retention; the janitor deletes
--- it from its index's age too). job_keep undoes it when the job runs again.
-local function job_expire(prefix, id, ms)
-  redis.call('PEXPIRE', prefix .. id, ms)
-end
-local function job_keep(prefix, id)
-  redis.call('PERSIST', prefix .. id)
+-- The entries of `ids` in the queue's sparse hash `name` (`attempts`, `groups`, `dues`,
+-- `ends`), in the order of `ids` (false: none), or nil when the hash does not exist: one
+-- EXISTS, and the HMGET only when it does (claim reads a batch's rare facts this way).
+local function sparse_get(prefix, name, ids)
+  local key = queue_key(prefix, name)
+  if redis.call('EXISTS', key) == 0 then return nil end
+  return hmget_many(key, ids)
 end
 
 -- Pending jobs (docs/redis-keys.md, "Pending"): a list per priority, `pending:<priority>`,
@@ -735,7 +869,6 @@ local function flow_settle_steps(prefix, flow_key, work, now)
             if not cancelled_flow then why = 'parent step ' .. s .. ' ' .. out end
             redis.call('ZREM', queue_key(prefix, 'waiting'), cid)
             job_set(prefix, cid, 'state', 'cancelled', 'finished', now_s, 'error', why)
-            job_expire(prefix, cid, keep)
             redis.call('ZADD', queue_key(prefix, 'cancelled'), now, cid)
             free_unique(c[3], cid)
             event('cancelled', cid)

@@ -4,7 +4,8 @@
 -- Redis must never stop the jobs it already accepted (broker/memory.rs).
 -- KEYS[1] active  KEYS[2] pending  KEYS[3] dead  KEYS[4] cancelled  KEYS[5] wake stream
 -- KEYS[6] stats  KEYS[7] limits
--- ARGV[1] job key prefix  ARGV[2] max jobs  ARGV[3] dead max  ARGV[4] keep ms (cancelled)
+-- ARGV[1] job key prefix  ARGV[2] max jobs  ARGV[3] dead max  ARGV[4] keep ms (cancelled;
+--   unread since layout 5: the janitor deletes them by their index's age)
 -- An expired job goes back to pending with its attempt kept (the next claim counts a new
 --   attempt), to dead when that attempt was its last, or to cancelled when a cancel was asked.
 -- Jobs that end here (dead, cancelled) free their unique key. Any recovered job wakes an idle
@@ -27,7 +28,6 @@ for _, id in ipairs(ids) do
     if f[5] then
       job_set(prefix, id, 'state', 'cancelled', 'finished', now, 'error', 'cancelled')
       job_unset(prefix, id, 'cancel', 'owner', 'lease')
-      job_expire(prefix, id, tonumber(ARGV[4]))
       redis.call('ZADD', KEYS[4], now, id)
       free_unique(f[6], id)
       to_cancelled = to_cancelled + 1

@@ -21,7 +21,6 @@ if state == 'dead' or state == 'cancelled' then
   job_unset(ARGV[1], id, 'finished', 'cancel')
 end
 job_set(ARGV[1], id, 'state', 'pending', 'due', now_ms())
-job_keep(ARGV[1], id)
 pending_push(ARGV[1], {id}, {f[2]})
 wake(KEYS[6])
 event('pending', id)
