@@ -22,7 +22,8 @@ for i = 0, n - 1 do
   local b = 2 + i * 8
   local id = ARGV[b]
   local unique = ARGV[b + 6]
-  local state = job_get(prefix, id, {'state'})[1]
+  -- A new id (the common case) costs one HEXISTS; the state only of a job that exists.
+  local state = job_exists(prefix, id) and job_get(prefix, id, {'state'})[1]
   local holder = nil
   if not state and unique ~= '' then
     local other = redis.call('GET', unique)
