@@ -25,6 +25,14 @@ pub(crate) type Fields = HashMap<String, Vec<u8>>;
 /// The fields of the payload record, in the order of its header.
 const PAYLOAD_HEADER: [&str; 4] = ["created", "due", "max", "priority"];
 
+/// The fields of an `ends` entry (and a `running` value's tail), in order.
+const ENDS: [&str; 3] = ["unique", "flow", "step"];
+
+/// The facts of a `running` value's head and of an `acked` value, in order (`RUN_FACTS` and
+/// `ACKED_FACTS` in lua/prelude.lua).
+const RUN_FACTS: [&str; 4] = ["fence", "started", "attempt", "owner"];
+const ACKED_FACTS: [&str; 5] = ["finished", "fence", "started", "attempt", "owner"];
+
 /// Where a field lives: the payload, a sparse per-queue hash, the `ends` entry (position), or
 /// the notes (`lua/prelude.lua`, `HOMES`).
 #[cfg(test)]
@@ -42,10 +50,10 @@ fn home<'k>(keys: &'k QueueKeys, name: &str) -> Home<'k> {
         "due" => Home::Sparse(&keys.dues),
         "attempt" => Home::Sparse(&keys.attempts),
         "group" => Home::Sparse(&keys.groups),
-        "unique" => Home::Ends(0),
-        "flow" => Home::Ends(1),
-        "step" => Home::Ends(2),
-        _ => Home::Notes,
+        _ => match ENDS.iter().position(|n| *n == name) {
+            Some(at) => Home::Ends(at),
+            None => Home::Notes,
+        },
     }
 }
 
@@ -131,7 +139,7 @@ fn decode(replies: [Value; READ_REPLIES], queue: &str, id: &str) -> Result<Optio
         }
     }
     if let Some(ends) = text(ends)? {
-        for (name, value) in ["unique", "flow", "step"].into_iter().zip(ends.split('\n')) {
+        for (name, value) in ENDS.into_iter().zip(ends.split('\n')) {
             if !value.is_empty() {
                 fields.insert(name.into(), value.as_bytes().to_vec());
             }
@@ -143,27 +151,15 @@ fn decode(replies: [Value; READ_REPLIES], queue: &str, id: &str) -> Result<Optio
     }
     if let Some(run) = text(running)? {
         let head = run.split('\n').next().unwrap_or_default();
-        let facts = head.splitn(4, ' ');
-        overlay(
-            &mut fields,
-            "active",
-            ["fence", "started", "attempt", "owner"]
-                .into_iter()
-                .zip(facts),
-        );
+        let facts = head.splitn(RUN_FACTS.len(), ' ');
+        overlay(&mut fields, "active", RUN_FACTS.into_iter().zip(facts));
         fields.remove("lease");
         if let Some(lease) = text(lease)? {
             fields.insert("lease".into(), lease.into_bytes());
         }
     } else if let Some(done) = text(acked)? {
-        let facts = done.splitn(5, ' ');
-        overlay(
-            &mut fields,
-            "completed",
-            ["finished", "fence", "started", "attempt", "owner"]
-                .into_iter()
-                .zip(facts),
-        );
+        let facts = done.splitn(ACKED_FACTS.len(), ' ');
+        overlay(&mut fields, "completed", ACKED_FACTS.into_iter().zip(facts));
     }
     Ok(Some(fields))
 }

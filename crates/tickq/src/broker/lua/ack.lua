@@ -45,9 +45,8 @@ for k, id in ipairs(ids) do
   if held and not applied[id] then
     applied[id] = true
     done[#done + 1] = id
-    local facts, tail = run, nil
-    local nl = string.find(run, '\n', 1, true)
-    if nl then facts, tail = string.sub(run, 1, nl - 1), string.sub(run, nl + 1) end
+    -- Read in place (no run_facts table per job): the start time is the second word.
+    local facts, tail = run_split(run)
     local from = string.find(facts, ' ', 1, true) + 1
     local started = string.sub(facts, from, string.find(facts, ' ', from, true) - 1)
     times[#times + 1] = run_ms(started, now)

@@ -106,7 +106,7 @@ while max > 0 and #leases / 2 < max and budget > 0 and left do
       local group = groups and groups[k]
       if group and grace > 0 then
         local gk = ARGV[5] .. group
-        local ready_at = (tonumber(string.match(rec, '^(%d+)')) or 0) + grace
+        local ready_at = (tonumber((payload_header(rec))) or 0) + grace
         if now < ready_at and redis.call('SISMEMBER', gk, owner) == 1 then
           pass = true
           if passed_until == nil or ready_at < passed_until then passed_until = ready_at end
@@ -117,7 +117,7 @@ while max > 0 and #leases / 2 < max and budget > 0 and left do
       end
       if pass then
         passed[#passed + 1] = id
-        passed_prio[#passed] = string.match(rec, '^%S* %S* %S* (%S*)')
+        passed_prio[#passed] = select(4, payload_header(rec))
       else
         local attempt = 1
         if attempts and attempts[k] then

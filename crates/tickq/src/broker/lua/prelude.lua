@@ -213,11 +213,15 @@ local function notes_key(prefix, id)
   return prefix .. id
 end
 
+-- A payload record's header fields: created, due, max, priority (the envelope not copied).
+local function payload_header(rec)
+  return string.match(rec, '^(%S*) (%S*) (%S*) (%S*)\n')
+end
+
 -- A payload record split into its fields (name -> value).
 local function payload_split(rec)
   local nl = string.find(rec, '\n', 1, true) or (#rec + 1)
-  local created, due, max, priority =
-    string.match(string.sub(rec, 1, nl - 1), '^(%S*) (%S*) (%S*) (%S*)$')
+  local created, due, max, priority = payload_header(string.sub(rec, 1, nl - 1) .. '\n')
   return {created = created, due = due, max = max, priority = priority,
     data = string.sub(rec, nl + 1)}
 end
@@ -227,11 +231,17 @@ local function payload_join(created, due, max, priority, data)
   return created .. ' ' .. due .. ' ' .. max .. ' ' .. priority .. '\n' .. data
 end
 
+-- A `running` value's head, "fence started attempt owner", and its tail (the job's `ends`
+-- entry), if any.
+local function run_split(run)
+  local nl = string.find(run, '\n', 1, true)
+  if not nl then return run, nil end
+  return string.sub(run, 1, nl - 1), string.sub(run, nl + 1)
+end
+
 -- A `running` value split into its facts (name -> value) and the tail after the head, if any.
 local function run_facts(run)
-  local head, tail = run, nil
-  local nl = string.find(run, '\n', 1, true)
-  if nl then head, tail = string.sub(run, 1, nl - 1), string.sub(run, nl + 1) end
+  local head, tail = run_split(run)
   local fence, started, attempt, owner = string.match(head, '^(%S+) (%S+) (%S+) (.*)$')
   return {fence = fence, started = started, attempt = attempt, owner = owner}, tail
 end
@@ -328,13 +338,6 @@ end
 -- a due or the waiting index).
 local function job_get_idle(prefix, id, fields)
   return job_read(prefix, id, fields, true)
-end
-
--- job_get for many jobs: one list of values per id, in the order of `ids`.
-local function jobs_get(prefix, ids, fields)
-  local out = {}
-  for i, id in ipairs(ids) do out[i] = job_get(prefix, id, fields) end
-  return out
 end
 
 -- Whether job `id` exists (has its payload).
@@ -536,6 +539,25 @@ local function by_band(ids, priorities)
   return groups, order
 end
 
+-- Add jobs to their priorities' lists, at the back (FIFO) or, with `front`, at the front in
+-- the order given (LPUSH in reverse): one push per priority present, and the priority into the
+-- set only when its list was empty before. `priorities[i]` is job `ids[i]`'s priority as its
+-- record holds it.
+local function pending_add(prefix, ids, priorities, front)
+  local groups, order = by_band(ids, priorities)
+  for _, band in ipairs(order) do
+    local g = groups[band]
+    if front then
+      local reversed = {}
+      for k = #g, 1, -1 do reversed[#reversed + 1] = g[k] end
+      g = reversed
+    end
+    if push_many(front, pending_band(prefix, band), g) == #g then
+      redis.call('ZADD', queue_key(prefix, 'pending'), str(-tonumber(band)), band)
+    end
+  end
+end
+
 -- Upgrade from the layout before lists: `pending` held the job ids themselves, scored
 -- (1000 - priority) * 2^42 + seq, with the counter `seq` beside it. Only a version before
 -- lists writes `seq`, so its presence marks a queue that still holds (or, during a rolling
@@ -565,46 +587,23 @@ local function pending_upgrade(prefix)
   end
   if #ids > 0 then
     zrem_many(set, ids)
-    local groups, order = by_band(ids, priorities)
-    for _, band in ipairs(order) do
-      local g = groups[band]
-      local reversed = {}
-      for k = #g, 1, -1 do reversed[#reversed + 1] = g[k] end
-      push_many(true, pending_band(prefix, band), reversed)
-      redis.call('ZADD', set, str(-tonumber(band)), band)
-    end
+    pending_add(prefix, ids, priorities, true)
   end
   redis.call('DEL', seq_key)
 end
 
--- Add jobs to the back of their priorities' lists (FIFO): one RPUSH per priority present, and
--- the priority into the set only when its list was empty before. `priorities[i]` is job
--- `ids[i]`'s priority as its record holds it.
+-- Add jobs to the back of their priorities' lists (FIFO).
 local function pending_push(prefix, ids, priorities)
   if #ids == 0 then return end
   pending_upgrade(prefix)
-  local groups, order = by_band(ids, priorities)
-  for _, band in ipairs(order) do
-    local g = groups[band]
-    if push_many(false, pending_band(prefix, band), g) == #g then
-      redis.call('ZADD', queue_key(prefix, 'pending'), str(-tonumber(band)), band)
-    end
-  end
+  pending_add(prefix, ids, priorities, false)
 end
 
 -- Put popped jobs back at the FRONT of their lists, in the order given (a claim that passed
--- them over): LPUSH in reverse.
+-- them over).
 local function pending_unpop(prefix, ids, priorities)
   if #ids == 0 then return end
-  local groups, order = by_band(ids, priorities)
-  for _, band in ipairs(order) do
-    local g = groups[band]
-    local reversed = {}
-    for k = #g, 1, -1 do reversed[#reversed + 1] = g[k] end
-    if push_many(true, pending_band(prefix, band), reversed) == #g then
-      redis.call('ZADD', queue_key(prefix, 'pending'), str(-tonumber(band)), band)
-    end
-  end
+  pending_add(prefix, ids, priorities, true)
 end
 
 -- Take up to `n` jobs from the front, highest priority first, and drop the priorities whose
